@@ -1,0 +1,203 @@
+//! The cluster seam: what the server asks of a cluster module, and what the
+//! module hands back to the server.
+//!
+//! ```text
+//!   xmpp::router ──locate / remote_resources / forward──▶ dyn Cluster
+//!        ▲                                                  │
+//!        └──────────── LocalDelivery::deliver ◀─────────────┘
+//!                       (stanzas from peers)
+//! ```
+//!
+//! The server only ever talks to `dyn Cluster`. A single node runs
+//! [`LocalOnly`], which knows no other node, so one routing path serves both
+//! the single node and the cluster. The local session manager remains the
+//! authority for sessions on this node; the cluster module answers for the
+//! sessions on the other nodes.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::jid::{BareJid, FullJid, Jid};
+
+/// Identifies a cluster member. `LocalOnly` is always [`NodeId::LOCAL`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct NodeId(pub u64);
+
+impl NodeId {
+    pub const LOCAL: NodeId = NodeId(0);
+}
+
+impl std::fmt::Display for NodeId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StanzaKind {
+    Message,
+    Presence,
+    Iq,
+}
+
+/// A stanza on its way to another node: a routing header in front of the
+/// serialised XML, which travels untouched.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Envelope {
+    pub from: Jid,
+    pub to: Jid,
+    pub kind: StanzaKind,
+    pub xml: Bytes,
+}
+
+/// One of a user's sessions as the session directory knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceEntry {
+    pub jid: FullJid,
+    pub node: NodeId,
+    /// Presence priority; only meaningful when `available`.
+    pub priority: i8,
+    /// Has sent available presence (is a candidate for bare-JID messages).
+    pub available: bool,
+}
+
+/// A change to this node's sessions, announced to the other members.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionChange {
+    Bound { jid: FullJid },
+    Presence { jid: FullJid, priority: i8, available: bool },
+    Unbound { jid: FullJid },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ForwardError {
+    #[error("node {0} is not a cluster member")]
+    UnknownNode(NodeId),
+    #[error("link to node {0} is down")]
+    LinkDown(NodeId),
+    #[error("send queue to node {0} is full")]
+    QueueFull(NodeId),
+}
+
+/// How often to look again for a JID the directory does not know yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Lookups after the first one; 0 means no retry.
+    pub attempts: u32,
+    /// Window the retries are spread over.
+    pub window: Duration,
+}
+
+impl RetryPolicy {
+    pub const NONE: RetryPolicy = RetryPolicy {
+        attempts: 0,
+        window: Duration::ZERO,
+    };
+
+    /// Pause before each retry.
+    pub fn interval(&self) -> Duration {
+        if self.attempts == 0 {
+            Duration::ZERO
+        } else {
+            self.window / self.attempts
+        }
+    }
+}
+
+/// What the server asks of the cluster module.
+pub trait Cluster: Send + Sync + 'static {
+    /// This node's id.
+    fn node_id(&self) -> NodeId;
+
+    /// False while a joining node is still receiving the session directory;
+    /// client logins wait until it is true.
+    fn ready(&self) -> bool;
+
+    /// Announces a change to this node's sessions to the other members.
+    fn announce(&self, change: SessionChange);
+
+    /// The node serving a full JID on another member, from the local replica.
+    fn locate(&self, jid: &FullJid) -> Option<NodeId>;
+
+    /// A user's sessions on the other members, from the local replica.
+    fn remote_resources(&self, jid: &BareJid) -> Vec<ResourceEntry>;
+
+    /// Queues a stanza for another member.
+    fn forward(&self, node: NodeId, envelope: Envelope) -> Result<(), ForwardError>;
+
+    /// How a miss in the directory is retried before the stanza is handled as
+    /// for an offline user.
+    fn miss_retry(&self) -> RetryPolicy;
+}
+
+/// What the cluster module hands back to the server.
+pub trait LocalDelivery: Send + Sync + 'static {
+    /// A stanza from another member for a JID served here. The router
+    /// delivers it locally only; it never forwards it again.
+    fn deliver(&self, envelope: Envelope, from: NodeId) -> BoxFuture<'_, ()>;
+
+    /// A member was declared down: these were its sessions.
+    fn node_down(&self, node: NodeId, lost: Vec<FullJid>) -> BoxFuture<'_, ()>;
+}
+
+/// The cluster module of a single node: there are no other members.
+#[derive(Debug, Default)]
+pub struct LocalOnly;
+
+impl Cluster for LocalOnly {
+    fn node_id(&self) -> NodeId {
+        NodeId::LOCAL
+    }
+
+    fn ready(&self) -> bool {
+        true
+    }
+
+    fn announce(&self, _change: SessionChange) {}
+
+    fn locate(&self, _jid: &FullJid) -> Option<NodeId> {
+        None
+    }
+
+    fn remote_resources(&self, _jid: &BareJid) -> Vec<ResourceEntry> {
+        Vec::new()
+    }
+
+    fn forward(&self, node: NodeId, _envelope: Envelope) -> Result<(), ForwardError> {
+        Err(ForwardError::UnknownNode(node))
+    }
+
+    fn miss_retry(&self) -> RetryPolicy {
+        RetryPolicy::NONE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_interval_spreads_attempts_over_the_window() {
+        let policy = RetryPolicy {
+            attempts: 5,
+            window: Duration::from_millis(500),
+        };
+        assert_eq!(policy.interval(), Duration::from_millis(100));
+        assert_eq!(RetryPolicy::NONE.interval(), Duration::ZERO);
+    }
+
+    #[test]
+    fn local_only_knows_no_other_node() {
+        let cluster = LocalOnly;
+        let jid = FullJid::new("a@example.com/r").unwrap();
+        assert!(cluster.ready());
+        assert_eq!(cluster.locate(&jid), None);
+        assert!(cluster.remote_resources(&jid.to_bare()).is_empty());
+    }
+}

@@ -1,0 +1,437 @@
+//! The configuration tree: one TOML file, every key with a default.
+//!
+//! Unknown keys are rejected (serde `deny_unknown_fields`), so a typo is an
+//! error that names the key instead of a silently ignored setting. Relative
+//! paths are resolved against the folder of the config file once, in
+//! [`Config::load`], so the rest of the server only sees absolute paths.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The embedded default configuration, printed by `starling generate-config`.
+pub const DEFAULT_CONFIG_TOML: &str = include_str!("default-config.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config key `{key}`: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub c2s: C2sConfig,
+    pub tls: TlsConfig,
+    pub http: HttpConfig,
+    pub storage: StorageConfig,
+    pub limits: LimitsConfig,
+    pub offline: OfflineConfig,
+    pub caches: CachesConfig,
+    pub cometd: CometdConfig,
+    pub cluster: ClusterConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// The XMPP domain this server (or cluster) serves.
+    pub domain: String,
+    /// Where the SQLite store and the generated certificate live.
+    pub data_dir: PathBuf,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            domain: "localhost".into(),
+            data_dir: PathBuf::from("./data"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct C2sConfig {
+    pub bind: SocketAddr,
+    /// 0: as many as the open-file limit allows.
+    pub max_connections: u32,
+    /// Allow SASL PLAIN and legacy auth on a stream without TLS (load tests).
+    pub allow_plain_without_tls: bool,
+    /// XEP-0077 in-band registration.
+    pub registration: bool,
+    /// XEP-0078 legacy authentication (Tsung's default scenarios use it).
+    pub legacy_auth: bool,
+}
+
+impl Default for C2sConfig {
+    fn default() -> Self {
+        C2sConfig {
+            bind: SocketAddr::from(([127, 0, 0, 1], 5222)),
+            max_connections: 0,
+            allow_plain_without_tls: false,
+            registration: false,
+            legacy_auth: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM certificate chain; empty: a self-signed one in `data_dir`.
+    pub cert: PathBuf,
+    /// PEM private key; empty: generated with the certificate.
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    pub bind: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            bind: SocketAddr::from(([127, 0, 0, 1], 5280)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// `sqlite://FILE` (relative: inside `data_dir`) or `postgres://...`.
+    pub url: String,
+    /// Connections in the pool.
+    pub pool_size: u32,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            url: "sqlite://starling.db".into(),
+            pool_size: 8,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest stanza accepted, in bytes; bigger ones end the stream with
+    /// `<policy-violation/>`.
+    pub max_stanza_size: usize,
+    /// Deepest element nesting accepted inside a stanza.
+    pub max_depth: usize,
+    /// Seconds without any input before an authenticated stream is closed.
+    pub idle_timeout_secs: u64,
+    /// Seconds a new connection has to authenticate and bind.
+    pub negotiation_timeout_secs: u64,
+    /// Seconds a single stanza may take to arrive (stops trickling clients).
+    pub stanza_timeout_secs: u64,
+    /// Failed authentications on one connection before it is closed.
+    pub auth_failures_per_connection: u32,
+    /// Failed authentications from one IP address within `auth_failure_window_secs`
+    /// after which further attempts from it are refused until the window passes.
+    pub auth_failures_per_ip: u32,
+    pub auth_failure_window_secs: u64,
+    /// New connections per second accepted from one IP address (0: no limit).
+    pub connections_per_ip_per_sec: u32,
+    /// Burst of new connections allowed from one IP before the rate applies.
+    pub connection_burst_per_ip: u32,
+    /// Stanzas queued for one session before it counts as a slow consumer.
+    pub session_queue: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_stanza_size: 256 * 1024,
+            max_depth: 64,
+            idle_timeout_secs: 600,
+            negotiation_timeout_secs: 30,
+            stanza_timeout_secs: 60,
+            auth_failures_per_connection: 3,
+            auth_failures_per_ip: 20,
+            auth_failure_window_secs: 60,
+            connections_per_ip_per_sec: 200,
+            connection_burst_per_ip: 2000,
+            session_queue: 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OfflineConfig {
+    /// Messages stored per user; further ones bounce with `<service-unavailable/>`.
+    pub max_per_user: u32,
+}
+
+impl Default for OfflineConfig {
+    fn default() -> Self {
+        OfflineConfig { max_per_user: 1000 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CachesConfig {
+    /// Rosters kept in memory (entries; one entry is one user's roster).
+    pub roster_entries: usize,
+    /// User records (credentials, flags) kept in memory.
+    pub user_entries: usize,
+}
+
+impl Default for CachesConfig {
+    fn default() -> Self {
+        CachesConfig {
+            roster_entries: 50_000,
+            user_entries: 100_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AnonymousAccess {
+    None,
+    Subscribe,
+    Publish,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CometdConfig {
+    pub anonymous: AnonymousAccess,
+}
+
+impl Default for CometdConfig {
+    fn default() -> Self {
+        CometdConfig {
+            anonymous: AnonymousAccess::Subscribe,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    pub enabled: bool,
+    pub node_name: String,
+    pub bind: SocketAddr,
+    /// Other members' cluster addresses.
+    pub seeds: Vec<SocketAddr>,
+    /// Shared secret every member must prove; required when enabled.
+    pub secret: String,
+    /// Lookups of a JID missing from the session directory before the stanza
+    /// is handled as for an offline user.
+    pub lookup_attempts: u32,
+    /// The window those attempts are spread over, in milliseconds.
+    pub lookup_window_ms: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            enabled: false,
+            node_name: "node1".into(),
+            bind: SocketAddr::from(([127, 0, 0, 1], 7701)),
+            seeds: Vec::new(),
+            secret: String::new(),
+            lookup_attempts: 5,
+            lookup_window_ms: 500,
+        }
+    }
+}
+
+impl Config {
+    /// Reads, parses, resolves and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut config = Config::parse(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.resolve_paths(base);
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The embedded defaults, with paths relative to the working directory.
+    pub fn defaults() -> Config {
+        let mut config = Config::default();
+        config.resolve_paths(Path::new("."));
+        config
+    }
+
+    /// Parses TOML text; the error message names the offending key and line.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|error| error.to_string().trim_end().to_owned())
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let absolute = |path: &Path| {
+            if path.as_os_str().is_empty() || path.is_absolute() {
+                path.to_owned()
+            } else {
+                base.join(path)
+            }
+        };
+        self.server.data_dir = absolute(&self.server.data_dir);
+        self.tls.cert = absolute(&self.tls.cert);
+        self.tls.key = absolute(&self.tls.key);
+    }
+
+    /// Checks values that parse but make no sense together.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Err(error) = jid::BareJid::new(&self.server.domain) {
+            return Err(ConfigError::Invalid {
+                key: "server.domain",
+                message: format!("{:?} is not a valid XMPP domain: {error}", self.server.domain),
+            });
+        }
+        if jid::BareJid::new(&self.server.domain).is_ok_and(|jid| jid.node().is_some()) {
+            return Err(ConfigError::Invalid {
+                key: "server.domain",
+                message: "must be a bare domain, without '@'".into(),
+            });
+        }
+        if self.tls.cert.as_os_str().is_empty() != self.tls.key.as_os_str().is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "tls.cert",
+                message: "tls.cert and tls.key must be set together".into(),
+            });
+        }
+        let url = &self.storage.url;
+        if !(url.starts_with("sqlite:") || url.starts_with("postgres:") || url.starts_with("postgresql:")) {
+            return Err(ConfigError::Invalid {
+                key: "storage.url",
+                message: format!("{url:?}: expected sqlite://FILE or postgres://..."),
+            });
+        }
+        if self.storage.pool_size == 0 {
+            return Err(ConfigError::Invalid {
+                key: "storage.pool_size",
+                message: "must be at least 1".into(),
+            });
+        }
+        let limits = &self.limits;
+        for (key, value) in [
+            ("limits.max_stanza_size", limits.max_stanza_size as u64),
+            ("limits.max_depth", limits.max_depth as u64),
+            ("limits.idle_timeout_secs", limits.idle_timeout_secs),
+            ("limits.negotiation_timeout_secs", limits.negotiation_timeout_secs),
+            ("limits.stanza_timeout_secs", limits.stanza_timeout_secs),
+            ("limits.auth_failures_per_connection", limits.auth_failures_per_connection.into()),
+            ("limits.auth_failure_window_secs", limits.auth_failure_window_secs),
+            ("limits.session_queue", limits.session_queue as u64),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Invalid {
+                    key,
+                    message: "must be greater than 0".into(),
+                });
+            }
+        }
+        if limits.max_stanza_size < 4096 {
+            return Err(ConfigError::Invalid {
+                key: "limits.max_stanza_size",
+                message: "must be at least 4096 bytes (RFC 6120 13.12)".into(),
+            });
+        }
+        if self.cluster.enabled {
+            if self.cluster.secret.is_empty() {
+                return Err(ConfigError::Invalid {
+                    key: "cluster.secret",
+                    message: "required when cluster.enabled = true".into(),
+                });
+            }
+            if self.cluster.node_name.is_empty() {
+                return Err(ConfigError::Invalid {
+                    key: "cluster.node_name",
+                    message: "must not be empty".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The SQLite file the storage URL points at, if it is a SQLite URL.
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        let rest = self.storage.url.strip_prefix("sqlite:")?;
+        let rest = rest.strip_prefix("//").unwrap_or(rest);
+        let file = rest.split('?').next().unwrap_or(rest);
+        let file = Path::new(file);
+        Some(if file.is_absolute() {
+            file.to_owned()
+        } else {
+            self.server.data_dir.join(file)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_file_matches_the_defaults() {
+        let parsed = Config::parse(DEFAULT_CONFIG_TOML).expect("default config parses");
+        let defaults = Config::default();
+        assert_eq!(
+            toml::to_string(&parsed).unwrap(),
+            toml::to_string(&defaults).unwrap()
+        );
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let error = Config::parse("[c2s]\nbindd = \"127.0.0.1:1\"\n").unwrap_err();
+        assert!(error.contains("bindd"), "{error}");
+    }
+
+    #[test]
+    fn bad_value_is_named() {
+        let error = Config::parse("[c2s]\nbind = \"nowhere\"\n").unwrap_err();
+        assert!(error.contains("bind"), "{error}");
+        let error = Config::parse("[cometd]\nanonymous = \"everyone\"\n").unwrap_err();
+        assert!(error.contains("anonymous") || error.contains("everyone"), "{error}");
+    }
+
+    #[test]
+    fn cluster_needs_a_secret() {
+        let mut config = Config::defaults();
+        config.cluster.enabled = true;
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("cluster.secret"), "{error}");
+    }
+
+    #[test]
+    fn relative_paths_follow_the_config_file() {
+        let dir = std::env::temp_dir().join(format!("starling-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("node.toml");
+        std::fs::write(&file, "[server]\ndata_dir = \"state\"\n").unwrap();
+        let config = Config::load(&file).unwrap();
+        assert_eq!(config.server.data_dir, dir.join("state"));
+        assert_eq!(config.sqlite_path(), Some(dir.join("state").join("starling.db")));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
