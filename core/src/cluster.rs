@@ -70,9 +70,17 @@ pub struct ResourceEntry {
 /// A change to this node's sessions, announced to the other members.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SessionChange {
-    Bound { jid: FullJid },
-    Presence { jid: FullJid, priority: i8, available: bool },
-    Unbound { jid: FullJid },
+    Bound {
+        jid: FullJid,
+    },
+    Presence {
+        jid: FullJid,
+        priority: i8,
+        available: bool,
+    },
+    Unbound {
+        jid: FullJid,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -304,7 +304,10 @@ impl Config {
         if let Err(error) = jid::BareJid::new(&self.server.domain) {
             return Err(ConfigError::Invalid {
                 key: "server.domain",
-                message: format!("{:?} is not a valid XMPP domain: {error}", self.server.domain),
+                message: format!(
+                    "{:?} is not a valid XMPP domain: {error}",
+                    self.server.domain
+                ),
             });
         }
         if jid::BareJid::new(&self.server.domain).is_ok_and(|jid| jid.node().is_some()) {
@@ -320,7 +323,10 @@ impl Config {
             });
         }
         let url = &self.storage.url;
-        if !(url.starts_with("sqlite:") || url.starts_with("postgres:") || url.starts_with("postgresql:")) {
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres:")
+            || url.starts_with("postgresql:"))
+        {
             return Err(ConfigError::Invalid {
                 key: "storage.url",
                 message: format!("{url:?}: expected sqlite://FILE or postgres://..."),
@@ -337,10 +343,19 @@ impl Config {
             ("limits.max_stanza_size", limits.max_stanza_size as u64),
             ("limits.max_depth", limits.max_depth as u64),
             ("limits.idle_timeout_secs", limits.idle_timeout_secs),
-            ("limits.negotiation_timeout_secs", limits.negotiation_timeout_secs),
+            (
+                "limits.negotiation_timeout_secs",
+                limits.negotiation_timeout_secs,
+            ),
             ("limits.stanza_timeout_secs", limits.stanza_timeout_secs),
-            ("limits.auth_failures_per_connection", limits.auth_failures_per_connection.into()),
-            ("limits.auth_failure_window_secs", limits.auth_failure_window_secs),
+            (
+                "limits.auth_failures_per_connection",
+                limits.auth_failures_per_connection.into(),
+            ),
+            (
+                "limits.auth_failure_window_secs",
+                limits.auth_failure_window_secs,
+            ),
             ("limits.session_queue", limits.session_queue as u64),
         ] {
             if value == 0 {
@@ -412,7 +427,10 @@ mod tests {
         let error = Config::parse("[c2s]\nbind = \"nowhere\"\n").unwrap_err();
         assert!(error.contains("bind"), "{error}");
         let error = Config::parse("[cometd]\nanonymous = \"everyone\"\n").unwrap_err();
-        assert!(error.contains("anonymous") || error.contains("everyone"), "{error}");
+        assert!(
+            error.contains("anonymous") || error.contains("everyone"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -431,7 +449,10 @@ mod tests {
         std::fs::write(&file, "[server]\ndata_dir = \"state\"\n").unwrap();
         let config = Config::load(&file).unwrap();
         assert_eq!(config.server.data_dir, dir.join("state"));
-        assert_eq!(config.sqlite_path(), Some(dir.join("state").join("starling.db")));
+        assert_eq!(
+            config.sqlite_path(),
+            Some(dir.join("state").join("starling.db"))
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -5,9 +5,9 @@
 //! prefixes. Serialisation writes a default `xmlns` only where the namespace
 //! changes from the parent's, which gives the compact form XMPP peers expect.
 //!
-//! Prefixed attributes other than `xml:*` are rare in XMPP payloads; their
-//! `xmlns:p` declarations are kept as ordinary attributes on the element that
-//! declared them, so the serialised form stays self-contained.
+//! Prefixed attributes other than `xml:*` are rare in XMPP payloads; the
+//! parser puts an `xmlns:p` declaration on each element that uses one, so
+//! every element serialises self-contained wherever the prefix was declared.
 
 use std::borrow::Cow;
 use std::fmt;

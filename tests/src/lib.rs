@@ -1,1 +1,27 @@
-//! starling-tests
+//! starling-tests: black-box testing tools for XMPP servers, written from RFC 6120/6121
+//! and independent of the server's own code.
+//!
+//! - [`client`]: an async XMPP client for tests (STARTTLS, SASL, bind, send/expect).
+//! - [`raw`]: a raw TCP connection for bad-input tests.
+//! - [`xml_reader`]: the incremental XML reader both use.
+//! - [`sasl`]: the client side of SCRAM-SHA-256, SCRAM-SHA-1 and PLAIN.
+//! - [`tls`]: a TLS client config that accepts any certificate (tests only).
+//! - [`transport`]: TCP/TLS connections, bound to a chosen source address if asked.
+//! - [`error`]: client errors that name the failing step and what arrived instead.
+//! - [`stats`]: mergeable latency histograms.
+//! - [`load`]: the `starling-load` driver (login, hold and chat runs over worker processes).
+
+pub mod client;
+pub mod error;
+pub mod load;
+pub mod raw;
+pub mod sasl;
+pub mod stats;
+pub mod tls;
+pub mod transport;
+pub mod xml_reader;
+
+pub use client::{Client, DEFAULT_TIMEOUT, LoginOptions, TlsMode};
+pub use error::ClientError;
+pub use raw::{RawConnection, RawRead, connect_raw};
+pub use sasl::Mechanism;

@@ -38,7 +38,11 @@ impl<K: Hash + Eq, V: Clone> Lru<K, V> {
 
     pub fn get(&self, key: &K) -> Option<V> {
         let found = self.lock().get(key).cloned();
-        let counter = if found.is_some() { &self.hits } else { &self.misses };
+        let counter = if found.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
         counter.fetch_add(1, Ordering::Relaxed);
         found
     }
@@ -64,7 +68,9 @@ impl<K: Hash + Eq, V: Clone> Lru<K, V> {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, lru::LruCache<K, V>> {
-        self.map.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.map
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

@@ -75,7 +75,11 @@ impl CacheRegistry {
 
     /// Empties the named cache; false when there is no such cache.
     pub fn clear(&self, name: &str) -> bool {
-        match self.all().into_iter().find(|source| source.stats().name == name) {
+        match self
+            .all()
+            .into_iter()
+            .find(|source| source.stats().name == name)
+        {
             Some(source) => {
                 source.clear();
                 true

@@ -1,0 +1,314 @@
+//! `starling-load`: the load driver for XMPP servers.
+//!
+//! Run with, for example:
+//!
+//! ```text
+//! starling-load login --server 127.0.0.1:5222 --users load --password-prefix pw \
+//!     --count 500 --rate 100 --tls --mechanism scram-sha-256
+//! starling-load hold  --users load --password-prefix pw --count 5000 --rate 500 \
+//!     --duration 30 --server-pid 1234 --tls
+//! starling-load chat  --users load --password-prefix pw --pairs 100 --rate 1000 \
+//!     --duration 30 --tls --json
+//! starling-load prosody-users --data-dir /tmp/prosody/data --domain localhost \
+//!     --users load --password-prefix pw --count 500
+//! ```
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use starling_tests::load::prosody::ProsodyUsers;
+use starling_tests::load::run::{Plan, Target, run};
+use starling_tests::load::{Users, worker};
+use starling_tests::sasl::{Mechanism, ScramHash};
+
+#[derive(Parser)]
+#[command(
+    name = "starling-load",
+    version,
+    about = "Load driver for XMPP servers"
+)]
+struct Cli {
+    /// Print the report as JSON on stdout instead of a summary.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Log users in at a fixed rate; report logins/s and login latency.
+    Login {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Number of users.
+        #[arg(long)]
+        count: u64,
+        /// Logins per second, in total.
+        #[arg(long, default_value_t = 100.0)]
+        rate: f64,
+    },
+    /// Keep sessions connected; report the server's memory per session.
+    Hold {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[arg(long)]
+        count: u64,
+        /// Logins per second, in total.
+        #[arg(long, default_value_t = 100.0)]
+        rate: f64,
+        /// Seconds to hold the sessions once all are up.
+        #[arg(long, default_value_t = 30.0)]
+        duration: f64,
+        /// Server process to sample (VmRSS) before the logins and once all are up.
+        #[arg(long)]
+        server_pid: Option<u32>,
+        /// Seconds to wait after the last login before sampling.
+        #[arg(long, default_value_t = 2.0)]
+        settle: f64,
+        /// Do not send initial presence.
+        #[arg(long)]
+        no_presence: bool,
+    },
+    /// Pairs exchange messages at a total rate; report throughput, latency and loss.
+    Chat {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Number of sender/receiver pairs (users PREFIX<first>.. two per pair).
+        #[arg(long)]
+        pairs: u64,
+        /// Messages per second, in total.
+        #[arg(long, default_value_t = 100.0)]
+        rate: f64,
+        /// Seconds of sending.
+        #[arg(long, default_value_t = 30.0)]
+        duration: f64,
+        /// Seconds to wait for messages in flight after sending stops.
+        #[arg(long, default_value_t = 5.0)]
+        drain: f64,
+        /// Logins per second while setting up.
+        #[arg(long, default_value_t = 200.0)]
+        login_rate: f64,
+        /// Pad message bodies to this many bytes.
+        #[arg(long, default_value_t = 0)]
+        body_size: usize,
+        #[arg(long)]
+        no_presence: bool,
+    },
+    /// Write SCRAM accounts straight into a Prosody data directory (bulk provisioning).
+    ProsodyUsers {
+        /// Prosody's data_path.
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long, default_value = "localhost")]
+        domain: String,
+        #[arg(long, default_value = "user")]
+        users: String,
+        #[arg(long, default_value = "pass")]
+        password_prefix: String,
+        #[arg(long, default_value_t = 1)]
+        first: u64,
+        #[arg(long)]
+        count: u64,
+        /// Must match the host's `password_hash`.
+        #[arg(long, value_enum, default_value_t = HashArg::Sha256)]
+        hash: HashArg,
+        #[arg(long, default_value_t = 4096)]
+        iterations: u32,
+    },
+    /// Internal: run one worker's share of a run (job on stdin, report on stdout).
+    #[command(hide = true)]
+    Worker,
+}
+
+#[derive(Args)]
+struct TargetArgs {
+    /// Server c2s address.
+    #[arg(long, default_value = "127.0.0.1:5222")]
+    server: SocketAddr,
+    #[arg(long, default_value = "localhost")]
+    domain: String,
+    /// User name prefix: users are PREFIX<first>, PREFIX<first+1>, ...
+    #[arg(long, default_value = "user")]
+    users: String,
+    /// Password prefix: user PREFIX<i> has password W<i>.
+    #[arg(long, default_value = "pass")]
+    password_prefix: String,
+    #[arg(long, default_value_t = 1)]
+    first: u64,
+    /// Negotiate STARTTLS (required).
+    #[arg(long)]
+    tls: bool,
+    #[arg(long, value_enum, default_value_t = MechanismArg::ScramSha256)]
+    mechanism: MechanismArg,
+    #[arg(long, default_value = "load")]
+    resource: String,
+    /// Seconds allowed for each negotiation step.
+    #[arg(long, default_value_t = 30.0)]
+    timeout: f64,
+    /// Worker processes (default: one per 19,900 sockets).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Source address of the first worker; worker k uses this plus k.
+    #[arg(long, default_value = "127.0.0.2")]
+    source_base: IpAddr,
+    /// Let the system choose source addresses (e.g. for a non-loopback server).
+    #[arg(long)]
+    no_bind: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum MechanismArg {
+    #[value(name = "scram-sha-256")]
+    ScramSha256,
+    #[value(name = "scram-sha-1")]
+    ScramSha1,
+    Plain,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum HashArg {
+    #[value(name = "sha-256")]
+    Sha256,
+    #[value(name = "sha-1")]
+    Sha1,
+}
+
+impl TargetArgs {
+    fn into_target(self) -> Target {
+        Target {
+            server: self.server,
+            domain: self.domain,
+            users: Users {
+                prefix: self.users,
+                password_prefix: self.password_prefix,
+                first: self.first,
+                count: 0,
+            },
+            tls: self.tls,
+            mechanism: match self.mechanism {
+                MechanismArg::ScramSha256 => Mechanism::ScramSha256,
+                MechanismArg::ScramSha1 => Mechanism::ScramSha1,
+                MechanismArg::Plain => Mechanism::Plain,
+            },
+            resource: self.resource,
+            timeout_s: self.timeout,
+            workers: self.workers,
+            source_base: (!self.no_bind).then_some(self.source_base),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match main_with(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("starling-load: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn main_with(cli: Cli) -> anyhow::Result<()> {
+    // Every socket is a file descriptor; take all the system allows.
+    rlimit::increase_nofile_limit(u64::MAX).context("raising the open-file limit")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let (target, plan) = match cli.command {
+        Command::Worker => {
+            return runtime.block_on(worker::worker_main()).context("worker");
+        }
+        Command::ProsodyUsers {
+            data_dir,
+            domain,
+            users,
+            password_prefix,
+            first,
+            count,
+            hash,
+            iterations,
+        } => {
+            let job = ProsodyUsers {
+                data_dir,
+                domain,
+                users: Users {
+                    prefix: users,
+                    password_prefix,
+                    first,
+                    count,
+                },
+                hash: match hash {
+                    HashArg::Sha256 => ScramHash::Sha256,
+                    HashArg::Sha1 => ScramHash::Sha1,
+                },
+                iterations,
+                threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            };
+            let start = std::time::Instant::now();
+            let written = job.write().context("writing Prosody accounts")?;
+            eprintln!(
+                "starling-load: wrote {written} Prosody accounts in {:.1} s",
+                start.elapsed().as_secs_f64()
+            );
+            return Ok(());
+        }
+        Command::Login {
+            target,
+            count,
+            rate,
+        } => (target, Plan::Login { count, rate }),
+        Command::Hold {
+            target,
+            count,
+            rate,
+            duration,
+            server_pid,
+            settle,
+            no_presence,
+        } => (
+            target,
+            Plan::Hold {
+                count,
+                rate,
+                duration_s: duration,
+                presence: !no_presence,
+                server_pid,
+                settle_s: settle,
+            },
+        ),
+        Command::Chat {
+            target,
+            pairs,
+            rate,
+            duration,
+            drain,
+            login_rate,
+            body_size,
+            no_presence,
+        } => (
+            target,
+            Plan::Chat {
+                pairs,
+                rate,
+                duration_s: duration,
+                drain_s: drain,
+                login_rate,
+                body_size,
+                presence: !no_presence,
+            },
+        ),
+    };
+    let report = runtime.block_on(run(&target.into_target(), &plan))?;
+    if cli.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.human());
+    }
+    Ok(())
+}

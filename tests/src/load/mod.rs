@@ -1,0 +1,195 @@
+//! The `starling-load` driver: many XMPP clients against one server, with honest figures.
+//!
+//! A run is split over K worker processes (one process can hold about 19,900 sockets), each
+//! binding its sockets to its own loopback source address. The parent sends each worker a
+//! [`Job`] as one JSON line, waits until every worker says it is ready (logged in, for
+//! `hold` and `chat`), tells them all to go, and merges their [`WorkerReport`]s.
+//!
+//! - [`login`]: log users in at a fixed rate (open loop), measure login latency.
+//! - [`hold`]: keep logged-in sessions open, measure the server's memory per session.
+//! - [`chat`]: pairs exchange messages on a schedule, measure end-to-end latency and loss.
+//! - [`worker`]: the parent/worker protocol and process handling.
+//! - [`report`]: merging worker results and printing them.
+//! - [`rss`]: reading a process's resident memory.
+//! - [`run`]: the parent: splitting a plan over workers and merging the results.
+//! - [`prosody`]: bulk user provisioning for a Prosody store, for side-by-side runs.
+
+pub mod chat;
+pub mod hold;
+pub mod login;
+pub mod prosody;
+pub mod report;
+pub mod rss;
+pub mod run;
+pub mod worker;
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::client::{LoginOptions, TlsMode};
+use crate::sasl::Mechanism;
+use crate::stats::Histogram;
+
+/// Sockets one worker may hold: the hard open-file limit here is 20,000, and a process
+/// needs a few descriptors of its own.
+pub const SOCKETS_PER_WORKER: u64 = 19_900;
+
+/// Users `PREFIX<first>..PREFIX<first+count-1>`, passwords `PWPREFIX<i>` (Tsung's
+/// convention).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Users {
+    pub prefix: String,
+    pub password_prefix: String,
+    pub first: u64,
+    pub count: u64,
+}
+
+impl Users {
+    pub fn username(&self, index: u64) -> String {
+        format!("{}{}", self.prefix, self.first + index)
+    }
+
+    pub fn password(&self, index: u64) -> String {
+        format!("{}{}", self.password_prefix, self.first + index)
+    }
+
+    /// The sub-range `[start, start + count)` of this range.
+    pub fn slice(&self, start: u64, count: u64) -> Users {
+        Users {
+            first: self.first + start,
+            count,
+            ..self.clone()
+        }
+    }
+}
+
+/// How every connection of a run reaches and logs in to the server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Connection {
+    pub server: SocketAddr,
+    pub domain: String,
+    pub tls: bool,
+    pub mechanism: Mechanism,
+    pub resource: String,
+    /// Limit for each negotiation step, in seconds.
+    pub timeout_s: f64,
+    /// Local address for this worker's sockets.
+    pub source: Option<IpAddr>,
+}
+
+impl Connection {
+    pub fn login_options(&self, username: String, password: String) -> LoginOptions {
+        LoginOptions {
+            domain: self.domain.clone(),
+            username,
+            password,
+            resource: Some(self.resource.clone()),
+            tls: if self.tls {
+                TlsMode::Required
+            } else {
+                TlsMode::Off
+            },
+            mechanism: Some(self.mechanism),
+            legacy_session: true,
+            local_addr: self.source,
+            timeout: Duration::from_secs_f64(self.timeout_s.max(0.001)),
+        }
+    }
+}
+
+/// What one worker process is asked to do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Job {
+    Login(login::LoginJob),
+    Hold(hold::HoldJob),
+    Chat(chat::ChatJob),
+}
+
+/// Error counts by [`crate::ClientError::kind`].
+pub type ErrorCounts = BTreeMap<String, u64>;
+
+pub fn count_error(errors: &mut ErrorCounts, kind: String) {
+    *errors.entry(kind).or_default() += 1;
+}
+
+pub fn merge_errors(into: &mut ErrorCounts, from: &ErrorCounts) {
+    for (kind, count) in from {
+        *into.entry(kind.clone()).or_default() += count;
+    }
+}
+
+/// Login figures of one worker or of a whole run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LoginStats {
+    pub attempted: u64,
+    pub succeeded: u64,
+    pub errors: ErrorCounts,
+    /// From the scheduled start to a bound session, in microseconds.
+    pub latency: Histogram,
+    /// From the first scheduled login to the last completed one, in seconds.
+    pub elapsed_s: f64,
+}
+
+impl LoginStats {
+    pub fn merge(&mut self, other: &LoginStats) {
+        self.attempted += other.attempted;
+        self.succeeded += other.succeeded;
+        merge_errors(&mut self.errors, &other.errors);
+        self.latency.merge(&other.latency);
+        // Workers start together, so the run lasts as long as the slowest one.
+        self.elapsed_s = self.elapsed_s.max(other.elapsed_s);
+    }
+}
+
+/// Everything one worker measured.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WorkerReport {
+    pub login: LoginStats,
+    pub hold: Option<hold::HoldStats>,
+    pub chat: Option<chat::ChatStats>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn users_follow_tsung_naming() {
+        let users = Users {
+            prefix: "load".to_owned(),
+            password_prefix: "pw".to_owned(),
+            first: 1,
+            count: 500,
+        };
+        assert_eq!(users.username(0), "load1");
+        assert_eq!(users.password(499), "pw500");
+        let slice = users.slice(100, 50);
+        assert_eq!(slice.username(0), "load101");
+        assert_eq!(slice.count, 50);
+    }
+
+    #[test]
+    fn login_stats_merge_adds_counts_and_keeps_the_longest_run() {
+        let mut a = LoginStats {
+            attempted: 3,
+            succeeded: 2,
+            elapsed_s: 1.5,
+            ..Default::default()
+        };
+        count_error(&mut a.errors, "timeout:bind".to_owned());
+        let mut b = LoginStats {
+            attempted: 4,
+            succeeded: 4,
+            elapsed_s: 2.0,
+            ..Default::default()
+        };
+        count_error(&mut b.errors, "timeout:bind".to_owned());
+        a.merge(&b);
+        assert_eq!((a.attempted, a.succeeded, a.elapsed_s), (7, 6, 2.0));
+        assert_eq!(a.errors["timeout:bind"], 2);
+    }
+}

@@ -1,0 +1,315 @@
+//! What a load run reports: worker results merged into one summary, printed for people or
+//! as JSON for scripts and benchmark records.
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+use super::chat::ChatStats;
+use super::hold::HoldStats;
+use super::rss::MemorySample;
+use super::{ErrorCounts, LoginStats, WorkerReport};
+use crate::stats::Summary;
+
+/// Describes the run, for the record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunInfo {
+    pub command: String,
+    pub server: String,
+    pub domain: String,
+    pub tls: bool,
+    pub mechanism: String,
+    pub workers: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunReport {
+    #[serde(flatten)]
+    pub info: RunInfo,
+    pub login: LoginSummary,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hold: Option<HoldSummary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chat: Option<ChatSummary>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoginSummary {
+    pub attempted: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    /// Logins per second asked for.
+    pub offered_rate: f64,
+    /// Successful logins per second, over the login phase.
+    pub achieved_rate: f64,
+    pub elapsed_s: f64,
+    pub latency: Summary,
+    pub errors: ErrorCounts,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HoldSummary {
+    pub held: u64,
+    pub dropped: u64,
+    pub duration_s: f64,
+    pub errors: ErrorCounts,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory: Option<MemoryReport>,
+}
+
+/// The server's memory before the logins and once every session was up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemoryReport {
+    pub pid: u32,
+    pub before: MemorySample,
+    pub after: MemorySample,
+    pub sessions: u64,
+    /// `(after - before) / sessions`, KiB.
+    pub per_session_kib: f64,
+}
+
+impl MemoryReport {
+    pub fn new(pid: u32, before: MemorySample, after: MemorySample, sessions: u64) -> Self {
+        let delta = after.rss_kib as f64 - before.rss_kib as f64;
+        MemoryReport {
+            pid,
+            before,
+            after,
+            sessions,
+            per_session_kib: if sessions == 0 {
+                0.0
+            } else {
+                delta / sessions as f64
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatSummary {
+    pub pairs: u64,
+    /// Messages per second asked for.
+    pub offered_rate: f64,
+    pub duration_s: f64,
+    pub sent: u64,
+    pub received: u64,
+    pub sent_per_s: f64,
+    /// Received over the time from the start of sending to the last arrival.
+    pub received_per_s: f64,
+    pub last_arrival_s: f64,
+    pub lost: u64,
+    pub out_of_order: u64,
+    pub duplicates: u64,
+    /// Scheduled send to arrival.
+    pub latency: Summary,
+    /// Scheduled send to actual send (the driver's own lateness).
+    pub send_lag: Summary,
+    pub errors: ErrorCounts,
+}
+
+/// Adds up the workers' reports.
+pub fn merge(reports: &[WorkerReport]) -> WorkerReport {
+    let mut total = WorkerReport::default();
+    for report in reports {
+        total.login.merge(&report.login);
+        if let Some(hold) = &report.hold {
+            total
+                .hold
+                .get_or_insert_with(HoldStats::default)
+                .merge(hold);
+        }
+        if let Some(chat) = &report.chat {
+            total
+                .chat
+                .get_or_insert_with(ChatStats::default)
+                .merge(chat);
+        }
+    }
+    total
+}
+
+pub fn login_summary(stats: &LoginStats, offered_rate: f64) -> LoginSummary {
+    LoginSummary {
+        attempted: stats.attempted,
+        succeeded: stats.succeeded,
+        failed: stats.attempted - stats.succeeded,
+        offered_rate,
+        achieved_rate: per_second(stats.succeeded, stats.elapsed_s),
+        elapsed_s: stats.elapsed_s,
+        latency: stats.latency.summary(),
+        errors: stats.errors.clone(),
+    }
+}
+
+pub fn hold_summary(stats: &HoldStats, memory: Option<MemoryReport>) -> HoldSummary {
+    HoldSummary {
+        held: stats.held,
+        dropped: stats.dropped,
+        duration_s: stats.duration_s,
+        errors: stats.errors.clone(),
+        memory,
+    }
+}
+
+pub fn chat_summary(stats: &ChatStats, offered_rate: f64) -> ChatSummary {
+    ChatSummary {
+        pairs: stats.pairs,
+        offered_rate,
+        duration_s: stats.duration_s,
+        sent: stats.sent,
+        received: stats.received,
+        sent_per_s: per_second(stats.sent, stats.duration_s),
+        received_per_s: per_second(stats.received, stats.duration_s.max(stats.last_arrival_s)),
+        last_arrival_s: stats.last_arrival_s,
+        lost: stats.lost,
+        out_of_order: stats.out_of_order,
+        duplicates: stats.duplicates,
+        latency: stats.latency.summary(),
+        send_lag: stats.send_lag.summary(),
+        errors: stats.errors.clone(),
+    }
+}
+
+fn per_second(count: u64, seconds: f64) -> f64 {
+    if seconds <= 0.0 {
+        return 0.0;
+    }
+    count as f64 / seconds
+}
+
+impl RunReport {
+    /// The summary for a terminal.
+    pub fn human(&self) -> String {
+        let mut out = String::new();
+        let info = &self.info;
+        let tls = if info.tls { "STARTTLS" } else { "no TLS" };
+        // Writing to a String cannot fail.
+        let _ = writeln!(
+            out,
+            "{} against {} ({}), {tls}, {}, {} worker(s)",
+            info.command, info.server, info.domain, info.mechanism, info.workers
+        );
+        let login = &self.login;
+        let _ = writeln!(
+            out,
+            "logins: {}/{} ok in {:.2} s: {:.1}/s achieved ({:.1}/s offered)",
+            login.succeeded,
+            login.attempted,
+            login.elapsed_s,
+            login.achieved_rate,
+            login.offered_rate
+        );
+        let _ = writeln!(out, "  latency {}", latency_line(&login.latency));
+        errors_lines(&mut out, &login.errors);
+        if let Some(hold) = &self.hold {
+            let _ = writeln!(
+                out,
+                "hold: {} sessions held {:.1} s, {} dropped",
+                hold.held, hold.duration_s, hold.dropped
+            );
+            errors_lines(&mut out, &hold.errors);
+            if let Some(memory) = &hold.memory {
+                let _ = writeln!(
+                    out,
+                    "  server pid {} RSS {} -> {} KiB (peak {} KiB): {:.1} KiB per session \
+                     over {} sessions",
+                    memory.pid,
+                    memory.before.rss_kib,
+                    memory.after.rss_kib,
+                    memory.after.peak_kib,
+                    memory.per_session_kib,
+                    memory.sessions
+                );
+            }
+        }
+        if let Some(chat) = &self.chat {
+            let _ = writeln!(
+                out,
+                "chat: {} pairs, {:.1} s at {:.1} msg/s offered: sent {} ({:.1}/s), received \
+                 {} ({:.1}/s), lost {}, out of order {}, duplicates {}",
+                chat.pairs,
+                chat.duration_s,
+                chat.offered_rate,
+                chat.sent,
+                chat.sent_per_s,
+                chat.received,
+                chat.received_per_s,
+                chat.lost,
+                chat.out_of_order,
+                chat.duplicates
+            );
+            if chat.last_arrival_s > chat.duration_s * 1.01 {
+                let _ = writeln!(
+                    out,
+                    "  the last message arrived {:.1} s after sending started",
+                    chat.last_arrival_s
+                );
+            }
+            let _ = writeln!(out, "  latency  {}", latency_line(&chat.latency));
+            let _ = writeln!(out, "  send lag {}", latency_line(&chat.send_lag));
+            errors_lines(&mut out, &chat.errors);
+        }
+        out
+    }
+}
+
+fn latency_line(summary: &Summary) -> String {
+    format!(
+        "p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms (n={})",
+        summary.p50_ms, summary.p90_ms, summary.p99_ms, summary.max_ms, summary.count
+    )
+}
+
+fn errors_lines(out: &mut String, errors: &ErrorCounts) {
+    for (kind, count) in errors {
+        let _ = writeln!(out, "  error {kind}: {count}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::count_error;
+
+    #[test]
+    fn merged_reports_give_rates_over_the_longest_worker() {
+        let mut a = WorkerReport::default();
+        a.login.attempted = 100;
+        a.login.succeeded = 100;
+        a.login.elapsed_s = 1.0;
+        let mut b = a.clone();
+        b.login.elapsed_s = 2.0;
+        count_error(&mut b.login.errors, "connect:ConnectionRefused".to_owned());
+        b.chat = Some(ChatStats {
+            sent: 10,
+            received: 9,
+            lost: 1,
+            duration_s: 5.0,
+            last_arrival_s: 9.0,
+            ..ChatStats::default()
+        });
+        let total = merge(&[a, b]);
+        let login = login_summary(&total.login, 200.0);
+        assert_eq!(login.succeeded, 200);
+        assert_eq!(login.achieved_rate, 100.0);
+        let chat = chat_summary(total.chat.as_ref().unwrap(), 2.0);
+        assert_eq!(chat.sent_per_s, 2.0);
+        // A queueing server delivers after the window: the rate is over the longer span.
+        assert_eq!(chat.received_per_s, 1.0);
+        assert_eq!(chat.lost, 1);
+    }
+
+    #[test]
+    fn memory_per_session_is_the_delta_over_sessions() {
+        let before = MemorySample {
+            rss_kib: 10_000,
+            peak_kib: 10_000,
+        };
+        let after = MemorySample {
+            rss_kib: 60_000,
+            peak_kib: 61_000,
+        };
+        let memory = MemoryReport::new(1, before, after, 1000);
+        assert_eq!(memory.per_session_kib, 50.0);
+    }
+}

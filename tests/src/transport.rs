@@ -1,0 +1,117 @@
+//! The byte pipe under a client: plain TCP, later upgraded to TLS by STARTTLS.
+//!
+//! Connections can be bound to a chosen local address first, so a load driver can spread
+//! its sockets over several loopback source addresses and stay within the ephemeral port
+//! range of each.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_rustls::client::TlsStream;
+
+/// Opens a TCP connection to `addr`, from `local` (any port) when given.
+pub async fn connect_tcp(addr: SocketAddr, local: Option<IpAddr>) -> io::Result<TcpStream> {
+    let socket = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    if let Some(local) = local {
+        // Lets a fresh run reuse ports still in TIME_WAIT from the previous one.
+        socket.set_reuseaddr(true)?;
+        socket.bind(SocketAddr::new(local, 0))?;
+    }
+    let stream = socket.connect(addr).await?;
+    // Stanzas are small and latency is what tests and benchmarks look at.
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// A client's connection, before or after STARTTLS.
+#[derive(Debug)]
+pub enum Transport {
+    Tcp(TcpStream),
+    /// Boxed: a TLS stream is large, and most of a load run's idle memory is connections.
+    Tls(Box<TlsStream<TcpStream>>),
+    /// Left behind while the TCP stream is handed to the TLS handshake.
+    Detached,
+}
+
+impl Transport {
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Transport::Tls(_))
+    }
+
+    /// Takes the TCP stream out for a TLS handshake.
+    pub fn take_tcp(&mut self) -> Option<TcpStream> {
+        match std::mem::replace(self, Transport::Detached) {
+            Transport::Tcp(stream) => Some(stream),
+            other => {
+                *self = other;
+                None
+            }
+        }
+    }
+
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        match self {
+            Transport::Tcp(stream) => stream.local_addr().ok(),
+            Transport::Tls(stream) => stream.get_ref().0.local_addr().ok(),
+            Transport::Detached => None,
+        }
+    }
+}
+
+fn detached() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotConnected,
+        "connection is in a TLS handshake",
+    )
+}
+
+impl AsyncRead for Transport {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Transport::Tcp(stream) => Pin::new(stream).poll_read(cx, buf),
+            Transport::Tls(stream) => Pin::new(stream.as_mut()).poll_read(cx, buf),
+            Transport::Detached => Poll::Ready(Err(detached())),
+        }
+    }
+}
+
+impl AsyncWrite for Transport {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Transport::Tcp(stream) => Pin::new(stream).poll_write(cx, buf),
+            Transport::Tls(stream) => Pin::new(stream.as_mut()).poll_write(cx, buf),
+            Transport::Detached => Poll::Ready(Err(detached())),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Transport::Tcp(stream) => Pin::new(stream).poll_flush(cx),
+            Transport::Tls(stream) => Pin::new(stream.as_mut()).poll_flush(cx),
+            Transport::Detached => Poll::Ready(Err(detached())),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Transport::Tcp(stream) => Pin::new(stream).poll_shutdown(cx),
+            Transport::Tls(stream) => Pin::new(stream.as_mut()).poll_shutdown(cx),
+            Transport::Detached => Poll::Ready(Ok(())),
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! One client connection from accept to close: negotiation, then the bound
+//! session, then cleanup. Errors end this connection only and are logged
+//! here, at the task boundary.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpStream;
+use tracing::Instrument;
+
+use super::conn::{Conn, ConnError};
+use super::transport::Transport;
+use super::{negotiate, session_loop};
+use crate::server::Server;
+
+pub(super) async fn run(socket: TcpStream, peer: SocketAddr, server: Arc<Server>) {
+    let span = tracing::debug_span!("c2s", %peer, jid = tracing::field::Empty);
+    async move {
+        let metrics = &server.metrics;
+        metrics
+            .connections_open
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut conn = Conn::new(Transport::Plain(socket), peer, server.clone());
+        let error = match negotiate::negotiate(&mut conn).await {
+            Ok(bound) => {
+                tracing::Span::current().record("jid", tracing::field::display(&bound.jid));
+                Box::pin(session_loop::run(&mut conn, bound)).await
+            }
+            Err(error) => Some(error),
+        };
+        log_end(error.as_ref());
+        conn.finish(error.as_ref()).await;
+        metrics
+            .connections_open
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    .instrument(span)
+    .await
+}
+
+fn log_end(error: Option<&ConnError>) {
+    match error {
+        None | Some(ConnError::ClosedByPeer) => tracing::debug!("connection closed"),
+        Some(ConnError::Io(error)) => tracing::debug!(%error, "connection lost"),
+        Some(error @ ConnError::Timeout(_)) => tracing::debug!(%error, "connection timed out"),
+        Some(error @ ConnError::Stream { .. }) => tracing::info!(%error, "stream error"),
+    }
+}

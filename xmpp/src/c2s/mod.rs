@@ -1,0 +1,19 @@
+//! Client-to-server connections (RFC 6120 over TCP).
+//!
+//! - `listener`: accept loop, connection cap, per-IP connection rate.
+//! - `connection`: one task per client, from accept to close.
+//! - `conn`: the socket side (events in, bytes out, stream errors).
+//! - `transport`: plain or TLS socket without a parked read buffer.
+//! - `negotiate`, `sasl`, `legacy`: everything before the session exists.
+//! - `session_loop`: the bound session.
+//! - `limits`: per-IP rate and authentication-failure limits.
+
+mod conn;
+mod connection;
+mod legacy;
+pub mod limits;
+pub mod listener;
+mod negotiate;
+mod sasl;
+mod session_loop;
+mod transport;

@@ -1,0 +1,127 @@
+//! The client socket, plain or TLS, read without a per-connection buffer.
+//!
+//! An idle connection must cost a few KiB at most, so the connection task
+//! never parks a read buffer while it waits: it waits for the TCP socket to
+//! become readable, then drains everything available into a per-thread
+//! scratch buffer and hands the bytes to the stream parser, which keeps only
+//! an incomplete stanza.
+
+use std::cell::RefCell;
+use std::io;
+
+use futures_util::FutureExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+
+const SCRATCH_SIZE: usize = 16 * 1024;
+
+thread_local! {
+    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; SCRATCH_SIZE].into_boxed_slice());
+}
+
+pub(super) enum Transport {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+    /// The socket is being handed to the TLS handshake (or it failed).
+    Detached,
+}
+
+fn detached() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotConnected,
+        "the socket was lost in a TLS handshake",
+    )
+}
+
+/// What a drain of the socket found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ReadState {
+    /// The socket is still open; `n` bytes were read (possibly 0).
+    Open(usize),
+    /// The peer closed its side after sending `n` more bytes.
+    Closed(usize),
+}
+
+impl Transport {
+    fn tcp(&self) -> io::Result<&TcpStream> {
+        match self {
+            Transport::Plain(tcp) => Ok(tcp),
+            Transport::Tls(tls) => Ok(tls.get_ref().0),
+            Transport::Detached => Err(detached()),
+        }
+    }
+
+    pub(super) fn is_tls(&self) -> bool {
+        matches!(self, Transport::Tls(_))
+    }
+
+    /// Waits until the socket has something to read (or is closed).
+    pub(super) async fn readable(&self) -> io::Result<()> {
+        self.tcp()?.readable().await
+    }
+
+    /// Reads everything available now, without waiting, into `sink`.
+    pub(super) fn read_available(&mut self, mut sink: impl FnMut(&[u8])) -> io::Result<ReadState> {
+        SCRATCH.with_borrow_mut(|scratch| {
+            let mut total = 0;
+            loop {
+                let read = match self {
+                    Transport::Plain(tcp) => match tcp.try_read(scratch) {
+                        Err(error) if error.kind() == io::ErrorKind::WouldBlock => None,
+                        other => Some(other),
+                    },
+                    // A TLS record may arrive in pieces: a read that would
+                    // wait means "nothing complete yet", not an error.
+                    Transport::Tls(tls) => tls.read(scratch).now_or_never(),
+                    Transport::Detached => return Err(detached()),
+                };
+                match read {
+                    None => return Ok(ReadState::Open(total)),
+                    Some(Ok(0)) => return Ok(ReadState::Closed(total)),
+                    Some(Ok(n)) => {
+                        total += n;
+                        sink(&scratch[..n]);
+                    }
+                    Some(Err(error)) if error.kind() == io::ErrorKind::Interrupted => {}
+                    Some(Err(error)) => return Err(error),
+                }
+            }
+        })
+    }
+
+    pub(super) async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        match self {
+            Transport::Plain(tcp) => tcp.write_all(data).await,
+            Transport::Tls(tls) => {
+                tls.write_all(data).await?;
+                tls.flush().await
+            }
+            Transport::Detached => Err(detached()),
+        }
+    }
+
+    /// Flushes and closes the write side.
+    pub(super) async fn shutdown(&mut self) -> io::Result<()> {
+        match self {
+            Transport::Plain(tcp) => tcp.shutdown().await,
+            Transport::Tls(tls) => tls.shutdown().await,
+            Transport::Detached => Ok(()),
+        }
+    }
+
+    /// Runs the TLS handshake on the plain socket (STARTTLS), in place.
+    pub(super) async fn start_tls(&mut self, acceptor: &TlsAcceptor) -> io::Result<()> {
+        match std::mem::replace(self, Transport::Detached) {
+            Transport::Plain(tcp) => {
+                *self = Transport::Tls(Box::new(acceptor.accept(tcp).await?));
+                Ok(())
+            }
+            other => {
+                *self = other;
+                Err(io::Error::other("TLS is already active"))
+            }
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! The `starling` command line: `serve` (the default), `user ...`,
+//! `generate-config`.
+
+mod logging;
+pub mod provision;
+mod serve;
+mod user;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use starling_core::config::{Config, DEFAULT_CONFIG_TOML};
+
+pub use self::logging::LogFormat;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "starling",
+    version,
+    about = "Starling, a clustered XMPP server"
+)]
+pub struct Cli {
+    /// TOML configuration file; without it the embedded defaults are used
+    /// (domain localhost, SQLite under ./data, c2s on 127.0.0.1:5222).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Log format; the level comes from RUST_LOG (default: info).
+    #[arg(long, global = true, value_enum, default_value = "human")]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (what `starling` with no command does).
+    Serve,
+    /// Manage accounts in the configured store (a running node sees changes).
+    User {
+        #[command(subcommand)]
+        command: user::UserCommand,
+    },
+    /// Print the default configuration, with comments.
+    GenerateConfig,
+}
+
+impl Cli {
+    /// Loads the config named by `--config`, or the embedded defaults.
+    pub fn load_config(&self) -> anyhow::Result<Config> {
+        match &self.config {
+            Some(path) => Ok(Config::load(path)?),
+            None => {
+                let config = Config::defaults();
+                config.validate()?;
+                Ok(config)
+            }
+        }
+    }
+}
+
+/// Runs the command line; the binary's `main` only builds the runtime.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Some(Command::GenerateConfig) => {
+            print!("{DEFAULT_CONFIG_TOML}");
+            Ok(())
+        }
+        Some(Command::User { command }) => {
+            logging::init(cli.log_format, "warn");
+            let config = cli.load_config().context("configuration")?;
+            user::run(&config, command).await
+        }
+        Some(Command::Serve) | None => {
+            logging::init(cli.log_format, "info");
+            let config = cli.load_config().context("configuration")?;
+            serve::run(config).await
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! `starling user ...`: account management on the configured store.
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use starling_core::cache::CacheRegistry;
+use starling_core::config::Config;
+use starling_core::jid::NodePart;
+
+use super::provision;
+use crate::server::open_store;
+use crate::users::UserDirectory;
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create an account.
+    Add {
+        name: String,
+        password: String,
+        /// May log in to the admin pages and APIs.
+        #[arg(long)]
+        admin: bool,
+    },
+    /// Delete an account with its roster and offline messages.
+    Del { name: String },
+    /// Set a new password.
+    Passwd { name: String, password: String },
+    /// List accounts.
+    List {
+        /// Only names containing this text.
+        #[arg(long)]
+        search: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Create many accounts at once, as load tests expect: users PREFIX1..PREFIXN
+    /// with passwords PASSWORD1..PASSWORDN, each with ROSTER_SIZE contacts
+    /// (neighbours in that numbering), subscription both.
+    Provision {
+        #[arg(long)]
+        prefix: String,
+        #[arg(long)]
+        count: u64,
+        #[arg(long)]
+        password: String,
+        #[arg(long, default_value_t = 0)]
+        roster_size: u64,
+        /// PBKDF2 iterations of the stored SCRAM credentials.
+        #[arg(long, default_value_t = crate::auth::DEFAULT_ITERATIONS)]
+        iterations: u32,
+    },
+}
+
+/// Prepares a username as the server will (nodeprep), or says why it is not one.
+fn username(name: &str) -> anyhow::Result<String> {
+    if name.contains(['@', '/']) {
+        bail!("{name:?}: give the username only, without @domain or /resource");
+    }
+    let node = NodePart::new(name).with_context(|| format!("{name:?} is not a valid username"))?;
+    Ok(node.to_string())
+}
+
+pub(super) async fn run(config: &Config, command: &UserCommand) -> anyhow::Result<()> {
+    let store = open_store(config).await.context("opening the store")?;
+    let domain = config.server.domain.clone();
+    let users = UserDirectory::new(store.clone(), domain, 16, &CacheRegistry::default());
+    let result = match command {
+        UserCommand::Add {
+            name,
+            password,
+            admin,
+        } => {
+            let name = username(name)?;
+            if password.is_empty() {
+                bail!("the password must not be empty");
+            }
+            users.create(&name, password, *admin).await?;
+            let role = if *admin { "admin account" } else { "account" };
+            println!("created {role} {name}@{}", config.server.domain);
+            Ok(())
+        }
+        UserCommand::Del { name } => {
+            let name = username(name)?;
+            if !users.delete(&name).await? {
+                bail!("no account {name}@{}", config.server.domain);
+            }
+            println!("deleted {name}@{}", config.server.domain);
+            Ok(())
+        }
+        UserCommand::Passwd { name, password } => {
+            let name = username(name)?;
+            if password.is_empty() {
+                bail!("the password must not be empty");
+            }
+            if !users.set_password(&name, password).await? {
+                bail!("no account {name}@{}", config.server.domain);
+            }
+            println!("password changed for {name}@{}", config.server.domain);
+            Ok(())
+        }
+        UserCommand::List { search, limit } => {
+            let list = store.list_users(search.as_deref(), *limit, 0).await?;
+            let total = store.count_users(search.as_deref()).await?;
+            for user in &list {
+                let admin = if user.admin { "  (admin)" } else { "" };
+                println!("{}@{}{admin}", user.username, config.server.domain);
+            }
+            println!("{} of {total} accounts", list.len());
+            Ok(())
+        }
+        UserCommand::Provision {
+            prefix,
+            count,
+            password,
+            roster_size,
+            iterations,
+        } => {
+            let plan = provision::Plan {
+                prefix: prefix.clone(),
+                count: *count,
+                password_prefix: password.clone(),
+                roster_size: *roster_size,
+                iterations: *iterations,
+                domain: config.server.domain.clone(),
+            };
+            let report = provision::run(&store, &plan).await?;
+            println!("{report}");
+            Ok(())
+        }
+    };
+    store.close().await;
+    result
+}

@@ -1,0 +1,99 @@
+//! RFC 6121 4.3: presence probes, sent when a user comes online and answered
+//! from the stored state of the probed user's sessions.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use starling_core::cluster::{NodeId, StanzaKind};
+use starling_core::jid::{BareJid, FullJid, Jid};
+use starling_core::xml::{Element, ns};
+
+use crate::metrics::Outcome;
+use crate::roster::service::Roster;
+use crate::router::resources::{self, Target, send_to};
+use crate::router::{count, route};
+use crate::server::Server;
+use crate::session::LocalSession;
+use crate::stanza::Stanza;
+
+/// Gets the current presence of every contact the user is subscribed to.
+///
+/// Contacts on this node are answered directly from their sessions (no
+/// stanza round trip); for contacts with sessions on other nodes, one probe
+/// goes to each such node, which answers for its sessions.
+pub(super) async fn probe_contacts(server: &Server, session: &Arc<LocalSession>, roster: &Roster) {
+    let prober = Jid::from(session.jid.clone());
+    for contact in roster.subscriptions() {
+        let mut remote_nodes: HashMap<NodeId, FullJid> = HashMap::new();
+        let candidates = resources::resources(server, contact);
+        if candidates.is_empty() {
+            continue;
+        }
+        let allowed = match contact_allows(server, contact, &session.jid.to_bare()).await {
+            Some(allowed) => allowed,
+            None => continue,
+        };
+        for candidate in candidates {
+            match candidate.target {
+                Target::Local(contact_session) if allowed => {
+                    if let Some(mut last) = contact_session.presence().last.clone() {
+                        last.set_attr("from", contact_session.jid.as_str());
+                        last.set_attr("to", prober.as_str());
+                        let _gone = session.send(Box::new(last));
+                    }
+                }
+                Target::Local(_) => {}
+                Target::Remote { node, jid } => {
+                    remote_nodes.entry(node).or_insert(jid);
+                }
+            }
+        }
+        for (node, jid) in remote_nodes {
+            let probe = Element::new("presence", ns::CLIENT)
+                .with_attr("from", prober.as_str())
+                .with_attr("to", contact.as_str())
+                .with_attr("type", "probe");
+            // The owner node answers for its sessions there: the envelope
+            // names one of them, the stanza keeps the contact's bare JID.
+            let target = Target::Remote { jid, node };
+            let _unreachable = send_to(server, &target, probe, StanzaKind::Presence);
+        }
+    }
+}
+
+/// Whether `contact` lets `user` see its presence (the contact's roster has
+/// the user with a 'from' subscription). `None` when the roster is unreadable.
+async fn contact_allows(server: &Server, contact: &BareJid, user: &BareJid) -> Option<bool> {
+    match server.rosters.get(contact).await {
+        Ok(roster) => Some(roster.is_subscriber(user)),
+        Err(error) => {
+            tracing::error!(%contact, %error, "roster unavailable; probe not answered");
+            None
+        }
+    }
+}
+
+/// A probe addressed to one of our users: every available session of the
+/// user on this node answers with its last presence, if the prober is a
+/// subscriber (RFC 6121 4.3.2). Unauthorised probes get no answer, which
+/// reveals nothing.
+pub async fn answer_probe(server: &Server, stanza: Stanza, to: Jid) {
+    let Some(prober) = stanza.from.clone() else {
+        return count(server, Outcome::Discarded);
+    };
+    let user = to.to_bare();
+    match contact_allows(server, &user, &prober.to_bare()).await {
+        Some(true) => {}
+        _ => return count(server, Outcome::Discarded),
+    }
+    count(server, Outcome::Handled);
+    for session in server.sessions.resources(&user) {
+        let last = session.presence().last.clone();
+        let Some(mut last) = last else { continue };
+        last.set_attr("from", session.jid.as_str());
+        last.set_attr("to", prober.as_str());
+        if let Ok(reply) = Stanza::from_server(last) {
+            route(server, reply).await;
+        }
+    }
+}

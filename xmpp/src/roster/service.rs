@@ -1,0 +1,584 @@
+//! RFC 6121 sections 2 and 3 applied: roster get/set/remove with pushes, and
+//! subscription stanzas run through the state machine in `subscription`,
+//! with the store and routing around it.
+//!
+//! Every read-modify-write of one user's roster holds that user's roster
+//! lock; a handler never holds two users' locks at once (the contact's side
+//! is processed when the routed stanza arrives there).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use starling_core::cache::{CacheKind, CacheRegistry, Lru};
+use starling_core::cluster::StanzaKind;
+use starling_core::jid::{BareJid, Jid};
+use starling_core::xml::{Element, ns};
+
+use super::query::{
+    ErrorCondition, RosterItem, RosterLimits, RosterSet, roster_push, roster_query,
+};
+use super::subscription::{
+    Change, ContactState, Disposition, PresenceNotice, SubState, SubscriptionKind, inbound,
+    outbound, removal,
+};
+use crate::iq::reply;
+use crate::metrics::Outcome;
+use crate::router::offline::DeliveryLocks;
+use crate::router::resources::{self, send_to};
+use crate::router::{bounce, count, message, route};
+use crate::server::Server;
+use crate::session::LocalSession;
+use crate::stanza::{Condition, IqType, Stanza, StanzaError};
+use crate::storage::{StorageError, Store, StoredRosterItem};
+
+/// One contact as the user's server keeps it.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub state: ContactState,
+    pub name: Option<String>,
+    pub groups: Vec<String>,
+}
+
+impl Entry {
+    fn item(&self, jid: &BareJid) -> RosterItem {
+        RosterItem::from_view(
+            jid.clone(),
+            self.name.clone(),
+            self.groups.clone(),
+            self.state.view(),
+        )
+    }
+}
+
+/// A user's roster, read-only; changes go through [`Rosters`].
+#[derive(Debug, Default)]
+pub struct Roster {
+    entries: HashMap<BareJid, Entry>,
+}
+
+impl Roster {
+    fn from_stored(owner: &str, items: Vec<StoredRosterItem>) -> Roster {
+        let mut entries = HashMap::with_capacity(items.len());
+        for item in items {
+            let Ok(jid) = BareJid::new(&item.contact) else {
+                tracing::warn!(%owner, contact = %item.contact, "stored roster contact is not a JID; skipped");
+                continue;
+            };
+            let sub = SubState {
+                to: item.sub_to,
+                from: item.sub_from,
+                pending_out: item.pending_out,
+                pending_in: item.pending_in,
+                preapproved: item.preapproved,
+            };
+            let state = ContactState {
+                sub: sub.normalized(),
+                in_roster: item.in_roster,
+            };
+            entries.insert(
+                jid,
+                Entry {
+                    state,
+                    name: item.name,
+                    groups: item.groups,
+                },
+            );
+        }
+        Roster { entries }
+    }
+
+    pub fn state(&self, contact: &BareJid) -> Option<ContactState> {
+        self.entries.get(contact).map(|entry| entry.state)
+    }
+
+    /// Contacts that receive the user's presence ('from' or 'both').
+    pub fn subscribers(&self) -> impl Iterator<Item = &BareJid> {
+        self.entries
+            .iter()
+            .filter(|(_, entry)| entry.state.sub.from)
+            .map(|(jid, _)| jid)
+    }
+
+    /// Contacts whose presence the user receives ('to' or 'both').
+    pub fn subscriptions(&self) -> impl Iterator<Item = &BareJid> {
+        self.entries
+            .iter()
+            .filter(|(_, entry)| entry.state.sub.to)
+            .map(|(jid, _)| jid)
+    }
+
+    pub fn is_subscriber(&self, contact: &BareJid) -> bool {
+        self.entries
+            .get(contact)
+            .is_some_and(|entry| entry.state.sub.from)
+    }
+
+    /// Contacts whose subscription request awaits the user's answer.
+    pub fn pending_requests(&self) -> impl Iterator<Item = &BareJid> {
+        self.entries
+            .iter()
+            .filter(|(_, entry)| entry.state.sub.pending_in)
+            .map(|(jid, _)| jid)
+    }
+
+    /// The items clients see (hidden pending-only entries excluded), by JID.
+    pub fn items(&self) -> Vec<RosterItem> {
+        let mut items: Vec<RosterItem> = self
+            .entries
+            .iter()
+            .filter(|(_, entry)| entry.state.in_roster)
+            .map(|(jid, entry)| entry.item(jid))
+            .collect();
+        items.sort_by(|a, b| a.jid.as_str().cmp(b.jid.as_str()));
+        items
+    }
+
+    fn entry(&self, contact: &BareJid) -> Option<&Entry> {
+        self.entries.get(contact)
+    }
+}
+
+/// Rosters: the store behind an LRU of parsed rosters, and per-user locks.
+pub struct Rosters {
+    store: Store,
+    cache: Arc<Lru<String, Arc<Roster>>>,
+    locks: DeliveryLocks,
+    push_ids: AtomicU64,
+    limits: RosterLimits,
+}
+
+impl Rosters {
+    pub fn new(store: Store, entries: usize, registry: &CacheRegistry) -> Rosters {
+        let cache = Arc::new(Lru::new("rosters", CacheKind::Invalidated, entries));
+        registry.register(cache.clone());
+        Rosters {
+            store,
+            cache,
+            locks: DeliveryLocks::default(),
+            push_ids: AtomicU64::new(1),
+            limits: RosterLimits::default(),
+        }
+    }
+
+    /// A user's roster (an empty one for users that have none).
+    pub async fn get(&self, user: &BareJid) -> Result<Arc<Roster>, StorageError> {
+        let Some(owner) = user.node().map(|node| node.to_string()) else {
+            return Ok(Arc::new(Roster::default()));
+        };
+        if let Some(roster) = self.cache.get(&owner) {
+            return Ok(roster);
+        }
+        let roster = Arc::new(Roster::from_stored(
+            &owner,
+            self.store.get_roster(&owner).await?,
+        ));
+        self.cache.insert(owner, roster.clone());
+        Ok(roster)
+    }
+
+    /// Writes one contact's entry (or deletes it) and drops the cached roster.
+    async fn save(
+        &self,
+        user: &BareJid,
+        contact: &BareJid,
+        change: Change,
+        name: Option<String>,
+        groups: Vec<String>,
+    ) -> Result<(), StorageError> {
+        let Some(owner) = user.node().map(|node| node.to_string()) else {
+            return Ok(());
+        };
+        let result = match change {
+            Change::Unchanged => return Ok(()),
+            Change::Delete => self
+                .store
+                .delete_roster_item(&owner, contact.as_str())
+                .await
+                .map(drop),
+            Change::Store(state) => {
+                let item = StoredRosterItem {
+                    contact: contact.to_string(),
+                    name,
+                    groups,
+                    sub_to: state.sub.to,
+                    sub_from: state.sub.from,
+                    pending_out: state.sub.pending_out,
+                    pending_in: state.sub.pending_in,
+                    preapproved: state.sub.preapproved,
+                    in_roster: state.in_roster,
+                };
+                self.store.put_roster_item(&owner, &item).await
+            }
+        };
+        // Invalidate even after a failed write: the store may have changed.
+        self.invalidate(user);
+        result
+    }
+
+    pub fn invalidate(&self, user: &BareJid) {
+        if let Some(owner) = user.node() {
+            self.cache.remove(&owner.to_string());
+        }
+    }
+
+    fn next_push_id(&self) -> String {
+        format!("push{}", self.push_ids.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+fn roster_error(condition: ErrorCondition, text: String) -> StanzaError {
+    let condition = match condition {
+        ErrorCondition::BadRequest => Condition::BadRequest,
+        ErrorCondition::NotAcceptable => Condition::NotAcceptable,
+        ErrorCondition::JidMalformed => Condition::JidMalformed,
+    };
+    StanzaError::new(condition).with_text(text)
+}
+
+fn storage_error(error: StorageError) -> StanzaError {
+    tracing::error!(%error, "roster storage failed");
+    StanzaError::new(Condition::InternalServerError).with_text("The roster store failed; try again")
+}
+
+/// Roster get and set from a client (RFC 6121 2.1.3-2.5).
+pub async fn handle_iq(server: &Server, session: &Arc<LocalSession>, stanza: Stanza) {
+    let user = session.jid.to_bare();
+    let Some(query) = stanza.payload().cloned() else {
+        return bounce(server, &stanza, StanzaError::new(Condition::BadRequest)).await;
+    };
+    match stanza.iq_type() {
+        Some(IqType::Get) => match server.rosters.get(&user).await {
+            Ok(roster) => {
+                session.presence().interested = true;
+                let items = roster.items();
+                reply(server, &stanza, Some(roster_query(&items, None))).await
+            }
+            Err(error) => bounce(server, &stanza, storage_error(error)).await,
+        },
+        Some(IqType::Set) => {
+            let set = match RosterSet::parse(&query, &server.rosters.limits) {
+                Ok(set) => set,
+                Err(error) => {
+                    let stanza_error = roster_error(error.condition(), error.to_string());
+                    return bounce(server, &stanza, stanza_error).await;
+                }
+            };
+            let result = match set {
+                RosterSet::Update(update) => {
+                    set_item(server, &user, &update.jid, update.name, update.groups).await
+                }
+                RosterSet::Remove(contact) => remove_item(server, session, &user, &contact).await,
+            };
+            match result {
+                Ok(()) => reply(server, &stanza, None).await,
+                Err(error) => bounce(server, &stanza, error).await,
+            }
+        }
+        _ => count(server, Outcome::Discarded),
+    }
+}
+
+/// Adds a contact or changes its name and groups (RFC 6121 2.3, 2.4).
+async fn set_item(
+    server: &Server,
+    user: &BareJid,
+    contact: &BareJid,
+    name: Option<String>,
+    groups: Vec<String>,
+) -> Result<(), StanzaError> {
+    let rosters = &server.rosters;
+    let _lock = rosters.locks.lock(user).await;
+    let roster = rosters.get(user).await.map_err(storage_error)?;
+    let state = ContactState::after_roster_set(roster.state(contact));
+    rosters
+        .save(
+            user,
+            contact,
+            Change::Store(state),
+            name.clone(),
+            groups.clone(),
+        )
+        .await
+        .map_err(storage_error)?;
+    let item = Entry {
+        state,
+        name,
+        groups,
+    }
+    .item(contact);
+    push(server, user, &item);
+    Ok(())
+}
+
+/// Removes a contact (RFC 6121 2.5): cancels subscriptions both ways first.
+async fn remove_item(
+    server: &Server,
+    session: &LocalSession,
+    user: &BareJid,
+    contact: &BareJid,
+) -> Result<(), StanzaError> {
+    let rosters = &server.rosters;
+    let sub = {
+        let _lock = rosters.locks.lock(user).await;
+        let roster = rosters.get(user).await.map_err(storage_error)?;
+        let Some(entry) = roster.entry(contact).filter(|entry| entry.state.in_roster) else {
+            return Err(StanzaError::new(Condition::ItemNotFound).with_text("No such roster item"));
+        };
+        let sub = entry.state.sub;
+        rosters
+            .save(user, contact, Change::Delete, None, Vec::new())
+            .await
+            .map_err(storage_error)?;
+        sub
+    };
+    push(server, user, &RosterItem::removed(contact.clone()));
+    let effects = removal(sub);
+    if effects.send_unavailable {
+        presence_notice(server, user, contact, PresenceNotice::Unavailable).await;
+    }
+    for (send, kind) in [
+        (effects.send_unsubscribe, SubscriptionKind::Unsubscribe),
+        (effects.send_unsubscribed, SubscriptionKind::Unsubscribed),
+    ] {
+        if send {
+            route_subscription(server, user, contact, kind).await;
+        }
+    }
+    let _ = session;
+    Ok(())
+}
+
+/// Sends a roster push for `item` to every interested resource of the user.
+pub fn push(server: &Server, user: &BareJid, item: &RosterItem) {
+    for candidate in resources::resources(server, user) {
+        if let resources::Target::Local(session) = &candidate.target {
+            if !session.presence().interested {
+                continue;
+            }
+        }
+        let iq = roster_push(
+            &server.rosters.next_push_id(),
+            candidate.target.jid(),
+            item,
+            None,
+        );
+        let _gone = send_to(server, &candidate.target, iq, StanzaKind::Iq);
+    }
+}
+
+/// `<presence type=kind from=user to=contact/>`, routed (the contact's side
+/// is processed when it arrives there).
+async fn route_subscription(
+    server: &Server,
+    user: &BareJid,
+    contact: &BareJid,
+    kind: SubscriptionKind,
+) {
+    let element = Element::new("presence", ns::CLIENT)
+        .with_attr("from", user.as_str())
+        .with_attr("to", contact.as_str())
+        .with_attr("type", kind.as_str());
+    if let Ok(stanza) = Stanza::from_server(element) {
+        route(server, stanza).await;
+    }
+}
+
+/// Presence from each of the user's available resources on this node to
+/// the contact: their current presence, or unavailable.
+async fn presence_notice(
+    server: &Server,
+    user: &BareJid,
+    contact: &BareJid,
+    notice: PresenceNotice,
+) {
+    for session in server.sessions.resources(user) {
+        let last = session.presence().last.clone();
+        let Some(last) = last else { continue };
+        let mut element = match notice {
+            PresenceNotice::Available => last,
+            PresenceNotice::Unavailable => {
+                Element::new("presence", ns::CLIENT).with_attr("type", "unavailable")
+            }
+        };
+        element.set_attr("from", session.jid.as_str());
+        element.set_attr("to", contact.as_str());
+        if let Ok(stanza) = Stanza::from_server(element) {
+            route(server, stanza).await;
+        }
+    }
+}
+
+fn subscription_kind(stanza: &Stanza) -> Option<SubscriptionKind> {
+    stanza
+        .presence_type()
+        .and_then(|ty| ty.as_str())
+        .and_then(SubscriptionKind::from_presence_type)
+}
+
+/// A subscription stanza the user sends (RFC 6121 3.1.2, 3.2.2, 3.3.2, 3.4).
+pub async fn outbound_subscription(
+    server: &Server,
+    session: &Arc<LocalSession>,
+    stanza: Stanza,
+    to: Jid,
+) {
+    let Some(kind) = subscription_kind(&stanza) else {
+        return count(server, Outcome::Discarded);
+    };
+    let user = session.jid.to_bare();
+    let contact = to.to_bare();
+    if contact == user {
+        let error = StanzaError::new(Condition::BadRequest).with_text("A subscription to yourself");
+        return bounce(server, &stanza, error).await;
+    }
+    let outcome = {
+        let rosters = &server.rosters;
+        let _lock = rosters.locks.lock(&user).await;
+        let roster = match rosters.get(&user).await {
+            Ok(roster) => roster,
+            Err(error) => return bounce(server, &stanza, storage_error(error)).await,
+        };
+        let outcome = outbound(roster.state(&contact), kind);
+        let (name, groups) = roster
+            .entry(&contact)
+            .map(|entry| (entry.name.clone(), entry.groups.clone()))
+            .unwrap_or_default();
+        if let Err(error) = rosters
+            .save(
+                &user,
+                &contact,
+                outcome.change,
+                name.clone(),
+                groups.clone(),
+            )
+            .await
+        {
+            return bounce(server, &stanza, storage_error(error)).await;
+        }
+        if let Some(view) = outcome.push {
+            push(
+                server,
+                &user,
+                &RosterItem::from_view(contact.clone(), name, groups, view),
+            );
+        }
+        outcome
+    };
+    if let Some(notice) = outcome.presence_to_contact {
+        presence_notice(server, &user, &contact, notice).await;
+    }
+    match outcome.disposition {
+        // RFC 6121 3.1.2: the server stamps the user's bare JID.
+        Disposition::Forward => route_subscription(server, &user, &contact, kind).await,
+        Disposition::Absorbed => count(server, Outcome::Handled),
+        Disposition::Ignored(_) => count(server, Outcome::Discarded),
+    }
+}
+
+/// A subscription stanza that arrived for one of our users (RFC 6121 3.1.3,
+/// 3.1.6, 3.2.3, 3.3.3, 3.4).
+pub async fn inbound_subscription(server: &Server, stanza: Stanza, to: Jid) {
+    let (Some(kind), Some(from)) = (subscription_kind(&stanza), stanza.from.clone()) else {
+        return count(server, Outcome::Discarded);
+    };
+    let user = to.to_bare();
+    let contact = from.to_bare();
+    match message::account_exists(server, &user).await {
+        Ok(true) => {}
+        // RFC 6121 3.1.3: a request to an account that does not exist is
+        // answered with 'unsubscribed'; the rest is ignored.
+        Ok(false) if kind == SubscriptionKind::Subscribe => {
+            count(server, Outcome::Handled);
+            return route_subscription(server, &user, &contact, SubscriptionKind::Unsubscribed)
+                .await;
+        }
+        _ => return count(server, Outcome::Discarded),
+    }
+    let outcome = {
+        let rosters = &server.rosters;
+        let _lock = rosters.locks.lock(&user).await;
+        let roster = match rosters.get(&user).await {
+            Ok(roster) => roster,
+            Err(error) => {
+                tracing::error!(%user, %error, "roster unavailable; subscription stanza dropped");
+                return count(server, Outcome::Discarded);
+            }
+        };
+        let outcome = inbound(roster.state(&contact), kind);
+        let (name, groups) = roster
+            .entry(&contact)
+            .map(|entry| (entry.name.clone(), entry.groups.clone()))
+            .unwrap_or_default();
+        if let Err(error) = rosters
+            .save(
+                &user,
+                &contact,
+                outcome.change,
+                name.clone(),
+                groups.clone(),
+            )
+            .await
+        {
+            tracing::error!(%user, %error, "roster write failed; subscription stanza dropped");
+            return count(server, Outcome::Discarded);
+        }
+        if let Some(view) = outcome.push {
+            push(
+                server,
+                &user,
+                &RosterItem::from_view(contact.clone(), name, groups, view),
+            );
+        }
+        outcome
+    };
+    match outcome.disposition {
+        Disposition::Forward => {
+            let mut element = stanza.element;
+            element.set_attr("from", contact.as_str());
+            let delivered = deliver_to_available(server, &user, &element);
+            let outcome_kind = match (delivered, outcome.show_request) {
+                (true, _) => Outcome::Delivered,
+                // Kept as a pending request and shown at the next login.
+                (false, true) => Outcome::StoredOffline,
+                (false, false) => Outcome::Discarded,
+            };
+            count(server, outcome_kind);
+        }
+        Disposition::Absorbed => count(server, Outcome::Handled),
+        Disposition::Ignored(_) => count(server, Outcome::Discarded),
+    }
+    if outcome.reply_subscribed {
+        route_subscription(server, &user, &contact, SubscriptionKind::Subscribed).await;
+    }
+    if let Some(notice) = outcome.presence_to_contact {
+        presence_notice(server, &user, &contact, notice).await;
+    }
+}
+
+/// Sends `element` (to the user's bare JID) to each available resource.
+fn deliver_to_available(server: &Server, user: &BareJid, element: &Element) -> bool {
+    let mut delivered = false;
+    for candidate in resources::resources(server, user) {
+        if candidate.available {
+            let mut copy = element.clone();
+            copy.set_attr("to", user.as_str());
+            delivered |= send_to(server, &candidate.target, copy, StanzaKind::Presence).is_ok();
+        }
+    }
+    delivered
+}
+
+/// Shows unanswered subscription requests to a session that just became
+/// available (RFC 6121 3.1.3).
+pub fn deliver_pending_requests(server: &Server, session: &LocalSession, roster: &Roster) {
+    let user = session.jid.to_bare();
+    for contact in roster.pending_requests() {
+        let request = Element::new("presence", ns::CLIENT)
+            .with_attr("from", contact.as_str())
+            .with_attr("to", user.as_str())
+            .with_attr("type", "subscribe");
+        let _gone = session.send(Box::new(request));
+        let _ = server;
+    }
+}

@@ -1,0 +1,150 @@
+//! The stanza router: every stanza a client sends, and every stanza the
+//! server makes, goes through here to exactly one counted outcome.
+//!
+//! ```text
+//!  from_client ──▶ presence broadcast / server iq / route
+//!  route ──▶ our domain, user  ──▶ message rules (message.rs)
+//!        │                     ──▶ presence rules (presence::inbound)
+//!        │                     ──▶ iq: full JID, or the server answers
+//!        ├──▶ our domain, no user ──▶ iq::handle_server
+//!        └──▶ any other domain ──▶ remote-server-not-found (no s2s)
+//! ```
+//!
+//! Sessions on other nodes are reached through `dyn Cluster`
+//! (`resources::send_to`); a stanza from another node enters through
+//! [`deliver_from_cluster`] and is delivered locally only, never forwarded.
+
+pub mod message;
+pub mod offline;
+pub mod resources;
+
+use std::sync::Arc;
+
+use starling_core::cluster::StanzaKind;
+use starling_core::jid::Jid;
+
+use crate::metrics::Outcome;
+use crate::server::Server;
+use crate::session::LocalSession;
+use crate::stanza::{Condition, IqType, Stanza, StanzaError};
+use crate::{iq, presence};
+
+/// Counts how the routing of one stanza ended.
+pub fn count(server: &Server, outcome: Outcome) {
+    server.metrics.outcome(outcome);
+}
+
+/// A stanza from a bound client, `from` already stamped with its full JID.
+pub async fn from_client(server: &Server, session: &Arc<LocalSession>, stanza: Stanza) {
+    match stanza.kind {
+        StanzaKind::Presence => presence::from_client(server, session, stanza).await,
+        StanzaKind::Iq if addressed_to_account_or_server(server, session, &stanza) => {
+            iq::from_client(server, session, stanza).await
+        }
+        StanzaKind::Message if stanza.to.is_none() => {
+            // RFC 6121 8.5.1: no 'to' means the sender's own bare JID.
+            let mut stanza = stanza;
+            stanza.set_to(Jid::from(session.jid.to_bare()));
+            route(server, stanza).await
+        }
+        _ => route(server, stanza).await,
+    }
+}
+
+/// An iq with no 'to', to the domain, or to the sender's own bare JID is
+/// handled by the server on the account's behalf (RFC 6120 10.3.3).
+fn addressed_to_account_or_server(
+    server: &Server,
+    session: &LocalSession,
+    stanza: &Stanza,
+) -> bool {
+    match &stanza.to {
+        None => true,
+        Some(to) if to.node().is_none() && to.resource().is_none() => {
+            to.domain().as_str() == server.domain
+        }
+        Some(to) => to.resource().is_none() && *to == Jid::from(session.jid.to_bare()),
+    }
+}
+
+/// Routes a stanza that has a sender; boxed because error replies re-enter.
+pub fn route<'a>(server: &'a Server, stanza: Stanza) -> crate::BoxFuture<'a, ()> {
+    Box::pin(async move {
+        let Some(to) = stanza.to.clone() else {
+            return iq_or_discard_for_server(server, stanza).await;
+        };
+        if to.domain().as_str() != server.domain {
+            let error = StanzaError::new(Condition::RemoteServerNotFound)
+                .with_text(format!("{} is not served here", to.domain()));
+            return bounce(server, &stanza, error).await;
+        }
+        if to.node().is_none() {
+            return iq_or_discard_for_server(server, stanza).await;
+        }
+        match stanza.kind {
+            StanzaKind::Message => message::deliver(server, stanza, to).await,
+            StanzaKind::Presence => presence::inbound(server, stanza, to).await,
+            StanzaKind::Iq => iq_to_user(server, stanza, to).await,
+        }
+    })
+}
+
+/// A stanza to the domain itself.
+async fn iq_or_discard_for_server(server: &Server, stanza: Stanza) {
+    match stanza.kind {
+        StanzaKind::Iq => iq::handle_server(server, stanza).await,
+        StanzaKind::Message if stanza.is_error() => count(server, Outcome::Discarded),
+        StanzaKind::Message => {
+            let error = StanzaError::new(Condition::ServiceUnavailable)
+                .with_text("The server does not take messages");
+            bounce(server, &stanza, error).await
+        }
+        // Directed presence to the server: nothing to do (RFC 6121 4.6).
+        StanzaKind::Presence => count(server, Outcome::Discarded),
+    }
+}
+
+/// RFC 6121 8.5.2.1.3 / 8.5.3.1: an iq to a user's full JID goes to that
+/// session; to the bare JID the server answers for the account.
+async fn iq_to_user(server: &Server, stanza: Stanza, to: Jid) {
+    match to.try_as_full() {
+        Ok(full) => match resources::locate(server, full).await {
+            Some(target) => {
+                match resources::send_to(server, &target, stanza.element, stanza.kind) {
+                    Ok(()) => count(server, Outcome::Delivered),
+                    Err(element) => {
+                        let stanza = Stanza { element, ..stanza };
+                        unavailable_iq(server, stanza).await
+                    }
+                }
+            }
+            None => unavailable_iq(server, stanza).await,
+        },
+        Err(_bare) => iq::handle_for_account(server, stanza).await,
+    }
+}
+
+async fn unavailable_iq(server: &Server, stanza: Stanza) {
+    match stanza.iq_type() {
+        Some(IqType::Get | IqType::Set) => {
+            let error = StanzaError::new(Condition::ServiceUnavailable)
+                .with_text("The recipient is not connected");
+            bounce(server, &stanza, error).await
+        }
+        // A response whose requester is gone has nobody to go to.
+        _ => count(server, Outcome::Discarded),
+    }
+}
+
+/// Answers `stanza` with a stanza error routed back to its sender; an error
+/// stanza is never answered (RFC 6120 8.3.1) and is counted as discarded.
+pub async fn bounce(server: &Server, stanza: &Stanza, error: StanzaError) {
+    let Some(reply) = stanza.error_reply(&error) else {
+        return count(server, Outcome::Discarded);
+    };
+    count(server, Outcome::Bounced);
+    match Stanza::from_server(reply) {
+        Ok(reply) if reply.to.is_some() => route(server, reply).await,
+        _ => {}
+    }
+}

@@ -1,0 +1,211 @@
+//! Where a user's sessions are: this node's session manager plus the
+//! cluster's directory replica, merged into one list of [`Target`]s.
+
+use std::sync::Arc;
+
+use starling_core::cluster::{Envelope, NodeId, StanzaKind};
+use starling_core::jid::{BareJid, FullJid, Jid};
+use starling_core::xml::Element;
+
+use crate::metrics::incr;
+use crate::server::Server;
+use crate::session::LocalSession;
+use crate::stanza::MessageType;
+
+/// A session a stanza can be handed to.
+#[derive(Debug, Clone)]
+pub enum Target {
+    Local(Arc<LocalSession>),
+    Remote { jid: FullJid, node: NodeId },
+}
+
+impl Target {
+    pub fn jid(&self) -> &FullJid {
+        match self {
+            Target::Local(session) => &session.jid,
+            Target::Remote { jid, .. } => jid,
+        }
+    }
+}
+
+/// One of a user's sessions with what bare-JID routing needs to know.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub target: Target,
+    pub available: bool,
+    pub priority: i8,
+}
+
+/// Every session of `bare`, on this node and on the others.
+pub fn resources(server: &Server, bare: &BareJid) -> Vec<Candidate> {
+    let mut all: Vec<Candidate> = server
+        .sessions
+        .resources(bare)
+        .into_iter()
+        .map(|session| {
+            let (available, priority) = session.availability();
+            Candidate {
+                target: Target::Local(session),
+                available,
+                priority,
+            }
+        })
+        .collect();
+    all.extend(
+        server
+            .cluster
+            .remote_resources(bare)
+            .into_iter()
+            .map(|entry| Candidate {
+                target: Target::Remote {
+                    jid: entry.jid,
+                    node: entry.node,
+                },
+                available: entry.available,
+                priority: entry.priority,
+            }),
+    );
+    all
+}
+
+/// Sessions that should get a message sent to the bare JID
+/// (RFC 6121 8.5.2.1): available, non-negative priority; for chat and normal
+/// only those with the highest priority.
+pub fn message_recipients(candidates: Vec<Candidate>, ty: MessageType) -> Vec<Target> {
+    let eligible = candidates
+        .into_iter()
+        .filter(|candidate| candidate.available && candidate.priority >= 0);
+    match ty {
+        MessageType::Chat | MessageType::Normal => {
+            let eligible: Vec<Candidate> = eligible.collect();
+            let Some(top) = eligible.iter().map(|c| c.priority).max() else {
+                return Vec::new();
+            };
+            eligible
+                .into_iter()
+                .filter(|candidate| candidate.priority == top)
+                .map(|candidate| candidate.target)
+                .collect()
+        }
+        _ => eligible.map(|candidate| candidate.target).collect(),
+    }
+}
+
+/// The session bound to a full JID, here or on another node. A miss in the
+/// cluster's directory is looked up again as the cluster's retry policy
+/// says, for the race where a login has not reached this node's replica yet.
+pub async fn locate(server: &Server, jid: &FullJid) -> Option<Target> {
+    if let Some(session) = server.sessions.get(jid) {
+        return Some(Target::Local(session));
+    }
+    if let Some(node) = server.cluster.locate(jid) {
+        return Some(Target::Remote {
+            jid: jid.clone(),
+            node,
+        });
+    }
+    let policy = server.cluster.miss_retry();
+    for _ in 0..policy.attempts {
+        tokio::time::sleep(policy.interval()).await;
+        incr(&server.metrics.lookup_retries);
+        if let Some(session) = server.sessions.get(jid) {
+            return Some(Target::Local(session));
+        }
+        if let Some(node) = server.cluster.locate(jid) {
+            return Some(Target::Remote {
+                jid: jid.clone(),
+                node,
+            });
+        }
+    }
+    if policy.attempts > 0 {
+        incr(&server.metrics.lookup_misses);
+    }
+    None
+}
+
+/// Hands a stanza to a session; gives it back when that session cannot take it.
+pub fn send_to(
+    server: &Server,
+    target: &Target,
+    element: Element,
+    kind: StanzaKind,
+) -> Result<(), Element> {
+    match target {
+        Target::Local(session) => session
+            .send(Box::new(element))
+            .map_err(|error| *error.into_stanza()),
+        Target::Remote { jid, node } => {
+            let from = element
+                .attr("from")
+                .and_then(|from| Jid::new(from).ok())
+                .unwrap_or_else(|| server.domain_jid.clone());
+            let envelope = Envelope {
+                from,
+                to: Jid::from(jid.clone()),
+                kind,
+                xml: element.to_bytes().into(),
+            };
+            match server.cluster.forward(*node, envelope) {
+                Ok(()) => {
+                    incr(&server.metrics.routed_remote);
+                    Ok(())
+                }
+                Err(error) => {
+                    tracing::debug!(%jid, %error, "forward to the owner node failed");
+                    Err(element)
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use starling_core::shutdown::Shutdown;
+
+    fn candidate(resource: &str, available: bool, priority: i8) -> Candidate {
+        let jid = FullJid::new(&format!("a@example.com/{resource}")).unwrap();
+        let (session, _rx) = LocalSession::new(1, jid, 1, Shutdown::new());
+        Candidate {
+            target: Target::Local(session),
+            available,
+            priority,
+        }
+    }
+
+    fn names(targets: Vec<Target>) -> Vec<String> {
+        let mut names: Vec<String> = targets
+            .iter()
+            .map(|t| t.jid().resource().to_string())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn chat_goes_to_the_highest_priority_available_resources() {
+        let candidates = vec![
+            candidate("low", true, 1),
+            candidate("high1", true, 5),
+            candidate("high2", true, 5),
+            candidate("away", false, 9),
+            candidate("negative", true, -1),
+        ];
+        assert_eq!(
+            names(message_recipients(candidates.clone(), MessageType::Chat)),
+            ["high1", "high2"]
+        );
+        assert_eq!(
+            names(message_recipients(candidates, MessageType::Headline)),
+            ["high1", "high2", "low"]
+        );
+    }
+
+    #[test]
+    fn negative_priority_only_means_nobody() {
+        let candidates = vec![candidate("negative", true, -1), candidate("off", false, 0)];
+        assert!(message_recipients(candidates, MessageType::Chat).is_empty());
+    }
+}

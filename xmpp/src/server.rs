@@ -1,0 +1,115 @@
+//! The node's shared state and its start-up: the one `Server` every task
+//! holds an `Arc` of.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use starling_core::cache::CacheRegistry;
+use starling_core::cluster::Cluster;
+use starling_core::config::Config;
+use starling_core::jid::Jid;
+use starling_core::shutdown::Shutdown;
+use tokio_rustls::TlsAcceptor;
+
+use crate::c2s::limits::IpLimits;
+use crate::metrics::Metrics;
+use crate::roster::service::Rosters;
+use crate::router::offline::DeliveryLocks;
+use crate::session::SessionManager;
+use crate::storage::Store;
+use crate::users::UserDirectory;
+
+pub struct Server {
+    pub config: Config,
+    /// The XMPP domain, prepared.
+    pub domain: String,
+    /// The domain as a JID, the `from` of everything the server itself says.
+    pub domain_jid: Jid,
+    pub store: Store,
+    pub users: UserDirectory,
+    pub rosters: Rosters,
+    pub sessions: SessionManager,
+    pub cluster: Arc<dyn Cluster>,
+    pub metrics: Metrics,
+    pub caches: CacheRegistry,
+    pub tls: TlsAcceptor,
+    pub ip_limits: IpLimits,
+    pub delivery_locks: DeliveryLocks,
+    pub shutdown: Shutdown,
+    pub started: Instant,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("invalid domain {0:?}")]
+    Domain(String),
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("storage: {0}")]
+    Storage(#[from] crate::storage::StorageError),
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
+}
+
+impl Server {
+    /// Opens the store (running migrations), prepares TLS and the caches.
+    pub async fn new(
+        config: Config,
+        cluster: Arc<dyn Cluster>,
+        shutdown: Shutdown,
+    ) -> Result<Arc<Server>, StartError> {
+        let domain_jid = Jid::new(&config.server.domain)
+            .map_err(|_| StartError::Domain(config.server.domain.clone()))?;
+        let domain = domain_jid.domain().to_string();
+        std::fs::create_dir_all(&config.server.data_dir).map_err(|source| StartError::DataDir {
+            path: config.server.data_dir.clone(),
+            source,
+        })?;
+        let store = open_store(&config).await?;
+        let tls = crate::tls::acceptor(&config)?;
+        let caches = CacheRegistry::default();
+        let users = UserDirectory::new(
+            store.clone(),
+            domain.clone(),
+            config.caches.user_entries,
+            &caches,
+        );
+        let rosters = Rosters::new(store.clone(), config.caches.roster_entries, &caches);
+        let ip_limits = IpLimits::new(&config.limits);
+        Ok(Arc::new(Server {
+            domain,
+            domain_jid,
+            store,
+            users,
+            rosters,
+            sessions: SessionManager::default(),
+            cluster,
+            metrics: Metrics::default(),
+            caches,
+            tls,
+            ip_limits,
+            delivery_locks: DeliveryLocks::default(),
+            shutdown,
+            started: Instant::now(),
+            config,
+        }))
+    }
+
+    /// True when `jid` is an account of this server's domain.
+    pub fn is_local_user(&self, jid: &Jid) -> bool {
+        jid.node().is_some() && jid.domain().as_str() == self.domain
+    }
+}
+
+/// Opens the configured store; a relative SQLite path lives in the data dir.
+pub async fn open_store(config: &Config) -> Result<Store, crate::storage::StorageError> {
+    let url = match config.sqlite_path() {
+        Some(path) => format!("sqlite://{}", path.display()),
+        None => config.storage.url.clone(),
+    };
+    Store::connect(&url, config.storage.pool_size).await
+}

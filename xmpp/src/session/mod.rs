@@ -1,0 +1,370 @@
+//! The sessions bound on this node: full JID -> [`LocalSession`].
+//!
+//! Every transport (TCP c2s today, WebSocket and CometD later) ends in a
+//! `LocalSession`: a bounded mailbox the connection task drains, a token that
+//! ends the connection, and the presence state the router reads. The
+//! manager is a sharded map under short `std::sync::Mutex` sections, never
+//! held across an `.await`.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use starling_core::jid::{BareJid, FullJid, Jid};
+use starling_core::shutdown::Shutdown;
+use starling_core::xml::Element;
+use tokio::sync::mpsc;
+
+/// What a connection task receives from the rest of the server.
+#[derive(Debug)]
+pub enum Outbound {
+    /// A stanza to write to the client (boxed so the mailbox slots stay small).
+    Stanza(Box<Element>),
+}
+
+/// Why a session was ended from outside its connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// Another login took the same full JID (RFC 6120 7.7.2.2).
+    Conflict,
+    /// The client does not read fast enough; its mailbox is full.
+    SlowConsumer,
+    /// An operator ended the session.
+    Kicked,
+    /// The account was deleted.
+    AccountRemoved,
+    /// The node is shutting down.
+    Shutdown,
+}
+
+impl CloseReason {
+    /// The stream error condition sent to the client.
+    pub fn condition(self) -> &'static str {
+        match self {
+            CloseReason::Conflict => "conflict",
+            CloseReason::SlowConsumer => "policy-violation",
+            CloseReason::Kicked => "policy-violation",
+            CloseReason::AccountRemoved => "not-authorized",
+            CloseReason::Shutdown => "system-shutdown",
+        }
+    }
+
+    pub fn text(self) -> &'static str {
+        match self {
+            CloseReason::Conflict => "Replaced by a new connection for the same resource",
+            CloseReason::SlowConsumer => "Too many stanzas waiting: the client does not read them",
+            CloseReason::Kicked => "Session ended by an administrator",
+            CloseReason::AccountRemoved => "The account was removed",
+            CloseReason::Shutdown => "The server is shutting down",
+        }
+    }
+
+    fn code(self) -> u8 {
+        self as u8 + 1
+    }
+
+    fn from_code(code: u8) -> Option<CloseReason> {
+        [
+            CloseReason::Conflict,
+            CloseReason::SlowConsumer,
+            CloseReason::Kicked,
+            CloseReason::AccountRemoved,
+            CloseReason::Shutdown,
+        ]
+        .into_iter()
+        .find(|reason| reason.code() == code)
+    }
+}
+
+/// Presence facts the router and presence code need about a session.
+#[derive(Debug, Default)]
+pub struct PresenceState {
+    /// Has sent available presence and not unavailable since.
+    pub available: bool,
+    pub priority: i8,
+    /// The last available presence broadcast (answers probes).
+    pub last: Option<Element>,
+    /// Entities that got directed available presence from this session and
+    /// must get unavailable presence when it goes offline (RFC 6121 4.6.3).
+    pub directed: Vec<Jid>,
+    /// Has requested the roster: roster pushes go to it (RFC 6121 2.1.6).
+    pub interested: bool,
+}
+
+/// Why a stanza could not be queued for a session.
+#[derive(Debug)]
+pub enum SendError {
+    /// The session is gone; the stanza comes back for another route.
+    Closed(Box<Element>),
+    /// The mailbox is full; the session is being closed as a slow consumer.
+    Full(Box<Element>),
+}
+
+impl SendError {
+    pub fn into_stanza(self) -> Box<Element> {
+        match self {
+            SendError::Closed(stanza) | SendError::Full(stanza) => stanza,
+        }
+    }
+}
+
+/// One bound resource on this node.
+pub struct LocalSession {
+    /// Unique on this node, so an old connection never unbinds its successor.
+    pub id: u64,
+    pub jid: FullJid,
+    mailbox: mpsc::Sender<Outbound>,
+    /// Cancelled to end the connection (child of the node's shutdown token).
+    closing: Shutdown,
+    close_reason: std::sync::atomic::AtomicU8,
+    presence: Mutex<PresenceState>,
+}
+
+impl std::fmt::Debug for LocalSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalSession")
+            .field("id", &self.id)
+            .field("jid", &self.jid)
+            .finish()
+    }
+}
+
+impl LocalSession {
+    /// A session and the receiving end of its mailbox.
+    pub fn new(
+        id: u64,
+        jid: FullJid,
+        queue: usize,
+        closing: Shutdown,
+    ) -> (Arc<LocalSession>, mpsc::Receiver<Outbound>) {
+        let (mailbox, receiver) = mpsc::channel(queue);
+        let session = LocalSession {
+            id,
+            jid,
+            mailbox,
+            closing,
+            close_reason: std::sync::atomic::AtomicU8::new(0),
+            presence: Mutex::new(PresenceState::default()),
+        };
+        (Arc::new(session), receiver)
+    }
+
+    /// Queues a stanza without waiting. A full mailbox ends the session: a
+    /// client that does not read is cut off instead of growing memory.
+    pub fn send(&self, stanza: Box<Element>) -> Result<(), SendError> {
+        match self.mailbox.try_send(Outbound::Stanza(stanza)) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(Outbound::Stanza(stanza))) => {
+                self.close(CloseReason::SlowConsumer);
+                Err(SendError::Full(stanza))
+            }
+            Err(mpsc::error::TrySendError::Closed(Outbound::Stanza(stanza))) => {
+                Err(SendError::Closed(stanza))
+            }
+        }
+    }
+
+    /// Asks the connection to end with `reason`; the first reason wins.
+    pub fn close(&self, reason: CloseReason) {
+        let _first = self.close_reason.compare_exchange(
+            0,
+            reason.code(),
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+        self.closing.cancel();
+    }
+
+    /// The token the connection task watches.
+    pub fn closing(&self) -> &Shutdown {
+        &self.closing
+    }
+
+    /// Why the session was closed from outside, if it was.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        CloseReason::from_code(self.close_reason.load(Ordering::Acquire))
+            .or_else(|| self.closing.is_cancelled().then_some(CloseReason::Shutdown))
+    }
+
+    pub fn is_closing(&self) -> bool {
+        self.closing.is_cancelled()
+    }
+
+    /// Locks the presence state for a short, non-async section.
+    pub fn presence(&self) -> MutexGuard<'_, PresenceState> {
+        self.presence
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// `(available, priority)` in one lock.
+    pub fn availability(&self) -> (bool, i8) {
+        let presence = self.presence();
+        (presence.available, presence.priority)
+    }
+}
+
+const SHARDS: usize = 32;
+
+type Shard = HashMap<BareJid, Vec<Arc<LocalSession>>>;
+
+/// Full JID -> session for every session bound on this node.
+pub struct SessionManager {
+    shards: Box<[Mutex<Shard>]>,
+    hasher: RandomState,
+    next_id: AtomicU64,
+    count: AtomicUsize,
+}
+
+impl Default for SessionManager {
+    fn default() -> Self {
+        SessionManager {
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::new())).collect(),
+            hasher: RandomState::new(),
+            next_id: AtomicU64::new(1),
+            count: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl SessionManager {
+    pub fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn shard(&self, bare: &BareJid) -> MutexGuard<'_, Shard> {
+        let index = self.hasher.hash_one(bare) as usize % SHARDS;
+        self.shards[index]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Binds a session; returns the session it replaced (same full JID), which
+    /// the caller must close with a conflict.
+    pub fn bind(&self, session: Arc<LocalSession>) -> Option<Arc<LocalSession>> {
+        let bare = session.jid.to_bare();
+        let mut shard = self.shard(&bare);
+        let resources = shard.entry(bare).or_default();
+        let replaced = resources
+            .iter()
+            .position(|existing| existing.jid == session.jid)
+            .map(|index| resources.swap_remove(index));
+        resources.push(session);
+        if replaced.is_none() {
+            self.count.fetch_add(1, Ordering::Relaxed);
+        }
+        replaced
+    }
+
+    /// Removes this exact session (not a newer one with the same JID).
+    pub fn unbind(&self, session: &LocalSession) -> bool {
+        let bare = session.jid.to_bare();
+        let mut shard = self.shard(&bare);
+        let Some(resources) = shard.get_mut(&bare) else {
+            return false;
+        };
+        let Some(index) = resources.iter().position(|s| s.id == session.id) else {
+            return false;
+        };
+        resources.swap_remove(index);
+        if resources.is_empty() {
+            shard.remove(&bare);
+        }
+        self.count.fetch_sub(1, Ordering::Relaxed);
+        true
+    }
+
+    pub fn get(&self, jid: &FullJid) -> Option<Arc<LocalSession>> {
+        let bare = jid.to_bare();
+        let shard = self.shard(&bare);
+        shard.get(&bare)?.iter().find(|s| s.jid == *jid).cloned()
+    }
+
+    /// Every session of a user on this node.
+    pub fn resources(&self, bare: &BareJid) -> Vec<Arc<LocalSession>> {
+        self.shard(bare).get(bare).cloned().unwrap_or_default()
+    }
+
+    pub fn has_resources(&self, bare: &BareJid) -> bool {
+        self.shard(bare).contains_key(bare)
+    }
+
+    pub fn count(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// A snapshot of every session (admin pages, shutdown).
+    pub fn all(&self) -> Vec<Arc<LocalSession>> {
+        let mut all = Vec::with_capacity(self.count());
+        for shard in self.shards.iter() {
+            let shard = shard
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            all.extend(shard.values().flatten().cloned());
+        }
+        all
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use starling_core::xml::ns;
+
+    fn session(
+        manager: &SessionManager,
+        jid: &str,
+    ) -> (Arc<LocalSession>, mpsc::Receiver<Outbound>) {
+        LocalSession::new(
+            manager.next_id(),
+            FullJid::new(jid).unwrap(),
+            2,
+            Shutdown::new(),
+        )
+    }
+
+    #[test]
+    fn bind_replaces_same_full_jid_and_unbind_spares_the_successor() {
+        let manager = SessionManager::default();
+        let (first, _rx1) = session(&manager, "a@example.com/r");
+        let (second, _rx2) = session(&manager, "a@example.com/r");
+        let (other, _rx3) = session(&manager, "a@example.com/s");
+        assert!(manager.bind(first.clone()).is_none());
+        assert!(manager.bind(other.clone()).is_none());
+        let replaced = manager.bind(second.clone()).unwrap();
+        assert_eq!(replaced.id, first.id);
+        assert_eq!(manager.count(), 2);
+        assert!(
+            !manager.unbind(&first),
+            "the replaced session is no longer bound"
+        );
+        assert_eq!(manager.get(&second.jid).unwrap().id, second.id);
+        assert_eq!(manager.resources(&second.jid.to_bare()).len(), 2);
+        assert!(manager.unbind(&second));
+        assert!(manager.unbind(&other));
+        assert_eq!(manager.count(), 0);
+        assert!(!manager.has_resources(&second.jid.to_bare()));
+    }
+
+    #[test]
+    fn a_full_mailbox_closes_the_session_and_returns_the_stanza() {
+        let manager = SessionManager::default();
+        let (session, _rx) = session(&manager, "a@example.com/r");
+        let stanza = || Box::new(Element::new("message", ns::CLIENT));
+        session.send(stanza()).unwrap();
+        session.send(stanza()).unwrap();
+        assert!(matches!(session.send(stanza()), Err(SendError::Full(_))));
+        assert!(session.is_closing());
+        assert_eq!(session.close_reason(), Some(CloseReason::SlowConsumer));
+    }
+
+    #[test]
+    fn a_dropped_receiver_returns_the_stanza() {
+        let manager = SessionManager::default();
+        let (session, rx) = session(&manager, "a@example.com/r");
+        drop(rx);
+        let result = session.send(Box::new(Element::new("message", ns::CLIENT)));
+        assert!(matches!(result, Err(SendError::Closed(_))));
+    }
+}

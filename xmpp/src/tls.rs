@@ -1,0 +1,127 @@
+//! TLS out of the box: the configured certificate, or a self-signed one
+//! generated on first start and kept in the data directory.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::ServerConfig;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use starling_core::config::Config;
+use tokio_rustls::TlsAcceptor;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {what} {path}: {message}")]
+    Read {
+        what: &'static str,
+        path: PathBuf,
+        message: String,
+    },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot generate a self-signed certificate: {0}")]
+    Generate(#[from] rcgen::Error),
+    #[error("certificate and key do not make a TLS configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
+/// Builds the acceptor for STARTTLS from the config (generating a
+/// certificate when none is configured).
+pub fn acceptor(config: &Config) -> Result<TlsAcceptor, TlsError> {
+    let (cert_path, key_path) = if config.tls.cert.as_os_str().is_empty() {
+        ensure_self_signed(&config.server.data_dir, &config.server.domain)?
+    } else {
+        (config.tls.cert.clone(), config.tls.key.clone())
+    };
+    let certs = CertificateDer::pem_file_iter(&cert_path)
+        .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
+        .map_err(|error| TlsError::Read {
+            what: "certificate",
+            path: cert_path.clone(),
+            message: error.to_string(),
+        })?;
+    if certs.is_empty() {
+        return Err(TlsError::Read {
+            what: "certificate",
+            path: cert_path,
+            message: "no PEM certificate found".into(),
+        });
+    }
+    let key = PrivateKeyDer::from_pem_file(&key_path).map_err(|error| TlsError::Read {
+        what: "private key",
+        path: key_path.clone(),
+        message: error.to_string(),
+    })?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut server_config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)?;
+    // Session tickets would keep per-connection state we do not need; XMPP
+    // clients reconnect rarely compared with HTTPS.
+    server_config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    Ok(TlsAcceptor::from(Arc::new(server_config)))
+}
+
+/// Paths of the generated certificate and key, creating them if missing.
+fn ensure_self_signed(data_dir: &Path, domain: &str) -> Result<(PathBuf, PathBuf), TlsError> {
+    let dir = data_dir.join("tls");
+    let cert_path = dir.join("cert.pem");
+    let key_path = dir.join("key.pem");
+    if cert_path.exists() && key_path.exists() {
+        return Ok((cert_path, key_path));
+    }
+    std::fs::create_dir_all(&dir).map_err(|source| TlsError::Write {
+        path: dir.clone(),
+        source,
+    })?;
+    let names = vec![domain.to_owned(), format!("*.{domain}")];
+    let generated = rcgen::generate_simple_self_signed(names)?;
+    write_private(&key_path, generated.signing_key.serialize_pem().as_bytes())?;
+    std::fs::write(&cert_path, generated.cert.pem()).map_err(|source| TlsError::Write {
+        path: cert_path.clone(),
+        source,
+    })?;
+    tracing::info!(cert = %cert_path.display(), "generated a self-signed TLS certificate");
+    Ok((cert_path, key_path))
+}
+
+/// Writes a file readable by its owner only.
+fn write_private(path: &Path, contents: &[u8]) -> Result<(), TlsError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let error = |source| TlsError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(error)?;
+    file.write_all(contents).map_err(error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generates_once_and_reuses() {
+        let dir = std::env::temp_dir().join(format!("starling-tls-{}", std::process::id()));
+        let mut config = Config::defaults();
+        config.server.data_dir = dir.clone();
+        acceptor(&config).expect("generated certificate loads");
+        let cert = std::fs::read(dir.join("tls/cert.pem")).unwrap();
+        acceptor(&config).expect("existing certificate loads");
+        assert_eq!(cert, std::fs::read(dir.join("tls/cert.pem")).unwrap());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
