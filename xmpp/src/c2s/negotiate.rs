@@ -192,7 +192,7 @@ async fn stream_turn(
 
 async fn start_tls(conn: &mut Conn) -> Result<(), ConnError> {
     conn.send(&Element::new("proceed", ns::TLS)).await?;
-    if conn.parser.has_buffered_input() {
+    if !conn.parser.buffered_is_whitespace() {
         // Bytes after <starttls/> would be read as plain text: refuse them.
         return Err(ConnError::stream(
             "not-authorized",

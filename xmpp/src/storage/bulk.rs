@@ -85,7 +85,8 @@ impl BulkInsert {
             }
             Ok(args)
         };
-        let full: Arc<str> = self.sql(self.rows_per_statement.min(items.len())).into();
+        let full: Option<Arc<str>> = (items.len() >= self.rows_per_statement)
+            .then(|| self.sql(self.rows_per_statement).into());
         let mut chunks = items.chunks(self.rows_per_statement);
         let mut next = chunks
             .next()
@@ -93,15 +94,18 @@ impl BulkInsert {
         let mut inserted = 0;
         while let Some(current) = next.take() {
             let (rows, args) = current?;
-            let sql = if rows == self.rows_per_statement {
-                Arc::clone(&full)
-            } else {
-                self.sql(rows).into()
+            // Only the full-size statement is worth keeping prepared; a short
+            // tail would just take a slot in the connection's statement cache.
+            let (sql, persistent) = match &full {
+                Some(full) if rows == self.rows_per_statement => (Arc::clone(full), true),
+                _ => (self.sql(rows).into(), false),
             };
             // Encode the next chunk while the database executes this one: the
             // SQLite driver runs statements on its own thread, so the two
             // overlap instead of taking turns.
-            let execute = sqlx::query_with(AssertSqlSafe(sql), args).execute(&mut *conn);
+            let execute = sqlx::query_with(AssertSqlSafe(sql), args)
+                .persistent(persistent)
+                .execute(&mut *conn);
             let prepare = async { chunks.next().map(|c| Ok((c.len(), encode(c)?))) };
             let (result, following) = tokio::join!(execute, prepare);
             inserted += result?.rows_affected();

@@ -6,7 +6,8 @@
 //! database named by a URL and applies the embedded migrations (`migrations/sqlite`
 //! or `migrations/postgres`, which differ only where the SQL dialects must). Each
 //! aggregate has its own module of `Store` methods: `users`, `roster`,
-//! `offline`. Queries are written once with `$1`-style placeholders and use only
+//! `offline`. Queries are written once with `$1`-style placeholders (only the
+//! generated bulk INSERTs use `?` on SQLite, see `bulk`) and use only
 //! the value types `Any` carries (i64, bool, String, bytes); times are unix
 //! milliseconds. Flags are read back through `CAST(.. AS INTEGER)` because a
 //! SQLite integer and a PostgreSQL boolean decode to different `Any` kinds.

@@ -335,13 +335,14 @@ mod tests {
     async fn bulk_insert_and_duplicate() {
         for_each_backend(|db| async move {
             let store = db.store().await;
-            let users: Vec<_> = (1..=60).map(|i| new_user(&format!("p{i}"))).collect();
+            let users: Vec<_> = (1..=100).map(|i| new_user(&format!("p{i}"))).collect();
             store.insert_users(&users).await.unwrap();
-            // 60 users x 40 contacts = 2,400 rows: several statements, short tail.
+            // 100 users x 40 contacts = 4,000 rows: a full statement (3,276 rows)
+            // and a short tail.
             let mut rows = Vec::new();
-            for u in 1..=60 {
+            for u in 1..=100 {
                 for c in 1..=40 {
-                    let mut it = item(&format!("p{}@example.com", (u + c - 1) % 60 + 1));
+                    let mut it = item(&format!("p{}@example.com", (u + c - 1) % 100 + 1));
                     it.sub_to = true;
                     it.sub_from = true;
                     it.groups = vec![format!("g{}", c % 3)];
@@ -349,15 +350,17 @@ mod tests {
                 }
             }
             store.insert_roster_items(&rows).await.unwrap();
-            let roster = store.get_roster("p7").await.unwrap();
-            assert_eq!(roster.len(), 40);
-            let mut expected: Vec<_> = rows
-                .iter()
-                .filter(|(o, _)| o == "p7")
-                .map(|(_, i)| i.clone())
-                .collect();
-            expected.sort_by(|a, b| a.contact.cmp(&b.contact));
-            assert_eq!(roster, expected);
+            for owner in ["p7", "p100"] {
+                let roster = store.get_roster(owner).await.unwrap();
+                assert_eq!(roster.len(), 40);
+                let mut expected: Vec<_> = rows
+                    .iter()
+                    .filter(|(o, _)| o == owner)
+                    .map(|(_, i)| i.clone())
+                    .collect();
+                expected.sort_by(|a, b| a.contact.cmp(&b.contact));
+                assert_eq!(roster, expected);
+            }
 
             // A batch whose last row already exists leaves nothing behind.
             let batch = vec![

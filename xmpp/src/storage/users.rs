@@ -359,14 +359,16 @@ mod tests {
     async fn bulk_insert_and_duplicates() {
         for_each_backend(|db| async move {
             let store = db.store().await;
-            // More than one statement's worth, with a short last chunk.
-            let users: Vec<NewUser> = (1..=2_345).map(|i| new_user(&format!("p{i}"))).collect();
+            // More than one statement's worth (6,553 rows), with a short last chunk.
+            let users: Vec<NewUser> = (1..=7_000).map(|i| new_user(&format!("p{i}"))).collect();
             store.insert_users(&users).await.unwrap();
-            assert_eq!(store.count_users(None).await.unwrap(), 2_345);
-            assert_eq!(
-                store.get_user("p2345").await.unwrap().unwrap().scram_sha1,
-                "sha1:p2345"
-            );
+            assert_eq!(store.count_users(None).await.unwrap(), 7_000);
+            for name in ["p1", "p6553", "p6554", "p7000"] {
+                let got = store.get_user(name).await.unwrap().unwrap();
+                assert_eq!(got.scram_sha1, format!("sha1:{name}"));
+                assert_eq!(got.scram_sha256, format!("sha256:{name}"));
+                assert!(!got.admin);
+            }
 
             // One existing user in a new batch: nothing of the batch is kept.
             let batch: Vec<NewUser> = ["q1", "q2", "p17", "q3"].map(new_user).into();
@@ -376,7 +378,7 @@ mod tests {
                 "{err}"
             );
             assert!(store.get_user("q1").await.unwrap().is_none());
-            assert_eq!(store.count_users(None).await.unwrap(), 2_345);
+            assert_eq!(store.count_users(None).await.unwrap(), 7_000);
 
             // A name twice in the batch.
             let batch: Vec<NewUser> = ["r1", "r2", "r1"].map(new_user).into();

@@ -127,6 +127,14 @@ impl StreamParser {
         self.start < self.buf.len()
     }
 
+    /// Whether every unconsumed byte is XML whitespace (a client may end a
+    /// line after `<starttls/>`; that is not data sent before the handshake).
+    pub fn buffered_is_whitespace(&self) -> bool {
+        self.buf[self.start..]
+            .iter()
+            .all(|byte| matches!(byte, b' ' | b'\t' | b'\r' | b'\n'))
+    }
+
     /// Number of buffered bytes not yet consumed by an event.
     pub fn buffered_len(&self) -> usize {
         self.buf.len() - self.start
