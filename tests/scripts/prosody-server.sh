@@ -8,8 +8,9 @@
 #
 # Two virtual hosts on 127.0.0.1: `localhost` stores SCRAM-SHA-256 credentials (offers
 # SCRAM-SHA-256 and PLAIN), `sha1.localhost` stores SCRAM-SHA-1 ones (SCRAM-SHA-1, PLAIN).
-# PLAIN is allowed without TLS; Nagle is off (see the config). Users: `prosodyctl --config DIR/prosody.cfg.lua adduser`,
-# or in bulk with `starling-load prosody-users --data-dir DIR/data ...`.
+# PLAIN is allowed without TLS; Nagle is off (see the config). Users one at a time with
+# `prosodyctl --config DIR/prosody.cfg.lua register USER HOST PASSWORD`, or in bulk with
+# `starling-load prosody-users --data-dir DIR/data ...`.
 set -euo pipefail
 
 cmd=${1:?usage: prosody-server.sh setup|start|stop DIR [PORT]}
@@ -63,7 +64,12 @@ start)
     ;;
 stop)
     if [ -s "$dir/prosody.pid" ]; then
-        kill "$(cat "$dir/prosody.pid")"
+        pid=$(cat "$dir/prosody.pid")
+        kill "$pid"
+        for _ in $(seq 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
         rm -f "$dir/prosody.pid"
     fi
     ;;

@@ -10,10 +10,12 @@
 //! - [`error`]: client errors that name the failing step and what arrived instead.
 //! - [`stats`]: mergeable latency histograms.
 //! - [`load`]: the `starling-load` driver (login, hold and chat runs over worker processes).
+//! - [`node`]: real `starling` processes on free ports for black-box tests.
 
 pub mod client;
 pub mod error;
 pub mod load;
+pub mod node;
 pub mod raw;
 pub mod sasl;
 pub mod stats;
@@ -23,5 +25,6 @@ pub mod xml_reader;
 
 pub use client::{Client, DEFAULT_TIMEOUT, LoginOptions, TlsMode};
 pub use error::ClientError;
+pub use node::{NodeBuilder, TestNode, free_port, starling_binary};
 pub use raw::{RawConnection, RawRead, connect_raw};
 pub use sasl::Mechanism;

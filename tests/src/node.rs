@@ -1,0 +1,311 @@
+//! Real `starling` processes for black-box tests.
+//!
+//! A [`TestNode`] is the release of a real binary on real ports: the harness
+//! writes a config file into a fresh temporary folder, creates accounts with
+//! the `starling user` command, starts `starling serve`, and waits until the
+//! client port answers. Dropping the node kills the process; its log stays
+//! readable through [`TestNode::log`] until then.
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The `starling` binary, built once per test process.
+///
+/// `STARLING_BIN` points at a prebuilt binary; otherwise the workspace's
+/// debug binary is built with cargo (a no-op when it is up to date).
+pub fn starling_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        if let Some(path) = std::env::var_os("STARLING_BIN") {
+            return PathBuf::from(path);
+        }
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("workspace root");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "starling-xmpp",
+                "--bin",
+                "starling",
+            ])
+            .current_dir(workspace)
+            .status()
+            .expect("running cargo build for the starling binary");
+        assert!(
+            status.success(),
+            "cargo build of the starling binary failed"
+        );
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| workspace.join("target"));
+        target.join("debug").join("starling")
+    })
+}
+
+/// A port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("a free local port")
+}
+
+/// How to start a node.
+#[derive(Debug, Clone)]
+pub struct NodeBuilder {
+    domain: String,
+    /// Extra TOML appended to the generated config (sections the harness
+    /// does not write itself, or keys inside `[limits]`, `[c2s]` ...).
+    extra: Vec<(String, String)>,
+    users: Vec<(String, String, bool)>,
+    plain_without_tls: bool,
+}
+
+impl Default for NodeBuilder {
+    fn default() -> Self {
+        NodeBuilder {
+            domain: "localhost".into(),
+            extra: Vec::new(),
+            users: Vec::new(),
+            plain_without_tls: false,
+        }
+    }
+}
+
+impl NodeBuilder {
+    pub fn domain(mut self, domain: &str) -> Self {
+        self.domain = domain.into();
+        self
+    }
+
+    /// Sets `key = value` (TOML literal) in `[section]`.
+    pub fn set(mut self, section: &str, key_value: &str) -> Self {
+        self.extra.push((section.into(), key_value.into()));
+        self
+    }
+
+    pub fn user(mut self, name: &str, password: &str) -> Self {
+        self.users.push((name.into(), password.into(), false));
+        self
+    }
+
+    pub fn admin(mut self, name: &str, password: &str) -> Self {
+        self.users.push((name.into(), password.into(), true));
+        self
+    }
+
+    /// Allows PLAIN and legacy auth before STARTTLS (`c2s.allow_plain_without_tls`).
+    pub fn plain_without_tls(mut self) -> Self {
+        self.plain_without_tls = true;
+        self
+    }
+
+    pub fn start(self) -> TestNode {
+        TestNode::start(self)
+    }
+}
+
+/// A running `starling serve` process.
+pub struct TestNode {
+    pub domain: String,
+    pub c2s: SocketAddr,
+    pub config: PathBuf,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl TestNode {
+    pub fn builder() -> NodeBuilder {
+        NodeBuilder::default()
+    }
+
+    fn start(builder: NodeBuilder) -> TestNode {
+        let dir = tempfile::Builder::new()
+            .prefix("starling-test-")
+            .tempdir()
+            .expect("a temporary folder");
+        let c2s: SocketAddr = format!("127.0.0.1:{}", free_port())
+            .parse()
+            .expect("address");
+        let http: SocketAddr = format!("127.0.0.1:{}", free_port())
+            .parse()
+            .expect("address");
+        let config = dir.path().join("starling.toml");
+        write_config(&config, &builder, c2s, http);
+        let mut node = TestNode {
+            domain: builder.domain.clone(),
+            c2s,
+            config,
+            dir,
+            child: None,
+        };
+        for (name, password, admin) in &builder.users {
+            let mut args = vec!["user", "add", name.as_str(), password.as_str()];
+            if *admin {
+                args.push("--admin");
+            }
+            let output = node.cli(&args);
+            assert!(
+                output.status.success(),
+                "user add {name}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        node.spawn();
+        node
+    }
+
+    /// Starts the server process (again, after [`TestNode::kill`]).
+    pub fn spawn(&mut self) {
+        assert!(self.child.is_none(), "node already running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("log file");
+        let child = Command::new(starling_binary())
+            .args(["serve", "--config"])
+            .arg(&self.config)
+            .env(
+                "RUST_LOG",
+                std::env::var("STARLING_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
+            .spawn()
+            .expect("spawning starling serve");
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if TcpStream::connect_timeout(&self.c2s, Duration::from_millis(200)).is_ok() {
+                return;
+            }
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!(
+                        "starling exited with {status} before listening:\n{}",
+                        self.log()
+                    );
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "starling did not listen within 30 s:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Runs `starling ARGS --config <this node's config>`.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(starling_binary())
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .output()
+            .expect("running the starling command")
+    }
+
+    /// The process id, for memory measurements.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit; returns whether it exited cleanly.
+    pub fn stop(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return true;
+        };
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        false
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("node.log")
+    }
+
+    /// Everything the node has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!("--- starling log ({}) ---\n{}", self.c2s, self.log());
+        }
+    }
+}
+
+fn write_config(path: &Path, builder: &NodeBuilder, c2s: SocketAddr, http: SocketAddr) {
+    let mut sections: Vec<(String, Vec<String>)> = vec![
+        (
+            "server".into(),
+            vec![
+                format!("domain = {:?}", builder.domain),
+                "data_dir = \"data\"".into(),
+            ],
+        ),
+        (
+            "c2s".into(),
+            vec![
+                format!("bind = \"{c2s}\""),
+                format!("allow_plain_without_tls = {}", builder.plain_without_tls),
+            ],
+        ),
+        ("http".into(), vec![format!("bind = \"{http}\"")]),
+    ];
+    for (section, key_value) in &builder.extra {
+        match sections.iter_mut().find(|(name, _)| name == section) {
+            Some((_, lines)) => lines.push(key_value.clone()),
+            None => sections.push((section.clone(), vec![key_value.clone()])),
+        }
+    }
+    let mut file = std::fs::File::create(path).expect("config file");
+    for (section, lines) in sections {
+        writeln!(file, "[{section}]").expect("write config");
+        for line in lines {
+            writeln!(file, "{line}").expect("write config");
+        }
+    }
+}

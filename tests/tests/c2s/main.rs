@@ -1,0 +1,6 @@
+//! Black-box tests of one node's client side: real `starling` processes,
+//! real sockets, Starling's own test client.
+
+mod support;
+
+mod t10_login;
