@@ -1,0 +1,1 @@
+//! Cluster membership held by openraft (to be written).
