@@ -54,6 +54,10 @@ pub struct Envelope {
     pub to: Jid,
     pub kind: StanzaKind,
     pub xml: Bytes,
+    /// Times the stanza already crossed between nodes. A node that finds the
+    /// session gone re-routes once; stale directories cannot bounce a stanza
+    /// around for ever.
+    pub hops: u8,
 }
 
 /// One of a user's sessions as the session directory knows it.
@@ -142,6 +146,19 @@ pub trait Cluster: Send + Sync + 'static {
     /// How a miss in the directory is retried before the stanza is handled as
     /// for an offline user.
     fn miss_retry(&self) -> RetryPolicy;
+
+    /// Asks the owner node to close its session of `jid`: the same full JID
+    /// just logged in here (RFC 6120 7.7.2.2, across nodes).
+    fn kick(&self, node: NodeId, jid: &FullJid);
+
+    /// Evicts `key` from the named cache on every other member and waits for
+    /// their acknowledgements (members that are down are not waited for), so
+    /// a change is visible cluster-wide before it is acknowledged to a client.
+    fn invalidate(&self, cache: &'static str, key: String) -> BoxFuture<'_, ()>;
+
+    /// Tells the node serving `user` that offline messages were stored for
+    /// them, in case the user came online there meanwhile.
+    fn offline_stored(&self, node: NodeId, user: &BareJid);
 }
 
 /// What the cluster module hands back to the server.
@@ -152,6 +169,16 @@ pub trait LocalDelivery: Send + Sync + 'static {
 
     /// A member was declared down: these were its sessions.
     fn node_down(&self, node: NodeId, lost: Vec<FullJid>) -> BoxFuture<'_, ()>;
+
+    /// Another member bound the same full JID: close the session here.
+    fn kick(&self, jid: FullJid);
+
+    /// Another member changed the entry behind `key` in the named cache.
+    fn invalidate(&self, cache: &str, key: &str);
+
+    /// Offline messages were stored for `user` elsewhere: deliver them if the
+    /// user is available here.
+    fn offline_stored(&self, user: BareJid) -> BoxFuture<'_, ()>;
 }
 
 /// The cluster module of a single node: there are no other members.
@@ -184,6 +211,14 @@ impl Cluster for LocalOnly {
     fn miss_retry(&self) -> RetryPolicy {
         RetryPolicy::NONE
     }
+
+    fn kick(&self, _node: NodeId, _jid: &FullJid) {}
+
+    fn invalidate(&self, _cache: &'static str, _key: String) -> BoxFuture<'_, ()> {
+        Box::pin(std::future::ready(()))
+    }
+
+    fn offline_stored(&self, _node: NodeId, _user: &BareJid) {}
 }
 
 #[cfg(test)]

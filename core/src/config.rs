@@ -241,6 +241,21 @@ pub struct ClusterConfig {
     pub lookup_attempts: u32,
     /// The window those attempts are spread over, in milliseconds.
     pub lookup_window_ms: u64,
+    /// The address other members dial; empty: `bind` (set it when `bind`
+    /// is a wildcard address such as 0.0.0.0).
+    pub advertise: String,
+    /// Heartbeats on every peer link, both ways, this often.
+    pub heartbeat_ms: u64,
+    /// A peer silent this long is suspect ...
+    pub suspect_after_ms: u64,
+    /// ... and this long is down: its sessions are dropped everywhere.
+    pub down_after_ms: u64,
+    /// How long a starting node looks for its seeds before it forms a
+    /// cluster of its own.
+    pub join_timeout_ms: u64,
+    /// Frames queued for one peer before sends to it fail (backpressure
+    /// instead of unbounded memory).
+    pub send_queue: usize,
 }
 
 impl Default for ClusterConfig {
@@ -253,6 +268,12 @@ impl Default for ClusterConfig {
             secret: String::new(),
             lookup_attempts: 5,
             lookup_window_ms: 500,
+            advertise: String::new(),
+            heartbeat_ms: 500,
+            suspect_after_ms: 1500,
+            down_after_ms: 3000,
+            join_timeout_ms: 3000,
+            send_queue: 65536,
         }
     }
 }
@@ -376,6 +397,28 @@ impl Config {
                 return Err(ConfigError::Invalid {
                     key: "cluster.secret",
                     message: "required when cluster.enabled = true".into(),
+                });
+            }
+            let cluster = &self.cluster;
+            if cluster.heartbeat_ms == 0
+                || cluster.suspect_after_ms <= cluster.heartbeat_ms
+                || cluster.down_after_ms <= cluster.suspect_after_ms
+            {
+                return Err(ConfigError::Invalid {
+                    key: "cluster.down_after_ms",
+                    message: "need 0 < heartbeat_ms < suspect_after_ms < down_after_ms".into(),
+                });
+            }
+            if cluster.send_queue == 0 {
+                return Err(ConfigError::Invalid {
+                    key: "cluster.send_queue",
+                    message: "must be greater than 0".into(),
+                });
+            }
+            if !cluster.advertise.is_empty() && cluster.advertise.parse::<SocketAddr>().is_err() {
+                return Err(ConfigError::Invalid {
+                    key: "cluster.advertise",
+                    message: format!("{:?} is not an address like 10.0.0.5:7701", cluster.advertise),
                 });
             }
             if self.cluster.node_name.is_empty() {

@@ -37,6 +37,8 @@ pub struct Server {
     pub delivery_locks: DeliveryLocks,
     pub shutdown: Shutdown,
     pub started: Instant,
+    /// Itself, for tasks that outlive the call that spawns them.
+    this: std::sync::Weak<Server>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -74,13 +76,15 @@ impl Server {
         let caches = CacheRegistry::default();
         let users = UserDirectory::new(
             store.clone(),
+            cluster.clone(),
             domain.clone(),
             config.caches.user_entries,
             &caches,
         );
-        let rosters = Rosters::new(store.clone(), config.caches.roster_entries, &caches);
+        let rosters = Rosters::new(store.clone(), cluster.clone(), config.caches.roster_entries, &caches);
         let ip_limits = IpLimits::new(&config.limits);
-        Ok(Arc::new(Server {
+        Ok(Arc::new_cyclic(|this| Server {
+            this: this.clone(),
             domain,
             domain_jid,
             store,
@@ -97,6 +101,11 @@ impl Server {
             started: Instant::now(),
             config,
         }))
+    }
+
+    /// A strong handle, for spawned tasks (`None` only during teardown).
+    pub fn this(&self) -> Option<Arc<Server>> {
+        self.this.upgrade()
     }
 
     /// True when `jid` is an account of this server's domain.

@@ -11,9 +11,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use starling_core::cache::{CacheKind, CacheRegistry, Lru};
+use starling_core::cluster::Cluster;
 
 use crate::auth::{Credentials, ScramHash, StoredCredential, verify_password};
 use crate::storage::{NewUser, StorageError, Store, UserRecord};
+
+/// Name of the account cache (also in cluster invalidations).
+pub const USER_CACHE: &str = "users";
 
 /// How long a cached "this account exists" answer is trusted.
 pub const EXISTS_TTL: Duration = Duration::from_secs(60);
@@ -29,6 +33,7 @@ pub enum AccountError {
 
 pub struct UserDirectory {
     store: Store,
+    cluster: Arc<dyn Cluster>,
     domain: String,
     /// Accounts known to exist, with when that was read.
     known: Arc<Lru<String, Instant>>,
@@ -37,14 +42,16 @@ pub struct UserDirectory {
 impl UserDirectory {
     pub fn new(
         store: Store,
+        cluster: Arc<dyn Cluster>,
         domain: String,
         entries: usize,
         registry: &CacheRegistry,
     ) -> UserDirectory {
-        let known = Arc::new(Lru::new("users", CacheKind::Invalidated, entries));
+        let known = Arc::new(Lru::new(USER_CACHE, CacheKind::Invalidated, entries));
         registry.register(known.clone());
         UserDirectory {
             store,
+            cluster,
             domain,
             known,
         }
@@ -142,6 +149,7 @@ impl UserDirectory {
                 &credentials.sha256.encode(),
             )
             .await?;
+        self.changed(username).await;
         Ok(changed)
     }
 
@@ -149,8 +157,14 @@ impl UserDirectory {
     /// from other users' rosters.
     pub async fn delete(&self, username: &str) -> Result<bool, StorageError> {
         let deleted = self.store.delete_user(username, &self.domain).await?;
-        self.invalidate(username);
+        self.changed(username).await;
         Ok(deleted)
+    }
+
+    /// After a change: forget the cached answer here and on every member.
+    async fn changed(&self, username: &str) {
+        self.invalidate(username);
+        self.cluster.invalidate(USER_CACHE, username.to_owned()).await;
     }
 
     /// Forgets a cached answer after a change (here or on another node).

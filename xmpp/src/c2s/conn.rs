@@ -157,28 +157,27 @@ impl Conn {
     /// send, then the closing tag, then the TCP close. Never fails.
     pub(crate) async fn finish(&mut self, error: Option<&ConnError>) {
         let mut out = Vec::new();
-        match error {
+        let reported = match error {
             Some(ConnError::Stream { condition, text }) => {
-                if !self.header_sent {
-                    self.stream_id = new_stream_id();
-                    let header = stream::stream_header(
-                        &self.server.domain,
-                        &self.stream_id,
-                        None,
-                        Some("1.0"),
-                    );
-                    out.extend_from_slice(&header);
-                    self.header_sent = true;
-                }
-                stream::write_element(&stream::stream_error(condition, Some(text)), &mut out);
                 crate::metrics::incr(&self.server.metrics.stream_errors);
+                Some((*condition, text.clone()))
             }
-            Some(ConnError::Timeout(what)) if self.header_sent => {
-                let text = format!("{what} timed out");
-                let error = stream::stream_error("connection-timeout", Some(&text));
-                stream::write_element(&error, &mut out);
+            Some(ConnError::Timeout(what)) => {
+                Some(("connection-timeout", format!("{what} timed out")))
             }
-            _ => {}
+            _ => None,
+        };
+        if let Some((condition, text)) = reported {
+            // Even a client whose header never (fully) arrived gets ours
+            // first, so the error is inside a stream (RFC 6120 4.9.1.1).
+            if !self.header_sent {
+                self.stream_id = new_stream_id();
+                let header =
+                    stream::stream_header(&self.server.domain, &self.stream_id, None, Some("1.0"));
+                out.extend_from_slice(&header);
+                self.header_sent = true;
+            }
+            stream::write_element(&stream::stream_error(condition, Some(&text)), &mut out);
         }
         if self.header_sent {
             out.extend_from_slice(stream::STREAM_CLOSE);

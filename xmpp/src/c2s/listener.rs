@@ -40,6 +40,13 @@ pub async fn run(listener: TcpListener, server: Arc<Server>, max_connections: us
         {
             incr(&server.metrics.connections_refused);
             tracing::debug!(%peer, "connection rate limit reached");
+            // Say why (RFC 6120 4.9.3.12), but only what fits the empty send
+            // buffer right now: a flood must not cost a task or a wait each.
+            let _ = socket.try_write(&refusal(
+                &server.domain,
+                "policy-violation",
+                "Too many new connections from your address; try again later",
+            ));
             continue;
         }
         let _ = socket.set_nodelay(true);
@@ -65,12 +72,19 @@ pub async fn run(listener: TcpListener, server: Arc<Server>, max_connections: us
 /// Tells a client the node is full (RFC 6120 4.9.3.17), within a short bound.
 async fn refuse_full(mut socket: TcpStream, domain: String) {
     use tokio::io::AsyncWriteExt;
-    let mut out = stream::stream_header(&domain, &super::conn::new_stream_id(), None, Some("1.0"));
-    out.extend_from_slice(&stream::stream_error_bytes(
+    let out = refusal(
+        &domain,
         "resource-constraint",
-        Some("This server has reached its connection limit"),
-    ));
+        "This server has reached its connection limit",
+    );
     let _ = tokio::time::timeout(Duration::from_secs(2), socket.write_all(&out)).await;
+}
+
+/// A whole stream that only refuses: our header, the error, the close.
+fn refusal(domain: &str, condition: &str, text: &str) -> Vec<u8> {
+    let mut out = stream::stream_header(domain, &super::conn::new_stream_id(), None, Some("1.0"));
+    out.extend_from_slice(&stream::stream_error_bytes(condition, Some(text)));
+    out
 }
 
 /// The connection cap: the configured one, or what the open-file limit

@@ -18,6 +18,9 @@ use crate::iq::register;
 use crate::stanza::{Condition, IqType, Stanza, StanzaError, error_reply};
 use crate::stream::{StreamEvent, StreamHeader};
 
+/// The stream feature that announces subscription pre-approval support.
+const PRE_APPROVAL_FEATURE: &str = "urn:xmpp:features:pre-approval";
+
 /// A negotiated stream: the resource to bind and the reply to send once
 /// the session is registered.
 pub(crate) struct Bound {
@@ -105,6 +108,8 @@ fn features(conn: &Conn, progress: &Progress) -> Element {
         features.push_child(
             Element::new("session", ns::SESSION).with_child(Element::new("optional", ns::SESSION)),
         );
+        // RFC 6121 3.4.1: the roster keeps subscription pre-approvals.
+        features.push_child(Element::new("sub", PRE_APPROVAL_FEATURE));
         return features;
     }
     if !tls {

@@ -16,7 +16,7 @@ use super::conn::{Conn, ConnError};
 use super::negotiate::Bound;
 use crate::metrics::Outcome;
 use crate::session::{LocalSession, Outbound};
-use crate::stanza::{Condition, IqType, Stanza, StanzaError, error_reply};
+use crate::stanza::{Condition, IqType, Stanza, StanzaError, StanzaParseError, error_reply};
 use crate::stream::StreamEvent;
 use crate::{presence, router};
 
@@ -32,6 +32,10 @@ pub(crate) async fn run(conn: &mut Conn, bound: Bound) -> Option<ConnError> {
         LocalSession::new(server.sessions.next_id(), bound.jid, queue, closing);
     if let Some(replaced) = server.sessions.bind(session.clone()) {
         replaced.close(crate::session::CloseReason::Conflict);
+    }
+    // The same full JID on another member: the older session gives way.
+    if let Some(node) = server.cluster.locate(&session.jid) {
+        server.cluster.kick(node, &session.jid);
     }
     server.cluster.announce(SessionChange::Bound {
         jid: session.jid.clone(),
@@ -206,6 +210,14 @@ async fn handle_element(
     }
     let mut stanza = match Stanza::parse(element) {
         Ok(stanza) => stanza,
+        // Not message, presence or iq: a first-level element, not a bad
+        // stanza, so there is no stanza to answer (RFC 6120 4.9.3.24).
+        Err((element, StanzaParseError::NotAStanza(name))) => {
+            return Err(ConnError::stream(
+                "unsupported-stanza-type",
+                format!("<{name}/> in {} is not a stanza this server handles", element.ns()),
+            ));
+        }
         Err((element, error)) => {
             if element.attr("type") != Some("error") {
                 conn.send(&error_reply(&element, &error.to_stanza_error()))

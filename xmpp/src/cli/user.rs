@@ -2,7 +2,10 @@
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
+use std::sync::Arc;
+
 use starling_core::cache::CacheRegistry;
+use starling_core::cluster::{Cluster, LocalOnly};
 use starling_core::config::Config;
 use starling_core::jid::NodePart;
 
@@ -62,7 +65,10 @@ fn username(name: &str) -> anyhow::Result<String> {
 pub(super) async fn run(config: &Config, command: &UserCommand) -> anyhow::Result<()> {
     let store = open_store(config).await.context("opening the store")?;
     let domain = config.server.domain.clone();
-    let users = UserDirectory::new(store.clone(), domain, 16, &CacheRegistry::default());
+    // The command runs outside any cluster; running nodes re-read accounts
+    // at login and trust cached existence answers for a minute at most.
+    let cluster: Arc<dyn Cluster> = Arc::new(LocalOnly);
+    let users = UserDirectory::new(store.clone(), cluster, domain, 16, &CacheRegistry::default());
     let result = match command {
         UserCommand::Add {
             name,

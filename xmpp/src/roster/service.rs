@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use starling_core::cache::{CacheKind, CacheRegistry, Lru};
-use starling_core::cluster::StanzaKind;
+use starling_core::cluster::{Cluster, StanzaKind};
 use starling_core::jid::{BareJid, Jid};
 use starling_core::xml::{Element, ns};
 
@@ -139,9 +139,16 @@ impl Roster {
     }
 }
 
+/// Name of the roster cache (also in cluster invalidations).
+pub const ROSTER_CACHE: &str = "rosters";
+
 /// Rosters: the store behind an LRU of parsed rosters, and per-user locks.
+///
+/// The cache is cluster-invalidated: after a write, every other member drops
+/// its copy before the change is acknowledged to the client.
 pub struct Rosters {
     store: Store,
+    cluster: Arc<dyn Cluster>,
     cache: Arc<Lru<String, Arc<Roster>>>,
     locks: DeliveryLocks,
     push_ids: AtomicU64,
@@ -149,11 +156,12 @@ pub struct Rosters {
 }
 
 impl Rosters {
-    pub fn new(store: Store, entries: usize, registry: &CacheRegistry) -> Rosters {
-        let cache = Arc::new(Lru::new("rosters", CacheKind::Invalidated, entries));
+    pub fn new(store: Store, cluster: Arc<dyn Cluster>, entries: usize, registry: &CacheRegistry) -> Rosters {
+        let cache = Arc::new(Lru::new(ROSTER_CACHE, CacheKind::Invalidated, entries));
         registry.register(cache.clone());
         Rosters {
             store,
+            cluster,
             cache,
             locks: DeliveryLocks::default(),
             push_ids: AtomicU64::new(1),
@@ -212,14 +220,14 @@ impl Rosters {
             }
         };
         // Invalidate even after a failed write: the store may have changed.
-        self.invalidate(user);
+        self.invalidate_owner(&owner);
+        self.cluster.invalidate(ROSTER_CACHE, owner).await;
         result
     }
 
-    pub fn invalidate(&self, user: &BareJid) {
-        if let Some(owner) = user.node() {
-            self.cache.remove(&owner.to_string());
-        }
+    /// Drops one user's cached roster (after a change here or elsewhere).
+    pub fn invalidate_owner(&self, owner: &str) {
+        self.cache.remove(&owner.to_owned());
     }
 
     fn next_push_id(&self) -> String {

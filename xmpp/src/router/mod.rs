@@ -14,6 +14,7 @@
 //! (`resources::send_to`); a stanza from another node enters through
 //! [`deliver_from_cluster`] and is delivered locally only, never forwarded.
 
+pub mod cluster;
 pub mod message;
 pub mod offline;
 pub mod resources;

@@ -91,6 +91,41 @@ pub async fn store(server: &Server, stanza: Stanza, user: &BareJid) {
     }
 }
 
+/// The user may have come online on another member a moment ago, before
+/// this node's directory knew: once the directory has had time to catch up,
+/// tell the members serving the user to deliver what is stored.
+fn hint_late_arrivals(server: &Server, user: &BareJid) {
+    let policy = server.cluster.miss_retry();
+    if policy.attempts == 0 {
+        return;
+    }
+    let Some(this) = server.this() else { return };
+    let user = user.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(policy.window).await;
+        let mut nodes = std::collections::HashSet::new();
+        for entry in this.cluster.remote_resources(&user) {
+            if entry.available && nodes.insert(entry.node) {
+                this.cluster.offline_stored(entry.node, &user);
+            }
+        }
+        flush_if_available(&this, &user).await;
+    });
+}
+
+/// Delivers stored messages if the user has an available session here that
+/// takes them (priority not negative).
+pub async fn flush_if_available(server: &Server, user: &BareJid) {
+    let _guard = server.delivery_locks.lock(user).await;
+    let session = server.sessions.resources(user).into_iter().find(|session| {
+        let (available, priority) = session.availability();
+        available && priority >= 0
+    });
+    if let Some(session) = session {
+        flush(server, &session).await;
+    }
+}
+
 /// Queues the user's stored messages to `session`, oldest first. The caller
 /// holds the user's delivery lock and marks the session available after.
 pub async fn flush(server: &Server, session: &LocalSession) {

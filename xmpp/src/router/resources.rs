@@ -136,6 +136,10 @@ pub fn send_to(
             .send(Box::new(element))
             .map_err(|error| *error.into_stanza()),
         Target::Remote { jid, node } => {
+            let hops = super::cluster::next_hop();
+            if hops > super::cluster::MAX_HOPS {
+                return Err(element);
+            }
             let from = element
                 .attr("from")
                 .and_then(|from| Jid::new(from).ok())
@@ -145,6 +149,7 @@ pub fn send_to(
                 to: Jid::from(jid.clone()),
                 kind,
                 xml: element.to_bytes().into(),
+                hops,
             };
             match server.cluster.forward(*node, envelope) {
                 Ok(()) => {
