@@ -81,7 +81,12 @@ impl Server {
             config.caches.user_entries,
             &caches,
         );
-        let rosters = Rosters::new(store.clone(), cluster.clone(), config.caches.roster_entries, &caches);
+        let rosters = Rosters::new(
+            store.clone(),
+            cluster.clone(),
+            config.caches.roster_entries,
+            &caches,
+        );
         let ip_limits = IpLimits::new(&config.limits);
         Ok(Arc::new_cyclic(|this| Server {
             this: this.clone(),

@@ -164,7 +164,9 @@ impl UserDirectory {
     /// After a change: forget the cached answer here and on every member.
     async fn changed(&self, username: &str) {
         self.invalidate(username);
-        self.cluster.invalidate(USER_CACHE, username.to_owned()).await;
+        self.cluster
+            .invalidate(USER_CACHE, username.to_owned())
+            .await;
     }
 
     /// Forgets a cached answer after a change (here or on another node).

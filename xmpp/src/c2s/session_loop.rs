@@ -215,7 +215,10 @@ async fn handle_element(
         Err((element, StanzaParseError::NotAStanza(name))) => {
             return Err(ConnError::stream(
                 "unsupported-stanza-type",
-                format!("<{name}/> in {} is not a stanza this server handles", element.ns()),
+                format!(
+                    "<{name}/> in {} is not a stanza this server handles",
+                    element.ns()
+                ),
             ));
         }
         Err((element, error)) => {

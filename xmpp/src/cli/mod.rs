@@ -1,6 +1,7 @@
 //! The `starling` command line: `serve` (the default), `user ...`,
 //! `generate-config`.
 
+mod cluster_up;
 mod logging;
 pub mod provision;
 mod serve;
@@ -43,8 +44,20 @@ pub enum Command {
         #[command(subcommand)]
         command: user::UserCommand,
     },
+    /// Run or inspect a cluster.
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
     /// Print the default configuration, with comments.
     GenerateConfig,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Run N nodes on this machine (ports 5222+i-1, 5280+i-1, 7700+i) with
+    /// one shared store, until Ctrl-C.
+    Up(cluster_up::UpArgs),
 }
 
 impl Cli {
@@ -67,6 +80,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::GenerateConfig) => {
             print!("{DEFAULT_CONFIG_TOML}");
             Ok(())
+        }
+        Some(Command::Cluster {
+            command: ClusterCommand::Up(args),
+        }) => {
+            logging::init(cli.log_format, "info");
+            cluster_up::run(args).await
         }
         Some(Command::User { command }) => {
             logging::init(cli.log_format, "warn");

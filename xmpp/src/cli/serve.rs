@@ -1,4 +1,8 @@
 //! `starling serve`: start a node and run it until SIGINT/SIGTERM.
+//!
+//! Shutdown order: client sessions end first (their unavailable presence and
+//! directory removals still reach the other members), then the node leaves
+//! the cluster, then the store closes.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,12 +22,20 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 pub(super) async fn run(config: Config) -> anyhow::Result<()> {
     raise_open_file_limit();
     let cap = listener::connection_cap(config.c2s.max_connections);
-    let shutdown = Shutdown::new();
-    let cluster: Arc<dyn Cluster> = Arc::new(LocalOnly);
+    let sessions = Shutdown::new();
+    let links = Shutdown::new();
+    let module = cluster_module(&config, &links)?;
+    let cluster: Arc<dyn Cluster> = match &module {
+        Some(module) => module.handle(),
+        None => Arc::new(LocalOnly),
+    };
     let c2s_bind = config.c2s.bind;
-    let server = Server::new(config, cluster, shutdown.clone())
+    let server = Server::new(config, cluster, sessions.clone())
         .await
         .context("starting the server")?;
+    if let Some(module) = &module {
+        module.start(&server).await?;
+    }
     let c2s = TcpListener::bind(c2s_bind)
         .await
         .with_context(|| format!("cannot listen for clients on {c2s_bind}"))?;
@@ -31,20 +43,96 @@ pub(super) async fn run(config: Config) -> anyhow::Result<()> {
         domain = %server.domain,
         c2s = %c2s.local_addr().unwrap_or(c2s_bind),
         max_connections = cap,
+        cluster = module.is_some(),
         "Starling is ready"
     );
     let accept_loop = tokio::spawn(listener::run(c2s, server.clone(), cap));
     wait_for_signal().await;
     tracing::info!("shutting down");
-    shutdown.cancel();
+    sessions.cancel();
     if tokio::time::timeout(DRAIN_TIMEOUT, accept_loop)
         .await
         .is_err()
     {
         tracing::warn!("some sessions did not close in time");
     }
+    if let Some(module) = &module {
+        module.leave().await;
+    }
+    links.cancel();
     server.store.close().await;
     Ok(())
+}
+
+#[cfg(feature = "cluster")]
+use self::cluster_module::ClusterModule;
+
+#[cfg(feature = "cluster")]
+mod cluster_module {
+    use std::sync::Arc;
+
+    use starling_cluster::ClusterNode;
+    use starling_core::cluster::Cluster;
+    use starling_core::config::Config;
+    use starling_core::shutdown::Shutdown;
+
+    use crate::router::cluster::ServerDelivery;
+    use crate::server::Server;
+
+    /// The cluster module, when `[cluster] enabled = true`.
+    pub(super) struct ClusterModule(Arc<ClusterNode>);
+
+    impl ClusterModule {
+        pub(super) fn new(config: &Config, links: &Shutdown) -> ClusterModule {
+            ClusterModule(ClusterNode::new(config, links.clone()))
+        }
+
+        pub(super) fn handle(&self) -> Arc<dyn Cluster> {
+            self.0.clone()
+        }
+
+        pub(super) async fn start(&self, server: &Arc<Server>) -> anyhow::Result<()> {
+            let delivery = Arc::new(ServerDelivery::new(server));
+            Ok(self.0.start(delivery).await?)
+        }
+
+        pub(super) async fn leave(&self) {
+            self.0.leave().await;
+        }
+    }
+}
+
+#[cfg(feature = "cluster")]
+fn cluster_module(config: &Config, links: &Shutdown) -> anyhow::Result<Option<ClusterModule>> {
+    Ok(config
+        .cluster
+        .enabled
+        .then(|| ClusterModule::new(config, links)))
+}
+
+#[cfg(not(feature = "cluster"))]
+fn cluster_module(config: &Config, _links: &Shutdown) -> anyhow::Result<Option<NoCluster>> {
+    anyhow::ensure!(
+        !config.cluster.enabled,
+        "cluster.enabled = true, but this binary was built without the cluster module"
+    );
+    Ok(None)
+}
+
+#[cfg(not(feature = "cluster"))]
+struct NoCluster;
+
+#[cfg(not(feature = "cluster"))]
+impl NoCluster {
+    fn handle(&self) -> Arc<dyn Cluster> {
+        Arc::new(LocalOnly)
+    }
+
+    async fn start(&self, _server: &Arc<Server>) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    async fn leave(&self) {}
 }
 
 /// One node serves as many clients as it may open files: raise the soft

@@ -68,7 +68,13 @@ pub(super) async fn run(config: &Config, command: &UserCommand) -> anyhow::Resul
     // The command runs outside any cluster; running nodes re-read accounts
     // at login and trust cached existence answers for a minute at most.
     let cluster: Arc<dyn Cluster> = Arc::new(LocalOnly);
-    let users = UserDirectory::new(store.clone(), cluster, domain, 16, &CacheRegistry::default());
+    let users = UserDirectory::new(
+        store.clone(),
+        cluster,
+        domain,
+        16,
+        &CacheRegistry::default(),
+    );
     let result = match command {
         UserCommand::Add {
             name,

@@ -74,9 +74,12 @@ async fn broadcast(server: &Server, session: &Arc<LocalSession>, stanza: Stanza)
     } else {
         0
     };
-    let was_available = session.availability().0;
+    let (was_available, was_priority) = session.availability();
     let user = session.jid.to_bare();
-    if available && !was_available && priority >= 0 {
+    // Stored messages wait for a resource that bare-JID messages reach
+    // (non-negative priority), which may be an update from a negative one.
+    let could_receive = was_available && was_priority >= 0;
+    if available && priority >= 0 && !could_receive {
         // Stored messages first, then live ones (see router::offline).
         let _guard = server.delivery_locks.lock(&user).await;
         offline::flush(server, session).await;

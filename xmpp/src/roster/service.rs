@@ -156,7 +156,12 @@ pub struct Rosters {
 }
 
 impl Rosters {
-    pub fn new(store: Store, cluster: Arc<dyn Cluster>, entries: usize, registry: &CacheRegistry) -> Rosters {
+    pub fn new(
+        store: Store,
+        cluster: Arc<dyn Cluster>,
+        entries: usize,
+        registry: &CacheRegistry,
+    ) -> Rosters {
         let cache = Arc::new(Lru::new(ROSTER_CACHE, CacheKind::Invalidated, entries));
         registry.register(cache.clone());
         Rosters {

@@ -49,7 +49,9 @@ impl ServerDelivery {
 impl LocalDelivery for ServerDelivery {
     fn deliver(&self, envelope: Envelope, from: NodeId) -> BoxFuture<'_, ()> {
         Box::pin(async move {
-            let Some(server) = self.server.upgrade() else { return };
+            let Some(server) = self.server.upgrade() else {
+                return;
+            };
             let hops = envelope.hops;
             HOPS.scope(hops, deliver(&server, envelope, from)).await
         })
@@ -57,7 +59,9 @@ impl LocalDelivery for ServerDelivery {
 
     fn node_down(&self, node: NodeId, lost: Vec<FullJid>) -> BoxFuture<'_, ()> {
         Box::pin(async move {
-            let Some(server) = self.server.upgrade() else { return };
+            let Some(server) = self.server.upgrade() else {
+                return;
+            };
             tracing::info!(%node, sessions = lost.len(), "telling contacts here that a member's users are gone");
             for jid in lost {
                 sessions_lost(&server, &jid).await;
@@ -66,14 +70,18 @@ impl LocalDelivery for ServerDelivery {
     }
 
     fn kick(&self, jid: FullJid) {
-        let Some(server) = self.server.upgrade() else { return };
+        let Some(server) = self.server.upgrade() else {
+            return;
+        };
         if let Some(session) = server.sessions.get(&jid) {
             session.close(CloseReason::Conflict);
         }
     }
 
     fn invalidate(&self, cache: &str, key: &str) {
-        let Some(server) = self.server.upgrade() else { return };
+        let Some(server) = self.server.upgrade() else {
+            return;
+        };
         match cache {
             crate::roster::service::ROSTER_CACHE => server.rosters.invalidate_owner(key),
             crate::users::USER_CACHE => server.users.invalidate(key),
@@ -83,7 +91,9 @@ impl LocalDelivery for ServerDelivery {
 
     fn offline_stored(&self, user: BareJid) -> BoxFuture<'_, ()> {
         Box::pin(async move {
-            let Some(server) = self.server.upgrade() else { return };
+            let Some(server) = self.server.upgrade() else {
+                return;
+            };
             offline::flush_if_available(&server, &user).await;
         })
     }
@@ -111,7 +121,11 @@ async fn deliver(server: &Server, envelope: Envelope, from: NodeId) {
             return presence::answer_probe(server, stanza, to).await;
         }
     }
-    let target = envelope.to.try_as_full().ok().and_then(|jid| server.sessions.get(jid));
+    let target = envelope
+        .to
+        .try_as_full()
+        .ok()
+        .and_then(|jid| server.sessions.get(jid));
     let Some(session) = target else {
         return session_gone(server, stanza).await;
     };
@@ -137,7 +151,8 @@ async fn session_gone(server: &Server, stanza: Stanza) {
             route(server, stanza).await
         }
         StanzaKind::Iq if matches!(stanza.iq_type(), Some(IqType::Get | IqType::Set)) => {
-            let error = StanzaError::new(Condition::ServiceUnavailable).with_text("The recipient is not connected");
+            let error = StanzaError::new(Condition::ServiceUnavailable)
+                .with_text("The recipient is not connected");
             super::bounce(server, &stanza, error).await
         }
         _ => count(server, Outcome::Discarded),

@@ -76,7 +76,10 @@ pub async fn store(server: &Server, stanza: Stanza, user: &BareJid) {
         .store_offline(username.as_str(), &from, &xml, now_ms(), quota)
         .await
     {
-        Ok(OfflineStore::Stored) => count(server, Outcome::StoredOffline),
+        Ok(OfflineStore::Stored) => {
+            count(server, Outcome::StoredOffline);
+            hint_late_arrivals(server, user);
+        }
         Ok(OfflineStore::QuotaExceeded) => {
             let error = StanzaError::new(Condition::ServiceUnavailable)
                 .with_text("The recipient is offline and its message store is full");
