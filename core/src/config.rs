@@ -418,7 +418,10 @@ impl Config {
             if !cluster.advertise.is_empty() && cluster.advertise.parse::<SocketAddr>().is_err() {
                 return Err(ConfigError::Invalid {
                     key: "cluster.advertise",
-                    message: format!("{:?} is not an address like 10.0.0.5:7701", cluster.advertise),
+                    message: format!(
+                        "{:?} is not an address like 10.0.0.5:7701",
+                        cluster.advertise
+                    ),
                 });
             }
             if self.cluster.node_name.is_empty() {

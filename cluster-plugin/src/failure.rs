@@ -1,0 +1,200 @@
+//! The failure detector: a peer silent for `suspect_after` is suspect, for
+//! `down_after` down. Any frame from the peer (heartbeats flow both ways
+//! on every link) counts as hearing from it, so a half-open link shows as
+//! silence and ends in "down" like a crash does.
+//!
+//! Plain state: `node` calls [`FailureDetector::tick`] periodically and acts
+//! on the transitions it returns.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use starling_core::cluster::NodeId;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PeerState {
+    Up,
+    Suspect,
+    Down,
+    /// Left cleanly (announced it on shutdown).
+    Leaving,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transition {
+    pub node: NodeId,
+    pub from: PeerState,
+    pub to: PeerState,
+}
+
+#[derive(Debug)]
+struct Health {
+    last_heard: Instant,
+    state: PeerState,
+    since: Instant,
+}
+
+pub struct FailureDetector {
+    suspect_after: Duration,
+    down_after: Duration,
+    peers: HashMap<NodeId, Health>,
+}
+
+impl FailureDetector {
+    pub fn new(suspect_after: Duration, down_after: Duration) -> FailureDetector {
+        FailureDetector {
+            suspect_after,
+            down_after,
+            peers: HashMap::new(),
+        }
+    }
+
+    /// The peer showed a sign of life; returns a transition if it was not up.
+    pub fn heard(&mut self, node: NodeId, now: Instant) -> Option<Transition> {
+        let health = self.peers.entry(node).or_insert(Health {
+            last_heard: now,
+            state: PeerState::Down,
+            since: now,
+        });
+        health.last_heard = now;
+        if health.state == PeerState::Up {
+            return None;
+        }
+        let from = health.state;
+        health.state = PeerState::Up;
+        health.since = now;
+        Some(Transition {
+            node,
+            from,
+            to: PeerState::Up,
+        })
+    }
+
+    /// Starts watching a member not heard from yet, as if last heard at
+    /// `since` (no transition: it is presumed up until it stays silent).
+    pub fn track(&mut self, node: NodeId, since: Instant) {
+        self.peers.entry(node).or_insert(Health {
+            last_heard: since,
+            state: PeerState::Up,
+            since,
+        });
+    }
+
+    /// The peer announced a clean leave.
+    pub fn leaving(&mut self, node: NodeId, now: Instant) -> Option<Transition> {
+        let health = self.peers.get_mut(&node)?;
+        if health.state == PeerState::Leaving {
+            return None;
+        }
+        let from = health.state;
+        health.state = PeerState::Leaving;
+        health.since = now;
+        Some(Transition {
+            node,
+            from,
+            to: PeerState::Leaving,
+        })
+    }
+
+    /// Moves silent peers along Up -> Suspect -> Down.
+    pub fn tick(&mut self, now: Instant) -> Vec<Transition> {
+        let mut transitions = Vec::new();
+        for (&node, health) in &mut self.peers {
+            let silent = now.saturating_duration_since(health.last_heard);
+            let next = match health.state {
+                PeerState::Up if silent >= self.down_after => PeerState::Down,
+                PeerState::Up if silent >= self.suspect_after => PeerState::Suspect,
+                PeerState::Suspect if silent >= self.down_after => PeerState::Down,
+                _ => continue,
+            };
+            transitions.push(Transition {
+                node,
+                from: health.state,
+                to: next,
+            });
+            health.state = next;
+            health.since = now;
+        }
+        transitions
+    }
+
+    pub fn state(&self, node: NodeId) -> Option<PeerState> {
+        self.peers.get(&node).map(|health| health.state)
+    }
+
+    /// When the peer entered its current state.
+    pub fn since(&self, node: NodeId) -> Option<Instant> {
+        self.peers.get(&node).map(|health| health.since)
+    }
+
+    /// Forgets a peer that is no longer a member.
+    pub fn forget(&mut self, node: NodeId) {
+        self.peers.remove(&node);
+    }
+
+    pub fn down(&self) -> Vec<NodeId> {
+        self.peers
+            .iter()
+            .filter(|(_, health)| matches!(health.state, PeerState::Down | PeerState::Leaving))
+            .map(|(node, _)| *node)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const P: NodeId = NodeId(7);
+
+    #[test]
+    fn silence_leads_to_suspect_then_down_and_a_frame_brings_it_back() {
+        let start = Instant::now();
+        let mut detector =
+            FailureDetector::new(Duration::from_millis(1500), Duration::from_millis(3000));
+        let up = detector.heard(P, start).unwrap();
+        assert_eq!((up.from, up.to), (PeerState::Down, PeerState::Up));
+        assert!(
+            detector
+                .tick(start + Duration::from_millis(1000))
+                .is_empty()
+        );
+        let suspect = detector.tick(start + Duration::from_millis(1600));
+        assert_eq!(suspect[0].to, PeerState::Suspect);
+        let down = detector.tick(start + Duration::from_millis(3100));
+        assert_eq!(
+            (down[0].from, down[0].to),
+            (PeerState::Suspect, PeerState::Down)
+        );
+        assert!(
+            detector.tick(start + Duration::from_secs(10)).is_empty(),
+            "down stays down"
+        );
+        let back = detector.heard(P, start + Duration::from_secs(11)).unwrap();
+        assert_eq!((back.from, back.to), (PeerState::Down, PeerState::Up));
+    }
+
+    #[test]
+    fn a_long_pause_goes_straight_to_down() {
+        let start = Instant::now();
+        let mut detector =
+            FailureDetector::new(Duration::from_millis(1500), Duration::from_millis(3000));
+        detector.heard(P, start);
+        let transitions = detector.tick(start + Duration::from_secs(5));
+        assert_eq!(transitions.len(), 1);
+        assert_eq!(transitions[0].to, PeerState::Down);
+    }
+
+    #[test]
+    fn leaving_is_reported_once() {
+        let start = Instant::now();
+        let mut detector = FailureDetector::new(Duration::from_secs(1), Duration::from_secs(2));
+        detector.heard(P, start);
+        assert!(detector.leaving(P, start).is_some());
+        assert!(detector.leaving(P, start).is_none());
+        assert!(detector.tick(start + Duration::from_secs(5)).is_empty());
+        assert_eq!(detector.down(), vec![P]);
+    }
+}

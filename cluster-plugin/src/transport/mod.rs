@@ -1,0 +1,431 @@
+//! Peer links: one authenticated TCP connection per pair of members,
+//! carrying [`Frame`]s in order through a bounded send queue.
+//!
+//! ```text
+//!   accept / dial ─▶ handshake ─▶ register ─┬─▶ writer task ◀── bounded queue ◀── send()
+//!                                           └─▶ reader task ──▶ FrameHandler (in order)
+//! ```
+//!
+//! When both members dial each other at once, the link dialed by the lower
+//! node id survives (or the one from the newer incarnation of a restarted
+//! peer). The transport never decides that a member is down; it reports
+//! links going up and down, and when it last heard from each peer.
+
+pub mod frame;
+pub mod handshake;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use starling_core::cluster::{BoxFuture, ForwardError, NodeId};
+use starling_core::shutdown::Shutdown;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+
+use self::frame::{Frame, FrameError, PeerInfo, encode_into, read_frame};
+use self::handshake::{HandshakeError, Role, handshake};
+
+/// Bytes of queued frames written in one go.
+const WRITE_BATCH: usize = 64 * 1024;
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the cluster core does with frames and link changes.
+pub trait FrameHandler: Send + Sync + 'static {
+    /// A frame from `link`; frames of one link are handled one at a time, in order.
+    fn on_frame<'a>(&'a self, link: &'a Arc<Link>, frame: Frame) -> BoxFuture<'a, ()>;
+    /// A link was established (the peer's queue accepts frames now).
+    fn on_link_up(&self, link: &Arc<Link>);
+    /// A link closed.
+    fn on_link_down(&self, link: &Arc<Link>, reason: &str);
+}
+
+/// One established link to a peer.
+pub struct Link {
+    pub peer: PeerInfo,
+    /// The node that dialed this link (for the duplicate-link rule).
+    pub dialed_by: u64,
+    queue: mpsc::Sender<Frame>,
+    /// Milliseconds since the transport started, at the last frame received.
+    last_heard: AtomicU64,
+    closed: Shutdown,
+    pub established: Instant,
+    epoch: Instant,
+}
+
+impl Link {
+    pub fn node(&self) -> NodeId {
+        NodeId(self.peer.node_id)
+    }
+
+    /// Queues a frame; fails at once when the queue is full or the link closed.
+    pub fn send(&self, frame: Frame) -> Result<(), ForwardError> {
+        self.queue.try_send(frame).map_err(|error| match error {
+            mpsc::error::TrySendError::Full(_) => ForwardError::QueueFull(self.node()),
+            mpsc::error::TrySendError::Closed(_) => ForwardError::LinkDown(self.node()),
+        })
+    }
+
+    /// Frames waiting in the send queue.
+    pub fn queue_depth(&self) -> usize {
+        self.queue.max_capacity() - self.queue.capacity()
+    }
+
+    pub fn heard_ago(&self) -> Duration {
+        let last = Duration::from_millis(self.last_heard.load(Ordering::Relaxed));
+        self.epoch.elapsed().saturating_sub(last)
+    }
+
+    fn heard(&self) {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        self.last_heard.store(now, Ordering::Relaxed);
+    }
+
+    pub fn close(&self) {
+        self.closed.cancel();
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.is_cancelled()
+    }
+}
+
+pub struct Transport {
+    me: PeerInfo,
+    secret: Vec<u8>,
+    queue_size: usize,
+    heartbeat: Duration,
+    links: Mutex<HashMap<u64, Arc<Link>>>,
+    handler: std::sync::OnceLock<Arc<dyn FrameHandler>>,
+    calls: Mutex<HashMap<u64, oneshot::Sender<Vec<u8>>>>,
+    next_call: AtomicU64,
+    epoch: Instant,
+    shutdown: Shutdown,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DialError {
+    #[error("cannot connect: {0}")]
+    Connect(#[from] std::io::Error),
+    #[error("handshake timed out")]
+    Timeout,
+    #[error(transparent)]
+    Handshake(#[from] HandshakeError),
+}
+
+impl Transport {
+    pub fn new(
+        me: PeerInfo,
+        secret: &[u8],
+        queue_size: usize,
+        heartbeat: Duration,
+        shutdown: Shutdown,
+    ) -> Arc<Transport> {
+        Arc::new(Transport {
+            me,
+            secret: secret.to_vec(),
+            queue_size,
+            heartbeat,
+            links: Mutex::new(HashMap::new()),
+            handler: std::sync::OnceLock::new(),
+            calls: Mutex::new(HashMap::new()),
+            next_call: AtomicU64::new(1),
+            epoch: Instant::now(),
+            shutdown,
+        })
+    }
+
+    /// Installs the frame handler; links are only registered after this.
+    pub fn set_handler(&self, handler: Arc<dyn FrameHandler>) {
+        let _first = self.handler.set(handler);
+    }
+
+    pub fn me(&self) -> &PeerInfo {
+        &self.me
+    }
+
+    pub fn link(&self, node: u64) -> Option<Arc<Link>> {
+        self.lock().get(&node).cloned()
+    }
+
+    pub fn links(&self) -> Vec<Arc<Link>> {
+        self.lock().values().cloned().collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<Link>>> {
+        self.links
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Queues a frame for a peer.
+    pub fn send(&self, node: NodeId, frame: Frame) -> Result<(), ForwardError> {
+        match self.link(node.0) {
+            Some(link) => link.send(frame),
+            None => Err(ForwardError::LinkDown(node)),
+        }
+    }
+
+    /// Sends a request payload and waits for the reply (openraft RPCs).
+    pub fn call(
+        self: &Arc<Self>,
+        node: u64,
+        payload: Vec<u8>,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<Vec<u8>, ForwardError>> {
+        let transport = self.clone();
+        Box::pin(async move {
+            let id = transport.next_call.fetch_add(1, Ordering::Relaxed);
+            let (reply, answer) = oneshot::channel();
+            transport
+                .calls
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(id, reply);
+            let sent = transport.send(NodeId(node), Frame::RaftRequest { id, payload });
+            let result = match sent {
+                Ok(()) => match tokio::time::timeout(timeout, answer).await {
+                    Ok(Ok(payload)) => Ok(payload),
+                    Ok(Err(_)) | Err(_) => Err(ForwardError::LinkDown(NodeId(node))),
+                },
+                Err(error) => Err(error),
+            };
+            transport
+                .calls
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
+            result
+        })
+    }
+
+    /// Delivers the reply to a pending call.
+    pub fn complete_call(&self, id: u64, payload: Vec<u8>) {
+        if let Some(reply) = self
+            .calls
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id)
+        {
+            let _late = reply.send(payload);
+        }
+    }
+
+    /// Accepts peer links until shutdown.
+    pub async fn accept_loop(self: Arc<Self>, listener: TcpListener) {
+        loop {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                () = self.shutdown.cancelled() => return,
+            };
+            match accepted {
+                Ok((stream, addr)) => {
+                    let transport = self.clone();
+                    tokio::spawn(async move {
+                        if let Err(error) = transport.establish(stream, Role::Acceptor).await {
+                            tracing::warn!(peer = %addr, %error, "cluster link refused");
+                        }
+                    });
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cluster accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    /// Dials a peer; returns its info once the link is established.
+    pub async fn dial(self: &Arc<Self>, addr: SocketAddr) -> Result<PeerInfo, DialError> {
+        let stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, TcpStream::connect(addr))
+            .await
+            .map_err(|_| DialError::Timeout)??;
+        self.establish(stream, Role::Dialer).await
+    }
+
+    async fn establish(
+        self: &Arc<Self>,
+        mut stream: TcpStream,
+        role: Role,
+    ) -> Result<PeerInfo, DialError> {
+        let _nodelay = stream.set_nodelay(true);
+        let peer = tokio::time::timeout(
+            HANDSHAKE_TIMEOUT,
+            handshake(&mut stream, role, &self.me, &self.secret),
+        )
+        .await
+        .map_err(|_| DialError::Timeout)??;
+        let dialed_by = match role {
+            Role::Dialer => self.me.node_id,
+            Role::Acceptor => peer.node_id,
+        };
+        self.register(stream, peer.clone(), dialed_by);
+        Ok(peer)
+    }
+
+    /// Keeps one link per peer and starts its tasks.
+    fn register(self: &Arc<Self>, mut stream: TcpStream, peer: PeerInfo, dialed_by: u64) {
+        let Some(handler) = self.handler.get().cloned() else {
+            return;
+        };
+        let (queue, outbox) = mpsc::channel(self.queue_size);
+        let link = Arc::new(Link {
+            peer,
+            dialed_by,
+            queue,
+            last_heard: AtomicU64::new(0),
+            closed: self.shutdown.child_token(),
+            established: Instant::now(),
+            epoch: self.epoch,
+        });
+        link.heard();
+        let replaced = {
+            let mut links = self.lock();
+            if let Some(existing) = links.get(&link.peer.node_id).filter(|l| !l.is_closed()) {
+                let keep_existing = existing.peer.incarnation > link.peer.incarnation
+                    || (existing.peer.incarnation == link.peer.incarnation
+                        && existing.dialed_by <= link.dialed_by);
+                if keep_existing {
+                    drop(links);
+                    tokio::spawn(async move {
+                        let mut out = Vec::new();
+                        let goodbye = Frame::Goodbye {
+                            reason: "duplicate link".into(),
+                        };
+                        if encode_into(&goodbye, &mut out).is_ok() {
+                            let _ = stream.write_all(&out).await;
+                        }
+                    });
+                    return;
+                }
+            }
+            links.insert(link.peer.node_id, link.clone())
+        };
+        if let Some(old) = replaced {
+            old.close();
+        }
+        let (reader, writer) = stream.into_split();
+        tokio::spawn(write_loop(link.clone(), writer, outbox));
+        tokio::spawn(heartbeat_loop(link.clone(), self.heartbeat));
+        tracing::info!(peer = %link.peer.name, node = link.peer.node_id, "cluster link up");
+        handler.on_link_up(&link);
+        tokio::spawn(self.clone().read_loop(link, reader, handler));
+    }
+
+    async fn read_loop(
+        self: Arc<Self>,
+        link: Arc<Link>,
+        mut reader: tokio::net::tcp::OwnedReadHalf,
+        handler: Arc<dyn FrameHandler>,
+    ) {
+        let mut buffer = Vec::new();
+        let reason = loop {
+            let frame = tokio::select! {
+                frame = read_frame(&mut reader, &mut buffer) => frame,
+                () = link.closed.cancelled() => break "closed".to_owned(),
+            };
+            match frame {
+                Ok(Some(Frame::Goodbye { reason })) => {
+                    break format!("peer said goodbye: {reason}");
+                }
+                Ok(Some(Frame::RaftReply { id, payload })) => {
+                    link.heard();
+                    self.complete_call(id, payload);
+                }
+                Ok(Some(frame)) => {
+                    link.heard();
+                    handler.on_frame(&link, frame).await;
+                }
+                Ok(None) => break "closed by the peer".to_owned(),
+                Err(FrameError::Io(error)) => break format!("connection error: {error}"),
+                Err(error) => break error.to_string(),
+            }
+        };
+        link.close();
+        let removed = {
+            let mut links = self.lock();
+            match links.get(&link.peer.node_id) {
+                Some(current) if Arc::ptr_eq(current, &link) => {
+                    links.remove(&link.peer.node_id).is_some()
+                }
+                _ => false,
+            }
+        };
+        if removed {
+            tracing::info!(peer = %link.peer.name, node = link.peer.node_id, %reason, "cluster link down");
+            handler.on_link_down(&link, &reason);
+        }
+    }
+
+    /// Says goodbye on every link and closes them (clean leave).
+    pub async fn close_all(&self, reason: &str) {
+        for link in self.links() {
+            let _ = link.send(Frame::Goodbye {
+                reason: reason.to_owned(),
+            });
+        }
+        // Give the writers a moment to flush the goodbyes.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        for link in self.links() {
+            link.close();
+        }
+    }
+}
+
+async fn write_loop(
+    link: Arc<Link>,
+    mut writer: tokio::net::tcp::OwnedWriteHalf,
+    mut outbox: mpsc::Receiver<Frame>,
+) {
+    let mut out = Vec::with_capacity(4096);
+    loop {
+        let first = tokio::select! {
+            frame = outbox.recv() => frame,
+            () = link.closed.cancelled() => None,
+        };
+        let Some(first) = first else { break };
+        out.clear();
+        let goodbye = matches!(first, Frame::Goodbye { .. });
+        if let Err(error) = encode_into(&first, &mut out) {
+            tracing::error!(peer = %link.peer.name, %error, "frame dropped: cannot encode");
+        }
+        while out.len() < WRITE_BATCH {
+            match outbox.try_recv() {
+                Ok(frame) => {
+                    if let Err(error) = encode_into(&frame, &mut out) {
+                        tracing::error!(peer = %link.peer.name, %error, "frame dropped: cannot encode");
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        if let Err(error) = writer.write_all(&out).await {
+            tracing::debug!(peer = %link.peer.name, %error, "cluster link write failed");
+            break;
+        }
+        if goodbye {
+            break;
+        }
+        if out.capacity() > 4 * WRITE_BATCH {
+            out = Vec::with_capacity(4096);
+        }
+    }
+    link.close();
+    let _ = writer.shutdown().await;
+}
+
+async fn heartbeat_loop(link: Arc<Link>, every: Duration) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            () = link.closed.cancelled() => return,
+        }
+        // A full queue means traffic is flowing anyway; the peer hears us.
+        let _ = link.send(Frame::Heartbeat);
+    }
+}
