@@ -11,8 +11,10 @@
 //! - [`stats`]: mergeable latency histograms.
 //! - [`load`]: the `starling-load` driver (login, hold and chat runs over worker processes).
 //! - [`node`]: real `starling` processes on free ports for black-box tests.
+//! - [`cluster`]: several nodes forming a cluster, with one shared store.
 
 pub mod client;
+pub mod cluster;
 pub mod error;
 pub mod load;
 pub mod node;
@@ -24,6 +26,7 @@ pub mod transport;
 pub mod xml_reader;
 
 pub use client::{Client, DEFAULT_TIMEOUT, LoginOptions, TlsMode};
+pub use cluster::{ClusterBuilder, TestCluster};
 pub use error::ClientError;
 pub use node::{NodeBuilder, TestNode, free_port, starling_binary};
 pub use raw::{RawConnection, RawRead, connect_raw};

@@ -65,8 +65,13 @@ pub struct NodeBuilder {
     /// Extra TOML appended to the generated config (sections the harness
     /// does not write itself, or keys inside `[limits]`, `[c2s]` ...).
     extra: Vec<(String, String)>,
-    users: Vec<(String, String, bool)>,
+        users: Vec<(String, String, bool)>,
     plain_without_tls: bool,
+    /// A store shared with other nodes (cluster tests), instead of one in
+    /// the node's own folder.
+    shared_store: Option<PathBuf>,
+    /// Ports chosen by the caller (cluster tests need them before start).
+    ports: Option<(u16, u16)>,
 }
 
 impl Default for NodeBuilder {
@@ -74,8 +79,10 @@ impl Default for NodeBuilder {
         NodeBuilder {
             domain: "localhost".into(),
             extra: Vec::new(),
-            users: Vec::new(),
+                        users: Vec::new(),
             plain_without_tls: false,
+            shared_store: None,
+            ports: None,
         }
     }
 }
@@ -108,6 +115,18 @@ impl NodeBuilder {
         self
     }
 
+        /// Uses the SQLite file at `path` (shared by the nodes of a cluster).
+    pub fn shared_store(mut self, path: &Path) -> Self {
+        self.shared_store = Some(path.to_owned());
+        self
+    }
+
+    /// Uses these client and HTTP ports instead of fresh ones.
+    pub fn ports(mut self, c2s: u16, http: u16) -> Self {
+        self.ports = Some((c2s, http));
+        self
+    }
+
     pub fn start(self) -> TestNode {
         TestNode::start(self)
     }
@@ -132,12 +151,9 @@ impl TestNode {
             .prefix("starling-test-")
             .tempdir()
             .expect("a temporary folder");
-        let c2s: SocketAddr = format!("127.0.0.1:{}", free_port())
-            .parse()
-            .expect("address");
-        let http: SocketAddr = format!("127.0.0.1:{}", free_port())
-            .parse()
-            .expect("address");
+                let (c2s_port, http_port) = builder.ports.unwrap_or_else(|| (free_port(), free_port()));
+        let c2s: SocketAddr = format!("127.0.0.1:{c2s_port}").parse().expect("address");
+        let http: SocketAddr = format!("127.0.0.1:{http_port}").parse().expect("address");
         let config = dir.path().join("starling.toml");
         write_config(&config, &builder, c2s, http);
         let mut node = TestNode {
@@ -293,8 +309,11 @@ fn write_config(path: &Path, builder: &NodeBuilder, c2s: SocketAddr, http: Socke
                 format!("allow_plain_without_tls = {}", builder.plain_without_tls),
             ],
         ),
-        ("http".into(), vec![format!("bind = \"{http}\"")]),
+                ("http".into(), vec![format!("bind = \"{http}\"")]),
     ];
+    if let Some(store) = &builder.shared_store {
+        sections.push(("storage".into(), vec![format!("url = \"sqlite://{}\"", store.display())]));
+    }
     for (section, key_value) in &builder.extra {
         match sections.iter_mut().find(|(name, _)| name == section) {
             Some((_, lines)) => lines.push(key_value.clone()),

@@ -1,0 +1,165 @@
+//! Several real `starling` processes forming a cluster on 127.0.0.1.
+//!
+//! The nodes share one SQLite store in the cluster's temporary folder, each
+//! lists the others as seeds, and all share one secret. [`TestCluster::start`]
+//! returns once every node says it holds the directory and accepts logins.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::node::{NodeBuilder, TestNode, free_port};
+
+/// How to start a cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterBuilder {
+    nodes: usize,
+    users: Vec<(String, String)>,
+    settings: Vec<(String, String)>,
+    plain_without_tls: bool,
+}
+
+impl ClusterBuilder {
+    pub fn user(mut self, name: &str, password: &str) -> Self {
+        self.users.push((name.into(), password.into()));
+        self
+    }
+
+    /// Sets `key = value` in `[section]` on every node.
+    pub fn set(mut self, section: &str, key_value: &str) -> Self {
+        self.settings.push((section.into(), key_value.into()));
+        self
+    }
+
+    pub fn plain_without_tls(mut self) -> Self {
+        self.plain_without_tls = true;
+        self
+    }
+
+    pub fn start(self) -> TestCluster {
+        TestCluster::start(self)
+    }
+}
+
+pub struct TestCluster {
+    pub nodes: Vec<TestNode>,
+    pub secret: String,
+    /// Cluster (peer) addresses, by node index.
+    pub cluster_ports: Vec<u16>,
+    dir: tempfile::TempDir,
+}
+
+impl TestCluster {
+    pub fn builder(nodes: usize) -> ClusterBuilder {
+        ClusterBuilder {
+            nodes,
+            users: Vec::new(),
+            settings: Vec::new(),
+            plain_without_tls: false,
+        }
+    }
+
+    fn start(builder: ClusterBuilder) -> TestCluster {
+        let dir = tempfile::Builder::new()
+            .prefix("starling-cluster-")
+            .tempdir()
+            .expect("a temporary folder");
+        let store = dir.path().join("starling.db");
+        let secret = format!("test-secret-{}", std::process::id());
+        let cluster_ports: Vec<u16> = (0..builder.nodes).map(|_| free_port()).collect();
+        let mut nodes = Vec::new();
+        for index in 0..builder.nodes {
+            let mut node = node_builder(&builder, index, &store, &cluster_ports, &secret);
+            if index == 0 {
+                for (name, password) in &builder.users {
+                    node = node.user(name, password);
+                }
+            }
+            nodes.push(node.start());
+        }
+        let cluster = TestCluster {
+            nodes,
+            secret,
+            cluster_ports,
+            dir,
+        };
+        for index in 0..cluster.nodes.len() {
+            cluster.wait_ready(index);
+        }
+        cluster
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn node(&self, index: usize) -> &TestNode {
+        &self.nodes[index]
+    }
+
+    /// Waits until node `index` logs that it accepts logins.
+    pub fn wait_ready(&self, index: usize) {
+        self.wait_log(index, "cluster ready", Duration::from_secs(60));
+    }
+
+    /// Waits until node `index`'s log contains `needle` `count` times in all.
+    pub fn wait_log_count(&self, index: usize, needle: &str, count: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let log = self.nodes[index].log();
+            if log.matches(needle).count() >= count {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {} did not log {needle:?} ({count} times) within {timeout:?}:\n{log}",
+                index + 1
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn wait_log(&self, index: usize, needle: &str, timeout: Duration) {
+        self.wait_log_count(index, needle, 1, timeout);
+    }
+
+    /// SIGKILL of node `index`, as a crash.
+    pub fn kill(&mut self, index: usize) {
+        self.nodes[index].kill();
+    }
+
+    /// Starts node `index` again (same ports, same data) and waits until it is ready.
+    pub fn restart(&mut self, index: usize) {
+        let readies = self.nodes[index].log().matches("cluster ready").count();
+        self.nodes[index].spawn();
+        self.wait_log_count(index, "cluster ready", readies + 1, Duration::from_secs(60));
+    }
+}
+
+fn node_builder(
+    builder: &ClusterBuilder,
+    index: usize,
+    store: &Path,
+    cluster_ports: &[u16],
+    secret: &str,
+) -> NodeBuilder {
+    let seeds: Vec<String> = cluster_ports
+        .iter()
+        .enumerate()
+        .filter(|(other, _)| *other != index)
+        .map(|(_, port)| format!("\"127.0.0.1:{port}\""))
+        .collect();
+    let mut node = TestNode::builder()
+        .shared_store(store)
+        .set("cluster", "enabled = true")
+        .set("cluster", &format!("node_name = \"node{}\"", index + 1))
+        .set("cluster", &format!("bind = \"127.0.0.1:{}\"", cluster_ports[index]))
+        .set("cluster", &format!("seeds = [{}]", seeds.join(", ")))
+        .set("cluster", &format!("secret = \"{secret}\""));
+    if builder.plain_without_tls {
+        node = node.plain_without_tls();
+    }
+    for (section, key_value) in &builder.settings {
+        node = node.set(section, key_value);
+    }
+    node
+}
