@@ -4,3 +4,5 @@
 mod support;
 
 mod t10_login;
+mod t20_roster;
+mod t30_presence;
