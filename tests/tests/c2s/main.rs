@@ -6,3 +6,5 @@ mod support;
 mod t10_login;
 mod t20_roster;
 mod t30_presence;
+mod t40_messages;
+mod t50_iq;

@@ -36,6 +36,10 @@ pub async fn from_client(server: &Server, session: &Arc<LocalSession>, stanza: S
                 .with_text("This stream already has a bound resource");
             bounce(server, &stanza, error).await
         }
+        // To the user's own bare JID: answered for the account, not the server.
+        _ if stanza.to.as_ref().is_some_and(|to| to.node().is_some()) => {
+            handle_for_account(server, stanza).await
+        }
         _ => handle_server(server, stanza).await,
     }
 }
