@@ -2,9 +2,12 @@
 //! real sockets, Starling's own test client.
 
 mod support;
+mod wire;
 
 mod t10_login;
 mod t20_roster;
 mod t30_presence;
 mod t40_messages;
 mod t50_iq;
+mod t70_bad_input;
+mod t80_limits;

@@ -108,14 +108,16 @@ async fn serve(
                     last_input = Instant::now();
                     pinged = false;
                 }
-                process_input(conn, session).await?;
+                let completed = process_input(conn, session).await?;
                 if conn.peer_closed() {
                     return Err(ConnError::ClosedByPeer);
                 }
+                // A stanza completed: what is partial now is the next one,
+                // and its clock starts now.
                 partial_since = match (conn.parser.in_partial_stanza(), partial_since) {
                     (false, _) => None,
-                    (true, Some(since)) => Some(since),
-                    (true, None) => Some(Instant::now()),
+                    (true, Some(since)) if completed == 0 => Some(since),
+                    (true, _) => Some(Instant::now()),
                 };
             }
             Wake::Timer => {
@@ -175,9 +177,11 @@ fn kind_of(element: &Element) -> StanzaKind {
     }
 }
 
-/// Handles every complete event the parser holds.
-async fn process_input(conn: &mut Conn, session: &Arc<LocalSession>) -> Result<(), ConnError> {
+/// Handles every complete event the parser holds; returns how many.
+async fn process_input(conn: &mut Conn, session: &Arc<LocalSession>) -> Result<usize, ConnError> {
+    let mut handled = 0;
     while let Some(event) = conn.parser.next_event()? {
+        handled += 1;
         match event {
             StreamEvent::Stanza(element) => handle_element(conn, session, element).await?,
             StreamEvent::End => return Err(ConnError::ClosedByPeer),
@@ -189,7 +193,7 @@ async fn process_input(conn: &mut Conn, session: &Arc<LocalSession>) -> Result<(
             }
         }
     }
-    Ok(())
+    Ok(handled)
 }
 
 async fn handle_element(

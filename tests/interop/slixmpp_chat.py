@@ -1,0 +1,106 @@
+#!/usr/bin/python3
+"""Two slixmpp clients: roster and the subscription handshake (RFC 6121 3), presence
+(initial, broadcast, a change of show/status, unavailable at logout) and chat both ways in
+order.
+
+Accounts: alice, bob.
+"""
+
+import interop
+from interop import Session, check, log, until
+
+COUNT = 5
+
+
+def roster_state(session, contact):
+    item = session.xmpp.client_roster[contact]
+    return {"subscription": item["subscription"], "pending_out": item["pending_out"],
+            "resources": sorted(item.resources)}
+
+
+async def server_roster(session):
+    """The roster as the server stores it, fetched afresh."""
+    result = await session.xmpp.get_roster(timeout=interop.STEP_TIMEOUT)
+    return {str(jid): dict(item) for jid, item in result["roster"]["items"].items()}
+
+
+async def scenario(args):
+    alice = Session(args, "alice", "desk")
+    bob = Session(args, "bob", "phone")
+    for session in (alice, bob):
+        # Subscription requests are answered by the scenario, not by slixmpp.
+        session.xmpp.auto_authorize = None
+        session.xmpp.auto_subscribe = False
+        await session.start()
+        roster = await server_roster(session)
+        check(roster == {}, f"{session.bare}: roster not empty at first: {roster}")
+
+    # Alice asks; Bob approves and asks back; Alice approves.
+    requests = {alice.bare: [], bob.bare: []}
+    for session in (alice, bob):
+        session.xmpp.add_event_handler(
+            "presence_subscribe",
+            lambda presence, owner=session.bare: requests[owner].append(presence["from"].bare))
+    alice.xmpp.client_roster.subscribe(bob.bare)
+    # The roster push for the request shows it pending (ask='subscribe').
+    await until("alice's roster push: bob pending out",
+                lambda: alice.xmpp.client_roster[bob.bare]["pending_out"],
+                describe=lambda: str(roster_state(alice, bob.bare)))
+    stored = (await server_roster(alice)).get(bob.bare, {})
+    check(stored.get("subscription") == "none" and stored.get("ask") == "subscribe",
+          f"alice's stored roster while pending: {stored}")
+    await until("bob sees alice's request", lambda: alice.bare in requests[bob.bare],
+                describe=lambda: f"bob's requests: {requests[bob.bare]}")
+    bob.xmpp.client_roster[alice.bare].authorize()
+    bob.xmpp.client_roster.subscribe(alice.bare)
+    await until("alice sees bob's request", lambda: bob.bare in requests[alice.bare],
+                describe=lambda: f"alice's requests: {requests[alice.bare]}")
+    alice.xmpp.client_roster[bob.bare].authorize()
+
+    for owner, contact in ((alice, bob), (bob, alice)):
+        await until(f"{owner.bare}'s roster push: {contact.bare} both",
+                    lambda: owner.xmpp.client_roster[contact.bare]["subscription"] == "both",
+                    describe=lambda: str(roster_state(owner, contact.bare)))
+        stored = await server_roster(owner)
+        item = stored.get(contact.bare, {})
+        check(item.get("subscription") == "both" and not item.get("ask"),
+              f"{owner.bare}'s stored roster: {stored}")
+        # Each sees the other's available presence once subscribed.
+        resource = contact.xmpp.boundjid.resource
+        await until(f"{owner.bare} sees {contact.jid} available",
+                    lambda: resource in owner.xmpp.client_roster[contact.bare].resources,
+                    describe=lambda: str(roster_state(owner, contact.bare)))
+    log("subscription handshake done: both rosters say 'both', presence exchanged")
+
+    bob.xmpp.send_presence(pshow="away", pstatus="at lunch")
+    bob_resource = bob.xmpp.boundjid.resource
+    away = lambda: alice.xmpp.client_roster[bob.bare].resources.get(bob_resource, {})
+    await until("alice sees bob away", lambda: away().get("show") == "away"
+                and away().get("status") == "at lunch", describe=lambda: str(away()))
+    log("presence change broadcast")
+
+    for n in range(COUNT):
+        alice.xmpp.send_message(mto=bob.bare, mbody=f"hello bob {n}", mtype="chat")
+    for n in range(COUNT):
+        message = await bob.next_message(f"message {n} from alice",
+                                         lambda m: m["type"] == "chat")
+        check(message["body"] == f"hello bob {n}", f"bob got {message['body']!r}, "
+              f"expected 'hello bob {n}' (lost or reordered)")
+        check(str(message["from"]) == alice.jid, f"from {message['from']}, expected {alice.jid}")
+        message.reply(f"hi alice {n}").send()
+    for n in range(COUNT):
+        message = await alice.next_message(f"reply {n} from bob", lambda m: m["type"] == "chat")
+        check(message["body"] == f"hi alice {n}", f"alice got {message['body']!r}")
+        check(str(message["from"]) == bob.jid, f"from {message['from']}, expected {bob.jid}")
+    log(f"{COUNT} messages each way, in order")
+
+    await bob.stop()
+    await until("alice sees bob go offline",
+                lambda: not alice.xmpp.client_roster[bob.bare].resources,
+                describe=lambda: str(roster_state(alice, bob.bare)))
+    log("unavailable presence at logout")
+    await alice.stop()
+
+
+if __name__ == "__main__":
+    interop.main(scenario)

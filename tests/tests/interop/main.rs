@@ -1,0 +1,133 @@
+//! Interoperability with XMPP clients written by others: each test starts a node with the
+//! accounts a script under `tests/interop/` expects (password: name + `-pw`) and runs the
+//! script against it; the script exits 0 when its scenario passed.
+//!
+//! The clients come from Debian: `python3-slixmpp` (run with `/usr/bin/python3`, the
+//! interpreter that package installs into) and `go-sendxmpp`. A missing one fails the test
+//! with the package to install.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use starling_tests::TestNode;
+
+/// The interpreter python3-slixmpp installs into (the `python3` on PATH may be another).
+const PYTHON: &str = "/usr/bin/python3";
+
+/// Bound for one script; the scripts bound themselves well below this.
+const SCRIPT_LIMIT: Duration = Duration::from_secs(90);
+
+fn require_slixmpp() {
+    let found = Command::new(PYTHON)
+        .args(["-c", "import slixmpp"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    assert!(
+        found,
+        "{PYTHON} cannot import slixmpp: install the Debian package python3-slixmpp \
+         (apt-get install python3-slixmpp)"
+    );
+}
+
+fn require_go_sendxmpp() {
+    let on_path = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| dir.join("go-sendxmpp").is_file())
+    });
+    assert!(
+        on_path,
+        "go-sendxmpp is not on PATH: install the Debian package go-sendxmpp \
+         (apt-get install go-sendxmpp)"
+    );
+}
+
+fn node(users: &[&str]) -> TestNode {
+    let mut builder = TestNode::builder();
+    for user in users {
+        builder = builder.user(user, &format!("{user}-pw"));
+    }
+    builder.start()
+}
+
+fn script_path(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("interop")
+        .join(name)
+}
+
+/// Runs `tests/interop/<name>` against `node` and fails, with the script's output, unless
+/// it exits 0 within [`SCRIPT_LIMIT`].
+fn run_script(node: &TestNode, name: &str) {
+    let log_path = node.dir().join(format!("{name}.log"));
+    let log = File::create(&log_path).expect("script log file");
+    let started = Instant::now();
+    let mut child = Command::new(PYTHON)
+        .arg(script_path(name))
+        .args(["--host", &node.c2s.ip().to_string()])
+        .args(["--port", &node.c2s.port().to_string()])
+        .args(["--domain", &node.domain])
+        // No __pycache__ in the source tree.
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("script log file"))
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|error| panic!("starting {PYTHON} {name}: {error}"));
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waiting for the script") {
+            break Some(status);
+        }
+        if started.elapsed() > SCRIPT_LIMIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let output = std::fs::read_to_string(&log_path).unwrap_or_default();
+    match status {
+        Some(status) if status.success() => {
+            println!("{name} passed in {:?}:\n{output}", started.elapsed());
+        }
+        Some(status) => panic!("{name} failed ({status}):\n{output}"),
+        None => panic!("{name} was killed after {SCRIPT_LIMIT:?}:\n{output}"),
+    }
+}
+
+/// slixmpp logs in with SCRAM-SHA-256, SCRAM-SHA-1 and PLAIN, each after STARTTLS with
+/// certificate checks off, and is refused with a wrong password.
+#[test]
+fn slixmpp_logs_in_with_each_mechanism() {
+    require_slixmpp();
+    let node = node(&["ann"]);
+    run_script(&node, "slixmpp_login.py");
+}
+
+/// Two slixmpp clients: subscription handshake with roster pushes, stored roster `both`,
+/// presence broadcast and changes, chat both ways in order, unavailable at logout.
+#[test]
+fn slixmpp_roster_presence_and_chat() {
+    require_slixmpp();
+    let node = node(&["alice", "bob"]);
+    run_script(&node, "slixmpp_chat.py");
+}
+
+/// Offline messages reach a slixmpp client at login, in order, with XEP-0203 delay stamps.
+#[test]
+fn slixmpp_offline_delivery_with_delay() {
+    require_slixmpp();
+    let node = node(&["olga", "oscar"]);
+    run_script(&node, "slixmpp_offline.py");
+}
+
+/// go-sendxmpp delivers to an online slixmpp receiver and to an offline user at login.
+#[test]
+fn go_sendxmpp_to_online_and_offline_users() {
+    require_slixmpp();
+    require_go_sendxmpp();
+    let node = node(&["sam", "rita", "otto"]);
+    run_script(&node, "go_sendxmpp.py");
+}
