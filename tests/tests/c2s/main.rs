@@ -9,5 +9,6 @@ mod t20_roster;
 mod t30_presence;
 mod t40_messages;
 mod t50_iq;
+mod t60_accounts;
 mod t70_bad_input;
 mod t80_limits;

@@ -96,6 +96,14 @@ async fn serve(
                 let reason = session
                     .close_reason()
                     .unwrap_or(crate::session::CloseReason::Shutdown);
+                if reason == crate::session::CloseReason::AccountRemoved {
+                    // The removal's own result (XEP-0077 3.2) is queued and
+                    // must precede the stream error; a deleted account's
+                    // stanzas have nowhere else to go.
+                    if let Ok(Outbound::Stanza(first)) = mailbox.try_recv() {
+                        write_queued(conn, *first, mailbox).await?;
+                    }
+                }
                 return Err(ConnError::stream(reason.condition(), reason.text()));
             }
             Wake::Outbound(Some(Outbound::Stanza(first))) => {
