@@ -9,8 +9,6 @@
 //! from the actor, for stanzas another client caused) rely on that, and the
 //! timeouts here are only bounds for "never arrived".
 
-#![allow(dead_code)]
-
 use std::time::Duration;
 
 use starling_core::xml::{Element, ns};
