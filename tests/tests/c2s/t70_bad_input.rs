@@ -73,6 +73,13 @@ fn cases() -> Vec<Case> {
             "z".repeat(MAX_STANZA)
         ),
     );
+    let many_attributes = format!(
+        "<message to='bob@localhost' {}/>",
+        (0..100)
+            .map(|n| format!("a{n}='{n}'"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
     vec![
         // Malformed XML: not-well-formed (4.9.3.13).
         connected(
@@ -115,6 +122,43 @@ fn cases() -> Vec<Case> {
             "text at the top level",
             "not-well-formed",
             &[h, b"hello there"],
+        ),
+        connected(
+            "character reference to NUL",
+            "not-well-formed",
+            &[
+                h,
+                b"<message to='bob@localhost'><body>&#0;</body></message>",
+            ],
+        ),
+        connected(
+            "character reference to a surrogate",
+            "not-well-formed",
+            &[
+                h,
+                b"<message to='bob@localhost'><body>&#xD800;</body></message>",
+            ],
+        ),
+        connected(
+            "control character",
+            "not-well-formed",
+            &[
+                h,
+                b"<message to='bob@localhost'><body>\x01</body></message>",
+            ],
+        ),
+        connected(
+            "overlong UTF-8",
+            "not-well-formed",
+            &[
+                h,
+                b"<message to='bob@localhost'><body>\xC0\xAF</body></message>",
+            ],
+        ),
+        connected(
+            "rebinding the xml prefix",
+            "not-well-formed",
+            &[h, b"<message xmlns:xml='urn:example:not-xml'/>"],
         ),
         logged_in(
             "mismatched end tag after login",
@@ -167,6 +211,22 @@ fn cases() -> Vec<Case> {
             "nesting too deep in an iq payload",
             "policy-violation",
             &[deep_payload.as_bytes()],
+        ),
+        logged_in(
+            "too many attributes",
+            "policy-violation",
+            &[many_attributes.as_bytes()],
+        ),
+        // Only UTF-8: unsupported-encoding (4.9.3.22, 11.6).
+        connected(
+            "UTF-16 in the XML declaration",
+            "unsupported-encoding",
+            &[&[b"<?xml version='1.0' encoding='UTF-16'?>", &h[21..]].concat()],
+        ),
+        connected(
+            "UTF-16 byte order mark",
+            "unsupported-encoding",
+            &[b"\xFF\xFE<\x00s\x00t\x00"],
         ),
         // XML that XMPP forbids: restricted-xml (4.9.3.18, 11.1).
         connected(
@@ -361,4 +421,34 @@ async fn bad_input_ends_in_the_exact_stream_error() {
         failures.join("\n\n")
     );
     assert!(exchanged > 0, "the pair never chatted");
+}
+
+/// Over STARTTLS the same errors come back inside TLS, and the node carries on.
+#[tokio::test]
+async fn bad_input_inside_tls_gets_the_stream_error_inside_tls() {
+    let node = wire::node()
+        .set("limits", &format!("max_stanza_size = {MAX_STANZA}"))
+        .start();
+    let oversized = format!("<message><body>{}", "a".repeat(MAX_STANZA + 100));
+    let cases: [(&str, &str); 5] = [
+        ("<message><body>hi</message>", "not-well-formed"),
+        (&oversized, "policy-violation"),
+        ("<message><!-- hi --></message>", "restricted-xml"),
+        (
+            "<message from='bob@localhost/x' to='alice@localhost'/>",
+            "invalid-from",
+        ),
+        ("<foo/>", "unsupported-stanza-type"),
+    ];
+    for (input, condition) in cases {
+        let mut client = wire::login_tls(&node, MALLORY, None).await;
+        assert!(client.is_tls());
+        client.send(input).await.expect("send");
+        client
+            .expect_stream_error(condition, wire::WAIT)
+            .await
+            .unwrap_or_else(|error| panic!("{condition}: {error}"));
+        assert!(client.is_closed());
+    }
+    wire::assert_serves_fresh_clients(&node, "bad input over TLS").await;
 }
