@@ -94,6 +94,33 @@ async def scenario(args):
         check(str(message["from"]) == bob.jid, f"from {message['from']}, expected {bob.jid}")
     log(f"{COUNT} messages each way, in order")
 
+    # Alice removes Bob (RFC 6121 2.5.3): both subscriptions end, Bob is told and his
+    # roster says 'none'; Alice's roster loses the item.
+    removed = await alice.xmpp.del_roster_item(bob.bare)
+    check(removed["type"] == "result", f"roster remove: {removed}")
+    stored = await server_roster(alice)
+    check(bob.bare not in stored, f"alice's roster still has bob: {stored}")
+    await until("bob's roster push: alice none",
+                lambda: bob.xmpp.client_roster[alice.bare]["subscription"] == "none",
+                describe=lambda: str(roster_state(bob, alice.bare)))
+    await until("bob sees alice unavailable",
+                lambda: not bob.xmpp.client_roster[alice.bare].resources,
+                describe=lambda: str(roster_state(bob, alice.bare)))
+    stored = (await server_roster(bob)).get(alice.bare, {})
+    check(stored.get("subscription") == "none", f"bob's stored item for alice: {stored}")
+    log("roster removal ended both subscriptions")
+    # Re-subscribe one way only so that Bob's logout is still seen by Alice.
+    requests[bob.bare].clear()
+    alice.xmpp.client_roster.subscribe(bob.bare)
+    await until("bob sees alice's new request", lambda: alice.bare in requests[bob.bare])
+    bob.xmpp.client_roster[alice.bare].authorize()
+    await until("alice's roster push: bob to",
+                lambda: alice.xmpp.client_roster[bob.bare]["subscription"] == "to",
+                describe=lambda: str(roster_state(alice, bob.bare)))
+    await until("alice sees bob available again",
+                lambda: bob_resource in alice.xmpp.client_roster[bob.bare].resources,
+                describe=lambda: str(roster_state(alice, bob.bare)))
+
     await bob.stop()
     await until("alice sees bob go offline",
                 lambda: not alice.xmpp.client_roster[bob.bare].resources,
