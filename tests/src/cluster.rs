@@ -152,7 +152,10 @@ fn node_builder(
         .shared_store(store)
         .set("cluster", "enabled = true")
         .set("cluster", &format!("node_name = \"node{}\"", index + 1))
-        .set("cluster", &format!("bind = \"127.0.0.1:{}\"", cluster_ports[index]))
+        .set(
+            "cluster",
+            &format!("bind = \"127.0.0.1:{}\"", cluster_ports[index]),
+        )
         .set("cluster", &format!("seeds = [{}]", seeds.join(", ")))
         .set("cluster", &format!("secret = \"{secret}\""));
     if builder.plain_without_tls {

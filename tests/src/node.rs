@@ -65,7 +65,7 @@ pub struct NodeBuilder {
     /// Extra TOML appended to the generated config (sections the harness
     /// does not write itself, or keys inside `[limits]`, `[c2s]` ...).
     extra: Vec<(String, String)>,
-        users: Vec<(String, String, bool)>,
+    users: Vec<(String, String, bool)>,
     plain_without_tls: bool,
     /// A store shared with other nodes (cluster tests), instead of one in
     /// the node's own folder.
@@ -79,7 +79,7 @@ impl Default for NodeBuilder {
         NodeBuilder {
             domain: "localhost".into(),
             extra: Vec::new(),
-                        users: Vec::new(),
+            users: Vec::new(),
             plain_without_tls: false,
             shared_store: None,
             ports: None,
@@ -115,7 +115,7 @@ impl NodeBuilder {
         self
     }
 
-        /// Uses the SQLite file at `path` (shared by the nodes of a cluster).
+    /// Uses the SQLite file at `path` (shared by the nodes of a cluster).
     pub fn shared_store(mut self, path: &Path) -> Self {
         self.shared_store = Some(path.to_owned());
         self
@@ -151,7 +151,7 @@ impl TestNode {
             .prefix("starling-test-")
             .tempdir()
             .expect("a temporary folder");
-                let (c2s_port, http_port) = builder.ports.unwrap_or_else(|| (free_port(), free_port()));
+        let (c2s_port, http_port) = builder.ports.unwrap_or_else(|| (free_port(), free_port()));
         let c2s: SocketAddr = format!("127.0.0.1:{c2s_port}").parse().expect("address");
         let http: SocketAddr = format!("127.0.0.1:{http_port}").parse().expect("address");
         let config = dir.path().join("starling.toml");
@@ -309,10 +309,13 @@ fn write_config(path: &Path, builder: &NodeBuilder, c2s: SocketAddr, http: Socke
                 format!("allow_plain_without_tls = {}", builder.plain_without_tls),
             ],
         ),
-                ("http".into(), vec![format!("bind = \"{http}\"")]),
+        ("http".into(), vec![format!("bind = \"{http}\"")]),
     ];
     if let Some(store) = &builder.shared_store {
-        sections.push(("storage".into(), vec![format!("url = \"sqlite://{}\"", store.display())]));
+        sections.push((
+            "storage".into(),
+            vec![format!("url = \"sqlite://{}\"", store.display())],
+        ));
     }
     for (section, key_value) in &builder.extra {
         match sections.iter_mut().find(|(name, _)| name == section) {

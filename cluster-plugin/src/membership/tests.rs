@@ -363,7 +363,6 @@ async fn t20_leader_dies_is_replaced_removed_and_rejoins() {
 /// without it the leader's log replication treats the emptied follower as a
 /// bug (a debug assertion).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs openraft's loosen-follower-log-revert feature in cluster-plugin/Cargo.toml"]
 async fn t20_restarted_voter_is_caught_up_by_the_leader() {
     let cluster = TestCluster::new(quick_timings());
     let members = cluster.form(3).await;
