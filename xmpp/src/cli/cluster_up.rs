@@ -79,9 +79,12 @@ pub(super) async fn run(args: &UpArgs) -> anyhow::Result<()> {
         children.push(Some(spawn(&binary, plan)?));
     }
     let mut ticker = tokio::time::interval(Duration::from_millis(500));
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("watching SIGTERM")?;
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
+            _ = terminate.recv() => break,
             _ = ticker.tick() => {}
         }
         for (index, slot) in children.iter_mut().enumerate() {

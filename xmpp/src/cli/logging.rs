@@ -11,8 +11,11 @@ pub enum LogFormat {
 /// Installs the global subscriber; `default_level` applies when `RUST_LOG`
 /// is unset or unreadable.
 pub(super) fn init(format: LogFormat, default_level: &str) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        // openraft reports every failed RPC to a dead member at error
+        // level; the failure detector already says it once, clearly.
+        EnvFilter::new(format!("{default_level},openraft::replication=off"))
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
