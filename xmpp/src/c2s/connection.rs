@@ -21,7 +21,10 @@ pub(super) async fn run(socket: TcpStream, peer: SocketAddr, server: Arc<Server>
             .connections_open
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut conn = Conn::new(Transport::Plain(socket), peer, server.clone());
-        let error = match negotiate::negotiate(&mut conn).await {
+        // Boxed: the negotiation's state is large and only needed briefly;
+        // inline it would stay in every idle session's task.
+        let negotiating = Box::pin(negotiate::negotiate(&mut conn));
+        let error = match negotiating.await {
             Ok(bound) => {
                 tracing::Span::current().record("jid", tracing::field::display(&bound.jid));
                 Box::pin(session_loop::run(&mut conn, bound)).await

@@ -40,15 +40,20 @@ pub(crate) async fn run(conn: &mut Conn, bound: Bound) -> Option<ConnError> {
     server.cluster.announce(SessionChange::Bound {
         jid: session.jid.clone(),
     });
-    let result = match conn.send(&bound.reply).await {
+    // Everything but the idle loop is boxed: a future's size is that of its
+    // largest state, and the idle state is what 20,000 sessions keep.
+    let sending = Box::pin(conn.send(&bound.reply));
+    let result = match sending.await {
         Ok(()) => serve(conn, &session, &mut mailbox).await,
         Err(error) => Err(error),
     };
     server.sessions.unbind(&session);
-    presence::session_ended(&server, &session).await;
+    let ending = Box::pin(presence::session_ended(&server, &session));
+    ending.await;
     mailbox.close();
     while let Ok(Outbound::Stanza(element)) = mailbox.try_recv() {
-        reroute_undelivered(conn, &session, *element).await;
+        let rerouting = Box::pin(reroute_undelivered(conn, &session, *element));
+        rerouting.await;
     }
     result.err()
 }
@@ -73,7 +78,8 @@ async fn serve(
     let mut partial_since: Option<Instant> = None;
     let mut pinged = false;
     // Whatever arrived with the bind request is already buffered.
-    process_input(conn, session).await?;
+    let processing = Box::pin(process_input(conn, session));
+    processing.await?;
     loop {
         let idle_deadline = if pinged {
             last_input + idle
@@ -101,13 +107,15 @@ async fn serve(
                     // must precede the stream error; a deleted account's
                     // stanzas have nowhere else to go.
                     if let Ok(Outbound::Stanza(first)) = mailbox.try_recv() {
-                        write_queued(conn, *first, mailbox).await?;
+                        let writing = Box::pin(write_queued(conn, *first, mailbox));
+                        writing.await?;
                     }
                 }
                 return Err(ConnError::stream(reason.condition(), reason.text()));
             }
             Wake::Outbound(Some(Outbound::Stanza(first))) => {
-                write_queued(conn, *first, mailbox).await?
+                let writing = Box::pin(write_queued(conn, *first, mailbox));
+                writing.await?
             }
             Wake::Outbound(None) => return Ok(()),
             Wake::Readable(ready) => {
@@ -116,7 +124,8 @@ async fn serve(
                     last_input = Instant::now();
                     pinged = false;
                 }
-                let completed = process_input(conn, session).await?;
+                let processing = Box::pin(process_input(conn, session));
+                let completed = processing.await?;
                 if conn.peer_closed() {
                     return Err(ConnError::ClosedByPeer);
                 }
@@ -139,8 +148,9 @@ async fn serve(
                 if !pinged && now >= last_input + idle / 2 {
                     // XEP-0199: a dead client shows itself by not answering.
                     pinged = true;
-                    conn.send(&keepalive_ping(&server.domain, &session.jid.to_string()))
-                        .await?;
+                    let ping = keepalive_ping(&server.domain, &session.jid.to_string());
+                    let sending = Box::pin(conn.send(&ping));
+                    sending.await?;
                 }
             }
         }
