@@ -99,6 +99,9 @@ impl Conn {
                 tokio::select! {
                     ready = self.transport.readable() => ready?,
                     () = sleep_until(deadline) => return Err(ConnError::Timeout(what)),
+                    () = self.server.shutdown.cancelled() => {
+                        return Err(ConnError::stream("system-shutdown", "The server is shutting down"));
+                    }
                 }
             }
         }

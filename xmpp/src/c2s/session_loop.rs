@@ -9,29 +9,26 @@ use std::time::Duration;
 use starling_core::cluster::{SessionChange, StanzaKind};
 use starling_core::jid::Jid;
 use starling_core::xml::{Element, ns};
-use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 
 use super::conn::{Conn, ConnError};
 use super::negotiate::Bound;
 use crate::metrics::Outcome;
-use crate::session::{LocalSession, Outbound};
+use crate::session::{CloseReason, LocalSession};
 use crate::stanza::{Condition, IqType, Stanza, StanzaError, StanzaParseError, error_reply};
 use crate::stream::StreamEvent;
 use crate::{presence, router};
 
-/// Bytes of queued stanzas written in one go.
-const WRITE_BATCH: usize = 64 * 1024;
+/// Stanzas taken from the mailbox for one write.
+const WRITE_BATCH: usize = 256;
 
 /// Runs the session until it ends; returns why (None: closed cleanly).
 pub(crate) async fn run(conn: &mut Conn, bound: Bound) -> Option<ConnError> {
     let server = conn.server.clone();
     let queue = server.config.limits.session_queue;
-    let closing = server.shutdown.child_token();
-    let (session, mut mailbox) =
-        LocalSession::new(server.sessions.next_id(), bound.jid, queue, closing);
+    let session = LocalSession::new(server.sessions.next_id(), bound.jid, queue);
     if let Some(replaced) = server.sessions.bind(session.clone()) {
-        replaced.close(crate::session::CloseReason::Conflict);
+        replaced.close(CloseReason::Conflict);
     }
     // The same full JID on another member: the older session gives way.
     if let Some(node) = server.cluster.locate(&session.jid) {
@@ -40,18 +37,21 @@ pub(crate) async fn run(conn: &mut Conn, bound: Bound) -> Option<ConnError> {
     server.cluster.announce(SessionChange::Bound {
         jid: session.jid.clone(),
     });
+    // Bound after the node began shutting down: the sweep missed it.
+    if server.shutdown.is_cancelled() {
+        session.close(CloseReason::Shutdown);
+    }
     // Everything but the idle loop is boxed: a future's size is that of its
     // largest state, and the idle state is what 20,000 sessions keep.
     let sending = Box::pin(conn.send(&bound.reply));
     let result = match sending.await {
-        Ok(()) => serve(conn, &session, &mut mailbox).await,
+        Ok(()) => serve(conn, &session).await,
         Err(error) => Err(error),
     };
     server.sessions.unbind(&session);
     let ending = Box::pin(presence::session_ended(&server, &session));
     ending.await;
-    mailbox.close();
-    while let Ok(Outbound::Stanza(element)) = mailbox.try_recv() {
+    for element in session.shut_mailbox() {
         let rerouting = Box::pin(reroute_undelivered(conn, &session, *element));
         rerouting.await;
     }
@@ -59,17 +59,13 @@ pub(crate) async fn run(conn: &mut Conn, bound: Bound) -> Option<ConnError> {
 }
 
 enum Wake {
-    Closing,
-    Outbound(Option<Outbound>),
+    /// A stanza was queued or a close was requested.
+    Session,
     Readable(std::io::Result<()>),
     Timer,
 }
 
-async fn serve(
-    conn: &mut Conn,
-    session: &Arc<LocalSession>,
-    mailbox: &mut mpsc::Receiver<Outbound>,
-) -> Result<(), ConnError> {
+async fn serve(conn: &mut Conn, session: &Arc<LocalSession>) -> Result<(), ConnError> {
     let server = conn.server.clone();
     let limits = &server.config.limits;
     let idle = Duration::from_secs(limits.idle_timeout_secs);
@@ -81,6 +77,21 @@ async fn serve(
     let processing = Box::pin(process_input(conn, session));
     processing.await?;
     loop {
+        if let Some(reason) = session.close_reason() {
+            if reason == CloseReason::AccountRemoved {
+                // The removal's own result (XEP-0077 3.2) is queued and must
+                // precede the stream error; a deleted account's stanzas have
+                // nowhere else to go.
+                let writing = Box::pin(write_queued(conn, session));
+                writing.await?;
+            }
+            return Err(ConnError::stream(reason.condition(), reason.text()));
+        }
+        if session.has_queued() {
+            let writing = Box::pin(write_queued(conn, session));
+            writing.await?;
+            continue;
+        }
         let idle_deadline = if pinged {
             last_input + idle
         } else {
@@ -92,32 +103,12 @@ async fn serve(
         };
         let wake = tokio::select! {
             biased;
-            () = session.closing().cancelled() => Wake::Closing,
-            outbound = mailbox.recv() => Wake::Outbound(outbound),
+            () = session.woken() => Wake::Session,
             ready = conn.transport.readable() => Wake::Readable(ready),
             () = sleep_until(deadline) => Wake::Timer,
         };
         match wake {
-            Wake::Closing => {
-                let reason = session
-                    .close_reason()
-                    .unwrap_or(crate::session::CloseReason::Shutdown);
-                if reason == crate::session::CloseReason::AccountRemoved {
-                    // The removal's own result (XEP-0077 3.2) is queued and
-                    // must precede the stream error; a deleted account's
-                    // stanzas have nowhere else to go.
-                    if let Ok(Outbound::Stanza(first)) = mailbox.try_recv() {
-                        let writing = Box::pin(write_queued(conn, *first, mailbox));
-                        writing.await?;
-                    }
-                }
-                return Err(ConnError::stream(reason.condition(), reason.text()));
-            }
-            Wake::Outbound(Some(Outbound::Stanza(first))) => {
-                let writing = Box::pin(write_queued(conn, *first, mailbox));
-                writing.await?
-            }
-            Wake::Outbound(None) => return Ok(()),
+            Wake::Session => {}
             Wake::Readable(ready) => {
                 ready?;
                 if conn.read_available()? > 0 {
@@ -166,23 +157,18 @@ fn keepalive_ping(domain: &str, to: &str) -> Element {
         .with_child(Element::new("ping", ns::PING))
 }
 
-/// Writes the first queued stanza and whatever else is queued, in one write.
-async fn write_queued(
-    conn: &mut Conn,
-    first: Element,
-    mailbox: &mut mpsc::Receiver<Outbound>,
-) -> Result<(), ConnError> {
+/// Writes what is queued, in one write per batch.
+async fn write_queued(conn: &mut Conn, session: &LocalSession) -> Result<(), ConnError> {
+    let mut batch = Vec::new();
+    session.take_queued(WRITE_BATCH, &mut batch);
+    if batch.is_empty() {
+        return Ok(());
+    }
     let metrics = &conn.server.metrics;
-    let mut out = Vec::with_capacity(512);
-    let mut next = Some(first);
-    while let Some(element) = next.take() {
+    let mut out = Vec::with_capacity(256 * batch.len());
+    for element in batch {
         metrics.stanza_out(kind_of(&element));
         element.write_to(&mut out, ns::CLIENT);
-        if out.len() < WRITE_BATCH {
-            if let Ok(Outbound::Stanza(more)) = mailbox.try_recv() {
-                next = Some(*more);
-            }
-        }
     }
     conn.write(&out).await
 }

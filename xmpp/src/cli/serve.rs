@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 
 use crate::c2s::listener;
 use crate::server::Server;
+use crate::session::CloseReason;
 
 /// How long sessions get to say goodbye at shutdown.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -50,6 +51,7 @@ pub(super) async fn run(config: Config) -> anyhow::Result<()> {
     wait_for_signal().await;
     tracing::info!("shutting down");
     sessions.cancel();
+    server.sessions.close_all(CloseReason::Shutdown);
     if tokio::time::timeout(DRAIN_TIMEOUT, accept_loop)
         .await
         .is_err()

@@ -51,20 +51,25 @@ pub fn resources(server: &Server, bare: &BareJid) -> Vec<Candidate> {
             }
         })
         .collect();
-    all.extend(
-        server
-            .cluster
-            .remote_resources(bare)
-            .into_iter()
-            .map(|entry| Candidate {
-                target: Target::Remote {
-                    jid: entry.jid,
-                    node: entry.node,
-                },
-                available: entry.available,
-                priority: entry.priority,
-            }),
-    );
+    // While a resource conflict between members settles, the directory can
+    // hold one full JID on two nodes: one session, so one candidate (the
+    // one here, else the newest binding, which the directory lists last).
+    for entry in server.cluster.remote_resources(bare).into_iter().rev() {
+        if all
+            .iter()
+            .any(|candidate| candidate.target.jid() == &entry.jid)
+        {
+            continue;
+        }
+        all.push(Candidate {
+            target: Target::Remote {
+                jid: entry.jid,
+                node: entry.node,
+            },
+            available: entry.available,
+            priority: entry.priority,
+        });
+    }
     all
 }
 
@@ -168,11 +173,10 @@ pub fn send_to(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use starling_core::shutdown::Shutdown;
 
     fn candidate(resource: &str, available: bool, priority: i8) -> Candidate {
         let jid = FullJid::new(&format!("a@example.com/{resource}")).unwrap();
-        let (session, _rx) = LocalSession::new(1, jid, 1, Shutdown::new());
+        let session = LocalSession::new(1, jid, 1);
         Candidate {
             target: Target::Local(session),
             available,

@@ -1,27 +1,24 @@
 //! The sessions bound on this node: full JID -> [`LocalSession`].
 //!
 //! Every transport (TCP c2s today, WebSocket and CometD later) ends in a
-//! `LocalSession`: a bounded mailbox the connection task drains, a token that
-//! ends the connection, and the presence state the router reads. The
-//! manager is a sharded map under short `std::sync::Mutex` sections, never
-//! held across an `.await`.
+//! `LocalSession`: a bounded mailbox the connection task drains, a close
+//! request, and the presence state the router reads. The manager is a
+//! sharded map under short `std::sync::Mutex` sections, never held across
+//! an `.await`.
+//!
+//! A session is what every idle client costs, so it is kept lean: the
+//! mailbox is a `VecDeque` that allocates only while stanzas wait, and one
+//! `Notify` wakes the connection for new stanzas and for close requests
+//! alike.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, RandomState};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use starling_core::jid::{BareJid, FullJid, Jid};
-use starling_core::shutdown::Shutdown;
 use starling_core::xml::Element;
-use tokio::sync::mpsc;
-
-/// What a connection task receives from the rest of the server.
-#[derive(Debug)]
-pub enum Outbound {
-    /// A stanza to write to the client (boxed so the mailbox slots stay small).
-    Stanza(Box<Element>),
-}
+use tokio::sync::Notify;
 
 /// Why a session was ended from outside its connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,15 +106,23 @@ impl SendError {
     }
 }
 
+#[derive(Debug, Default)]
+struct Mailbox {
+    queue: VecDeque<Box<Element>>,
+    /// The connection is gone: nothing more is accepted.
+    shut: bool,
+}
+
 /// One bound resource on this node.
 pub struct LocalSession {
     /// Unique on this node, so an old connection never unbinds its successor.
     pub id: u64,
     pub jid: FullJid,
-    mailbox: mpsc::Sender<Outbound>,
-    /// Cancelled to end the connection (child of the node's shutdown token).
-    closing: Shutdown,
-    close_reason: std::sync::atomic::AtomicU8,
+    capacity: usize,
+    mailbox: Mutex<Mailbox>,
+    /// Wakes the connection: a stanza was queued or a close was requested.
+    wake: Notify,
+    close_reason: AtomicU8,
     presence: Mutex<PresenceState>,
 }
 
@@ -131,38 +136,70 @@ impl std::fmt::Debug for LocalSession {
 }
 
 impl LocalSession {
-    /// A session and the receiving end of its mailbox.
-    pub fn new(
-        id: u64,
-        jid: FullJid,
-        queue: usize,
-        closing: Shutdown,
-    ) -> (Arc<LocalSession>, mpsc::Receiver<Outbound>) {
-        let (mailbox, receiver) = mpsc::channel(queue);
-        let session = LocalSession {
+    /// A session whose mailbox holds at most `capacity` stanzas.
+    pub fn new(id: u64, jid: FullJid, capacity: usize) -> Arc<LocalSession> {
+        Arc::new(LocalSession {
             id,
             jid,
-            mailbox,
-            closing,
-            close_reason: std::sync::atomic::AtomicU8::new(0),
+            capacity,
+            mailbox: Mutex::new(Mailbox::default()),
+            wake: Notify::new(),
+            close_reason: AtomicU8::new(0),
             presence: Mutex::new(PresenceState::default()),
-        };
-        (Arc::new(session), receiver)
+        })
+    }
+
+    fn mailbox(&self) -> MutexGuard<'_, Mailbox> {
+        self.mailbox
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Queues a stanza without waiting. A full mailbox ends the session: a
     /// client that does not read is cut off instead of growing memory.
     pub fn send(&self, stanza: Box<Element>) -> Result<(), SendError> {
-        match self.mailbox.try_send(Outbound::Stanza(stanza)) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(Outbound::Stanza(stanza))) => {
+        {
+            let mut mailbox = self.mailbox();
+            if mailbox.shut {
+                return Err(SendError::Closed(stanza));
+            }
+            if mailbox.queue.len() >= self.capacity {
+                drop(mailbox);
                 self.close(CloseReason::SlowConsumer);
-                Err(SendError::Full(stanza))
+                return Err(SendError::Full(stanza));
             }
-            Err(mpsc::error::TrySendError::Closed(Outbound::Stanza(stanza))) => {
-                Err(SendError::Closed(stanza))
-            }
+            mailbox.queue.push_back(stanza);
         }
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Takes up to `max` queued stanzas, oldest first.
+    pub fn take_queued(&self, max: usize, into: &mut Vec<Box<Element>>) {
+        let mut mailbox = self.mailbox();
+        let count = mailbox.queue.len().min(max);
+        into.extend(mailbox.queue.drain(..count));
+        if mailbox.queue.is_empty() && mailbox.queue.capacity() > 64 {
+            // A burst must not pin its buffer for the session's lifetime.
+            mailbox.queue = VecDeque::new();
+        }
+    }
+
+    pub fn has_queued(&self) -> bool {
+        !self.mailbox().queue.is_empty()
+    }
+
+    /// Refuses further stanzas and returns those still queued.
+    pub fn shut_mailbox(&self) -> Vec<Box<Element>> {
+        let mut mailbox = self.mailbox();
+        mailbox.shut = true;
+        mailbox.queue.drain(..).collect()
+    }
+
+    /// Waits until a stanza is queued or a close is requested (a wake-up
+    /// that came before the wait is not lost).
+    pub async fn woken(&self) {
+        self.wake.notified().await;
     }
 
     /// Asks the connection to end with `reason`; the first reason wins.
@@ -173,22 +210,16 @@ impl LocalSession {
             Ordering::AcqRel,
             Ordering::Acquire,
         );
-        self.closing.cancel();
-    }
-
-    /// The token the connection task watches.
-    pub fn closing(&self) -> &Shutdown {
-        &self.closing
+        self.wake.notify_one();
     }
 
     /// Why the session was closed from outside, if it was.
     pub fn close_reason(&self) -> Option<CloseReason> {
         CloseReason::from_code(self.close_reason.load(Ordering::Acquire))
-            .or_else(|| self.closing.is_cancelled().then_some(CloseReason::Shutdown))
     }
 
     pub fn is_closing(&self) -> bool {
-        self.closing.is_cancelled()
+        self.close_reason().is_some()
     }
 
     /// Locks the presence state for a short, non-async section.
@@ -294,6 +325,13 @@ impl SessionManager {
         self.count.load(Ordering::Relaxed)
     }
 
+    /// Asks every session to close (node shutdown).
+    pub fn close_all(&self, reason: CloseReason) {
+        for session in self.all() {
+            session.close(reason);
+        }
+    }
+
     /// A snapshot of every session (admin pages, shutdown).
     pub fn all(&self) -> Vec<Arc<LocalSession>> {
         let mut all = Vec::with_capacity(self.count());
@@ -312,24 +350,16 @@ mod tests {
     use super::*;
     use starling_core::xml::ns;
 
-    fn session(
-        manager: &SessionManager,
-        jid: &str,
-    ) -> (Arc<LocalSession>, mpsc::Receiver<Outbound>) {
-        LocalSession::new(
-            manager.next_id(),
-            FullJid::new(jid).unwrap(),
-            2,
-            Shutdown::new(),
-        )
+    fn session(manager: &SessionManager, jid: &str) -> Arc<LocalSession> {
+        LocalSession::new(manager.next_id(), FullJid::new(jid).unwrap(), 2)
     }
 
     #[test]
     fn bind_replaces_same_full_jid_and_unbind_spares_the_successor() {
         let manager = SessionManager::default();
-        let (first, _rx1) = session(&manager, "a@example.com/r");
-        let (second, _rx2) = session(&manager, "a@example.com/r");
-        let (other, _rx3) = session(&manager, "a@example.com/s");
+        let first = session(&manager, "a@example.com/r");
+        let second = session(&manager, "a@example.com/r");
+        let other = session(&manager, "a@example.com/s");
         assert!(manager.bind(first.clone()).is_none());
         assert!(manager.bind(other.clone()).is_none());
         let replaced = manager.bind(second.clone()).unwrap();
@@ -350,21 +380,48 @@ mod tests {
     #[test]
     fn a_full_mailbox_closes_the_session_and_returns_the_stanza() {
         let manager = SessionManager::default();
-        let (session, _rx) = session(&manager, "a@example.com/r");
+        let session = session(&manager, "a@example.com/r");
         let stanza = || Box::new(Element::new("message", ns::CLIENT));
         session.send(stanza()).unwrap();
         session.send(stanza()).unwrap();
         assert!(matches!(session.send(stanza()), Err(SendError::Full(_))));
         assert!(session.is_closing());
         assert_eq!(session.close_reason(), Some(CloseReason::SlowConsumer));
+        let mut taken = Vec::new();
+        session.take_queued(usize::MAX, &mut taken);
+        assert_eq!(taken.len(), 2, "what was accepted is still delivered");
     }
 
     #[test]
-    fn a_dropped_receiver_returns_the_stanza() {
+    fn a_shut_mailbox_returns_the_stanza_and_hands_back_the_queue() {
         let manager = SessionManager::default();
-        let (session, rx) = session(&manager, "a@example.com/r");
-        drop(rx);
+        let session = session(&manager, "a@example.com/r");
+        session
+            .send(Box::new(Element::new("message", ns::CLIENT)))
+            .unwrap();
+        assert_eq!(session.shut_mailbox().len(), 1);
         let result = session.send(Box::new(Element::new("message", ns::CLIENT)));
         assert!(matches!(result, Err(SendError::Closed(_))));
+    }
+
+    #[test]
+    fn the_first_close_reason_wins() {
+        let manager = SessionManager::default();
+        let session = session(&manager, "a@example.com/r");
+        session.close(CloseReason::Conflict);
+        session.close(CloseReason::Shutdown);
+        assert_eq!(session.close_reason(), Some(CloseReason::Conflict));
+    }
+
+    #[tokio::test]
+    async fn a_wake_before_the_wait_is_not_lost() {
+        let manager = SessionManager::default();
+        let session = session(&manager, "a@example.com/r");
+        session
+            .send(Box::new(Element::new("message", ns::CLIENT)))
+            .unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(1), session.woken())
+            .await
+            .expect("the earlier send woke the session");
     }
 }
