@@ -231,12 +231,14 @@ impl ClusterNode {
         )
         .await
         .map_err(|error| ClusterError::Membership(error.to_string()))?;
+        let views = membership.subscribe();
         let _first = self.membership.set(membership);
         self.transport.set_handler(self.clone());
         tokio::spawn(self.transport.clone().accept_loop(listener));
         tokio::spawn(self.clone().dial_loop());
         tokio::spawn(self.clone().tick_loop());
         tokio::spawn(self.clone().flush_loop());
+        tokio::spawn(log_views(views, self.shutdown.clone()));
         tracing::info!(node = %self.me.name, id = self.id.0, bind = %self.bind, seeds = ?self.seeds, "cluster module started");
         Ok(())
     }
@@ -359,6 +361,12 @@ impl ClusterNode {
                 let mut detector = lock(&self.detector);
                 let mut transitions = Vec::new();
                 for link in self.transport.links() {
+                    // A member that announced its leave stays gone, though
+                    // its link lives on until it says goodbye; a new link
+                    // (it restarted) brings it back through `on_link_up`.
+                    if detector.state(link.node()) == Some(PeerState::Leaving) {
+                        continue;
+                    }
                     let heard = now.checked_sub(link.heard_ago()).unwrap_or(now);
                     transitions.extend(detector.heard(link.node(), heard));
                 }
@@ -430,9 +438,13 @@ impl ClusterNode {
         match transition.to {
             PeerState::Down | PeerState::Leaving => {
                 tracing::warn!(peer = %name, node = node.0, state = ?transition.to, "cluster member is down");
-                if let Some(link) = self.transport.link(node.0) {
-                    // A half-open link: nothing arrives any more.
-                    link.close();
+                // A half-open link: nothing arrives any more. A leaver's
+                // link stays until its goodbye: a senior member that leaves
+                // still needs it to commit its own removal.
+                if transition.to == PeerState::Down {
+                    if let Some(link) = self.transport.link(node.0) {
+                        link.close();
+                    }
                 }
                 let lost = lock(&self.directory).purge(node);
                 if let Some(delivery) = self.delivery() {
@@ -783,6 +795,11 @@ impl FrameHandler for ClusterNode {
                             delivery.node_down(node, applied.lost).await;
                         }
                     }
+                    if !applied.regained.is_empty() {
+                        if let Some(delivery) = self.delivery() {
+                            delivery.sessions_regained(node, applied.regained).await;
+                        }
+                    }
                 }
                 Frame::RaftRequest { id, payload } => {
                     if let Some(membership) = self.membership().cloned() {
@@ -978,6 +995,30 @@ impl Cluster for ClusterNode {
                 user: user.to_string(),
             },
         );
+    }
+}
+
+/// Logs every change of the senior member or of the member list as this
+/// node sees it, so that an operator can follow membership (who replaced a
+/// lost leader, when a member was removed) from any node's log alone.
+async fn log_views(mut views: tokio::sync::watch::Receiver<MembershipView>, shutdown: Shutdown) {
+    let mut logged: Option<(Option<u64>, Vec<u64>)> = None;
+    loop {
+        let view = views.borrow_and_update().clone();
+        let key = (view.leader, view.members.keys().copied().collect());
+        if view.initialized && logged.as_ref() != Some(&key) {
+            let senior = view
+                .leader
+                .and_then(|id| view.members.get(&id))
+                .map_or("none", |member| member.name.as_str());
+            let members: Vec<&str> = view.members.values().map(|m| m.name.as_str()).collect();
+            tracing::info!(senior = %senior, members = %members.join(","), term = view.term, "membership view");
+            logged = Some(key);
+        }
+        tokio::select! {
+            changed = views.changed() => if changed.is_err() { return },
+            () = shutdown.cancelled() => return,
+        }
     }
 }
 

@@ -170,6 +170,11 @@ pub trait LocalDelivery: Send + Sync + 'static {
     /// A member was declared down: these were its sessions.
     fn node_down(&self, node: NodeId, lost: Vec<FullJid>) -> BoxFuture<'_, ()>;
 
+    /// A member declared down was only cut off (a partition healed): these
+    /// sessions, reported lost by [`LocalDelivery::node_down`], are still
+    /// there.
+    fn sessions_regained(&self, node: NodeId, regained: Vec<FullJid>) -> BoxFuture<'_, ()>;
+
     /// Another member bound the same full JID: close the session here.
     fn kick(&self, jid: FullJid);
 

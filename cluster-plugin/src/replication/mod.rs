@@ -18,7 +18,7 @@
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use starling_core::cluster::{NodeId, ResourceEntry, SessionChange};
 use starling_core::jid::{BareJid, FullJid};
@@ -61,6 +61,11 @@ pub struct Applied {
     /// Sessions that disappeared because the owner restarted: their
     /// contacts must hear that they are gone.
     pub lost: Vec<FullJid>,
+    /// Sessions dropped when the owner was declared down that its first
+    /// snapshot since shows alive (same incarnation: the owner was cut off,
+    /// not restarted). Their contacts were told they were gone and must
+    /// learn their presence again.
+    pub regained: Vec<FullJid>,
 }
 
 pub struct Directory {
@@ -74,6 +79,10 @@ pub struct Directory {
     /// Other nodes' sessions by user.
     index: HashMap<BareJid, Vec<Entry>>,
     remote_sessions: usize,
+    /// Per owner declared down: its incarnation then and the sessions
+    /// dropped, until its next complete snapshot (replaced by a later purge,
+    /// so at most one set per member that ever went down).
+    dropped: HashMap<NodeId, (u64, HashSet<FullJid>)>,
 }
 
 impl Directory {
@@ -86,6 +95,7 @@ impl Directory {
             replicas: HashMap::new(),
             index: HashMap::new(),
             remote_sessions: 0,
+            dropped: HashMap::new(),
         }
     }
 
@@ -221,7 +231,7 @@ impl Directory {
         let Some(incoming) = replica.incoming.as_mut() else {
             return Applied {
                 resync: true,
-                lost: Vec::new(),
+                ..Applied::default()
             };
         };
         incoming.extend(sessions);
@@ -234,7 +244,7 @@ impl Directory {
         replica.seq = seq;
         replica.complete = true;
         let before = self.purge_entries(owner);
-        let mut now_present = std::collections::HashSet::new();
+        let mut now_present = HashSet::new();
         for session in incoming {
             if let Ok(jid) = FullJid::new(&session.jid) {
                 now_present.insert(jid.clone());
@@ -256,9 +266,17 @@ impl Directory {
         } else {
             Vec::new()
         };
+        let regained = match self.dropped.remove(&owner) {
+            Some((dropped_incarnation, dropped)) if dropped_incarnation == incarnation => dropped
+                .into_iter()
+                .filter(|jid| now_present.contains(jid))
+                .collect(),
+            _ => Vec::new(),
+        };
         Applied {
             resync: false,
             lost,
+            regained,
         }
     }
 
@@ -277,7 +295,7 @@ impl Directory {
         if !replica.complete || incarnation > replica.incarnation || seq > replica.seq + 1 {
             return Applied {
                 resync: true,
-                lost: Vec::new(),
+                ..Applied::default()
             };
         }
         if seq <= replica.seq {
@@ -368,7 +386,12 @@ impl Directory {
     /// A member was declared down: forget its sessions; returns them.
     pub fn purge(&mut self, owner: NodeId) -> Vec<FullJid> {
         let removed = self.purge_entries(owner);
-        self.replicas.remove(&owner);
+        if let Some(replica) = self.replicas.remove(&owner) {
+            if replica.complete {
+                let dropped = removed.iter().cloned().collect();
+                self.dropped.insert(owner, (replica.incarnation, dropped));
+            }
+        }
         removed
     }
 

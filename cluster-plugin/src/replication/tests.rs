@@ -170,3 +170,32 @@ fn purge_forgets_a_down_member() {
     assert!(!replica.has_replica(A));
     assert!(replica.resources(&BareJid::new("a@x").unwrap()).is_empty());
 }
+
+#[test]
+fn sessions_back_after_a_purge_are_reported_regained_unless_the_owner_restarted() {
+    let (mut owner, _) = owner_with(10, &[bound("a@x/1"), bound("a@x/2")]);
+    let mut replica = Directory::new(99);
+    for message in owner.snapshot() {
+        replica.apply(A, message);
+    }
+    // Cut off: declared down, then back with one session closed meanwhile.
+    replica.purge(A);
+    owner.record(&unbound("a@x/2"));
+    owner.record(&bound("a@x/3"));
+    let _ = owner.take_delta();
+    let mut regained = Vec::new();
+    for message in owner.snapshot() {
+        regained.extend(replica.apply(A, message).regained);
+    }
+    assert_eq!(regained, vec![jid("a@x/1")]);
+    // Reported once: a later snapshot brings nothing back.
+    for message in owner.snapshot() {
+        assert!(replica.apply(A, message).regained.is_empty());
+    }
+    // A restarted owner's sessions are new ones, not regained.
+    replica.purge(A);
+    let (restarted, _) = owner_with(11, &[bound("a@x/1")]);
+    for message in restarted.snapshot() {
+        assert!(replica.apply(A, message).regained.is_empty());
+    }
+}

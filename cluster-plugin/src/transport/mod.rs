@@ -16,7 +16,7 @@ pub mod handshake;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,7 +26,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
-use self::frame::{Frame, FrameError, PeerInfo, encode_into, read_frame};
+use self::frame::{Frame, FrameError, PeerInfo, encode_into, read_frame, write_frame};
 use self::handshake::{HandshakeError, Role, handshake};
 
 /// Bytes of queued frames written in one go.
@@ -104,6 +104,9 @@ pub struct Transport {
     next_call: AtomicU64,
     epoch: Instant,
     shutdown: Shutdown,
+    /// Set by [`Transport::close_all`]: a node that said goodbye makes no
+    /// new links, or its peers would link again and count it as up.
+    closing: AtomicBool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +117,8 @@ pub enum DialError {
     Timeout,
     #[error(transparent)]
     Handshake(#[from] HandshakeError),
+    #[error("the node is shutting down")]
+    Closing,
 }
 
 impl Transport {
@@ -135,6 +140,7 @@ impl Transport {
             next_call: AtomicU64::new(1),
             epoch: Instant::now(),
             shutdown,
+            closing: AtomicBool::new(false),
         })
     }
 
@@ -240,6 +246,9 @@ impl Transport {
 
     /// Dials a peer; returns its info once the link is established.
     pub async fn dial(self: &Arc<Self>, addr: SocketAddr) -> Result<PeerInfo, DialError> {
+        if self.is_closing() {
+            return Err(DialError::Closing);
+        }
         let stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, TcpStream::connect(addr))
             .await
             .map_err(|_| DialError::Timeout)??;
@@ -252,6 +261,11 @@ impl Transport {
         role: Role,
     ) -> Result<PeerInfo, DialError> {
         let _nodelay = stream.set_nodelay(true);
+        if self.is_closing() {
+            // Instead of a hello: the dialer gives up without linking.
+            let _ = write_frame(&mut stream, &goodbye_for_shutdown()).await;
+            return Err(DialError::Closing);
+        }
         let peer = tokio::time::timeout(
             HANDSHAKE_TIMEOUT,
             handshake(&mut stream, role, &self.me, &self.secret),
@@ -262,6 +276,10 @@ impl Transport {
             Role::Dialer => self.me.node_id,
             Role::Acceptor => peer.node_id,
         };
+        if self.is_closing() {
+            let _ = write_frame(&mut stream, &goodbye_for_shutdown()).await;
+            return Err(DialError::Closing);
+        }
         self.register(stream, peer.clone(), dialed_by);
         Ok(peer)
     }
@@ -360,8 +378,14 @@ impl Transport {
         }
     }
 
-    /// Says goodbye on every link and closes them (clean leave).
+    fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
+    }
+
+    /// Says goodbye on every link and closes them (clean leave); no new
+    /// links are made after this.
     pub async fn close_all(&self, reason: &str) {
+        self.closing.store(true, Ordering::Release);
         for link in self.links() {
             let _ = link.send(Frame::Goodbye {
                 reason: reason.to_owned(),
@@ -372,6 +396,12 @@ impl Transport {
         for link in self.links() {
             link.close();
         }
+    }
+}
+
+fn goodbye_for_shutdown() -> Frame {
+    Frame::Goodbye {
+        reason: "the node is shutting down".to_owned(),
     }
 }
 

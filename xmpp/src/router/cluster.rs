@@ -69,6 +69,16 @@ impl LocalDelivery for ServerDelivery {
         })
     }
 
+    fn sessions_regained(&self, node: NodeId, regained: Vec<FullJid>) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let Some(server) = self.server.upgrade() else {
+                return;
+            };
+            tracing::info!(%node, sessions = regained.len(), "a member's users are back; asking for their presence");
+            sessions_regained(&server, node, regained).await;
+        })
+    }
+
     fn kick(&self, jid: FullJid) {
         let Some(server) = self.server.upgrade() else {
             return;
@@ -182,6 +192,45 @@ async fn sessions_lost(server: &Server, jid: &FullJid) {
                 copy.set_attr("to", session.jid.as_str());
                 let target = resources::Target::Local(session);
                 let _gone = send_to(server, &target, copy, StanzaKind::Presence);
+            }
+        }
+    }
+}
+
+/// Sessions on `node` that [`sessions_lost`] reported gone are still there
+/// (the member was cut off, not down): each available session here of a
+/// contact allowed to see the user probes it, and the owner node answers
+/// with the user's current presence (RFC 6121 4.3.2), so nobody keeps
+/// seeing an online user as offline. One probe per user and contact
+/// session: the owner answers for all of the user's sessions there.
+async fn sessions_regained(server: &Server, node: NodeId, regained: Vec<FullJid>) {
+    let mut probed = std::collections::HashSet::new();
+    for jid in regained {
+        let user = jid.to_bare();
+        if !probed.insert(user.clone()) {
+            continue;
+        }
+        let roster = match server.rosters.get(&user).await {
+            Ok(roster) => roster,
+            Err(error) => {
+                tracing::error!(%user, %error, "roster unavailable; contacts not told of a regained session");
+                continue;
+            }
+        };
+        for watcher in roster.subscribers() {
+            for session in server.sessions.resources(watcher) {
+                if !session.availability().0 {
+                    continue;
+                }
+                let probe = Element::new("presence", ns::CLIENT)
+                    .with_attr("from", session.jid.as_str())
+                    .with_attr("to", user.as_str())
+                    .with_attr("type", "probe");
+                let target = resources::Target::Remote {
+                    jid: jid.clone(),
+                    node,
+                };
+                let _unreachable = send_to(server, &target, probe, StanzaKind::Presence);
             }
         }
     }
