@@ -4,7 +4,7 @@
 //! reads back as the same tree.
 //!
 //! Run with (stable toolchain):
-//! `RUSTC_BOOTSTRAP=1 cargo fuzz run stream_parser -- -max_total_time=300 -dict=stream.dict seeds`
+//! `cd xmpp && RUSTC_BOOTSTRAP=1 cargo fuzz run stream_parser fuzz/corpus fuzz/seeds -- -max_total_time=300 -dict=fuzz/stream.dict`
 
 #![no_main]
 
