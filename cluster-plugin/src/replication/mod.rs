@@ -331,6 +331,8 @@ impl Directory {
         {
             Some(entry) => entry.presence = presence,
             None => {
+                // Most users have one session: no spare slots per user.
+                entries.reserve_exact(1);
                 entries.push(Entry {
                     jid,
                     node: owner,
