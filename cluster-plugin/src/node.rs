@@ -904,6 +904,10 @@ impl Cluster for ClusterNode {
     }
 
     fn forward(&self, node: NodeId, envelope: Envelope) -> Result<(), ForwardError> {
+        // Session changes recorded before this stanza reach the peer first:
+        // whoever receives a presence or a message from a session that just
+        // bound or changed priority can route back to it by the new state.
+        self.flush_now();
         let wire = WireEnvelope {
             from: envelope.from.to_string(),
             to: envelope.to.to_string(),

@@ -1,7 +1,19 @@
 //! Black-box tests of a cluster: real `starling` processes sharing one
-//! store, driven with Starling's own client: members failing, leaving,
-//! refusing strangers and being cut off from each other.
+//! store, driven with Starling's own client (and slixmpp).
+//!
+//! - t10-t40, t80: what one node does for its clients works the same when
+//!   the users sit on different nodes (routing, roster and presence,
+//!   offline storage, order and login races, a client written by others).
+//! - t50-t70: members failing, leaving, refusing strangers and being cut
+//!   off from each other.
 
+mod support;
+
+mod t10_routing;
+mod t20_roster_presence;
+mod t30_offline;
+mod t40_order_and_races;
 mod t50_faults;
 mod t60_security;
 mod t70_partition;
+mod t80_slixmpp;

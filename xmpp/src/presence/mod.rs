@@ -87,11 +87,14 @@ async fn broadcast(server: &Server, session: &Arc<LocalSession>, stanza: Stanza)
     } else {
         set_state(session, available, priority, &stanza.element);
     }
-    server.cluster.announce(SessionChange::Presence {
-        jid: session.jid.clone(),
-        priority,
-        available,
-    });
+    // A session that has ended was already announced gone (see session_ended).
+    if is_bound(server, session) {
+        server.cluster.announce(SessionChange::Presence {
+            jid: session.jid.clone(),
+            priority,
+            available,
+        });
+    }
     count(server, Outcome::Delivered);
 
     let roster = match server.rosters.get(&user).await {
@@ -105,9 +108,13 @@ async fn broadcast(server: &Server, session: &Arc<LocalSession>, stanza: Stanza)
     for contact in roster.subscribers() {
         send_presence_to_bare(server, &element, contact);
     }
-    // The user's own resources, the sender included (RFC 6121 4.2.2).
+    // The user's own resources, the sender included (RFC 6121 4.2.2); a
+    // newer session that took this one's JID over is not told it left.
     for candidate in resources::resources(server, &user) {
-        if candidate.available || candidate.target.jid() == &session.jid {
+        let this_session =
+            matches!(&candidate.target, Target::Local(local) if Arc::ptr_eq(local, session));
+        let replacement = !this_session && candidate.target.jid() == &session.jid;
+        if this_session || (candidate.available && !replacement) {
             let mut copy = element.clone();
             copy.set_attr("to", candidate.target.jid().as_str());
             let _gone = send_to(server, &candidate.target, copy, StanzaKind::Presence);
@@ -195,9 +202,18 @@ async fn deliver_directed(server: &Server, stanza: Stanza, to: Jid) {
     );
 }
 
-/// A session is ending: if it was available, everyone who saw it available
-/// hears that it is gone; then the cluster forgets it.
+/// A session is ending (already unbound here): the cluster forgets it, then
+/// if it was available, everyone who saw it available hears that it is gone.
+///
+/// Forgetting comes first so that a member whose user hears of the leaving
+/// has the directory without the session. A newer session that took the
+/// JID over on this node keeps its entry.
 pub async fn session_ended(server: &Server, session: &Arc<LocalSession>) {
+    if server.sessions.get(&session.jid).is_none() {
+        server.cluster.announce(SessionChange::Unbound {
+            jid: session.jid.clone(),
+        });
+    }
     if session.availability().0 {
         let unavailable = Element::new("presence", ns::CLIENT)
             .with_attr("from", session.jid.as_str())
@@ -206,7 +222,13 @@ pub async fn session_ended(server: &Server, session: &Arc<LocalSession>) {
             broadcast(server, session, stanza).await;
         }
     }
-    server.cluster.announce(SessionChange::Unbound {
-        jid: session.jid.clone(),
-    });
+}
+
+/// Whether `session` is the one bound to its JID here (not ended, not
+/// replaced by a newer one).
+fn is_bound(server: &Server, session: &Arc<LocalSession>) -> bool {
+    server
+        .sessions
+        .get(&session.jid)
+        .is_some_and(|current| Arc::ptr_eq(&current, session))
 }

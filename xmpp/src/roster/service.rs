@@ -6,7 +6,7 @@
 //! lock; a handler never holds two users' locks at once (the contact's side
 //! is processed when the routed stanza arrives there).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -152,6 +152,9 @@ pub struct Rosters {
     cache: Arc<Lru<String, Arc<Roster>>>,
     locks: DeliveryLocks,
     push_ids: AtomicU64,
+    /// Invalidations so far (of any roster), so that a read racing one is
+    /// not cached.
+    invalidations: AtomicU64,
     limits: RosterLimits,
 }
 
@@ -170,6 +173,7 @@ impl Rosters {
             cache,
             locks: DeliveryLocks::default(),
             push_ids: AtomicU64::new(1),
+            invalidations: AtomicU64::new(0),
             limits: RosterLimits::default(),
         }
     }
@@ -182,11 +186,16 @@ impl Rosters {
         if let Some(roster) = self.cache.get(&owner) {
             return Ok(roster);
         }
+        let generation = self.invalidations.load(Ordering::Acquire);
         let roster = Arc::new(Roster::from_stored(
             &owner,
             self.store.get_roster(&owner).await?,
         ));
-        self.cache.insert(owner, roster.clone());
+        // An invalidation that arrived while the store was read may be for
+        // a write this read did not see: caching it would keep it stale.
+        if self.invalidations.load(Ordering::Acquire) == generation {
+            self.cache.insert(owner, roster.clone());
+        }
         Ok(roster)
     }
 
@@ -232,6 +241,7 @@ impl Rosters {
 
     /// Drops one user's cached roster (after a change here or elsewhere).
     pub fn invalidate_owner(&self, owner: &str) {
+        self.invalidations.fetch_add(1, Ordering::AcqRel);
         self.cache.remove(&owner.to_owned());
     }
 
@@ -397,8 +407,8 @@ async fn route_subscription(
     }
 }
 
-/// Presence from each of the user's available resources on this node to
-/// the contact: their current presence, or unavailable.
+/// Presence from each of the user's available resources to the contact:
+/// their current presence, or unavailable.
 async fn presence_notice(
     server: &Server,
     user: &BareJid,
@@ -418,6 +428,40 @@ async fn presence_notice(
         element.set_attr("to", contact.as_str());
         if let Ok(stanza) = Stanza::from_server(element) {
             route(server, stanza).await;
+        }
+    }
+    // The user's available resources on other members. Their presence is
+    // only known there: a probe on the contact's behalf makes each such
+    // member send it, now that the contact may see it. Leaving needs no
+    // content, so it is sent from here.
+    let mut probed = HashSet::new();
+    for entry in server.cluster.remote_resources(user) {
+        if !entry.available {
+            continue;
+        }
+        match notice {
+            PresenceNotice::Available => {
+                if probed.insert(entry.node) {
+                    let probe = Element::new("presence", ns::CLIENT)
+                        .with_attr("from", contact.as_str())
+                        .with_attr("to", user.as_str())
+                        .with_attr("type", "probe");
+                    let target = resources::Target::Remote {
+                        jid: entry.jid,
+                        node: entry.node,
+                    };
+                    let _unreachable = send_to(server, &target, probe, StanzaKind::Presence);
+                }
+            }
+            PresenceNotice::Unavailable => {
+                let element = Element::new("presence", ns::CLIENT)
+                    .with_attr("from", entry.jid.as_str())
+                    .with_attr("to", contact.as_str())
+                    .with_attr("type", "unavailable");
+                if let Ok(stanza) = Stanza::from_server(element) {
+                    route(server, stanza).await;
+                }
+            }
         }
     }
 }

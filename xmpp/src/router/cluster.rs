@@ -94,7 +94,10 @@ impl LocalDelivery for ServerDelivery {
         };
         match cache {
             crate::roster::service::ROSTER_CACHE => server.rosters.invalidate_owner(key),
-            crate::users::USER_CACHE => server.users.invalidate(key),
+            crate::users::USER_CACHE => {
+                server.users.invalidate(key);
+                close_if_removed(server, key.to_owned());
+            }
             other => tracing::warn!(cache = other, "invalidation for an unknown cache"),
         }
     }
@@ -107,6 +110,30 @@ impl LocalDelivery for ServerDelivery {
             offline::flush_if_available(&server, &user).await;
         })
     }
+}
+
+/// An account changed on another member: if it was removed, its sessions
+/// here end as those on that member did (XEP-0077 3.2).
+fn close_if_removed(server: Arc<Server>, username: String) {
+    let Ok(user) = BareJid::new(&format!("{username}@{}", server.domain)) else {
+        return;
+    };
+    if server.sessions.resources(&user).is_empty() {
+        return;
+    }
+    tokio::spawn(async move {
+        match server.users.get(&username).await {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                for session in server.sessions.resources(&user) {
+                    session.close(CloseReason::AccountRemoved);
+                }
+            }
+            Err(error) => {
+                tracing::error!(%user, %error, "account lookup failed; sessions of a possibly removed account stay open");
+            }
+        }
+    });
 }
 
 async fn deliver(server: &Server, envelope: Envelope, from: NodeId) {
@@ -139,6 +166,11 @@ async fn deliver(server: &Server, envelope: Envelope, from: NodeId) {
     let Some(session) = target else {
         return session_gone(server, stanza).await;
     };
+    // The member that made the push cannot know which resources here asked
+    // for the roster; only those get pushes (RFC 6121 2.1.6).
+    if is_roster_push(&stanza) && !session.presence().interested {
+        return count(server, Outcome::Discarded);
+    }
     match session.send(Box::new(stanza.element)) {
         Ok(()) => count(server, Outcome::Delivered),
         Err(error) => {
@@ -147,6 +179,14 @@ async fn deliver(server: &Server, envelope: Envelope, from: NodeId) {
             session_gone(server, stanza).await
         }
     }
+}
+
+/// A roster push made by a member's server (a client's iq carries its `from`).
+fn is_roster_push(stanza: &Stanza) -> bool {
+    stanza.kind == StanzaKind::Iq
+        && stanza.from.is_none()
+        && stanza.iq_type() == Some(IqType::Set)
+        && stanza.element.has_child("query", ns::ROSTER)
 }
 
 /// The session a member sent to is no longer here (RFC 6121 8.5.3.2.1 rules).
