@@ -51,13 +51,19 @@ impl FailureDetector {
         }
     }
 
-    /// The peer showed a sign of life; returns a transition if it was not up.
+    /// The peer showed a sign of life at `now`; returns a transition if it
+    /// was not up. A sign no newer than the last one changes nothing: the
+    /// same silent link reported again must not bring a suspect peer back.
     pub fn heard(&mut self, node: NodeId, now: Instant) -> Option<Transition> {
-        let health = self.peers.entry(node).or_insert(Health {
-            last_heard: now,
-            state: PeerState::Down,
-            since: now,
-        });
+        let health = match self.peers.get_mut(&node) {
+            Some(health) if now <= health.last_heard => return None,
+            Some(health) => health,
+            None => self.peers.entry(node).or_insert(Health {
+                last_heard: now,
+                state: PeerState::Down,
+                since: now,
+            }),
+        };
         health.last_heard = now;
         if health.state == PeerState::Up {
             return None;
@@ -174,6 +180,26 @@ mod tests {
         );
         let back = detector.heard(P, start + Duration::from_secs(11)).unwrap();
         assert_eq!((back.from, back.to), (PeerState::Down, PeerState::Up));
+    }
+
+    #[test]
+    fn the_same_old_sign_of_life_does_not_revive_a_suspect() {
+        let start = Instant::now();
+        let mut detector =
+            FailureDetector::new(Duration::from_millis(1500), Duration::from_millis(3000));
+        detector.heard(P, start);
+        let suspect = detector.tick(start + Duration::from_millis(1600));
+        assert_eq!(suspect[0].to, PeerState::Suspect);
+        // The tick reports the link's last frame again: still suspect.
+        assert_eq!(detector.heard(P, start), None);
+        assert!(
+            detector
+                .tick(start + Duration::from_millis(1700))
+                .is_empty()
+        );
+        assert_eq!(detector.state(P), Some(PeerState::Suspect));
+        let back = detector.heard(P, start + Duration::from_millis(1800));
+        assert_eq!(back.map(|t| t.to), Some(PeerState::Up));
     }
 
     #[test]

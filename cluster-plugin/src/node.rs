@@ -367,8 +367,7 @@ impl ClusterNode {
                     if detector.state(link.node()) == Some(PeerState::Leaving) {
                         continue;
                     }
-                    let heard = now.checked_sub(link.heard_ago()).unwrap_or(now);
-                    transitions.extend(detector.heard(link.node(), heard));
+                    transitions.extend(detector.heard(link.node(), link.last_heard()));
                 }
                 // Members never heard from since this node started age from
                 // the start, so a member that died meanwhile is found down.

@@ -74,6 +74,12 @@ impl Link {
         self.queue.max_capacity() - self.queue.capacity()
     }
 
+    /// When the last frame arrived (millisecond precision, the same
+    /// instant every time it is asked until another frame arrives).
+    pub fn last_heard(&self) -> Instant {
+        self.epoch + Duration::from_millis(self.last_heard.load(Ordering::Relaxed))
+    }
+
     pub fn heard_ago(&self) -> Duration {
         let last = Duration::from_millis(self.last_heard.load(Ordering::Relaxed));
         self.epoch.elapsed().saturating_sub(last)

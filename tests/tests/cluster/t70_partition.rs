@@ -35,6 +35,10 @@
 //! The firewall needs root and `nft`; where either is missing the test says
 //! so and passes without testing. The rules are removed when the test ends,
 //! passing or failing.
+//!
+//! A member frozen with SIGSTOP past `down_after_ms` is cut off from
+//! everyone, firewall or not: the others give it up, and it comes back,
+//! sessions and all, when resumed (the second test).
 
 use std::collections::HashSet;
 use std::process::Command;
@@ -201,6 +205,151 @@ async fn a_partition_between_two_members_loses_nothing_and_heals() {
     let stored = hear(&mut p1_again, "cut-3", WAIT).await;
     assert_stored(&stored, &p2_jid);
     chat_once(&mut p1_again, &mut p2_again, "fresh").await;
+}
+
+/// A member frozen (SIGSTOP) longer than the failure detector waits is
+/// given up by the others, then resumed: its links come back, the senior
+/// member adds it again, and its users, whose sessions lived on, are seen
+/// online and chat again; what was stored for them meanwhile waits for
+/// their next login.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_member_is_given_up_then_welcomed_back() {
+    let cluster = quick(TestCluster::builder(3)).start();
+    friends(&cluster, "z", 3);
+    let senior = senior(&cluster).await;
+    let frozen = (senior + 1) % 3;
+    let (one, two) = ((frozen + 1) % 3, (frozen + 2) % 3);
+    let frozen_name = format!("node{}", frozen + 1);
+    let mut z1 = friend_online(cluster.node(one), "z", 1, "r").await;
+    let mut z2 = friend_online(cluster.node(two), "z", 2, "r").await;
+    let mut z3 = friend_online(cluster.node(frozen), "z", 3, "r").await;
+    let (z1_jid, z2_jid, z3_jid) = (jid(&z1), jid(&z2), jid(&z3));
+    for client in [&mut z1, &mut z2] {
+        expect_presence(client, &z3_jid, None).await;
+    }
+    expect_presence(&mut z3, &z1_jid, None).await;
+    expect_presence(&mut z3, &z2_jid, None).await;
+
+    let ups = member_lines(cluster.node(one), "up", &frozen_name);
+    let pause = Pause::start(cluster.node(frozen));
+    let paused_at = SystemTime::now();
+    for client in [&mut z1, &mut z2] {
+        let me = jid(client);
+        let gone = presence_within(client, &z3_jid, Some("unavailable"), DOWN_WAIT).await;
+        assert_lost_presence(&gone, &z3_jid, &me);
+    }
+    say(&mut z1, &z3_jid, "while-frozen").await;
+    sync(&mut z1).await;
+    assert_no_bounce(&z1);
+    for index in [one, two] {
+        wait_view(
+            cluster.node(index),
+            &format!("{frozen_name} removed"),
+            |v| !v.has(&frozen_name) && v.members.len() == 2,
+            DOWN_WAIT,
+        )
+        .await;
+    }
+    eprintln!(
+        "SIGSTOP of {frozen_name}: down after {:?}, removed after {:?}",
+        logged_after(cluster.node(one), paused_at, |l| l
+            .contains("cluster member is down")),
+        logged_after(cluster.node(one), paused_at, |l| view_without(
+            l,
+            &frozen_name
+        )),
+    );
+
+    // Silent all along: suspect, then down, never up in between.
+    assert_eq!(
+        member_lines(cluster.node(one), "up", &frozen_name),
+        ups,
+        "{frozen_name} came up while frozen:\n{}",
+        plain_log(cluster.node(one))
+    );
+    assert_eq!(member_lines(cluster.node(one), "down", &frozen_name), 1);
+    let resumed = Instant::now();
+    pause.resume();
+    // Its users' sessions lived on: their contacts see them online again.
+    for client in [&mut z1, &mut z2] {
+        presence_within(client, &z3_jid, None, DOWN_WAIT).await;
+    }
+    for index in 0..3 {
+        wait_view(
+            cluster.node(index),
+            "all three members",
+            |v| v.members.len() == 3 && v.has(&v.senior),
+            DOWN_WAIT,
+        )
+        .await;
+    }
+    eprintln!(
+        "SIGCONT of {frozen_name}: seen online and a member again after {:?}",
+        resumed.elapsed()
+    );
+    chat_once(&mut z3, &mut z1, "thawed").await;
+    chat_once(&mut z3, &mut z2, "thawed").await;
+    // What was stored while it was frozen reaches the user once: at once if
+    // the store's hint to the user's node (sent `lookup_window_ms` after
+    // storing) found it back already, else at the next login.
+    let early = z3.pending().find(|e| body_is(e, "while-frozen")).cloned();
+    let mut z3_again = login(cluster.node(two), "z3", "pw3", "again").await;
+    roster_get(&mut z3_again).await;
+    z3_again.send("<presence/>").await.unwrap();
+    match early {
+        Some(stored) => {
+            assert_stored(&stored, &z1_jid);
+            sync(&mut z3_again).await;
+            assert_none(&z3_again, "a second copy", |e| body_is(e, "while-frozen"));
+        }
+        None => {
+            let stored = hear(&mut z3_again, "while-frozen", WAIT).await;
+            assert_stored(&stored, &z1_jid);
+        }
+    }
+}
+
+/// A node stopped with SIGSTOP; continued when resumed or dropped.
+struct Pause {
+    pid: u32,
+    running: bool,
+}
+
+impl Pause {
+    fn start(node: &TestNode) -> Pause {
+        let pid = node.pid().expect("node running");
+        signal("-STOP", pid);
+        Pause {
+            pid,
+            running: false,
+        }
+    }
+
+    fn resume(mut self) {
+        self.cont();
+    }
+
+    fn cont(&mut self) {
+        if !self.running {
+            self.running = true;
+            signal("-CONT", self.pid);
+        }
+    }
+}
+
+impl Drop for Pause {
+    fn drop(&mut self) {
+        self.cont();
+    }
+}
+
+fn signal(which: &str, pid: u32) {
+    let status = Command::new("kill")
+        .arg(which)
+        .arg(pid.to_string())
+        .status()
+        .expect("running kill");
+    assert!(status.success(), "kill {which} {pid} failed");
 }
 
 fn body_is(element: &starling_core::xml::Element, text: &str) -> bool {
