@@ -579,3 +579,31 @@ async fn a_roster_read_racing_a_change_is_not_cached_stale() {
     stop.store(true, Ordering::Relaxed);
     reading.await.unwrap();
 }
+
+/// Two contacts come online at the same moment on different nodes, again
+/// and again: neither node may know of the other's session yet when it
+/// broadcasts or probes, yet each always gets the other's presence (the
+/// late probe comes once the directory has caught up).
+#[tokio::test]
+async fn contacts_coming_online_together_on_two_nodes_see_each_other() {
+    const ROUNDS: usize = 10;
+    let cluster = cluster(&[]);
+    provision(node(&cluster, 1), "u", 2, 1);
+    for round in 0..ROUNDS {
+        let resource = format!("r{round}");
+        let (mut u1, mut u2) = tokio::join!(
+            online(node(&cluster, 1), "u1", "pw1", &resource),
+            online(node(&cluster, 2), "u2", "pw2", &resource),
+        );
+        expect_presence(&mut u1, &format!("u2@localhost/{resource}"), None).await;
+        expect_presence(&mut u2, &format!("u1@localhost/{resource}"), None).await;
+        u1.close().await.unwrap();
+        expect_presence(
+            &mut u2,
+            &format!("u1@localhost/{resource}"),
+            Some("unavailable"),
+        )
+        .await;
+        u2.close().await.unwrap();
+    }
+}

@@ -1,7 +1,7 @@
 //! RFC 6121 4.3: presence probes, sent when a user comes online and answered
 //! from the stored state of the probed user's sessions.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use starling_core::cluster::{NodeId, StanzaKind};
@@ -23,10 +23,12 @@ use crate::stanza::Stanza;
 /// goes to each such node, which answers for its sessions.
 pub(super) async fn probe_contacts(server: &Server, session: &Arc<LocalSession>, roster: &Roster) {
     let prober = Jid::from(session.jid.clone());
+    let mut unknown = Vec::new();
     for contact in roster.subscriptions() {
         let mut remote_nodes: HashMap<NodeId, FullJid> = HashMap::new();
         let candidates = resources::resources(server, contact);
         if candidates.is_empty() {
+            unknown.push(contact.clone());
             continue;
         }
         let allowed = match contact_allows(server, contact, &session.jid.to_bare()).await {
@@ -59,6 +61,51 @@ pub(super) async fn probe_contacts(server: &Server, session: &Arc<LocalSession>,
             let _unreachable = send_to(server, &target, probe, StanzaKind::Presence);
         }
     }
+    probe_late_arrivals(server, session, unknown);
+}
+
+/// A contact who comes online on another member at the same moment as this
+/// session can be missed both ways: its member did not know this session
+/// yet when it broadcast, and this member did not know the contact yet when
+/// it probed. Once the directory has had time to catch up (the window the
+/// cluster gives a lookup that misses), the contacts that were not online
+/// then and are online elsewhere now are probed again. Whoever already sent
+/// its presence sends it once more, which presence allows.
+fn probe_late_arrivals(server: &Server, session: &Arc<LocalSession>, contacts: Vec<BareJid>) {
+    let policy = server.cluster.miss_retry();
+    if policy.attempts == 0 || contacts.is_empty() {
+        return;
+    }
+    let Some(this) = server.this() else { return };
+    let session = session.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(policy.window).await;
+        let still_here = this
+            .sessions
+            .get(&session.jid)
+            .is_some_and(|current| Arc::ptr_eq(&current, &session));
+        if !still_here || !session.availability().0 {
+            return;
+        }
+        let prober = session.jid.as_str();
+        for contact in contacts {
+            let mut nodes = HashSet::new();
+            for entry in this.cluster.remote_resources(&contact) {
+                if !entry.available || !nodes.insert(entry.node) {
+                    continue;
+                }
+                let probe = Element::new("presence", ns::CLIENT)
+                    .with_attr("from", prober)
+                    .with_attr("to", contact.as_str())
+                    .with_attr("type", "probe");
+                let target = Target::Remote {
+                    jid: entry.jid,
+                    node: entry.node,
+                };
+                let _unreachable = send_to(&this, &target, probe, StanzaKind::Presence);
+            }
+        }
+    });
 }
 
 /// Whether `contact` lets `user` see its presence (the contact's roster has
