@@ -9,11 +9,17 @@
 //!     --duration 30 --server-pid 1234 --tls
 //! starling-load chat  --users load --password-prefix pw --pairs 100 --rate 1000 \
 //!     --duration 30 --tls --json
+//! starling-load chat  --server 127.0.0.1:5222,127.0.0.1:5223,127.0.0.1:5224 --cross \
+//!     --users load --password-prefix pw --pairs 300 --rate 10000 --tls
+//! starling-load converge --server 127.0.0.1:5222,127.0.0.1:5223 --users load \
+//!     --password-prefix pw --rounds 500 --rate 20 --tls
+//! starling-load failover --server 127.0.0.1:5222,127.0.0.1:5223 --kill-pid 4321 \
+//!     --users load --password-prefix pw --pairs 50 --tls
 //! starling-load prosody-users --data-dir /tmp/prosody/data --domain localhost \
 //!     --users load --password-prefix pw --count 500
 //! ```
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -21,6 +27,7 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use starling_tests::load::prosody::ProsodyUsers;
 use starling_tests::load::run::{Plan, Target, run};
+use starling_tests::load::servers::Servers;
 use starling_tests::load::{Users, worker};
 use starling_tests::sasl::{Mechanism, ScramHash};
 
@@ -63,9 +70,10 @@ enum Command {
         /// Seconds to hold the sessions once all are up.
         #[arg(long, default_value_t = 30.0)]
         duration: f64,
-        /// Server process to sample (VmRSS) before the logins and once all are up.
-        #[arg(long)]
-        server_pid: Option<u32>,
+        /// Server processes to sample (VmRSS) before the logins and once all are up: one
+        /// per `--server` address, in the same order, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        server_pid: Vec<u32>,
         /// Seconds to wait after the last login before sampling.
         #[arg(long, default_value_t = 2.0)]
         settle: f64,
@@ -97,6 +105,57 @@ enum Command {
         body_size: usize,
         #[arg(long)]
         no_presence: bool,
+        /// Put each pair's receiver on the server after its sender's (pair k: sender on
+        /// server k mod n, receiver on (k+1) mod n), so every message crosses nodes.
+        /// Without it both are on server k mod n.
+        #[arg(long)]
+        cross: bool,
+    },
+    /// Time from a fresh session's bind on one server to the arrival of a message sent to
+    /// it from another server at that moment (the cluster directory's convergence).
+    ///
+    /// Users: PREFIX<first>.. are the senders (one per server), the next `--targets` users
+    /// are logged in round after round, each time with a new resource.
+    Converge {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Number of rounds.
+        #[arg(long, default_value_t = 200)]
+        rounds: u64,
+        /// Rounds started per second.
+        #[arg(long, default_value_t = 20.0)]
+        rate: f64,
+        /// Target users to cycle through.
+        #[arg(long, default_value_t = 50)]
+        targets: u64,
+        /// Seconds a round waits for its message before it counts as not delivered live.
+        #[arg(long, default_value_t = 2.0)]
+        wait: f64,
+    },
+    /// Kill the second server's process and time until watchers on the first server see
+    /// their contacts on it go unavailable.
+    ///
+    /// Users PREFIX<first>, PREFIX<first+2>, ... watch from the first server; the users in
+    /// between are their contacts on the second (provision with `--roster-size 2` and an
+    /// odd `--first`).
+    Failover {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Watcher/contact pairs.
+        #[arg(long, default_value_t = 10)]
+        pairs: u64,
+        /// Process id of the second server's node, killed with SIGKILL.
+        #[arg(long)]
+        kill_pid: u32,
+        /// Logins per second while setting up.
+        #[arg(long, default_value_t = 100.0)]
+        login_rate: f64,
+        /// Seconds between the last login and the kill, for presence to go round.
+        #[arg(long, default_value_t = 2.0)]
+        settle: f64,
+        /// Seconds to wait after the kill for unavailable presence.
+        #[arg(long, default_value_t = 30.0)]
+        wait: f64,
     },
     /// Write SCRAM accounts straight into a Prosody data directory (bulk provisioning).
     ProsodyUsers {
@@ -126,9 +185,10 @@ enum Command {
 
 #[derive(Args)]
 struct TargetArgs {
-    /// Server c2s address.
+    /// Server c2s address, or several comma-separated (the nodes of a cluster): users are
+    /// spread over them round-robin.
     #[arg(long, default_value = "127.0.0.1:5222")]
-    server: SocketAddr,
+    server: Servers,
     #[arg(long, default_value = "localhost")]
     domain: String,
     /// User name prefix: users are PREFIX<first>, PREFIX<first+1>, ...
@@ -180,7 +240,7 @@ enum HashArg {
 impl TargetArgs {
     fn into_target(self) -> Target {
         Target {
-            server: self.server,
+            servers: self.server,
             domain: self.domain,
             users: Users {
                 prefix: self.users,
@@ -278,7 +338,7 @@ fn main_with(cli: Cli) -> anyhow::Result<()> {
                 rate,
                 duration_s: duration,
                 presence: !no_presence,
-                server_pid,
+                server_pids: server_pid,
                 settle_s: settle,
             },
         ),
@@ -291,6 +351,7 @@ fn main_with(cli: Cli) -> anyhow::Result<()> {
             login_rate,
             body_size,
             no_presence,
+            cross,
         } => (
             target,
             Plan::Chat {
@@ -301,6 +362,39 @@ fn main_with(cli: Cli) -> anyhow::Result<()> {
                 login_rate,
                 body_size,
                 presence: !no_presence,
+                cross,
+            },
+        ),
+        Command::Converge {
+            target,
+            rounds,
+            rate,
+            targets,
+            wait,
+        } => (
+            target,
+            Plan::Converge {
+                rounds,
+                rate,
+                targets,
+                wait_s: wait,
+            },
+        ),
+        Command::Failover {
+            target,
+            pairs,
+            kill_pid,
+            login_rate,
+            settle,
+            wait,
+        } => (
+            target,
+            Plan::Failover {
+                pairs,
+                kill_pid,
+                login_rate,
+                settle_s: settle,
+                wait_s: wait,
             },
         ),
     };
@@ -311,4 +405,85 @@ fn main_with(cli: Cli) -> anyhow::Result<()> {
         print!("{}", report.human());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("starling-load").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn one_server_stays_the_default_and_lists_are_accepted() {
+        let Command::Login { target, .. } = parse(&["login", "--count", "5"]).unwrap().command
+        else {
+            panic!("not login")
+        };
+        assert_eq!(target.server.to_string(), "127.0.0.1:5222");
+        let cli = parse(&[
+            "hold",
+            "--count",
+            "6",
+            "--server",
+            "127.0.0.1:5222,127.0.0.1:5223",
+            "--server-pid",
+            "11,12",
+        ])
+        .unwrap();
+        let Command::Hold {
+            target, server_pid, ..
+        } = cli.command
+        else {
+            panic!("not hold")
+        };
+        assert_eq!(target.server.len(), 2);
+        assert_eq!(server_pid, vec![11, 12]);
+        assert!(parse(&["login", "--count", "5", "--server", "127.0.0.1:5222,"]).is_err());
+    }
+
+    #[test]
+    fn chat_is_same_node_unless_cross_is_given() {
+        let chat = |extra: &[&str]| {
+            let mut args = vec!["chat", "--pairs", "4"];
+            args.extend_from_slice(extra);
+            match parse(&args).unwrap().command {
+                Command::Chat { cross, .. } => cross,
+                _ => panic!("not chat"),
+            }
+        };
+        assert!(!chat(&[]));
+        assert!(chat(&["--cross"]));
+    }
+
+    #[test]
+    fn converge_and_failover_parse() {
+        let cli = parse(&[
+            "converge",
+            "--server",
+            "127.0.0.1:1,127.0.0.1:2",
+            "--rounds",
+            "30",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Converge {
+                rounds: 30,
+                targets: 50,
+                ..
+            }
+        ));
+        assert!(parse(&["failover", "--server", "127.0.0.1:1,127.0.0.1:2"]).is_err());
+        let cli = parse(&["failover", "--kill-pid", "7", "--pairs", "3"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Failover {
+                kill_pid: 7,
+                pairs: 3,
+                ..
+            }
+        ));
+    }
 }

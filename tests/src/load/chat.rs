@@ -6,6 +6,10 @@
 //! sequence number and its *scheduled* send time; latency is measured from that time to
 //! its arrival, so a driver or server that falls behind cannot hide it (no coordinated
 //! omission). Both ends of a pair live in the same worker and share its clock.
+//!
+//! With several servers, pair `g`'s sender is on server `g mod n`; its receiver is on the
+//! same server, or with `cross` on server `(g+1) mod n`, so every message crosses nodes
+//! and the two layouts can be compared at equal rates.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +33,8 @@ pub struct ChatJob {
     pub users: Users,
     /// Global number of this worker's first pair.
     pub first_pair: u64,
+    /// Put each pair's receiver on the server after its sender's.
+    pub cross: bool,
     /// Pairs across all workers.
     pub total_pairs: u64,
     /// Messages per second across all workers.
@@ -142,8 +148,8 @@ pub async fn run(job: ChatJob, gate: &mut Gate) -> Result<WorkerReport, WorkerEr
     }
     Ok(WorkerReport {
         login,
-        hold: None,
         chat: Some(stats),
+        ..WorkerReport::default()
     })
 }
 
@@ -155,16 +161,35 @@ async fn run_pair(
     report: mpsc::UnboundedSender<LoginOutcome>,
     mut clock: watch::Receiver<Option<Clock>>,
 ) -> Option<ChatStats> {
-    let (outcome, receiver) =
-        login_user(&job.connection, &job.users, pair * 2 + 1, scheduled).await;
+    let global = job.first_pair + pair;
+    let (sender_server, receiver_server) = job.connection.servers.for_pair(global, job.cross);
+    let connection = &job.connection;
+    let (outcome, receiver) = login_user(
+        connection,
+        receiver_server,
+        &job.users,
+        pair * 2 + 1,
+        scheduled,
+    )
+    .await;
     report.send(outcome).ok();
     let (outcome, sender) = match receiver {
-        Some(_) => login_user(&job.connection, &job.users, pair * 2, Instant::now()).await,
+        Some(_) => {
+            login_user(
+                connection,
+                sender_server,
+                &job.users,
+                pair * 2,
+                Instant::now(),
+            )
+            .await
+        }
         // Keep the count of attempts right: the sender is not tried without a receiver.
         None => (
             LoginOutcome {
                 latency: Duration::ZERO,
                 finished: Instant::now(),
+                server: sender_server,
                 error: Some("skipped:receiver-failed".to_owned()),
             },
             None,
@@ -183,7 +208,6 @@ async fn run_pair(
     let clock = (*clock.wait_for(Option::is_some).await.ok()?)?;
     let to = receiver.jid()?.to_string();
 
-    let global = job.first_pair + pair;
     let interval = schedule_offset(job.total_pairs, job.rate);
     let offset = schedule_offset(global, job.rate);
     let (final_tx, final_rx) = watch::channel(None);

@@ -21,6 +21,8 @@ use crate::client::Client;
 pub struct HoldJob {
     pub connection: Connection,
     pub users: Users,
+    /// Index in the run of this worker's first user, for spreading users over servers.
+    pub first_index: u64,
     /// Logins per second for this worker.
     pub rate: f64,
     pub duration_s: f64,
@@ -60,6 +62,7 @@ pub async fn run(job: HoldJob, gate: &mut Gate) -> Result<WorkerReport, WorkerEr
     let connection = Arc::new(job.connection);
     let users = Arc::new(job.users);
     let presence = job.presence;
+    let first_index = job.first_index;
     let start = Instant::now();
     let count = users.count;
     let logins = tokio::spawn(async move { collect_logins(&mut outcomes, count, start).await });
@@ -69,7 +72,8 @@ pub async fn run(job: HoldJob, gate: &mut Gate) -> Result<WorkerReport, WorkerEr
         let report = report.clone();
         let stop = stop_rx.clone();
         async move {
-            let (outcome, client) = login_user(&connection, &users, index, scheduled).await;
+            let server = connection.servers.for_user(first_index + index);
+            let (outcome, client) = login_user(&connection, server, &users, index, scheduled).await;
             report.send(outcome).ok();
             match client {
                 Some(client) => hold(client, presence, stop).await,
@@ -107,7 +111,7 @@ pub async fn run(job: HoldJob, gate: &mut Gate) -> Result<WorkerReport, WorkerEr
     Ok(WorkerReport {
         login,
         hold: Some(stats),
-        chat: None,
+        ..WorkerReport::default()
     })
 }
 
@@ -139,7 +143,7 @@ async fn hold(mut client: Client, presence: bool, mut stop: watch::Receiver<bool
 }
 
 /// Resolves once `stop` turns true (or its sender is gone).
-async fn stopped(stop: &mut watch::Receiver<bool>) {
+pub(super) async fn stopped(stop: &mut watch::Receiver<bool>) {
     // An error means the sender is gone, which ends the hold too. Dropping the guard
     // here keeps it out of the caller's future, which must be `Send`.
     drop(stop.wait_for(|stop| *stop).await);

@@ -3,6 +3,7 @@
 //! The rate is open loop: login `i` starts at `start + i / rate` whether or not earlier
 //! ones finished, and its latency is measured from that scheduled time, so a server that
 //! falls behind shows it in the latency instead of silently slowing the driver down.
+//! With several servers, users go to them round-robin by their index in the run.
 
 use std::future::Future;
 use std::time::Duration;
@@ -14,13 +15,15 @@ use tokio::time::{Instant, sleep_until};
 
 use super::worker::{Gate, ReadyInfo, WorkerError};
 use super::{Connection, LoginStats, Users, WorkerReport, count_error};
-use crate::client::Client;
+use crate::client::{Client, LoginOptions};
 use crate::error::ClientError;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LoginJob {
     pub connection: Connection,
     pub users: Users,
+    /// Index in the run of this worker's first user, for spreading users over servers.
+    pub first_index: u64,
     /// Logins per second for this worker.
     pub rate: f64,
 }
@@ -31,19 +34,32 @@ pub struct LoginOutcome {
     /// From the scheduled start to the end of the login (success or failure).
     pub latency: Duration,
     pub finished: Instant,
+    /// Index of the server in [`Connection::servers`].
+    pub server: usize,
     /// The error kind, on failure.
     pub error: Option<String>,
 }
 
-/// Logs user `index` in, timing from `scheduled`.
+/// Logs user `index` in on server `server`, timing from `scheduled`.
 pub async fn login_user(
     connection: &Connection,
+    server: usize,
     users: &Users,
     index: u64,
     scheduled: Instant,
 ) -> (LoginOutcome, Option<Client>) {
     let options = connection.login_options(users.username(index), users.password(index));
-    let result = Client::login(connection.server, &options).await;
+    login_with(connection, server, &options, scheduled).await
+}
+
+/// Logs in with `options` on server `server`, timing from `scheduled`.
+pub async fn login_with(
+    connection: &Connection,
+    server: usize,
+    options: &LoginOptions,
+    scheduled: Instant,
+) -> (LoginOutcome, Option<Client>) {
+    let result = Client::login(connection.server(server), options).await;
     let finished = Instant::now();
     let latency = finished.saturating_duration_since(scheduled);
     match result {
@@ -51,6 +67,7 @@ pub async fn login_user(
             LoginOutcome {
                 latency,
                 finished,
+                server,
                 error: None,
             },
             Some(client),
@@ -59,6 +76,7 @@ pub async fn login_user(
             LoginOutcome {
                 latency,
                 finished,
+                server,
                 error: Some(error.kind()),
             },
             None,
@@ -71,7 +89,7 @@ pub fn record(stats: &mut LoginStats, outcome: &LoginOutcome) {
     stats.attempted += 1;
     match &outcome.error {
         None => {
-            stats.succeeded += 1;
+            stats.count_success(outcome.server);
             stats.latency.record_duration(outcome.latency);
         }
         Some(kind) => count_error(&mut stats.errors, kind.clone()),
@@ -134,13 +152,15 @@ pub async fn run(job: LoginJob, gate: &mut Gate) -> Result<WorkerReport, WorkerE
     let connection = std::sync::Arc::new(job.connection);
     let users = std::sync::Arc::new(job.users);
     let count = users.count;
+    let first_index = job.first_index;
     let collector = tokio::spawn(async move { collect_logins(&mut outcomes, count, start).await });
     let mut tasks = spawn_on_schedule(count, job.rate, start, |index, scheduled| {
         let connection = connection.clone();
         let users = users.clone();
         let report = report.clone();
         async move {
-            let (outcome, client) = login_user(&connection, &users, index, scheduled).await;
+            let server = connection.servers.for_user(first_index + index);
+            let (outcome, client) = login_user(&connection, server, &users, index, scheduled).await;
             // The collector lives until every outcome is in; a closed channel means the
             // run is being torn down and there is nobody left to tell.
             report.send(outcome).ok();
@@ -158,8 +178,7 @@ pub async fn run(job: LoginJob, gate: &mut Gate) -> Result<WorkerReport, WorkerE
     let login = collector.await.unwrap_or_default();
     Ok(WorkerReport {
         login,
-        hold: None,
-        chat: None,
+        ..WorkerReport::default()
     })
 }
 
@@ -195,10 +214,16 @@ mod tests {
     async fn collect_counts_successes_errors_and_span() {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let start = Instant::now();
-        for (ms, error) in [(10, None), (30, Some("sasl:not-authorized")), (20, None)] {
+        let outcomes = [
+            (10, 0, None),
+            (30, 1, Some("sasl:not-authorized")),
+            (20, 1, None),
+        ];
+        for (ms, server, error) in outcomes {
             tx.send(LoginOutcome {
                 latency: Duration::from_millis(ms),
                 finished: start + Duration::from_millis(ms),
+                server,
                 error: error.map(str::to_owned),
             })
             .unwrap();
@@ -206,6 +231,7 @@ mod tests {
         let stats = collect_logins(&mut rx, 3, start).await;
         assert_eq!((stats.attempted, stats.succeeded), (3, 2));
         assert_eq!(stats.errors["sasl:not-authorized"], 1);
+        assert_eq!(stats.by_server, vec![1, 1]);
         assert_eq!(stats.latency.count(), 2);
         assert!((stats.elapsed_s - 0.030).abs() < 1e-9);
     }

@@ -1,4 +1,5 @@
-//! The `starling-load` driver: many XMPP clients against one server, with honest figures.
+//! The `starling-load` driver: many XMPP clients against one server or the nodes of a
+//! cluster, with honest figures.
 //!
 //! A run is split over K worker processes (one process can hold about 19,900 sockets), each
 //! binding its sockets to its own loopback source address. The parent sends each worker a
@@ -8,6 +9,10 @@
 //! - [`login`]: log users in at a fixed rate (open loop), measure login latency.
 //! - [`hold`]: keep logged-in sessions open, measure the server's memory per session.
 //! - [`chat`]: pairs exchange messages on a schedule, measure end-to-end latency and loss.
+//! - [`converge`]: a fresh session on one node gets a message from another node right
+//!   after its bind, measure how soon the cluster's directory lets it through.
+//! - [`failover`]: kill a node, measure how soon its users' contacts elsewhere see them go.
+//! - [`servers`]: which node each connection goes to.
 //! - [`worker`]: the parent/worker protocol and process handling.
 //! - [`report`]: merging worker results and printing them.
 //! - [`rss`]: reading a process's resident memory.
@@ -15,12 +20,15 @@
 //! - [`prosody`]: bulk user provisioning for a Prosody store, for side-by-side runs.
 
 pub mod chat;
+pub mod converge;
+pub mod failover;
 pub mod hold;
 pub mod login;
 pub mod prosody;
 pub mod report;
 pub mod rss;
 pub mod run;
+pub mod servers;
 pub mod worker;
 
 use std::collections::BTreeMap;
@@ -32,6 +40,7 @@ use serde::{Deserialize, Serialize};
 use crate::client::{LoginOptions, TlsMode};
 use crate::sasl::Mechanism;
 use crate::stats::Histogram;
+use servers::Servers;
 
 /// Sockets one worker may hold: the hard open-file limit here is 20,000, and a process
 /// needs a few descriptors of its own.
@@ -69,7 +78,7 @@ impl Users {
 /// How every connection of a run reaches and logs in to the server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Connection {
-    pub server: SocketAddr,
+    pub servers: Servers,
     pub domain: String,
     pub tls: bool,
     pub mechanism: Mechanism,
@@ -81,6 +90,11 @@ pub struct Connection {
 }
 
 impl Connection {
+    /// The address of server `index` of [`Connection::servers`].
+    pub fn server(&self, index: usize) -> SocketAddr {
+        self.servers.address(index)
+    }
+
     pub fn login_options(&self, username: String, password: String) -> LoginOptions {
         LoginOptions {
             domain: self.domain.clone(),
@@ -107,6 +121,8 @@ pub enum Job {
     Login(login::LoginJob),
     Hold(hold::HoldJob),
     Chat(chat::ChatJob),
+    Converge(converge::ConvergeJob),
+    Failover(failover::FailoverJob),
 }
 
 /// Error counts by [`crate::ClientError::kind`].
@@ -132,6 +148,9 @@ pub struct LoginStats {
     pub latency: Histogram,
     /// From the first scheduled login to the last completed one, in seconds.
     pub elapsed_s: f64,
+    /// Successful logins per server, by index in [`Connection::servers`].
+    #[serde(default)]
+    pub by_server: Vec<u64>,
 }
 
 impl LoginStats {
@@ -142,6 +161,21 @@ impl LoginStats {
         self.latency.merge(&other.latency);
         // Workers start together, so the run lasts as long as the slowest one.
         self.elapsed_s = self.elapsed_s.max(other.elapsed_s);
+        if self.by_server.len() < other.by_server.len() {
+            self.by_server.resize(other.by_server.len(), 0);
+        }
+        for (total, count) in self.by_server.iter_mut().zip(&other.by_server) {
+            *total += count;
+        }
+    }
+
+    /// Counts a successful login on server `server`.
+    pub fn count_success(&mut self, server: usize) {
+        self.succeeded += 1;
+        if self.by_server.len() <= server {
+            self.by_server.resize(server + 1, 0);
+        }
+        self.by_server[server] += 1;
     }
 }
 
@@ -151,6 +185,8 @@ pub struct WorkerReport {
     pub login: LoginStats,
     pub hold: Option<hold::HoldStats>,
     pub chat: Option<chat::ChatStats>,
+    pub converge: Option<converge::ConvergeStats>,
+    pub failover: Option<failover::FailoverStats>,
 }
 
 #[cfg(test)]
@@ -191,5 +227,23 @@ mod tests {
         a.merge(&b);
         assert_eq!((a.attempted, a.succeeded, a.elapsed_s), (7, 6, 2.0));
         assert_eq!(a.errors["timeout:bind"], 2);
+    }
+
+    #[test]
+    fn successes_are_counted_per_server_and_merged() {
+        let mut a = LoginStats::default();
+        a.count_success(0);
+        a.count_success(2);
+        a.count_success(2);
+        assert_eq!((a.succeeded, a.by_server.clone()), (3, vec![1, 0, 2]));
+        let mut b = LoginStats::default();
+        b.count_success(1);
+        b.count_success(3);
+        a.merge(&b);
+        assert_eq!(a.by_server, vec![1, 1, 2, 1]);
+        let mut short = LoginStats::default();
+        short.merge(&a);
+        assert_eq!(short.by_server, vec![1, 1, 2, 1]);
+        assert_eq!(short.succeeded, 5);
     }
 }

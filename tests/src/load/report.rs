@@ -6,6 +6,8 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 
 use super::chat::ChatStats;
+use super::converge::{ConvergeStats, ConvergeSummary};
+use super::failover::{FailoverStats, FailoverSummary};
 use super::hold::HoldStats;
 use super::rss::MemorySample;
 use super::{ErrorCounts, LoginStats, WorkerReport};
@@ -15,6 +17,7 @@ use crate::stats::Summary;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunInfo {
     pub command: String,
+    /// The servers, comma-separated, as given.
     pub server: String,
     pub domain: String,
     pub tls: bool,
@@ -31,6 +34,10 @@ pub struct RunReport {
     pub hold: Option<HoldSummary>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub chat: Option<ChatSummary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub converge: Option<ConvergeSummary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failover: Option<FailoverSummary>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -45,6 +52,9 @@ pub struct LoginSummary {
     pub elapsed_s: f64,
     pub latency: Summary,
     pub errors: ErrorCounts,
+    /// Successful logins per server, in the order given; only with several servers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub succeeded_by_server: Vec<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -53,8 +63,12 @@ pub struct HoldSummary {
     pub dropped: u64,
     pub duration_s: f64,
     pub errors: ErrorCounts,
+    /// With one server and its pid.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memory: Option<MemoryReport>,
+    /// With several servers and their pids: one report each, over its own sessions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub memory_by_server: Vec<MemoryReport>,
 }
 
 /// The server's memory before the logins and once every session was up.
@@ -63,6 +77,7 @@ pub struct MemoryReport {
     pub pid: u32,
     pub before: MemorySample,
     pub after: MemorySample,
+    /// Sessions logged in to this server.
     pub sessions: u64,
     /// `(after - before) / sessions`, KiB.
     pub per_session_kib: f64,
@@ -88,6 +103,9 @@ impl MemoryReport {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChatSummary {
     pub pairs: u64,
+    /// Every pair's receiver was on another server than its sender.
+    #[serde(default)]
+    pub cross: bool,
     /// Messages per second asked for.
     pub offered_rate: f64,
     pub duration_s: f64,
@@ -124,6 +142,18 @@ pub fn merge(reports: &[WorkerReport]) -> WorkerReport {
                 .get_or_insert_with(ChatStats::default)
                 .merge(chat);
         }
+        if let Some(converge) = &report.converge {
+            total
+                .converge
+                .get_or_insert_with(ConvergeStats::default)
+                .merge(converge);
+        }
+        if let Some(failover) = &report.failover {
+            total
+                .failover
+                .get_or_insert_with(FailoverStats::default)
+                .merge(failover);
+        }
     }
     total
 }
@@ -138,22 +168,35 @@ pub fn login_summary(stats: &LoginStats, offered_rate: f64) -> LoginSummary {
         elapsed_s: stats.elapsed_s,
         latency: stats.latency.summary(),
         errors: stats.errors.clone(),
+        succeeded_by_server: if stats.by_server.len() > 1 {
+            stats.by_server.clone()
+        } else {
+            Vec::new()
+        },
     }
 }
 
-pub fn hold_summary(stats: &HoldStats, memory: Option<MemoryReport>) -> HoldSummary {
+/// `memory` holds one report per sampled server: one keeps the single-server form.
+pub fn hold_summary(stats: &HoldStats, mut memory: Vec<MemoryReport>) -> HoldSummary {
+    let single = if memory.len() == 1 {
+        memory.pop()
+    } else {
+        None
+    };
     HoldSummary {
         held: stats.held,
         dropped: stats.dropped,
         duration_s: stats.duration_s,
         errors: stats.errors.clone(),
-        memory,
+        memory: single,
+        memory_by_server: memory,
     }
 }
 
-pub fn chat_summary(stats: &ChatStats, offered_rate: f64) -> ChatSummary {
+pub fn chat_summary(stats: &ChatStats, offered_rate: f64, cross: bool) -> ChatSummary {
     ChatSummary {
         pairs: stats.pairs,
+        cross,
         offered_rate,
         duration_s: stats.duration_s,
         sent: stats.sent,
@@ -200,57 +243,119 @@ impl RunReport {
             login.offered_rate
         );
         let _ = writeln!(out, "  latency {}", latency_line(&login.latency));
+        if login.succeeded_by_server.len() > 1 {
+            let counts: Vec<String> = login
+                .succeeded_by_server
+                .iter()
+                .map(u64::to_string)
+                .collect();
+            let _ = writeln!(out, "  per server: {}", counts.join(", "));
+        }
         errors_lines(&mut out, &login.errors);
         if let Some(hold) = &self.hold {
-            let _ = writeln!(
-                out,
-                "hold: {} sessions held {:.1} s, {} dropped",
-                hold.held, hold.duration_s, hold.dropped
-            );
-            errors_lines(&mut out, &hold.errors);
-            if let Some(memory) = &hold.memory {
-                let _ = writeln!(
-                    out,
-                    "  server pid {} RSS {} -> {} KiB (peak {} KiB): {:.1} KiB per session \
-                     over {} sessions",
-                    memory.pid,
-                    memory.before.rss_kib,
-                    memory.after.rss_kib,
-                    memory.after.peak_kib,
-                    memory.per_session_kib,
-                    memory.sessions
-                );
-            }
+            hold_lines(&mut out, hold);
         }
         if let Some(chat) = &self.chat {
-            let _ = writeln!(
-                out,
-                "chat: {} pairs, {:.1} s at {:.1} msg/s offered: sent {} ({:.1}/s), received \
-                 {} ({:.1}/s), lost {}, out of order {}, duplicates {}",
-                chat.pairs,
-                chat.duration_s,
-                chat.offered_rate,
-                chat.sent,
-                chat.sent_per_s,
-                chat.received,
-                chat.received_per_s,
-                chat.lost,
-                chat.out_of_order,
-                chat.duplicates
-            );
-            if chat.last_arrival_s > chat.duration_s * 1.01 {
-                let _ = writeln!(
-                    out,
-                    "  the last message arrived {:.1} s after sending started",
-                    chat.last_arrival_s
-                );
-            }
-            let _ = writeln!(out, "  latency  {}", latency_line(&chat.latency));
-            let _ = writeln!(out, "  send lag {}", latency_line(&chat.send_lag));
-            errors_lines(&mut out, &chat.errors);
+            chat_lines(&mut out, chat);
+        }
+        if let Some(converge) = &self.converge {
+            converge_lines(&mut out, converge);
+        }
+        if let Some(failover) = &self.failover {
+            failover_lines(&mut out, failover);
         }
         out
     }
+}
+
+fn hold_lines(out: &mut String, hold: &HoldSummary) {
+    let _ = writeln!(
+        out,
+        "hold: {} sessions held {:.1} s, {} dropped",
+        hold.held, hold.duration_s, hold.dropped
+    );
+    errors_lines(out, &hold.errors);
+    for memory in hold.memory.iter().chain(&hold.memory_by_server) {
+        let _ = writeln!(
+            out,
+            "  server pid {} RSS {} -> {} KiB (peak {} KiB): {:.1} KiB per session over {} \
+             sessions",
+            memory.pid,
+            memory.before.rss_kib,
+            memory.after.rss_kib,
+            memory.after.peak_kib,
+            memory.per_session_kib,
+            memory.sessions
+        );
+    }
+}
+
+fn chat_lines(out: &mut String, chat: &ChatSummary) {
+    let layout = if chat.cross { ", cross-node" } else { "" };
+    let _ = writeln!(
+        out,
+        "chat: {} pairs{layout}, {:.1} s at {:.1} msg/s offered: sent {} ({:.1}/s), received \
+         {} ({:.1}/s), lost {}, out of order {}, duplicates {}",
+        chat.pairs,
+        chat.duration_s,
+        chat.offered_rate,
+        chat.sent,
+        chat.sent_per_s,
+        chat.received,
+        chat.received_per_s,
+        chat.lost,
+        chat.out_of_order,
+        chat.duplicates
+    );
+    if chat.last_arrival_s > chat.duration_s * 1.01 {
+        let _ = writeln!(
+            out,
+            "  the last message arrived {:.1} s after sending started",
+            chat.last_arrival_s
+        );
+    }
+    let _ = writeln!(out, "  latency  {}", latency_line(&chat.latency));
+    let _ = writeln!(out, "  send lag {}", latency_line(&chat.send_lag));
+    errors_lines(out, &chat.errors);
+}
+
+fn converge_lines(out: &mut String, converge: &ConvergeSummary) {
+    let _ = writeln!(
+        out,
+        "converge: {} rounds at {:.1}/s: {} delivered within {:.1} s, {} late, {} stored \
+         offline, {} lost, {} not sent",
+        converge.rounds,
+        converge.offered_rate,
+        converge.delivered,
+        converge.wait_s,
+        converge.late,
+        converge.offline,
+        converge.lost,
+        converge.unsent
+    );
+    let _ = writeln!(out, "  bind to arrival {}", latency_line(&converge.latency));
+    errors_lines(out, &converge.errors);
+}
+
+fn failover_lines(out: &mut String, failover: &FailoverSummary) {
+    let _ = writeln!(
+        out,
+        "failover: killed pid {} ({} contacts on it); {} watchers saw {} contact sessions \
+         available: {} went unavailable within {:.1} s, {} missed",
+        failover.killed_pid,
+        failover.contacts,
+        failover.watchers,
+        failover.watched,
+        failover.notified,
+        failover.wait_s,
+        failover.missed
+    );
+    let _ = writeln!(
+        out,
+        "  kill to unavailable {}",
+        latency_line(&failover.latency)
+    );
+    errors_lines(out, &failover.errors);
 }
 
 fn latency_line(summary: &Summary) -> String {
@@ -292,7 +397,7 @@ mod tests {
         let login = login_summary(&total.login, 200.0);
         assert_eq!(login.succeeded, 200);
         assert_eq!(login.achieved_rate, 100.0);
-        let chat = chat_summary(total.chat.as_ref().unwrap(), 2.0);
+        let chat = chat_summary(total.chat.as_ref().unwrap(), 2.0, false);
         assert_eq!(chat.sent_per_s, 2.0);
         // A queueing server delivers after the window: the rate is over the longer span.
         assert_eq!(chat.received_per_s, 1.0);

@@ -1,14 +1,17 @@
 //! Runs a whole load test from the parent process: splits users over workers, starts them,
-//! samples the server's memory when asked, and merges what they report.
+//! samples the servers' memory when asked, and merges what they report.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::Duration;
 
 use super::chat::ChatJob;
+use super::converge::{self, ConvergeJob};
+use super::failover::{self, FailoverJob};
 use super::hold::HoldJob;
 use super::login::LoginJob;
 use super::report::{self, MemoryReport, RunInfo, RunReport};
 use super::rss::{self, MemorySample};
+use super::servers::Servers;
 use super::worker::{Fleet, WorkerError, source_address};
 use super::{Connection, Job, SOCKETS_PER_WORKER, Users};
 use crate::sasl::Mechanism;
@@ -16,7 +19,7 @@ use crate::sasl::Mechanism;
 /// Where and as whom every run connects.
 #[derive(Debug, Clone)]
 pub struct Target {
-    pub server: SocketAddr,
+    pub servers: Servers,
     pub domain: String,
     /// Prefixes and first index; the count comes from the plan.
     pub users: Users,
@@ -42,7 +45,8 @@ pub enum Plan {
         rate: f64,
         duration_s: f64,
         presence: bool,
-        server_pid: Option<u32>,
+        /// Server processes to sample, one per server in order; empty: none.
+        server_pids: Vec<u32>,
         /// Pause between the last login and the memory sample.
         settle_s: f64,
     },
@@ -54,6 +58,21 @@ pub enum Plan {
         login_rate: f64,
         body_size: usize,
         presence: bool,
+        /// Each pair's receiver on the server after its sender's.
+        cross: bool,
+    },
+    Converge {
+        rounds: u64,
+        rate: f64,
+        targets: u64,
+        wait_s: f64,
+    },
+    Failover {
+        pairs: u64,
+        kill_pid: u32,
+        login_rate: f64,
+        settle_s: f64,
+        wait_s: f64,
     },
 }
 
@@ -77,13 +96,16 @@ impl Plan {
             Plan::Login { .. } => "login",
             Plan::Hold { .. } => "hold",
             Plan::Chat { .. } => "chat",
+            Plan::Converge { .. } => "converge",
+            Plan::Failover { .. } => "failover",
         }
     }
 
     fn sockets(&self) -> u64 {
         match self {
             Plan::Login { count, .. } | Plan::Hold { count, .. } => *count,
-            Plan::Chat { pairs, .. } => pairs * 2,
+            Plan::Chat { pairs, .. } | Plan::Failover { pairs, .. } => pairs * 2,
+            Plan::Converge { targets, .. } => *targets,
         }
     }
 
@@ -91,13 +113,48 @@ impl Plan {
     fn units(&self) -> u64 {
         match self {
             Plan::Login { count, .. } | Plan::Hold { count, .. } => *count,
-            Plan::Chat { pairs, .. } => *pairs,
+            Plan::Chat { pairs, .. } | Plan::Failover { pairs, .. } => *pairs,
+            Plan::Converge { rounds, .. } => *rounds,
+        }
+    }
+
+    /// Plans whose measurement needs every client in one process (one clock, one kill).
+    fn single_worker(&self) -> bool {
+        matches!(self, Plan::Converge { .. } | Plan::Failover { .. })
+    }
+
+    /// Checks what only the whole target and plan together can say.
+    fn check(&self, target: &Target) -> Result<(), RunError> {
+        if self.units() == 0 {
+            return Err(RunError::Plan("nothing to do: the count is 0".to_owned()));
+        }
+        let servers = target.servers.len();
+        match self {
+            Plan::Hold { server_pids, .. }
+                if !server_pids.is_empty() && server_pids.len() != servers =>
+            {
+                Err(RunError::Plan(format!(
+                    "{} server pid(s) for {servers} server(s): give one pid per server, in \
+                     the same order",
+                    server_pids.len()
+                )))
+            }
+            Plan::Converge { targets: 0, .. } => Err(RunError::Plan(
+                "converge needs at least one target user".to_owned(),
+            )),
+            Plan::Failover { .. } if servers < 2 => Err(RunError::Plan(
+                "failover needs two servers: the watchers' and the one to kill".to_owned(),
+            )),
+            _ => Ok(()),
         }
     }
 }
 
 /// How many workers a plan needs (or was given), never more than it has units.
 pub fn worker_count(plan: &Plan, requested: Option<usize>) -> usize {
+    if plan.single_worker() {
+        return 1;
+    }
     let needed = plan.sockets().div_ceil(SOCKETS_PER_WORKER).max(1);
     let wanted = requested.map_or(needed, |requested| requested as u64);
     usize::try_from(wanted.clamp(1, plan.units().max(1))).unwrap_or(1)
@@ -129,7 +186,7 @@ fn jobs(target: &Target, plan: &Plan, workers: usize) -> Result<Vec<Job>, RunErr
             None => None,
         };
         let connection = Connection {
-            server: target.server,
+            servers: target.servers.clone(),
             domain: target.domain.clone(),
             tls: target.tls,
             mechanism: target.mechanism,
@@ -142,6 +199,7 @@ fn jobs(target: &Target, plan: &Plan, workers: usize) -> Result<Vec<Job>, RunErr
             Plan::Login { rate, .. } => Job::Login(LoginJob {
                 connection,
                 users: target.users.slice(start, count),
+                first_index: start,
                 rate: rate * share,
             }),
             Plan::Hold {
@@ -152,6 +210,7 @@ fn jobs(target: &Target, plan: &Plan, workers: usize) -> Result<Vec<Job>, RunErr
             } => Job::Hold(HoldJob {
                 connection,
                 users: target.users.slice(start, count),
+                first_index: start,
                 rate: rate * share,
                 duration_s: *duration_s,
                 presence: *presence,
@@ -164,10 +223,12 @@ fn jobs(target: &Target, plan: &Plan, workers: usize) -> Result<Vec<Job>, RunErr
                 login_rate,
                 body_size,
                 presence,
+                cross,
             } => Job::Chat(ChatJob {
                 connection,
                 users: target.users.slice(start * 2, count * 2),
                 first_pair: start,
+                cross: *cross,
                 total_pairs: *pairs,
                 rate: *rate,
                 duration_s: *duration_s,
@@ -176,27 +237,56 @@ fn jobs(target: &Target, plan: &Plan, workers: usize) -> Result<Vec<Job>, RunErr
                 body_size: *body_size,
                 presence: *presence,
             }),
+            Plan::Converge {
+                rounds,
+                rate,
+                targets,
+                wait_s,
+            } => Job::Converge(ConvergeJob {
+                users: target
+                    .users
+                    .slice(0, connection.servers.len() as u64 + targets),
+                connection,
+                targets: *targets,
+                rounds: *rounds,
+                rate: *rate,
+                wait_s: *wait_s,
+            }),
+            Plan::Failover {
+                pairs,
+                kill_pid,
+                login_rate,
+                settle_s,
+                wait_s,
+            } => Job::Failover(FailoverJob {
+                connection,
+                users: target.users.slice(0, pairs * 2),
+                kill_pid: *kill_pid,
+                login_rate: *login_rate,
+                settle_s: *settle_s,
+                wait_s: *wait_s,
+            }),
         };
         jobs.push(job);
     }
     Ok(jobs)
 }
 
-fn sample(pid: u32) -> Result<MemorySample, RunError> {
-    rss::sample(pid).map_err(|source| RunError::Memory { pid, source })
+fn sample(pids: &[u32]) -> Result<Vec<MemorySample>, RunError> {
+    pids.iter()
+        .map(|&pid| rss::sample(pid).map_err(|source| RunError::Memory { pid, source }))
+        .collect()
 }
 
 /// Runs the plan over worker processes and returns the merged report.
 pub async fn run(target: &Target, plan: &Plan) -> Result<RunReport, RunError> {
-    if plan.units() == 0 {
-        return Err(RunError::Plan("nothing to do: the count is 0".to_owned()));
-    }
+    plan.check(target)?;
     let workers = worker_count(plan, target.workers);
-    let server_pid = match plan {
-        Plan::Hold { server_pid, .. } => *server_pid,
-        _ => None,
+    let server_pids: &[u32] = match plan {
+        Plan::Hold { server_pids, .. } => server_pids,
+        _ => &[],
     };
-    let before = server_pid.map(sample).transpose()?;
+    let before = sample(server_pids)?;
 
     let mut fleet = Fleet::spawn(jobs(target, plan, workers)?).await?;
     eprintln!(
@@ -209,10 +299,12 @@ pub async fn run(target: &Target, plan: &Plan) -> Result<RunReport, RunError> {
     if !matches!(plan, Plan::Login { .. }) {
         eprintln!("starling-load: {logged_in} logged in, {failed} failed; running");
     }
-    let mut after = None;
-    if let (Plan::Hold { settle_s, .. }, Some(pid)) = (plan, server_pid) {
+    let mut after = Vec::new();
+    if let Plan::Hold { settle_s, .. } = plan
+        && !server_pids.is_empty()
+    {
         tokio::time::sleep(Duration::from_secs_f64(settle_s.max(0.0))).await;
-        after = Some(sample(pid)?);
+        after = sample(server_pids)?;
     }
     fleet.go().await?;
     let reports = fleet.reports().await?;
@@ -220,7 +312,7 @@ pub async fn run(target: &Target, plan: &Plan) -> Result<RunReport, RunError> {
 
     let info = RunInfo {
         command: plan.name().to_owned(),
-        server: target.server.to_string(),
+        server: target.servers.to_string(),
         domain: target.domain.clone(),
         tls: target.tls,
         mechanism: target.mechanism.name().to_owned(),
@@ -231,13 +323,11 @@ pub async fn run(target: &Target, plan: &Plan) -> Result<RunReport, RunError> {
         Plan::Chat {
             login_rate, rate, ..
         } => (*login_rate, *rate),
+        Plan::Converge { rate, .. } => (*rate, 0.0),
+        Plan::Failover { login_rate, .. } => (*login_rate, 0.0),
     };
-    let memory = match (server_pid, before, after) {
-        (Some(pid), Some(before), Some(after)) => {
-            Some(MemoryReport::new(pid, before, after, total.login.succeeded))
-        }
-        _ => None,
-    };
+    let memory = memory_reports(server_pids, &before, &after, &total.login.by_server);
+    let cross = matches!(plan, Plan::Chat { cross: true, .. });
     Ok(RunReport {
         info,
         login: report::login_summary(&total.login, login_rate),
@@ -248,8 +338,35 @@ pub async fn run(target: &Target, plan: &Plan) -> Result<RunReport, RunError> {
         chat: total
             .chat
             .as_ref()
-            .map(|chat| report::chat_summary(chat, chat_rate)),
+            .map(|chat| report::chat_summary(chat, chat_rate, cross)),
+        converge: match (plan, &total.converge) {
+            (Plan::Converge { rate, wait_s, .. }, Some(stats)) => {
+                Some(converge::summary(stats, *rate, *wait_s))
+            }
+            _ => None,
+        },
+        failover: match (plan, &total.failover) {
+            (Plan::Failover { wait_s, .. }, Some(stats)) => Some(failover::summary(stats, *wait_s)),
+            _ => None,
+        },
     })
+}
+
+/// One memory report per sampled server, each over the sessions logged in to that server.
+fn memory_reports(
+    pids: &[u32],
+    before: &[MemorySample],
+    after: &[MemorySample],
+    sessions_by_server: &[u64],
+) -> Vec<MemoryReport> {
+    pids.iter()
+        .zip(before.iter().zip(after))
+        .enumerate()
+        .map(|(server, (&pid, (&before, &after)))| {
+            let sessions = sessions_by_server.get(server).copied().unwrap_or(0);
+            MemoryReport::new(pid, before, after, sessions)
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -258,7 +375,7 @@ mod tests {
 
     fn target() -> Target {
         Target {
-            server: "127.0.0.1:5222".parse().unwrap(),
+            servers: "127.0.0.1:5222".parse().unwrap(),
             domain: "localhost".to_owned(),
             users: Users {
                 prefix: "u".to_owned(),
@@ -295,8 +412,16 @@ mod tests {
             login_rate: 1.0,
             body_size: 0,
             presence: true,
+            cross: false,
         };
         assert_eq!(worker_count(&chat, None), 2);
+        let converge = Plan::Converge {
+            rounds: 100,
+            rate: 10.0,
+            targets: 50,
+            wait_s: 1.0,
+        };
+        assert_eq!(worker_count(&converge, Some(4)), 1);
     }
 
     #[test]
@@ -309,6 +434,7 @@ mod tests {
             login_rate: 50.0,
             body_size: 0,
             presence: true,
+            cross: true,
         };
         let jobs = jobs(&target(), &plan, 2).unwrap();
         let Job::Chat(second) = &jobs[1] else {
@@ -320,6 +446,112 @@ mod tests {
         assert_eq!(second.rate, 100.0);
         assert_eq!(second.login_rate, 20.0);
         assert_eq!(second.connection.source, "127.0.0.3".parse().ok());
+        assert!(second.cross);
+    }
+
+    #[test]
+    fn every_job_knows_all_servers_and_where_its_users_start() {
+        let mut target = target();
+        target.servers = "127.0.0.1:5222,127.0.0.1:5223,127.0.0.1:5224"
+            .parse()
+            .unwrap();
+        let plan = Plan::Hold {
+            count: 10,
+            rate: 10.0,
+            duration_s: 1.0,
+            presence: true,
+            server_pids: Vec::new(),
+            settle_s: 0.0,
+        };
+        let jobs = jobs(&target, &plan, 3).unwrap();
+        let Job::Hold(last) = &jobs[2] else {
+            panic!("not a hold job")
+        };
+        assert_eq!(last.connection.servers, target.servers);
+        // Users 7..9 of the run: round-robin continues across the worker split.
+        assert_eq!(last.first_index, 7);
+        assert_eq!(last.connection.servers.for_user(last.first_index), 1);
+    }
+
+    #[test]
+    fn converge_and_failover_take_their_users_from_the_start() {
+        let mut target = target();
+        target.servers = "127.0.0.1:5222,127.0.0.1:5223".parse().unwrap();
+        let converge = Plan::Converge {
+            rounds: 100,
+            rate: 10.0,
+            targets: 5,
+            wait_s: 1.0,
+        };
+        let Job::Converge(job) = &jobs(&target, &converge, 1).unwrap()[0] else {
+            panic!("not a converge job")
+        };
+        // Two senders, then five targets.
+        assert_eq!((job.users.first, job.users.count, job.rounds), (1, 7, 100));
+        let failover = Plan::Failover {
+            pairs: 4,
+            kill_pid: 99,
+            login_rate: 10.0,
+            settle_s: 1.0,
+            wait_s: 5.0,
+        };
+        let Job::Failover(job) = &jobs(&target, &failover, 1).unwrap()[0] else {
+            panic!("not a failover job")
+        };
+        assert_eq!((job.users.first, job.users.count, job.kill_pid), (1, 8, 99));
+    }
+
+    #[test]
+    fn plans_that_do_not_fit_the_servers_are_refused() {
+        let mut target = target();
+        target.servers = "127.0.0.1:5222,127.0.0.1:5223".parse().unwrap();
+        let hold = |server_pids: Vec<u32>| Plan::Hold {
+            count: 10,
+            rate: 10.0,
+            duration_s: 1.0,
+            presence: true,
+            server_pids,
+            settle_s: 0.0,
+        };
+        assert!(hold(vec![1]).check(&target).is_err());
+        assert!(hold(vec![1, 2]).check(&target).is_ok());
+        assert!(hold(Vec::new()).check(&target).is_ok());
+        let failover = Plan::Failover {
+            pairs: 4,
+            kill_pid: 99,
+            login_rate: 10.0,
+            settle_s: 1.0,
+            wait_s: 5.0,
+        };
+        assert!(failover.check(&target).is_ok());
+        assert!(failover.check(&super::tests::target()).is_err());
+        let no_targets = Plan::Converge {
+            rounds: 1,
+            rate: 1.0,
+            targets: 0,
+            wait_s: 1.0,
+        };
+        assert!(no_targets.check(&target).is_err());
+    }
+
+    #[test]
+    fn memory_is_reported_per_server_over_its_own_sessions() {
+        let sample = |rss_kib| MemorySample {
+            rss_kib,
+            peak_kib: rss_kib,
+        };
+        let reports = memory_reports(
+            &[10, 20],
+            &[sample(1_000), sample(2_000)],
+            &[sample(3_000), sample(2_500)],
+            &[100, 50],
+        );
+        assert_eq!(reports.len(), 2);
+        assert_eq!((reports[0].pid, reports[0].per_session_kib), (10, 20.0));
+        assert_eq!(
+            (reports[1].sessions, reports[1].per_session_kib),
+            (50, 10.0)
+        );
     }
 
     #[test]

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
-use super::{Job, WorkerReport, chat, hold, login};
+use super::{Job, WorkerReport, chat, converge, failover, hold, login};
 
 /// What a worker says when its sessions are up.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,6 +73,14 @@ pub enum WorkerError {
     Job(String),
     #[error("writing to the parent: {0}")]
     Stdout(#[source] std::io::Error),
+    #[error("running kill for process {pid}: {source}")]
+    KillSpawn {
+        pid: u32,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("kill -KILL {pid} failed ({status})")]
+    Kill { pid: u32, status: String },
 }
 
 /// The worker's side of the ready/go handshake. [`Gate::open`] does not wait, for running
@@ -116,6 +124,8 @@ pub async fn run_job(job: Job, gate: &mut Gate) -> Result<WorkerReport, WorkerEr
         Job::Login(job) => login::run(job, gate).await,
         Job::Hold(job) => hold::run(job, gate).await,
         Job::Chat(job) => chat::run(job, gate).await,
+        Job::Converge(job) => converge::run(job, gate).await,
+        Job::Failover(job) => failover::run(job, gate).await,
     }
 }
 

@@ -1,0 +1,445 @@
+#!/usr/bin/env python3
+"""Cluster benchmark: Starling nodes started with `starling cluster up` on this machine.
+
+Run from the repository root (needs release builds; builds nothing):
+
+    cargo build --release -p starling-xmpp -p starling-tests
+    python3 tests/bench/cluster.py [--quick] [--out results.json]
+
+Every scenario starts its own cluster (high ports, a temporary folder, users
+provisioned with SCRAM at 4096 iterations) and measures with `starling-load`:
+  - chat between pairs on the same node and across nodes, at several rates on
+    3 nodes: throughput, end-to-end latency, server CPU per message
+    (targets: cross-node p99 under 15 ms at 10,000 msg/s, cross-node
+    throughput at least 70 % of same-node);
+  - directory convergence (`starling-load converge`): from a fresh session's
+    bind result to the arrival of a message sent to it from another node at
+    that moment (target: p99 under 50 ms), with the same-node figure beside it;
+  - memory per node for 1..4 nodes holding the same number of sessions each,
+    so the cost of other nodes' sessions in the replicated directory shows;
+  - time from SIGKILL of a node to unavailable presence at its users'
+    contacts on another node (`starling-load failover`), without and with the
+    supervisor restarting the killed node;
+  - many concurrent sessions over 3 nodes (55,000 by default), errors and RSS
+    per node.
+It prints Markdown tables. The driver runs on the same machine as the nodes,
+so absolute figures depend on how busy the machine is: the load average is
+printed with them.
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# Logins per second per (node, source address) stay under the server's default
+# limit of 200 new connections/s per IP: workers each have their own address.
+MIN_WORKERS = 8
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+def wait_port(port, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"nothing listens on {port}")
+
+
+class Cluster:
+    """`starling cluster up --nodes N` in its own folder, on its own ports."""
+
+    def __init__(self, bins, work, name, nodes, base, users, roster_size=0, restart=True):
+        self.bins = bins
+        self.dir = os.path.join(work, name)
+        self.nodes = nodes
+        self.c2s = [base + i for i in range(nodes)]
+        os.makedirs(self.dir)
+        self.log_path = os.path.join(self.dir, "cluster.log")
+        self.log = open(self.log_path, "w")
+        command = [bins.starling, "cluster", "up", "--nodes", str(nodes), "--dir", self.dir,
+                   "--c2s-base", str(base), "--http-base", str(base + 40),
+                   "--cluster-base", str(base + 80)]
+        if not restart:
+            command.append("--no-restart")
+        # The cluster module's info lines say when the nodes are linked and ready.
+        self.process = subprocess.Popen(command, stdout=self.log, stderr=self.log,
+                                        env=dict(os.environ, RUST_LOG="warn,starling_cluster=info"))
+        try:
+            for port in self.c2s:
+                wait_port(port)
+            self.config = os.path.join(self.dir, "node1.toml")
+            self.wait_formed()
+            if users:
+                self.starling(["user", "provision", "--config", self.config, "--prefix", "user",
+                               "--count", str(users), "--password", "pass",
+                               "--roster-size", str(roster_size), "--iterations", "4096"])
+            self.pids = [self.node_pid(i) for i in range(1, nodes + 1)]
+        except BaseException:
+            self.stop()
+            raise
+
+    def starling(self, args):
+        result = subprocess.run([self.bins.starling] + args, capture_output=True, text=True)
+        if result.returncode != 0:
+            sys.stderr.write(result.stderr)
+            raise SystemExit(f"starling {' '.join(args)} failed")
+
+    def wait_formed(self, timeout=60):
+        """Until every node accepts logins and has seen every other node up (from the log:
+        the nodes have no other outside view of the membership yet)."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            ready, peers = set(), {}
+            with open(self.log_path, errors="replace") as log:
+                for line in log:
+                    line = ANSI.sub("", line)
+                    node = re.match(r"\[(node\d+)\]", line)
+                    if not node:
+                        continue
+                    if "cluster ready" in line:
+                        ready.add(node.group(1))
+                    up = re.search(r"cluster member is up peer=(\S+)", line)
+                    if up:
+                        peers.setdefault(node.group(1), set()).add(up.group(1))
+            if len(ready) == self.nodes and all(len(peers.get(f"node{i}", ())) >= self.nodes - 1
+                                                for i in range(1, self.nodes + 1)):
+                # Let the senior member commit the membership the links already show.
+                time.sleep(1)
+                return
+            time.sleep(0.25)
+        raise SystemExit(f"the {self.nodes}-node cluster did not form; see {self.log_path}")
+
+    def node_pid(self, index):
+        pattern = f"serve --config {os.path.join(self.dir, f'node{index}.toml')}"
+        result = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True)
+        pids = [int(pid) for pid in result.stdout.split()]
+        if len(pids) != 1:
+            raise SystemExit(f"expected one node{index} process, found {pids}")
+        return pids[0]
+
+    def servers(self, nodes=None):
+        ports = self.c2s if nodes is None else [self.c2s[i] for i in nodes]
+        return ",".join(f"127.0.0.1:{port}" for port in ports)
+
+    def cpu(self):
+        return sum(cpu_seconds(pid) for pid in self.pids)
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log.close()
+
+
+class Bins:
+    def __init__(self, folder):
+        self.starling = os.path.join(folder, "starling")
+        self.load = os.path.join(folder, "starling-load")
+        for path in (self.starling, self.load):
+            if not os.path.exists(path):
+                raise SystemExit(f"missing {path}: cargo build --release -p starling-xmpp -p starling-tests")
+
+    def run_load(self, args, on_running=None):
+        """Runs the driver; `on_running` is called when its sessions are up and the measured
+        phase starts (it says so on stderr), e.g. to sample the servers' CPU time."""
+        command = [self.load, "--json"] + args
+        print(f"  $ starling-load {' '.join(args)}", file=sys.stderr)
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        output = []
+        reader = threading.Thread(target=lambda: output.append(process.stdout.read()))
+        reader.start()
+        errors = []
+        for line in process.stderr:
+            errors.append(line)
+            if on_running and "; running" in line:
+                on_running()
+        reader.join()
+        if process.wait() != 0:
+            sys.stderr.write("".join(errors)[-4000:])
+            raise SystemExit(f"starling-load failed: {' '.join(command)}")
+        return json.loads(output[0])
+
+
+def common(cluster, nodes=None):
+    return ["--server", cluster.servers(nodes), "--users", "user", "--password-prefix", "pass", "--tls"]
+
+
+def chat_scenario(bins, work, plan):
+    pairs = plan["pairs"]
+    cluster = Cluster(bins, work, "chat", 3, 42200, users=2 * pairs + plan["converge_targets"] + 3)
+    results = {}
+    try:
+        for rate in plan["chat_rates"]:
+            for layout in ("same", "cross"):
+                extra = ["--cross"] if layout == "cross" else []
+                # Server CPU from the end of the logins to the end of the run.
+                cpu_before = []
+                report = bins.run_load(
+                    ["chat"] + common(cluster) + extra +
+                    ["--pairs", str(pairs), "--rate", str(rate), "--duration", str(plan["chat_seconds"]),
+                     "--login-rate", "400", "--mechanism", "plain"],
+                    on_running=lambda: cpu_before.append(cluster.cpu()))
+                cpu = cluster.cpu() - cpu_before[0]
+                chat = report["chat"]
+                results[f"chat_{layout}_{rate}"] = {
+                    "sent_per_s": chat["sent_per_s"], "received_per_s": chat["received_per_s"],
+                    "lost": chat["lost"], "p50": chat["latency"]["p50_ms"], "p99": chat["latency"]["p99_ms"],
+                    "max": chat["latency"]["max_ms"], "send_lag_p99": chat["send_lag"]["p99_ms"],
+                    "errors": sum(chat["errors"].values()) + report["login"]["failed"],
+                    "cpu_us_per_message": 1e6 * cpu / max(chat["received"], 1),
+                }
+        # Converge: senders are users 1..n, targets the next ones (after the chat users).
+        first = str(2 * pairs + 1)
+        for label, nodes in (("converge_cross", None), ("converge_same", [0])):
+            report = bins.run_load(
+                ["converge"] + common(cluster, nodes) +
+                ["--first", first, "--rounds", str(plan["converge_rounds"]), "--rate", "20",
+                 "--targets", str(plan["converge_targets"]), "--mechanism", "plain"])
+            converge = report["converge"]
+            results[label] = {key: converge[key] for key in ("rounds", "delivered", "late", "offline", "lost", "unsent")}
+            results[label].update({"p50": converge["latency"]["p50_ms"], "p99": converge["latency"]["p99_ms"],
+                                   "max": converge["latency"]["max_ms"]})
+    finally:
+        cluster.stop()
+    return results
+
+
+def memory_scenario(bins, work, plan):
+    per_node = plan["sessions_per_node"]
+    results = {}
+    for nodes in plan["memory_nodes"]:
+        count = per_node * nodes
+        cluster = Cluster(bins, work, f"memory{nodes}", nodes, 42400 + 100 * nodes, users=count)
+        try:
+            time.sleep(1)
+            report = bins.run_load(
+                ["hold"] + common(cluster) +
+                ["--count", str(count), "--rate", str(plan["hold_rate"]), "--duration", "2", "--settle", "3",
+                 "--server-pid", ",".join(map(str, cluster.pids)), "--mechanism", "scram-sha-256",
+                 "--workers", str(max(MIN_WORKERS, -(-count // 19_900)))])
+        finally:
+            cluster.stop()
+        hold = report["hold"]
+        memories = hold.get("memory_by_server") or [hold["memory"]]
+        results[f"memory_{nodes}"] = {
+            "nodes": nodes, "sessions": count, "held": hold["held"],
+            "failed": report["login"]["failed"], "dropped": hold["dropped"],
+            "rss_before_mib": [m["before"]["rss_kib"] / 1024 for m in memories],
+            "rss_after_mib": [m["after"]["rss_kib"] / 1024 for m in memories],
+            "kib_per_local_session": [m["per_session_kib"] for m in memories],
+        }
+    return results
+
+
+def failover_scenario(bins, work, plan):
+    results = {}
+    runs = [("failover_norestart", False)] * plan["failover_runs"] + [("failover_restart", True)]
+    for index, (label, restart) in enumerate(runs):
+        pairs = plan["failover_pairs"]
+        cluster = Cluster(bins, work, f"failover{index}", 3, 42900 + 100 * index,
+                          users=2 * pairs, roster_size=2, restart=restart)
+        try:
+            report = bins.run_load(
+                ["failover"] + common(cluster, [0, 1]) +
+                ["--pairs", str(pairs), "--kill-pid", str(cluster.pids[1]), "--mechanism", "plain",
+                 "--wait", "30"])
+        finally:
+            cluster.stop()
+        failover = report["failover"]
+        entry = results.setdefault(label, {"runs": 0, "watched": 0, "notified": 0, "missed": 0,
+                                           "p50": [], "max": []})
+        entry["runs"] += 1
+        for key in ("watched", "notified", "missed"):
+            entry[key] += failover[key]
+        entry["p50"].append(failover["latency"]["p50_ms"])
+        entry["max"].append(failover["latency"]["max_ms"])
+    return results
+
+
+def many_sessions_scenario(bins, work, plan):
+    count = plan["many_sessions"]
+    cluster = Cluster(bins, work, "many", 3, 43600, users=count)
+    try:
+        time.sleep(1)
+        workers = max(MIN_WORKERS, -(-count // 19_900))
+        started = time.time()
+        report = bins.run_load(
+            ["hold"] + common(cluster) +
+            ["--count", str(count), "--rate", str(plan["many_rate"]), "--duration", "10", "--settle", "5",
+             "--server-pid", ",".join(map(str, cluster.pids)), "--mechanism", "scram-sha-256",
+             "--workers", str(workers), "--timeout", "60"])
+        elapsed = time.time() - started
+    finally:
+        cluster.stop()
+    hold = report["hold"]
+    login = report["login"]
+    return {"many": {
+        "sessions": count, "workers": workers, "held": hold["held"], "dropped": hold["dropped"],
+        "failed": login["failed"], "errors": {**login["errors"], **hold["errors"]},
+        "logins_per_s": login["achieved_rate"], "login_p99": login["latency"]["p99_ms"],
+        "per_server": login.get("succeeded_by_server", []),
+        "rss_after_mib": [m["after"]["rss_kib"] / 1024 for m in hold["memory_by_server"]],
+        "kib_per_local_session": [m["per_session_kib"] for m in hold["memory_by_server"]],
+        "elapsed_s": elapsed,
+    }}
+
+
+def fmt(value, digits=1):
+    return f"{value:,.{digits}f}"
+
+
+def ratio(a, b):
+    return f"{a / b:.2f}" if b else "-"
+
+
+def tables(plan, r):
+    out = []
+    if "converge_cross" in r:
+        out += ["### Chat on 3 nodes: same node vs across nodes", "",
+                f"{plan['pairs']} pairs, {plan['chat_seconds']} s per run, STARTTLS, latency from scheduled send to arrival.", "",
+                "| offered msg/s | figure | same node | cross node | cross/same |", "|---|---|---|---|---|"]
+        for rate in plan["chat_rates"]:
+            s, c = r[f"chat_same_{rate}"], r[f"chat_cross_{rate}"]
+            for field, label, digits in (("received_per_s", "received/s", 0), ("p50", "p50 ms", 2),
+                                         ("p99", "p99 ms", 2), ("max", "max ms", 1), ("lost", "lost", 0),
+                                         ("errors", "errors", 0),
+                                         ("cpu_us_per_message", "server CPU µs/msg (all nodes)", 1)):
+                out.append(f"| {rate:,} | {label} | {fmt(s[field], digits)} | {fmt(c[field], digits)} | "
+                           f"{ratio(c[field], s[field])} |")
+        out += ["", "### Directory convergence (bind result to arrival of a message sent at that moment)", "",
+                "| sender and new session | rounds | delivered live | late / offline / lost | p50 ms | p99 ms | max ms |",
+                "|---|---|---|---|---|---|---|"]
+        for label, name in (("converge_same", "same node"), ("converge_cross", "different nodes (3-node cluster)")):
+            c = r[label]
+            out.append(f"| {name} | {c['rounds']} | {c['delivered']} | {c['late']} / {c['offline']} / {c['lost']} | "
+                       f"{fmt(c['p50'], 2)} | {fmt(c['p99'], 2)} | {fmt(c['max'], 2)} |")
+    memory = [r[key] for key in sorted(r) if key.startswith("memory_")]
+    if memory:
+        base = sum(memory[0]["rss_after_mib"]) / len(memory[0]["rss_after_mib"])
+        out += ["", f"### Memory per node, {plan['sessions_per_node']:,} idle TLS sessions on every node", "",
+                "| nodes | sessions held | RSS per node before, MiB | RSS per node after, MiB | mean after, MiB | "
+                "directory entries of other nodes | extra per entry vs 1 node, bytes |",
+                "|---|---|---|---|---|---|---|"]
+        for m in memory:
+            mean = sum(m["rss_after_mib"]) / len(m["rss_after_mib"])
+            remote = plan["sessions_per_node"] * (m["nodes"] - 1)
+            extra = f"{(mean - base) * 1048576 / remote:,.0f}" if remote else "-"
+            out.append(f"| {m['nodes']} | {m['held']:,} | {' / '.join(fmt(x) for x in m['rss_before_mib'])} | "
+                       f"{' / '.join(fmt(x) for x in m['rss_after_mib'])} | {fmt(mean)} | {remote:,} | {extra} |")
+    if "failover_norestart" in r:
+        out += ["", "### SIGKILL of a node: time until contacts on another node see its users unavailable", "",
+                "| killed node | runs | contact sessions watched | notified | missed | p50 ms (per run) | max ms (per run) |",
+                "|---|---|---|---|---|---|---|"]
+        for label, name in (("failover_norestart", "stays down (`--no-restart`)"),
+                            ("failover_restart", "restarted by `cluster up` after 1 s")):
+            f = r[label]
+            out.append(f"| {name} | {f['runs']} | {f['watched']} | {f['notified']} | {f['missed']} | "
+                       f"{' / '.join(fmt(x, 0) for x in f['p50'])} | {' / '.join(fmt(x, 0) for x in f['max'])} |")
+    if "many" in r:
+        m = r["many"]
+        errors = ", ".join(f"{k}: {v}" for k, v in m["errors"].items()) or "none"
+        out += ["", f"### {m['sessions']:,} concurrent sessions on 3 nodes", "",
+                "| figure | value |", "|---|---|",
+                f"| sessions held / logins failed / dropped | {m['held']:,} / {m['failed']:,} / {m['dropped']:,} |",
+                f"| errors | {errors} |",
+                f"| sessions per node | {' / '.join(f'{x:,}' for x in m['per_server'])} |",
+                f"| logins/s achieved ({m['workers']} driver processes) | {fmt(m['logins_per_s'], 0)} |",
+                f"| login p99 ms | {fmt(m['login_p99'])} |",
+                f"| RSS per node after, MiB | {' / '.join(fmt(x) for x in m['rss_after_mib'])} |",
+                f"| KiB per local session (incl. directory of the others) | "
+                f"{' / '.join(fmt(x) for x in m['kib_per_local_session'])} |"]
+    return "\n".join(out)
+
+
+SCENARIOS = ("chat", "memory", "failover", "many")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small counts, for a smoke run")
+    parser.add_argument("--only", action="append", choices=SCENARIOS, help="run only these scenarios")
+    parser.add_argument("--sessions", type=int, help="sessions for the many-sessions scenario")
+    parser.add_argument("--bin-dir", default=os.path.join(ROOT, "target", "release"),
+                        help="folder with the starling and starling-load binaries")
+    parser.add_argument("--out", help="write all figures as JSON here")
+    parser.add_argument("--keep", action="store_true", help="keep the clusters' folders and logs")
+    args = parser.parse_args()
+    bins = Bins(args.bin_dir)
+    plan = {
+        "pairs": 100 if args.quick else 600,
+        "chat_rates": [2000, 10000] if args.quick else [2000, 10000, 20000],
+        "chat_seconds": 5 if args.quick else 10,
+        "converge_rounds": 40 if args.quick else 400,
+        "converge_targets": 20 if args.quick else 50,
+        "memory_nodes": [1, 2] if args.quick else [1, 2, 3, 4],
+        "sessions_per_node": 1000 if args.quick else 5000,
+        "hold_rate": 500 if args.quick else 1000,
+        "failover_runs": 1 if args.quick else 3,
+        "failover_pairs": 10 if args.quick else 50,
+        "many_sessions": args.sessions or (3000 if args.quick else 55000),
+        "many_rate": 500,
+    }
+    scenarios = args.only or SCENARIOS
+    work = tempfile.mkdtemp(prefix="starling-cluster-bench-")
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    load_before = loadavg()
+    results = {}
+    try:
+        for name, scenario in (("chat", chat_scenario), ("memory", memory_scenario),
+                               ("failover", failover_scenario), ("many", many_sessions_scenario)):
+            if name in scenarios:
+                print(f"measuring {name} (load average {loadavg()}) ...", file=sys.stderr)
+                results.update(scenario(bins, work, plan))
+    finally:
+        if args.keep:
+            print(f"kept {work}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    print(f"Starling cluster on one machine, {started}, {os.cpu_count()} cores, driver on the same "
+          f"machine; load average {load_before} before, {loadavg()} after\n")
+    print(tables(plan, results))
+    if args.out:
+        with open(args.out, "w") as out:
+            json.dump({"plan": plan, "started": started, "load_before": load_before,
+                       "load_after": loadavg(), "results": results}, out, indent=2)
+
+
+if __name__ == "__main__":
+    main()
