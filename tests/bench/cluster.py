@@ -9,14 +9,17 @@ Run from the repository root (needs release builds; builds nothing):
 Every scenario starts its own cluster (high ports, a temporary folder, users
 provisioned with SCRAM at 4096 iterations) and measures with `starling-load`:
   - chat between pairs on the same node and across nodes, at several rates on
-    3 nodes: throughput, end-to-end latency, server CPU per message
-    (targets: cross-node p99 under 15 ms at 10,000 msg/s, cross-node
-    throughput at least 70 % of same-node);
+    3 nodes (the highest saturates the machine): throughput, end-to-end
+    latency, server CPU per message (targets: cross-node p99 under 15 ms at
+    10,000 msg/s, cross-node throughput at least 70 % of same-node; as the
+    driver shares the cores, the capacity ratio is also estimated from server
+    CPU per message);
   - directory convergence (`starling-load converge`): from a fresh session's
     bind result to the arrival of a message sent to it from another node at
     that moment (target: p99 under 50 ms), with the same-node figure beside it;
   - memory per node for 1..4 nodes holding the same number of sessions each,
-    so the cost of other nodes' sessions in the replicated directory shows;
+    so the cost of other nodes' sessions in the replicated directory shows,
+    and the same cost alone: all sessions on one node of 4, the others idle;
   - time from SIGKILL of a node to unavailable presence at its users'
     contacts on another node (`starling-load failover`), without and with the
     supervisor restarting the killed node;
@@ -268,6 +271,41 @@ def memory_scenario(bins, work, plan):
     return results
 
 
+def directory_scenario(bins, work, plan):
+    """All sessions on node 1 of 4: the other nodes hold only directory entries, so their
+    growth is the cost of an entry, apart from the noise of sessions on the same node."""
+    count = plan["directory_sessions"]
+    cluster = Cluster(bins, work, "directory", 4, 43400, users=count)
+    idle = cluster.pids[1:]
+    try:
+        time.sleep(1)
+        before = [rss_kib(pid) for pid in idle]
+        after = []
+
+        def sample():
+            # The driver says "running" when every session is up; give the deltas the
+            # same settle time as the driver's own sample of node 1.
+            time.sleep(3)
+            after.extend(rss_kib(pid) for pid in idle)
+
+        report = bins.run_load(
+            ["hold"] + common(cluster, [0]) +
+            ["--count", str(count), "--rate", str(plan["hold_rate"]), "--duration", "5", "--settle", "3",
+             "--server-pid", str(cluster.pids[0]), "--mechanism", "scram-sha-256",
+             "--workers", str(MIN_WORKERS)],
+            on_running=sample)
+    finally:
+        cluster.stop()
+    held = report["hold"]["held"]
+    return {"directory": {
+        "sessions_on_node1": held, "failed": report["login"]["failed"],
+        "node1_rss_after_mib": report["hold"]["memory"]["after"]["rss_kib"] / 1024,
+        "idle_rss_before_mib": [kib / 1024 for kib in before],
+        "idle_rss_after_mib": [kib / 1024 for kib in after],
+        "bytes_per_entry": [1024 * (a - b) / max(held, 1) for a, b in zip(after, before)],
+    }}
+
+
 def failover_scenario(bins, work, plan):
     results = {}
     runs = [("failover_norestart", False)] * plan["failover_runs"] + [("failover_restart", True)]
@@ -343,6 +381,10 @@ def tables(plan, r):
                                          ("cpu_us_per_message", "server CPU µs/msg (all nodes)", 1)):
                 out.append(f"| {rate:,} | {label} | {fmt(s[field], digits)} | {fmt(c[field], digits)} | "
                            f"{ratio(c[field], s[field])} |")
+            # With the driver on the same cores, received/s follows the offered rate until the
+            # driver itself saturates; server CPU per message says what the nodes could carry.
+            out.append(f"| {rate:,} | capacity from server CPU, cross as share of same | | | "
+                       f"{ratio(s['cpu_us_per_message'], c['cpu_us_per_message'])} |")
         out += ["", "### Directory convergence (bind result to arrival of a message sent at that moment)", "",
                 "| sender and new session | rounds | delivered live | late / offline / lost | p50 ms | p99 ms | max ms |",
                 "|---|---|---|---|---|---|---|"]
@@ -363,6 +405,13 @@ def tables(plan, r):
             extra = f"{(mean - base) * 1048576 / remote:,.0f}" if remote else "-"
             out.append(f"| {m['nodes']} | {m['held']:,} | {' / '.join(fmt(x) for x in m['rss_before_mib'])} | "
                        f"{' / '.join(fmt(x) for x in m['rss_after_mib'])} | {fmt(mean)} | {remote:,} | {extra} |")
+    if "directory" in r:
+        d = r["directory"]
+        out += ["", f"### Directory only: {d['sessions_on_node1']:,} sessions on node 1 of 4, nodes 2-4 idle", "",
+                "| node | RSS before, MiB | RSS after, MiB | bytes per directory entry |", "|---|---|---|---|"]
+        for index, (b, a, e) in enumerate(zip(d["idle_rss_before_mib"], d["idle_rss_after_mib"],
+                                              d["bytes_per_entry"])):
+            out.append(f"| node{index + 2} | {fmt(b)} | {fmt(a)} | {fmt(e, 0)} |")
     if "failover_norestart" in r:
         out += ["", "### SIGKILL of a node: time until contacts on another node see its users unavailable", "",
                 "| killed node | runs | contact sessions watched | notified | missed | p50 ms (per run) | max ms (per run) |",
@@ -388,7 +437,7 @@ def tables(plan, r):
     return "\n".join(out)
 
 
-SCENARIOS = ("chat", "memory", "failover", "many")
+SCENARIOS = ("chat", "memory", "directory", "failover", "many")
 
 
 def main():
@@ -404,13 +453,14 @@ def main():
     bins = Bins(args.bin_dir)
     plan = {
         "pairs": 100 if args.quick else 600,
-        "chat_rates": [2000, 10000] if args.quick else [2000, 10000, 20000],
+        "chat_rates": [2000, 10000] if args.quick else [2000, 10000, 20000, 40000],
         "chat_seconds": 5 if args.quick else 10,
         "converge_rounds": 40 if args.quick else 400,
         "converge_targets": 20 if args.quick else 50,
         "memory_nodes": [1, 2] if args.quick else [1, 2, 3, 4],
         "sessions_per_node": 1000 if args.quick else 5000,
         "hold_rate": 500 if args.quick else 1000,
+        "directory_sessions": 2000 if args.quick else 15000,
         "failover_runs": 1 if args.quick else 3,
         "failover_pairs": 10 if args.quick else 50,
         "many_sessions": args.sessions or (3000 if args.quick else 55000),
@@ -423,7 +473,8 @@ def main():
     results = {}
     try:
         for name, scenario in (("chat", chat_scenario), ("memory", memory_scenario),
-                               ("failover", failover_scenario), ("many", many_sessions_scenario)):
+                               ("directory", directory_scenario), ("failover", failover_scenario),
+                               ("many", many_sessions_scenario)):
             if name in scenarios:
                 print(f"measuring {name} (load average {loadavg()}) ...", file=sys.stderr)
                 results.update(scenario(bins, work, plan))
