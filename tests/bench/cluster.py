@@ -13,7 +13,8 @@ provisioned with SCRAM at 4096 iterations) and measures with `starling-load`:
     latency, server CPU per message (targets: cross-node p99 under 15 ms at
     10,000 msg/s, cross-node throughput at least 70 % of same-node; as the
     driver shares the cores, the capacity ratio is also estimated from server
-    CPU per message);
+    CPU per message, and measured with the nodes pinned to one core and the
+    driver to the other, offered more than the nodes can carry);
   - directory convergence (`starling-load converge`): from a fresh session's
     bind result to the arrival of a message sent to it from another node at
     that moment (target: p99 under 50 ms), with the same-node figure beside it;
@@ -84,7 +85,7 @@ def wait_port(port, timeout=30):
 class Cluster:
     """`starling cluster up --nodes N` in its own folder, on its own ports."""
 
-    def __init__(self, bins, work, name, nodes, base, users, roster_size=0, restart=True):
+    def __init__(self, bins, work, name, nodes, base, users, roster_size=0, restart=True, cpus=None):
         self.bins = bins
         self.dir = os.path.join(work, name)
         self.nodes = nodes
@@ -97,6 +98,9 @@ class Cluster:
                    "--cluster-base", str(base + 80)]
         if not restart:
             command.append("--no-restart")
+        if cpus:
+            # The nodes inherit the supervisor's CPU affinity.
+            command = ["taskset", "-c", cpus] + command
         # The cluster module's info lines say when the nodes are linked and ready.
         self.process = subprocess.Popen(command, stdout=self.log, stderr=self.log,
                                         env=dict(os.environ, RUST_LOG="warn,starling_cluster=info"))
@@ -179,11 +183,13 @@ class Bins:
             if not os.path.exists(path):
                 raise SystemExit(f"missing {path}: cargo build --release -p starling-xmpp -p starling-tests")
 
-    def run_load(self, args, on_running=None):
+    def run_load(self, args, on_running=None, cpus=None):
         """Runs the driver; `on_running` is called when its sessions are up and the measured
         phase starts (it says so on stderr), e.g. to sample the servers' CPU time."""
         command = [self.load, "--json"] + args
         print(f"  $ starling-load {' '.join(args)}", file=sys.stderr)
+        if cpus:
+            command = ["taskset", "-c", cpus] + command
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         output = []
         reader = threading.Thread(target=lambda: output.append(process.stdout.read()))
@@ -239,6 +245,43 @@ def chat_scenario(bins, work, plan):
             results[label] = {key: converge[key] for key in ("rounds", "delivered", "late", "offline", "lost", "unsent")}
             results[label].update({"p50": converge["latency"]["p50_ms"], "p99": converge["latency"]["p99_ms"],
                                    "max": converge["latency"]["max_ms"]})
+    finally:
+        cluster.stop()
+    return results
+
+
+def capacity_scenario(bins, work, plan):
+    """All nodes on CPU 0, the driver on CPU 1, offered more than the nodes can carry: the
+    delivered rate is the nodes' capacity, same node vs across nodes."""
+    if (os.cpu_count() or 1) < 2 or not shutil.which("taskset"):
+        print("  capacity: needs 2 cores and taskset; skipped", file=sys.stderr)
+        return {}
+    pairs = plan["pairs"]
+    cluster = Cluster(bins, work, "capacity", 3, 43800, users=2 * pairs, cpus="0")
+    results = {}
+    try:
+        # Cross last: what an overloaded run leaves in offline storage would come back as
+        # duplicates in the next run of the same users.
+        for layout in ("same", "cross"):
+            extra = ["--cross"] if layout == "cross" else []
+            cpu_before = []
+            report = bins.run_load(
+                ["chat"] + common(cluster) + extra +
+                ["--pairs", str(pairs), "--rate", str(plan["capacity_rate"]),
+                 "--duration", str(plan["chat_seconds"]), "--drain", "30",
+                 "--login-rate", "300", "--mechanism", "plain"],
+                on_running=lambda: cpu_before.append((cluster.cpu(), time.time())), cpus="1")
+            cpu_after, end = cluster.cpu(), time.time()
+            chat = report["chat"]
+            results[f"capacity_{layout}"] = {
+                "received_per_s": chat["received_per_s"], "lost": chat["lost"],
+                "out_of_order": chat["out_of_order"], "duplicates": chat["duplicates"],
+                "p50": chat["latency"]["p50_ms"], "p99": chat["latency"]["p99_ms"],
+                "send_lag_p99": chat["send_lag"]["p99_ms"],
+                # Busy share of the nodes' core from the go to the end of the run (which
+                # includes the closing of the sessions): near 1 when the nodes are the limit.
+                "node_core_busy": (cpu_after - cpu_before[0][0]) / max(end - cpu_before[0][1], 1e-9),
+            }
     finally:
         cluster.stop()
     return results
@@ -392,6 +435,18 @@ def tables(plan, r):
             c = r[label]
             out.append(f"| {name} | {c['rounds']} | {c['delivered']} | {c['late']} / {c['offline']} / {c['lost']} | "
                        f"{fmt(c['p50'], 2)} | {fmt(c['p99'], 2)} | {fmt(c['max'], 2)} |")
+    if "capacity_same" in r:
+        s, c = r["capacity_same"], r["capacity_cross"]
+        out += ["", f"### Capacity: 3 nodes pinned to one core, driver on the other, "
+                    f"{plan['capacity_rate']:,} msg/s offered", "",
+                "| figure | same node | cross node | cross/same |", "|---|---|---|---|"]
+        for field, label, digits in (("received_per_s", "delivered/s", 0), ("p50", "p50 ms", 1),
+                                     ("p99", "p99 ms", 1), ("send_lag_p99", "driver send lag p99 ms", 1),
+                                     ("node_core_busy", "nodes' core busy (0-1)", 2),
+                                     ("lost", "lost", 0), ("out_of_order", "out of order", 0),
+                                     ("duplicates", "duplicates", 0)):
+            out.append(f"| {label} | {fmt(s[field], digits)} | {fmt(c[field], digits)} | "
+                       f"{ratio(c[field], s[field])} |")
     memory = [r[key] for key in sorted(r) if key.startswith("memory_")]
     if memory:
         base = sum(memory[0]["rss_after_mib"]) / len(memory[0]["rss_after_mib"])
@@ -437,7 +492,7 @@ def tables(plan, r):
     return "\n".join(out)
 
 
-SCENARIOS = ("chat", "memory", "directory", "failover", "many")
+SCENARIOS = ("chat", "capacity", "memory", "directory", "failover", "many")
 
 
 def main():
@@ -455,6 +510,7 @@ def main():
         "pairs": 100 if args.quick else 600,
         "chat_rates": [2000, 10000] if args.quick else [2000, 10000, 20000, 40000],
         "chat_seconds": 5 if args.quick else 10,
+        "capacity_rate": 20000 if args.quick else 80000,
         "converge_rounds": 40 if args.quick else 400,
         "converge_targets": 20 if args.quick else 50,
         "memory_nodes": [1, 2] if args.quick else [1, 2, 3, 4],
@@ -472,7 +528,8 @@ def main():
     load_before = loadavg()
     results = {}
     try:
-        for name, scenario in (("chat", chat_scenario), ("memory", memory_scenario),
+        for name, scenario in (("chat", chat_scenario), ("capacity", capacity_scenario),
+                               ("memory", memory_scenario),
                                ("directory", directory_scenario), ("failover", failover_scenario),
                                ("many", many_sessions_scenario)):
             if name in scenarios:
