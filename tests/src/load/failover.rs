@@ -183,9 +183,8 @@ pub async fn run(job: FailoverJob, gate: &mut Gate) -> Result<WorkerReport, Work
             let (outcome, client) =
                 login_user(&job.connection, CONTACTS, &job.users, index, scheduled).await;
             report.send(outcome).ok();
-            match client {
-                Some(client) => hold_contact(client, stop).await,
-                None => false,
+            if let Some(client) = client {
+                hold_contact(client, stop).await;
             }
         }
     })
@@ -271,7 +270,7 @@ async fn collect(
     }
 }
 
-async fn drain(tasks: &mut JoinSet<bool>) {
+async fn drain(tasks: &mut JoinSet<()>) {
     while tasks.join_next().await.is_some() {}
 }
 
@@ -293,10 +292,10 @@ async fn kill(pid: u32) -> Result<(), WorkerError> {
 }
 
 /// Keeps a contact online (presence sent, pings answered) until `stop` or its node dies.
-/// True if it got as far as being online.
-async fn hold_contact(mut client: Client, mut stop: watch::Receiver<bool>) -> bool {
+/// A contact that fails here is simply not seen available by its watchers.
+async fn hold_contact(mut client: Client, mut stop: watch::Receiver<bool>) {
     if client.send("<presence/>").await.is_err() {
-        return false;
+        return;
     }
     loop {
         tokio::select! {
@@ -310,7 +309,6 @@ async fn hold_contact(mut client: Client, mut stop: watch::Receiver<bool>) -> bo
     }
     // The node is gone or the run is over; how the close goes says nothing.
     client.close().await.ok();
-    true
 }
 
 /// Sends presence, tracks the contacts' presence, and after the kill times their
