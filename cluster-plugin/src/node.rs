@@ -306,7 +306,18 @@ impl ClusterNode {
                 }
             }
             let own: Option<SocketAddr> = self.me.cluster_addr.parse().ok();
+            // A peer that dialed us first is linked already: dialing it too
+            // would only replace a link in use (and whatever it carries).
+            let linked: HashSet<String> = self
+                .transport
+                .links()
+                .iter()
+                .map(|link| link.peer.cluster_addr.clone())
+                .collect();
             for addr in targets {
+                if linked.contains(&addr.to_string()) {
+                    continue;
+                }
                 if Some(addr) == own || addr == self.bind || dialing.contains(&addr) {
                     continue;
                 }
@@ -857,7 +868,8 @@ impl FrameHandler for ClusterNode {
                 Frame::Hello { .. }
                 | Frame::Auth { .. }
                 | Frame::Goodbye { .. }
-                | Frame::RaftReply { .. } => {}
+                | Frame::RaftReply { .. }
+                | Frame::Received { .. } => {}
             }
         })
     }
@@ -872,6 +884,23 @@ impl FrameHandler for ClusterNode {
             self.record_event(transition.node, &name, transition.to);
             tracing::info!(peer = %name, node = transition.node.0, "cluster member is up");
         }
+    }
+
+    fn on_undelivered(&self, link: &Arc<Link>, envelopes: Vec<WireEnvelope>) {
+        tracing::info!(peer = %link.peer.name, stanzas = envelopes.len(), "routing again what the peer did not acknowledge");
+        let (Some(node), Some(delivery)) = (self.this(), self.delivery().cloned()) else {
+            return;
+        };
+        // As if just received for a session that is gone: routed again by
+        // the usual rules, so a message to a user now unreachable is stored
+        // and an iq is answered with an error.
+        tokio::spawn(async move {
+            for wire in envelopes {
+                if let Some(envelope) = node.to_envelope(wire) {
+                    delivery.deliver(envelope, node.id).await;
+                }
+            }
+        });
     }
 
     fn on_link_down(&self, link: &Arc<Link>, reason: &str) {

@@ -16,8 +16,9 @@ use serde::{Deserialize, Serialize};
 use starling_core::cluster::StanzaKind;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-/// Version of [`Frame`] and of the handshake.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Version of [`Frame`] and of the handshake (2: envelopes are acknowledged
+/// with [`Frame::Received`]).
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Frames larger than this are refused (a stanza is at most 256 KiB by
 /// default; a directory snapshot is sent in chunks well below this).
@@ -167,6 +168,12 @@ pub enum Frame {
     /// The sender's view of the membership, sent every heartbeat period:
     /// lets members notice that their views disagree.
     Status(MemberStatus),
+    /// How many [`Frame::Envelope`]s the sender has received on this link
+    /// so far; the peer forgets those, and takes back the rest if the link
+    /// dies (see `transport`).
+    Received {
+        envelopes: u64,
+    },
 }
 
 /// What a member believes about the cluster.

@@ -223,7 +223,7 @@ mod tests {
         write_frame(&mut a, &old_hello).await.unwrap();
         let error = acceptor.await.unwrap().unwrap_err().to_string();
         assert!(
-            error.contains("version 1") && error.contains("version 0"),
+            error.contains(&format!("version {PROTOCOL_VERSION}")) && error.contains("version 0"),
             "{error}"
         );
         let reply = read_frame(&mut a, &mut Vec::new()).await.unwrap();

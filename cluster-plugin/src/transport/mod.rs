@@ -10,11 +10,20 @@
 //! node id survives (or the one from the newer incarnation of a restarted
 //! peer). The transport never decides that a member is down; it reports
 //! links going up and down, and when it last heard from each peer.
+//!
+//! Stanzas are acknowledged: each side counts the envelopes it received on
+//! a link and says so ([`Frame::Received`]) with its heartbeats, and every
+//! few hundred envelopes. A link keeps what it sent until acknowledged, and
+//! when it dies hands the rest back ([`FrameHandler::on_undelivered`]): a
+//! link that was cut silently (a partition, a half-open connection) takes
+//! nothing with it. The price is that envelopes received but not yet
+//! acknowledged when a link dies are handed back too, so they may arrive
+//! twice.
 
 pub mod frame;
 pub mod handshake;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -26,12 +35,17 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
-use self::frame::{Frame, FrameError, PeerInfo, encode_into, read_frame, write_frame};
+use self::frame::{
+    Frame, FrameError, PeerInfo, WireEnvelope, encode_into, read_frame, write_frame,
+};
 use self::handshake::{HandshakeError, Role, handshake};
 
 /// Bytes of queued frames written in one go.
 const WRITE_BATCH: usize = 64 * 1024;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Envelopes received before an acknowledgement goes out without waiting
+/// for the next heartbeat.
+const ACK_EVERY: u64 = 256;
 
 /// What the cluster core does with frames and link changes.
 pub trait FrameHandler: Send + Sync + 'static {
@@ -41,6 +55,19 @@ pub trait FrameHandler: Send + Sync + 'static {
     fn on_link_up(&self, link: &Arc<Link>);
     /// A link closed.
     fn on_link_down(&self, link: &Arc<Link>, reason: &str);
+    /// A closed link's envelopes that the peer did not acknowledge, oldest
+    /// first: they may never have arrived.
+    fn on_undelivered(&self, link: &Arc<Link>, envelopes: Vec<WireEnvelope>);
+}
+
+/// Envelopes sent on a link and not acknowledged yet.
+#[derive(Default)]
+struct Unacked {
+    /// Envelopes sent before the first one in `envelopes`.
+    base: u64,
+    envelopes: VecDeque<WireEnvelope>,
+    /// Handed back: the link takes no more.
+    taken: bool,
 }
 
 /// One established link to a peer.
@@ -54,6 +81,13 @@ pub struct Link {
     closed: Shutdown,
     pub established: Instant,
     epoch: Instant,
+    unacked: Mutex<Unacked>,
+    /// At most this many envelopes are kept for a peer that does not
+    /// acknowledge (the send queue's size); older ones are forgotten.
+    keep: usize,
+    /// Envelopes received from the peer, and the count last told to it.
+    received: AtomicU64,
+    acknowledged: AtomicU64,
 }
 
 impl Link {
@@ -61,8 +95,28 @@ impl Link {
         NodeId(self.peer.node_id)
     }
 
-    /// Queues a frame; fails at once when the queue is full or the link closed.
+    /// Queues a frame; fails at once when the queue is full or the link
+    /// closed. An envelope is also kept until the peer acknowledges it.
     pub fn send(&self, frame: Frame) -> Result<(), ForwardError> {
+        let Frame::Envelope(envelope) = &frame else {
+            return self.enqueue(frame);
+        };
+        let kept = envelope.clone();
+        // Under the lock, so that the kept order is the sent order.
+        let mut unacked = self.unacked.lock().unwrap_or_else(|p| p.into_inner());
+        if unacked.taken {
+            return Err(ForwardError::LinkDown(self.node()));
+        }
+        self.enqueue(frame)?;
+        unacked.envelopes.push_back(kept);
+        if unacked.envelopes.len() > self.keep {
+            unacked.envelopes.pop_front();
+            unacked.base += 1;
+        }
+        Ok(())
+    }
+
+    fn enqueue(&self, frame: Frame) -> Result<(), ForwardError> {
         self.queue.try_send(frame).map_err(|error| match error {
             mpsc::error::TrySendError::Full(_) => ForwardError::QueueFull(self.node()),
             mpsc::error::TrySendError::Closed(_) => ForwardError::LinkDown(self.node()),
@@ -92,6 +146,38 @@ impl Link {
 
     pub fn close(&self) {
         self.closed.cancel();
+    }
+
+    /// The peer received `count` envelopes in all: forget those.
+    fn acknowledged_by_peer(&self, count: u64) {
+        let mut unacked = self.unacked.lock().unwrap_or_else(|p| p.into_inner());
+        while unacked.base < count && unacked.envelopes.pop_front().is_some() {
+            unacked.base += 1;
+        }
+    }
+
+    /// The envelopes never acknowledged; the link keeps no more after this.
+    fn take_unacked(&self) -> Vec<WireEnvelope> {
+        let mut unacked = self.unacked.lock().unwrap_or_else(|p| p.into_inner());
+        unacked.taken = true;
+        unacked.envelopes.drain(..).collect()
+    }
+
+    /// Tells the peer how many envelopes arrived, if that changed.
+    fn acknowledge(&self) {
+        let received = self.received.load(Ordering::Acquire);
+        if self.acknowledged.swap(received, Ordering::AcqRel) != received {
+            // A full queue: forget that it was said, so that the next
+            // heartbeat says it again.
+            if self
+                .enqueue(Frame::Received {
+                    envelopes: received,
+                })
+                .is_err()
+            {
+                self.acknowledged.store(0, Ordering::Release);
+            }
+        }
     }
 
     pub fn is_closed(&self) -> bool {
@@ -304,6 +390,10 @@ impl Transport {
             closed: self.shutdown.child_token(),
             established: Instant::now(),
             epoch: self.epoch,
+            unacked: Mutex::new(Unacked::default()),
+            keep: self.queue_size,
+            received: AtomicU64::new(0),
+            acknowledged: AtomicU64::new(0),
         });
         link.heard();
         let replaced = {
@@ -359,6 +449,20 @@ impl Transport {
                     link.heard();
                     self.complete_call(id, payload);
                 }
+                Ok(Some(Frame::Received { envelopes })) => {
+                    link.heard();
+                    link.acknowledged_by_peer(envelopes);
+                }
+                Ok(Some(frame @ Frame::Envelope(_))) => {
+                    link.heard();
+                    handler.on_frame(&link, frame).await;
+                    let received = link.received.fetch_add(1, Ordering::AcqRel) + 1;
+                    if received.saturating_sub(link.acknowledged.load(Ordering::Acquire))
+                        >= ACK_EVERY
+                    {
+                        link.acknowledge();
+                    }
+                }
                 Ok(Some(frame)) => {
                     link.heard();
                     handler.on_frame(&link, frame).await;
@@ -382,6 +486,10 @@ impl Transport {
             tracing::info!(peer = %link.peer.name, node = link.peer.node_id, %reason, "cluster link down");
             handler.on_link_down(&link, &reason);
         }
+        let undelivered = link.take_unacked();
+        if !undelivered.is_empty() {
+            handler.on_undelivered(&link, undelivered);
+        }
     }
 
     fn is_closing(&self) -> bool {
@@ -393,6 +501,8 @@ impl Transport {
     pub async fn close_all(&self, reason: &str) {
         self.closing.store(true, Ordering::Release);
         for link in self.links() {
+            // What arrived was handled: the peer need not hand it back.
+            link.acknowledge();
             let _ = link.send(Frame::Goodbye {
                 reason: reason.to_owned(),
             });
@@ -463,5 +573,6 @@ async fn heartbeat_loop(link: Arc<Link>, every: Duration) {
         }
         // A full queue means traffic is flowing anyway; the peer hears us.
         let _ = link.send(Frame::Heartbeat);
+        link.acknowledge();
     }
 }

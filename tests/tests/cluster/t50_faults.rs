@@ -345,12 +345,18 @@ impl Chat {
     }
 
     /// Waits until `count` more messages arrived (the chat is flowing).
-    pub(crate) async fn flowing(&self, count: u64) {
+    pub(crate) async fn flowing(&mut self, count: u64) {
         let target = self.progress.load(Ordering::Relaxed) + count;
         let deadline = Instant::now() + WAIT;
         while self.progress.load(Ordering::Relaxed) < target {
+            if self.task.is_finished() {
+                match (&mut self.task).await {
+                    Ok(Err(problem)) => panic!("the chat was disturbed: {problem}"),
+                    other => panic!("the chat ended early: {:?}", other.map(|_| ())),
+                }
+            }
             assert!(
-                Instant::now() < deadline && !self.task.is_finished(),
+                Instant::now() < deadline,
                 "the chat stalled at {} messages",
                 self.progress.load(Ordering::Relaxed)
             );
@@ -492,7 +498,7 @@ async fn a_crashed_member_is_mourned_and_comes_back() {
     }
     sync(&mut k3).await;
 
-    let chat = Chat::start(k1, k2);
+    let mut chat = Chat::start(k1, k2);
     chat.flowing(50).await;
     let killed = Instant::now();
     let killed_at = SystemTime::now();
@@ -591,7 +597,7 @@ async fn losing_the_senior_member_keeps_the_membership() {
         expect_presence(client, &s3_jid, None).await;
     }
 
-    let chat = Chat::start(s1, s2);
+    let mut chat = Chat::start(s1, s2);
     chat.flowing(50).await;
     let killed_at = SystemTime::now();
     cluster.kill(senior);
@@ -653,7 +659,7 @@ async fn two_nodes_survive_losing_one() {
         expect_presence(client, &t3_jid, None).await;
     }
 
-    let chat = Chat::start(t1, t2);
+    let mut chat = Chat::start(t1, t2);
     chat.flowing(50).await;
     let killed_at = SystemTime::now();
     cluster.kill(senior);

@@ -104,7 +104,7 @@ async fn fake_peers_are_refused_and_do_no_harm() {
     let port = cluster.cluster_ports[0];
     let f1 = friend_online(cluster.node(0), "f", 1, "r").await;
     let f2 = friend_online(cluster.node(1), "f", 2, "r").await;
-    let chat = Chat::start(f1, f2);
+    let mut chat = Chat::start(f1, f2);
     chat.flowing(20).await;
 
     // A newer protocol: a goodbye naming both versions, then the close.

@@ -30,7 +30,8 @@
 //!   again, and chat directly.
 //!
 //! Messages forwarded over a link in the moments between the cut and its
-//! detection are on that link when it is closed; they are not resent.
+//! detection were never acknowledged by the peer: when the link is closed
+//! they are routed again, and so stored (the third test).
 //!
 //! The firewall needs root and `nft`; where either is missing the test says
 //! so and passes without testing. The rules are removed when the test ends,
@@ -42,8 +43,10 @@
 
 use std::collections::HashSet;
 use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
+use starling_core::xml::ns;
 use starling_tests::{TestCluster, TestNode};
 
 use crate::t50_faults::{
@@ -205,6 +208,51 @@ async fn a_partition_between_two_members_loses_nothing_and_heals() {
     let stored = hear(&mut p1_again, "cut-3", WAIT).await;
     assert_stored(&stored, &p2_jid);
     chat_once(&mut p1_again, &mut p2_again, "fresh").await;
+}
+
+/// A message forwarded over a link just after the link was cut (before the
+/// failure detector gives the peer up) dies with the link unless the link
+/// hands back what the peer never acknowledged: then it is stored, and the
+/// recipient gets it at the next login.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_in_flight_when_the_link_is_cut_is_not_lost() {
+    if let Err(why) = Partition::available() {
+        eprintln!("SKIPPED: no firewall to cut the network with: {why}");
+        return;
+    }
+    let cluster = quick(TestCluster::builder(2)).start();
+    friends(&cluster, "q", 2);
+    let mut q1 = friend_online(cluster.node(0), "q", 1, "r").await;
+    let mut q2 = friend_online(cluster.node(1), "q", 2, "r").await;
+    let (q1_jid, q2_jid) = (jid(&q1), jid(&q2));
+    expect_presence(&mut q1, &q2_jid, None).await;
+    chat_once(&mut q1, &mut q2, "before").await;
+
+    let partition = Partition::between(&cluster, 0, 1);
+    say(&mut q1, &q2_jid, "in-flight").await;
+    presence_within(&mut q1, &q2_jid, Some("unavailable"), DOWN_WAIT).await;
+    partition.heal();
+    expect_presence(&mut q1, &q2_jid, None).await;
+    chat_once(&mut q1, &mut q2, "after").await;
+    if let Some(early) = q2.pending().find(|e| body_is(e, "in-flight")) {
+        // Stored, then sent on by the store's hint once the user's node was
+        // back (or it got through before the cut after all).
+        eprintln!(
+            "in flight at the cut: delivered to the session, {}",
+            if early.has_child("delay", ns::DELAY) {
+                "from storage"
+            } else {
+                "live"
+            }
+        );
+        return;
+    }
+    let mut q2_again = login(cluster.node(1), "q2", "pw2", "again").await;
+    roster_get(&mut q2_again).await;
+    q2_again.send("<presence/>").await.unwrap();
+    let stored = hear(&mut q2_again, "in-flight", WAIT).await;
+    assert_stored(&stored, &q1_jid);
+    eprintln!("in flight at the cut: stored when the link died, delivered at the next login");
 }
 
 /// A member frozen (SIGSTOP) longer than the failure detector waits is
@@ -380,14 +428,13 @@ struct Partition {
 impl Partition {
     /// Whether nftables can be used here (installed, and allowed to).
     fn available() -> Result<(), String> {
-        let probe = format!("starling_probe_{}", std::process::id());
+        let probe = unique_table("starling_probe");
         nft(&format!("add table inet {probe}"))?;
         nft(&format!("delete table inet {probe}"))
     }
 
     fn between(cluster: &TestCluster, a: usize, b: usize) -> Partition {
-        let table = format!("starling_partition_{}", std::process::id());
-        let _stale = nft(&format!("delete table inet {table}"));
+        let table = unique_table("starling_partition");
         nft(&format!("add table inet {table}")).expect("nft table");
         let partition = Partition {
             table: table.clone(),
@@ -449,6 +496,17 @@ impl Drop for Partition {
     fn drop(&mut self) {
         self.remove();
     }
+}
+
+/// A table name no other test (of this process or another) uses: tests
+/// run side by side, and each removes only its own table.
+fn unique_table(prefix: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 fn nft(command: &str) -> Result<(), String> {
