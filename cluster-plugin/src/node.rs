@@ -822,6 +822,9 @@ impl FrameHandler for ClusterNode {
                 }
                 Frame::Join { info } => self.handle_join(info),
                 Frame::Leave => {
+                    // Before it goes: what it sent arrived, it need not
+                    // route it again.
+                    link.acknowledge();
                     let transition = lock(&self.detector).leaving(node, Instant::now());
                     if let Some(transition) = transition {
                         self.on_transition(transition).await;

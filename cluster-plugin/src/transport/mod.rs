@@ -46,6 +46,8 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Envelopes received before an acknowledgement goes out without waiting
 /// for the next heartbeat.
 const ACK_EVERY: u64 = 256;
+/// How long a closed link goes on writing what was queued before.
+const LINGER: Duration = Duration::from_millis(200);
 
 /// What the cluster core does with frames and link changes.
 pub trait FrameHandler: Send + Sync + 'static {
@@ -164,7 +166,7 @@ impl Link {
     }
 
     /// Tells the peer how many envelopes arrived, if that changed.
-    fn acknowledge(&self) {
+    pub fn acknowledge(&self) {
         let received = self.received.load(Ordering::Acquire);
         if self.acknowledged.swap(received, Ordering::AcqRel) != received {
             // A full queue: forget that it was said, so that the next
@@ -527,8 +529,16 @@ async fn write_loop(
     mut outbox: mpsc::Receiver<Frame>,
 ) {
     let mut out = Vec::with_capacity(4096);
+    // A closed link still writes what was queued before (an acknowledgement,
+    // a goodbye), for as long as the peer reads it.
+    let linger = async {
+        link.closed.cancelled().await;
+        tokio::time::sleep(LINGER).await;
+    };
+    tokio::pin!(linger);
     loop {
         let first = tokio::select! {
+            biased;
             frame = outbox.recv() => frame,
             () = link.closed.cancelled() => None,
         };
@@ -548,7 +558,13 @@ async fn write_loop(
                 Err(_) => break,
             }
         }
-        if let Err(error) = writer.write_all(&out).await {
+        let written = tokio::select! {
+            written = writer.write_all(&out) => written,
+            // A peer that stopped reading (the link was cut) cannot hold
+            // the writer.
+            () = &mut linger => break,
+        };
+        if let Err(error) = written {
             tracing::debug!(peer = %link.peer.name, %error, "cluster link write failed");
             break;
         }

@@ -753,6 +753,13 @@ async fn a_clean_leave_is_immediate() {
         follower + 1
     );
     let stop_took = stopped.elapsed();
+    // Its users' goodbyes were the last stanzas it forwarded; the peers
+    // acknowledged them when told of the leave, so none is routed again.
+    let leaver_log = plain_log(cluster.node(follower));
+    assert!(
+        !leaver_log.contains("routing again"),
+        "the leaver doubted its last stanzas:\n{leaver_log}"
+    );
     for client in [&mut at_senior, &mut at_last] {
         let me = jid(client);
         let gone = presence_within(client, &leaver_jid, Some("unavailable"), WAIT).await;
