@@ -9,18 +9,9 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use starling_core::cluster::NodeId;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PeerState {
-    Up,
-    Suspect,
-    Down,
-    /// Left cleanly (announced it on shutdown).
-    Leaving,
-}
+pub use starling_core::cluster::PeerState;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Transition {

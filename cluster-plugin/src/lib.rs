@@ -8,14 +8,12 @@
 //! - `failure`: the failure detector (up, suspect, down).
 //! - `replication`: the session directory, replicated by its owners.
 //! - `node`: ties them together and implements the server's `Cluster` seam.
-//! - `status`: what the admin side shows.
 
 pub mod failure;
 pub mod membership;
 pub mod node;
 pub mod replication;
-pub mod status;
 pub mod transport;
 
 pub use node::{ClusterError, ClusterNode, node_id_of};
-pub use status::ClusterStatus;
+pub use starling_core::cluster::ClusterStatus;

@@ -33,11 +33,11 @@ use crate::membership::{
     MemberInfo, Membership, MembershipView, RaftTransport, Timings, TransportError,
 };
 use crate::replication::Directory;
-use crate::status::{ClusterStatus, LinkStatus, MemberEvent, MemberRow};
 use crate::transport::frame::{
     DirectoryMessage, Frame, MemberStatus, PROTOCOL_VERSION, PeerInfo, WireEnvelope,
 };
 use crate::transport::{FrameHandler, Link, Transport};
+use starling_core::cluster::{ClusterCounters, ClusterStatus, LinkStatus, MemberEvent, MemberRow};
 
 /// How long `invalidate` waits for acknowledgements.
 const INVALIDATE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -87,6 +87,21 @@ pub struct Counters {
     pub resyncs: AtomicU64,
     pub invalidations: AtomicU64,
     pub invalidation_timeouts: AtomicU64,
+}
+
+impl Counters {
+    fn snapshot(&self) -> ClusterCounters {
+        ClusterCounters {
+            forwarded: self.forwarded.load(Ordering::Relaxed),
+            forward_failures: self.forward_failures.load(Ordering::Relaxed),
+            received: self.received.load(Ordering::Relaxed),
+            deltas_sent: self.deltas_sent.load(Ordering::Relaxed),
+            snapshots_sent: self.snapshots_sent.load(Ordering::Relaxed),
+            resyncs: self.resyncs.load(Ordering::Relaxed),
+            invalidations: self.invalidations.load(Ordering::Relaxed),
+            invalidation_timeouts: self.invalidation_timeouts.load(Ordering::Relaxed),
+        }
+    }
 }
 
 pub struct ClusterNode {
@@ -756,6 +771,7 @@ impl ClusterNode {
             members,
             history: lock(&self.history).iter().cloned().collect(),
             remote_sessions: directory.remote_sessions(),
+            counters: self.counters.snapshot(),
         }
     }
 
@@ -1021,6 +1037,10 @@ impl Cluster for ClusterNode {
                 lock(&self.invalidations).remove(&id);
             }
         })
+    }
+
+    fn status(&self) -> ClusterStatus {
+        ClusterNode::status(self)
     }
 
     fn offline_stored(&self, node: NodeId, user: &BareJid) {

@@ -28,7 +28,7 @@ pub(super) async fn run(config: Config) -> anyhow::Result<()> {
     let module = cluster_module(&config, &links)?;
     let cluster: Arc<dyn Cluster> = match &module {
         Some(module) => module.handle(),
-        None => Arc::new(LocalOnly),
+        None => Arc::new(LocalOnly::with_identity(single_node_identity(&config))),
     };
     let c2s_bind = config.c2s.bind;
     let server = Server::new(config, cluster, sessions.clone())
@@ -127,7 +127,7 @@ struct NoCluster;
 #[cfg(not(feature = "cluster"))]
 impl NoCluster {
     fn handle(&self) -> Arc<dyn Cluster> {
-        Arc::new(LocalOnly)
+        Arc::new(LocalOnly::default())
     }
 
     async fn start(&self, _server: &Arc<Server>) -> anyhow::Result<()> {
@@ -135,6 +135,26 @@ impl NoCluster {
     }
 
     async fn leave(&self) {}
+}
+
+/// How a node without the cluster module describes itself on the admin side.
+fn single_node_identity(config: &Config) -> starling_core::cluster::MemberRow {
+    starling_core::cluster::MemberRow {
+        id: 0,
+        name: config.cluster.node_name.clone(),
+        cluster_addr: String::new(),
+        c2s_addr: config.c2s.bind.to_string(),
+        http_addr: config.http.bind.to_string(),
+        max_connections: config.c2s.max_connections,
+        incarnation: 0,
+        joined_at_ms: 0,
+        member: true,
+        senior: true,
+        state: starling_core::cluster::PeerState::Up,
+        sessions: 0,
+        link: None,
+        view_agrees: true,
+    }
 }
 
 /// One node serves as many clients as it may open files: raise the soft

@@ -67,7 +67,7 @@ pub(super) async fn run(config: &Config, command: &UserCommand) -> anyhow::Resul
     let domain = config.server.domain.clone();
     // The command runs outside any cluster; running nodes re-read accounts
     // at login and trust cached existence answers for a minute at most.
-    let cluster: Arc<dyn Cluster> = Arc::new(LocalOnly);
+    let cluster: Arc<dyn Cluster> = Arc::new(LocalOnly::default());
     let users = UserDirectory::new(
         store.clone(),
         cluster,

@@ -14,6 +14,8 @@
 //! authority for sessions on this node; the cluster module answers for the
 //! sessions on the other nodes.
 
+pub mod status;
+
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
@@ -22,6 +24,10 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::jid::{BareJid, FullJid, Jid};
+
+pub use self::status::{
+    ClusterCounters, ClusterStatus, LinkStatus, MemberEvent, MemberRow, PeerState,
+};
 
 /// Identifies a cluster member. `LocalOnly` is always [`NodeId::LOCAL`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -159,6 +165,9 @@ pub trait Cluster: Send + Sync + 'static {
     /// Tells the node serving `user` that offline messages were stored for
     /// them, in case the user came online there meanwhile.
     fn offline_stored(&self, node: NodeId, user: &BareJid);
+
+    /// This node's view of the cluster, for the admin side.
+    fn status(&self) -> ClusterStatus;
 }
 
 /// What the cluster module hands back to the server.
@@ -188,7 +197,20 @@ pub trait LocalDelivery: Send + Sync + 'static {
 
 /// The cluster module of a single node: there are no other members.
 #[derive(Debug, Default)]
-pub struct LocalOnly;
+pub struct LocalOnly {
+    /// How this node describes itself on the admin side.
+    identity: Option<MemberRow>,
+}
+
+impl LocalOnly {
+    /// A single node that reports itself as `identity` (name, addresses,
+    /// capacity) in its status.
+    pub fn with_identity(identity: MemberRow) -> LocalOnly {
+        LocalOnly {
+            identity: Some(identity),
+        }
+    }
+}
 
 impl Cluster for LocalOnly {
     fn node_id(&self) -> NodeId {
@@ -224,6 +246,25 @@ impl Cluster for LocalOnly {
     }
 
     fn offline_stored(&self, _node: NodeId, _user: &BareJid) {}
+
+    fn status(&self) -> ClusterStatus {
+        let members: Vec<MemberRow> = self.identity.iter().cloned().collect();
+        ClusterStatus {
+            this_node: NodeId::LOCAL.0,
+            this_name: members
+                .first()
+                .map(|row| row.name.clone())
+                .unwrap_or_default(),
+            leader: None,
+            term: 0,
+            ready: true,
+            protocol_version: 0,
+            members,
+            history: Vec::new(),
+            remote_sessions: 0,
+            counters: ClusterCounters::default(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -242,7 +283,7 @@ mod tests {
 
     #[test]
     fn local_only_knows_no_other_node() {
-        let cluster = LocalOnly;
+        let cluster = LocalOnly::default();
         let jid = FullJid::new("a@example.com/r").unwrap();
         assert!(cluster.ready());
         assert_eq!(cluster.locate(&jid), None);

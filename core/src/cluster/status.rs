@@ -1,9 +1,34 @@
 //! What the admin page and `/api/cluster` show about the cluster, as this
-//! node sees it.
+//! node sees it (reported by [`super::Cluster::status`]).
 
 use serde::Serialize;
 
-use crate::failure::PeerState;
+/// A member's health as this node's failure detector sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PeerState {
+    Up,
+    Suspect,
+    Down,
+    /// Left cleanly (announced it on shutdown).
+    Leaving,
+}
+
+/// Traffic counters of the cluster module.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ClusterCounters {
+    /// Stanzas handed to a peer link.
+    pub forwarded: u64,
+    /// Stanzas a peer link could not take (down, or its queue full).
+    pub forward_failures: u64,
+    /// Stanzas received from peers.
+    pub received: u64,
+    pub deltas_sent: u64,
+    pub snapshots_sent: u64,
+    pub resyncs: u64,
+    pub invalidations: u64,
+    pub invalidation_timeouts: u64,
+}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ClusterStatus {
@@ -20,6 +45,7 @@ pub struct ClusterStatus {
     pub history: Vec<MemberEvent>,
     /// Sessions known on other nodes (directory entries).
     pub remote_sessions: usize,
+    pub counters: ClusterCounters,
 }
 
 #[derive(Debug, Clone, Serialize)]
