@@ -147,7 +147,10 @@ class Cluster:
                 time.sleep(1)
                 return
             time.sleep(0.25)
-        raise SystemExit(f"the {self.nodes}-node cluster did not form; see {self.log_path}")
+        with open(self.log_path, errors="replace") as log:
+            tail = [ANSI.sub("", line) for line in log.readlines()[-30:]]
+        sys.stderr.write("".join(tail))
+        raise SystemExit(f"the {self.nodes}-node cluster in {self.dir} did not form within {timeout} s")
 
     def node_pid(self, index):
         pattern = f"serve --config {os.path.join(self.dir, f'node{index}.toml')}"
@@ -527,6 +530,7 @@ def main():
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     load_before = loadavg()
     results = {}
+    failures = {}
     try:
         for name, scenario in (("chat", chat_scenario), ("capacity", capacity_scenario),
                                ("memory", memory_scenario),
@@ -534,7 +538,12 @@ def main():
                                ("many", many_sessions_scenario)):
             if name in scenarios:
                 print(f"measuring {name} (load average {loadavg()}) ...", file=sys.stderr)
-                results.update(scenario(bins, work, plan))
+                try:
+                    results.update(scenario(bins, work, plan))
+                except SystemExit as error:
+                    # One scenario's failure does not void the others' figures.
+                    print(f"{name} failed: {error}", file=sys.stderr)
+                    failures[name] = str(error)
     finally:
         if args.keep:
             print(f"kept {work}", file=sys.stderr)
@@ -543,10 +552,14 @@ def main():
     print(f"Starling cluster on one machine, {started}, {os.cpu_count()} cores, driver on the same "
           f"machine; load average {load_before} before, {loadavg()} after\n")
     print(tables(plan, results))
+    for name, error in failures.items():
+        print(f"\n**{name} failed:** {error}")
     if args.out:
         with open(args.out, "w") as out:
             json.dump({"plan": plan, "started": started, "load_before": load_before,
-                       "load_after": loadavg(), "results": results}, out, indent=2)
+                       "load_after": loadavg(), "results": results, "failures": failures}, out, indent=2)
+    if failures:
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":
