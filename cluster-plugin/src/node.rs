@@ -26,7 +26,7 @@ use starling_core::cluster::{
 use starling_core::config::Config;
 use starling_core::jid::{BareJid, FullJid, Jid};
 use starling_core::shutdown::Shutdown;
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::oneshot;
 
 use crate::failure::{FailureDetector, PeerState, Transition};
 use crate::membership::{
@@ -41,8 +41,6 @@ use starling_core::cluster::{ClusterCounters, ClusterStatus, LinkStatus, MemberE
 
 /// How long `invalidate` waits for acknowledgements.
 const INVALIDATE_TIMEOUT: Duration = Duration::from_secs(2);
-/// How often deltas are flushed at most (batching window).
-const FLUSH_INTERVAL: Duration = Duration::from_millis(2);
 /// Member events kept for the admin page.
 const HISTORY: usize = 200;
 
@@ -118,7 +116,6 @@ pub struct ClusterNode {
     ready: AtomicBool,
     started: Instant,
     shutdown: Shutdown,
-    flush: Notify,
     peer_status: Mutex<HashMap<u64, MemberStatus>>,
     /// Peer infos from hellos, kept after links close (admin page, dialing).
     peers: Mutex<HashMap<u64, PeerInfo>>,
@@ -184,7 +181,6 @@ impl ClusterNode {
             ready: AtomicBool::new(false),
             started: Instant::now(),
             shutdown,
-            flush: Notify::new(),
             peer_status: Mutex::new(HashMap::new()),
             peers: Mutex::new(HashMap::new()),
             history: Mutex::new(VecDeque::new()),
@@ -252,7 +248,6 @@ impl ClusterNode {
         tokio::spawn(self.transport.clone().accept_loop(listener));
         tokio::spawn(self.clone().dial_loop());
         tokio::spawn(self.clone().tick_loop());
-        tokio::spawn(self.clone().flush_loop());
         tokio::spawn(log_views(views, self.shutdown.clone()));
         tracing::info!(node = %self.me.name, id = self.id.0, bind = %self.bind, seeds = ?self.seeds, "cluster module started");
         Ok(())
@@ -414,18 +409,6 @@ impl ClusterNode {
     }
 
     /// Sends batched directory changes to every peer.
-    async fn flush_loop(self: Arc<Self>) {
-        loop {
-            tokio::select! {
-                () = self.flush.notified() => {}
-                () = self.shutdown.cancelled() => return,
-            }
-            // Let a burst of changes gather into one delta.
-            tokio::time::sleep(FLUSH_INTERVAL).await;
-            self.flush_now();
-        }
-    }
-
     fn flush_now(&self) {
         let mut directory = lock(&self.directory);
         let Some(delta) = directory.take_delta() else {
@@ -939,7 +922,9 @@ impl Cluster for ClusterNode {
 
     fn announce(&self, change: SessionChange) {
         lock(&self.directory).record(&change);
-        self.flush.notify_one();
+        // Sent at once: a client told "bound" may be messaged from another
+        // node within a millisecond, and that node should already know.
+        self.flush_now();
     }
 
     fn locate(&self, jid: &FullJid) -> Option<NodeId> {
@@ -970,6 +955,35 @@ impl Cluster for ClusterNode {
         };
         counter.fetch_add(1, Ordering::Relaxed);
         result
+    }
+
+    fn forward_waiting(
+        &self,
+        node: NodeId,
+        envelope: Envelope,
+        patience: Duration,
+    ) -> BoxFuture<'_, Result<(), ForwardError>> {
+        Box::pin(async move {
+            self.flush_now();
+            let wire = WireEnvelope {
+                from: envelope.from.to_string(),
+                to: envelope.to.to_string(),
+                kind: envelope.kind.into(),
+                xml: envelope.xml,
+                hops: envelope.hops,
+            };
+            let result = match self.transport.link(node.0) {
+                Some(link) => link.send_waiting(wire, patience).await,
+                None => Err(ForwardError::LinkDown(node)),
+            };
+            let counter = if result.is_ok() {
+                &self.counters.forwarded
+            } else {
+                &self.counters.forward_failures
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            result
+        })
     }
 
     fn miss_retry(&self) -> RetryPolicy {

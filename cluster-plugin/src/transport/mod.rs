@@ -42,6 +42,8 @@ use self::handshake::{HandshakeError, Role, handshake};
 
 /// Bytes of queued frames written in one go.
 const WRITE_BATCH: usize = 64 * 1024;
+/// Bytes read from a peer link at a time.
+const READ_BUFFER: usize = 64 * 1024;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Envelopes received before an acknowledgement goes out without waiting
 /// for the next heartbeat.
@@ -110,12 +112,38 @@ impl Link {
             return Err(ForwardError::LinkDown(self.node()));
         }
         self.enqueue(frame)?;
+        self.keep_unacked(&mut unacked, kept);
+        Ok(())
+    }
+
+    /// Queues a stanza, waiting up to `patience` for room in a full queue:
+    /// a busy peer slows its senders down instead of failing them.
+    pub async fn send_waiting(
+        &self,
+        envelope: WireEnvelope,
+        patience: Duration,
+    ) -> Result<(), ForwardError> {
+        let permit = match tokio::time::timeout(patience, self.queue.reserve()).await {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_)) => return Err(ForwardError::LinkDown(self.node())),
+            Err(_) => return Err(ForwardError::QueueFull(self.node())),
+        };
+        let kept = envelope.clone();
+        let mut unacked = self.unacked.lock().unwrap_or_else(|p| p.into_inner());
+        if unacked.taken {
+            return Err(ForwardError::LinkDown(self.node()));
+        }
+        permit.send(Frame::Envelope(envelope));
+        self.keep_unacked(&mut unacked, kept);
+        Ok(())
+    }
+
+    fn keep_unacked(&self, unacked: &mut Unacked, kept: WireEnvelope) {
         unacked.envelopes.push_back(kept);
         if unacked.envelopes.len() > self.keep {
             unacked.envelopes.pop_front();
             unacked.base += 1;
         }
-        Ok(())
     }
 
     fn enqueue(&self, frame: Frame) -> Result<(), ForwardError> {
@@ -434,9 +462,12 @@ impl Transport {
     async fn read_loop(
         self: Arc<Self>,
         link: Arc<Link>,
-        mut reader: tokio::net::tcp::OwnedReadHalf,
+        reader: tokio::net::tcp::OwnedReadHalf,
         handler: Arc<dyn FrameHandler>,
     ) {
+        // Frames are small and many: one read per frame header would cost
+        // two system calls per stanza.
+        let mut reader = tokio::io::BufReader::with_capacity(READ_BUFFER, reader);
         let mut buffer = Vec::new();
         let reason = loop {
             let frame = tokio::select! {

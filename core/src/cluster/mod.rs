@@ -118,13 +118,16 @@ impl RetryPolicy {
         window: Duration::ZERO,
     };
 
-    /// Pause before each retry.
-    pub fn interval(&self) -> Duration {
-        if self.attempts == 0 {
-            Duration::ZERO
-        } else {
-            self.window / self.attempts
+    /// Pause before retry `attempt` (0-based). The pauses double, so a miss
+    /// that is only a few milliseconds early is found again within a few
+    /// milliseconds, and all of them together fill the window.
+    pub fn delay(&self, attempt: u32) -> Duration {
+        if self.attempts == 0 || attempt >= self.attempts {
+            return Duration::ZERO;
         }
+        let units = (1u64 << self.attempts.min(20)) - 1;
+        let unit = self.window / units as u32;
+        unit * (1u32 << attempt.min(20))
     }
 }
 
@@ -146,8 +149,22 @@ pub trait Cluster: Send + Sync + 'static {
     /// A user's sessions on the other members, from the local replica.
     fn remote_resources(&self, jid: &BareJid) -> Vec<ResourceEntry>;
 
-    /// Queues a stanza for another member.
+    /// Queues a stanza for another member; fails at once when the link to it
+    /// is down or its send queue is full.
     fn forward(&self, node: NodeId, envelope: Envelope) -> Result<(), ForwardError>;
+
+    /// Like [`Cluster::forward`], but waits up to `patience` for room when the
+    /// member's send queue is full: backpressure for stanzas that must keep
+    /// their order (messages), instead of a detour through offline storage.
+    fn forward_waiting(
+        &self,
+        node: NodeId,
+        envelope: Envelope,
+        patience: Duration,
+    ) -> BoxFuture<'_, Result<(), ForwardError>> {
+        let _ = patience;
+        Box::pin(std::future::ready(self.forward(node, envelope)))
+    }
 
     /// How a miss in the directory is retried before the stanza is handled as
     /// for an offline user.
@@ -272,13 +289,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn retry_interval_spreads_attempts_over_the_window() {
+    fn retries_start_soon_double_and_fill_the_window() {
         let policy = RetryPolicy {
             attempts: 5,
             window: Duration::from_millis(500),
         };
-        assert_eq!(policy.interval(), Duration::from_millis(100));
-        assert_eq!(RetryPolicy::NONE.interval(), Duration::ZERO);
+        let delays: Vec<Duration> = (0..5).map(|attempt| policy.delay(attempt)).collect();
+        assert!(delays[0] < Duration::from_millis(20), "{delays:?}");
+        assert!(
+            delays.windows(2).all(|pair| pair[1] == pair[0] * 2),
+            "{delays:?}"
+        );
+        let total: Duration = delays.iter().sum();
+        assert!(
+            total <= Duration::from_millis(500) && total > Duration::from_millis(490),
+            "{total:?}"
+        );
+        assert_eq!(RetryPolicy::NONE.delay(0), Duration::ZERO);
     }
 
     #[test]
