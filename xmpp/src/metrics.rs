@@ -23,6 +23,27 @@ pub enum Outcome {
     Handled,
 }
 
+impl Outcome {
+    pub const ALL: [Outcome; 5] = [
+        Outcome::Delivered,
+        Outcome::StoredOffline,
+        Outcome::Bounced,
+        Outcome::Discarded,
+        Outcome::Handled,
+    ];
+
+    /// The name `/metrics` and the HTTP API use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Delivered => "delivered",
+            Outcome::StoredOffline => "stored",
+            Outcome::Bounced => "bounced",
+            Outcome::Discarded => "discarded",
+            Outcome::Handled => "handled",
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Metrics {
     pub connections_accepted: AtomicU64,
@@ -35,6 +56,9 @@ pub struct Metrics {
     stanzas_in: [AtomicU64; 3],
     stanzas_out: [AtomicU64; 3],
     outcomes: [AtomicU64; 5],
+    /// Stanzas handed to a session on this node.
+    pub routed_local: AtomicU64,
+    /// Stanzas handed to a peer link for a session on another node.
     pub routed_remote: AtomicU64,
     pub lookup_retries: AtomicU64,
     pub lookup_misses: AtomicU64,

@@ -172,7 +172,10 @@ async fn deliver(server: &Server, envelope: Envelope, from: NodeId) {
         return count(server, Outcome::Discarded);
     }
     match session.send(Box::new(stanza.element)) {
-        Ok(()) => count(server, Outcome::Delivered),
+        Ok(()) => {
+            crate::metrics::incr(&server.metrics.routed_local);
+            count(server, Outcome::Delivered)
+        }
         Err(error) => {
             let element = *error.into_stanza();
             let stanza = Stanza { element, ..stanza };

@@ -2,7 +2,7 @@
 
 use starling_core::jid::{BareJid, Jid};
 
-use super::resources::{self, message_recipients, send_to};
+use super::resources::{self, deliver_to, message_recipients};
 use super::{bounce, count, offline};
 use crate::metrics::Outcome;
 use crate::server::Server;
@@ -16,7 +16,7 @@ pub async fn deliver(server: &Server, stanza: Stanza, to: Jid) {
             let Some(target) = resources::locate(server, full).await else {
                 return no_such_resource(server, stanza, ty, full.to_bare()).await;
             };
-            match send_to(server, &target, stanza.element, stanza.kind) {
+            match deliver_to(server, &target, stanza.element, stanza.kind).await {
                 Ok(()) => return count(server, Outcome::Delivered),
                 Err(element) => {
                     let stanza = Stanza { element, ..stanza };
@@ -69,7 +69,7 @@ async fn to_bare(server: &Server, stanza: Stanza, ty: MessageType, bare: BareJid
             pending = Some(element);
             copy
         };
-        match send_to(server, target, copy, stanza.kind) {
+        match deliver_to(server, target, copy, stanza.kind).await {
             Ok(()) => delivered = true,
             Err(returned) => {
                 pending.get_or_insert(returned);

@@ -19,6 +19,7 @@ pub mod message;
 pub mod offline;
 pub mod resources;
 
+use std::cell::Cell;
 use std::sync::Arc;
 
 use starling_core::cluster::StanzaKind;
@@ -30,9 +31,51 @@ use crate::session::LocalSession;
 use crate::stanza::{Condition, IqType, Stanza, StanzaError};
 use crate::{iq, presence};
 
+/// How the routing of one stanza ended, for a caller that needs to say so
+/// (`POST /api/messages`): the first outcome counted while routing it, and
+/// the stanza error condition when it bounced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Routed {
+    pub outcome: Outcome,
+    pub condition: Option<Condition>,
+}
+
+tokio::task_local! {
+    /// Set only inside [`route_and_report`]: where [`count`] leaves the first
+    /// outcome. Later outcomes (a bounce's own error reply) do not replace it.
+    static REPORT: Cell<Option<Routed>>;
+}
+
 /// Counts how the routing of one stanza ended.
 pub fn count(server: &Server, outcome: Outcome) {
+    report(server, outcome, None);
+}
+
+fn report(server: &Server, outcome: Outcome, condition: Option<Condition>) {
     server.metrics.outcome(outcome);
+    let _outside_a_report = REPORT.try_with(|slot| {
+        if slot.get().is_none() {
+            slot.set(Some(Routed { outcome, condition }));
+        }
+    });
+}
+
+/// Routes a stanza like [`route`] and says how it ended. Work the routing
+/// hands to other tasks (a peer node, a later offline flush) is not
+/// waited for: a stanza forwarded to its owner node is `Delivered`.
+pub async fn route_and_report(server: &Server, stanza: Stanza) -> Routed {
+    let first = REPORT
+        .scope(Cell::new(None), async {
+            route(server, stanza).await;
+            REPORT.with(Cell::get)
+        })
+        .await;
+    // Every routing path counts an outcome; a path that does not is a bug
+    // to fix there, reported meanwhile as the stanza being dropped.
+    first.unwrap_or(Routed {
+        outcome: Outcome::Discarded,
+        condition: None,
+    })
 }
 
 /// A stanza from a bound client, `from` already stamped with its full JID.
@@ -111,7 +154,7 @@ async fn iq_to_user(server: &Server, stanza: Stanza, to: Jid) {
     match to.try_as_full() {
         Ok(full) => match resources::locate(server, full).await {
             Some(target) => {
-                match resources::send_to(server, &target, stanza.element, stanza.kind) {
+                match resources::deliver_to(server, &target, stanza.element, stanza.kind).await {
                     Ok(()) => count(server, Outcome::Delivered),
                     Err(element) => {
                         let stanza = Stanza { element, ..stanza };
@@ -143,7 +186,7 @@ pub async fn bounce(server: &Server, stanza: &Stanza, error: StanzaError) {
     let Some(reply) = stanza.error_reply(&error) else {
         return count(server, Outcome::Discarded);
     };
-    count(server, Outcome::Bounced);
+    report(server, Outcome::Bounced, Some(error.condition));
     match Stanza::from_server(reply) {
         Ok(reply) if reply.to.is_some() => route(server, reply).await,
         _ => {}

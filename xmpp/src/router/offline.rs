@@ -15,7 +15,7 @@ use starling_core::jid::BareJid;
 use starling_core::xml::{Element, ns};
 use tokio::sync::{Mutex, MutexGuard};
 
-use super::resources::{self, message_recipients, send_to};
+use super::resources::{self, deliver_to, message_recipients};
 use super::{bounce, count};
 use crate::metrics::{Outcome, incr};
 use crate::server::Server;
@@ -55,7 +55,7 @@ pub async fn store(server: &Server, stanza: Stanza, user: &BareJid) {
     let ty = stanza.message_type().unwrap_or(MessageType::Normal);
     let mut element = stanza.element;
     for target in message_recipients(resources::resources(server, user), ty) {
-        match send_to(server, &target, element, stanza.kind) {
+        match deliver_to(server, &target, element, stanza.kind).await {
             Ok(()) => return count(server, Outcome::Delivered),
             Err(returned) => element = returned,
         }

@@ -110,8 +110,8 @@ pub async fn locate(server: &Server, jid: &FullJid) -> Option<Target> {
         });
     }
     let policy = server.cluster.miss_retry();
-    for _ in 0..policy.attempts {
-        tokio::time::sleep(policy.interval()).await;
+    for attempt in 0..policy.attempts {
+        tokio::time::sleep(policy.delay(attempt)).await;
         incr(&server.metrics.lookup_retries);
         if let Some(session) = server.sessions.get(jid) {
             return Some(Target::Local(session));
@@ -137,35 +137,91 @@ pub fn send_to(
     kind: StanzaKind,
 ) -> Result<(), Element> {
     match target {
-        Target::Local(session) => session
-            .send(Box::new(element))
-            .map_err(|error| *error.into_stanza()),
+        Target::Local(session) => {
+            session
+                .send(Box::new(element))
+                .map_err(|error| *error.into_stanza())?;
+            incr(&server.metrics.routed_local);
+            Ok(())
+        }
         Target::Remote { jid, node } => {
-            let hops = super::cluster::next_hop();
-            if hops > super::cluster::MAX_HOPS {
-                return Err(element);
-            }
-            let from = element
-                .attr("from")
-                .and_then(|from| Jid::new(from).ok())
-                .unwrap_or_else(|| server.domain_jid.clone());
-            let envelope = Envelope {
-                from,
-                to: Jid::from(jid.clone()),
-                kind,
-                xml: element.to_bytes().into(),
-                hops,
-            };
-            match server.cluster.forward(*node, envelope) {
-                Ok(()) => {
-                    incr(&server.metrics.routed_remote);
-                    Ok(())
-                }
-                Err(error) => {
-                    tracing::debug!(%jid, %error, "forward to the owner node failed");
-                    Err(element)
-                }
-            }
+            let envelope =
+                envelope_for(server, jid, &element, kind).ok_or_else(|| element.clone())?;
+            forwarded(
+                server,
+                jid,
+                server.cluster.forward(*node, envelope),
+                element,
+            )
+        }
+    }
+}
+
+/// How long a message waits for room in a busy member's send queue before
+/// it is handled as undeliverable.
+const FORWARD_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Like [`send_to`], but waits for room when another member's send queue is
+/// full, so a burst keeps its order instead of spilling into offline
+/// storage. For messages and requests; presence uses `send_to`.
+pub async fn deliver_to(
+    server: &Server,
+    target: &Target,
+    element: Element,
+    kind: StanzaKind,
+) -> Result<(), Element> {
+    let Target::Remote { jid, node } = target else {
+        return send_to(server, target, element, kind);
+    };
+    let Some(envelope) = envelope_for(server, jid, &element, kind) else {
+        return Err(element);
+    };
+    let result = server
+        .cluster
+        .forward_waiting(*node, envelope, FORWARD_PATIENCE)
+        .await;
+    forwarded(server, jid, result, element)
+}
+
+/// The envelope for another member, or `None` when the stanza has crossed
+/// between members too often already.
+fn envelope_for(
+    server: &Server,
+    jid: &FullJid,
+    element: &Element,
+    kind: StanzaKind,
+) -> Option<Envelope> {
+    let hops = super::cluster::next_hop();
+    if hops > super::cluster::MAX_HOPS {
+        return None;
+    }
+    let from = element
+        .attr("from")
+        .and_then(|from| Jid::new(from).ok())
+        .unwrap_or_else(|| server.domain_jid.clone());
+    Some(Envelope {
+        from,
+        to: Jid::from(jid.clone()),
+        kind,
+        xml: element.to_bytes().into(),
+        hops,
+    })
+}
+
+fn forwarded(
+    server: &Server,
+    jid: &FullJid,
+    result: Result<(), starling_core::cluster::ForwardError>,
+    element: Element,
+) -> Result<(), Element> {
+    match result {
+        Ok(()) => {
+            incr(&server.metrics.routed_remote);
+            Ok(())
+        }
+        Err(error) => {
+            tracing::debug!(%jid, %error, "forward to the owner node failed");
+            Err(element)
         }
     }
 }
