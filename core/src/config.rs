@@ -99,12 +99,33 @@ pub struct TlsConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     pub bind: SocketAddr,
+    /// Serve HTTPS with the `[tls]` certificate instead of plain HTTP.
+    pub tls: bool,
+    /// Serve `/metrics` without a login; false: no metrics at all (404).
+    pub metrics: bool,
+    /// Non-empty: serve `/metrics` on this address (plain HTTP) instead of
+    /// on `bind`, e.g. an interface only the monitoring network reaches.
+    pub metrics_bind: String,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 5280)),
+            tls: false,
+            metrics: true,
+            metrics_bind: String::new(),
+        }
+    }
+}
+
+impl HttpConfig {
+    /// The separate metrics address, if one is configured (and valid).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        if self.metrics_bind.is_empty() {
+            None
+        } else {
+            self.metrics_bind.parse().ok()
         }
     }
 }
@@ -343,6 +364,7 @@ impl Config {
                 message: "tls.cert and tls.key must be set together".into(),
             });
         }
+        self.validate_http()?;
         let url = &self.storage.url;
         if !(url.starts_with("sqlite:")
             || url.starts_with("postgres:")
@@ -434,6 +456,35 @@ impl Config {
         Ok(())
     }
 
+    fn validate_http(&self) -> Result<(), ConfigError> {
+        let http = &self.http;
+        if http.metrics_bind.is_empty() {
+            return Ok(());
+        }
+        let Ok(addr) = http.metrics_bind.parse::<SocketAddr>() else {
+            return Err(ConfigError::Invalid {
+                key: "http.metrics_bind",
+                message: format!(
+                    "{:?} is not an address like 127.0.0.1:9280",
+                    http.metrics_bind
+                ),
+            });
+        };
+        if addr == http.bind || addr == self.c2s.bind {
+            return Err(ConfigError::Invalid {
+                key: "http.metrics_bind",
+                message: format!("{addr} is already taken by http.bind or c2s.bind"),
+            });
+        }
+        if !http.metrics {
+            return Err(ConfigError::Invalid {
+                key: "http.metrics_bind",
+                message: "set together with http.metrics = false: metrics are off".into(),
+            });
+        }
+        Ok(())
+    }
+
     /// The SQLite file the storage URL points at, if it is a SQLite URL.
     pub fn sqlite_path(&self) -> Option<PathBuf> {
         let rest = self.storage.url.strip_prefix("sqlite:")?;
@@ -485,6 +536,28 @@ mod tests {
         config.cluster.enabled = true;
         let error = config.validate().unwrap_err().to_string();
         assert!(error.contains("cluster.secret"), "{error}");
+    }
+
+    #[test]
+    fn metrics_bind_must_be_a_free_address() {
+        let mut config = Config::defaults();
+        config.http.metrics_bind = "localhost".into();
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("http.metrics_bind"), "{error}");
+        config.http.metrics_bind = config.http.bind.to_string();
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("already taken"), "{error}");
+        config.http.metrics_bind = "127.0.0.1:9280".into();
+        config.validate().unwrap();
+        assert_eq!(
+            config.http.metrics_addr(),
+            Some("127.0.0.1:9280".parse().unwrap())
+        );
+        config.http.metrics = false;
+        assert!(
+            config.validate().is_err(),
+            "a metrics address with metrics off"
+        );
     }
 
     #[test]

@@ -15,8 +15,10 @@
 //! `server` (the shared state) and `cli` (the commands of the binary).
 
 pub mod auth;
+pub mod balance;
 pub mod c2s;
 pub mod cli;
+pub mod http;
 pub mod iq;
 pub mod metrics;
 pub mod presence;

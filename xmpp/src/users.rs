@@ -99,6 +99,17 @@ impl UserDirectory {
         username: &str,
         password: &str,
     ) -> Result<bool, StorageError> {
+        Ok(self.authenticate(username, password).await?.is_some())
+    }
+
+    /// The account, when `password` is its password (checked as
+    /// [`UserDirectory::check_password`] does); `None` for a wrong password
+    /// or an unknown user alike.
+    pub async fn authenticate(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<Option<UserRecord>, StorageError> {
         let record = self.get(username).await?;
         let credential = record
             .as_ref()
@@ -118,7 +129,7 @@ impl UserDirectory {
         })
         .await
         .unwrap_or(false);
-        Ok(verified)
+        Ok(record.filter(|_| verified))
     }
 
     /// Creates an account (credentials derived off the async threads).

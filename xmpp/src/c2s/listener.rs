@@ -8,6 +8,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
+use starling_core::xml::{Element, ns};
+
 use super::connection;
 use crate::metrics::incr;
 use crate::server::Server;
@@ -60,8 +62,8 @@ pub async fn run(listener: TcpListener, server: Arc<Server>, max_connections: us
             }
             Err(_) => {
                 incr(&server.metrics.connections_refused);
-                let domain = server.domain.clone();
-                tracker.spawn(refuse_full(socket, domain));
+                let refusal = full_refusal(&server.domain, crate::balance::see_other_host(&server));
+                tracker.spawn(refuse_full(socket, refusal));
             }
         }
     }
@@ -69,15 +71,44 @@ pub async fn run(listener: TcpListener, server: Arc<Server>, max_connections: us
     tracker.wait().await;
 }
 
-/// Tells a client the node is full (RFC 6120 4.9.3.17), within a short bound.
-async fn refuse_full(mut socket: TcpStream, domain: String) {
-    use tokio::io::AsyncWriteExt;
-    let out = refusal(
-        &domain,
-        "resource-constraint",
-        "This server has reached its connection limit",
-    );
-    let _ = tokio::time::timeout(Duration::from_secs(2), socket.write_all(&out)).await;
+/// What a full node says to a new client: go to `other` (RFC 6120
+/// 4.9.3.19, a member with room chosen by the balancing policy), or, when
+/// no member has room, that it is out of resources (4.9.3.17).
+fn full_refusal(domain: &str, other: Option<String>) -> Vec<u8> {
+    let Some(other) = other else {
+        return refusal(
+            domain,
+            "resource-constraint",
+            "This server has reached its connection limit",
+        );
+    };
+    let error = Element::new("error", ns::STREAM)
+        .with_child(Element::new("see-other-host", ns::STREAM_ERRORS).with_text(other))
+        .with_child(
+            Element::new("text", ns::STREAM_ERRORS)
+                .with_attr("xml:lang", "en")
+                .with_text("This node is full; connect to the one named here"),
+        );
+    let mut out = stream::stream_header(domain, &super::conn::new_stream_id(), None, Some("1.0"));
+    stream::write_element(&error, &mut out);
+    out.extend_from_slice(stream::STREAM_CLOSE);
+    out
+}
+
+/// Sends a refusal within a short bound, then closes our side and reads
+/// what the client still sends (its stream header) until it closes too:
+/// closing with unread input would reset the connection, and a reset can
+/// make the client lose the refusal before it reads it.
+async fn refuse_full(mut socket: TcpStream, refusal: Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let goodbye = async {
+        socket.write_all(&refusal).await?;
+        socket.shutdown().await?;
+        let mut sink = [0u8; 1024];
+        while socket.read(&mut sink).await? > 0 {}
+        Ok::<(), std::io::Error>(())
+    };
+    let _bounded = tokio::time::timeout(Duration::from_secs(2), goodbye).await;
 }
 
 /// A whole stream that only refuses: our header, the error, the close.
@@ -98,5 +129,34 @@ pub fn connection_cap(configured: u32) -> usize {
     match configured {
         0 => by_files,
         n => (n as usize).min(by_files),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(bytes: Vec<u8>) -> String {
+        String::from_utf8(bytes).unwrap()
+    }
+
+    #[test]
+    fn a_full_node_names_a_member_with_room() {
+        let out = text(full_refusal("example.com", Some("10.0.0.2:5222".into())));
+        assert!(out.starts_with("<?xml"), "{out}");
+        assert!(
+            out.contains(
+                "<see-other-host xmlns=\"urn:ietf:params:xml:ns:xmpp-streams\">10.0.0.2:5222</see-other-host>"
+            ),
+            "{out}"
+        );
+        assert!(out.ends_with("</stream:error></stream:stream>"), "{out}");
+    }
+
+    #[test]
+    fn a_full_cluster_is_out_of_resources() {
+        let out = text(full_refusal("example.com", None));
+        assert!(out.contains("<resource-constraint "), "{out}");
+        assert!(!out.contains("see-other-host"), "{out}");
     }
 }

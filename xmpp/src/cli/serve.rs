@@ -48,6 +48,7 @@ pub(super) async fn run(config: Config) -> anyhow::Result<()> {
         "Starling is ready"
     );
     let accept_loop = tokio::spawn(listener::run(c2s, server.clone(), cap));
+    let http = start_http(&server).await?;
     wait_for_signal().await;
     tracing::info!("shutting down");
     sessions.cancel();
@@ -61,9 +62,45 @@ pub(super) async fn run(config: Config) -> anyhow::Result<()> {
     if let Some(module) = &module {
         module.leave().await;
     }
+    http.cancel();
     links.cancel();
     server.store.close().await;
     Ok(())
+}
+
+/// Starts the HTTP listener (and the separate metrics listener when
+/// `[http] metrics_bind` is set); they stop when the returned handle fires.
+async fn start_http(server: &Arc<Server>) -> anyhow::Result<Shutdown> {
+    let stop = Shutdown::new();
+    let config = &server.config.http;
+    let state = crate::http::HttpState::new(server.clone());
+    let tls = config.tls.then(|| server.tls.clone());
+    let bind = config.bind;
+    let http = TcpListener::bind(bind)
+        .await
+        .with_context(|| format!("cannot listen for HTTP on {bind}"))?;
+    tracing::info!(http = %http.local_addr().unwrap_or(bind), tls = config.tls, "HTTP listener ready");
+    spawn_http(http, crate::http::app(state.clone()), tls, stop.clone());
+    if let Some(metrics_bind) = config.metrics_addr().filter(|_| config.metrics) {
+        let metrics = TcpListener::bind(metrics_bind)
+            .await
+            .with_context(|| format!("cannot listen for metrics on {metrics_bind}"))?;
+        spawn_http(metrics, crate::http::metrics_app(state), None, stop.clone());
+    }
+    Ok(stop)
+}
+
+fn spawn_http(
+    listener: TcpListener,
+    router: axum::Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    stop: Shutdown,
+) {
+    tokio::spawn(async move {
+        if let Err(error) = crate::http::serve(listener, router, tls, stop).await {
+            tracing::error!(%error, "HTTP listener failed");
+        }
+    });
 }
 
 #[cfg(feature = "cluster")]

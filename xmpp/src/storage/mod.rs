@@ -20,10 +20,12 @@ mod bulk;
 mod error;
 mod offline;
 mod roster;
+mod timing;
 mod users;
 
 use std::borrow::Cow;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::any::AnyPoolOptions;
@@ -35,6 +37,7 @@ use sqlx::{AnyConnection, AnyPool};
 pub use error::StorageError;
 pub use offline::{OfflineMessage, OfflineStore};
 pub use roster::StoredRosterItem;
+pub use timing::{BUCKETS_US, HistogramSnapshot, StoreOp, StoreTimings};
 pub use users::{NewUser, UserRecord, UserSummary};
 
 /// How long a SQLite connection waits for another writer before giving up.
@@ -91,6 +94,8 @@ impl Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// Latency of the calls on users' paths, for `/metrics`.
+    timings: Arc<StoreTimings>,
 }
 
 impl Store {
@@ -139,7 +144,11 @@ impl Store {
         }
         let pool = options.connect(&any_url).await.map_err(connect_err)?;
 
-        let store = Store { pool, backend };
+        let store = Store {
+            pool,
+            backend,
+            timings: Arc::default(),
+        };
         store.migrate(&shown).await?;
         tracing::debug!(url = %shown, ?backend, "storage ready");
         Ok(store)
@@ -148,6 +157,11 @@ impl Store {
     /// The backend this store talks to.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Latency histograms of the store calls users wait for.
+    pub fn timings(&self) -> &StoreTimings {
+        &self.timings
     }
 
     /// Closes the pool, waiting for checked-out connections to come back.

@@ -49,6 +49,7 @@ impl Store {
         stamp_ms: i64,
         max_per_user: u32,
     ) -> Result<OfflineStore, StorageError> {
+        let _timer = self.timings.start(super::StoreOp::StoreOffline);
         let result = sqlx::query(
             "INSERT INTO offline_messages (username, sender, stanza, stamp_ms) \
              SELECT $1, $2, $3, $4 \
@@ -73,6 +74,7 @@ impl Store {
     /// One statement (`DELETE .. RETURNING`), so two concurrent claims split the
     /// messages between them and never both get one.
     pub async fn take_offline(&self, username: &str) -> Result<Vec<OfflineMessage>, StorageError> {
+        let _timer = self.timings.start(super::StoreOp::TakeOffline);
         let rows = sqlx::query(
             "DELETE FROM offline_messages WHERE username = $1 \
              RETURNING id, sender, stanza, stamp_ms",

@@ -48,6 +48,7 @@ const INSERT_HEAD: &str = "INSERT INTO roster_items (owner, contact, name, group
 impl Store {
     /// All of `owner`'s roster rows, ordered by contact (byte order).
     pub async fn get_roster(&self, owner: &str) -> Result<Vec<StoredRosterItem>, StorageError> {
+        let _timer = self.timings.start(super::StoreOp::GetRoster);
         let sql = format!("{SELECT_ITEM} WHERE owner = $1 ORDER BY contact");
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(owner)
@@ -62,6 +63,7 @@ impl Store {
         owner: &str,
         contact: &str,
     ) -> Result<Option<StoredRosterItem>, StorageError> {
+        let _timer = self.timings.start(super::StoreOp::GetRoster);
         let sql = format!("{SELECT_ITEM} WHERE owner = $1 AND contact = $2");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(owner)
@@ -78,6 +80,7 @@ impl Store {
         owner: &str,
         item: &StoredRosterItem,
     ) -> Result<(), StorageError> {
+        let _timer = self.timings.start(super::StoreOp::WriteRoster);
         let sql = format!(
             "{INSERT_HEAD} VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
              ON CONFLICT (owner, contact) DO UPDATE SET \
@@ -101,6 +104,7 @@ impl Store {
         owner: &str,
         contact: &str,
     ) -> Result<bool, StorageError> {
+        let _timer = self.timings.start(super::StoreOp::WriteRoster);
         let result = sqlx::query("DELETE FROM roster_items WHERE owner = $1 AND contact = $2")
             .bind(owner)
             .bind(contact)

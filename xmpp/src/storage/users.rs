@@ -49,6 +49,7 @@ const LOOKUP_CHUNK: usize = 1_000;
 impl Store {
     /// Creates one user. A taken username is [`StorageError::UserExists`].
     pub async fn create_user(&self, user: &NewUser) -> Result<(), StorageError> {
+        let _timer = self.timings.start(super::StoreOp::WriteUser);
         sqlx::query(INSERT_USER)
             .bind(&user.username)
             .bind(&user.scram_sha1)
@@ -129,6 +130,7 @@ impl Store {
 
     /// The user named `username`, if any.
     pub async fn get_user(&self, username: &str) -> Result<Option<UserRecord>, StorageError> {
+        let _timer = self.timings.start(super::StoreOp::GetUser);
         let row = sqlx::query(
             "SELECT username, scram_sha1, scram_sha256, CAST(admin AS INTEGER), created_at_ms \
              FROM users WHERE username = $1",
@@ -145,6 +147,7 @@ impl Store {
     /// `username@domain` from every other user's roster, in one transaction.
     /// Returns false (and changes nothing) when there is no such user.
     pub async fn delete_user(&self, username: &str, domain: &str) -> Result<bool, StorageError> {
+        let _timer = self.timings.start(super::StoreOp::WriteUser);
         let mut tx = self.begin_write().await?;
         let deleted = sqlx::query("DELETE FROM users WHERE username = $1")
             .bind(username)
@@ -180,6 +183,7 @@ impl Store {
         scram_sha1: &str,
         scram_sha256: &str,
     ) -> Result<bool, StorageError> {
+        let _timer = self.timings.start(super::StoreOp::WriteUser);
         let result =
             sqlx::query("UPDATE users SET scram_sha1 = $2, scram_sha256 = $3 WHERE username = $1")
                 .bind(username)
