@@ -438,9 +438,16 @@ impl ClusterNode {
 
     async fn on_transition(&self, transition: Transition) {
         let node = transition.node;
+        // A frame read on a new link can make the peer up before the link
+        // is registered in `peers`; the link itself knows the name then.
         let name = lock(&self.peers)
             .get(&node.0)
             .map(|peer| peer.name.clone())
+            .or_else(|| {
+                self.transport
+                    .link(node.0)
+                    .map(|link| link.peer.name.clone())
+            })
             .unwrap_or_default();
         self.record_event(node, &name, transition.to);
         match transition.to {
