@@ -68,6 +68,8 @@ class Starling:
             config.write(
                 f'[server]\ndata_dir = "data"\n'
                 f'[c2s]\nbind = "127.0.0.1:{port}"\nallow_plain_without_tls = true\n'
+                # Not the default 5280: a node already running there would stop this one.
+                f'[http]\nbind = "127.0.0.1:{port + 100}"\n'
                 f"[limits]\nconnections_per_ip_per_sec = 0\nauth_failures_per_ip = 0\n"
             )
         subprocess.run(
@@ -207,7 +209,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small counts, for a smoke run")
     parser.add_argument("--out", help="write all figures as JSON here")
+    parser.add_argument("--bin-dir", default=os.path.join(ROOT, "target", "release"),
+                        help="where the release builds of starling and starling-load are")
     args = parser.parse_args()
+    global STARLING, LOAD
+    STARLING = os.path.join(args.bin_dir, "starling")
+    LOAD = os.path.join(args.bin_dir, "starling-load")
     for path in (STARLING, LOAD):
         if not os.path.exists(path):
             raise SystemExit(f"missing {path}: cargo build --release -p starling-xmpp -p starling-tests")

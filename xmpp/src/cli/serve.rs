@@ -40,6 +40,9 @@ pub(super) async fn run(config: Config) -> anyhow::Result<()> {
     let c2s = TcpListener::bind(c2s_bind)
         .await
         .with_context(|| format!("cannot listen for clients on {c2s_bind}"))?;
+    // HTTP before the first client: a node that cannot serve its admin side
+    // stops before it takes anyone.
+    let http = start_http(&server).await?;
     tracing::info!(
         domain = %server.domain,
         c2s = %c2s.local_addr().unwrap_or(c2s_bind),
@@ -48,7 +51,6 @@ pub(super) async fn run(config: Config) -> anyhow::Result<()> {
         "Starling is ready"
     );
     let accept_loop = tokio::spawn(listener::run(c2s, server.clone(), cap));
-    let http = start_http(&server).await?;
     wait_for_signal().await;
     tracing::info!("shutting down");
     sessions.cancel();
