@@ -18,6 +18,8 @@ import interop
 from interop import Failure, Session, check, log
 
 NOT_FOLLOWED = 3
+#: Where slixmpp went after the redirect, when not where it was sent.
+elsewhere = []
 
 
 def extra(parser):
@@ -60,9 +62,9 @@ async def scenario(args):
         # Do not let it reach whatever listens there.
         xmpp.cancel_connection_attempt()
         xmpp.abort()
-        print(f"NOT-FOLLOWED: after see-other-host {args.expect} slixmpp connects to "
-              f"{address[0]}:{address[1]} (connection attempts: {attempts})", flush=True)
-        sys.exit(NOT_FOLLOWED)
+        elsewhere.append(f"NOT-FOLLOWED: after see-other-host {args.expect} slixmpp connects "
+                         f"to {address[0]}:{address[1]} (connection attempts: {attempts})")
+        return
     try:
         where = await asyncio.wait_for(started, interop.STEP_TIMEOUT)
     except asyncio.TimeoutError:
@@ -74,3 +76,6 @@ async def scenario(args):
 
 if __name__ == "__main__":
     interop.main(scenario, extra)
+    if elsewhere:
+        print(elsewhere[0], flush=True)
+        sys.exit(NOT_FOLLOWED)

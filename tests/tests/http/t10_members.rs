@@ -66,6 +66,53 @@ async fn every_node_agrees_and_sees_a_killed_member_go_down_and_come_back() {
             index + 1
         );
     }
+    // `starling cluster status` prints the same table from any node.
+    for index in 0..NODES {
+        let output = cluster.node(index).cli(&[
+            "cluster",
+            "status",
+            "--user",
+            ADMIN,
+            "--password",
+            ADMIN_PW,
+        ]);
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "cluster status: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(text.starts_with("NAME"), "{text}");
+        for n in 0..NODES {
+            let node = cluster.node(n);
+            let row = text
+                .lines()
+                .find(|line| line.starts_with(&format!("node{} ", n + 1)))
+                .unwrap_or_else(|| panic!("no row for node{}:\n{text}", n + 1));
+            assert!(row.contains(" up "), "{row}");
+            assert!(row.contains(&node.c2s.to_string()), "{row}");
+            assert!(row.contains(&node.http.to_string()), "{row}");
+        }
+        assert!(text.contains("3 of 3 members up"), "{text}");
+    }
+    let refused =
+        cluster
+            .node(0)
+            .cli(&["cluster", "status", "--user", ADMIN, "--password", "wrong"]);
+    assert!(!refused.status.success());
+    let error = String::from_utf8_lossy(&refused.stderr);
+    assert!(error.contains("401"), "{error}");
+    let closed = starling_tests::free_port();
+    let unreachable = cluster.node(0).cli(&[
+        "cluster",
+        "status",
+        "--url",
+        &format!("http://127.0.0.1:{closed}"),
+    ]);
+    assert!(!unreachable.status.success());
+    let error = String::from_utf8_lossy(&unreachable.stderr);
+    assert!(error.contains("cannot reach"), "{error}");
+
     let incarnation = member(&views[0], "node3").expect("node3")["incarnation"]
         .as_u64()
         .expect("incarnation");
@@ -87,6 +134,20 @@ async fn every_node_agrees_and_sees_a_killed_member_go_down_and_come_back() {
                 .any(|event| event["name"] == "node3" && event["state"] == "down"),
             "node{}'s history shows node3 going down: {history:?}",
             index + 1
+        );
+        let output = cluster.node(index).cli(&[
+            "cluster",
+            "status",
+            "--user",
+            ADMIN,
+            "--password",
+            ADMIN_PW,
+        ]);
+        let text = String::from_utf8_lossy(&output.stdout);
+        let row = text.lines().find(|line| line.starts_with("node3 "));
+        assert!(
+            row.is_some_and(|row| row.contains(" down ")),
+            "node3 down in:\n{text}"
         );
     }
 
