@@ -58,6 +58,7 @@ pub struct HttpRequest {
     path: String,
     headers: Vec<(String, String)>,
     body: Bytes,
+    tls: bool,
 }
 
 impl HttpRequest {
@@ -68,7 +69,15 @@ impl HttpRequest {
             path: path.into(),
             headers: Vec::new(),
             body: Bytes::new(),
+            tls: false,
         }
+    }
+
+    /// Over TLS (`[http] tls = true`), accepting the node's self-signed
+    /// certificate.
+    pub fn tls(mut self) -> HttpRequest {
+        self.tls = true;
+        self
     }
 
     pub fn header(mut self, name: &str, value: &str) -> HttpRequest {
@@ -95,6 +104,19 @@ impl HttpRequest {
 
     async fn exchange(self) -> anyhow::Result<Response> {
         let stream = TcpStream::connect(self.addr).await?;
+        if !self.tls {
+            return self.exchange_over(stream).await;
+        }
+        let connector = crate::tls::insecure_connector()?;
+        let name = rustls::pki_types::ServerName::try_from("localhost")?;
+        let stream = connector.connect(name, stream).await?;
+        self.exchange_over(stream).await
+    }
+
+    async fn exchange_over<S>(self, stream: S) -> anyhow::Result<Response>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let (mut sender, connection) =
             hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
         let driver = tokio::spawn(connection);

@@ -117,3 +117,13 @@ pub(crate) async fn expect_body(
         .await
         .unwrap_or_else(|error| panic!("{} did not get {text:?}: {error}", jid(client)))
 }
+
+/// Waits until something listens on `addr` (a node's HTTP listeners start
+/// just after its client port, which is what the harness waits for).
+pub(crate) async fn wait_listening(addr: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {addr}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -113,6 +113,26 @@ async fn caches_users_and_messages() {
     let cluster = builder(&["dave", "erin"]).start();
     let (n1, n2, n3) = (cluster.node(0), cluster.node(1), cluster.node(2));
 
+    // Over a real socket too: no login, no data.
+    for path in ["/api/cluster", "/api/caches", "/api/sessions", "/api/users"] {
+        let answer = HttpRequest::new(n2.http, "GET", path).send().await.unwrap();
+        assert_eq!(answer.status, 401, "{path}");
+        let body = answer.json();
+        assert_eq!(body.as_object().map(|o| o.len()), Some(1), "{path}: {body}");
+        let wrong = HttpRequest::new(n2.http, "GET", path)
+            .basic(ADMIN, "wrong")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(wrong.status, 401, "{path}");
+    }
+    let page = HttpRequest::new(n2.http, "GET", "/admin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status, 303);
+    assert_eq!(page.header("location"), Some("/admin/login"));
+
     // Caches: every node lists its caches with their kinds; one is cleared.
     for node in [n1, n2, n3] {
         let caches = get_json(node.http, "/api/caches").await;

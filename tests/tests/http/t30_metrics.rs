@@ -232,16 +232,52 @@ async fn metrics_can_move_to_their_own_address() {
     let node = starling_tests::TestNode::builder()
         .set("http", &format!("metrics_bind = \"127.0.0.1:{port}\""))
         .start();
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    wait_listening(node.http).await;
+    wait_listening(addr).await;
     let main = HttpRequest::new(node.http, "GET", "/metrics")
         .send()
         .await
         .unwrap();
     assert_eq!(main.status, 404, "not on the main listener");
-    let addr = format!("127.0.0.1:{port}").parse().unwrap();
     let own = HttpRequest::new(addr, "GET", "/metrics")
         .send()
         .await
         .unwrap();
     assert_eq!(own.status, 200);
     parse(&own.text());
+}
+
+/// `[http] tls = true`: the same routes over HTTPS with the `[tls]`
+/// certificate, cookies marked Secure, plain HTTP refused.
+#[tokio::test]
+async fn the_listener_serves_https_when_asked() {
+    let node = starling_tests::TestNode::builder()
+        .set("http", "tls = true")
+        .admin(ADMIN, ADMIN_PW)
+        .start();
+    wait_listening(node.http).await;
+    let form = HttpRequest::new(node.http, "GET", "/admin/login")
+        .tls()
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(form.status, 200);
+    let cookie = form.header("set-cookie").unwrap_or_default();
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    let api = HttpRequest::new(node.http, "GET", "/api/session")
+        .tls()
+        .basic(ADMIN, ADMIN_PW)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status, 200, "{}", api.text());
+    assert_eq!(api.json()["user"], ADMIN);
+    let plain = HttpRequest::new(node.http, "GET", "/admin/login")
+        .send()
+        .await;
+    assert!(
+        plain.as_ref().map_or(true, |answer| answer.status >= 400),
+        "plain HTTP on a TLS listener: {plain:?}"
+    );
 }
