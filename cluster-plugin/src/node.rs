@@ -37,7 +37,9 @@ use crate::transport::frame::{
     DirectoryMessage, Frame, MemberStatus, PROTOCOL_VERSION, PeerInfo, WireEnvelope,
 };
 use crate::transport::{FrameHandler, Link, Transport};
-use starling_core::cluster::{ClusterCounters, ClusterStatus, LinkStatus, MemberEvent, MemberRow};
+use starling_core::cluster::{
+    ClusterCounters, ClusterStatus, KickReason, LinkStatus, MemberEvent, MemberRow,
+};
 
 /// How long `invalidate` waits for acknowledgements.
 const INVALIDATE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -676,6 +678,9 @@ impl ClusterNode {
     /// Everything the admin page shows about the cluster.
     pub fn status(&self) -> ClusterStatus {
         let view = self.view();
+        // Before the detector lock: own_status takes it too (std mutexes
+        // are not reentrant; taking it twice blocked the node for good).
+        let own = self.own_status();
         let detector = lock(&self.detector);
         let directory = lock(&self.directory);
         let peers = lock(&self.peers).clone();
@@ -690,7 +695,6 @@ impl ClusterNode {
             ids.push(self.id.0);
         }
         ids.sort_unstable();
-        let own = self.own_status();
         let members = ids
             .into_iter()
             .map(|id| {
@@ -847,8 +851,15 @@ impl FrameHandler for ClusterNode {
                         });
                     }
                 }
-                Frame::Kick { jid } => match (FullJid::new(&jid), self.delivery()) {
-                    (Ok(jid), Some(delivery)) => delivery.kick(jid),
+                Frame::Kick { jid, admin } => match (FullJid::new(&jid), self.delivery()) {
+                    (Ok(jid), Some(delivery)) => delivery.kick(
+                        jid,
+                        if admin {
+                            KickReason::Admin
+                        } else {
+                            KickReason::Conflict
+                        },
+                    ),
                     _ => tracing::warn!(%jid, "kick for an unreadable JID"),
                 },
                 Frame::Invalidate { id, cache, key } => {
@@ -1000,11 +1011,12 @@ impl Cluster for ClusterNode {
         }
     }
 
-    fn kick(&self, node: NodeId, jid: &FullJid) {
+    fn kick(&self, node: NodeId, jid: &FullJid, reason: KickReason) {
         let _ = self.transport.send(
             node,
             Frame::Kick {
                 jid: jid.to_string(),
+                admin: reason == KickReason::Admin,
             },
         );
     }

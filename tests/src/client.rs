@@ -161,6 +161,32 @@ impl Client {
         Ok(client)
     }
 
+    /// [`Client::login`], following `<see-other-host/>` redirects (RFC 6120
+    /// 4.9.3.19) up to `max_redirects` times. Returns the client and the
+    /// address it is connected to.
+    pub async fn login_following(
+        addr: SocketAddr,
+        options: &LoginOptions,
+        max_redirects: usize,
+    ) -> Result<(Client, SocketAddr), ClientError> {
+        let mut addr = addr;
+        let mut redirects = 0;
+        loop {
+            match Client::login(addr, options).await {
+                Ok(client) => return Ok((client, addr)),
+                Err(ClientError::SeeOtherHost { step, host }) if redirects < max_redirects => {
+                    redirects += 1;
+                    addr = tokio::net::lookup_host(host.as_str())
+                        .await
+                        .ok()
+                        .and_then(|mut found| found.next())
+                        .ok_or(ClientError::SeeOtherHost { step, host })?;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
     /// The limit used by negotiation steps.
     pub fn set_timeout(&mut self, timeout: Duration) {
         self.timeout = timeout;

@@ -13,20 +13,35 @@ use crate::node::{NodeBuilder, TestNode, free_port};
 #[derive(Debug, Clone)]
 pub struct ClusterBuilder {
     nodes: usize,
-    users: Vec<(String, String)>,
+    users: Vec<(String, String, bool)>,
     settings: Vec<(String, String)>,
+    /// Settings for one node only: (index, section, `key = value`).
+    node_settings: Vec<(usize, String, String)>,
     plain_without_tls: bool,
 }
 
 impl ClusterBuilder {
     pub fn user(mut self, name: &str, password: &str) -> Self {
-        self.users.push((name.into(), password.into()));
+        self.users.push((name.into(), password.into(), false));
+        self
+    }
+
+    /// An account with the admin flag (the admin page and HTTP APIs).
+    pub fn admin(mut self, name: &str, password: &str) -> Self {
+        self.users.push((name.into(), password.into(), true));
         self
     }
 
     /// Sets `key = value` in `[section]` on every node.
     pub fn set(mut self, section: &str, key_value: &str) -> Self {
         self.settings.push((section.into(), key_value.into()));
+        self
+    }
+
+    /// Sets `key = value` in `[section]` on node `index` (0-based) only.
+    pub fn set_on(mut self, index: usize, section: &str, key_value: &str) -> Self {
+        self.node_settings
+            .push((index, section.into(), key_value.into()));
         self
     }
 
@@ -54,6 +69,7 @@ impl TestCluster {
             nodes,
             users: Vec::new(),
             settings: Vec::new(),
+            node_settings: Vec::new(),
             plain_without_tls: false,
         }
     }
@@ -70,8 +86,11 @@ impl TestCluster {
         for index in 0..builder.nodes {
             let mut node = node_builder(&builder, index, &store, &cluster_ports, &secret);
             if index == 0 {
-                for (name, password) in &builder.users {
-                    node = node.user(name, password);
+                for (name, password, admin) in &builder.users {
+                    node = match admin {
+                        true => node.admin(name, password),
+                        false => node.user(name, password),
+                    };
                 }
             }
             nodes.push(node.start());
@@ -162,6 +181,13 @@ fn node_builder(
         node = node.plain_without_tls();
     }
     for (section, key_value) in &builder.settings {
+        node = node.set(section, key_value);
+    }
+    for (_, section, key_value) in builder
+        .node_settings
+        .iter()
+        .filter(|(only, _, _)| *only == index)
+    {
         node = node.set(section, key_value);
     }
     node

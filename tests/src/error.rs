@@ -52,6 +52,10 @@ pub enum ClientError {
         condition: String,
         text: Option<String>,
     },
+    /// `<see-other-host/>` (RFC 6120 4.9.3.19): the server names another
+    /// host (`host:port`) to connect to instead.
+    #[error("{step}: the server sends us to {host} (see-other-host)")]
+    SeeOtherHost { step: &'static str, host: String },
     #[error("{step}: expected {expected}, got {got}")]
     Unexpected {
         step: &'static str,
@@ -112,6 +116,7 @@ impl ClientError {
             ClientError::Timeout { step, .. } => format!("timeout:{step}"),
             ClientError::Closed { step, .. } => format!("closed:{step}"),
             ClientError::StreamError { condition, .. } => format!("stream-error:{condition}"),
+            ClientError::SeeOtherHost { .. } => "stream-error:see-other-host".to_owned(),
             ClientError::Unexpected { step, .. } => format!("unexpected:{step}"),
             ClientError::MissingFeature { feature, .. } => format!("missing-feature:{feature}"),
             ClientError::SaslFailure { condition, .. } => format!("sasl:{condition}"),
@@ -125,6 +130,12 @@ impl ClientError {
 
     /// Builds the error for a `<stream:error/>` element.
     pub fn from_stream_error(step: &'static str, error: &Element) -> Self {
+        if let Some(other) = error.child("see-other-host", ns::STREAM_ERRORS) {
+            return ClientError::SeeOtherHost {
+                step,
+                host: other.text().trim().to_owned(),
+            };
+        }
         ClientError::StreamError {
             step,
             condition: condition_of(error, ns::STREAM_ERRORS).unwrap_or_default(),

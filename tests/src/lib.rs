@@ -8,6 +8,7 @@
 //! - [`tls`]: a TLS client config that accepts any certificate (tests only).
 //! - [`transport`]: TCP/TLS connections, bound to a chosen source address if asked.
 //! - [`error`]: client errors that name the failing step and what arrived instead.
+//! - [`http`]: an HTTP/1.1 client for a node's admin APIs, metrics and `/lb`.
 //! - [`stats`]: mergeable latency histograms.
 //! - [`load`]: the `starling-load` driver (login, hold and chat runs over worker processes).
 //! - [`node`]: real `starling` processes on free ports for black-box tests.
@@ -16,6 +17,7 @@
 pub mod client;
 pub mod cluster;
 pub mod error;
+pub mod http;
 pub mod load;
 pub mod node;
 pub mod raw;

@@ -18,7 +18,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Version of [`Frame`] and of the handshake (2: envelopes are acknowledged
 /// with [`Frame::Received`]).
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Frames larger than this are refused (a stanza is at most 256 KiB by
 /// default; a directory snapshot is sent in chunks well below this).
@@ -148,9 +148,11 @@ pub enum Frame {
     },
     /// A node leaves cleanly: remove it now, do not wait for the failure detector.
     Leave,
-    /// Close the session of this full JID (it logged in again elsewhere).
+    /// Close the session of this full JID: it logged in again elsewhere,
+    /// or (`admin`) an administrator ended it.
     Kick {
         jid: String,
+        admin: bool,
     },
     /// Evict `key` from cache `cache`, then acknowledge `id`.
     Invalidate {

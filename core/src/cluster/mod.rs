@@ -131,6 +131,15 @@ impl RetryPolicy {
     }
 }
 
+/// Why a session is closed on the member that serves it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KickReason {
+    /// The same full JID logged in elsewhere (stream error `conflict`).
+    Conflict,
+    /// An administrator ended it (stream error `policy-violation`).
+    Admin,
+}
+
 /// What the server asks of the cluster module.
 pub trait Cluster: Send + Sync + 'static {
     /// This node's id.
@@ -171,8 +180,9 @@ pub trait Cluster: Send + Sync + 'static {
     fn miss_retry(&self) -> RetryPolicy;
 
     /// Asks the owner node to close its session of `jid`: the same full JID
-    /// just logged in here (RFC 6120 7.7.2.2, across nodes).
-    fn kick(&self, node: NodeId, jid: &FullJid);
+    /// just logged in here (RFC 6120 7.7.2.2, across nodes), or an
+    /// administrator ended it.
+    fn kick(&self, node: NodeId, jid: &FullJid, reason: KickReason);
 
     /// Evicts `key` from the named cache on every other member and waits for
     /// their acknowledgements (members that are down are not waited for), so
@@ -201,8 +211,9 @@ pub trait LocalDelivery: Send + Sync + 'static {
     /// there.
     fn sessions_regained(&self, node: NodeId, regained: Vec<FullJid>) -> BoxFuture<'_, ()>;
 
-    /// Another member bound the same full JID: close the session here.
-    fn kick(&self, jid: FullJid);
+    /// Another member bound the same full JID, or an administrator asked
+    /// there: close the session here.
+    fn kick(&self, jid: FullJid, reason: KickReason);
 
     /// Another member changed the entry behind `key` in the named cache.
     fn invalidate(&self, cache: &str, key: &str);
@@ -256,7 +267,7 @@ impl Cluster for LocalOnly {
         RetryPolicy::NONE
     }
 
-    fn kick(&self, _node: NodeId, _jid: &FullJid) {}
+    fn kick(&self, _node: NodeId, _jid: &FullJid, _reason: KickReason) {}
 
     fn invalidate(&self, _cache: &'static str, _key: String) -> BoxFuture<'_, ()> {
         Box::pin(std::future::ready(()))

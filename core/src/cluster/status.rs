@@ -1,10 +1,10 @@
 //! What the admin page and `/api/cluster` show about the cluster, as this
 //! node sees it (reported by [`super::Cluster::status`]).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A member's health as this node's failure detector sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PeerState {
     Up,
@@ -15,7 +15,7 @@ pub enum PeerState {
 }
 
 /// Traffic counters of the cluster module.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterCounters {
     /// Stanzas handed to a peer link.
     pub forwarded: u64,
@@ -30,7 +30,7 @@ pub struct ClusterCounters {
     pub invalidation_timeouts: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ClusterStatus {
     pub this_node: u64,
     pub this_name: String,
@@ -48,7 +48,7 @@ pub struct ClusterStatus {
     pub counters: ClusterCounters,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MemberRow {
     pub id: u64,
     pub name: String,
@@ -68,14 +68,14 @@ pub struct MemberRow {
     pub view_agrees: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LinkStatus {
     pub established_ms_ago: u64,
     pub queue_depth: usize,
     pub heard_ms_ago: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MemberEvent {
     pub at_ms: u64,
     pub node: u64,

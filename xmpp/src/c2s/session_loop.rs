@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use starling_core::cluster::{SessionChange, StanzaKind};
+use starling_core::cluster::{KickReason, SessionChange, StanzaKind};
 use starling_core::jid::Jid;
 use starling_core::xml::{Element, ns};
 use tokio::time::{Instant, sleep_until};
@@ -32,7 +32,9 @@ pub(crate) async fn run(conn: &mut Conn, bound: Bound) -> Option<ConnError> {
     }
     // The same full JID on another member: the older session gives way.
     if let Some(node) = server.cluster.locate(&session.jid) {
-        server.cluster.kick(node, &session.jid);
+        server
+            .cluster
+            .kick(node, &session.jid, KickReason::Conflict);
     }
     server.cluster.announce(SessionChange::Bound {
         jid: session.jid.clone(),

@@ -5,6 +5,7 @@ mod cluster_up;
 mod logging;
 pub mod provision;
 mod serve;
+mod status;
 mod user;
 
 use std::path::PathBuf;
@@ -58,6 +59,8 @@ pub enum ClusterCommand {
     /// Run N nodes on this machine (ports 5222+i-1, 5280+i-1, 7700+i) with
     /// one shared store, until Ctrl-C.
     Up(cluster_up::UpArgs),
+    /// Print the member table from any node's HTTP API (`/api/cluster`).
+    Status(status::StatusArgs),
 }
 
 impl Cli {
@@ -86,6 +89,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }) => {
             logging::init(cli.log_format, "info");
             cluster_up::run(args).await
+        }
+        Some(Command::Cluster {
+            command: ClusterCommand::Status(args),
+        }) => {
+            logging::init(cli.log_format, "warn");
+            let config = match &cli.config {
+                Some(_) => Some(cli.load_config().context("configuration")?),
+                None => None,
+            };
+            status::run(args, config.as_ref()).await
         }
         Some(Command::User { command }) => {
             logging::init(cli.log_format, "warn");

@@ -186,7 +186,10 @@ fn single_node_identity(config: &Config) -> starling_core::cluster::MemberRow {
         http_addr: config.http.bind.to_string(),
         max_connections: config.c2s.max_connections,
         incarnation: 0,
-        joined_at_ms: 0,
+        // Joined the (one-member) cluster when it started.
+        joined_at_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_millis() as i64),
         member: true,
         senior: true,
         state: starling_core::cluster::PeerState::Up,

@@ -22,6 +22,8 @@ mod lb;
 mod listener;
 mod metrics;
 mod prometheus;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;

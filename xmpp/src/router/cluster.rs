@@ -8,7 +8,7 @@
 
 use std::sync::{Arc, Weak};
 
-use starling_core::cluster::{BoxFuture, Envelope, LocalDelivery, NodeId, StanzaKind};
+use starling_core::cluster::{BoxFuture, Envelope, KickReason, LocalDelivery, NodeId, StanzaKind};
 use starling_core::jid::{BareJid, FullJid};
 use starling_core::xml::{Element, ns};
 
@@ -79,12 +79,15 @@ impl LocalDelivery for ServerDelivery {
         })
     }
 
-    fn kick(&self, jid: FullJid) {
+    fn kick(&self, jid: FullJid, reason: KickReason) {
         let Some(server) = self.server.upgrade() else {
             return;
         };
         if let Some(session) = server.sessions.get(&jid) {
-            session.close(CloseReason::Conflict);
+            session.close(match reason {
+                KickReason::Conflict => CloseReason::Conflict,
+                KickReason::Admin => CloseReason::Kicked,
+            });
         }
     }
 

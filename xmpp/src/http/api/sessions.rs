@@ -6,6 +6,7 @@ use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Query, State};
 use serde::{Deserialize, Serialize};
+use starling_core::cluster::KickReason;
 use starling_core::jid::FullJid;
 
 use super::limit;
@@ -115,7 +116,7 @@ pub(crate) async fn kick(
     let Some(node) = server.cluster.locate(&jid) else {
         return Err(HttpError::NotFound(format!("no session {jid}")));
     };
-    server.cluster.kick(node, &jid);
+    server.cluster.kick(node, &jid, KickReason::Admin);
     let name = server
         .cluster
         .status()
