@@ -5,6 +5,7 @@ mod cluster_up;
 mod logging;
 pub mod provision;
 mod serve;
+mod transfer;
 mod user;
 
 use std::path::PathBuf;
