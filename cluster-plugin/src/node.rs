@@ -669,6 +669,9 @@ impl ClusterNode {
     /// Everything the admin page shows about the cluster.
     pub fn status(&self) -> ClusterStatus {
         let view = self.view();
+        // Before taking the detector lock: own_status() takes it too, and a
+        // std Mutex taken twice on one thread never returns.
+        let own = self.own_status();
         let detector = lock(&self.detector);
         let directory = lock(&self.directory);
         let peers = lock(&self.peers).clone();
@@ -683,7 +686,6 @@ impl ClusterNode {
             ids.push(self.id.0);
         }
         ids.sort_unstable();
-        let own = self.own_status();
         let members = ids
             .into_iter()
             .map(|id| {
