@@ -101,6 +101,14 @@ def status_kib(pid, key):
     return 0
 
 
+def open_file_limit(pid):
+    with open(f"/proc/{pid}/limits") as limits:
+        for line in limits:
+            if line.startswith("Max open files"):
+                return int(line.split()[3])
+    return None
+
+
 class ProcSampler:
     """CPU seconds used by the server processes during the run, their summed
     resident memory before it and at its peak (sampled every 0.2 s)."""
@@ -396,7 +404,7 @@ class Ejabberd:
     """Debian's ejabberd with Mnesia in its own spool folder and its own Erlang
     node name, provisioned in one call with `ejabberdctl import_piefxis`.
     Credentials are stored as SCRAM-SHA-1 (hashed on import), as Starling and
-    Prosody store theirs. ejabberdctl runs the node as the ejabberd user."""
+    Prosody store theirs. The node runs as the invoking user (see setup)."""
 
     label = "ejabberd"
     slug = "ejabberd"
@@ -426,7 +434,13 @@ class Ejabberd:
             out.write(open(cert).read() + open(key).read())
         shutil.copy("/etc/ejabberd/inetrc", os.path.join(self.dir, "inetrc"))
         with open(os.path.join(self.dir, "ejabberdctl.cfg"), "w") as out:
-            out.write(f'ERLANG_NODE={self.node}\nERL_MAX_PORTS=250000\nPOLL=true\n')
+            # Sourced by ejabberdctl. Run as the invoking user: `su ejabberd`
+            # would reset the open-file limit to 1024 through PAM, and the
+            # node would refuse connections beyond about a thousand.
+            out.write(
+                f"ERLANG_NODE={self.node}\nERL_MAX_PORTS=250000\nPOLL=true\n"
+                "EXEC_CMD=as_current_user\n"
+            )
         with open(os.path.join(self.dir, "ejabberd.yml"), "w") as out:
             out.write(f"""hosts:
   - "{plan.domain}"
@@ -476,6 +490,7 @@ modules:
             time.sleep(1)
         wait_for_port(self.port, "ejabberd")
         self.pid = self._beam_pid()
+        print(f"    ejabberd open-file limit {open_file_limit(self.pid)}", flush=True)
 
     def _beam_pid(self):
         """The Erlang VM of our node (the one started with our node name)."""
