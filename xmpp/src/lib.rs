@@ -12,7 +12,8 @@
 //!
 //! Around them: `auth` (SASL mechanisms and SCRAM credentials), `users`
 //! (accounts), `storage` (sqlx, SQLite or PostgreSQL), `tls`, `metrics`,
-//! `server` (the shared state) and `cli` (the commands of the binary).
+//! `server` (the shared state), `piefxis` (the XEP-0227 import/export
+//! format) and `cli` (the commands of the binary).
 
 pub mod auth;
 pub mod balance;
@@ -21,6 +22,7 @@ pub mod cli;
 pub mod http;
 pub mod iq;
 pub mod metrics;
+pub mod piefxis;
 pub mod presence;
 pub mod roster;
 pub mod router;

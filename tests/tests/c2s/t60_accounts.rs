@@ -319,3 +319,164 @@ async fn user_del_removes_an_account() {
     let mut bob = login(&node, "bob", "pw", "b").await;
     sync(&mut bob).await;
 }
+
+fn cli_ok(node: &TestNode, args: &[&str]) -> String {
+    let output = node.cli(args);
+    assert!(
+        output.status.success(),
+        "starling {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn export_then_import_into_a_fresh_store_keeps_logins_rosters_and_offline_messages() {
+    let old = TestNode::builder().start();
+    cli_ok(
+        &old,
+        &[
+            "user",
+            "provision",
+            "--prefix",
+            "m",
+            "--count",
+            "5",
+            "--password",
+            "pw",
+            "--roster-size",
+            "2",
+            "--iterations",
+            TEST_ITERATIONS,
+        ],
+    );
+    // m3 is offline: a message to it waits in the old store.
+    let mut m1 = online(&old, "m1", "pw1", "r").await;
+    m1.send("<message to='m3@localhost' type='chat'><body>kept across the move</body></message>")
+        .await
+        .unwrap();
+    sync(&mut m1).await;
+
+    let file = old.dir().join("export.xml");
+    let file = file.to_str().unwrap();
+    let report = cli_ok(&old, &["user", "export", file]);
+    assert!(
+        report.contains("exported 5 users, 10 roster items and 1 offline messages"),
+        "{report}"
+    );
+    let exported = std::fs::read_to_string(file).unwrap();
+    assert!(exported.contains("urn:xmpp:pie:0#scram"), "{exported}");
+    assert!(!exported.contains("password="), "no passwords in an export");
+
+    let new = TestNode::builder().start();
+    let report = cli_ok(&new, &["user", "import", file]);
+    assert!(
+        report.contains("imported 5 users, 10 roster items and 1 offline messages"),
+        "{report}"
+    );
+    // The same passwords work, by SCRAM and by PLAIN, and rosters are intact.
+    let mut m2 = login(&new, "m2", "pw2", "r").await;
+    let roster = roster_get(&mut m2).await;
+    assert_eq!(
+        roster,
+        vec![
+            Item::new("m1@localhost", "both"),
+            Item::new("m3@localhost", "both")
+        ]
+    );
+    let mut plain = options(&new, "m5", "pw5", "r");
+    plain.mechanism = Some(Mechanism::Plain);
+    Client::login(new.c2s, &plain).await.expect("PLAIN login");
+    assert!(
+        login_fails(&new, "m5", "wrong").await,
+        "a wrong password is refused"
+    );
+    // The offline message moved with its recipient.
+    let mut m3 = login(&new, "m3", "pw3", "r").await;
+    m3.send("<presence/>").await.unwrap();
+    m3.expect(|e| is_message_with_body(e, "kept across the move"), WAIT)
+        .await
+        .expect("the imported offline message");
+
+    // A second import finds the names taken and changes nothing.
+    let output = new.cli(&["user", "import", file]);
+    assert!(!output.status.success());
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(error.contains("already exists"), "{error}");
+}
+
+async fn login_fails(node: &TestNode, user: &str, password: &str) -> bool {
+    Client::login(node.c2s, &options(node, user, password, "r"))
+        .await
+        .is_err()
+}
+
+#[tokio::test]
+async fn imported_clear_passwords_are_hashed_not_stored() {
+    let node = TestNode::builder().start();
+    let password = "unmistakable-Passw0rd-7731";
+    let file = node.dir().join("accounts.xml");
+    std::fs::write(
+        &file,
+        format!(
+            "<?xml version='1.0'?>\n<server-data xmlns='urn:xmpp:pie:0'><host jid='localhost'>\
+             <user name='zoe' password='{password}'><query xmlns='jabber:iq:roster'>\
+             <item jid='yan@localhost' subscription='to' name='Yan'><group>Team</group></item>\
+             </query></user><user name='yan' password='other'/></host></server-data>"
+        ),
+    )
+    .unwrap();
+    cli_ok(&node, &["user", "import", file.to_str().unwrap()]);
+    std::fs::remove_file(&file).unwrap();
+
+    let mut zoe = login(&node, "zoe", password, "r").await;
+    let mut expected = Item::new("yan@localhost", "to");
+    expected.name = Some("Yan".into());
+    expected.groups = vec!["Team".into()];
+    assert_eq!(roster_get(&mut zoe).await, vec![expected]);
+    for entry in walk(node.dir()) {
+        let bytes = std::fs::read(&entry).unwrap();
+        assert!(
+            !bytes
+                .windows(password.len())
+                .any(|w| w == password.as_bytes()),
+            "{} holds the clear password",
+            entry.display()
+        );
+    }
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+#[tokio::test]
+async fn import_refuses_a_file_for_another_domain() {
+    let node = TestNode::builder().start();
+    let file = node.dir().join("other.xml");
+    std::fs::write(
+        &file,
+        "<server-data xmlns='urn:xmpp:pie:0'><host jid='example.org'>\
+         <user name='a' password='b'/></host></server-data>",
+    )
+    .unwrap();
+    let output = node.cli(&["user", "import", file.to_str().unwrap()]);
+    assert!(!output.status.success());
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        error.contains("example.org") && error.contains("this server serves localhost"),
+        "{error}"
+    );
+    let list = cli_ok(&node, &["user", "list"]);
+    assert!(list.contains("0 of 0 accounts"), "{list}");
+}

@@ -6,6 +6,7 @@ mod logging;
 pub mod provision;
 mod serve;
 mod status;
+mod transfer;
 mod user;
 
 use std::path::PathBuf;

@@ -2,6 +2,7 @@
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use starling_core::cache::CacheRegistry;
@@ -9,7 +10,7 @@ use starling_core::cluster::{Cluster, LocalOnly};
 use starling_core::config::Config;
 use starling_core::jid::NodePart;
 
-use super::provision;
+use super::{provision, transfer};
 use crate::server::open_store;
 use crate::users::UserDirectory;
 
@@ -51,6 +52,13 @@ pub enum UserCommand {
         #[arg(long, default_value_t = crate::auth::DEFAULT_ITERATIONS)]
         iterations: u32,
     },
+    /// Add the accounts, rosters and offline messages of a XEP-0227 file
+    /// (e.g. from `prosodyctl`, `ejabberdctl export_piefxis` or `user export`).
+    /// Clear-text passwords in it are hashed, never stored.
+    Import { file: PathBuf },
+    /// Write every account (SCRAM credentials, no passwords), roster and
+    /// offline message to a XEP-0227 file.
+    Export { file: PathBuf },
 }
 
 /// Prepares a username as the server will (nodeprep), or says why it is not one.
@@ -138,6 +146,12 @@ pub(super) async fn run(config: &Config, command: &UserCommand) -> anyhow::Resul
             println!("{report}");
             Ok(())
         }
+        UserCommand::Import { file } => transfer::import(&store, &config.server.domain, file)
+            .await
+            .map(|report| println!("{report}")),
+        UserCommand::Export { file } => transfer::export(&store, &config.server.domain, file)
+            .await
+            .map(|report| println!("{report}")),
     };
     store.close().await;
     result

@@ -98,6 +98,29 @@ impl Store {
         Ok(messages)
     }
 
+    /// The messages waiting for `username`, oldest first, left in place
+    /// (for export).
+    pub async fn list_offline(&self, username: &str) -> Result<Vec<OfflineMessage>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT id, sender, stanza, stamp_ms FROM offline_messages \
+             WHERE username = $1 ORDER BY id",
+        )
+        .bind(username)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(OfflineMessage {
+                    id: row.try_get(0)?,
+                    from: row.try_get(1)?,
+                    xml: row.try_get(2)?,
+                    stamp_ms: row.try_get(3)?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
     /// How many messages are waiting for `username`.
     pub async fn count_offline(&self, username: &str) -> Result<i64, StorageError> {
         let count = sqlx::query_scalar("SELECT COUNT(*) FROM offline_messages WHERE username = $1")

@@ -26,6 +26,34 @@ pub fn xep0082(ms: i64) -> String {
     )
 }
 
+/// Reads back what [`xep0082`] writes: Unix milliseconds of a UTC DateTime
+/// (`2026-11-22T08:15:00.123Z`; fractions beyond milliseconds are cut).
+pub fn parse_xep0082(stamp: &str) -> Option<i64> {
+    let stamp = stamp.strip_suffix('Z')?;
+    let (date, time) = stamp.split_once('T')?;
+    let mut date = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (year, month, day) = (date.next()??, date.next()??, date.next()??);
+    let (time, fraction) = time.split_once('.').unwrap_or((time, "0"));
+    let mut time = time.splitn(3, ':').map(|p| p.parse::<i64>().ok());
+    let (hour, minute, second) = (time.next()??, time.next()??, time.next()??);
+    if fraction.is_empty() || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let millis: i64 = format!("{fraction:0<3}")[..3].parse().ok()?;
+    let in_range = (1..=12).contains(&month) && (1..=31).contains(&day);
+    if !in_range || hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    // Days from 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 24 + hour) * 60 + minute) * 60_000 + second * 1000 + millis)
+}
+
 /// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian
 /// calendar (Howard Hinnant's algorithm).
 fn civil_from_days(days: i64) -> (i64, u32, u32) {
@@ -51,5 +79,33 @@ mod tests {
         assert_eq!(xep0082(951_782_400_000), "2000-02-29T00:00:00.000Z");
         assert_eq!(xep0082(1_795_335_300_123), "2026-11-22T08:15:00.123Z");
         assert_eq!(xep0082(-1), "1969-12-31T23:59:59.999Z");
+    }
+
+    #[test]
+    fn parses_what_it_formats() {
+        for ms in [0, 951_782_400_000, 1_795_335_300_123, -1, 4_102_444_799_999] {
+            assert_eq!(parse_xep0082(&xep0082(ms)), Some(ms), "{ms}");
+        }
+        assert_eq!(
+            parse_xep0082("2026-11-22T08:15:00Z"),
+            Some(1_795_335_300_000)
+        );
+        assert_eq!(
+            parse_xep0082("2026-11-22T08:15:00.5Z"),
+            Some(1_795_335_300_500)
+        );
+        assert_eq!(
+            parse_xep0082("2026-11-22T08:15:00.123456Z"),
+            Some(1_795_335_300_123)
+        );
+        for bad in [
+            "",
+            "2026-11-22",
+            "2026-11-22T08:15:00",
+            "2026-13-01T00:00:00Z",
+            "x-1-1T0:0:0Z",
+        ] {
+            assert_eq!(parse_xep0082(bad), None, "{bad:?}");
+        }
     }
 }
