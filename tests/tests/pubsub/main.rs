@@ -1,0 +1,7 @@
+//! Black-box tests of XEP-0060 pub/sub on `pubsub.<domain>`: real `starling`
+//! processes, real sockets, Starling's own test client; one node first,
+//! then a three-node cluster.
+
+mod support;
+
+mod t10_single_node;
