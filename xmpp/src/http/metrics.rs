@@ -6,7 +6,7 @@
 //! authentication failures, stanzas in and out by kind, routing outcomes
 //! and tasks (local, remote, lookups retried and missed), the session
 //! directory, every cache, cluster membership and each peer link, store
-//! latency, and the HTTP side's own logins.
+//! latency, the HTTP side's own logins, and the Bayeux clients.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -219,7 +219,64 @@ pub(crate) fn exposition(state: &HttpState) -> String {
         "Messages sent with POST /api/messages.",
         load(&counters.messages_sent),
     );
+    cometd(&mut out, state);
     out.finish()
+}
+
+fn cometd(out: &mut Exposition, state: &HttpState) {
+    let bayeux = &state.cometd;
+    let counters = &bayeux.counters;
+    out.single(
+        "starling_cometd_clients",
+        Kind::Gauge,
+        "Bayeux clients on this node.",
+        count(bayeux.client_count() as u64),
+    );
+    out.single(
+        "starling_cometd_channels",
+        Kind::Gauge,
+        "Channels with a Bayeux subscriber on this node.",
+        count(bayeux.channel_count() as u64),
+    );
+    for (name, help, counter) in [
+        (
+            "handshakes",
+            "Bayeux handshakes accepted.",
+            &counters.handshakes,
+        ),
+        (
+            "handshake_failures",
+            "Bayeux handshakes refused.",
+            &counters.handshake_failures,
+        ),
+        (
+            "expired",
+            "Bayeux clients removed after maxInterval without a connect.",
+            &counters.expired,
+        ),
+        (
+            "dropped_slow",
+            "Bayeux clients removed because their queue was full.",
+            &counters.dropped_slow,
+        ),
+        (
+            "events_queued",
+            "Events queued for Bayeux clients.",
+            &counters.events_queued,
+        ),
+        (
+            "publishes",
+            "Bayeux publishes turned into pub/sub items.",
+            &counters.publishes,
+        ),
+    ] {
+        out.single(
+            &format!("starling_cometd_{name}_total"),
+            Kind::Counter,
+            help,
+            load(counter),
+        );
+    }
 }
 
 fn caches(out: &mut Exposition, state: &HttpState) {
