@@ -89,6 +89,45 @@ test("after unsubscribing a client gets nothing more from that channel", async (
     }
 });
 
+test("ack extension: the events of a long-poll reply that was lost come again", async () => {
+    const channel = s.freshChannel("ack");
+    const clientId = await s.rawHandshake(1, { ack: true });
+    const subscribed = await s.post(1, [{ channel: "/meta/subscribe", clientId, subscription: channel, id: "s" }]);
+    assert.ok(subscribed.json[0].successful, subscribed.text);
+    const connect = (ack, timeout) => s.post(1, [{
+        channel: "/meta/connect", clientId, connectionType: "long-polling", id: "c", ext: { ack },
+        ...(timeout === undefined ? {} : { advice: { timeout } }),
+    }], "/connect");
+    const reply = (answer) => answer.json.find((m) => m.channel === "/meta/connect");
+    const events = (answer) => answer.json.filter((m) => m.channel === channel).map((m) => m.data.payload);
+    const first = reply(await connect(0, 0));
+    assert.ok(first.successful);
+    const publisher = await s.cometd(0, { auth: s.alice });
+    for (const n of [1, 2, 3]) {
+        assert.ok((await s.publish(publisher, channel, { n })).successful);
+    }
+    // Held connects until all three are here, acknowledging each reply.
+    let batch = first.ext.ack;
+    let got = [];
+    let lastBatch = batch;
+    while (got.length < 3) {
+        const answer = await connect(batch);
+        assert.ok(reply(answer).successful, answer.text);
+        got = got.concat(events(answer));
+        lastBatch = batch;
+        batch = reply(answer).ext.ack;
+    }
+    assert.deepEqual(got.slice(-1), [{ n: 3 }]);
+    // The last reply "never arrived": the client acknowledges the batch before it.
+    const again = await connect(lastBatch, 0);
+    assert.ok(events(again).length > 0, `nothing sent again: ${again.text}`);
+    assert.deepEqual(events(again).at(-1), { n: 3 });
+    // Acknowledged now: nothing comes a third time.
+    const done = await connect(reply(again).ext.ack, 0);
+    assert.deepEqual(events(done), []);
+    await s.disconnect(publisher);
+});
+
 test("a disconnected client id is unknown afterwards", async () => {
     const client = await s.cometd(1, { transport: "long-polling" });
     const clientId = client.getClientId();

@@ -120,10 +120,11 @@ test("faye unsubscribes, and comes back by itself when its client id is unknown"
     });
     // Its resubscription is not observable from outside: publish until one arrives.
     for (let n = 2; markers.length < 2 && n < 40; n += 1) {
-        await publisher.publish(marker, { marker: n });
+        await subscriber.publish(marker, { marker: n });
         await s.until("a marker after the re-handshake", () => markers.length >= 2, 500).catch(() => {});
     }
-    assert.equal(markers[1].publisher, `bob@${s.domain}`);
+    assert.equal(markers[1].publisher, `alice@${s.domain}`);
+    assert.notEqual(subscriber._dispatcher.clientId, lost);
     for (const c of [subscriber, witness, publisher]) {
         await c.disconnect();
     }

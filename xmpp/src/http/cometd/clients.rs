@@ -18,6 +18,9 @@ use super::outbox::{Event, Outbox, Overflow};
 
 pub(crate) type ClientId = Arc<str>;
 
+/// The connection number of the long-polling transport (WebSockets count from 1).
+pub(crate) const LONG_POLL: u64 = 0;
+
 /// Who a client acts as on the pub/sub service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Identity {
@@ -84,8 +87,10 @@ impl Client {
         if let Some(batch) = ack {
             state.outbox.ack(batch);
         }
-        if state.connection != connection {
-            // What went out on the other connection may be lost with it.
+        // What went out on another connection may be lost with it; and a
+        // long-poll connect comes only after the previous reply, so what that
+        // reply carried and is still unacknowledged never arrived.
+        if state.connection != connection || connection == LONG_POLL {
             state.outbox.resend();
             state.connection = connection;
         }
@@ -259,13 +264,32 @@ mod tests {
         let client = clients.create(Identity::Anonymous, true);
         client.begin_connect(7, None);
         client.deliver(Arc::from("a")).unwrap();
-        assert_eq!(client.state().outbox.take_unsent().len(), 1);
+        client.deliver(Arc::from("b")).unwrap();
+        assert_eq!(client.state().outbox.take_unsent().len(), 2);
         client.end_connect();
         client.begin_connect(7, Some(0));
         assert!(!client.state().outbox.has_unsent(), "same connection");
         client.end_connect();
         client.begin_connect(8, Some(0));
         assert!(client.state().outbox.has_unsent(), "new connection");
+        client.end_connect();
+        // A long-poll reply carried both; the next connect acknowledges
+        // nothing newer, so that reply was lost and both go out again.
+        client.begin_connect(LONG_POLL, Some(0));
+        let (events, batch) = client.state().outbox.take_for_reply();
+        client.end_connect();
+        assert_eq!(events.len(), 2);
+        client.begin_connect(LONG_POLL, Some(0));
+        assert!(client.state().outbox.has_unsent(), "lost reply");
+        let (again, batch_again) = client.state().outbox.take_for_reply();
+        client.end_connect();
+        assert_eq!(again, events);
+        assert!(batch_again > batch);
+        client.begin_connect(LONG_POLL, batch_again);
+        assert!(
+            client.state().outbox.take_for_reply().0.is_empty(),
+            "acknowledged"
+        );
     }
 
     #[test]

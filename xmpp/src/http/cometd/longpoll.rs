@@ -12,12 +12,10 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
+use super::clients::LONG_POLL;
 use super::engine::{Bayeux, HeldConnect, Step};
 use super::message::parse_body;
 use super::outbox::Event;
-
-/// Connection number of the long-polling transport (WebSockets count from 1).
-pub(crate) const LONG_POLL: u64 = 0;
 
 pub(crate) async fn handle(bayeux: Arc<Bayeux>, body: Bytes, ip: IpAddr) -> Response {
     let messages = match parse_body(&body) {
