@@ -136,6 +136,8 @@ impl NodeBuilder {
 pub struct TestNode {
     pub domain: String,
     pub c2s: SocketAddr,
+    /// The node's HTTP listener (admin page, APIs, `/metrics`).
+    pub http: SocketAddr,
     pub config: PathBuf,
     dir: tempfile::TempDir,
     child: Option<Child>,
@@ -159,6 +161,7 @@ impl TestNode {
         let mut node = TestNode {
             domain: builder.domain.clone(),
             c2s,
+            http,
             config,
             dir,
             child: None,

@@ -5,3 +5,4 @@
 mod support;
 
 mod t10_single_node;
+mod t20_cluster;
