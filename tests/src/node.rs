@@ -136,7 +136,7 @@ impl NodeBuilder {
 pub struct TestNode {
     pub domain: String,
     pub c2s: SocketAddr,
-    /// The HTTP listener (admin page, APIs, `/cometd`).
+    /// The node's HTTP listener (admin page, APIs, `/metrics`, `/cometd`).
     pub http: SocketAddr,
     pub config: PathBuf,
     dir: tempfile::TempDir,

@@ -5,3 +5,5 @@
 mod support;
 
 mod t10_single_node;
+mod t20_cluster;
+mod t30_slixmpp;

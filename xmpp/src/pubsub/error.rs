@@ -5,7 +5,7 @@
 
 use starling_core::xml::{Element, ns};
 
-use crate::stanza::{Condition, StanzaError};
+use crate::stanza::{Condition, ErrorType, StanzaError};
 use crate::storage::StorageError;
 
 /// Why a pub/sub request failed.
@@ -17,6 +17,16 @@ pub struct PubSubError {
     /// The `feature` attribute of an `<unsupported/>` condition.
     pub feature: Option<&'static str>,
     pub text: Option<String>,
+}
+
+/// The error type XEP-0060's examples give a condition, where it differs
+/// from RFC 6120's usual one.
+fn xep_type(condition: Condition) -> ErrorType {
+    match condition {
+        // XEP-0060 6.2.3.2, 6.3.4.2: not subscribed.
+        Condition::UnexpectedRequest => ErrorType::Cancel,
+        other => other.default_type(),
+    }
 }
 
 impl PubSubError {
@@ -96,7 +106,7 @@ impl PubSubError {
     }
 
     pub fn to_stanza_error(&self) -> StanzaError {
-        let mut error = StanzaError::new(self.condition);
+        let mut error = StanzaError::new(self.condition).with_type(xep_type(self.condition));
         if let Some(text) = &self.text {
             error = error.with_text(text.clone());
         }
@@ -152,5 +162,7 @@ mod tests {
         let error = PubSubError::bad_request("nodeid-required");
         assert_eq!(error.text(), "bad-request/nodeid-required");
         assert_eq!(error.to_stanza_error().kind.as_str(), "modify");
+        let error = PubSubError::with(Condition::UnexpectedRequest, "not-subscribed");
+        assert_eq!(error.to_stanza_error().kind.as_str(), "cancel");
     }
 }
