@@ -20,8 +20,8 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use starling_core::cluster::{
-    BoxFuture, Cluster, Envelope, ForwardError, LocalDelivery, NodeId, ResourceEntry, RetryPolicy,
-    SessionChange,
+    BoxFuture, Cluster, Envelope, ForwardError, LocalDelivery, NodeId, PubSubEvent, ResourceEntry,
+    RetryPolicy, SessionChange,
 };
 use starling_core::config::Config;
 use starling_core::jid::{BareJid, FullJid, Jid};
@@ -33,6 +33,7 @@ use crate::membership::{
     MemberInfo, Membership, MembershipView, RaftTransport, Timings, TransportError,
 };
 use crate::replication::Directory;
+use crate::replication::interest::InterestSets;
 use crate::transport::frame::{
     DirectoryMessage, Frame, MemberStatus, PROTOCOL_VERSION, PeerInfo, WireEnvelope,
 };
@@ -87,6 +88,9 @@ pub struct Counters {
     pub resyncs: AtomicU64,
     pub invalidations: AtomicU64,
     pub invalidation_timeouts: AtomicU64,
+    pub pubsub_sent: AtomicU64,
+    pub pubsub_received: AtomicU64,
+    pub interest_changes: AtomicU64,
 }
 
 impl Counters {
@@ -100,6 +104,9 @@ impl Counters {
             resyncs: self.resyncs.load(Ordering::Relaxed),
             invalidations: self.invalidations.load(Ordering::Relaxed),
             invalidation_timeouts: self.invalidation_timeouts.load(Ordering::Relaxed),
+            pubsub_sent: self.pubsub_sent.load(Ordering::Relaxed),
+            pubsub_received: self.pubsub_received.load(Ordering::Relaxed),
+            interest_changes: self.interest_changes.load(Ordering::Relaxed),
         }
     }
 }
@@ -112,6 +119,8 @@ pub struct ClusterNode {
     config: starling_core::config::ClusterConfig,
     transport: Arc<Transport>,
     directory: Mutex<Directory>,
+    /// Pub/sub nodes with watchers, here and (replicas) on each peer.
+    interest: Mutex<InterestSets>,
     membership: OnceLock<Membership>,
     delivery: OnceLock<Arc<dyn LocalDelivery>>,
     detector: Mutex<FailureDetector>,
@@ -177,6 +186,7 @@ impl ClusterNode {
             config: cluster.clone(),
             transport,
             directory: Mutex::new(Directory::new(incarnation)),
+            interest: Mutex::new(InterestSets::default()),
             membership: OnceLock::new(),
             delivery: OnceLock::new(),
             detector: Mutex::new(detector),
@@ -464,6 +474,7 @@ impl ClusterNode {
                     }
                 }
                 let lost = lock(&self.directory).purge(node);
+                lock(&self.interest).purge(node);
                 if let Some(delivery) = self.delivery() {
                     delivery.node_down(node, lost).await;
                 }
@@ -885,6 +896,18 @@ impl FrameHandler for ClusterNode {
                         delivery.offline_stored(user).await;
                     }
                 }
+                Frame::Interest(message) => lock(&self.interest).apply(node, message),
+                Frame::PubSub(event) => {
+                    self.counters
+                        .pubsub_received
+                        .fetch_add(1, Ordering::Relaxed);
+                    match self.delivery() {
+                        Some(delivery) => delivery.pubsub_event(event, node),
+                        None => {
+                            tracing::error!("pub/sub event from a peer before the server was ready")
+                        }
+                    }
+                }
                 Frame::Hello { .. }
                 | Frame::Auth { .. }
                 | Frame::Goodbye { .. }
@@ -898,6 +921,13 @@ impl FrameHandler for ClusterNode {
         lock(&self.peers).insert(link.peer.node_id, link.peer.clone());
         let transition = lock(&self.detector).heard(link.node(), Instant::now());
         self.send_snapshot(link);
+        {
+            // Under the lock: no change is sent between reading and queueing.
+            let interest = lock(&self.interest);
+            if link.send(Frame::Interest(interest.snapshot())).is_err() {
+                tracing::warn!(peer = %link.peer.name, "pub/sub interest snapshot not queued");
+            }
+        }
         let _ = link.send(Frame::Status(self.own_status()));
         if let Some(transition) = transition {
             let name = link.peer.name.clone();
@@ -1074,6 +1104,35 @@ impl Cluster for ClusterNode {
 
     fn status(&self) -> ClusterStatus {
         ClusterNode::status(self)
+    }
+
+    fn pubsub_interest(&self, node: &str, interested: bool) {
+        let mut interest = lock(&self.interest);
+        let Some(change) = interest.set_local(node, interested) else {
+            return;
+        };
+        self.counters
+            .interest_changes
+            .fetch_add(1, Ordering::Relaxed);
+        // Queued under the lock, so a snapshot for a link coming up now
+        // is never overtaken by a change it already contains.
+        for link in self.transport.links() {
+            if link.send(Frame::Interest(change.clone())).is_err() {
+                tracing::warn!(peer = %link.peer.name, "pub/sub interest change not queued; the next link-up resends the set");
+            }
+        }
+    }
+
+    fn pubsub_interested(&self, node: &str) -> Vec<NodeId> {
+        lock(&self.interest).interested(node)
+    }
+
+    fn pubsub_send(&self, node: NodeId, event: PubSubEvent) -> Result<(), ForwardError> {
+        let result = self.transport.send(node, Frame::PubSub(event));
+        if result.is_ok() {
+            self.counters.pubsub_sent.fetch_add(1, Ordering::Relaxed);
+        }
+        result
     }
 
     fn offline_stored(&self, node: NodeId, user: &BareJid) {

@@ -236,13 +236,28 @@ pub enum AnonymousAccess {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CometdConfig {
+    /// What a Bayeux client without XMPP credentials may do.
     pub anonymous: AnonymousAccess,
+    /// How long a `/meta/connect` is held when there is nothing to deliver.
+    pub timeout_ms: u64,
+    /// How long a client waits between two connects (advice `interval`).
+    pub interval_ms: u64,
+    /// A client that has not connected for this long is removed, with its
+    /// subscriptions (advice `maxInterval`).
+    pub max_interval_ms: u64,
+    /// Messages queued for one client; a client that falls further behind
+    /// is removed (it must handshake again) rather than losing messages silently.
+    pub max_queue: usize,
 }
 
 impl Default for CometdConfig {
     fn default() -> Self {
         CometdConfig {
             anonymous: AnonymousAccess::Subscribe,
+            timeout_ms: 30_000,
+            interval_ms: 0,
+            max_interval_ms: 10_000,
+            max_queue: 10_000,
         }
     }
 }
@@ -365,6 +380,7 @@ impl Config {
             });
         }
         self.validate_http()?;
+        self.validate_cometd()?;
         let url = &self.storage.url;
         if !(url.starts_with("sqlite:")
             || url.starts_with("postgres:")
@@ -450,6 +466,23 @@ impl Config {
                 return Err(ConfigError::Invalid {
                     key: "cluster.node_name",
                     message: "must not be empty".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_cometd(&self) -> Result<(), ConfigError> {
+        let cometd = &self.cometd;
+        for (key, value) in [
+            ("cometd.timeout_ms", cometd.timeout_ms),
+            ("cometd.max_interval_ms", cometd.max_interval_ms),
+            ("cometd.max_queue", cometd.max_queue as u64),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Invalid {
+                    key,
+                    message: "must be at least 1".into(),
                 });
             }
         }

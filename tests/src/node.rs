@@ -136,7 +136,7 @@ impl NodeBuilder {
 pub struct TestNode {
     pub domain: String,
     pub c2s: SocketAddr,
-    /// The HTTP listener (`[http] bind`): admin page, APIs, metrics, `/lb`.
+    /// The HTTP listener (`[http] bind`): admin page, APIs, `/metrics`, `/lb`, `/cometd`.
     pub http: SocketAddr,
     pub config: PathBuf,
     dir: tempfile::TempDir,

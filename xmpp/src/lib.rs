@@ -9,6 +9,8 @@
 //! - `roster`: roster items and the subscription state machine.
 //! - `iq`: disco, ping, version, registration, and the catch-all error.
 //! - `router::offline`: the offline message store and its flush.
+//! - `pubsub`: XEP-0060 on `pubsub.<domain>`, its cluster fan-out, and the
+//!   seam the CometD bridge subscribes and publishes through.
 //!
 //! Around them: `auth` (SASL mechanisms and SCRAM credentials), `users`
 //! (accounts), `storage` (sqlx, SQLite or PostgreSQL), `tls`, `metrics`,
@@ -24,6 +26,7 @@ pub mod iq;
 pub mod metrics;
 pub mod piefxis;
 pub mod presence;
+pub mod pubsub;
 pub mod roster;
 pub mod router;
 pub mod server;

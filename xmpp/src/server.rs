@@ -13,6 +13,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::c2s::limits::IpLimits;
 use crate::metrics::Metrics;
+use crate::pubsub::PubSub;
 use crate::roster::service::Rosters;
 use crate::router::offline::DeliveryLocks;
 use crate::session::SessionManager;
@@ -30,6 +31,8 @@ pub struct Server {
     pub rosters: Rosters,
     pub sessions: SessionManager,
     pub cluster: Arc<dyn Cluster>,
+    /// XEP-0060 on `pubsub.<domain>`; the CometD bridge uses it too.
+    pub pubsub: Arc<PubSub>,
     pub metrics: Metrics,
     pub caches: CacheRegistry,
     pub tls: TlsAcceptor,
@@ -88,6 +91,7 @@ impl Server {
             &caches,
         );
         let ip_limits = IpLimits::new(&config.limits);
+        let (pubsub_store, pubsub_domain) = (store.clone(), domain.clone());
         Ok(Arc::new_cyclic(|this| Server {
             this: this.clone(),
             domain,
@@ -96,6 +100,12 @@ impl Server {
             users,
             rosters,
             sessions: SessionManager::default(),
+            pubsub: Arc::new(PubSub::new(
+                this.clone(),
+                pubsub_store,
+                cluster.clone(),
+                &pubsub_domain,
+            )),
             cluster,
             metrics: Metrics::default(),
             caches,

@@ -15,6 +15,7 @@
 //! This module is plain state with no I/O; `node` feeds it and sends what it
 //! returns. Lookups read one index by bare JID, so they are local and O(1).
 
+pub mod interest;
 #[cfg(test)]
 mod tests;
 

@@ -13,12 +13,13 @@
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use starling_core::cluster::StanzaKind;
+use starling_core::cluster::{PubSubEvent, StanzaKind};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Version of [`Frame`] and of the handshake (2: envelopes are acknowledged
-/// with [`Frame::Received`]).
-pub const PROTOCOL_VERSION: u32 = 3;
+/// with [`Frame::Received`]; 3: a kick says why; 4: pub/sub interest and
+/// events).
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Frames larger than this are refused (a stanza is at most 256 KiB by
 /// default; a directory snapshot is sent in chunks well below this).
@@ -176,6 +177,20 @@ pub enum Frame {
     Received {
         envelopes: u64,
     },
+    /// The sender's set of pub/sub nodes with local watchers (see
+    /// `replication::interest`).
+    Interest(InterestMessage),
+    /// A pub/sub event for the receiver's subscribers and watchers.
+    PubSub(PubSubEvent),
+}
+
+/// The owner's pub/sub interest set, replicated to every member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum InterestMessage {
+    /// All nodes the sender has watchers of.
+    Snapshot { nodes: Vec<String> },
+    /// One node gained its first or lost its last watcher.
+    Changed { node: String, interested: bool },
 }
 
 /// What a member believes about the cluster.

@@ -103,6 +103,39 @@ pub enum ForwardError {
     QueueFull(NodeId),
 }
 
+/// A pub/sub event on its way to another member. The publishing member
+/// sends it once to each member that has interest in the node: sessions of
+/// subscribers there (from the session directory) or local watchers there
+/// (from the replicated interest sets), and to no other member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PubSubEvent {
+    /// The pub/sub node's name.
+    pub node: String,
+    pub kind: PubSubEventKind,
+    /// The XMPP notification without a `to`, or empty when no session on
+    /// the receiving member is to be notified.
+    pub notification: Bytes,
+    /// Full JIDs of the sessions on the receiving member to notify.
+    pub recipients: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PubSubEventKind {
+    Published {
+        item_id: String,
+        publisher: Option<String>,
+        /// The item's payload, serialised.
+        payload: String,
+    },
+    Retracted {
+        item_id: String,
+    },
+    Deleted,
+    Purged,
+    /// The node's configuration changed (XMPP subscribers only).
+    Configured,
+}
+
 /// How often to look again for a JID the directory does not know yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
@@ -195,6 +228,25 @@ pub trait Cluster: Send + Sync + 'static {
 
     /// This node's view of the cluster, for the admin side.
     fn status(&self) -> ClusterStatus;
+
+    /// This node gained (`true`) or lost its last local watcher of pub/sub
+    /// node `node`; the other members keep a replica of the set.
+    fn pubsub_interest(&self, node: &str, interested: bool) {
+        let _ = (node, interested);
+    }
+
+    /// Other members with local watchers of pub/sub node `node`.
+    fn pubsub_interested(&self, node: &str) -> Vec<NodeId> {
+        let _ = node;
+        Vec::new()
+    }
+
+    /// Queues a pub/sub event for another member, in order with the other
+    /// events sent to it.
+    fn pubsub_send(&self, node: NodeId, event: PubSubEvent) -> Result<(), ForwardError> {
+        let _ = event;
+        Err(ForwardError::UnknownNode(node))
+    }
 }
 
 /// What the cluster module hands back to the server.
@@ -221,6 +273,10 @@ pub trait LocalDelivery: Send + Sync + 'static {
     /// Offline messages were stored for `user` elsewhere: deliver them if the
     /// user is available here.
     fn offline_stored(&self, user: BareJid) -> BoxFuture<'_, ()>;
+
+    /// A pub/sub event from another member: notify the listed sessions and
+    /// the local watchers of its node.
+    fn pubsub_event(&self, event: PubSubEvent, from: NodeId);
 }
 
 /// The cluster module of a single node: there are no other members.

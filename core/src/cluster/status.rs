@@ -28,6 +28,12 @@ pub struct ClusterCounters {
     pub resyncs: u64,
     pub invalidations: u64,
     pub invalidation_timeouts: u64,
+    /// Pub/sub events sent to peers (once per peer with interest and event).
+    pub pubsub_sent: u64,
+    /// Pub/sub events received from peers.
+    pub pubsub_received: u64,
+    /// Changes to this node's pub/sub interest set announced to peers.
+    pub interest_changes: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

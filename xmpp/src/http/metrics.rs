@@ -6,7 +6,7 @@
 //! authentication failures, stanzas in and out by kind, routing outcomes
 //! and tasks (local, remote, lookups retried and missed), the session
 //! directory, every cache, cluster membership and each peer link, store
-//! latency, and the HTTP side's own logins.
+//! latency, the HTTP side's own logins, and the Bayeux clients.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -199,6 +199,7 @@ pub(crate) fn exposition(state: &HttpState) -> String {
     caches(&mut out, state);
     cluster(&mut out, &status, server.config.cluster.enabled);
     storage(&mut out, state);
+    pubsub(&mut out, state);
 
     let counters = &state.counters;
     out.single(
@@ -219,7 +220,64 @@ pub(crate) fn exposition(state: &HttpState) -> String {
         "Messages sent with POST /api/messages.",
         load(&counters.messages_sent),
     );
+    cometd(&mut out, state);
     out.finish()
+}
+
+fn cometd(out: &mut Exposition, state: &HttpState) {
+    let bayeux = &state.cometd;
+    let counters = &bayeux.counters;
+    out.single(
+        "starling_cometd_clients",
+        Kind::Gauge,
+        "Bayeux clients on this node.",
+        count(bayeux.client_count() as u64),
+    );
+    out.single(
+        "starling_cometd_channels",
+        Kind::Gauge,
+        "Channels with a Bayeux subscriber on this node.",
+        count(bayeux.channel_count() as u64),
+    );
+    for (name, help, counter) in [
+        (
+            "handshakes",
+            "Bayeux handshakes accepted.",
+            &counters.handshakes,
+        ),
+        (
+            "handshake_failures",
+            "Bayeux handshakes refused.",
+            &counters.handshake_failures,
+        ),
+        (
+            "expired",
+            "Bayeux clients removed after maxInterval without a connect.",
+            &counters.expired,
+        ),
+        (
+            "dropped_slow",
+            "Bayeux clients removed because their queue was full.",
+            &counters.dropped_slow,
+        ),
+        (
+            "events_queued",
+            "Events queued for Bayeux clients.",
+            &counters.events_queued,
+        ),
+        (
+            "publishes",
+            "Bayeux publishes turned into pub/sub items.",
+            &counters.publishes,
+        ),
+    ] {
+        out.single(
+            &format!("starling_cometd_{name}_total"),
+            Kind::Counter,
+            help,
+            load(counter),
+        );
+    }
 }
 
 fn caches(out: &mut Exposition, state: &HttpState) {
@@ -388,9 +446,69 @@ fn cluster(out: &mut Exposition, status: &starling_core::cluster::ClusterStatus,
             "Cache invalidations sent to peers.",
             counters.invalidations,
         ),
+        (
+            "starling_cluster_pubsub_sent_total",
+            "Pub/sub events queued for peers (one per interested peer and event).",
+            counters.pubsub_sent,
+        ),
+        (
+            "starling_cluster_pubsub_received_total",
+            "Pub/sub events received from peers.",
+            counters.pubsub_received,
+        ),
+        (
+            "starling_cluster_pubsub_interest_changes_total",
+            "Changes to this node's pub/sub interest set announced to peers.",
+            counters.interest_changes,
+        ),
     ] {
         out.single(name, Kind::Counter, help, count(value));
     }
+}
+
+fn pubsub(out: &mut Exposition, state: &HttpState) {
+    let pubsub = &state.server.pubsub;
+    let counters = &pubsub.counters;
+    for (name, help, value) in [
+        (
+            "starling_pubsub_published_total",
+            "Items published through this node.",
+            &counters.published,
+        ),
+        (
+            "starling_pubsub_notifications_total",
+            "Event notifications handed to sessions on this node.",
+            &counters.notifications_local,
+        ),
+        (
+            "starling_pubsub_watcher_events_total",
+            "Events handed to local watchers (CometD subscribers), once per watch.",
+            &counters.watcher_events,
+        ),
+        (
+            "starling_pubsub_cluster_events_sent_total",
+            "Events sent to other members that have subscribers or watchers.",
+            &counters.cluster_events_sent,
+        ),
+        (
+            "starling_pubsub_cluster_events_received_total",
+            "Events other members sent to this node.",
+            &counters.cluster_events_received,
+        ),
+        (
+            "starling_pubsub_cluster_events_failed_total",
+            "Events a member's link could not take.",
+            &counters.cluster_events_failed,
+        ),
+    ] {
+        out.single(name, Kind::Counter, help, load(value));
+    }
+    out.single(
+        "starling_pubsub_watched_nodes",
+        Kind::Gauge,
+        "Pub/sub nodes with local watchers.",
+        count(pubsub.watched_nodes() as u64),
+    );
 }
 
 fn storage(out: &mut Exposition, state: &HttpState) {

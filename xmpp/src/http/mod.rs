@@ -7,6 +7,7 @@
 //!  /api/users, /api/messages                             api/ (admin login)
 //!  /metrics                                               metrics.rs (public)
 //!  /lb/{username}                                         lb.rs (public)
+//!  /cometd, /cometd/{*path}                               cometd/ (Bayeux)
 //! ```
 //!
 //! [`app`] builds the router over an [`HttpState`]; [`serve`] runs it on a
@@ -16,7 +17,8 @@
 
 mod admin;
 mod api;
-mod auth;
+pub(crate) mod auth;
+mod cometd;
 mod error;
 mod lb;
 mod listener;
@@ -37,6 +39,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 pub use self::auth::{AdminSessions, LOGIN_COOKIE, SESSION_COOKIE};
+pub use self::cometd::{Bayeux, BayeuxCounters};
 pub use self::error::HttpError;
 pub use self::listener::ClientAddr;
 use crate::server::Server;
@@ -47,6 +50,8 @@ pub struct HttpState {
     pub server: Arc<Server>,
     pub admin: Arc<AdminSessions>,
     pub counters: Arc<HttpCounters>,
+    /// The Bayeux server at `/cometd`.
+    pub cometd: Arc<Bayeux>,
 }
 
 /// Counters of the HTTP side itself, on `/metrics`.
@@ -62,6 +67,7 @@ impl HttpState {
         HttpState {
             admin: Arc::new(AdminSessions::new(auth::SESSION_IDLE)),
             counters: Arc::default(),
+            cometd: Bayeux::new(server.clone()),
             server,
         }
     }
@@ -81,7 +87,8 @@ pub fn app(state: HttpState) -> Router {
         .route("/admin/logout", post(auth::logout))
         .route("/admin/assets/{file}", get(admin::asset))
         .nest("/api", api::routes())
-        .route("/lb/{username}", get(lb::answer));
+        .route("/lb/{username}", get(lb::answer))
+        .merge(cometd::routes());
     if http.metrics && http.metrics_addr().is_none() {
         router = router.route("/metrics", get(metrics::render));
     }

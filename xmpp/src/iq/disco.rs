@@ -55,11 +55,16 @@ pub fn server_info(server: &Server, request: &Element) -> Result<Element, Stanza
     Ok(info)
 }
 
-pub fn server_items(_server: &Server, request: &Element) -> Result<Element, StanzaError> {
+pub fn server_items(server: &Server, request: &Element) -> Result<Element, StanzaError> {
     if request.attr("node").is_some() {
         return Err(no_such_node());
     }
-    Ok(query(ns::DISCO_ITEMS, request))
+    // XEP-0060 5.1: the pub/sub service is found among the server's items.
+    Ok(query(ns::DISCO_ITEMS, request).with_child(
+        Element::new("item", ns::DISCO_ITEMS)
+            .with_attr("jid", server.pubsub.service())
+            .with_attr("name", "Publish-Subscribe"),
+    ))
 }
 
 /// Errors unless the iq's bare-JID target is an account here.

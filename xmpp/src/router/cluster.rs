@@ -8,7 +8,9 @@
 
 use std::sync::{Arc, Weak};
 
-use starling_core::cluster::{BoxFuture, Envelope, KickReason, LocalDelivery, NodeId, StanzaKind};
+use starling_core::cluster::{
+    BoxFuture, Envelope, KickReason, LocalDelivery, NodeId, PubSubEvent, StanzaKind,
+};
 use starling_core::jid::{BareJid, FullJid};
 use starling_core::xml::{Element, ns};
 
@@ -112,6 +114,12 @@ impl LocalDelivery for ServerDelivery {
             };
             offline::flush_if_available(&server, &user).await;
         })
+    }
+
+    fn pubsub_event(&self, event: PubSubEvent, from: NodeId) {
+        if let Some(server) = self.server.upgrade() {
+            server.pubsub.receive(event, from);
+        }
     }
 }
 

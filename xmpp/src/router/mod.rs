@@ -7,6 +7,7 @@
 //!        │                     ──▶ presence rules (presence::inbound)
 //!        │                     ──▶ iq: full JID, or the server answers
 //!        ├──▶ our domain, no user ──▶ iq::handle_server
+//!        ├──▶ pubsub.<domain> ──▶ pubsub::iq
 //!        └──▶ any other domain ──▶ remote-server-not-found (no s2s)
 //! ```
 //!
@@ -117,6 +118,9 @@ pub fn route<'a>(server: &'a Server, stanza: Stanza) -> crate::BoxFuture<'a, ()>
         let Some(to) = stanza.to.clone() else {
             return iq_or_discard_for_server(server, stanza).await;
         };
+        if to.node().is_none() && to.domain().as_str() == server.pubsub.service() {
+            return crate::pubsub::iq::handle(server, stanza).await;
+        }
         if to.domain().as_str() != server.domain {
             let error = StanzaError::new(Condition::RemoteServerNotFound)
                 .with_text(format!("{} is not served here", to.domain()));

@@ -19,6 +19,7 @@
 mod bulk;
 mod error;
 mod offline;
+mod pubsub;
 mod roster;
 mod timing;
 mod users;
@@ -36,6 +37,7 @@ use sqlx::{AnyConnection, AnyPool};
 
 pub use error::StorageError;
 pub use offline::{OfflineMessage, OfflineStore};
+pub use pubsub::{StoredItem, StoredNode, StoredSubscription};
 pub use roster::StoredRosterItem;
 pub use timing::{BUCKETS_US, HistogramSnapshot, StoreOp, StoreTimings};
 pub use users::{NewUser, UserRecord, UserSummary};
@@ -60,17 +62,31 @@ struct EmbeddedMigration {
     sql: &'static str,
 }
 
-const SQLITE_MIGRATIONS: &[EmbeddedMigration] = &[EmbeddedMigration {
-    version: 1,
-    name: "0001_initial",
-    sql: include_str!("../../migrations/sqlite/0001_initial.sql"),
-}];
+const SQLITE_MIGRATIONS: &[EmbeddedMigration] = &[
+    EmbeddedMigration {
+        version: 1,
+        name: "0001_initial",
+        sql: include_str!("../../migrations/sqlite/0001_initial.sql"),
+    },
+    EmbeddedMigration {
+        version: 2,
+        name: "0002_pubsub",
+        sql: include_str!("../../migrations/sqlite/0002_pubsub.sql"),
+    },
+];
 
-const POSTGRES_MIGRATIONS: &[EmbeddedMigration] = &[EmbeddedMigration {
-    version: 1,
-    name: "0001_initial",
-    sql: include_str!("../../migrations/postgres/0001_initial.sql"),
-}];
+const POSTGRES_MIGRATIONS: &[EmbeddedMigration] = &[
+    EmbeddedMigration {
+        version: 1,
+        name: "0001_initial",
+        sql: include_str!("../../migrations/postgres/0001_initial.sql"),
+    },
+    EmbeddedMigration {
+        version: 2,
+        name: "0002_pubsub",
+        sql: include_str!("../../migrations/postgres/0002_pubsub.sql"),
+    },
+];
 
 /// Which database a [`Store`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,141 @@
+//! The CometD bridge against a real three-node cluster, driven by clients
+//! written by others:
+//!
+//! - `tests/cometd/*.test.mjs`: the official CometD JavaScript client and
+//!   faye (both transports, cross-node delivery, a 200-message burst in
+//!   order, unsubscribe, disconnect, recovery after an expired client id,
+//!   malformed input, credentials);
+//! - `tests/interop/slixmpp_cometd.py`: slixmpp publishing and subscribing
+//!   over XMPP pub/sub while a Bayeux client does the other half on
+//!   another node.
+//!
+//! The node.js packages come from `npm ci` in `tests/cometd` (CI runs it).
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use starling_tests::TestCluster;
+
+const NODES: usize = 3;
+
+/// The interpreter python3-slixmpp installs into (the `python3` on PATH may be another).
+const PYTHON: &str = "/usr/bin/python3";
+
+/// A short connect hold and maxInterval, so expiry is seen within a test.
+fn cluster() -> TestCluster {
+    TestCluster::builder(NODES)
+        .user("alice", "alice-pw")
+        .user("bob", "bob-pw")
+        .set("cometd", "timeout_ms = 3000")
+        .set("cometd", "max_interval_ms = 2000")
+        .start()
+}
+
+fn cometd_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("cometd")
+}
+
+/// Runs `command` with its output in `log`, killed after `limit`.
+fn run(mut command: Command, log: &Path, limit: Duration) -> (Option<ExitStatus>, String) {
+    let file = File::create(log).expect("log file");
+    let started = Instant::now();
+    let mut child: Child = command
+        .stdin(Stdio::null())
+        .stdout(file.try_clone().expect("log file"))
+        .stderr(file)
+        .spawn()
+        .unwrap_or_else(|error| panic!("starting {command:?}: {error}"));
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waiting for the child") {
+            break Some(status);
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    (status, std::fs::read_to_string(log).unwrap_or_default())
+}
+
+fn urls(cluster: &TestCluster) -> String {
+    (0..NODES)
+        .map(|index| format!("http://{}/cometd", cluster.node(index).http))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[test]
+fn official_cometd_client_and_faye_on_three_nodes() {
+    let dir = cometd_dir();
+    assert!(
+        dir.join("node_modules").join("cometd").is_dir() && dir.join("node_modules/faye").is_dir(),
+        "the Bayeux clients are not installed: run `npm ci` in {}",
+        dir.display()
+    );
+    let cluster = cluster();
+    let mut command = Command::new("node");
+    command
+        .current_dir(&dir)
+        .args(["--test", "--test-concurrency=1", "--test-reporter=spec"])
+        .args(["cometd.test.mjs", "faye.test.mjs"])
+        .env("STARLING_COMETD_URLS", urls(&cluster))
+        .env("STARLING_DOMAIN", &cluster.node(0).domain);
+    let log = cluster.dir().join("node-test.log");
+    let (status, output) = run(command, &log, Duration::from_secs(300));
+    match status {
+        Some(status) if status.success() => println!("{output}"),
+        Some(status) => panic!(
+            "Bayeux client tests failed ({status}):\n{output}\nnode 1 log:\n{}",
+            cluster.node(0).log()
+        ),
+        None => panic!("Bayeux client tests killed after 300 s:\n{output}"),
+    }
+}
+
+#[test]
+fn slixmpp_and_bayeux_through_pubsub_across_nodes() {
+    let found = Command::new(PYTHON)
+        .args(["-c", "import slixmpp"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    assert!(
+        found,
+        "{PYTHON} cannot import slixmpp: install the Debian package python3-slixmpp"
+    );
+    let cluster = cluster();
+    let join = |port: fn(&starling_tests::TestNode) -> u16| {
+        (0..NODES)
+            .map(|index| port(cluster.node(index)).to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("interop")
+        .join("slixmpp_cometd.py");
+    let mut command = Command::new(PYTHON);
+    command
+        .arg(&script)
+        .args(["--host", "127.0.0.1"])
+        .args(["--port", &cluster.node(0).c2s.port().to_string()])
+        .args(["--ports", &join(|node| node.c2s.port())])
+        .args(["--http", &join(|node| node.http.port())])
+        .args(["--domain", &cluster.node(0).domain])
+        // No __pycache__ in the source tree.
+        .env("PYTHONDONTWRITEBYTECODE", "1");
+    let log = cluster.dir().join("slixmpp_cometd.log");
+    let (status, output) = run(command, &log, Duration::from_secs(90));
+    match status {
+        Some(status) if status.success() => println!("slixmpp_cometd.py passed:\n{output}"),
+        Some(status) => panic!(
+            "slixmpp_cometd.py failed ({status}):\n{output}\nnode 1 log:\n{}",
+            cluster.node(0).log()
+        ),
+        None => panic!("slixmpp_cometd.py was killed after 90 s:\n{output}"),
+    }
+}
