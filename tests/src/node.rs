@@ -11,6 +11,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 /// The `starling` binary, built once per test process.
@@ -51,11 +52,23 @@ pub fn starling_binary() -> &'static Path {
 }
 
 /// A port on 127.0.0.1 that was free a moment ago.
+///
+/// Taken below the kernel's ephemeral range (32768 and up), so no outgoing
+/// connection can take it between this pick and the node's bind; never the
+/// same port twice in one test process; and each process starts at its own
+/// place in the range, so test binaries run side by side rarely meet.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("a free local port")
+    const FIRST: u32 = 10_000;
+    const SPAN: u32 = 22_000;
+    static NEXT: OnceLock<AtomicU32> = OnceLock::new();
+    let next = NEXT.get_or_init(|| AtomicU32::new(std::process::id().wrapping_mul(7_919) % SPAN));
+    for _ in 0..SPAN {
+        let port = (FIRST + next.fetch_add(1, Ordering::Relaxed) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free local port between {FIRST} and {}", FIRST + SPAN)
 }
 
 /// How to start a node.
