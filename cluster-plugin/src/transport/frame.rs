@@ -288,6 +288,23 @@ mod tests {
                 seq: 3,
                 changes: vec![WireChange::Unbound("a@example.com/r".into())],
             }),
+            Frame::Interest(InterestMessage::Snapshot {
+                nodes: vec!["news".into()],
+            }),
+            Frame::Interest(InterestMessage::Changed {
+                node: "news".into(),
+                interested: false,
+            }),
+            Frame::PubSub(PubSubEvent {
+                node: "news".into(),
+                kind: starling_core::cluster::PubSubEventKind::Published {
+                    item_id: "i1".into(),
+                    publisher: Some("a@example.com".into()),
+                    payload: "<entry xmlns=\"urn:t\">x</entry>".into(),
+                },
+                notification: Bytes::from_static(b"<message from=\"pubsub.example.com\"/>"),
+                recipients: vec!["b@example.com/s".into()],
+            }),
         ];
         let mut wire = Vec::new();
         for frame in &frames {

@@ -33,7 +33,7 @@ pub async fn handle(server: &Server, stanza: Stanza) {
         }
     }
     let answer = match requester(server, &stanza) {
-        Ok(requester) => answer(server, &server.pubsub, &requester, &stanza).await,
+        Ok(requester) => answer(&server.pubsub, &requester, &stanza).await,
         Err(error) => Err(error),
     };
     match answer {
@@ -54,7 +54,6 @@ fn requester(server: &Server, stanza: &Stanza) -> Result<FullJid, PubSubError> {
 }
 
 async fn answer(
-    server: &Server,
     pubsub: &PubSub,
     requester: &FullJid,
     stanza: &Stanza,
@@ -68,7 +67,7 @@ async fn answer(
         (ns::DISCO_ITEMS, "query") if !set => {
             disco::items(pubsub, requester, payload).await.map(Some)
         }
-        (ns::PUBSUB, "pubsub") => user_request(server, pubsub, requester, payload, set).await,
+        (ns::PUBSUB, "pubsub") => user_request(pubsub, requester, payload, set).await,
         (ns::PUBSUB_OWNER, "pubsub") => owner_request(pubsub, requester, payload, set).await,
         _ => Err(
             PubSubError::new(Condition::ServiceUnavailable).with_text(format!(
@@ -100,7 +99,6 @@ fn pubsub(child: Element) -> Element {
 }
 
 async fn user_request(
-    _server: &Server,
     pubsub_service: &PubSub,
     requester: &FullJid,
     request: &Element,

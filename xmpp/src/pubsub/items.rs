@@ -75,6 +75,11 @@ impl PubSub {
         options: Option<&Submitted>,
     ) -> Result<NodeConfig, PubSubError> {
         let mut config = NodeConfig::default();
+        if actor.user().is_none() {
+            // Nobody owns a node an anonymous publisher made (a CometD
+            // channel): anyone who may publish at all publishes to it.
+            config.publish_model = super::config::PublishModel::Open;
+        }
         if let Some(options) = options {
             config.apply(options)?;
         }

@@ -26,6 +26,8 @@ mod items;
 mod manage;
 mod notify;
 mod subscribe;
+#[cfg(test)]
+mod tests;
 mod watch;
 
 use std::sync::atomic::AtomicU64;

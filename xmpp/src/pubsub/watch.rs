@@ -123,3 +123,115 @@ impl std::fmt::Debug for Watch {
         f.debug_struct("Watch").field("node", &self.node).finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use starling_core::cluster::{ClusterStatus, LocalOnly};
+    use starling_core::xml::Element;
+
+    use super::*;
+
+    /// A cluster that records the interest announcements it is asked to make.
+    #[derive(Default)]
+    struct Recorder {
+        announced: Mutex<Vec<(String, bool)>>,
+        inner: LocalOnly,
+    }
+
+    impl Cluster for Recorder {
+        fn node_id(&self) -> starling_core::cluster::NodeId {
+            self.inner.node_id()
+        }
+        fn ready(&self) -> bool {
+            true
+        }
+        fn announce(&self, _change: starling_core::cluster::SessionChange) {}
+        fn locate(
+            &self,
+            _jid: &starling_core::jid::FullJid,
+        ) -> Option<starling_core::cluster::NodeId> {
+            None
+        }
+        fn remote_resources(
+            &self,
+            _jid: &starling_core::jid::BareJid,
+        ) -> Vec<starling_core::cluster::ResourceEntry> {
+            Vec::new()
+        }
+        fn forward(
+            &self,
+            node: starling_core::cluster::NodeId,
+            envelope: starling_core::cluster::Envelope,
+        ) -> Result<(), starling_core::cluster::ForwardError> {
+            self.inner.forward(node, envelope)
+        }
+        fn miss_retry(&self) -> starling_core::cluster::RetryPolicy {
+            starling_core::cluster::RetryPolicy::NONE
+        }
+        fn kick(&self, _node: starling_core::cluster::NodeId, _jid: &starling_core::jid::FullJid) {}
+        fn invalidate(
+            &self,
+            cache: &'static str,
+            key: String,
+        ) -> starling_core::cluster::BoxFuture<'_, ()> {
+            self.inner.invalidate(cache, key)
+        }
+        fn offline_stored(
+            &self,
+            _node: starling_core::cluster::NodeId,
+            _user: &starling_core::jid::BareJid,
+        ) {
+        }
+        fn status(&self) -> ClusterStatus {
+            self.inner.status()
+        }
+        fn pubsub_interest(&self, node: &str, interested: bool) {
+            lock(&self.announced).push((node.to_owned(), interested));
+        }
+    }
+
+    fn published(node: &str, id: &str) -> Arc<NodeEvent> {
+        Arc::new(NodeEvent::Published {
+            node: node.to_owned(),
+            item_id: id.to_owned(),
+            publisher: None,
+            payload: Element::new("p", "urn:t"),
+        })
+    }
+
+    #[tokio::test]
+    async fn first_watch_and_last_drop_announce_interest_and_events_keep_order() {
+        let recorder = Arc::new(Recorder::default());
+        let watchers = Arc::new(Watchers::new(recorder.clone()));
+        let mut first = watchers.watch("n");
+        let mut second = watchers.watch("n");
+        let other = watchers.watch("m");
+        assert_eq!(watchers.watched(), 2);
+        for id in ["1", "2", "3"] {
+            assert_eq!(watchers.dispatch("n", &published("n", id)), 2);
+        }
+        for watch in [&mut first, &mut second] {
+            for id in ["1", "2", "3"] {
+                match watch.recv().await.as_deref() {
+                    Some(NodeEvent::Published { item_id, .. }) => assert_eq!(item_id, id),
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            assert!(watch.try_recv().is_none());
+        }
+        drop(first);
+        drop(second);
+        drop(other);
+        assert_eq!(watchers.dispatch("n", &published("n", "4")), 0);
+        assert_eq!(
+            *lock(&recorder.announced),
+            [
+                ("n".to_owned(), true),
+                ("m".to_owned(), true),
+                ("n".to_owned(), false),
+                ("m".to_owned(), false)
+            ]
+        );
+        assert_eq!(watchers.watched(), 0);
+    }
+}

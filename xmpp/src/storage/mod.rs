@@ -1,12 +1,13 @@
-//! Persistent storage for users and their SCRAM credentials, rosters (RFC 6121)
-//! and offline messages (XEP-0160), over sqlx's `Any` driver so that one set of
+//! Persistent storage for users and their SCRAM credentials, rosters (RFC 6121),
+//! offline messages (XEP-0160) and pub/sub nodes, subscriptions and items
+//! (XEP-0060), over sqlx's `Any` driver so that one set of
 //! queries serves both SQLite (the embedded default) and PostgreSQL.
 //!
 //! [`Store`] owns the connection pool and the schema: [`Store::connect`] opens the
 //! database named by a URL and applies the embedded migrations (`migrations/sqlite`
 //! or `migrations/postgres`, which differ only where the SQL dialects must). Each
 //! aggregate has its own module of `Store` methods: `users`, `roster`,
-//! `offline`. Queries are written once with `$1`-style placeholders (only the
+//! `offline`, `pubsub`. Queries are written once with `$1`-style placeholders (only the
 //! generated bulk INSERTs use `?` on SQLite, see `bulk`) and use only
 //! the value types `Any` carries (i64, bool, String, bytes); times are unix
 //! milliseconds. Flags are read back through `CAST(.. AS INTEGER)` because a

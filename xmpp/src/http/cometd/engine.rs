@@ -299,17 +299,23 @@ impl Bayeux {
     /// for a connection that pushed its messages as they came.
     pub(crate) fn answer(&self, held: &HeldConnect, pushing: bool) -> (Vec<Event>, Value) {
         let client = &held.client;
-        if let Some(removal) = client.removed() {
-            let reconnect = match removal {
-                Removal::Disconnected => "none",
-                Removal::Dropped => "handshake",
-            };
-            let mut reply = held.message.error_reply(&BayeuxError::unknown_client());
-            reply.insert(
-                "advice".into(),
-                json!({"reconnect": reconnect, "interval": 0}),
-            );
-            return (Vec::new(), Value::Object(reply));
+        match client.removed() {
+            // It said goodbye while this connect was held: the connect ends
+            // normally, with nothing more to come.
+            Some(Removal::Disconnected) => {
+                let mut reply = held.message.reply(Some(&client.id), true);
+                reply.insert("advice".into(), json!({"reconnect": "none"}));
+                return (Vec::new(), Value::Object(reply));
+            }
+            Some(Removal::Dropped) => {
+                let mut reply = held.message.error_reply(&BayeuxError::unknown_client());
+                reply.insert(
+                    "advice".into(),
+                    json!({"reconnect": "handshake", "interval": 0}),
+                );
+                return (Vec::new(), Value::Object(reply));
+            }
+            None => {}
         }
         let superseded = held.superseded();
         let (events, batch) = {

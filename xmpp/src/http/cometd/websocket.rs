@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use super::clients::Client;
 use super::engine::{Bayeux, HeldConnect, Step};
-use super::message::parse_body;
+use super::message::{Kind, parse_body};
 
 /// Read buffer per socket: Bayeux frames are small, and tungstenite's
 /// default (128 KiB) would be most of an idle client's memory.
@@ -39,6 +39,7 @@ pub(crate) async fn run(bayeux: Arc<Bayeux>, mut socket: WebSocket, ip: IpAddr) 
         ip,
         held: None,
         client: None,
+        closing: false,
     };
     let shutdown = session.bayeux.shutdown().clone();
     loop {
@@ -70,6 +71,12 @@ pub(crate) async fn run(bayeux: Arc<Bayeux>, mut socket: WebSocket, ip: IpAddr) 
         if !outgoing.is_empty() && send(&mut socket, outgoing).await.is_err() {
             break;
         }
+        if session.closing {
+            // After a disconnect the socket has nothing left to carry;
+            // clients wait for the server to close it.
+            let _closed = socket.send(Frame::Close(None)).await;
+            break;
+        }
     }
     // Dropping a held connect starts the client's max_interval.
 }
@@ -82,6 +89,8 @@ struct Session {
     held: Option<(HeldConnect, Instant)>,
     /// The client whose events this socket pushes (from its last connect).
     client: Option<Arc<Client>>,
+    /// A disconnect was answered: close once the replies are out.
+    closing: bool,
 }
 
 impl Session {
@@ -95,8 +104,13 @@ impl Session {
         };
         let mut out = Vec::new();
         for message in messages {
+            let disconnect = message.as_ref().is_ok_and(|m| m.kind == Kind::Disconnect);
             match self.bayeux.handle(message, self.connection, self.ip).await {
-                Step::Reply(reply) => out.push(Value::Object(reply).to_string()),
+                Step::Reply(reply) => {
+                    self.closing |=
+                        disconnect && reply.get("successful") == Some(&Value::Bool(true));
+                    out.push(Value::Object(reply).to_string());
+                }
                 Step::Connect(connect) => {
                     out.extend(self.answer_held());
                     self.client = Some(connect.client.clone());
