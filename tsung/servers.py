@@ -265,7 +265,22 @@ class Starling:
     def pids(self):
         return [p.pid for p in self.processes]
 
+    def counters(self):
+        """Stream errors and stored messages by node, from /metrics: where a
+        Tsung error or a missing message came from."""
+        totals = {}
+        for i in range(self.nodes):
+            for line in self._metrics(i).splitlines():
+                for name in ("starling_stream_errors_total", 'starling_routing_outcomes_total{outcome="stored"}'):
+                    if line.startswith(name + " "):
+                        totals[name] = totals.get(name, 0) + float(line.split()[-1])
+        return totals
+
     def offline_stored(self, plan):
+        try:
+            print(f"    /metrics: {self.counters()}", flush=True)
+        except OSError as error:
+            print(f"    /metrics unreadable: {error}", flush=True)
         db = sqlite3.connect(f"file:{self.store}?mode=ro", uri=True, timeout=30)
         try:
             (count,) = db.execute(
