@@ -432,7 +432,8 @@ class Ejabberd:
         self.pid = None
 
     def ctl(self, *args, check=True, timeout=600):
-        command = ["ejabberdctl", "--config-dir", self.dir, "--ctl-config",
+        # --no-timeout: a large import_piefxis takes longer than the RPC default.
+        command = ["ejabberdctl", "--no-timeout", "--config-dir", self.dir, "--ctl-config",
                    os.path.join(self.dir, "ejabberdctl.cfg"), "--logs", self.dir,
                    "--spool", os.path.join(self.dir, "spool"), "--node", self.node, *args]
         result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
