@@ -265,7 +265,22 @@ class Starling:
     def pids(self):
         return [p.pid for p in self.processes]
 
+    def counters(self):
+        """Stream errors and stored messages by node, from /metrics: where a
+        Tsung error or a missing message came from."""
+        totals = {}
+        for i in range(self.nodes):
+            for line in self._metrics(i).splitlines():
+                for name in ("starling_stream_errors_total", 'starling_routing_outcomes_total{outcome="stored"}'):
+                    if line.startswith(name + " "):
+                        totals[name] = totals.get(name, 0) + float(line.split()[-1])
+        return totals
+
     def offline_stored(self, plan):
+        try:
+            print(f"    /metrics: {self.counters()}", flush=True)
+        except OSError as error:
+            print(f"    /metrics unreadable: {error}", flush=True)
         db = sqlite3.connect(f"file:{self.store}?mode=ro", uri=True, timeout=30)
         try:
             (count,) = db.execute(
@@ -417,7 +432,8 @@ class Ejabberd:
         self.pid = None
 
     def ctl(self, *args, check=True, timeout=600):
-        command = ["ejabberdctl", "--config-dir", self.dir, "--ctl-config",
+        # --no-timeout: a large import_piefxis takes longer than the RPC default.
+        command = ["ejabberdctl", "--no-timeout", "--config-dir", self.dir, "--ctl-config",
                    os.path.join(self.dir, "ejabberdctl.cfg"), "--logs", self.dir,
                    "--spool", os.path.join(self.dir, "spool"), "--node", self.node, *args]
         result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
