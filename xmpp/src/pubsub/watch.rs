@@ -168,7 +168,13 @@ mod tests {
         fn miss_retry(&self) -> starling_core::cluster::RetryPolicy {
             starling_core::cluster::RetryPolicy::NONE
         }
-        fn kick(&self, _node: starling_core::cluster::NodeId, _jid: &starling_core::jid::FullJid) {}
+        fn kick(
+            &self,
+            _node: starling_core::cluster::NodeId,
+            _jid: &starling_core::jid::FullJid,
+            _reason: starling_core::cluster::KickReason,
+        ) {
+        }
         fn invalidate(
             &self,
             cache: &'static str,
