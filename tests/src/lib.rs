@@ -18,6 +18,7 @@ pub mod client;
 pub mod cluster;
 pub mod error;
 pub mod http;
+pub mod interop;
 pub mod load;
 pub mod node;
 pub mod raw;

@@ -11,18 +11,14 @@
 //!
 //! The node.js packages come from `npm ci` in `tests/cometd` (CI runs it).
 
-use std::fs::File;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use starling_tests::TestCluster;
+use starling_tests::interop::{python_script, require_slixmpp, run_logged};
 
 const NODES: usize = 3;
-
-/// The interpreter python3-slixmpp installs into (the `python3` on PATH may be another).
-const PYTHON: &str = "/usr/bin/python3";
 
 /// A short connect hold and maxInterval, so expiry is seen within a test.
 fn cluster() -> TestCluster {
@@ -36,34 +32,6 @@ fn cluster() -> TestCluster {
 
 fn cometd_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("cometd")
-}
-
-/// Runs `command` with its output in `log`; after `limit` it is killed
-/// with everything it started (node's test runner runs each file in a
-/// child process).
-fn run(mut command: Command, log: &Path, limit: Duration) -> (Option<ExitStatus>, String) {
-    let file = File::create(log).expect("log file");
-    let started = Instant::now();
-    let mut child: Child = command
-        .process_group(0)
-        .stdin(Stdio::null())
-        .stdout(file.try_clone().expect("log file"))
-        .stderr(file)
-        .spawn()
-        .unwrap_or_else(|error| panic!("starting {command:?}: {error}"));
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("waiting for the child") {
-            break Some(status);
-        }
-        if started.elapsed() > limit {
-            let group = format!("-{}", child.id());
-            let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    (status, std::fs::read_to_string(log).unwrap_or_default())
 }
 
 fn urls(cluster: &TestCluster) -> String {
@@ -108,7 +76,7 @@ fn official_cometd_client_and_faye_on_three_nodes() {
         .env("STARLING_COMETD_URLS", urls(&cluster))
         .env("STARLING_DOMAIN", &cluster.node(0).domain);
     let log = cluster.dir().join("node-test.log");
-    let (status, output) = run(command, &log, Duration::from_secs(300));
+    let (status, output) = run_logged(command, &log, Duration::from_secs(300));
     match status {
         Some(status) if status.success() => println!("{output}"),
         Some(status) => panic!(
@@ -121,16 +89,7 @@ fn official_cometd_client_and_faye_on_three_nodes() {
 
 #[test]
 fn slixmpp_and_bayeux_through_pubsub_across_nodes() {
-    let found = Command::new(PYTHON)
-        .args(["-c", "import slixmpp"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
-    assert!(
-        found,
-        "{PYTHON} cannot import slixmpp: install the Debian package python3-slixmpp"
-    );
+    require_slixmpp();
     let cluster = cluster();
     let join = |port: fn(&starling_tests::TestNode) -> u16| {
         (0..NODES)
@@ -138,21 +97,15 @@ fn slixmpp_and_bayeux_through_pubsub_across_nodes() {
             .collect::<Vec<_>>()
             .join(",")
     };
-    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("interop")
-        .join("slixmpp_cometd.py");
-    let mut command = Command::new(PYTHON);
+    let mut command = python_script("slixmpp_cometd.py");
     command
-        .arg(&script)
         .args(["--host", "127.0.0.1"])
         .args(["--port", &cluster.node(0).c2s.port().to_string()])
         .args(["--ports", &join(|node| node.c2s.port())])
         .args(["--http", &join(|node| node.http.port())])
-        .args(["--domain", &cluster.node(0).domain])
-        // No __pycache__ in the source tree.
-        .env("PYTHONDONTWRITEBYTECODE", "1");
+        .args(["--domain", &cluster.node(0).domain]);
     let log = cluster.dir().join("slixmpp_cometd.log");
-    let (status, output) = run(command, &log, Duration::from_secs(90));
+    let (status, output) = run_logged(command, &log, Duration::from_secs(90));
     match status {
         Some(status) if status.success() => println!("slixmpp_cometd.py passed:\n{output}"),
         Some(status) => panic!(

@@ -4,22 +4,17 @@
 //! a full node answers a new stream with see-other-host, which our client
 //! and slixmpp receive.
 
-use std::fs::File;
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use starling_tests::http::HttpRequest;
+use starling_tests::interop::{python_script, require_slixmpp, run_logged};
 use starling_tests::{Client, TestCluster};
 
 use crate::support::*;
 
 const CAPACITIES: [u32; NODES] = [2, 3, 5];
 const USERS: usize = 10;
-
-/// The interpreter python3-slixmpp installs into.
-const PYTHON: &str = "/usr/bin/python3";
 
 /// `/lb/{user}` as node `addr` answers it (public: no login).
 async fn ask(addr: SocketAddr, user: &str) -> (u16, serde_json::Value) {
@@ -175,51 +170,20 @@ async fn ten_users_fill_capacities_two_three_five_and_a_full_node_redirects() {
 /// slixmpp connects to the full node1 and receives see-other-host naming
 /// node3 (`expect`); the script says whether slixmpp then followed it.
 fn slixmpp_is_redirected(cluster: &TestCluster, expect: &str) {
-    let found = Command::new(PYTHON)
-        .args(["-c", "import slixmpp"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
-    assert!(
-        found,
-        "{PYTHON} cannot import slixmpp: install the Debian package python3-slixmpp"
-    );
-    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("interop")
-        .join("slixmpp_see_other_host.py");
-    let log_path = cluster.dir().join("slixmpp_see_other_host.log");
-    let log = File::create(&log_path).expect("script log file");
+    require_slixmpp();
     let full = cluster.node(0);
-    let mut child = Command::new(PYTHON)
-        .arg(&script)
+    let mut command = python_script("slixmpp_see_other_host.py");
+    command
         .args(["--host", "127.0.0.1"])
         .args(["--port", &full.c2s.port().to_string()])
         .args(["--domain", &full.domain])
         .args(["--user", "snake"])
-        .args(["--expect", expect])
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("script log file"))
-        .stderr(log)
-        .spawn()
-        .unwrap_or_else(|error| panic!("starting {}: {error}", script.display()));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("waiting for the script") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "the slixmpp script did not finish:\n{}",
-                std::fs::read_to_string(&log_path).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
+        .args(["--expect", expect]);
+    let log = cluster.dir().join("slixmpp_see_other_host.log");
+    let (status, output) = run_logged(command, &log, Duration::from_secs(60));
+    let Some(status) = status else {
+        panic!("the slixmpp script did not finish:\n{output}");
     };
-    let output = std::fs::read_to_string(&log_path).unwrap_or_default();
     match status.code() {
         Some(0) => assert!(output.contains("FOLLOWED: session started"), "{output}"),
         // slixmpp 1.8 parses the redirect but reconnects through

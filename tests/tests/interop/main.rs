@@ -6,32 +6,13 @@
 //! interpreter that package installs into) and `go-sendxmpp`. A missing one fails the test
 //! with the package to install.
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use starling_tests::TestNode;
-
-/// The interpreter python3-slixmpp installs into (the `python3` on PATH may be another).
-const PYTHON: &str = "/usr/bin/python3";
+use starling_tests::interop::{self, require_slixmpp};
 
 /// Bound for one script; the scripts bound themselves well below this.
 const SCRIPT_LIMIT: Duration = Duration::from_secs(90);
-
-fn require_slixmpp() {
-    let found = Command::new(PYTHON)
-        .args(["-c", "import slixmpp"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
-    assert!(
-        found,
-        "{PYTHON} cannot import slixmpp: install the Debian package python3-slixmpp \
-         (apt-get install python3-slixmpp)"
-    );
-}
 
 fn require_go_sendxmpp() {
     let on_path = std::env::var_os("PATH").is_some_and(|path| {
@@ -52,49 +33,18 @@ fn node(users: &[&str]) -> TestNode {
     builder.start()
 }
 
-fn script_path(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("interop")
-        .join(name)
-}
-
 /// Runs `tests/interop/<name>` against `node` and fails, with the script's output, unless
 /// it exits 0 within [`SCRIPT_LIMIT`].
 fn run_script(node: &TestNode, name: &str) {
-    let log_path = node.dir().join(format!("{name}.log"));
-    let log = File::create(&log_path).expect("script log file");
-    let started = Instant::now();
-    let mut child = Command::new(PYTHON)
-        .arg(script_path(name))
-        .args(["--host", &node.c2s.ip().to_string()])
-        .args(["--port", &node.c2s.port().to_string()])
-        .args(["--domain", &node.domain])
-        // No __pycache__ in the source tree.
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("script log file"))
-        .stderr(log)
-        .spawn()
-        .unwrap_or_else(|error| panic!("starting {PYTHON} {name}: {error}"));
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("waiting for the script") {
-            break Some(status);
-        }
-        if started.elapsed() > SCRIPT_LIMIT {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let output = std::fs::read_to_string(&log_path).unwrap_or_default();
-    match status {
-        Some(status) if status.success() => {
-            println!("{name} passed in {:?}:\n{output}", started.elapsed());
-        }
-        Some(status) => panic!("{name} failed ({status}):\n{output}"),
-        None => panic!("{name} was killed after {SCRIPT_LIMIT:?}:\n{output}"),
-    }
+    let args = [
+        "--host".into(),
+        node.c2s.ip().to_string(),
+        "--port".into(),
+        node.c2s.port().to_string(),
+        "--domain".into(),
+        node.domain.clone(),
+    ];
+    interop::run_script(name, &args, node.dir(), SCRIPT_LIMIT);
 }
 
 /// slixmpp logs in with SCRAM-SHA-256, SCRAM-SHA-1 and PLAIN, each after STARTTLS with
