@@ -14,8 +14,11 @@ pub enum PeerState {
     Leaving,
 }
 
-/// Traffic counters of the cluster module.
+/// Traffic counters of the cluster module. Counters a node of another
+/// version does not report read as zero (`starling cluster status` may ask
+/// any node).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ClusterCounters {
     /// Stanzas handed to a peer link.
     pub forwarded: u64,

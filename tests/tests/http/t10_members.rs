@@ -171,3 +171,30 @@ async fn every_node_agrees_and_sees_a_killed_member_go_down_and_come_back() {
         );
     }
 }
+
+/// The admin page's banner reads `quorum`: with two of three members
+/// killed, the survivor reports that membership changes cannot be committed.
+#[tokio::test]
+async fn the_survivor_of_a_lost_majority_reports_no_quorum() {
+    let mut cluster = builder(&[]).start();
+    let survivor = cluster.node(0).http;
+    wait_json(
+        survivor,
+        "/api/cluster",
+        "three members up, a quorum",
+        REJOIN_BOUND,
+        |view| all_up(view) && view["quorum"] == true,
+    )
+    .await;
+    cluster.kill(1);
+    cluster.kill(2);
+    let view = wait_json(
+        survivor,
+        "/api/cluster",
+        "no quorum once node2 and node3 are down",
+        DETECTION_BOUND,
+        |view| view["quorum"] == false,
+    )
+    .await;
+    assert_eq!(state_of(&view, "node1"), "up", "{view}");
+}

@@ -20,7 +20,8 @@ pub(crate) struct ClusterView {
     status: ClusterStatus,
     local_sessions: usize,
     cluster_sessions: usize,
-    /// A senior member is known (always true for a single node).
+    /// A senior member is known and a majority of the voting members is
+    /// up as this node sees them (always true for a single node).
     quorum: bool,
     /// Names of up peers whose last report differs from this node's view.
     disagreement: Vec<String>,
@@ -42,7 +43,7 @@ pub(crate) async fn show(State(state): State<HttpState>, _admin: AdminUser) -> J
 pub(crate) fn view(server: &Server) -> ClusterView {
     let status = server.cluster.status();
     let local_sessions = server.sessions.count();
-    let quorum = status.leader.is_some() || !server.config.cluster.enabled;
+    let quorum = !server.config.cluster.enabled || has_quorum(&status);
     let disagreement = status
         .members
         .iter()
@@ -63,5 +64,72 @@ pub(crate) fn view(server: &Server) -> ClusterView {
         disagreement,
         routing,
         status,
+    }
+}
+
+/// Whether membership changes can be committed: a senior member is known and
+/// more than half of the voting members are up. A senior member that lost
+/// its majority still names itself leader for a while; the member states
+/// from the failure detector tell the truth sooner.
+fn has_quorum(status: &ClusterStatus) -> bool {
+    let voters = status.members.iter().filter(|member| member.member);
+    let (total, up) = voters.fold((0, 0), |(total, up), member| {
+        (total + 1, up + usize::from(member.state == PeerState::Up))
+    });
+    status.leader.is_some() && up * 2 > total
+}
+
+#[cfg(test)]
+mod tests {
+    use starling_core::cluster::{ClusterCounters, ClusterStatus, MemberRow, PeerState};
+
+    use super::has_quorum;
+
+    fn member(id: u64, state: PeerState) -> MemberRow {
+        MemberRow {
+            id,
+            name: format!("node{id}"),
+            cluster_addr: String::new(),
+            c2s_addr: String::new(),
+            http_addr: String::new(),
+            max_connections: 0,
+            incarnation: 1,
+            joined_at_ms: 0,
+            member: true,
+            senior: id == 1,
+            state,
+            sessions: 0,
+            link: None,
+            view_agrees: true,
+        }
+    }
+
+    fn status(states: &[PeerState], leader: Option<u64>) -> ClusterStatus {
+        ClusterStatus {
+            this_node: 1,
+            this_name: "node1".into(),
+            leader,
+            term: 1,
+            ready: true,
+            protocol_version: 4,
+            members: states
+                .iter()
+                .enumerate()
+                .map(|(index, state)| member(index as u64 + 1, *state))
+                .collect(),
+            history: Vec::new(),
+            remote_sessions: 0,
+            counters: ClusterCounters::default(),
+        }
+    }
+
+    #[test]
+    fn a_majority_of_up_voters_and_a_leader_make_a_quorum() {
+        use PeerState::{Down, Suspect, Up};
+        assert!(has_quorum(&status(&[Up, Up, Up], Some(1))));
+        assert!(has_quorum(&status(&[Up, Up, Down], Some(1))));
+        assert!(!has_quorum(&status(&[Up, Down, Suspect], Some(1))));
+        assert!(!has_quorum(&status(&[Up, Down], Some(1))));
+        assert!(!has_quorum(&status(&[Up, Up, Up], None)));
     }
 }
