@@ -231,7 +231,10 @@ class Starling:
                 subprocess.Popen(
                     [self.binary, "--config", config, "serve"],
                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                    env=dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "warn")),
+                    # Warnings, and each stream error with its condition (the
+                    # runner prints them when a run fails).
+                    env=dict(os.environ, RUST_LOG=os.environ.get(
+                        "RUST_LOG", "warn,starling_xmpp::c2s::connection=info")),
                 )
             )
         for i, process in enumerate(self.processes):
@@ -248,11 +251,11 @@ class Starling:
         deadline = time.time() + timeout
         while time.time() < deadline:
             try:
-                counts = [
-                    re.search(r"^starling_cluster_members\S* (\d+)", self._metrics(i), re.M)
-                    for i in range(self.nodes)
-                ]
-                if all(c and int(c.group(1)) == self.nodes for c in counts):
+                texts = [self._metrics(i) for i in range(self.nodes)]
+                up = [re.search(r'^starling_cluster_members\{state="up"\} (\d+)', t, re.M) for t in texts]
+                # A node takes logins only once it holds the directory.
+                ready = [re.search(r"^starling_cluster_ready 1\b", t, re.M) for t in texts]
+                if all(u and int(u.group(1)) == self.nodes for u in up) and all(ready):
                     return
             except OSError:
                 pass

@@ -174,6 +174,8 @@ async fn metrics_are_prometheus_text_with_every_family() {
         ("starling_cache_evictions_total", "counter"),
         ("starling_cluster_peer_up", "gauge"),
         ("starling_cluster_peer_queue_depth", "gauge"),
+        ("starling_cluster_ready", "gauge"),
+        ("starling_cluster_quorum", "gauge"),
         ("starling_storage_seconds", "histogram"),
     ];
     let missing: Vec<_> = families
@@ -213,6 +215,8 @@ async fn metrics_are_prometheus_text_with_every_family() {
         .unwrap()
             >= 1.0
     );
+    assert_eq!(value(&samples, "starling_cluster_ready", &[]), Some(1.0));
+    assert_eq!(value(&samples, "starling_cluster_quorum", &[]), Some(1.0));
     for peer in ["node2", "node3"] {
         assert_eq!(
             value(&samples, "starling_cluster_peer_up", &[("peer", peer)]),

@@ -356,12 +356,18 @@ fn cluster(out: &mut Exposition, status: &starling_core::cluster::ClusterStatus,
             count(members as u64),
         );
     }
-    let quorum = status.leader.is_some() || !enabled;
+    let quorum = !enabled || super::api::cluster::has_quorum(status);
     out.single(
         "starling_cluster_quorum",
         Kind::Gauge,
-        "1 while a senior member (Raft leader) is known.",
+        "1 while a senior member is known and a majority of the members is up.",
         if quorum { 1.0 } else { 0.0 },
+    );
+    out.single(
+        "starling_cluster_ready",
+        Kind::Gauge,
+        "1 once this node holds the session directory and accepts logins.",
+        if status.ready { 1.0 } else { 0.0 },
     );
     out.single(
         "starling_cluster_term",

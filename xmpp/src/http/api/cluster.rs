@@ -71,7 +71,7 @@ pub(crate) fn view(server: &Server) -> ClusterView {
 /// more than half of the voting members are up. A senior member that lost
 /// its majority still names itself leader for a while; the member states
 /// from the failure detector tell the truth sooner.
-fn has_quorum(status: &ClusterStatus) -> bool {
+pub(crate) fn has_quorum(status: &ClusterStatus) -> bool {
     let voters = status.members.iter().filter(|member| member.member);
     let (total, up) = voters.fold((0, 0), |(total, up), member| {
         (total + 1, up + usize::from(member.state == PeerState::Up))

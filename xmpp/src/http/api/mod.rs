@@ -11,7 +11,7 @@
 //! [`AdminUser`]: super::auth::AdminUser
 
 mod caches;
-mod cluster;
+pub(crate) mod cluster;
 mod messages;
 mod session;
 mod sessions;
