@@ -309,3 +309,53 @@ async fn caches_users_and_messages() {
     .await;
     assert_eq!(answer.status, 400, "{}", answer.text());
 }
+
+/// The size of cache `name` in an `/api/caches` answer.
+fn cache_size(caches: &serde_json::Value, name: &str) -> u64 {
+    caches
+        .as_array()
+        .and_then(|caches| caches.iter().find(|cache| cache["name"] == name))
+        .and_then(|cache| cache["size"].as_u64())
+        .unwrap_or_else(|| panic!("no cache {name} in {caches}"))
+}
+
+/// A node caches the rosters of its own online users, not those of their
+/// contacts online on other members (their members answer the probes), and
+/// lets a roster go once its user's last session there has ended.
+#[tokio::test]
+async fn rosters_are_cached_where_their_users_are_online() {
+    let cluster = builder(&[]).start();
+    let (n1, n2) = (cluster.node(0), cluster.node(1));
+    // member1..member4, everyone the contact of everyone (subscription both).
+    provision(n1, "member", 4, 3);
+    let mut elsewhere = Vec::new();
+    for number in 2..=4 {
+        let user = format!("member{number}");
+        elsewhere.push(online(n2, &user, &format!("pw{number}"), "r").await);
+    }
+    cluster_sessions(n1.http, 3).await;
+    let mut member1 = online(n1, "member1", "pw1", "r").await;
+    // Contacts online on node2 answer member1's probes from there.
+    for number in 2..=4 {
+        expect_presence(&mut member1, &format!("member{number}@localhost/r"), None).await;
+    }
+    assert_eq!(
+        cache_size(&get_json(n1.http, "/api/caches").await, "rosters"),
+        1
+    );
+    assert_eq!(
+        cache_size(&get_json(n2.http, "/api/caches").await, "rosters"),
+        3
+    );
+
+    member1.close().await.unwrap();
+    wait_json(
+        n1.http,
+        "/api/caches",
+        "member1's roster evicted",
+        SPREAD,
+        |caches| cache_size(caches, "rosters") == 0,
+    )
+    .await;
+    drop(elsewhere);
+}

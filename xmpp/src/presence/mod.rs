@@ -222,6 +222,12 @@ pub async fn session_ended(server: &Server, session: &Arc<LocalSession>) {
             broadcast(server, session, stanza).await;
         }
     }
+    // The cache is for rosters in use: the user's last session here is
+    // gone, so theirs makes room (the next login reads it again).
+    let user = session.jid.to_bare();
+    if !server.sessions.has_resources(&user) {
+        server.rosters.evict(&user);
+    }
 }
 
 /// Whether `session` is the one bound to its JID here (not ended, not

@@ -31,22 +31,27 @@ pub(super) async fn probe_contacts(server: &Server, session: &Arc<LocalSession>,
             unknown.push(contact.clone());
             continue;
         }
-        let allowed = match contact_allows(server, contact, &session.jid.to_bare()).await {
-            Some(allowed) => allowed,
-            None => continue,
-        };
+        let mut local_sessions = Vec::new();
         for candidate in candidates {
             match candidate.target {
-                Target::Local(contact_session) if allowed => {
-                    if let Some(mut last) = contact_session.presence().last.clone() {
-                        last.set_attr("from", contact_session.jid.as_str());
-                        last.set_attr("to", prober.as_str());
-                        let _gone = session.send(Box::new(last));
-                    }
-                }
-                Target::Local(_) => {}
+                Target::Local(contact_session) => local_sessions.push(contact_session),
                 Target::Remote { node, jid } => {
                     remote_nodes.entry(node).or_insert(jid);
+                }
+            }
+        }
+        // Only sessions here are answered here, so only then is the
+        // contact's roster read: the owner node of a remote contact checks
+        // its own roster when the probe arrives, and reading it here would
+        // cache the rosters of other members' users on every member.
+        if !local_sessions.is_empty()
+            && contact_allows(server, contact, &session.jid.to_bare()).await == Some(true)
+        {
+            for contact_session in local_sessions {
+                if let Some(mut last) = contact_session.presence().last.clone() {
+                    last.set_attr("from", contact_session.jid.as_str());
+                    last.set_attr("to", prober.as_str());
+                    let _gone = session.send(Box::new(last));
                 }
             }
         }

@@ -239,6 +239,14 @@ impl Rosters {
         result
     }
 
+    /// Drops a user's cached roster that is no longer in use (no change
+    /// happened: concurrent reads may still cache what they read).
+    pub fn evict(&self, user: &BareJid) {
+        if let Some(owner) = user.node() {
+            self.cache.remove(&owner.to_string());
+        }
+    }
+
     /// Drops one user's cached roster (after a change here or elsewhere).
     pub fn invalidate_owner(&self, owner: &str) {
         self.invalidations.fetch_add(1, Ordering::AcqRel);

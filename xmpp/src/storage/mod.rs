@@ -48,11 +48,14 @@ const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Pragmas every pooled SQLite connection gets. `journal_size_limit` truncates
 /// the WAL after a checkpoint so one bulk load does not leave a WAL file the
-/// size of the database behind.
+/// size of the database behind. `cache_size` is per connection: SQLite's
+/// default (2 MiB) times the pool is memory that duplicates the kernel's
+/// page cache of the same file, so each connection keeps 512 KiB.
 const SQLITE_CONNECTION_PRAGMAS: &str = "PRAGMA busy_timeout = 5000; \
      PRAGMA synchronous = NORMAL; \
      PRAGMA foreign_keys = ON; \
-     PRAGMA journal_size_limit = 67108864;";
+     PRAGMA journal_size_limit = 67108864; \
+     PRAGMA cache_size = -512;";
 
 /// One embedded migration: file stem and SQL. Listed by hand (the compile-time
 /// `migrate!` macro needs sqlx's `macros` feature); the checksums are computed
@@ -438,6 +441,11 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(fk, 1);
+        let cache: i64 = sqlx::query_scalar("PRAGMA cache_size")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!(cache, -512, "KiB per connection");
     }
 
     #[tokio::test]
