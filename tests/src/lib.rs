@@ -19,6 +19,7 @@ pub mod cluster;
 pub mod error;
 pub mod http;
 pub mod interop;
+pub mod latency;
 pub mod load;
 pub mod node;
 pub mod raw;
