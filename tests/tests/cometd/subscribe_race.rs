@@ -12,7 +12,7 @@ use std::time::Duration;
 use starling_tests::TestCluster;
 
 use crate::bayeux::Bayeux;
-use crate::pubsub::{WAIT, online, publish};
+use crate::pubsub::{WAIT, metric, online, publish};
 
 const ROUNDS: usize = 50;
 const LINK_LATENCY: Duration = Duration::from_millis(25);
@@ -62,4 +62,58 @@ async fn a_publish_right_after_the_subscribe_reply_is_delivered_across_nodes() {
         cluster.node(1).log()
     );
     assert_eq!(events.len(), ROUNDS, "each item once: {events:?}");
+}
+
+const ACK_TIMEOUTS: &str = "starling_cluster_pubsub_interest_ack_timeouts_total";
+
+/// Stops (SIGSTOP) or continues (SIGCONT) a node's process.
+fn signal(which: &str, pid: u32) {
+    let status = std::process::Command::new("kill")
+        .args([which, &pid.to_string()])
+        .status()
+        .expect("running kill");
+    assert!(status.success(), "kill {which} {pid} failed");
+}
+
+/// A member that stops answering holds a subscribe reply only for the
+/// bounded wait (counted); once its link is gone it is not waited for.
+#[tokio::test]
+async fn a_silent_member_delays_the_reply_only_for_the_bounded_wait() {
+    let mut cluster = TestCluster::builder(3)
+        .user("alice", "pw")
+        .set("cometd", "max_interval_ms = 120000")
+        .set("cometd", "timeout_ms = 1000")
+        .start();
+    let mut alice = online(cluster.node(0), "alice", "pw", "pub").await;
+    let subscriber = Bayeux::start(cluster.node(1).http).await;
+    let mut items = Vec::new();
+
+    // Node 3 freezes: linked, but it applies and acknowledges nothing.
+    signal("-STOP", cluster.node(2).pid().expect("node 3 runs"));
+    let reply = subscriber.subscribe("/pubsub/frozen").await;
+    assert_eq!(reply["successful"], true, "answered anyway: {reply}");
+    assert_eq!(metric(cluster.node(1), ACK_TIMEOUTS).await, 1.0);
+    items.push(publish(&mut alice, "frozen", None, "while node 3 is frozen").await);
+
+    // Gone for good: its link drops, and nobody waits for it any more.
+    let downs = cluster.node(1).log().matches("cluster link down").count();
+    cluster.kill(2);
+    cluster.wait_log_count(1, "cluster link down", downs + 1, WAIT);
+    let reply = subscriber.subscribe("/pubsub/after").await;
+    assert_eq!(reply["successful"], true, "{reply}");
+    items.push(publish(&mut alice, "after", None, "node 3 is gone").await);
+    assert_eq!(
+        metric(cluster.node(1), ACK_TIMEOUTS).await,
+        1.0,
+        "no wait for a member whose link is down"
+    );
+
+    let events = subscriber
+        .events_until(WAIT, |events| events.len() >= items.len())
+        .await;
+    let ids: Vec<&str> = events
+        .iter()
+        .filter_map(|event| event["data"]["id"].as_str())
+        .collect();
+    assert_eq!(ids, items, "both items delivered: {events:?}");
 }
