@@ -34,8 +34,10 @@ use crate::membership::{
 };
 use crate::replication::Directory;
 use crate::replication::interest::InterestSets;
+use crate::replication::interest_acks::InterestAcks;
 use crate::transport::frame::{
-    DirectoryMessage, Frame, MemberStatus, PROTOCOL_VERSION, PeerInfo, WireEnvelope,
+    DirectoryMessage, Frame, InterestMessage, MemberStatus, PROTOCOL_VERSION, PeerInfo,
+    WireEnvelope,
 };
 use crate::transport::{FrameHandler, Link, Transport};
 use starling_core::cluster::{
@@ -44,6 +46,8 @@ use starling_core::cluster::{
 
 /// How long `invalidate` waits for acknowledgements.
 const INVALIDATE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long `pubsub_interest_applied` waits for peers to apply a change.
+const INTEREST_ACK_TIMEOUT: Duration = Duration::from_secs(2);
 /// Member events kept for the admin page.
 const HISTORY: usize = 200;
 
@@ -91,6 +95,7 @@ pub struct Counters {
     pub pubsub_sent: AtomicU64,
     pub pubsub_received: AtomicU64,
     pub interest_changes: AtomicU64,
+    pub interest_ack_timeouts: AtomicU64,
 }
 
 impl Counters {
@@ -107,6 +112,7 @@ impl Counters {
             pubsub_sent: self.pubsub_sent.load(Ordering::Relaxed),
             pubsub_received: self.pubsub_received.load(Ordering::Relaxed),
             interest_changes: self.interest_changes.load(Ordering::Relaxed),
+            interest_ack_timeouts: self.interest_ack_timeouts.load(Ordering::Relaxed),
         }
     }
 }
@@ -120,7 +126,10 @@ pub struct ClusterNode {
     transport: Arc<Transport>,
     directory: Mutex<Directory>,
     /// Pub/sub nodes with watchers, here and (replicas) on each peer.
-    interest: Mutex<InterestSets>,
+    interest: Mutex<Interest>,
+    /// Who applied which of this member's interest changes; taken after
+    /// `interest` when both are needed.
+    interest_acks: Mutex<InterestAcks>,
     membership: OnceLock<Membership>,
     delivery: OnceLock<Arc<dyn LocalDelivery>>,
     detector: Mutex<FailureDetector>,
@@ -139,6 +148,30 @@ pub struct ClusterNode {
     changing: AtomicBool,
     this: OnceLock<std::sync::Weak<ClusterNode>>,
     pub counters: Counters,
+}
+
+/// This member's interest set and its replicas of the peers' sets.
+#[derive(Default)]
+struct Interest {
+    sets: InterestSets,
+    /// Peers whose link could not take a change (a full send queue): they
+    /// get nothing more until a snapshot, which holds every change, goes
+    /// through, so their acknowledgements never skip a change.
+    behind: HashSet<NodeId>,
+}
+
+impl Interest {
+    /// Queues `message` on `link` unless the link is behind; a link that
+    /// cannot take it falls behind.
+    fn send(&mut self, link: &Link, message: InterestMessage) {
+        if self.behind.contains(&link.node()) {
+            return;
+        }
+        if link.send(Frame::Interest(message)).is_err() {
+            tracing::warn!(peer = %link.peer.name, "pub/sub interest change not queued; a snapshot follows when the link has room");
+            self.behind.insert(link.node());
+        }
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -186,7 +219,8 @@ impl ClusterNode {
             config: cluster.clone(),
             transport,
             directory: Mutex::new(Directory::new(incarnation)),
-            interest: Mutex::new(InterestSets::default()),
+            interest: Mutex::new(Interest::default()),
+            interest_acks: Mutex::new(InterestAcks::default()),
             membership: OnceLock::new(),
             delivery: OnceLock::new(),
             detector: Mutex::new(detector),
@@ -416,6 +450,7 @@ impl ClusterNode {
                 self.on_transition(transition).await;
             }
             self.send_status();
+            self.catch_up_interest();
             self.upkeep_membership().await;
         }
     }
@@ -435,6 +470,40 @@ impl ClusterNode {
             }
         }
         self.counters.deltas_sent.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Sends the interest set whole to the links that missed a change.
+    fn catch_up_interest(&self) {
+        let mut interest = lock(&self.interest);
+        if interest.behind.is_empty() {
+            return;
+        }
+        let behind: Vec<NodeId> = interest.behind.drain().collect();
+        for node in behind {
+            // A link that went away sends a snapshot when it comes back.
+            if let Some(link) = self.transport.link(node.0) {
+                let snapshot = interest.sets.snapshot();
+                interest.send(&link, snapshot);
+            }
+        }
+    }
+
+    /// Peers an interest change is waited for: every linked member that is
+    /// not down or leaving.
+    fn interest_peers(&self) -> Vec<NodeId> {
+        let detector = lock(&self.detector);
+        self.transport
+            .links()
+            .into_iter()
+            .filter(|link| !link.is_closed())
+            .map(|link| link.node())
+            .filter(|node| {
+                !matches!(
+                    detector.state(*node),
+                    Some(PeerState::Down | PeerState::Leaving)
+                )
+            })
+            .collect()
     }
 
     fn send_snapshot(&self, link: &Link) {
@@ -474,7 +543,7 @@ impl ClusterNode {
                     }
                 }
                 let lost = lock(&self.directory).purge(node);
-                lock(&self.interest).purge(node);
+                lock(&self.interest).sets.purge(node);
                 if let Some(delivery) = self.delivery() {
                     delivery.node_down(node, lost).await;
                 }
@@ -896,7 +965,23 @@ impl FrameHandler for ClusterNode {
                         delivery.offline_stored(user).await;
                     }
                 }
-                Frame::Interest(message) => lock(&self.interest).apply(node, message),
+                Frame::Interest(message) => {
+                    let seq = lock(&self.interest).sets.apply(node, message);
+                    if link.send(Frame::InterestAck { seq }).is_err() {
+                        // A later acknowledgement covers this one.
+                        tracing::debug!(peer = %link.peer.name, seq, "interest acknowledgement not queued");
+                    }
+                }
+                Frame::InterestAck { seq } => {
+                    // Only the current link speaks for the peer's replica.
+                    let current = self
+                        .transport
+                        .link(node.0)
+                        .is_some_and(|current| Arc::ptr_eq(&current, link));
+                    if current {
+                        lock(&self.interest_acks).acknowledged(node, seq);
+                    }
+                }
                 Frame::PubSub(event) => {
                     self.counters
                         .pubsub_received
@@ -923,10 +1008,11 @@ impl FrameHandler for ClusterNode {
         self.send_snapshot(link);
         {
             // Under the lock: no change is sent between reading and queueing.
-            let interest = lock(&self.interest);
-            if link.send(Frame::Interest(interest.snapshot())).is_err() {
-                tracing::warn!(peer = %link.peer.name, "pub/sub interest snapshot not queued");
-            }
+            let mut interest = lock(&self.interest);
+            interest.behind.remove(&link.node());
+            lock(&self.interest_acks).link_up(link.node());
+            let snapshot = interest.sets.snapshot();
+            interest.send(link, snapshot);
         }
         let _ = link.send(Frame::Status(self.own_status()));
         if let Some(transition) = transition {
@@ -956,6 +1042,8 @@ impl FrameHandler for ClusterNode {
     fn on_link_down(&self, link: &Arc<Link>, reason: &str) {
         tracing::debug!(peer = %link.peer.name, %reason, "link closed; the failure detector decides");
         lock(&self.peer_status).remove(&link.peer.node_id);
+        lock(&self.interest).behind.remove(&link.node());
+        lock(&self.interest_acks).link_down(link.node());
     }
 }
 
@@ -1108,7 +1196,7 @@ impl Cluster for ClusterNode {
 
     fn pubsub_interest(&self, node: &str, interested: bool) {
         let mut interest = lock(&self.interest);
-        let Some(change) = interest.set_local(node, interested) else {
+        let Some(change) = interest.sets.set_local(node, interested) else {
             return;
         };
         self.counters
@@ -1117,14 +1205,43 @@ impl Cluster for ClusterNode {
         // Queued under the lock, so a snapshot for a link coming up now
         // is never overtaken by a change it already contains.
         for link in self.transport.links() {
-            if link.send(Frame::Interest(change.clone())).is_err() {
-                tracing::warn!(peer = %link.peer.name, "pub/sub interest change not queued; the next link-up resends the set");
-            }
+            interest.send(&link, change.clone());
         }
     }
 
+    fn pubsub_interest_applied(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let seq = lock(&self.interest).sets.seq();
+            let peers = self.interest_peers();
+            let Some(wait) = lock(&self.interest_acks).wait(seq, peers) else {
+                return;
+            };
+            if tokio::time::timeout(INTEREST_ACK_TIMEOUT, wait.applied)
+                .await
+                .is_err()
+            {
+                let silent = lock(&self.interest_acks).abandon(wait.id);
+                self.counters
+                    .interest_ack_timeouts
+                    .fetch_add(1, Ordering::Relaxed);
+                let names: Vec<String> = {
+                    let peers = lock(&self.peers);
+                    silent
+                        .iter()
+                        .map(|node| {
+                            peers
+                                .get(&node.0)
+                                .map_or_else(|| node.to_string(), |peer| peer.name.clone())
+                        })
+                        .collect()
+                };
+                tracing::warn!(seq, peers = %names.join(","), timeout = ?INTEREST_ACK_TIMEOUT, "peers did not confirm a pub/sub interest change in time; answering anyway");
+            }
+        })
+    }
+
     fn pubsub_interested(&self, node: &str) -> Vec<NodeId> {
-        lock(&self.interest).interested(node)
+        lock(&self.interest).sets.interested(node)
     }
 
     fn pubsub_send(&self, node: NodeId, event: PubSubEvent) -> Result<(), ForwardError> {

@@ -248,6 +248,14 @@ pub struct CometdConfig {
     /// Messages queued for one client; a client that falls further behind
     /// is removed (it must handshake again) rather than losing messages silently.
     pub max_queue: usize,
+    /// Bayeux clients this node keeps at most; a handshake beyond it is
+    /// refused with `503` (each idle client costs a few KB, more with a
+    /// held connect). Handshakes also count against
+    /// `[limits] connections_per_ip_per_sec` of their address.
+    pub max_clients: usize,
+    /// Bayeux clients from one IP address at most (at most `max_clients`).
+    /// Behind a reverse proxy every client comes from the proxy's address.
+    pub max_clients_per_ip: usize,
 }
 
 impl Default for CometdConfig {
@@ -258,6 +266,8 @@ impl Default for CometdConfig {
             interval_ms: 0,
             max_interval_ms: 10_000,
             max_queue: 10_000,
+            max_clients: 50_000,
+            max_clients_per_ip: 10_000,
         }
     }
 }
@@ -478,6 +488,11 @@ impl Config {
             ("cometd.timeout_ms", cometd.timeout_ms),
             ("cometd.max_interval_ms", cometd.max_interval_ms),
             ("cometd.max_queue", cometd.max_queue as u64),
+            ("cometd.max_clients", cometd.max_clients as u64),
+            (
+                "cometd.max_clients_per_ip",
+                cometd.max_clients_per_ip as u64,
+            ),
         ] {
             if value == 0 {
                 return Err(ConfigError::Invalid {
@@ -485,6 +500,15 @@ impl Config {
                     message: "must be at least 1".into(),
                 });
             }
+        }
+        if cometd.max_clients_per_ip > cometd.max_clients {
+            return Err(ConfigError::Invalid {
+                key: "cometd.max_clients_per_ip",
+                message: format!(
+                    "{} is more than cometd.max_clients ({})",
+                    cometd.max_clients_per_ip, cometd.max_clients
+                ),
+            });
         }
         Ok(())
     }
@@ -569,6 +593,32 @@ mod tests {
         config.cluster.enabled = true;
         let error = config.validate().unwrap_err().to_string();
         assert!(error.contains("cluster.secret"), "{error}");
+    }
+
+    #[test]
+    fn cometd_client_limits_are_checked_and_named() {
+        let defaults = Config::defaults().cometd;
+        assert_eq!(
+            (defaults.max_clients, defaults.max_clients_per_ip),
+            (50_000, 10_000)
+        );
+        for (toml, key) in [
+            ("max_clients = 0", "cometd.max_clients"),
+            ("max_clients_per_ip = 0", "cometd.max_clients_per_ip"),
+            (
+                "max_clients = 100\nmax_clients_per_ip = 101",
+                "cometd.max_clients_per_ip",
+            ),
+        ] {
+            let mut config = Config::parse(&format!("[cometd]\n{toml}\n")).unwrap();
+            let error = config.validate().unwrap_err().to_string();
+            assert!(error.contains(key), "{toml}: {error}");
+            config.cometd.max_clients_per_ip = 1;
+            config.cometd.max_clients = 1;
+            config.validate().unwrap();
+        }
+        let error = Config::parse("[cometd]\nmax_clients = -1\n").unwrap_err();
+        assert!(error.contains("max_clients"), "{error}");
     }
 
     #[test]

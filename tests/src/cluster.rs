@@ -7,6 +7,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::latency::LatencyRelay;
 use crate::node::{NodeBuilder, TestNode, free_port};
 
 /// How to start a cluster.
@@ -18,9 +19,18 @@ pub struct ClusterBuilder {
     /// Settings for one node only: (index, section, `key = value`).
     node_settings: Vec<(usize, String, String)>,
     plain_without_tls: bool,
+    /// One-way latency added to every peer link (none: direct links).
+    link_latency: Option<Duration>,
 }
 
 impl ClusterBuilder {
+    /// Every peer link goes through a relay that adds `one_way` latency each
+    /// way (members advertise the relay in front of their peer port).
+    pub fn link_latency(mut self, one_way: Duration) -> Self {
+        self.link_latency = Some(one_way);
+        self
+    }
+
     pub fn user(mut self, name: &str, password: &str) -> Self {
         self.users.push((name.into(), password.into(), false));
         self
@@ -60,6 +70,9 @@ pub struct TestCluster {
     pub secret: String,
     /// Cluster (peer) addresses, by node index.
     pub cluster_ports: Vec<u16>,
+    /// Latency relays in front of the peer ports, by node index; they stop
+    /// when the cluster is dropped (after the nodes).
+    _relays: Vec<LatencyRelay>,
     dir: tempfile::TempDir,
 }
 
@@ -71,6 +84,7 @@ impl TestCluster {
             settings: Vec::new(),
             node_settings: Vec::new(),
             plain_without_tls: false,
+            link_latency: None,
         }
     }
 
@@ -82,9 +96,32 @@ impl TestCluster {
         let store = dir.path().join("starling.db");
         let secret = format!("test-secret-{}", std::process::id());
         let cluster_ports: Vec<u16> = (0..builder.nodes).map(|_| free_port()).collect();
+        let relays: Vec<LatencyRelay> = match builder.link_latency {
+            Some(delay) => cluster_ports
+                .iter()
+                .map(|port| {
+                    let local = |port| std::net::SocketAddr::from(([127, 0, 0, 1], port));
+                    LatencyRelay::start(local(free_port()), local(*port), delay)
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        // Where members dial each other: the relays when there are any.
+        let peer_ports: Vec<u16> = if relays.is_empty() {
+            cluster_ports.clone()
+        } else {
+            relays.iter().map(|relay| relay.addr.port()).collect()
+        };
         let mut nodes = Vec::new();
         for index in 0..builder.nodes {
             let mut node = node_builder(&builder, index, &store, &cluster_ports, &secret);
+            if !relays.is_empty() {
+                node = node.set(
+                    "cluster",
+                    &format!("advertise = \"127.0.0.1:{}\"", peer_ports[index]),
+                );
+            }
+            node = node.set("cluster", &seeds(index, &peer_ports));
             if index == 0 {
                 for (name, password, admin) in &builder.users {
                     node = match admin {
@@ -99,6 +136,7 @@ impl TestCluster {
             nodes,
             secret,
             cluster_ports,
+            _relays: relays,
             dir,
         };
         for index in 0..cluster.nodes.len() {
@@ -154,6 +192,17 @@ impl TestCluster {
     }
 }
 
+/// `seeds = [...]`: the other members' peer addresses.
+fn seeds(index: usize, peer_ports: &[u16]) -> String {
+    let seeds: Vec<String> = peer_ports
+        .iter()
+        .enumerate()
+        .filter(|(other, _)| *other != index)
+        .map(|(_, port)| format!("\"127.0.0.1:{port}\""))
+        .collect();
+    format!("seeds = [{}]", seeds.join(", "))
+}
+
 fn node_builder(
     builder: &ClusterBuilder,
     index: usize,
@@ -161,12 +210,6 @@ fn node_builder(
     cluster_ports: &[u16],
     secret: &str,
 ) -> NodeBuilder {
-    let seeds: Vec<String> = cluster_ports
-        .iter()
-        .enumerate()
-        .filter(|(other, _)| *other != index)
-        .map(|(_, port)| format!("\"127.0.0.1:{port}\""))
-        .collect();
     let mut node = TestNode::builder()
         .shared_store(store)
         .set("cluster", "enabled = true")
@@ -175,7 +218,6 @@ fn node_builder(
             "cluster",
             &format!("bind = \"127.0.0.1:{}\"", cluster_ports[index]),
         )
-        .set("cluster", &format!("seeds = [{}]", seeds.join(", ")))
         .set("cluster", &format!("secret = \"{secret}\""));
     if builder.plain_without_tls {
         node = node.plain_without_tls();

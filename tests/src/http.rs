@@ -1,7 +1,7 @@
 //! A small HTTP/1.1 client for the HTTP side of a node: one request per
 //! connection (hyper's client connection), JSON helpers and HTTP Basic.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use base64::Engine;
@@ -59,6 +59,8 @@ pub struct HttpRequest {
     headers: Vec<(String, String)>,
     body: Bytes,
     tls: bool,
+    /// The local address to connect from (any 127.x.y.z works on Linux).
+    source: Option<IpAddr>,
 }
 
 impl HttpRequest {
@@ -70,6 +72,7 @@ impl HttpRequest {
             headers: Vec::new(),
             body: Bytes::new(),
             tls: false,
+            source: None,
         }
     }
 
@@ -77,6 +80,13 @@ impl HttpRequest {
     /// certificate.
     pub fn tls(mut self) -> HttpRequest {
         self.tls = true;
+        self
+    }
+
+    /// Connects from `ip` (for per-address limits: 127.0.0.2 is another
+    /// client than 127.0.0.1).
+    pub fn from_ip(mut self, ip: IpAddr) -> HttpRequest {
+        self.source = Some(ip);
         self
     }
 
@@ -103,7 +113,17 @@ impl HttpRequest {
     }
 
     async fn exchange(self) -> anyhow::Result<Response> {
-        let stream = TcpStream::connect(self.addr).await?;
+        let stream = match self.source {
+            None => TcpStream::connect(self.addr).await?,
+            Some(ip) => {
+                let socket = match ip {
+                    IpAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+                    IpAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+                };
+                socket.bind(SocketAddr::new(ip, 0))?;
+                socket.connect(self.addr).await?
+            }
+        };
         if !self.tls {
             return self.exchange_over(stream).await;
         }

@@ -13,12 +13,14 @@
 //! - [`load`]: the `starling-load` driver (login, hold and chat runs over worker processes).
 //! - [`node`]: real `starling` processes on free ports for black-box tests.
 //! - [`cluster`]: several nodes forming a cluster, with one shared store.
+//! - [`latency`]: a TCP relay adding latency to peer links (distant members).
 
 pub mod client;
 pub mod cluster;
 pub mod error;
 pub mod http;
 pub mod interop;
+pub mod latency;
 pub mod load;
 pub mod node;
 pub mod raw;

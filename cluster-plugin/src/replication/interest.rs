@@ -3,17 +3,21 @@
 //! members that want it.
 //!
 //! ```text
-//!   owner member                       every other member
-//!   first watch / last unwatch ──▶ Changed{node, bool} ──▶ replica of owner
-//!   link up ──────────────────────▶ Snapshot{nodes} ─────▶ (replaces it)
-//!   link down / member down ──────────────────────────────▶ replica dropped
+//!   owner member                            every other member
+//!   first watch / last unwatch ──▶ Changed{seq, node, bool} ──▶ replica of owner
+//!   link up ──────────────────────▶ Snapshot{seq, nodes} ─────▶ (replaces it)
+//!                     ◀──────────── InterestAck{seq} ◀──────── applied
+//!   member down ───────────────────────────────────────────────▶ replica dropped
 //! ```
 //!
 //! Only the owner writes its set. Changes travel on the same ordered link
 //! as the snapshot, and `node` sends both under one lock, so a replica
-//! never applies a change older than its snapshot. XMPP subscribers need no
-//! entry here: their sessions are found through the session directory.
-//! Plain state, no I/O.
+//! never applies a change older than its snapshot. Every change is
+//! numbered, and a snapshot carries the number of the last change it
+//! holds; the replica acknowledges each number it applied, which lets the
+//! owner wait until its peers know of a new watch (`interest_acks`). XMPP
+//! subscribers need no entry here: their sessions are found through the
+//! session directory. Plain state, no I/O.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -24,6 +28,8 @@ use crate::transport::frame::InterestMessage;
 #[derive(Debug, Default)]
 pub struct InterestSets {
     local: BTreeSet<String>,
+    /// Number of the last change to `local`.
+    seq: u64,
     remote: HashMap<NodeId, HashSet<String>>,
 }
 
@@ -36,32 +42,49 @@ impl InterestSets {
         } else {
             self.local.remove(node)
         };
-        changed.then(|| InterestMessage::Changed {
+        if !changed {
+            return None;
+        }
+        self.seq += 1;
+        Some(InterestMessage::Changed {
+            seq: self.seq,
             node: node.to_owned(),
             interested,
         })
     }
 
+    /// Number of the last change to this member's set (0: none yet).
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
     /// This member's whole set, for a peer whose link just came up.
     pub fn snapshot(&self) -> InterestMessage {
         InterestMessage::Snapshot {
+            seq: self.seq,
             nodes: self.local.iter().cloned().collect(),
         }
     }
 
-    /// Applies what `from` announced.
-    pub fn apply(&mut self, from: NodeId, message: InterestMessage) {
+    /// Applies what `from` announced; returns the number to acknowledge.
+    pub fn apply(&mut self, from: NodeId, message: InterestMessage) -> u64 {
         match message {
-            InterestMessage::Snapshot { nodes } => {
+            InterestMessage::Snapshot { seq, nodes } => {
                 self.remote.insert(from, nodes.into_iter().collect());
+                seq
             }
-            InterestMessage::Changed { node, interested } => {
+            InterestMessage::Changed {
+                seq,
+                node,
+                interested,
+            } => {
                 let set = self.remote.entry(from).or_default();
                 if interested {
                     set.insert(node);
                 } else {
                     set.remove(&node);
                 }
+                seq
             }
         }
     }
@@ -97,11 +120,13 @@ mod tests {
         assert_eq!(
             sets.snapshot(),
             InterestMessage::Snapshot {
+                seq: 1,
                 nodes: vec!["a".to_owned()]
             }
         );
         assert!(sets.set_local("a", false).is_some());
         assert!(sets.set_local("a", false).is_none());
+        assert_eq!(sets.seq(), 2, "only real changes are numbered");
     }
 
     #[test]
@@ -110,16 +135,17 @@ mod tests {
         let mut replica = InterestSets::default();
         let (one, two) = (NodeId(1), NodeId(2));
         owner.set_local("x", true);
-        replica.apply(one, owner.snapshot());
+        assert_eq!(replica.apply(one, owner.snapshot()), 1);
         replica.apply(
             two,
             InterestMessage::Snapshot {
+                seq: 9,
                 nodes: vec!["x".into()],
             },
         );
         assert_eq!(replica.interested("x"), [one, two]);
         let change = owner.set_local("y", true).unwrap();
-        replica.apply(one, change);
+        assert_eq!(replica.apply(one, change), 2, "acknowledges the change");
         assert_eq!(replica.interested("y"), [one]);
         let change = owner.set_local("x", false).unwrap();
         replica.apply(one, change);
@@ -127,7 +153,13 @@ mod tests {
         replica.purge(two);
         assert!(replica.interested("x").is_empty());
         // A snapshot replaces what a replica held.
-        replica.apply(one, InterestMessage::Snapshot { nodes: vec![] });
+        replica.apply(
+            one,
+            InterestMessage::Snapshot {
+                seq: 3,
+                nodes: vec![],
+            },
+        );
         assert!(replica.interested("y").is_empty());
     }
 }

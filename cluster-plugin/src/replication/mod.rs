@@ -16,6 +16,7 @@
 //! returns. Lookups read one index by bare JID, so they are local and O(1).
 
 pub mod interest;
+pub mod interest_acks;
 #[cfg(test)]
 mod tests;
 

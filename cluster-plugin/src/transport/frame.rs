@@ -18,8 +18,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Version of [`Frame`] and of the handshake (2: envelopes are acknowledged
 /// with [`Frame::Received`]; 3: a kick says why; 4: pub/sub interest and
-/// events).
-pub const PROTOCOL_VERSION: u32 = 4;
+/// events; 5: interest changes are numbered and acknowledged).
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// Frames larger than this are refused (a stanza is at most 256 KiB by
 /// default; a directory snapshot is sent in chunks well below this).
@@ -182,15 +182,28 @@ pub enum Frame {
     Interest(InterestMessage),
     /// A pub/sub event for the receiver's subscribers and watchers.
     PubSub(PubSubEvent),
+    /// The receiver applied the sender's interest messages up to `seq`
+    /// (see `replication::interest_acks`).
+    InterestAck {
+        seq: u64,
+    },
 }
 
 /// The owner's pub/sub interest set, replicated to every member.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// `seq` numbers the owner's changes (a snapshot carries the number of the
+/// last change it contains); the receiver acknowledges it with
+/// [`Frame::InterestAck`] once applied.
 pub enum InterestMessage {
     /// All nodes the sender has watchers of.
-    Snapshot { nodes: Vec<String> },
+    Snapshot { seq: u64, nodes: Vec<String> },
     /// One node gained its first or lost its last watcher.
-    Changed { node: String, interested: bool },
+    Changed {
+        seq: u64,
+        node: String,
+        interested: bool,
+    },
 }
 
 /// What a member believes about the cluster.
@@ -289,12 +302,15 @@ mod tests {
                 changes: vec![WireChange::Unbound("a@example.com/r".into())],
             }),
             Frame::Interest(InterestMessage::Snapshot {
+                seq: 4,
                 nodes: vec!["news".into()],
             }),
             Frame::Interest(InterestMessage::Changed {
+                seq: 5,
                 node: "news".into(),
                 interested: false,
             }),
+            Frame::InterestAck { seq: 5 },
             Frame::PubSub(PubSubEvent {
                 node: "news".into(),
                 kind: starling_core::cluster::PubSubEventKind::Published {

@@ -235,6 +235,14 @@ pub trait Cluster: Send + Sync + 'static {
         let _ = (node, interested);
     }
 
+    /// Resolves once every member linked to this one has applied every
+    /// interest change announced so far, or after a bounded wait. A reply
+    /// telling a client it is subscribed waits for this, so that a publish
+    /// made anywhere after the reply reaches it.
+    fn pubsub_interest_applied(&self) -> BoxFuture<'_, ()> {
+        Box::pin(std::future::ready(()))
+    }
+
     /// Other members with local watchers of pub/sub node `node`.
     fn pubsub_interested(&self, node: &str) -> Vec<NodeId> {
         let _ = node;

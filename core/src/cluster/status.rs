@@ -37,6 +37,8 @@ pub struct ClusterCounters {
     pub pubsub_received: u64,
     /// Changes to this node's pub/sub interest set announced to peers.
     pub interest_changes: u64,
+    /// Waits for peers to apply an interest change that ended in the timeout.
+    pub interest_ack_timeouts: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

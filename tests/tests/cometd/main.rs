@@ -10,6 +10,18 @@
 //!   another node.
 //!
 //! The node.js packages come from `npm ci` in `tests/cometd` (CI runs it).
+//!
+//! Timing-sensitive cases and limits use a small Bayeux client of our own
+//! (`bayeux`): a publish the moment a subscribe reply arrives
+//! (`subscribe_race`), and handshakes beyond the client caps
+//! (`handshake_limits`).
+
+mod bayeux;
+mod handshake_limits;
+#[path = "../pubsub/support.rs"]
+#[allow(dead_code)]
+mod pubsub;
+mod subscribe_race;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

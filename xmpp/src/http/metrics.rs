@@ -247,7 +247,7 @@ fn cometd(out: &mut Exposition, state: &HttpState) {
         ),
         (
             "handshake_failures",
-            "Bayeux handshakes refused.",
+            "Bayeux handshakes refused (bad input, credentials, or a limit).",
             &counters.handshake_failures,
         ),
         (
@@ -275,6 +275,22 @@ fn cometd(out: &mut Exposition, state: &HttpState) {
             &format!("starling_cometd_{name}_total"),
             Kind::Counter,
             help,
+            load(counter),
+        );
+    }
+    out.family(
+        "starling_cometd_handshakes_refused_total",
+        Kind::Counter,
+        "Bayeux handshakes refused by a limit: this node full (max_clients), the address full (max_clients_per_ip), or its handshake rate.",
+    );
+    for (reason, counter) in [
+        ("node_full", &counters.refused_node_full),
+        ("address_full", &counters.refused_address_full),
+        ("rate", &counters.refused_rate),
+    ] {
+        out.sample(
+            "starling_cometd_handshakes_refused_total",
+            &[("reason", reason)],
             load(counter),
         );
     }
@@ -466,6 +482,11 @@ fn cluster(out: &mut Exposition, status: &starling_core::cluster::ClusterStatus,
             "starling_cluster_pubsub_interest_changes_total",
             "Changes to this node's pub/sub interest set announced to peers.",
             counters.interest_changes,
+        ),
+        (
+            "starling_cluster_pubsub_interest_ack_timeouts_total",
+            "Bayeux subscribes answered before every peer confirmed the interest change (timeout).",
+            counters.interest_ack_timeouts,
         ),
     ] {
         out.single(name, Kind::Counter, help, count(value));

@@ -192,6 +192,13 @@ impl PubSub {
         self.watchers.watch(node)
     }
 
+    /// Resolves once every linked cluster member knows of the watches
+    /// taken so far (bounded by the cluster's timeout): after that, a
+    /// publish on any member reaches them.
+    pub async fn watches_known(&self) {
+        self.cluster.pubsub_interest_applied().await;
+    }
+
     /// How many nodes have watchers here.
     pub fn watched_nodes(&self) -> usize {
         self.watchers.watched()

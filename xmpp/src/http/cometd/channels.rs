@@ -88,7 +88,7 @@ impl Channels {
 mod tests {
     use std::time::Duration;
 
-    use super::super::clients::{Clients, Identity};
+    use super::super::clients::{Capacity, Clients, Identity};
     use super::*;
 
     fn idle_feed() -> AbortHandle {
@@ -97,10 +97,15 @@ mod tests {
 
     #[tokio::test]
     async fn the_feed_runs_from_the_first_subscriber_to_the_last() {
-        let clients = Clients::new(Duration::from_secs(10), 10);
+        let room = Capacity {
+            total: 10,
+            per_ip: 10,
+        };
+        let clients = Clients::new(Duration::from_secs(10), 10, room);
         let channels = Channels::default();
-        let a = clients.create(Identity::Anonymous, false);
-        let b = clients.create(Identity::Anonymous, false);
+        let here = std::net::IpAddr::from([127, 0, 0, 1]);
+        let a = clients.create(Identity::Anonymous, false, here).unwrap();
+        let b = clients.create(Identity::Anonymous, false, here).unwrap();
         let mut started = Vec::new();
         channels.subscribe("/pubsub/x", &a, || {
             let feed = idle_feed();

@@ -6,8 +6,13 @@
 //! removes it). Client ids are 128 random bits: knowing one is the only
 //! proof of being that client. Each client's state sits behind its own
 //! short lock, never held across an await.
+//!
+//! The registry is bounded ([`Capacity`]): in all, and per source address,
+//! so a flood of handshakes cannot fill memory until `max_interval`
+//! clears it; a handshake beyond either bound creates nothing.
 
 use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -41,6 +46,8 @@ pub(crate) enum Removal {
 pub(crate) struct Client {
     pub(crate) id: ClientId,
     pub(crate) identity: Identity,
+    /// The address it handshook from (counted against its per-address bound).
+    ip: IpAddr,
     state: Mutex<State>,
     /// Wakes the connection waiting to write this client's messages.
     pub(crate) wake: Notify,
@@ -116,32 +123,85 @@ impl Client {
     }
 }
 
+/// How many clients the registry holds at most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Capacity {
+    pub(crate) total: usize,
+    pub(crate) per_ip: usize,
+}
+
+/// Why a handshake found no room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Full {
+    /// This node holds `Capacity::total` clients.
+    Node,
+    /// The source address holds `Capacity::per_ip` clients.
+    Address,
+}
+
+#[derive(Default)]
+struct Registry {
+    clients: HashMap<ClientId, Arc<Client>>,
+    /// Clients per source address (addresses with none are not kept).
+    per_ip: HashMap<IpAddr, usize>,
+}
+
 /// The registry of this node's clients.
 pub(crate) struct Clients {
-    map: Mutex<HashMap<ClientId, Arc<Client>>>,
+    registry: Mutex<Registry>,
     max_interval: Duration,
     queue_limit: usize,
+    capacity: Capacity,
 }
 
 impl Clients {
-    pub(crate) fn new(max_interval: Duration, queue_limit: usize) -> Clients {
+    pub(crate) fn new(max_interval: Duration, queue_limit: usize, capacity: Capacity) -> Clients {
         Clients {
-            map: Mutex::default(),
+            registry: Mutex::default(),
             max_interval,
             queue_limit,
+            capacity,
         }
     }
 
-    fn map(&self) -> MutexGuard<'_, HashMap<ClientId, Arc<Client>>> {
-        self.map
+    fn registry(&self) -> MutexGuard<'_, Registry> {
+        self.registry
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    pub(crate) fn create(&self, identity: Identity, acks: bool) -> Arc<Client> {
+    /// Whether a client from `ip` would fit now (a handshake checks before
+    /// its password check; [`Clients::create`] decides).
+    pub(crate) fn has_room(&self, ip: IpAddr) -> Result<(), Full> {
+        let registry = self.registry();
+        self.room_in(&registry, ip).map(|_| ())
+    }
+
+    /// Clients from `ip` now, or why there is no room for another.
+    fn room_in(&self, registry: &Registry, ip: IpAddr) -> Result<usize, Full> {
+        if registry.clients.len() >= self.capacity.total {
+            return Err(Full::Node);
+        }
+        let from_ip = registry.per_ip.get(&ip).copied().unwrap_or(0);
+        if from_ip >= self.capacity.per_ip {
+            return Err(Full::Address);
+        }
+        Ok(from_ip)
+    }
+
+    /// A new client from `ip`, unless this node or that address is full.
+    pub(crate) fn create(
+        &self,
+        identity: Identity,
+        acks: bool,
+        ip: IpAddr,
+    ) -> Result<Arc<Client>, Full> {
+        let mut registry = self.registry();
+        let from_ip = self.room_in(&registry, ip)?;
         let client = Arc::new(Client {
             id: new_client_id(),
             identity,
+            ip,
             state: Mutex::new(State {
                 outbox: Outbox::new(acks, self.queue_limit),
                 subscriptions: HashSet::new(),
@@ -153,23 +213,40 @@ impl Clients {
             }),
             wake: Notify::new(),
         });
-        self.map().insert(client.id.clone(), client.clone());
-        client
+        registry.clients.insert(client.id.clone(), client.clone());
+        registry.per_ip.insert(ip, from_ip + 1);
+        Ok(client)
     }
 
     pub(crate) fn get(&self, id: &str) -> Option<Arc<Client>> {
-        self.map().get(id).cloned()
+        self.registry().clients.get(id).cloned()
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.map().len()
+        self.registry().clients.len()
+    }
+
+    /// Clients from `ip` now.
+    #[cfg(test)]
+    pub(crate) fn count_from(&self, ip: IpAddr) -> usize {
+        self.registry().per_ip.get(&ip).copied().unwrap_or(0)
     }
 
     /// Takes the client out of the registry and marks it removed (a held
     /// connect wakes and answers). Returns its subscriptions to undo, or
     /// `None` when it was already gone.
     pub(crate) fn remove(&self, id: &str, why: Removal) -> Option<(Arc<Client>, Vec<String>)> {
-        let client = self.map().remove(id)?;
+        let client = {
+            let mut registry = self.registry();
+            let client = registry.clients.remove(id)?;
+            if let Some(count) = registry.per_ip.get_mut(&client.ip) {
+                *count -= 1;
+                if *count == 0 {
+                    registry.per_ip.remove(&client.ip);
+                }
+            }
+            client
+        };
         let mut state = client.state();
         state.removed = Some(why);
         let channels = state.subscriptions.drain().collect();
@@ -182,7 +259,8 @@ impl Clients {
     /// than `max_interval` as of `now`; returns them with their subscriptions.
     pub(crate) fn expire(&self, now: Instant) -> Vec<(Arc<Client>, Vec<String>)> {
         let stale: Vec<ClientId> = self
-            .map()
+            .registry()
+            .clients
             .values()
             .filter(|client| {
                 let state = client.state();
@@ -212,15 +290,27 @@ fn new_client_id() -> ClientId {
 mod tests {
     use super::*;
 
+    const HERE: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
     fn clients() -> Clients {
-        Clients::new(Duration::from_secs(10), 100)
+        Clients::new(Duration::from_secs(10), 100, ROOMY)
+    }
+
+    const ROOMY: Capacity = Capacity {
+        total: 10_000,
+        per_ip: 10_000,
+    };
+
+    /// A client from 127.0.0.1 in a registry with room.
+    fn client(clients: &Clients, identity: Identity, acks: bool) -> Arc<Client> {
+        clients.create(identity, acks, HERE).expect("room")
     }
 
     #[test]
     fn client_ids_are_long_random_and_distinct() {
         let clients = clients();
         let ids: HashSet<ClientId> = (0..1000)
-            .map(|_| clients.create(Identity::Anonymous, false).id.clone())
+            .map(|_| client(&clients, Identity::Anonymous, false).id.clone())
             .collect();
         assert_eq!(ids.len(), 1000);
         assert!(ids.iter().all(|id| id.len() == 32));
@@ -235,9 +325,9 @@ mod tests {
     #[test]
     fn a_client_that_stops_connecting_expires_with_its_subscriptions() {
         let clients = clients();
-        let quiet = clients.create(Identity::Anonymous, false);
+        let quiet = client(&clients, Identity::Anonymous, false);
         quiet.state().subscriptions.insert("/pubsub/a".into());
-        let busy = clients.create(Identity::Anonymous, false);
+        let busy = client(&clients, Identity::Anonymous, false);
         busy.begin_connect(0, None);
         assert!(clients.expire(later(9)).is_empty(), "within maxInterval");
         let expired = clients.expire(later(11));
@@ -261,7 +351,7 @@ mod tests {
     #[test]
     fn a_connect_on_another_connection_resends_what_is_unacknowledged() {
         let clients = clients();
-        let client = clients.create(Identity::Anonymous, true);
+        let client = client(&clients, Identity::Anonymous, true);
         client.begin_connect(7, None);
         client.deliver(Arc::from("a")).unwrap();
         client.deliver(Arc::from("b")).unwrap();
@@ -295,7 +385,7 @@ mod tests {
     #[test]
     fn removal_wakes_and_is_remembered() {
         let clients = clients();
-        let client = clients.create(Identity::User("a@b".into()), false);
+        let client = client(&clients, Identity::User("a@b".into()), false);
         let (_, channels) = clients.remove(&client.id, Removal::Disconnected).unwrap();
         assert!(channels.is_empty());
         assert_eq!(client.removed(), Some(Removal::Disconnected));
@@ -303,5 +393,43 @@ mod tests {
         // Delivery to a removed client is a no-op, not a queue that grows.
         client.deliver(Arc::from("x")).unwrap();
         assert_eq!(client.state().outbox.len(), 0);
+    }
+
+    #[test]
+    fn the_registry_is_bounded_in_all_and_per_address() {
+        let clients = Clients::new(
+            Duration::from_secs(10),
+            100,
+            Capacity {
+                total: 3,
+                per_ip: 2,
+            },
+        );
+        let other: IpAddr = "10.0.0.7".parse().unwrap();
+        let first = clients.create(Identity::Anonymous, false, HERE).unwrap();
+        clients.create(Identity::Anonymous, false, HERE).unwrap();
+        assert_eq!(
+            clients.create(Identity::Anonymous, false, HERE).err(),
+            Some(Full::Address)
+        );
+        clients.create(Identity::Anonymous, false, other).unwrap();
+        assert_eq!(
+            clients.create(Identity::Anonymous, false, other).err(),
+            Some(Full::Node)
+        );
+        assert_eq!(clients.len(), 3, "refusals create nothing");
+        assert_eq!(
+            (clients.count_from(HERE), clients.count_from(other)),
+            (2, 1)
+        );
+        // A client leaving (or expiring) makes room for its address again.
+        clients.remove(&first.id, Removal::Disconnected).unwrap();
+        assert_eq!(clients.count_from(HERE), 1);
+        clients.create(Identity::Anonymous, false, HERE).unwrap();
+        assert_eq!(clients.expire(later(11)).len(), 3);
+        assert_eq!(
+            (clients.count_from(HERE), clients.count_from(other)),
+            (0, 0)
+        );
     }
 }

@@ -18,11 +18,17 @@ use tokio::time::Instant;
 
 use super::bridge;
 use super::channels::Channels;
-use super::clients::{Client, Clients, Identity, Removal};
+use super::clients::{Capacity, Client, Clients, Full, Identity, Removal};
 use super::message::{self, BayeuxError, Kind, LONG_POLLING, Message, Rejected, WEBSOCKET, advice};
 use super::outbox::Event;
 use crate::http::auth::prepared_username;
 use crate::server::Server;
+
+/// Advice `interval` for a handshake refused because this node or the
+/// client's address holds as many clients as allowed.
+const FULL_RETRY_MS: u64 = 5_000;
+/// Advice `interval` for a handshake refused by the per-address rate.
+const RATE_RETRY_MS: u64 = 1_000;
 
 /// The Bayeux server of this node.
 pub struct Bayeux {
@@ -42,7 +48,14 @@ pub struct Bayeux {
 #[derive(Debug, Default)]
 pub struct BayeuxCounters {
     pub handshakes: AtomicU64,
+    /// Every refused handshake, the limits' refusals below included.
     pub handshake_failures: AtomicU64,
+    /// Refused: this node holds `max_clients` clients.
+    pub refused_node_full: AtomicU64,
+    /// Refused: the address holds `max_clients_per_ip` clients.
+    pub refused_address_full: AtomicU64,
+    /// Refused: the address exceeded `[limits] connections_per_ip_per_sec`.
+    pub refused_rate: AtomicU64,
     pub expired: AtomicU64,
     /// Clients removed because their queue overflowed.
     pub dropped_slow: AtomicU64,
@@ -96,6 +109,10 @@ impl Bayeux {
             clients: Clients::new(
                 Duration::from_millis(config.max_interval_ms),
                 config.max_queue,
+                Capacity {
+                    total: config.max_clients,
+                    per_ip: config.max_clients_per_ip,
+                },
             ),
             channels: Channels::default(),
             timeout: Duration::from_millis(config.timeout_ms),
@@ -189,6 +206,22 @@ impl Bayeux {
                 ));
             }
         }
+        // Limits before credentials: a refused handshake costs no password check.
+        if let Err(full) = self.clients.has_room(ip) {
+            return self.refuse_full(message, ip, full);
+        }
+        if !self
+            .server
+            .ip_limits
+            .allow_connection(ip, std::time::Instant::now())
+        {
+            self.counters.refused_rate.fetch_add(1, Ordering::Relaxed);
+            return self.refuse_for_now(
+                message,
+                BayeuxError::new(429, "Too many handshakes from this address"),
+                RATE_RETRY_MS,
+            );
+        }
         let credentials = message
             .ext()
             .and_then(|ext| ext.get("authentication"))
@@ -207,7 +240,11 @@ impl Bayeux {
             None => Identity::Anonymous,
         };
         let acks = message.wants_acks();
-        let client = self.clients.create(identity, acks);
+        let client = match self.clients.create(identity, acks, ip) {
+            Ok(client) => client,
+            // Others took the last room while this one authenticated.
+            Err(full) => return self.refuse_full(message, ip, full),
+        };
         self.counters.handshakes.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(client = %client.id, identity = ?client.identity, acks, "Bayeux handshake");
         let mut reply = message.reply(Some(&client.id), true);
@@ -220,6 +257,41 @@ impl Bayeux {
         if acks {
             reply.insert("ext".into(), json!({"ack": true}));
         }
+        reply
+    }
+
+    /// The reply to a handshake refused because `full`: nothing was created.
+    fn refuse_full(&self, message: &Message, ip: IpAddr, full: Full) -> Map<String, Value> {
+        let (counter, error) = match full {
+            Full::Node => (
+                &self.counters.refused_node_full,
+                BayeuxError::new(503, "Too many clients on this server"),
+            ),
+            Full::Address => (
+                &self.counters.refused_address_full,
+                BayeuxError::new(503, "Too many clients from this address"),
+            ),
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(%ip, ?full, "Bayeux handshake refused: no room");
+        self.refuse_for_now(message, error, FULL_RETRY_MS)
+    }
+
+    /// A handshake refused for now: the client may try again after `retry_ms`.
+    fn refuse_for_now(
+        &self,
+        message: &Message,
+        error: BayeuxError,
+        retry_ms: u64,
+    ) -> Map<String, Value> {
+        self.counters
+            .handshake_failures
+            .fetch_add(1, Ordering::Relaxed);
+        let mut reply = message.error_reply(&error);
+        reply.insert(
+            "advice".into(),
+            json!({"reconnect": "handshake", "interval": retry_ms}),
+        );
         reply
     }
 
@@ -370,6 +442,11 @@ impl Bayeux {
                 self.channels.unsubscribe(channel, &client.id);
             }
         }
+        if nodes.iter().any(Option::is_some) {
+            // The client may have a publish made elsewhere the moment it
+            // reads this reply: the other members must know of the watch.
+            self.server.pubsub.watches_known().await;
+        }
         let mut reply = message.reply(Some(&client.id), true);
         reply.insert(
             "subscription".into(),
@@ -419,7 +496,8 @@ impl Bayeux {
 
     /// Starts feeding `channel` from pub/sub node `node`. The watch is
     /// taken before the task starts, so the subscribe reply is only sent
-    /// once this node is listening.
+    /// once this node is listening (and, see `subscribe`, once the other
+    /// members know it).
     fn start_feed(&self, channel: &str, node: &str) -> AbortHandle {
         let mut watch = self.server.pubsub.watch(node);
         let this = self.this.clone();

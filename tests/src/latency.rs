@@ -1,0 +1,121 @@
+//! A TCP relay that adds a fixed one-way latency, like a link between data
+//! centres: each chunk read is written to the other side `delay` later, in
+//! order. Cluster tests put one in front of each member's peer port.
+//!
+//! It runs on its own thread and runtime, so it serves sync and async
+//! tests alike, and stops when dropped.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+/// A listening relay; dropping it stops it and its connections.
+pub struct LatencyRelay {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl LatencyRelay {
+    /// Relays connections to `listen` on to `target`, `delay` late each way.
+    pub fn start(listen: SocketAddr, target: SocketAddr, delay: Duration) -> LatencyRelay {
+        let (stop, stopped) = oneshot::channel();
+        let (bound, is_bound) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for the relay");
+            runtime.block_on(async move {
+                let listener = TcpListener::bind(listen).await;
+                let listener = match listener {
+                    Ok(listener) => {
+                        let _ = bound.send(Ok(()));
+                        listener
+                    }
+                    Err(error) => {
+                        let _ = bound.send(Err(error));
+                        return;
+                    }
+                };
+                tokio::select! {
+                    () = accept_loop(listener, target, delay) => {}
+                    _ = stopped => {}
+                }
+            });
+        });
+        is_bound
+            .recv()
+            .expect("the relay thread reports")
+            .unwrap_or_else(|error| panic!("cannot listen on {listen}: {error}"));
+        LatencyRelay {
+            addr: listen,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for LatencyRelay {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+async fn accept_loop(listener: TcpListener, target: SocketAddr, delay: Duration) {
+    while let Ok((client, _)) = listener.accept().await {
+        tokio::spawn(async move {
+            let Ok(server) = TcpStream::connect(target).await else {
+                return;
+            };
+            let _ = client.set_nodelay(true);
+            let _ = server.set_nodelay(true);
+            let (client_read, client_write) = client.into_split();
+            let (server_read, server_write) = server.into_split();
+            tokio::join!(
+                pump(client_read, server_write, delay),
+                pump(server_read, client_write, delay)
+            );
+        });
+    }
+}
+
+/// Copies one direction, each chunk `delay` after it was read.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    delay: Duration,
+) {
+    let (chunks, mut due) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
+    let reader = async move {
+        let mut buffer = vec![0u8; 64 * 1024];
+        while let Ok(read) = from.read(&mut buffer).await {
+            if read == 0
+                || chunks
+                    .send((Instant::now() + delay, buffer[..read].to_vec()))
+                    .is_err()
+            {
+                break;
+            }
+        }
+    };
+    let writer = async move {
+        while let Some((at, chunk)) = due.recv().await {
+            tokio::time::sleep_until(at).await;
+            if to.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown().await;
+    };
+    tokio::join!(reader, writer);
+}
