@@ -7,8 +7,13 @@ Tsung writes a block of `stats:` lines every 10 s (`# stats: dump at T`):
 Sample totals are the count-weighted mean of the interval and everything before.
 """
 
+import pubsublog
+
 INTERVAL = 10  # seconds between Tsung's dumps
-TRANSACTIONS = ["authenticate", "roster", "online", "offline", "close"]
+TRANSACTIONS = [
+    "authenticate", "roster", "online", "offline",
+    "create", "subscribe", "publish", "unsubscribe", "close",
+]
 
 
 def parse(path):
@@ -80,7 +85,10 @@ def print_summary(result):
     sent = t["transactions"].get("offline", {}).get("count", 0)
     lost = lost_offline(result)
     stored = result["offline_stored"]
-    if stored is None:
+    pubsub_ok = True
+    if result["scenario"] == "pubsub":
+        pubsub_ok = pubsublog.print_summary(result["pubsub"], result.get("pubsub_server"))
+    elif stored is None:
         print(f"  offline messages          {sent} sent; stored unknown (external server)")
     else:
         verdict = "nothing lost" if lost == 0 else f"{lost} NOT STORED"
@@ -99,7 +107,12 @@ def print_summary(result):
             per = 1024 * (server["rss_peak_mib"] - server["rss_start_mib"]) / t["peak_users"]
             line += f" ({per:.1f} KiB per peak user)"
         print(line)
-    return not errors and (lost in (0, None)) and finished == t["sessions_started"]
+    return (
+        not errors
+        and (lost in (0, None))
+        and finished == t["sessions_started"]
+        and pubsub_ok
+    )
 
 
 def _figures(result):
