@@ -71,7 +71,8 @@ def print_summary(result):
     print(f"\n-- {result['target']}: {result['scenario']}, Tsung log {result['tsung_log']}")
     print(f"  peak simultaneous users   {t['peak_users']}")
     print(f"  sessions started/finished {t['sessions_started']} / {t['sessions_finished']}")
-    reached = t["sessions_started"] / result["arrival_seconds"]
+    # Sessions that start at once (pubsub's publishers) are not arrivals.
+    reached = (t["sessions_started"] - result.get("static_sessions", 0)) / result["arrival_seconds"]
     best = f", best 10 s {t['peak_arrival_rate']:g}/s" if result["arrival_seconds"] >= 20 else ""
     print(f"  arrival rate reached      {reached:.1f}/s{best} (asked {result['rate']:g}/s)")
     errors = t["errors"]
