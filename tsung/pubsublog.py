@@ -247,4 +247,10 @@ def print_summary(ps, server):
             "  server /metrics           "
             + ", ".join(f"{name} {value:g}" for name, value in server.items())
         )
+        handed = int(server.get("notifications", 0))
+        gap = handed - ps["notifications_received"]
+        print(
+            f"    handed to sessions vs received     {handed} / {ps['notifications_received']}"
+            + (": the same" if gap == 0 else f": {gap:+d}")
+        )
     return not problems and lost(ps) == 0

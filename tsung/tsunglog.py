@@ -120,7 +120,7 @@ def _figures(result):
     t, server = result["tsung"], result["server"] or {}
     finished = t["sessions_finished"] or 1
     auth = t["transactions"].get("authenticate", {})
-    return {
+    figures = {
         "peak users": t["peak_users"],
         "sessions finished": t["sessions_finished"],
         "errors": sum(t["errors"].values()),
@@ -135,6 +135,14 @@ def _figures(result):
         if server
         else None,
     }
+    if result.get("pubsub"):
+        ps = result["pubsub"]
+        for name in ("create", "subscribe", "publish"):
+            figures[f"{name} mean ms"] = t["transactions"].get(name, {}).get("mean_ms")
+        figures["notifications received"] = ps["notifications_received"]
+        figures["notifications due, missed"] = ps["due"] - ps["due_received"]
+        figures["publish-to-receipt p99 ms"] = (ps["latency_ms"] or {}).get("p99")
+    return figures
 
 
 def print_comparison(results):
