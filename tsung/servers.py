@@ -274,7 +274,11 @@ class Starling:
         totals = {}
         for i in range(self.nodes):
             for line in self._metrics(i).splitlines():
-                for name in ("starling_stream_errors_total", 'starling_routing_outcomes_total{outcome="stored"}'):
+                for name in (
+                    "starling_logins_total",  # to check Tsung's session count against
+                    "starling_stream_errors_total",
+                    'starling_routing_outcomes_total{outcome="stored"}',
+                ):
                     if line.startswith(name + " "):
                         totals[name] = totals.get(name, 0) + float(line.split()[-1])
         return totals
