@@ -88,7 +88,11 @@ def print_summary(result):
     stored = result["offline_stored"]
     pubsub_ok = True
     if result["scenario"] == "pubsub":
-        pubsub_ok = pubsublog.print_summary(result["pubsub"], result.get("pubsub_server"))
+        pubsub_ok = pubsublog.print_summary(
+            result["pubsub"],
+            result.get("pubsub_server"),
+            t["transactions"].get("publish", {}).get("count", 0),
+        )
     elif stored is None:
         print(f"  offline messages          {sent} sent; stored unknown (external server)")
     else:
