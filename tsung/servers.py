@@ -274,9 +274,36 @@ class Starling:
         totals = {}
         for i in range(self.nodes):
             for line in self._metrics(i).splitlines():
-                for name in ("starling_stream_errors_total", 'starling_routing_outcomes_total{outcome="stored"}'):
+                for name in (
+                    "starling_logins_total",  # to check Tsung's session count against
+                    "starling_stream_errors_total",
+                    'starling_routing_outcomes_total{outcome="stored"}',
+                ):
                     if line.startswith(name + " "):
                         totals[name] = totals.get(name, 0) + float(line.split()[-1])
+        return totals
+
+    PUBSUB_COUNTERS = {
+        "starling_pubsub_published_total": "published",
+        "starling_pubsub_notifications_total": "notifications",
+        "starling_pubsub_cluster_events_sent_total": "cluster events sent",
+        "starling_pubsub_cluster_events_received_total": "received",
+        "starling_pubsub_cluster_events_failed_total": "failed",
+    }
+
+    def pubsub_counters(self):
+        """Items published and notifications handed to sessions, summed over
+        the nodes, and the events that crossed between them (/metrics)."""
+        totals = dict.fromkeys(self.PUBSUB_COUNTERS.values(), 0.0)
+        try:
+            for i in range(self.nodes):
+                for line in self._metrics(i).splitlines():
+                    name, _, value = line.partition(" ")
+                    if name in self.PUBSUB_COUNTERS:
+                        totals[self.PUBSUB_COUNTERS[name]] += float(value)
+        except OSError as error:
+            print(f"    /metrics unreadable: {error}", flush=True)
+            return None
         return totals
 
     def offline_stored(self, plan):
@@ -355,6 +382,11 @@ modules_disabled = {{ "s2s" }}
 ssl = {{ certificate = "{cert}", key = "{key}" }}
 
 VirtualHost "{plan.domain}"
+
+-- Prosody lets only admins create pub/sub nodes: the load-test accounts
+-- (any of them may be a publisher) are admins of this component only.
+Component "pubsub.{plan.domain}" "pubsub"
+    admins = {{ {", ".join(lua_string(f"{plan.prefix}{i}@{plan.domain}") for i in range(1, plan.count + 1))} }}
 """)
         self.xep227 = os.path.join(self.dir, "accounts.xml")
         piefxis.write(plan, self.xep227)
@@ -488,6 +520,9 @@ modules:
   mod_roster:
     versioning: false
   mod_version: {{}}
+  mod_pubsub:
+    plugins: [flat]
+    access_createnode: all
 """)
         self.xep227 = os.path.join(self.dir, "accounts.xml")
         piefxis.write(plan, self.xep227)

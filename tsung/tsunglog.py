@@ -7,8 +7,13 @@ Tsung writes a block of `stats:` lines every 10 s (`# stats: dump at T`):
 Sample totals are the count-weighted mean of the interval and everything before.
 """
 
+import pubsublog
+
 INTERVAL = 10  # seconds between Tsung's dumps
-TRANSACTIONS = ["authenticate", "roster", "online", "offline", "close"]
+TRANSACTIONS = [
+    "authenticate", "roster", "online", "offline",
+    "create", "subscribe", "publish", "unsubscribe", "close",
+]
 
 
 def parse(path):
@@ -66,7 +71,8 @@ def print_summary(result):
     print(f"\n-- {result['target']}: {result['scenario']}, Tsung log {result['tsung_log']}")
     print(f"  peak simultaneous users   {t['peak_users']}")
     print(f"  sessions started/finished {t['sessions_started']} / {t['sessions_finished']}")
-    reached = t["sessions_started"] / result["arrival_seconds"]
+    # Sessions that start at once (pubsub's publishers) are not arrivals.
+    reached = (t["sessions_started"] - result.get("static_sessions", 0)) / result["arrival_seconds"]
     best = f", best 10 s {t['peak_arrival_rate']:g}/s" if result["arrival_seconds"] >= 20 else ""
     print(f"  arrival rate reached      {reached:.1f}/s{best} (asked {result['rate']:g}/s)")
     errors = t["errors"]
@@ -80,7 +86,14 @@ def print_summary(result):
     sent = t["transactions"].get("offline", {}).get("count", 0)
     lost = lost_offline(result)
     stored = result["offline_stored"]
-    if stored is None:
+    pubsub_ok = True
+    if result["scenario"] == "pubsub":
+        pubsub_ok = pubsublog.print_summary(
+            result["pubsub"],
+            result.get("pubsub_server"),
+            t["transactions"].get("publish", {}).get("count", 0),
+        )
+    elif stored is None:
         print(f"  offline messages          {sent} sent; stored unknown (external server)")
     else:
         verdict = "nothing lost" if lost == 0 else f"{lost} NOT STORED"
@@ -99,14 +112,19 @@ def print_summary(result):
             per = 1024 * (server["rss_peak_mib"] - server["rss_start_mib"]) / t["peak_users"]
             line += f" ({per:.1f} KiB per peak user)"
         print(line)
-    return not errors and (lost in (0, None)) and finished == t["sessions_started"]
+    return (
+        not errors
+        and (lost in (0, None))
+        and finished == t["sessions_started"]
+        and pubsub_ok
+    )
 
 
 def _figures(result):
     t, server = result["tsung"], result["server"] or {}
     finished = t["sessions_finished"] or 1
     auth = t["transactions"].get("authenticate", {})
-    return {
+    figures = {
         "peak users": t["peak_users"],
         "sessions finished": t["sessions_finished"],
         "errors": sum(t["errors"].values()),
@@ -121,6 +139,14 @@ def _figures(result):
         if server
         else None,
     }
+    if result.get("pubsub"):
+        ps = result["pubsub"]
+        for name in ("create", "subscribe", "publish"):
+            figures[f"{name} mean ms"] = t["transactions"].get(name, {}).get("mean_ms")
+        figures["notifications received"] = ps["notifications_received"]
+        figures["notifications due, missed"] = ps["due"] - ps["due_received"]
+        figures["publish-to-receipt p99 ms"] = (ps["latency_ms"] or {}).get("p99")
+    return figures
 
 
 def print_comparison(results):
