@@ -109,9 +109,26 @@ def open_file_limit(pid):
     return None
 
 
+def memory_kib(pid):
+    """The process's proportional set size: its resident memory with each
+    shared page (the binary's code, libraries) divided among the processes
+    that map it, so the sum over a cluster's processes counts what the
+    machine holds, not the binary once per node. VmRSS where the kernel
+    has no smaps_rollup."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as rollup:
+            for line in rollup:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except FileNotFoundError:
+        pass
+    return status_kib(pid, "VmRSS")
+
+
 class ProcSampler:
     """CPU seconds used by the server processes during the run, their summed
-    resident memory before it and at its peak (sampled every 0.2 s)."""
+    memory (proportional set size) before it and at its peak (sampled every
+    0.2 s)."""
 
     def __init__(self, pids):
         self.pids = list(pids)
@@ -123,7 +140,7 @@ class ProcSampler:
         total = 0
         for pid in self.pids:
             try:
-                total += status_kib(pid, "VmRSS")
+                total += memory_kib(pid)
             except OSError:
                 pass
         return total

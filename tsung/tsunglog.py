@@ -107,7 +107,7 @@ def print_summary(result):
         )
         if finished:
             line += f" ({1000 * server['cpu_seconds'] / finished:.2f} ms per finished session)"
-        line += f"; RSS {server['rss_start_mib']:.0f} MiB before, {server['rss_peak_mib']:.0f} MiB peak"
+        line += f"; memory (PSS) {server['rss_start_mib']:.0f} MiB before, {server['rss_peak_mib']:.0f} MiB peak"
         if t["peak_users"]:
             per = 1024 * (server["rss_peak_mib"] - server["rss_start_mib"]) / t["peak_users"]
             line += f" ({per:.1f} KiB per peak user)"
@@ -132,7 +132,7 @@ def _figures(result):
         "roster mean ms": t["transactions"].get("roster", {}).get("mean_ms"),
         "server CPU s": server.get("cpu_seconds"),
         "CPU ms per session": server.get("cpu_seconds", 0) * 1000 / finished if server else None,
-        "peak RSS MiB": server.get("rss_peak_mib"),
+        "peak memory (PSS) MiB": server.get("rss_peak_mib"),
         "KiB per peak user": 1024
         * (server["rss_peak_mib"] - server["rss_start_mib"])
         / max(t["peak_users"], 1)
