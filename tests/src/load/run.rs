@@ -473,6 +473,7 @@ fn memory_reports(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::load::fanout::FanoutTransport;
 
     fn target() -> Target {
         Target {
@@ -633,6 +634,49 @@ mod tests {
             wait_s: 1.0,
         };
         assert!(no_targets.check(&target).is_err());
+    }
+
+    #[test]
+    fn fanout_leaves_user_0_to_the_publisher_and_checks_its_servers() {
+        let mut target = target();
+        target.servers = "127.0.0.1:5222,127.0.0.1:5223".parse().unwrap();
+        let mut fan = FanoutPlan {
+            transport: FanoutTransport::Bayeux,
+            subscribers: 5,
+            http: None,
+            node: "n".to_owned(),
+            run: 3,
+            rate: 10.0,
+            duration_s: 2.0,
+            drain_s: 1.0,
+            connect_rate: 100.0,
+            server_pids: Vec::new(),
+            settle_s: 0.0,
+        };
+        let error = Plan::Fanout(fan.clone()).check(&target).unwrap_err();
+        assert!(error.to_string().contains("--http"), "{error}");
+        fan.http = "127.0.0.1:5280,127.0.0.1:5281,127.0.0.1:5282".parse().ok();
+        fan.server_pids = vec![1, 2];
+        assert!(
+            Plan::Fanout(fan.clone()).check(&target).is_err(),
+            "3 HTTP servers, 2 pids"
+        );
+        fan.server_pids = vec![1, 2, 3];
+        assert!(Plan::Fanout(fan.clone()).check(&target).is_ok());
+        fan.transport = FanoutTransport::Xmpp;
+        assert!(
+            Plan::Fanout(fan.clone()).check(&target).is_err(),
+            "2 c2s servers, 3 pids"
+        );
+        fan.server_pids.clear();
+        let jobs = jobs(&target, &Plan::Fanout(fan), 2).unwrap();
+        let Job::Fanout(second) = &jobs[1] else {
+            panic!("not a fanout job")
+        };
+        // Users 1..=5 of the run subscribe (u2..u6); the second worker has the last two.
+        assert_eq!((second.users.first, second.users.count), (5, 2));
+        assert_eq!((second.first_index, second.expected), (3, 20));
+        assert_eq!(second.connect_rate, 40.0);
     }
 
     #[test]
