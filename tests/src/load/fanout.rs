@@ -566,8 +566,16 @@ impl Publisher {
         })
     }
 
-    /// Publishes `planned` items at `rate`, then waits for the outstanding results.
-    pub async fn publish(&mut self, run: u64, planned: u64, rate: f64) -> PublishStats {
+    /// Publishes `planned` items at `rate`, then waits up to `wait` (at least the step
+    /// timeout) for the outstanding results: a busy service confirms late, and an item
+    /// counts as published only once confirmed.
+    pub async fn publish(
+        &mut self,
+        run: u64,
+        planned: u64,
+        rate: f64,
+        wait: Duration,
+    ) -> PublishStats {
         let epoch = Instant::now();
         let epoch_unix = unix_micros();
         let mut stats = PublishStats {
@@ -609,7 +617,7 @@ impl Publisher {
                     }
                     sent += 1;
                     if sent == planned {
-                        deadline = Some(Instant::now() + self.timeout);
+                        deadline = Some(Instant::now() + wait.max(self.timeout));
                     }
                 }
                 stanza = self.client.recv() => match stanza {

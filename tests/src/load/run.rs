@@ -376,7 +376,10 @@ pub async fn run(target: &Target, plan: &Plan) -> Result<RunReport, RunError> {
         (Some(publisher), Plan::Fanout(fan)) => {
             // The workers' reports come once the run is over; meanwhile, publish.
             let publishing = async {
-                let stats = publisher.publish(fan.run, fan.publishes(), fan.rate).await;
+                let wait = Duration::from_secs_f64(fan.drain_s.max(0.0));
+                let stats = publisher
+                    .publish(fan.run, fan.publishes(), fan.rate, wait)
+                    .await;
                 (stats, sample(server_pids))
             };
             let (reports, (stats, end)) = tokio::join!(fleet.reports(), publishing);
