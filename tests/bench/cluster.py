@@ -25,7 +25,12 @@ provisioned with SCRAM at 4096 iterations) and measures with `starling-load`:
     contacts on another node (`starling-load failover`), without and with the
     supervisor restarting the killed node;
   - many concurrent sessions over 3 nodes (55,000 by default), errors and RSS
-    per node.
+    per node;
+  - pub/sub fan-out (`starling-load fanout`): 10,000 Bayeux WebSocket subscribers
+    over 3 nodes on one channel, items published over XMPP at several rates:
+    deliveries/s, latency from publish to arrival, loss, RSS per node and per
+    idle subscriber; and XMPP subscribers of one node spread over 1, 2 and 3
+    nodes.
 It prints Markdown tables. The driver runs on the same machine as the nodes,
 so absolute figures depend on how busy the machine is: the load average is
 printed with them.
@@ -90,6 +95,7 @@ class Cluster:
         self.dir = os.path.join(work, name)
         self.nodes = nodes
         self.c2s = [base + i for i in range(nodes)]
+        self.http = [base + 40 + i for i in range(nodes)]
         os.makedirs(self.dir)
         self.log_path = os.path.join(self.dir, "cluster.log")
         self.log = open(self.log_path, "w")
@@ -162,6 +168,10 @@ class Cluster:
 
     def servers(self, nodes=None):
         ports = self.c2s if nodes is None else [self.c2s[i] for i in nodes]
+        return ",".join(f"127.0.0.1:{port}" for port in ports)
+
+    def http_servers(self, nodes=None):
+        ports = self.http if nodes is None else [self.http[i] for i in nodes]
         return ",".join(f"127.0.0.1:{port}" for port in ports)
 
     def cpu(self):
@@ -405,6 +415,124 @@ def many_sessions_scenario(bins, work, plan):
     }}
 
 
+def fanout_entry(report, load, cpu):
+    fanout = report["fanout"]
+    return {
+        "load": load, "cpu_us_per_delivery": 1e6 * cpu / max(fanout["received"], 1), "subscribers": fanout["subscribers"], "wanted": fanout["subscribers_wanted"],
+        "connect_failed": report["login"]["failed"], "published": fanout["published"],
+        "publish_failed": fanout["publish_failed"], "expected": fanout["expected"],
+        "received": fanout["received"], "lost": fanout["lost"], "dropped": fanout["dropped"],
+        "duplicates": fanout["duplicates"], "out_of_order": fanout["out_of_order"],
+        "delivered_per_s": fanout["delivered_per_s"], "p50": fanout["latency"]["p50_ms"],
+        "p99": fanout["latency"]["p99_ms"], "max": fanout["latency"]["max_ms"],
+        "publish_p99": fanout["publish_latency"]["p99_ms"],
+        "per_server": [s["subscribers"] for s in fanout["by_server"]],
+        "p99_per_server": [s["latency"]["p99_ms"] for s in fanout["by_server"]],
+        "rss_before_mib": [s["memory"]["idle"]["before"]["rss_kib"] / 1024 for s in fanout["by_server"] if "memory" in s],
+        "rss_idle_mib": [s["memory"]["idle"]["after"]["rss_kib"] / 1024 for s in fanout["by_server"] if "memory" in s],
+        "rss_end_mib": [s["memory"]["end"]["rss_kib"] / 1024 for s in fanout["by_server"] if "memory" in s],
+        "kib_per_subscriber": [s["memory"]["idle"]["per_session_kib"] for s in fanout["by_server"] if "memory" in s],
+        "errors": fanout["errors"],
+    }
+
+
+def fanout_scenario(bins, work, plan):
+    """One channel, many subscribers: Bayeux WebSocket clients over the 3 nodes' HTTP
+    listeners, then XMPP sessions over 1, 2 and 3 nodes; the publisher is an XMPP client
+    on node 1. Every run uses a fresh pub/sub node."""
+    xmpp_subscribers = plan["fanout_xmpp_subscribers"]
+    cluster = Cluster(bins, work, "fanout", 3, 44000, users=1 + xmpp_subscribers)
+    results = {}
+    try:
+        time.sleep(1)
+        for rate in plan["fanout_rates"]:
+            for repeat in range(plan["fanout_repeats"]):
+                load, cpu_before = loadavg(), []
+                report = bins.run_load(
+                    ["fanout", "--transport", "bayeux"] + common(cluster, [0]) +
+                    ["--http", cluster.http_servers(), "--subscribers", str(plan["fanout_subscribers"]),
+                     "--rate", str(rate), "--duration", str(plan["fanout_seconds"]),
+                     "--drain", str(plan["fanout_drain"]), "--connect-rate", "1000", "--mechanism", "plain",
+                     "--workers", "2", "--timeout", "60", "--server-pid", ",".join(map(str, cluster.pids))],
+                    on_running=lambda: cpu_before.append(cluster.cpu()))
+                results[f"fanout_bayeux_{rate}_{repeat}"] = fanout_entry(
+                    report, load, cluster.cpu() - cpu_before[0])
+        for nodes in plan["fanout_xmpp_nodes"]:
+            subset = list(range(nodes))
+            for rate in plan["fanout_xmpp_rates"]:
+                for repeat in range(plan["fanout_repeats"]):
+                    load, cpu_before = loadavg(), []
+                    report = bins.run_load(
+                        ["fanout", "--transport", "xmpp"] + common(cluster, subset) +
+                        ["--subscribers", str(xmpp_subscribers), "--rate", str(rate),
+                         "--duration", str(plan["fanout_seconds"]), "--drain", str(plan["fanout_drain"]),
+                         "--connect-rate", "400", "--mechanism", "plain", "--workers", str(MIN_WORKERS),
+                         "--timeout", "60", "--server-pid", ",".join(str(cluster.pids[i]) for i in subset)],
+                        on_running=lambda: cpu_before.append(cluster.cpu()))
+                    results[f"fanout_xmpp{nodes}_{rate}_{repeat}"] = fanout_entry(
+                        report, load, cluster.cpu() - cpu_before[0])
+    finally:
+        cluster.stop()
+    return results
+
+
+def fanout_tables(plan, r):
+    out = []
+    bayeux = [(rate, repeat, r[f"fanout_bayeux_{rate}_{repeat}"]) for rate in plan["fanout_rates"]
+              for repeat in range(plan["fanout_repeats"]) if f"fanout_bayeux_{rate}_{repeat}" in r]
+    if bayeux:
+        out += ["", f"### Bayeux fan-out: {plan['fanout_subscribers']:,} WebSocket subscribers over 3 nodes, "
+                    f"one channel, {plan['fanout_seconds']} s per run", "",
+                "Items published over XMPP on node 1 (XEP-0335 JSON payload); latency from the scheduled "
+                "publish to arrival at the Bayeux client.", "",
+                "| items/s | run | load avg | subscribers per node | deliveries expected | received | "
+                f"not arrived within {plan['fanout_drain']} s | delivered/s | p50 ms | p99 ms | max ms | publish p99 ms | "
+                "server CPU µs per delivery (all nodes) |",
+                "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for rate, repeat, e in bayeux:
+            out.append(f"| {rate:,} | {repeat + 1} | {e['load']} | {' / '.join(f'{x:,}' for x in e['per_server'])} | "
+                       f"{e['expected']:,} | {e['received']:,} | {e['lost']:,} | {fmt(e['delivered_per_s'], 0)} | "
+                       f"{fmt(e['p50'], 2)} | {fmt(e['p99'], 2)} | {fmt(e['max'], 1)} | {fmt(e['publish_p99'], 2)} | "
+                       f"{fmt(e['cpu_us_per_delivery'], 1)} |")
+        first = bayeux[0][2]
+        if first["kib_per_subscriber"]:
+            out += ["", "### Memory per idle Bayeux WebSocket client (release build)", "",
+                    "Each node's RSS before the subscribers connected and once all were subscribed with a "
+                    "`/meta/connect` held (2 s settle), over that node's subscribers; and when publishing ended.", "",
+                    "| node | subscribers | RSS before, MiB | RSS idle, MiB | KiB per subscriber | RSS when publishing ended, MiB |",
+                    "|---|---|---|---|---|---|"]
+            # Only the first run starts from fresh nodes: later runs reuse memory the
+            # allocator kept.
+            rate = bayeux[0][0]
+            for index, (count, before, idle, per, end) in enumerate(zip(
+                    first["per_server"], first["rss_before_mib"], first["rss_idle_mib"],
+                    first["kib_per_subscriber"], first["rss_end_mib"])):
+                out.append(f"| node{index + 1} | {count:,} | {fmt(before)} | {fmt(idle)} | {fmt(per, 2)} | "
+                           f"{fmt(end)} ({rate}/s) |")
+    xmpp = [(nodes, rate, repeat, r[f"fanout_xmpp{nodes}_{rate}_{repeat}"]) for nodes in plan["fanout_xmpp_nodes"]
+            for rate in plan["fanout_xmpp_rates"] for repeat in range(plan["fanout_repeats"])
+            if f"fanout_xmpp{nodes}_{rate}_{repeat}" in r]
+    if xmpp:
+        out += ["", f"### XMPP pub/sub fan-out: {plan['fanout_xmpp_subscribers']:,} subscriber sessions (STARTTLS) "
+                    f"over 1, 2 and 3 nodes of a 3-node cluster, {plan['fanout_seconds']} s per run", "",
+                "The publisher is on node 1; subscribers are spread round-robin over the first N nodes.", "",
+                "| nodes | items/s | run | load avg | subscribers per node | deliveries expected | received | "
+                f"not arrived within {plan['fanout_drain']} s | delivered/s | p50 ms | p99 ms | max ms | publish p99 ms | "
+                "server CPU µs per delivery (all nodes) |",
+                "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for nodes, rate, repeat, e in xmpp:
+            out.append(f"| {nodes} | {rate:,} | {repeat + 1} | {e['load']} | "
+                       f"{' / '.join(f'{x:,}' for x in e['per_server'])} | {e['expected']:,} | {e['received']:,} | "
+                       f"{e['lost']:,} | {fmt(e['delivered_per_s'], 0)} | {fmt(e['p50'], 2)} | {fmt(e['p99'], 2)} | "
+                       f"{fmt(e['max'], 1)} | {fmt(e['publish_p99'], 2)} | {fmt(e['cpu_us_per_delivery'], 1)} |")
+    problems = [(key, e) for key, e in sorted(r.items()) if key.startswith("fanout_") and
+                (e["errors"] or e["connect_failed"] or e["publish_failed"] or e["dropped"])]
+    for key, e in problems:
+        out.append(f"\n{key}: {e['connect_failed']} subscribers failed to connect, {e['publish_failed']} publishes "
+                   f"failed, {e['dropped']} dropped; errors {e['errors']}")
+    return out
+
+
 def fmt(value, digits=1):
     return f"{value:,.{digits}f}"
 
@@ -492,10 +620,11 @@ def tables(plan, r):
                 f"| RSS per node after, MiB | {' / '.join(fmt(x) for x in m['rss_after_mib'])} |",
                 f"| KiB per local session (incl. directory of the others) | "
                 f"{' / '.join(fmt(x) for x in m['kib_per_local_session'])} |"]
+    out += fanout_tables(plan, r)
     return "\n".join(out)
 
 
-SCENARIOS = ("chat", "capacity", "memory", "directory", "failover", "many")
+SCENARIOS = ("chat", "capacity", "memory", "directory", "failover", "many", "fanout")
 
 
 def main():
@@ -524,6 +653,14 @@ def main():
         "failover_pairs": 10 if args.quick else 50,
         "many_sessions": args.sessions or (3000 if args.quick else 55000),
         "many_rate": 500,
+        "fanout_subscribers": 600 if args.quick else 10000,
+        "fanout_rates": [5] if args.quick else [1, 10, 50],
+        "fanout_seconds": 3 if args.quick else 10,
+        "fanout_repeats": 1 if args.quick else 2,
+        "fanout_drain": 5 if args.quick else 30,
+        "fanout_xmpp_subscribers": 150 if args.quick else 1000,
+        "fanout_xmpp_nodes": [1, 3] if args.quick else [1, 2, 3],
+        "fanout_xmpp_rates": [5] if args.quick else [10],
     }
     scenarios = args.only or SCENARIOS
     work = tempfile.mkdtemp(prefix="starling-cluster-bench-")
@@ -535,7 +672,7 @@ def main():
         for name, scenario in (("chat", chat_scenario), ("capacity", capacity_scenario),
                                ("memory", memory_scenario),
                                ("directory", directory_scenario), ("failover", failover_scenario),
-                               ("many", many_sessions_scenario)):
+                               ("many", many_sessions_scenario), ("fanout", fanout_scenario)):
             if name in scenarios:
                 print(f"measuring {name} (load average {loadavg()}) ...", file=sys.stderr)
                 try:

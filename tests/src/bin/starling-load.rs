@@ -15,6 +15,11 @@
 //!     --password-prefix pw --rounds 500 --rate 20 --tls
 //! starling-load failover --server 127.0.0.1:5222,127.0.0.1:5223 --kill-pid 4321 \
 //!     --users load --password-prefix pw --pairs 50 --tls
+//! starling-load fanout --transport bayeux --server 127.0.0.1:5222 \
+//!     --http 127.0.0.1:5280,127.0.0.1:5281,127.0.0.1:5282 --users load --password-prefix pw \
+//!     --subscribers 10000 --rate 10 --duration 10 --tls
+//! starling-load fanout --transport xmpp --server 127.0.0.1:5222,127.0.0.1:5223 \
+//!     --users load --password-prefix pw --subscribers 1000 --rate 10 --tls
 //! starling-load prosody-users --data-dir /tmp/prosody/data --domain localhost \
 //!     --users load --password-prefix pw --count 500
 //! ```
@@ -25,6 +30,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use starling_tests::load::fanout::{FanoutPlan, FanoutTransport};
 use starling_tests::load::prosody::ProsodyUsers;
 use starling_tests::load::run::{Plan, Target, run};
 use starling_tests::load::servers::Servers;
@@ -157,6 +163,46 @@ enum Command {
         #[arg(long, default_value_t = 30.0)]
         wait: f64,
     },
+    /// Subscribers of one pub/sub node (Bayeux over WebSocket, or XMPP) and a publisher at a
+    /// fixed rate; report deliveries/s, latency from publish to arrival, and loss.
+    ///
+    /// The publisher is user PREFIX<first> on the first `--server`; XMPP subscribers are the
+    /// next `--subscribers` users; Bayeux subscribers are anonymous. Subscribers are spread
+    /// round-robin over `--http` (Bayeux) or `--server` (XMPP).
+    Fanout {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[arg(long, value_enum, default_value_t = TransportArg::Bayeux)]
+        transport: TransportArg,
+        #[arg(long)]
+        subscribers: u64,
+        /// HTTP listeners of the nodes (IP:PORT, comma-separated), for Bayeux subscribers
+        /// (`ws://IP:PORT/cometd`).
+        #[arg(long, alias = "nodes")]
+        http: Option<Servers>,
+        /// The pub/sub node (channel `/pubsub/<node>`); default: a fresh one per run,
+        /// deleted at the end.
+        #[arg(long)]
+        node: Option<String>,
+        /// Items published per second.
+        #[arg(long, default_value_t = 10.0)]
+        rate: f64,
+        /// Seconds of publishing.
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        /// Seconds to wait for items in flight after publishing stops.
+        #[arg(long, default_value_t = 5.0)]
+        drain: f64,
+        /// Subscribers connected per second while setting up.
+        #[arg(long, default_value_t = 500.0)]
+        connect_rate: f64,
+        /// Server processes to sample (VmRSS), one per subscriber server in the same order.
+        #[arg(long, value_delimiter = ',')]
+        server_pid: Vec<u32>,
+        /// Seconds to wait after the last subscribe before sampling memory.
+        #[arg(long, default_value_t = 2.0)]
+        settle: f64,
+    },
     /// Write SCRAM accounts straight into a Prosody data directory (bulk provisioning).
     ProsodyUsers {
         /// Prosody's data_path.
@@ -227,6 +273,12 @@ enum MechanismArg {
     #[value(name = "scram-sha-1")]
     ScramSha1,
     Plain,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum TransportArg {
+    Bayeux,
+    Xmpp,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -397,6 +449,40 @@ fn main_with(cli: Cli) -> anyhow::Result<()> {
                 wait_s: wait,
             },
         ),
+        Command::Fanout {
+            target,
+            transport,
+            subscribers,
+            http,
+            node,
+            rate,
+            duration,
+            drain,
+            connect_rate,
+            server_pid,
+            settle,
+        } => {
+            let run = fresh_token();
+            (
+                target,
+                Plan::Fanout(FanoutPlan {
+                    transport: match transport {
+                        TransportArg::Bayeux => FanoutTransport::Bayeux,
+                        TransportArg::Xmpp => FanoutTransport::Xmpp,
+                    },
+                    subscribers,
+                    http,
+                    node: node.unwrap_or_else(|| format!("load-fanout-{run:x}")),
+                    run,
+                    rate,
+                    duration_s: duration,
+                    drain_s: drain,
+                    connect_rate,
+                    server_pids: server_pid,
+                    settle_s: settle,
+                }),
+            )
+        }
     };
     let report = runtime.block_on(run(&target.into_target(), &plan))?;
     if cli.json {
@@ -405,6 +491,15 @@ fn main_with(cli: Cli) -> anyhow::Result<()> {
         print!("{}", report.human());
     }
     Ok(())
+}
+
+/// A token that tells this run's items from any earlier run's.
+fn fresh_token() -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    // Microseconds since 1970 fit in 53 bits, so the token survives JSON as a number.
+    u64::try_from(now.as_micros()).unwrap_or(0) ^ u64::from(std::process::id())
 }
 
 #[cfg(test)]

@@ -382,16 +382,16 @@ pub fn parse_chat_message(stanza: &Element) -> Option<(u64, u64)> {
 
 /// Which sequence numbers arrived, how many were new, late or repeated.
 #[derive(Debug, Default)]
-struct SequenceTracker {
+pub(super) struct SequenceTracker {
     seen: Vec<u64>,
     highest: Option<u64>,
-    unique: u64,
-    out_of_order: u64,
-    duplicates: u64,
+    pub(super) unique: u64,
+    pub(super) out_of_order: u64,
+    pub(super) duplicates: u64,
 }
 
 impl SequenceTracker {
-    fn see(&mut self, sequence: u64) {
+    pub(super) fn see(&mut self, sequence: u64) {
         let (word, bit) = ((sequence / 64) as usize, sequence % 64);
         if self.seen.len() <= word {
             self.seen.resize(word + 1, 0);

@@ -12,6 +12,8 @@
 //! - [`converge`]: a fresh session on one node gets a message from another node right
 //!   after its bind, measure how soon the cluster's directory lets it through.
 //! - [`failover`]: kill a node, measure how soon its users' contacts elsewhere see them go.
+//! - [`fanout`]: many subscribers of one pub/sub node (Bayeux over WebSocket, or XMPP), one
+//!   publisher at a fixed rate: deliveries/s, latency and loss. [`bayeux`] is its client.
 //! - [`servers`]: which node each connection goes to.
 //! - [`worker`]: the parent/worker protocol and process handling.
 //! - [`report`]: merging worker results and printing them.
@@ -19,9 +21,11 @@
 //! - [`run`]: the parent: splitting a plan over workers and merging the results.
 //! - [`prosody`]: bulk user provisioning for a Prosody store, for side-by-side runs.
 
+pub mod bayeux;
 pub mod chat;
 pub mod converge;
 pub mod failover;
+pub mod fanout;
 pub mod hold;
 pub mod login;
 pub mod prosody;
@@ -123,6 +127,7 @@ pub enum Job {
     Chat(chat::ChatJob),
     Converge(converge::ConvergeJob),
     Failover(failover::FailoverJob),
+    Fanout(fanout::FanoutJob),
 }
 
 /// Error counts by [`crate::ClientError::kind`].
@@ -187,6 +192,8 @@ pub struct WorkerReport {
     pub chat: Option<chat::ChatStats>,
     pub converge: Option<converge::ConvergeStats>,
     pub failover: Option<failover::FailoverStats>,
+    #[serde(default)]
+    pub fanout: Option<fanout::FanoutStats>,
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::chat::ChatStats;
 use super::converge::{ConvergeStats, ConvergeSummary};
 use super::failover::{FailoverStats, FailoverSummary};
+use super::fanout::{FanoutStats, FanoutSummary};
 use super::hold::HoldStats;
 use super::rss::MemorySample;
 use super::{ErrorCounts, LoginStats, WorkerReport};
@@ -38,6 +39,8 @@ pub struct RunReport {
     pub converge: Option<ConvergeSummary>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failover: Option<FailoverSummary>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fanout: Option<FanoutSummary>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -154,6 +157,12 @@ pub fn merge(reports: &[WorkerReport]) -> WorkerReport {
                 .get_or_insert_with(FailoverStats::default)
                 .merge(failover);
         }
+        if let Some(fanout) = &report.fanout {
+            total
+                .fanout
+                .get_or_insert_with(FanoutStats::default)
+                .merge(fanout);
+        }
     }
     total
 }
@@ -264,6 +273,9 @@ impl RunReport {
         if let Some(failover) = &self.failover {
             failover_lines(&mut out, failover);
         }
+        if let Some(fanout) = &self.fanout {
+            fanout_lines(&mut out, fanout);
+        }
         out
     }
 }
@@ -356,6 +368,65 @@ fn failover_lines(out: &mut String, failover: &FailoverSummary) {
         latency_line(&failover.latency)
     );
     errors_lines(out, &failover.errors);
+}
+
+fn fanout_lines(out: &mut String, fanout: &FanoutSummary) {
+    let _ = writeln!(
+        out,
+        "fanout ({}): {} of {} subscribers on node {:?} via {}; {:.1} s at {:.1} items/s: {} of \
+         {} published ({} failed)",
+        fanout.transport.name(),
+        fanout.subscribers,
+        fanout.subscribers_wanted,
+        fanout.node,
+        fanout.subscriber_servers,
+        fanout.duration_s,
+        fanout.offered_rate,
+        fanout.published,
+        fanout.planned,
+        fanout.publish_failed
+    );
+    let _ = writeln!(
+        out,
+        "  deliveries: expected {}, received {} ({:.1}/s), lost {}, duplicates {}, out of order \
+         {}, stray {}, subscribers dropped {}",
+        fanout.expected,
+        fanout.received,
+        fanout.delivered_per_s,
+        fanout.lost,
+        fanout.duplicates,
+        fanout.out_of_order,
+        fanout.stray,
+        fanout.dropped
+    );
+    let _ = writeln!(out, "  latency  {}", latency_line(&fanout.latency));
+    let _ = writeln!(out, "  publish  {}", latency_line(&fanout.publish_latency));
+    let _ = writeln!(out, "  send lag {}", latency_line(&fanout.publish_send_lag));
+    for server in &fanout.by_server {
+        let _ = writeln!(
+            out,
+            "  {}: {} subscribers, {} of {} received, latency {}",
+            server.address,
+            server.subscribers,
+            server.received,
+            server.expected,
+            latency_line(&server.latency)
+        );
+        if let Some(memory) = &server.memory {
+            let _ = writeln!(
+                out,
+                "    pid {} RSS {} -> {} KiB idle ({:.1} KiB per subscriber), {} KiB when \
+                 publishing ended (peak {} KiB)",
+                memory.idle.pid,
+                memory.idle.before.rss_kib,
+                memory.idle.after.rss_kib,
+                memory.idle.per_session_kib,
+                memory.end.rss_kib,
+                memory.end.peak_kib
+            );
+        }
+    }
+    errors_lines(out, &fanout.errors);
 }
 
 fn latency_line(summary: &Summary) -> String {

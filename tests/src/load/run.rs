@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::chat::ChatJob;
 use super::converge::{self, ConvergeJob};
 use super::failover::{self, FailoverJob};
+use super::fanout::{self, FanoutJob, FanoutMemory, FanoutPlan, Publisher};
 use super::hold::HoldJob;
 use super::login::LoginJob;
 use super::report::{self, MemoryReport, RunInfo, RunReport};
@@ -14,6 +15,7 @@ use super::rss::{self, MemorySample};
 use super::servers::Servers;
 use super::worker::{Fleet, WorkerError, source_address};
 use super::{Connection, Job, SOCKETS_PER_WORKER, Users};
+use crate::error::ClientError;
 use crate::sasl::Mechanism;
 
 /// Where and as whom every run connects.
@@ -74,6 +76,7 @@ pub enum Plan {
         settle_s: f64,
         wait_s: f64,
     },
+    Fanout(FanoutPlan),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +91,8 @@ pub enum RunError {
     },
     #[error("{0}")]
     Plan(String),
+    #[error("the publisher: {0}")]
+    Publisher(#[source] ClientError),
 }
 
 impl Plan {
@@ -98,6 +103,7 @@ impl Plan {
             Plan::Chat { .. } => "chat",
             Plan::Converge { .. } => "converge",
             Plan::Failover { .. } => "failover",
+            Plan::Fanout(_) => "fanout",
         }
     }
 
@@ -106,6 +112,7 @@ impl Plan {
             Plan::Login { count, .. } | Plan::Hold { count, .. } => *count,
             Plan::Chat { pairs, .. } | Plan::Failover { pairs, .. } => pairs * 2,
             Plan::Converge { targets, .. } => *targets,
+            Plan::Fanout(fan) => fan.subscribers,
         }
     }
 
@@ -115,6 +122,7 @@ impl Plan {
             Plan::Login { count, .. } | Plan::Hold { count, .. } => *count,
             Plan::Chat { pairs, .. } | Plan::Failover { pairs, .. } => *pairs,
             Plan::Converge { rounds, .. } => *rounds,
+            Plan::Fanout(fan) => fan.subscribers,
         }
     }
 
@@ -145,9 +153,33 @@ impl Plan {
             Plan::Failover { .. } if servers < 2 => Err(RunError::Plan(
                 "failover needs two servers: the watchers' and the one to kill".to_owned(),
             )),
+            Plan::Fanout(fan) => fan_check(fan, &target.servers),
             _ => Ok(()),
         }
     }
+}
+
+fn fan_check(fan: &FanoutPlan, c2s: &Servers) -> Result<(), RunError> {
+    let Some(servers) = fan.subscriber_servers(c2s) else {
+        return Err(RunError::Plan(
+            "Bayeux subscribers need the nodes' HTTP listeners: give --http IP:PORT[,...]"
+                .to_owned(),
+        ));
+    };
+    if !fan.server_pids.is_empty() && fan.server_pids.len() != servers.len() {
+        return Err(RunError::Plan(format!(
+            "{} server pid(s) for {} subscriber server(s): give one pid per server, in the \
+             same order",
+            fan.server_pids.len(),
+            servers.len()
+        )));
+    }
+    if fan.publishes() == 0 {
+        return Err(RunError::Plan(
+            "nothing to publish: --rate and --duration must be above 0".to_owned(),
+        ));
+    }
+    Ok(())
 }
 
 /// How many workers a plan needs (or was given), never more than it has units.
@@ -185,15 +217,7 @@ fn jobs(target: &Target, plan: &Plan, workers: usize) -> Result<Vec<Job>, RunErr
             })?),
             None => None,
         };
-        let connection = Connection {
-            servers: target.servers.clone(),
-            domain: target.domain.clone(),
-            tls: target.tls,
-            mechanism: target.mechanism,
-            resource: target.resource.clone(),
-            timeout_s: target.timeout_s,
-            source,
-        };
+        let connection = connection(target, source);
         let share = count as f64 / total;
         let job = match plan {
             Plan::Login { rate, .. } => Job::Login(LoginJob {
@@ -266,10 +290,36 @@ fn jobs(target: &Target, plan: &Plan, workers: usize) -> Result<Vec<Job>, RunErr
                 settle_s: *settle_s,
                 wait_s: *wait_s,
             }),
+            Plan::Fanout(fan) => Job::Fanout(FanoutJob {
+                connection,
+                transport: fan.transport,
+                http: fan.http.clone(),
+                // User 0 publishes.
+                users: target.users.slice(1 + start, count),
+                first_index: start,
+                node: fan.node.clone(),
+                run: fan.run,
+                expected: fan.publishes(),
+                connect_rate: fan.connect_rate * share,
+                duration_s: fan.duration_s,
+                drain_s: fan.drain_s,
+            }),
         };
         jobs.push(job);
     }
     Ok(jobs)
+}
+
+fn connection(target: &Target, source: Option<IpAddr>) -> Connection {
+    Connection {
+        servers: target.servers.clone(),
+        domain: target.domain.clone(),
+        tls: target.tls,
+        mechanism: target.mechanism,
+        resource: target.resource.clone(),
+        timeout_s: target.timeout_s,
+        source,
+    }
 }
 
 fn sample(pids: &[u32]) -> Result<Vec<MemorySample>, RunError> {
@@ -284,9 +334,19 @@ pub async fn run(target: &Target, plan: &Plan) -> Result<RunReport, RunError> {
     let workers = worker_count(plan, target.workers);
     let server_pids: &[u32] = match plan {
         Plan::Hold { server_pids, .. } => server_pids,
+        Plan::Fanout(fan) => &fan.server_pids,
         _ => &[],
     };
     let before = sample(server_pids)?;
+    // The fan-out's node exists before anyone subscribes to it.
+    let mut publisher = match plan {
+        Plan::Fanout(fan) => Some(
+            Publisher::prepare(&connection(target, None), &target.users, &fan.node)
+                .await
+                .map_err(RunError::Publisher)?,
+        ),
+        _ => None,
+    };
 
     let mut fleet = Fleet::spawn(jobs(target, plan, workers)?).await?;
     eprintln!(
@@ -300,14 +360,38 @@ pub async fn run(target: &Target, plan: &Plan) -> Result<RunReport, RunError> {
         eprintln!("starling-load: {logged_in} logged in, {failed} failed; running");
     }
     let mut after = Vec::new();
-    if let Plan::Hold { settle_s, .. } = plan
+    let settle = match plan {
+        Plan::Hold { settle_s, .. } => Some(*settle_s),
+        Plan::Fanout(fan) => Some(fan.settle_s),
+        _ => None,
+    };
+    if let Some(settle_s) = settle
         && !server_pids.is_empty()
     {
         tokio::time::sleep(Duration::from_secs_f64(settle_s.max(0.0))).await;
         after = sample(server_pids)?;
     }
     fleet.go().await?;
-    let reports = fleet.reports().await?;
+    let (reports, published) = match (&mut publisher, plan) {
+        (Some(publisher), Plan::Fanout(fan)) => {
+            // The workers' reports come once the run is over; meanwhile, publish.
+            let publishing = async {
+                let wait = Duration::from_secs_f64(fan.drain_s.max(0.0));
+                let stats = publisher
+                    .publish(fan.run, fan.publishes(), fan.rate, wait)
+                    .await;
+                (stats, sample(server_pids))
+            };
+            let (reports, (stats, end)) = tokio::join!(fleet.reports(), publishing);
+            (reports?, Some((stats, end?)))
+        }
+        _ => (fleet.reports().await?, None),
+    };
+    if let Some(publisher) = publisher
+        && let Err(error) = publisher.finish().await
+    {
+        eprintln!("starling-load: removing the fan-out node: {error}");
+    }
     let total = report::merge(&reports);
 
     let info = RunInfo {
@@ -325,6 +409,7 @@ pub async fn run(target: &Target, plan: &Plan) -> Result<RunReport, RunError> {
         } => (*login_rate, *rate),
         Plan::Converge { rate, .. } => (*rate, 0.0),
         Plan::Failover { login_rate, .. } => (*login_rate, 0.0),
+        Plan::Fanout(fan) => (fan.connect_rate, 0.0),
     };
     let memory = memory_reports(server_pids, &before, &after, &total.login.by_server);
     let cross = matches!(plan, Plan::Chat { cross: true, .. });
@@ -334,7 +419,7 @@ pub async fn run(target: &Target, plan: &Plan) -> Result<RunReport, RunError> {
         hold: total
             .hold
             .as_ref()
-            .map(|hold| report::hold_summary(hold, memory)),
+            .map(|hold| report::hold_summary(hold, memory.clone())),
         chat: total
             .chat
             .as_ref()
@@ -347,6 +432,25 @@ pub async fn run(target: &Target, plan: &Plan) -> Result<RunReport, RunError> {
         },
         failover: match (plan, &total.failover) {
             (Plan::Failover { wait_s, .. }, Some(stats)) => Some(failover::summary(stats, *wait_s)),
+            _ => None,
+        },
+        fanout: match (plan, &total.fanout, published) {
+            (Plan::Fanout(fan), Some(stats), Some((publish, end))) => {
+                let memory = memory
+                    .into_iter()
+                    .zip(end)
+                    .map(|(idle, end)| FanoutMemory { idle, end });
+                let servers = fan
+                    .subscriber_servers(&target.servers)
+                    .unwrap_or(&target.servers);
+                Some(fanout::summary(
+                    fan,
+                    servers,
+                    stats,
+                    &publish,
+                    memory.collect(),
+                ))
+            }
             _ => None,
         },
     })
@@ -372,6 +476,7 @@ fn memory_reports(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::load::fanout::FanoutTransport;
 
     fn target() -> Target {
         Target {
@@ -532,6 +637,49 @@ mod tests {
             wait_s: 1.0,
         };
         assert!(no_targets.check(&target).is_err());
+    }
+
+    #[test]
+    fn fanout_leaves_user_0_to_the_publisher_and_checks_its_servers() {
+        let mut target = target();
+        target.servers = "127.0.0.1:5222,127.0.0.1:5223".parse().unwrap();
+        let mut fan = FanoutPlan {
+            transport: FanoutTransport::Bayeux,
+            subscribers: 5,
+            http: None,
+            node: "n".to_owned(),
+            run: 3,
+            rate: 10.0,
+            duration_s: 2.0,
+            drain_s: 1.0,
+            connect_rate: 100.0,
+            server_pids: Vec::new(),
+            settle_s: 0.0,
+        };
+        let error = Plan::Fanout(fan.clone()).check(&target).unwrap_err();
+        assert!(error.to_string().contains("--http"), "{error}");
+        fan.http = "127.0.0.1:5280,127.0.0.1:5281,127.0.0.1:5282".parse().ok();
+        fan.server_pids = vec![1, 2];
+        assert!(
+            Plan::Fanout(fan.clone()).check(&target).is_err(),
+            "3 HTTP servers, 2 pids"
+        );
+        fan.server_pids = vec![1, 2, 3];
+        assert!(Plan::Fanout(fan.clone()).check(&target).is_ok());
+        fan.transport = FanoutTransport::Xmpp;
+        assert!(
+            Plan::Fanout(fan.clone()).check(&target).is_err(),
+            "2 c2s servers, 3 pids"
+        );
+        fan.server_pids.clear();
+        let jobs = jobs(&target, &Plan::Fanout(fan), 2).unwrap();
+        let Job::Fanout(second) = &jobs[1] else {
+            panic!("not a fanout job")
+        };
+        // Users 1..=5 of the run subscribe (u2..u6); the second worker has the last two.
+        assert_eq!((second.users.first, second.users.count), (5, 2));
+        assert_eq!((second.first_index, second.expected), (3, 20));
+        assert_eq!(second.connect_rate, 40.0);
     }
 
     #[test]

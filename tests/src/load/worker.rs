@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
-use super::{Job, WorkerReport, chat, converge, failover, hold, login};
+use super::{Job, WorkerReport, chat, converge, failover, fanout, hold, login};
 
 /// What a worker says when its sessions are up.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,6 +126,7 @@ pub async fn run_job(job: Job, gate: &mut Gate) -> Result<WorkerReport, WorkerEr
         Job::Chat(job) => chat::run(job, gate).await,
         Job::Converge(job) => converge::run(job, gate).await,
         Job::Failover(job) => failover::run(job, gate).await,
+        Job::Fanout(job) => fanout::run(job, gate).await,
     }
 }
 

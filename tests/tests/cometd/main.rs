@@ -9,6 +9,9 @@
 //!   over XMPP pub/sub while a Bayeux client does the other half on
 //!   another node.
 //!
+//! - `starling-load fanout`: the load driver's own Bayeux-over-WebSocket and XMPP
+//!   subscribers, every published item delivered to every one of them.
+//!
 //! The node.js packages come from `npm ci` in `tests/cometd` (CI runs it).
 //!
 //! Timing-sensitive cases and limits use a small Bayeux client of our own
@@ -125,5 +128,72 @@ fn slixmpp_and_bayeux_through_pubsub_across_nodes() {
             cluster.node(0).log()
         ),
         None => panic!("slixmpp_cometd.py was killed after 90 s:\n{output}"),
+    }
+}
+
+/// A short run of the load driver's fan-out mode on both transports: a few subscribers, one
+/// per node, every item reaching every subscriber (a run with losses reports them).
+#[test]
+fn load_driver_fanout_delivers_every_item_to_every_subscriber() {
+    // User fan1 publishes; fan2..fan4 subscribe over XMPP.
+    let mut builder = TestCluster::builder(NODES);
+    for index in 1..=4 {
+        builder = builder.user(&format!("fan{index}"), &format!("fanpw{index}"));
+    }
+    let cluster = builder.start();
+    let join = |address: fn(&starling_tests::TestNode) -> std::net::SocketAddr| {
+        (0..NODES)
+            .map(|index| address(cluster.node(index)).to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let (c2s, http) = (join(|node| node.c2s), join(|node| node.http));
+    for transport in ["bayeux", "xmpp"] {
+        let output = Command::new(env!("CARGO_BIN_EXE_starling-load"))
+            .args(["--json", "fanout", "--transport", transport])
+            .args(["--server", &c2s, "--http", &http])
+            .args(["--domain", &cluster.node(0).domain])
+            .args(["--users", "fan", "--password-prefix", "fanpw", "--tls"])
+            .args(["--subscribers", "3", "--rate", "5", "--duration", "1"])
+            .args(["--drain", "10", "--settle", "0"])
+            .output()
+            .expect("running starling-load");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success(),
+            "starling-load fanout --transport {transport} failed:\n{stderr}\nnode 1 log:\n{}",
+            cluster.node(0).log()
+        );
+        let report: serde_json::Value =
+            serde_json::from_slice(&output.stdout).expect("a JSON report");
+        let fanout = &report["fanout"];
+        let figures = |keys: &[&str]| {
+            keys.iter()
+                .map(|key| fanout[*key].as_u64())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            figures(&[
+                "subscribers",
+                "published",
+                "expected",
+                "received",
+                "lost",
+                "dropped"
+            ]),
+            [Some(3), Some(5), Some(15), Some(15), Some(0), Some(0)],
+            "{transport}: {fanout:#}"
+        );
+        let per_node: Vec<_> = fanout["by_server"]
+            .as_array()
+            .expect("by_server")
+            .iter()
+            .map(|server| (server["subscribers"].as_u64(), server["received"].as_u64()))
+            .collect();
+        assert_eq!(
+            per_node,
+            [(Some(1), Some(5)); NODES],
+            "{transport}: {fanout:#}"
+        );
     }
 }
