@@ -16,14 +16,16 @@
 //!
 //! Timing-sensitive cases and limits use a small Bayeux client of our own
 //! (`bayeux`): a publish the moment a subscribe reply arrives
-//! (`subscribe_race`), and handshakes beyond the client caps
-//! (`handshake_limits`).
+//! (`subscribe_race`), handshakes beyond the client caps
+//! (`handshake_limits`), and a client the server's writes wait on
+//! (`slow_reader`).
 
 mod bayeux;
 mod handshake_limits;
 #[path = "../pubsub/support.rs"]
 #[allow(dead_code)]
 mod pubsub;
+mod slow_reader;
 mod subscribe_race;
 
 use std::path::{Path, PathBuf};

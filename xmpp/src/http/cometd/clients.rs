@@ -121,6 +121,24 @@ impl Client {
     pub(crate) fn removed(&self) -> Option<Removal> {
         self.state().removed
     }
+
+    /// The server is busy writing to this client (a WebSocket write the
+    /// client's reading paces): it counts as a connect in progress, so time
+    /// the server spends waiting on the socket is not time the client went
+    /// without connecting. Its max_interval starts again when the guard drops.
+    pub(crate) fn writing(self: &Arc<Self>) -> Writing {
+        self.state().polling += 1;
+        Writing(self.clone())
+    }
+}
+
+/// See [`Client::writing`].
+pub(crate) struct Writing(Arc<Client>);
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        self.0.end_connect();
+    }
 }
 
 /// How many clients the registry holds at most.
@@ -346,6 +364,23 @@ mod tests {
         assert!(clients.expire(later(9)).is_empty());
         assert_eq!(clients.expire(later(11)).len(), 1);
         assert_eq!(clients.len(), 0);
+    }
+
+    #[test]
+    fn a_client_being_written_to_does_not_expire_and_its_interval_restarts_after() {
+        let clients = clients();
+        let slow_reader = client(&clients, Identity::Anonymous, false);
+        let writing = slow_reader.writing();
+        assert!(
+            clients.expire(later(3600)).is_empty(),
+            "a write in progress"
+        );
+        drop(writing);
+        assert!(
+            clients.expire(later(9)).is_empty(),
+            "counted from the write's end"
+        );
+        assert_eq!(clients.expire(later(11)).len(), 1);
     }
 
     #[test]

@@ -68,8 +68,13 @@ pub(crate) async fn run(bayeux: Arc<Bayeux>, mut socket: WebSocket, ip: IpAddr) 
         };
         let mut outgoing = outgoing;
         outgoing.extend(session.pending());
-        if !outgoing.is_empty() && send(&mut socket, outgoing).await.is_err() {
-            break;
+        if !outgoing.is_empty() {
+            // A write the client is slow to read holds up reading its next
+            // connect: that wait is the server's, not the client's silence.
+            let _writing = session.client.as_ref().map(Client::writing);
+            if send(&mut socket, outgoing).await.is_err() {
+                break;
+            }
         }
         if session.closing {
             // After a disconnect the socket has nothing left to carry;
