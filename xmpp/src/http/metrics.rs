@@ -527,6 +527,26 @@ fn pubsub(out: &mut Exposition, state: &HttpState) {
             "Events a member's link could not take.",
             &counters.cluster_events_failed,
         ),
+        (
+            "starling_pubsub_notify_lookup_retries_total",
+            "Directory lookups repeated for subscribers found on no member (their login may not have arrived yet).",
+            &counters.late_retries,
+        ),
+        (
+            "starling_pubsub_notify_late_total",
+            "Notifications delivered after a repeated lookup found the subscriber.",
+            &counters.late_delivered,
+        ),
+        (
+            "starling_pubsub_notify_misses_total",
+            "Notifications not delivered after the repeated lookups: the subscriber is offline (items stay stored).",
+            &counters.late_misses,
+        ),
+        (
+            "starling_pubsub_notify_queue_overflow_total",
+            "Notifications dropped because too many waited for one subscriber's repeated lookup.",
+            &counters.late_overflow,
+        ),
     ] {
         out.single(name, Kind::Counter, help, load(value));
     }
