@@ -26,8 +26,8 @@ use super::waiting::{Queued, Waiting};
 use crate::metrics::incr;
 use crate::server::Server;
 
-/// Most lanes open at once; a subscriber missed beyond that is handled as
-/// offline at once.
+/// Most lanes open at once on this member; a subscriber missed beyond that
+/// is handled as offline at once.
 const MAX_LANES: usize = 50_000;
 /// Most notifications waiting in one lane; later ones are dropped.
 const PER_LANE: usize = 256;
@@ -43,38 +43,38 @@ pub(super) struct Notice {
 
 /// A subscriber being looked up again: its JID as stored (the lane's key)
 /// and parsed.
-type Missed = (String, Jid);
+pub(super) type Missed = (String, Jid);
 
-/// The lanes of this member's pub/sub service.
+/// The lanes of one order-lock stripe.
+pub(super) type Lanes = Waiting<Arc<Notice>>;
+
+/// The lanes of this member's pub/sub service, striped like the order
+/// locks: only a holder of a node's order lock touches its stripe, so the
+/// stripe's mutex never waits.
 #[derive(Debug)]
 pub(super) struct Late {
-    waiting: Mutex<Waiting<Arc<Notice>>>,
-    /// Open lanes, readable without the lock: 0 on the hot path.
+    stripes: Vec<Mutex<Lanes>>,
+    /// Open lanes, readable without a lock: 0 on the hot path.
     lanes: AtomicUsize,
     next_seq: AtomicU64,
 }
 
-impl Default for Late {
-    fn default() -> Late {
+impl Late {
+    pub(super) fn new(stripes: usize) -> Late {
         Late {
-            waiting: Mutex::new(Waiting::new(MAX_LANES, PER_LANE)),
+            stripes: (0..stripes)
+                .map(|_| Mutex::new(Waiting::new(PER_LANE)))
+                .collect(),
             lanes: AtomicUsize::new(0),
             next_seq: AtomicU64::new(0),
         }
     }
-}
 
-impl Late {
-    fn lock(&self) -> MutexGuard<'_, Waiting<Arc<Notice>>> {
-        self.waiting
+    /// The lanes of order-lock stripe `stripe`; the caller holds its lock.
+    fn stripe(&self, stripe: usize) -> MutexGuard<'_, Lanes> {
+        self.stripes[stripe]
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Whether a subscriber of `node` waits for a retry (checked once per
-    /// event; costs an atomic load while nobody waits).
-    pub(super) fn waits_on(&self, node: &str) -> bool {
-        self.lanes.load(Ordering::Acquire) > 0 && self.lock().has_node(node)
     }
 
     pub(super) fn notice(&self, template: &Element) -> Arc<Notice> {
@@ -84,39 +84,50 @@ impl Late {
         })
     }
 
-    fn close(&self, node: &str, subscriber: &str) -> VecDeque<Arc<Notice>> {
-        let mut waiting = self.lock();
-        let lane = waiting.close(node, subscriber);
-        self.lanes.store(waiting.lanes(), Ordering::Release);
+    fn close(&self, lanes: &mut Lanes, node: &str, subscriber: &str) -> VecDeque<Arc<Notice>> {
+        let lane = lanes.close(node, subscriber);
+        if !lane.is_empty() {
+            self.lanes.fetch_sub(1, Ordering::Relaxed);
+        }
         lane
     }
 }
 
 impl PubSub {
-    /// Queues the event behind the subscriber's open lane, if it has one.
+    /// The lanes of `node` when a subscriber of it waits for a retry, for
+    /// one event's fan-out; the caller holds the node's order lock. While
+    /// nobody waits anywhere this is one atomic load.
+    pub(super) fn lanes_of(&self, node: &str) -> Option<MutexGuard<'_, Lanes>> {
+        if self.late.lanes.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        Some(self.late.stripe(self.stripe(node))).filter(|lanes| lanes.has_node(node))
+    }
+
+    /// Queues the event behind the subscriber's open lane, if it has one;
     /// `notice` is made on first use. True when the event was taken.
     pub(super) fn queue_behind(
         &self,
+        lanes: &mut Lanes,
         node: &str,
         subscriber: &str,
         notice: &mut Option<Arc<Notice>>,
         template: &Element,
     ) -> bool {
+        if !lanes.is_waiting(node, subscriber) {
+            return false;
+        }
         let item = notice
             .get_or_insert_with(|| self.late.notice(template))
             .clone();
-        let queued = self.late.lock().queue_behind(node, subscriber, item);
-        match queued {
-            Ok(queued) => {
-                self.overflowed(node, subscriber, queued);
-                true
-            }
-            Err(_) => false,
+        if let Ok(queued) = lanes.queue_behind(node, subscriber, item) {
+            self.overflowed(node, subscriber, queued);
         }
+        true
     }
 
     /// Opens lanes for the subscribers this event found nowhere and starts
-    /// looking them up again.
+    /// looking them up again; the caller holds the node's order lock.
     pub(super) fn retry_missed(
         &self,
         node: &str,
@@ -126,19 +137,24 @@ impl PubSub {
     ) {
         let mut retried = Vec::with_capacity(missed.len());
         {
-            let mut waiting = self.late.lock();
+            let mut lanes = self.late.stripe(self.stripe(node));
             for (subscriber, jid) in missed {
-                match waiting.open(node, &subscriber, notice.clone()) {
-                    Ok(None) => retried.push((subscriber, jid)),
-                    // A second subscription of the same JID in this event.
-                    Ok(Some(queued)) => self.overflowed(node, &subscriber, queued),
-                    Err(_) => {
-                        incr(&self.counters.late_misses);
-                        tracing::warn!(node, %subscriber, lanes = MAX_LANES, "too many subscribers wait for a directory lookup; notification handled as for an offline subscriber");
+                if !lanes.is_waiting(node, &subscriber)
+                    && self.late.lanes.load(Ordering::Relaxed) >= MAX_LANES
+                {
+                    incr(&self.counters.late_misses);
+                    tracing::warn!(node, %subscriber, lanes = MAX_LANES, "too many subscribers wait for a directory lookup; notification handled as for an offline subscriber");
+                    continue;
+                }
+                match lanes.open(node, &subscriber, notice.clone()) {
+                    None => {
+                        self.late.lanes.fetch_add(1, Ordering::Relaxed);
+                        retried.push((subscriber, jid));
                     }
+                    // A second subscription of the same JID in this event.
+                    Some(queued) => self.overflowed(node, &subscriber, queued),
                 }
             }
-            self.late.lanes.store(waiting.lanes(), Ordering::Release);
         }
         if retried.is_empty() {
             return;
@@ -239,23 +255,27 @@ async fn retry(server: Weak<Server>, node: String, mut missed: Vec<Missed>, poli
             .late_retries
             .fetch_add(missed.len() as u64, Ordering::Relaxed);
         let mut found = Vec::new();
-        missed.retain(|(subscriber, jid)| {
-            let sessions = sessions_of(&server, jid);
-            if !sessions.is_empty() {
-                found.push((pubsub.late.close(&node, subscriber), sessions));
-                return false;
-            }
-            if !last {
-                return true;
-            }
-            let lost = pubsub.late.close(&node, subscriber).len();
-            pubsub
-                .counters
-                .late_misses
-                .fetch_add(lost as u64, Ordering::Relaxed);
-            tracing::debug!(node, %subscriber, notifications = lost, "subscriber not online on any member; not notified (items stay stored)");
-            false
-        });
+        {
+            let mut lanes = pubsub.late.stripe(pubsub.stripe(&node));
+            missed.retain(|(subscriber, jid)| {
+                let sessions = sessions_of(&server, jid);
+                if !sessions.is_empty() {
+                    let lane = pubsub.late.close(&mut lanes, &node, subscriber);
+                    found.push((lane, sessions));
+                    return false;
+                }
+                if !last {
+                    return true;
+                }
+                let lost = pubsub.late.close(&mut lanes, &node, subscriber).len();
+                pubsub
+                    .counters
+                    .late_misses
+                    .fetch_add(lost as u64, Ordering::Relaxed);
+                tracing::debug!(node, %subscriber, notifications = lost, "subscriber not online on any member; not notified (items stay stored)");
+                false
+            });
+        }
         pubsub.flush(&server, &node, found);
         if missed.is_empty() {
             return;

@@ -155,7 +155,7 @@ impl PubSub {
             order: (0..ORDER_STRIPES)
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
-            late: late::Late::default(),
+            late: late::Late::new(ORDER_STRIPES),
             counters: PubSubCounters::default(),
         }
     }
@@ -221,10 +221,15 @@ impl PubSub {
 
     /// The lock that orders the events of `node`.
     fn order_lock(&self, node: &str) -> &tokio::sync::Mutex<()> {
+        &self.order[self.stripe(node)]
+    }
+
+    /// The order-lock stripe of `node`.
+    fn stripe(&self, node: &str) -> usize {
         use std::hash::{Hash, Hasher};
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         node.hash(&mut hasher);
-        &self.order[(hasher.finish() as usize) % ORDER_STRIPES]
+        (hasher.finish() as usize) % ORDER_STRIPES
     }
 
     /// A node's configuration; `<item-not-found/>` when there is no node.

@@ -103,7 +103,8 @@ impl PubSub {
         let mut remote: BTreeMap<NodeId, Vec<String>> = BTreeMap::new();
         if let Some(template) = &notification {
             let policy = self.cluster.miss_retry();
-            let node_waits = policy.attempts > 0 && self.late.waits_on(node);
+            // Held for this event; only holders of the node's order lock take it.
+            let mut lanes = self.lanes_of(node);
             // Made only when a subscriber waits or is missed.
             let mut notice = None;
             let mut missed = Vec::new();
@@ -115,8 +116,10 @@ impl PubSub {
                     continue;
                 };
                 // An earlier event for this subscriber is still being retried.
-                if node_waits && self.queue_behind(node, &subscription.jid, &mut notice, template) {
-                    continue;
+                if let Some(lanes) = lanes.as_mut() {
+                    if self.queue_behind(lanes, node, &subscription.jid, &mut notice, template) {
+                        continue;
+                    }
                 }
                 let sessions = sessions_of(&server, &jid);
                 if sessions.is_empty() && policy.attempts > 0 {
@@ -132,6 +135,7 @@ impl PubSub {
                     }
                 }
             }
+            drop(lanes);
             if !missed.is_empty() {
                 let notice = notice.unwrap_or_else(|| self.late.notice(template));
                 self.retry_missed(node, notice, missed, policy);

@@ -24,8 +24,6 @@ pub(crate) enum Queued {
 #[derive(Debug)]
 pub(crate) struct Waiting<T> {
     nodes: HashMap<String, HashMap<String, Lane<T>>>,
-    lanes: usize,
-    max_lanes: usize,
     per_lane: usize,
 }
 
@@ -36,23 +34,23 @@ struct Lane<T> {
 }
 
 impl<T> Waiting<T> {
-    pub(crate) fn new(max_lanes: usize, per_lane: usize) -> Waiting<T> {
+    pub(crate) fn new(per_lane: usize) -> Waiting<T> {
         Waiting {
             nodes: HashMap::new(),
-            lanes: 0,
-            max_lanes,
             per_lane: per_lane.max(1),
         }
-    }
-
-    /// Open lanes, all nodes together.
-    pub(crate) fn lanes(&self) -> usize {
-        self.lanes
     }
 
     /// Whether any subscriber of `node` has a lane open.
     pub(crate) fn has_node(&self, node: &str) -> bool {
         self.nodes.contains_key(node)
+    }
+
+    /// Whether the subscriber has a lane open on `node`.
+    pub(crate) fn is_waiting(&self, node: &str, subscriber: &str) -> bool {
+        self.nodes
+            .get(node)
+            .is_some_and(|lanes| lanes.contains_key(subscriber))
     }
 
     /// Queues `item` behind the subscriber's open lane; hands it back when
@@ -79,22 +77,14 @@ impl<T> Waiting<T> {
         Ok(Queued::Behind)
     }
 
-    /// Opens a lane with `first` at its head. When the subscriber already
-    /// has one, `first` queues behind it (as [`Waiting::queue_behind`]).
-    /// `None` when every lane is taken: `first` is handed back.
-    pub(crate) fn open(
-        &mut self,
-        node: &str,
-        subscriber: &str,
-        first: T,
-    ) -> Result<Option<Queued>, T> {
+    /// Opens a lane with `first` at its head (`None`). When the subscriber
+    /// already has one, `first` queues behind it as [`Waiting::queue_behind`]
+    /// says.
+    pub(crate) fn open(&mut self, node: &str, subscriber: &str, first: T) -> Option<Queued> {
         let first = match self.queue_behind(node, subscriber, first) {
-            Ok(queued) => return Ok(Some(queued)),
+            Ok(queued) => return Some(queued),
             Err(first) => first,
         };
-        if self.lanes >= self.max_lanes {
-            return Err(first);
-        }
         self.nodes.entry(node.to_owned()).or_default().insert(
             subscriber.to_owned(),
             Lane {
@@ -102,8 +92,7 @@ impl<T> Waiting<T> {
                 overflowed: false,
             },
         );
-        self.lanes += 1;
-        Ok(None)
+        None
     }
 
     /// Closes the subscriber's lane and returns what waited in it, oldest
@@ -118,7 +107,6 @@ impl<T> Waiting<T> {
         if lanes.is_empty() {
             self.nodes.remove(node);
         }
-        self.lanes -= 1;
         lane.queue
     }
 }
@@ -133,48 +121,48 @@ mod tests {
 
     #[test]
     fn without_a_lane_the_item_is_handed_back() {
-        let mut waiting = Waiting::new(10, 10);
+        let mut waiting = Waiting::new(10);
         assert_eq!(waiting.queue_behind("n", "a@x", 1), Err(1));
         assert!(!waiting.has_node("n"));
-        assert_eq!(waiting.lanes(), 0);
+        assert!(!waiting.is_waiting("n", "a@x"));
     }
 
     #[test]
     fn later_items_queue_behind_the_first_and_leave_in_order() {
-        let mut waiting = Waiting::new(10, 10);
-        assert_eq!(waiting.open("n", "a@x", 1), Ok(None));
+        let mut waiting = Waiting::new(10);
+        assert_eq!(waiting.open("n", "a@x", 1), None);
+        assert!(waiting.is_waiting("n", "a@x"));
+        assert!(!waiting.is_waiting("n", "b@x"));
         assert_eq!(waiting.queue_behind("n", "a@x", 2), Ok(Queued::Behind));
         assert_eq!(waiting.queue_behind("n", "a@x", 3), Ok(Queued::Behind));
         // Opening again (a second subscription of the same JID) queues too.
-        assert_eq!(waiting.open("n", "a@x", 4), Ok(Some(Queued::Behind)));
+        assert_eq!(waiting.open("n", "a@x", 4), Some(Queued::Behind));
         assert!(waiting.has_node("n"));
         assert_eq!(drained(&mut waiting, "n", "a@x"), [1, 2, 3, 4]);
         assert!(!waiting.has_node("n"));
-        assert_eq!(waiting.lanes(), 0);
         assert_eq!(waiting.queue_behind("n", "a@x", 5), Err(5));
     }
 
     #[test]
     fn lanes_of_other_subscribers_and_nodes_are_separate() {
-        let mut waiting = Waiting::new(10, 10);
-        waiting.open("n", "a@x", 1).unwrap();
-        waiting.open("n", "b@x", 10).unwrap();
-        waiting.open("m", "a@x", 100).unwrap();
+        let mut waiting = Waiting::new(10);
+        assert_eq!(waiting.open("n", "a@x", 1), None);
+        assert_eq!(waiting.open("n", "b@x", 10), None);
+        assert_eq!(waiting.open("m", "a@x", 100), None);
         waiting.queue_behind("n", "a@x", 2).unwrap();
         waiting.queue_behind("m", "a@x", 101).unwrap();
-        assert_eq!(waiting.lanes(), 3);
         assert_eq!(drained(&mut waiting, "n", "b@x"), [10]);
         assert!(waiting.has_node("n"), "a@x still waits on n");
         assert_eq!(drained(&mut waiting, "n", "a@x"), [1, 2]);
         assert_eq!(drained(&mut waiting, "m", "a@x"), [100, 101]);
-        assert_eq!(waiting.lanes(), 0);
+        assert!(!waiting.has_node("m"));
         assert!(drained(&mut waiting, "m", "a@x").is_empty());
     }
 
     #[test]
     fn a_full_lane_drops_new_items_and_says_so_once() {
-        let mut waiting = Waiting::new(10, 2);
-        waiting.open("n", "a@x", 1).unwrap();
+        let mut waiting = Waiting::new(2);
+        assert_eq!(waiting.open("n", "a@x", 1), None);
         waiting.queue_behind("n", "a@x", 2).unwrap();
         assert_eq!(
             waiting.queue_behind("n", "a@x", 3),
@@ -186,23 +174,11 @@ mod tests {
         );
         assert_eq!(drained(&mut waiting, "n", "a@x"), [1, 2]);
         // A new lane starts with a clean record.
-        waiting.open("n", "a@x", 5).unwrap();
+        assert_eq!(waiting.open("n", "a@x", 5), None);
         waiting.queue_behind("n", "a@x", 6).unwrap();
         assert_eq!(
             waiting.queue_behind("n", "a@x", 7),
             Ok(Queued::Overflow { first: true })
         );
-    }
-
-    #[test]
-    fn no_lane_opens_beyond_the_limit() {
-        let mut waiting = Waiting::new(2, 10);
-        waiting.open("n", "a@x", 1).unwrap();
-        waiting.open("n", "b@x", 2).unwrap();
-        assert_eq!(waiting.open("n", "c@x", 3), Err(3));
-        // An open lane still takes more.
-        assert_eq!(waiting.open("n", "a@x", 4), Ok(Some(Queued::Behind)));
-        waiting.close("n", "b@x");
-        assert_eq!(waiting.open("n", "c@x", 3), Ok(None));
     }
 }
