@@ -20,7 +20,9 @@ const LINK_LATENCY: Duration = Duration::from_millis(25);
 const LATE: &str = "starling_pubsub_notify_late_total";
 const RETRIES: &str = "starling_pubsub_notify_lookup_retries_total";
 const MISSES: &str = "starling_pubsub_notify_misses_total";
+const WAITING: &str = "starling_pubsub_notify_waiting_subscribers";
 const REMOTE_ENTRIES: &str = "starling_directory_entries{owner=\"remote\"}";
+const LOCAL_SESSIONS: &str = "starling_sessions{scope=\"local\"}";
 
 fn fresh(round: usize) -> String {
     format!("fresh{round}")
@@ -152,6 +154,7 @@ async fn an_offline_subscriber_is_looked_up_for_a_bounded_time_then_not_notified
     );
     assert_eq!(metric(n1, MISSES).await, misses);
     assert_eq!(metric(n1, LATE).await, 0.0);
+    assert_eq!(metric(n1, WAITING).await, 0.0);
 
     // Nothing is lost: the items are stored for carol's next login.
     let mut carol = online(n2, "carol", PW, "again").await;
@@ -161,4 +164,25 @@ async fn an_offline_subscriber_is_looked_up_for_a_bounded_time_then_not_notified
         .map(|(_, text)| text)
         .collect();
     assert_eq!(stored, texts);
+}
+
+#[tokio::test]
+async fn a_single_node_does_not_look_again_for_an_offline_subscriber() {
+    let node = TestNode::builder()
+        .user("alice", PW)
+        .user("carol", PW)
+        .start();
+    let mut alice = online(&node, "alice", PW, "pub").await;
+    assert_result(&pubsub(&mut alice, "set", false, "<create node='solo'/>").await);
+    let mut carol = online(&node, "carol", PW, "c").await;
+    subscribe(&mut carol, "solo").await;
+    carol.close().await.expect("carol logs out");
+    metric_until(&node, LOCAL_SESSIONS, |sessions| sessions == 1.0).await;
+
+    publish(&mut alice, "solo", None, "one").await;
+    // A retry would hold a lane from the publish on for 500 ms.
+    assert_eq!(metric(&node, WAITING).await, 0.0, "nothing waits");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(metric(&node, RETRIES).await, 0.0);
+    assert_eq!(metric(&node, MISSES).await, 0.0);
 }

@@ -551,6 +551,12 @@ fn pubsub(out: &mut Exposition, state: &HttpState) {
         out.single(name, Kind::Counter, help, load(value));
     }
     out.single(
+        "starling_pubsub_notify_waiting_subscribers",
+        Kind::Gauge,
+        "Subscribers (per pub/sub node) whose notifications wait for a repeated directory lookup.",
+        count(pubsub.waiting_subscribers() as u64),
+    );
+    out.single(
         "starling_pubsub_watched_nodes",
         Kind::Gauge,
         "Pub/sub nodes with local watchers.",

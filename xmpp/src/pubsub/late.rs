@@ -94,6 +94,12 @@ impl Late {
 }
 
 impl PubSub {
+    /// Subscribers (per pub/sub node) whose notifications wait for a
+    /// repeated lookup now.
+    pub fn waiting_subscribers(&self) -> usize {
+        self.late.lanes.load(Ordering::Relaxed)
+    }
+
     /// The lanes of `node` when a subscriber of it waits for a retry, for
     /// one event's fan-out; the caller holds the node's order lock. While
     /// nobody waits anywhere this is one atomic load.
@@ -569,6 +575,23 @@ mod tests {
         assert_eq!(load(&counters.late_retries), 0);
         assert_eq!(load(&counters.late_misses), 0);
         assert_eq!(server.pubsub.late.lanes.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn a_late_notification_from_a_member_is_not_an_event_for_watchers() {
+        let node = node(POLICY).await;
+        let pubsub = &node.server.pubsub;
+        let mut watch = pubsub.watch("feed");
+        let late = PubSubEvent {
+            node: "feed".to_owned(),
+            kind: PubSubEventKind::Notification,
+            notification: Bytes::from_static(b"<message xmlns='jabber:client'/>"),
+            recipients: vec!["nobody@localhost/r".to_owned()],
+        };
+        pubsub.receive(late, NodeId(2));
+        assert!(watch.try_recv().is_none(), "watchers had the event already");
+        assert_eq!(load(&pubsub.counters.watcher_events), 0);
+        assert_eq!(load(&pubsub.counters.cluster_events_received), 1);
     }
 
     #[tokio::test]
