@@ -534,7 +534,7 @@ fn pubsub(out: &mut Exposition, state: &HttpState) {
         ),
         (
             "starling_pubsub_notify_late_total",
-            "Notifications delivered after a repeated lookup found the subscriber.",
+            "Notifications sent on after a repeated lookup found the subscriber (once per session).",
             &counters.late_delivered,
         ),
         (

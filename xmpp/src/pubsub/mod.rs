@@ -114,7 +114,8 @@ pub struct PubSubCounters {
     pub cluster_events_failed: AtomicU64,
     /// Directory lookups repeated for subscribers found on no member.
     pub late_retries: AtomicU64,
-    /// Notifications delivered after a repeated lookup found the subscriber.
+    /// Notifications sent on after a repeated lookup found the subscriber
+    /// (once per session).
     pub late_delivered: AtomicU64,
     /// Notifications given up after the repeated lookups (subscriber offline).
     pub late_misses: AtomicU64,
