@@ -134,6 +134,10 @@ pub enum PubSubEventKind {
     Purged,
     /// The node's configuration changed (XMPP subscribers only).
     Configured,
+    /// An event's notification for XMPP subscribers whose sessions the
+    /// publisher found only when it looked again: the listed sessions get
+    /// it, watchers do not (they had the event already).
+    Notification,
 }
 
 /// How often to look again for a JID the directory does not know yet.

@@ -7,3 +7,4 @@ mod support;
 mod t10_single_node;
 mod t20_cluster;
 mod t30_slixmpp;
+mod t40_fresh_sessions;

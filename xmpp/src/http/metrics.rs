@@ -527,9 +527,35 @@ fn pubsub(out: &mut Exposition, state: &HttpState) {
             "Events a member's link could not take.",
             &counters.cluster_events_failed,
         ),
+        (
+            "starling_pubsub_notify_lookup_retries_total",
+            "Directory lookups repeated for subscribers found on no member (their login may not have arrived yet).",
+            &counters.late_retries,
+        ),
+        (
+            "starling_pubsub_notify_late_total",
+            "Notifications sent on after a repeated lookup found the subscriber (once per session).",
+            &counters.late_delivered,
+        ),
+        (
+            "starling_pubsub_notify_misses_total",
+            "Notifications not delivered after the repeated lookups: the subscriber is offline (items stay stored).",
+            &counters.late_misses,
+        ),
+        (
+            "starling_pubsub_notify_queue_overflow_total",
+            "Notifications dropped because too many waited for one subscriber's repeated lookup.",
+            &counters.late_overflow,
+        ),
     ] {
         out.single(name, Kind::Counter, help, load(value));
     }
+    out.single(
+        "starling_pubsub_notify_waiting_subscribers",
+        Kind::Gauge,
+        "Subscribers (per pub/sub node) whose notifications wait for a repeated directory lookup.",
+        count(pubsub.waiting_subscribers() as u64),
+    );
     out.single(
         "starling_pubsub_watched_nodes",
         Kind::Gauge,

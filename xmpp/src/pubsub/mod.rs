@@ -7,8 +7,10 @@
 //!                                   notify.rs ◀─────────┘
 //!          ├─▶ sessions here (subscribers' resources)
 //!          ├─▶ watchers here (watch.rs)
-//!          └─▶ once per other member with subscribers' sessions or
-//!              watchers: Cluster::pubsub_send ──▶ LocalDelivery::pubsub_event
+//!          ├─▶ once per other member with subscribers' sessions or
+//!          │   watchers: Cluster::pubsub_send ──▶ LocalDelivery::pubsub_event
+//!          └─▶ subscribers found nowhere: looked up again (late.rs) under
+//!              the cluster's miss-retry policy, later events queued behind
 //! ```
 //!
 //! Nodes, configuration, affiliations, subscriptions and items live in the
@@ -23,11 +25,13 @@ pub mod error;
 pub mod form;
 pub mod iq;
 mod items;
+mod late;
 mod manage;
 mod notify;
 mod subscribe;
 #[cfg(test)]
 mod tests;
+mod waiting;
 mod watch;
 
 use std::sync::atomic::AtomicU64;
@@ -108,6 +112,15 @@ pub struct PubSubCounters {
     pub cluster_events_received: AtomicU64,
     /// Events that could not be queued for a member (link down).
     pub cluster_events_failed: AtomicU64,
+    /// Directory lookups repeated for subscribers found on no member.
+    pub late_retries: AtomicU64,
+    /// Notifications sent on after a repeated lookup found the subscriber
+    /// (once per session).
+    pub late_delivered: AtomicU64,
+    /// Notifications given up after the repeated lookups (subscriber offline).
+    pub late_misses: AtomicU64,
+    /// Notifications dropped because too many waited for one subscriber.
+    pub late_overflow: AtomicU64,
 }
 
 /// Lock stripes that serialise the events of one node.
@@ -122,6 +135,8 @@ pub struct PubSub {
     service: String,
     watchers: Arc<Watchers>,
     order: Vec<tokio::sync::Mutex<()>>,
+    /// Notifications waiting for subscribers the directory did not know yet.
+    late: late::Late,
     pub counters: PubSubCounters,
 }
 
@@ -141,6 +156,7 @@ impl PubSub {
             order: (0..ORDER_STRIPES)
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
+            late: late::Late::new(ORDER_STRIPES),
             counters: PubSubCounters::default(),
         }
     }
@@ -206,10 +222,15 @@ impl PubSub {
 
     /// The lock that orders the events of `node`.
     fn order_lock(&self, node: &str) -> &tokio::sync::Mutex<()> {
+        &self.order[self.stripe(node)]
+    }
+
+    /// The order-lock stripe of `node`.
+    fn stripe(&self, node: &str) -> usize {
         use std::hash::{Hash, Hasher};
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         node.hash(&mut hasher);
-        &self.order[(hasher.finish() as usize) % ORDER_STRIPES]
+        (hasher.finish() as usize) % ORDER_STRIPES
     }
 
     /// A node's configuration; `<item-not-found/>` when there is no node.

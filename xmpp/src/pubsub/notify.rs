@@ -102,6 +102,12 @@ impl PubSub {
         };
         let mut remote: BTreeMap<NodeId, Vec<String>> = BTreeMap::new();
         if let Some(template) = &notification {
+            let policy = self.cluster.miss_retry();
+            // Held for this event; only holders of the node's order lock take it.
+            let mut lanes = self.lanes_of(node);
+            // Made only when a subscriber waits or is missed.
+            let mut notice = None;
+            let mut missed = Vec::new();
             for subscription in subscriptions {
                 if subscription.state != "subscribed" || !subscription.deliver {
                     continue;
@@ -109,7 +115,18 @@ impl PubSub {
                 let Ok(jid) = Jid::new(&subscription.jid) else {
                     continue;
                 };
-                for target in sessions_of(&server, &jid) {
+                // An earlier event for this subscriber is still being retried.
+                if let Some(lanes) = lanes.as_mut() {
+                    if self.queue_behind(lanes, node, &subscription.jid, &mut notice, template) {
+                        continue;
+                    }
+                }
+                let sessions = sessions_of(&server, &jid);
+                if sessions.is_empty() && policy.attempts > 0 {
+                    missed.push((subscription.jid.clone(), jid));
+                    continue;
+                }
+                for target in sessions {
                     match target {
                         Session::Here(jid) => self.send_local(&server, template, &jid),
                         Session::There(jid, member) => {
@@ -117,6 +134,11 @@ impl PubSub {
                         }
                     }
                 }
+            }
+            drop(lanes);
+            if !missed.is_empty() {
+                let notice = notice.unwrap_or_else(|| self.late.notice(template));
+                self.retry_missed(node, notice, missed, policy);
             }
         }
         if let Some(event) = event {
@@ -145,12 +167,17 @@ impl PubSub {
                 },
                 recipients,
             };
-            match self.cluster.pubsub_send(member, event) {
-                Ok(()) => incr(&self.counters.cluster_events_sent),
-                Err(error) => {
-                    incr(&self.counters.cluster_events_failed);
-                    tracing::warn!(node, %member, %error, "pub/sub event not sent to a member; its subscribers retrieve the items later");
-                }
+            self.send_to_member(node, member, event);
+        }
+    }
+
+    /// Queues an event for another member, counted.
+    pub(super) fn send_to_member(&self, node: &str, member: NodeId, event: PubSubEvent) {
+        match self.cluster.pubsub_send(member, event) {
+            Ok(()) => incr(&self.counters.cluster_events_sent),
+            Err(error) => {
+                incr(&self.counters.cluster_events_failed);
+                tracing::warn!(node, %member, %error, "pub/sub event not sent to a member; its subscribers retrieve the items later");
             }
         }
     }
@@ -175,7 +202,11 @@ impl PubSub {
                 }
             }
         }
-        if event.kind == PubSubEventKind::Configured {
+        // Watchers already had these (or never get them).
+        if matches!(
+            event.kind,
+            PubSubEventKind::Configured | PubSubEventKind::Notification
+        ) {
             return;
         }
         let Some(local) = local_event(&event) else {
@@ -189,7 +220,7 @@ impl PubSub {
     }
 
     /// Hands a copy of the notification to a session here, if it still is.
-    fn send_local(&self, server: &Server, template: &Element, jid: &FullJid) {
+    pub(super) fn send_local(&self, server: &Server, template: &Element, jid: &FullJid) {
         let Some(session) = server.sessions.get(jid) else {
             return;
         };
@@ -264,14 +295,14 @@ pub(crate) fn event_element(config: &NodeConfig, event: &NodeEvent) -> Element {
 }
 
 /// Where one of a subscriber's sessions is.
-enum Session {
+pub(super) enum Session {
     Here(FullJid),
     There(FullJid, NodeId),
 }
 
 /// The sessions a subscription reaches: the full JID's one session, or
 /// every available session of a bare JID, here and on other members.
-fn sessions_of(server: &Server, jid: &Jid) -> Vec<Session> {
+pub(super) fn sessions_of(server: &Server, jid: &Jid) -> Vec<Session> {
     match jid.try_as_full() {
         Ok(full) => {
             if server.sessions.get(full).is_some() {
@@ -340,7 +371,7 @@ fn local_event(event: &PubSubEvent) -> Option<NodeEvent> {
         },
         PubSubEventKind::Deleted => NodeEvent::Deleted { node },
         PubSubEventKind::Purged => NodeEvent::Purged { node },
-        PubSubEventKind::Configured => return None,
+        PubSubEventKind::Configured | PubSubEventKind::Notification => return None,
     })
 }
 
