@@ -183,8 +183,11 @@ class ProcSampler:
 class Starling:
     """A local cluster of N `starling serve` processes sharing one SQLite
     store, configured as `starling cluster up` does, on free ports, with
-    PLAIN allowed before TLS and no per-IP connection limits (every Tsung
-    session comes from 127.0.0.1)."""
+    PLAIN allowed before TLS, no per-IP connection limits (every Tsung
+    session comes from 127.0.0.1), and an idle timeout of an hour: Tsung
+    does not answer XEP-0199 pings, and a steady session's random think
+    times can leave it silent for longer than the default 10 minutes
+    (Prosody and ejabberd close no idle client by default)."""
 
     def __init__(self, binary, nodes, work, iterations):
         if not os.access(binary, os.X_OK):
@@ -220,7 +223,8 @@ class Starling:
                     f'[c2s]\nbind = "127.0.0.1:{self.c2s + i}"\nallow_plain_without_tls = true\n\n'
                     f'[http]\nbind = "127.0.0.1:{self.http + i}"\n\n'
                     f'[storage]\nurl = "sqlite://{self.store}"\n\n'
-                    "[limits]\nconnections_per_ip_per_sec = 0\nauth_failures_per_ip = 0\n\n"
+                    "[limits]\nconnections_per_ip_per_sec = 0\nauth_failures_per_ip = 0\n"
+                    "idle_timeout_secs = 3600\n\n"
                     "[offline]\nmax_per_user = 100000\n\n"
                     f'[cluster]\nenabled = {"true" if self.nodes > 1 else "false"}\n'
                     f'node_name = "node{i + 1}"\nbind = "127.0.0.1:{self.peer + i}"\n'
