@@ -18,6 +18,8 @@ pub struct Transition {
     pub node: NodeId,
     pub from: PeerState,
     pub to: PeerState,
+    /// When the peer entered `to`.
+    pub at: Instant,
 }
 
 #[derive(Debug)]
@@ -66,6 +68,7 @@ impl FailureDetector {
             node,
             from,
             to: PeerState::Up,
+            at: now,
         })
     }
 
@@ -92,6 +95,7 @@ impl FailureDetector {
             node,
             from,
             to: PeerState::Leaving,
+            at: now,
         })
     }
 
@@ -110,6 +114,7 @@ impl FailureDetector {
                 node,
                 from: health.state,
                 to: next,
+                at: now,
             });
             health.state = next;
             health.since = now;
@@ -119,6 +124,16 @@ impl FailureDetector {
 
     pub fn state(&self, node: NodeId) -> Option<PeerState> {
         self.peers.get(&node).map(|health| health.state)
+    }
+
+    /// Whether `transition` is still the peer's last one. The caller acts
+    /// on a tick's transitions one after another, awaiting each: meanwhile
+    /// a new link may have brought the peer back, and a stale "down" must
+    /// not then close that link or purge the sessions it just sent.
+    pub fn is_current(&self, transition: &Transition) -> bool {
+        self.peers.get(&transition.node).is_some_and(|health| {
+            health.state == transition.to && health.since == transition.at
+        })
     }
 
     /// When the peer entered its current state.
@@ -202,6 +217,25 @@ mod tests {
         let transitions = detector.tick(start + Duration::from_secs(5));
         assert_eq!(transitions.len(), 1);
         assert_eq!(transitions[0].to, PeerState::Down);
+    }
+
+    #[test]
+    fn a_transition_overtaken_by_a_sign_of_life_is_no_longer_current() {
+        let start = Instant::now();
+        let mut detector =
+            FailureDetector::new(Duration::from_millis(1500), Duration::from_millis(3000));
+        detector.heard(P, start);
+        let down = detector.tick(start + Duration::from_secs(5));
+        assert_eq!(down.len(), 1);
+        assert!(detector.is_current(&down[0]));
+        let up = detector.heard(P, start + Duration::from_millis(5001)).unwrap();
+        assert!(!detector.is_current(&down[0]));
+        assert!(detector.is_current(&up));
+        // Down again later: the first "down" is still not the current one.
+        let again = detector.tick(start + Duration::from_secs(9));
+        assert_eq!(again[0].to, PeerState::Down);
+        assert!(!detector.is_current(&down[0]));
+        assert!(detector.is_current(&again[0]));
     }
 
     #[test]

@@ -519,6 +519,13 @@ impl ClusterNode {
 
     async fn on_transition(&self, transition: Transition) {
         let node = transition.node;
+        if !lock(&self.detector).is_current(&transition) {
+            // Heard again while earlier transitions of the same tick were
+            // handled (typically: this node was paused, and on waking every
+            // peer looked silent until their new links came up).
+            tracing::debug!(node = node.0, state = ?transition.to, "transition overtaken; ignored");
+            return;
+        }
         // A frame read on a new link can make the peer up before the link
         // is registered in `peers`; the link itself knows the name then.
         let name = lock(&self.peers)
