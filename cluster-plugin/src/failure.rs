@@ -131,9 +131,9 @@ impl FailureDetector {
     /// a new link may have brought the peer back, and a stale "down" must
     /// not then close that link or purge the sessions it just sent.
     pub fn is_current(&self, transition: &Transition) -> bool {
-        self.peers.get(&transition.node).is_some_and(|health| {
-            health.state == transition.to && health.since == transition.at
-        })
+        self.peers
+            .get(&transition.node)
+            .is_some_and(|health| health.state == transition.to && health.since == transition.at)
     }
 
     /// When the peer entered its current state.
@@ -228,7 +228,9 @@ mod tests {
         let down = detector.tick(start + Duration::from_secs(5));
         assert_eq!(down.len(), 1);
         assert!(detector.is_current(&down[0]));
-        let up = detector.heard(P, start + Duration::from_millis(5001)).unwrap();
+        let up = detector
+            .heard(P, start + Duration::from_millis(5001))
+            .unwrap();
         assert!(!detector.is_current(&down[0]));
         assert!(detector.is_current(&up));
         // Down again later: the first "down" is still not the current one.
