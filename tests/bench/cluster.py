@@ -634,6 +634,9 @@ def main():
     parser.add_argument("--sessions", type=int, help="sessions for the many-sessions scenario")
     parser.add_argument("--bin-dir", default=os.path.join(ROOT, "target", "release"),
                         help="folder with the starling and starling-load binaries")
+    parser.add_argument("--fanout-rates", help="fanout: Bayeux items/s to run, comma-separated (default 1,10,50)")
+    parser.add_argument("--fanout-drain", type=int, help="fanout: seconds to wait for items in flight (default 30)")
+    parser.add_argument("--no-xmpp-fanout", action="store_true", help="fanout: Bayeux subscribers only")
     parser.add_argument("--out", help="write all figures as JSON here")
     parser.add_argument("--keep", action="store_true", help="keep the clusters' folders and logs")
     args = parser.parse_args()
@@ -654,12 +657,13 @@ def main():
         "many_sessions": args.sessions or (3000 if args.quick else 55000),
         "many_rate": 500,
         "fanout_subscribers": 600 if args.quick else 10000,
-        "fanout_rates": [5] if args.quick else [1, 10, 50],
+        "fanout_rates": [int(rate) for rate in args.fanout_rates.split(",")] if args.fanout_rates
+        else [5] if args.quick else [1, 10, 50],
         "fanout_seconds": 3 if args.quick else 10,
         "fanout_repeats": 1 if args.quick else 2,
-        "fanout_drain": 5 if args.quick else 30,
+        "fanout_drain": args.fanout_drain or (5 if args.quick else 30),
         "fanout_xmpp_subscribers": 150 if args.quick else 1000,
-        "fanout_xmpp_nodes": [1, 3] if args.quick else [1, 2, 3],
+        "fanout_xmpp_nodes": [] if args.no_xmpp_fanout else [1, 3] if args.quick else [1, 2, 3],
         "fanout_xmpp_rates": [5] if args.quick else [10],
     }
     scenarios = args.only or SCENARIOS
