@@ -248,6 +248,10 @@ pub struct CometdConfig {
     /// Messages queued for one client; a client that falls further behind
     /// is removed (it must handshake again) rather than losing messages silently.
     pub max_queue: usize,
+    /// A WebSocket write the client has not taken in this long (it reads
+    /// nothing: hung, or holding the socket on purpose) closes the socket;
+    /// the client then has `max_interval_ms` to come back on a new one.
+    pub write_timeout_ms: u64,
     /// Bayeux clients this node keeps at most; a handshake beyond it is
     /// refused with `503` (each idle client costs a few KB, more with a
     /// held connect). Handshakes also count against
@@ -266,6 +270,7 @@ impl Default for CometdConfig {
             interval_ms: 0,
             max_interval_ms: 10_000,
             max_queue: 10_000,
+            write_timeout_ms: 60_000,
             max_clients: 50_000,
             max_clients_per_ip: 10_000,
         }
@@ -488,6 +493,7 @@ impl Config {
             ("cometd.timeout_ms", cometd.timeout_ms),
             ("cometd.max_interval_ms", cometd.max_interval_ms),
             ("cometd.max_queue", cometd.max_queue as u64),
+            ("cometd.write_timeout_ms", cometd.write_timeout_ms),
             ("cometd.max_clients", cometd.max_clients as u64),
             (
                 "cometd.max_clients_per_ip",

@@ -68,3 +68,82 @@ async fn a_websocket_client_the_server_waits_on_is_not_expired() {
     }
     reader.disconnect(WAIT).await.expect("disconnect");
 }
+
+/// ... but not forever: a client that reads nothing at all has its socket
+/// closed after `write_timeout_ms` and is then removed after maxInterval,
+/// while a subscriber of the same channel that reads gets every item.
+#[tokio::test]
+async fn a_websocket_client_that_reads_nothing_is_closed_after_the_write_timeout() {
+    let cluster = TestCluster::builder(1)
+        .user("alice", "pw")
+        // Its connect is held throughout, so only the write timeout can
+        // end it: maxInterval starts when the closed socket drops it.
+        .set("cometd", "timeout_ms = 30000")
+        .set("cometd", "max_interval_ms = 1000")
+        .set("cometd", "write_timeout_ms = 1000")
+        .start();
+    let node = cluster.node(0);
+    let mut alice = online(node, "alice", "pw", "pub").await;
+    let mut hung = BayeuxClient::handshake(node.http, None, WAIT)
+        .await
+        .expect("handshake");
+    hung.subscribe("/pubsub/stall", WAIT)
+        .await
+        .expect("subscribe");
+    let mut reader = BayeuxClient::handshake(node.http, None, WAIT)
+        .await
+        .expect("handshake");
+    reader
+        .subscribe("/pubsub/stall", WAIT)
+        .await
+        .expect("subscribe");
+    let reading = tokio::spawn(async move {
+        let mut received = 0;
+        while received < ITEMS {
+            let incoming = tokio::time::timeout(WAIT, reader.recv())
+                .await
+                .unwrap_or_else(|_| panic!("the reader got only {received} of {ITEMS} items"))
+                .expect("read");
+            match incoming {
+                Incoming::Event { .. } => received += 1,
+                Incoming::Meta(reply) if reply.channel == "/meta/connect" => {
+                    assert!(reply.successful, "connect refused: {reply:?}");
+                    reader.connect().await.expect("connect");
+                }
+                Incoming::Meta(_) => {}
+            }
+        }
+        reader
+    });
+
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let filler = "x".repeat(ITEM_BYTES);
+    for number in 0..ITEMS {
+        publish(&mut alice, "stall", None, &format!("{number} {filler}")).await;
+    }
+    let reader = reading.await.expect("reader task");
+    wait_for_metric(node, "starling_cometd_write_timeouts_total", 1.0).await;
+    wait_for_metric(node, "starling_cometd_expired_total", 1.0).await;
+    assert_eq!(
+        metric(node, "starling_cometd_write_timeouts_total").await,
+        1.0,
+        "only the client that read nothing timed out"
+    );
+    reader.disconnect(WAIT).await.expect("disconnect");
+    drop(hung);
+}
+
+async fn wait_for_metric(node: &starling_tests::TestNode, name: &str, value: f64) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let now = metric(node, name).await;
+        if now >= value {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name} is {now}, expected {value} within {WAIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -256,6 +256,11 @@ fn cometd(out: &mut Exposition, state: &HttpState) {
             &counters.expired,
         ),
         (
+            "write_timeouts",
+            "Bayeux WebSockets closed because the client read nothing for write_timeout_ms.",
+            &counters.write_timeouts,
+        ),
+        (
             "dropped_slow",
             "Bayeux clients removed because their queue was full.",
             &counters.dropped_slow,

@@ -37,6 +37,8 @@ pub struct Bayeux {
     channels: Channels,
     /// How long an idle connect is held.
     pub(crate) timeout: Duration,
+    /// How long a WebSocket write may wait for the client to read.
+    pub(crate) write_timeout: Duration,
     interval_ms: u64,
     max_interval: Duration,
     anonymous: AnonymousAccess,
@@ -57,6 +59,9 @@ pub struct BayeuxCounters {
     /// Refused: the address exceeded `[limits] connections_per_ip_per_sec`.
     pub refused_rate: AtomicU64,
     pub expired: AtomicU64,
+    /// WebSockets closed because a write waited `write_timeout` for the
+    /// client to read.
+    pub write_timeouts: AtomicU64,
     /// Clients removed because their queue overflowed.
     pub dropped_slow: AtomicU64,
     pub events_queued: AtomicU64,
@@ -116,6 +121,7 @@ impl Bayeux {
             ),
             channels: Channels::default(),
             timeout: Duration::from_millis(config.timeout_ms),
+            write_timeout: Duration::from_millis(config.write_timeout_ms),
             interval_ms: config.interval_ms,
             max_interval: Duration::from_millis(config.max_interval_ms),
             anonymous: config.anonymous,

@@ -72,8 +72,21 @@ pub(crate) async fn run(bayeux: Arc<Bayeux>, mut socket: WebSocket, ip: IpAddr) 
             // A write the client is slow to read holds up reading its next
             // connect: that wait is the server's, not the client's silence.
             let _writing = session.client.as_ref().map(Client::writing);
-            if send(&mut socket, outgoing).await.is_err() {
-                break;
+            let write_timeout = session.bayeux.write_timeout;
+            match tokio::time::timeout(write_timeout, send(&mut socket, outgoing)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => break,
+                Err(_) => {
+                    // But not forever: a client that takes nothing in that
+                    // long is hung or holding the socket on purpose.
+                    session
+                        .bayeux
+                        .counters
+                        .write_timeouts
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(ip = %session.ip, "Bayeux WebSocket write timed out; closed");
+                    break;
+                }
             }
         }
         if session.closing {
