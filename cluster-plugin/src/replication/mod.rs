@@ -60,8 +60,10 @@ struct Replica {
 pub struct Applied {
     /// Ask the owner for a snapshot (a gap or a delta without a base).
     pub resync: bool,
-    /// Sessions that disappeared because the owner restarted: their
-    /// contacts must hear that they are gone.
+    /// Sessions this replica held that a snapshot no longer has: the owner
+    /// restarted, or they ended while the deltas saying so were missed (a
+    /// sequence gap, or a link cut while the owner was paused). Their
+    /// contacts must hear that they are gone; some may have already.
     pub lost: Vec<FullJid>,
     /// Sessions dropped when the owner was declared down that its first
     /// snapshot since shows alive (same incarnation: the owner was cut off,
@@ -241,7 +243,6 @@ impl Directory {
             return Applied::default();
         }
         let incoming = replica.incoming.take().unwrap_or_default();
-        let restarted = replica.complete && incarnation > replica.incarnation;
         replica.incarnation = incarnation;
         replica.seq = seq;
         replica.complete = true;
@@ -260,14 +261,10 @@ impl Directory {
                 );
             }
         }
-        let lost = if restarted {
-            before
-                .into_iter()
-                .filter(|jid| !now_present.contains(jid))
-                .collect()
-        } else {
-            Vec::new()
-        };
+        let lost = before
+            .into_iter()
+            .filter(|jid| !now_present.contains(jid))
+            .collect();
         let regained = match self.dropped.remove(&owner) {
             Some((dropped_incarnation, dropped)) if dropped_incarnation == incarnation => dropped
                 .into_iter()

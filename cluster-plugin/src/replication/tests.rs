@@ -138,6 +138,29 @@ fn a_restarted_owner_replaces_its_entries_and_reports_the_lost_ones() {
 }
 
 #[test]
+fn a_session_a_snapshot_no_longer_has_is_reported_lost_though_the_owner_did_not_restart() {
+    let (mut owner, _) = owner_with(10, &[bound("a@x/1"), bound("b@x/1")]);
+    let mut replica = Directory::new(99);
+    for message in owner.snapshot() {
+        replica.apply(A, message);
+    }
+    // The delta carrying b's logout never arrives (its link was cut).
+    owner.record(&unbound("b@x/1"));
+    let _ = owner.take_delta();
+    let mut lost = Vec::new();
+    for message in owner.snapshot() {
+        lost.extend(replica.apply(A, message).lost);
+    }
+    assert_eq!(lost, vec![jid("b@x/1")]);
+    assert_eq!(replica.locate(&jid("b@x/1")), None);
+    assert_eq!(replica.locate(&jid("a@x/1")), Some(A));
+    // Nothing more to report from the same state.
+    for message in owner.snapshot() {
+        assert!(replica.apply(A, message).lost.is_empty());
+    }
+}
+
+#[test]
 fn snapshots_arrive_in_chunks() {
     let changes: Vec<SessionChange> = (0..5000).map(|i| bound(&format!("u{i}@x/r"))).collect();
     let (owner, _) = owner_with(10, &changes);
