@@ -48,6 +48,13 @@ async fn a_websocket_client_the_server_waits_on_is_not_expired() {
         "the slow reader was expired while the server was blocked writing to it"
     );
 
+    read_items(&mut reader, "/pubsub/flood").await;
+    reader.disconnect(WAIT).await.expect("disconnect");
+}
+
+/// Reads until `ITEMS` events of `channel` arrived, connecting again each
+/// time a held connect is answered.
+async fn read_items(reader: &mut BayeuxClient, channel: &str) {
     let mut received = 0;
     while received < ITEMS {
         let incoming = tokio::time::timeout(WAIT, reader.recv())
@@ -55,8 +62,8 @@ async fn a_websocket_client_the_server_waits_on_is_not_expired() {
             .unwrap_or_else(|_| panic!("only {received} of {ITEMS} items arrived"))
             .expect("read");
         match incoming {
-            Incoming::Event { channel, .. } => {
-                assert_eq!(channel, "/pubsub/flood");
+            Incoming::Event { channel: on, .. } => {
+                assert_eq!(on, channel);
                 received += 1;
             }
             Incoming::Meta(reply) if reply.channel == "/meta/connect" => {
@@ -66,7 +73,6 @@ async fn a_websocket_client_the_server_waits_on_is_not_expired() {
             Incoming::Meta(_) => {}
         }
     }
-    reader.disconnect(WAIT).await.expect("disconnect");
 }
 
 /// ... but not forever: a client that reads nothing at all has its socket
@@ -98,21 +104,7 @@ async fn a_websocket_client_that_reads_nothing_is_closed_after_the_write_timeout
         .await
         .expect("subscribe");
     let reading = tokio::spawn(async move {
-        let mut received = 0;
-        while received < ITEMS {
-            let incoming = tokio::time::timeout(WAIT, reader.recv())
-                .await
-                .unwrap_or_else(|_| panic!("the reader got only {received} of {ITEMS} items"))
-                .expect("read");
-            match incoming {
-                Incoming::Event { .. } => received += 1,
-                Incoming::Meta(reply) if reply.channel == "/meta/connect" => {
-                    assert!(reply.successful, "connect refused: {reply:?}");
-                    reader.connect().await.expect("connect");
-                }
-                Incoming::Meta(_) => {}
-            }
-        }
+        read_items(&mut reader, "/pubsub/stall").await;
         reader
     });
 
