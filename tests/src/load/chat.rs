@@ -123,11 +123,7 @@ pub async fn run(job: ChatJob, gate: &mut Gate) -> Result<WorkerReport, WorkerEr
         record(&mut login, &outcome);
     }
     login.elapsed_s = last.saturating_duration_since(start).as_secs_f64();
-    gate.ready(ReadyInfo {
-        logged_in: login.succeeded,
-        failed: login.attempted - login.succeeded,
-    })
-    .await?;
+    gate.ready(ReadyInfo::of(&login)).await?;
 
     let epoch = Instant::now();
     let duration = Duration::from_secs_f64(job.duration_s.max(0.0));

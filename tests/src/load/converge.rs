@@ -182,11 +182,7 @@ pub async fn run(job: ConvergeJob, gate: &mut Gate) -> Result<WorkerReport, Work
             requests
         }));
     }
-    gate.ready(ReadyInfo {
-        logged_in: login.succeeded,
-        failed: login.attempted - login.succeeded,
-    })
-    .await?;
+    gate.ready(ReadyInfo::of(&login)).await?;
 
     let senders = Arc::new(senders);
     let (report, mut outcomes) = mpsc::unbounded_channel::<LoginOutcome>();

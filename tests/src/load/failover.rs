@@ -216,11 +216,7 @@ pub async fn run(job: FailoverJob, gate: &mut Gate) -> Result<WorkerReport, Work
     collect(&mut outcomes, &mut login, pairs).await;
     login.elapsed_s = start.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs_f64(job.settle_s.max(0.0))).await;
-    gate.ready(ReadyInfo {
-        logged_in: login.succeeded,
-        failed: login.attempted - login.succeeded,
-    })
-    .await?;
+    gate.ready(ReadyInfo::of(&login)).await?;
 
     kill(job.kill_pid).await?;
     kill_tx.send_replace(Some(Instant::now()));

@@ -344,11 +344,7 @@ pub async fn run(job: FanoutJob, gate: &mut Gate) -> Result<WorkerReport, Worker
     .await;
     drop(report);
     let login = logins.await.unwrap_or_default();
-    gate.ready(ReadyInfo {
-        logged_in: login.succeeded,
-        failed: login.attempted - login.succeeded,
-    })
-    .await?;
+    gate.ready(ReadyInfo::of(&login)).await?;
     let window = Duration::from_secs_f64((job.duration_s + job.drain_s).max(0.0));
     end_tx.send_replace(Some(Instant::now() + window));
     let mut stats = FanoutStats::default();

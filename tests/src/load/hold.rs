@@ -84,11 +84,7 @@ pub async fn run(job: HoldJob, gate: &mut Gate) -> Result<WorkerReport, WorkerEr
     .await;
     drop(report);
     let login = logins.await.unwrap_or_default();
-    gate.ready(ReadyInfo {
-        logged_in: login.succeeded,
-        failed: login.attempted - login.succeeded,
-    })
-    .await?;
+    gate.ready(ReadyInfo::of(&login)).await?;
 
     let hold_start = Instant::now();
     tokio::time::sleep(Duration::from_secs_f64(job.duration_s.max(0.0))).await;

@@ -29,6 +29,16 @@ pub struct ReadyInfo {
     pub failed: u64,
 }
 
+impl ReadyInfo {
+    /// What a worker's logins came to.
+    pub fn of(login: &super::LoginStats) -> ReadyInfo {
+        ReadyInfo {
+            logged_in: login.succeeded,
+            failed: login.attempted - login.succeeded,
+        }
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum WorkerMessage {
