@@ -40,6 +40,10 @@ pub struct Config {
     pub caches: CachesConfig,
     pub cometd: CometdConfig,
     pub cluster: ClusterConfig,
+    /// `[modules.<name>]`: each feature module's settings. The server's
+    /// module registry knows the names and each module's keys, and rejects
+    /// what it does not know when the server starts.
+    pub modules: std::collections::BTreeMap<String, toml::Table>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

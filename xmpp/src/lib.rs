@@ -3,12 +3,12 @@
 //! Inbound, a client's bytes go `c2s` → `stream` (events) → `stanza` (typed
 //! addressing) → `router`, which delivers to a `session` here or, through
 //! the cluster seam in `starling_core::cluster`, to the node that owns the
-//! recipient. Services the server answers itself:
+//! recipient. What the server answers or does itself is a feature module
+//! (`modules`: presence, roster, offline, disco, ping, version, register,
+//! pub/sub ...), which the router calls through the registry's hooks.
+//! Engines the modules share:
 //!
-//! - `presence`: broadcast, probes, directed and unavailable presence.
-//! - `roster`: roster items and the subscription state machine.
-//! - `iq`: disco, ping, version, registration, and the catch-all error.
-//! - `router::offline`: the offline message store and its flush.
+//! - `roster`: roster items, the subscription state machine, the roster cache.
 //! - `pubsub`: XEP-0060 on `pubsub.<domain>`, its cluster fan-out, and the
 //!   seam the CometD bridge subscribes and publishes through.
 //!
@@ -22,10 +22,9 @@ pub mod balance;
 pub mod c2s;
 pub mod cli;
 pub mod http;
-pub mod iq;
 pub mod metrics;
+pub mod modules;
 pub mod piefxis;
-pub mod presence;
 pub mod pubsub;
 pub mod roster;
 pub mod router;

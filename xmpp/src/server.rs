@@ -13,9 +13,10 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::c2s::limits::IpLimits;
 use crate::metrics::Metrics;
+use crate::modules::{ModuleConfigError, Modules};
 use crate::pubsub::PubSub;
 use crate::roster::service::Rosters;
-use crate::router::offline::DeliveryLocks;
+use crate::router::locks::DeliveryLocks;
 use crate::session::SessionManager;
 use crate::storage::Store;
 use crate::users::UserDirectory;
@@ -31,6 +32,8 @@ pub struct Server {
     pub rosters: Rosters,
     pub sessions: SessionManager,
     pub cluster: Arc<dyn Cluster>,
+    /// The feature modules, their routes and hooks.
+    pub modules: Arc<Modules>,
     /// XEP-0060 on `pubsub.<domain>`; the CometD bridge uses it too.
     pub pubsub: Arc<PubSub>,
     pub metrics: Metrics,
@@ -58,6 +61,8 @@ pub enum StartError {
     Storage(#[from] crate::storage::StorageError),
     #[error("TLS: {0}")]
     Tls(#[from] crate::tls::TlsError),
+    #[error("{0}")]
+    Modules(#[from] ModuleConfigError),
 }
 
 impl Server {
@@ -70,6 +75,7 @@ impl Server {
         let domain_jid = Jid::new(&config.server.domain)
             .map_err(|_| StartError::Domain(config.server.domain.clone()))?;
         let domain = domain_jid.domain().to_string();
+        let modules = Arc::new(Modules::from_config(&config)?);
         std::fs::create_dir_all(&config.server.data_dir).map_err(|source| StartError::DataDir {
             path: config.server.data_dir.clone(),
             source,
@@ -80,6 +86,7 @@ impl Server {
         let users = UserDirectory::new(
             store.clone(),
             cluster.clone(),
+            modules.clone(),
             domain.clone(),
             config.caches.user_entries,
             &caches,
@@ -107,6 +114,7 @@ impl Server {
                 &pubsub_domain,
             )),
             cluster,
+            modules,
             metrics: Metrics::default(),
             caches,
             tls,

@@ -14,6 +14,7 @@ use starling_core::cache::{CacheKind, CacheRegistry, Lru};
 use starling_core::cluster::Cluster;
 
 use crate::auth::{Credentials, ScramHash, StoredCredential, verify_password};
+use crate::modules::Modules;
 use crate::storage::{NewUser, StorageError, Store, UserRecord};
 
 /// Name of the account cache (also in cluster invalidations).
@@ -34,6 +35,8 @@ pub enum AccountError {
 pub struct UserDirectory {
     store: Store,
     cluster: Arc<dyn Cluster>,
+    /// Their `UserDeleted` hooks remove a deleted account's data.
+    modules: Arc<Modules>,
     domain: String,
     /// Accounts known to exist, with when that was read.
     known: Arc<Lru<String, Instant>>,
@@ -43,6 +46,7 @@ impl UserDirectory {
     pub fn new(
         store: Store,
         cluster: Arc<dyn Cluster>,
+        modules: Arc<Modules>,
         domain: String,
         entries: usize,
         registry: &CacheRegistry,
@@ -52,6 +56,7 @@ impl UserDirectory {
         UserDirectory {
             store,
             cluster,
+            modules,
             domain,
             known,
         }
@@ -165,10 +170,15 @@ impl UserDirectory {
     }
 
     /// Deletes the account, its roster and offline messages, and removes it
-    /// from other users' rosters.
+    /// from other users' rosters; then every module removes what it stored
+    /// for the account. A module's failure is returned (the account is gone
+    /// either way; deleting it again retries the modules' part).
     pub async fn delete(&self, username: &str) -> Result<bool, StorageError> {
         let deleted = self.store.delete_user(username, &self.domain).await?;
         self.changed(username).await;
+        let user = starling_core::jid::BareJid::new(&format!("{username}@{}", self.domain))
+            .map_err(|_| StorageError::UnknownUser(username.to_owned()))?;
+        self.modules.user_deleted(&self.store, &user).await?;
         Ok(deleted)
     }
 

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use super::conn::{Conn, ConnError};
 use super::{legacy, sasl};
-use crate::iq::register;
+use crate::modules::register;
 use crate::stanza::{Condition, IqType, Stanza, StanzaError, error_reply};
 use crate::stream::{StreamEvent, StreamHeader};
 

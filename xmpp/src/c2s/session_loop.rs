@@ -17,7 +17,8 @@ use crate::metrics::Outcome;
 use crate::session::{CloseReason, LocalSession};
 use crate::stanza::{Condition, IqType, Stanza, StanzaError, StanzaParseError, error_reply};
 use crate::stream::StreamEvent;
-use crate::{presence, router};
+use crate::router;
+use crate::server::Server;
 
 /// Stanzas taken from the mailbox for one write.
 const WRITE_BATCH: usize = 256;
@@ -45,19 +46,42 @@ pub(crate) async fn run(conn: &mut Conn, bound: Bound) -> Option<ConnError> {
     }
     // Everything but the idle loop is boxed: a future's size is that of its
     // largest state, and the idle state is what 20,000 sessions keep.
+    let opening = Box::pin(server.modules.session_opened(&server, &session));
+    opening.await;
     let sending = Box::pin(conn.send(&bound.reply));
     let result = match sending.await {
         Ok(()) => serve(conn, &session).await,
         Err(error) => Err(error),
     };
     server.sessions.unbind(&session);
-    let ending = Box::pin(presence::session_ended(&server, &session));
+    let ending = Box::pin(session_ended(&server, &session));
     ending.await;
     for element in session.shut_mailbox() {
         let rerouting = Box::pin(reroute_undelivered(conn, &session, *element));
         rerouting.await;
     }
     result.err()
+}
+
+/// The session is unbound here: the cluster forgets it, then the modules'
+/// `SessionClosed` hooks run (contacts hear it is gone).
+///
+/// Forgetting comes first so that a member whose user hears of the leaving
+/// has the directory without the session. A newer session that took the
+/// JID over on this node keeps its entry.
+async fn session_ended(server: &Server, session: &Arc<LocalSession>) {
+    if server.sessions.get(&session.jid).is_none() {
+        server.cluster.announce(SessionChange::Unbound {
+            jid: session.jid.clone(),
+        });
+    }
+    server.modules.session_closed(server, session).await;
+    // The cache is for rosters in use: the user's last session here is
+    // gone, so theirs makes room (the next login reads it again).
+    let user = session.jid.to_bare();
+    if !server.sessions.has_resources(&user) {
+        server.rosters.evict(&user);
+    }
 }
 
 enum Wake {

@@ -66,15 +66,19 @@ pub enum ClusterCommand {
 
 impl Cli {
     /// Loads the config named by `--config`, or the embedded defaults.
+    /// The `[modules]` sections are checked here too, so every command
+    /// refuses a config the server would refuse.
     pub fn load_config(&self) -> anyhow::Result<Config> {
-        match &self.config {
-            Some(path) => Ok(Config::load(path)?),
+        let config = match &self.config {
+            Some(path) => Config::load(path)?,
             None => {
                 let config = Config::defaults();
                 config.validate()?;
-                Ok(config)
+                config
             }
-        }
+        };
+        crate::modules::Modules::from_config(&config)?;
+        Ok(config)
     }
 }
 

@@ -76,9 +76,11 @@ pub(super) async fn run(config: &Config, command: &UserCommand) -> anyhow::Resul
     // The command runs outside any cluster; running nodes re-read accounts
     // at login and trust cached existence answers for a minute at most.
     let cluster: Arc<dyn Cluster> = Arc::new(LocalOnly::default());
+    let modules = Arc::new(crate::modules::Modules::from_config(config)?);
     let users = UserDirectory::new(
         store.clone(),
         cluster,
+        modules,
         domain,
         16,
         &CacheRegistry::default(),

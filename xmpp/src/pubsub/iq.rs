@@ -11,7 +11,7 @@ use super::error::PubSubError;
 use super::form::{FormBuilder, Submitted, parse_bool};
 use super::subscribe::SUBSCRIBE_OPTIONS;
 use super::{Actor, PubSub, disco};
-use crate::iq::reply;
+use crate::router::iq::reply;
 use crate::metrics::Outcome;
 use crate::router::{bounce, count};
 use crate::server::Server;

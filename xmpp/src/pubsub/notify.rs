@@ -226,11 +226,8 @@ impl PubSub {
         };
         let mut message = template.clone();
         message.set_attr("to", jid.as_str());
-        match session.send(Box::new(message)) {
-            Ok(()) => {
-                incr(&self.counters.notifications_local);
-                incr(&server.metrics.routed_local);
-            }
+        match crate::router::resources::deliver_local(server, &session, message) {
+            Ok(()) => incr(&self.counters.notifications_local),
             Err(_) => {
                 tracing::debug!(%jid, "pub/sub notification for a closing session dropped")
             }

@@ -22,9 +22,9 @@ use super::subscription::{
     Change, ContactState, Disposition, PresenceNotice, SubState, SubscriptionKind, inbound,
     outbound, removal,
 };
-use crate::iq::reply;
+use crate::router::iq::reply;
 use crate::metrics::Outcome;
-use crate::router::offline::DeliveryLocks;
+use crate::router::locks::DeliveryLocks;
 use crate::router::resources::{self, send_to};
 use crate::router::{bounce, count, message, route};
 use crate::server::Server;
@@ -643,7 +643,6 @@ pub fn deliver_pending_requests(server: &Server, session: &LocalSession, roster:
             .with_attr("from", contact.as_str())
             .with_attr("to", user.as_str())
             .with_attr("type", "subscribe");
-        let _gone = session.send(Box::new(request));
-        let _ = server;
+        let _gone = resources::deliver_local(server, session, request);
     }
 }

@@ -12,12 +12,10 @@ use starling_core::cluster::{
     BoxFuture, Envelope, KickReason, LocalDelivery, NodeId, PubSubEvent, StanzaKind,
 };
 use starling_core::jid::{BareJid, FullJid};
-use starling_core::xml::{Element, ns};
 
-use super::resources::{self, send_to};
-use super::{count, offline, route};
+use super::resources;
+use super::{count, route};
 use crate::metrics::Outcome;
-use crate::presence;
 use crate::server::Server;
 use crate::session::CloseReason;
 use crate::stanza::{Condition, IqType, PresenceType, Stanza, StanzaError};
@@ -65,9 +63,7 @@ impl LocalDelivery for ServerDelivery {
                 return;
             };
             tracing::info!(%node, sessions = lost.len(), "telling contacts here that a member's users are gone");
-            for jid in lost {
-                sessions_lost(&server, &jid).await;
-            }
+            server.modules.peer_sessions(&server, &lost, None).await;
         })
     }
 
@@ -77,7 +73,7 @@ impl LocalDelivery for ServerDelivery {
                 return;
             };
             tracing::info!(%node, sessions = regained.len(), "a member's users are back; asking for their presence");
-            sessions_regained(&server, node, regained).await;
+            server.modules.peer_sessions(&server, &regained, Some(node)).await;
         })
     }
 
@@ -112,7 +108,7 @@ impl LocalDelivery for ServerDelivery {
             let Some(server) = self.server.upgrade() else {
                 return;
             };
-            offline::flush_if_available(&server, &user).await;
+            offline_stored(&server, &user).await;
         })
     }
 
@@ -163,10 +159,15 @@ async fn deliver(server: &Server, envelope: Envelope, from: NodeId) {
         }
     };
     server.metrics.stanza_in(stanza.kind);
-    // A probe asks this node to answer for its sessions of the user.
+    // A probe asks this node to answer for its sessions of the user: the
+    // presence module does, in its inbound hook, here where they are.
     if stanza.presence_type() == Some(PresenceType::Probe) {
         if let Some(to) = stanza.to.clone() {
-            return presence::answer_probe(server, stanza, to).await;
+            if let Some(stanza) = server.modules.inbound(server, stanza, &to).await {
+                count(server, Outcome::Discarded);
+                drop(stanza);
+            }
+            return;
         }
     }
     let target = envelope
@@ -177,30 +178,13 @@ async fn deliver(server: &Server, envelope: Envelope, from: NodeId) {
     let Some(session) = target else {
         return session_gone(server, stanza).await;
     };
-    // The member that made the push cannot know which resources here asked
-    // for the roster; only those get pushes (RFC 6121 2.1.6).
-    if is_roster_push(&stanza) && !session.presence().interested {
-        return count(server, Outcome::Discarded);
-    }
-    match session.send(Box::new(stanza.element)) {
-        Ok(()) => {
-            crate::metrics::incr(&server.metrics.routed_local);
-            count(server, Outcome::Delivered)
-        }
-        Err(error) => {
-            let element = *error.into_stanza();
+    match resources::deliver_local(server, &session, stanza.element) {
+        Ok(()) => count(server, Outcome::Delivered),
+        Err(element) => {
             let stanza = Stanza { element, ..stanza };
             session_gone(server, stanza).await
         }
     }
-}
-
-/// A roster push made by a member's server (a client's iq carries its `from`).
-fn is_roster_push(stanza: &Stanza) -> bool {
-    stanza.kind == StanzaKind::Iq
-        && stanza.from.is_none()
-        && stanza.iq_type() == Some(IqType::Set)
-        && stanza.element.has_child("query", ns::ROSTER)
 }
 
 /// The session a member sent to is no longer here (RFC 6121 8.5.3.2.1 rules).
@@ -223,69 +207,16 @@ async fn session_gone(server: &Server, stanza: Stanza) {
     }
 }
 
-/// A user's session died with its node: contacts with sessions here, and
-/// the user's own sessions here, get its unavailable presence.
-async fn sessions_lost(server: &Server, jid: &FullJid) {
-    let user = jid.to_bare();
-    let unavailable = Element::new("presence", ns::CLIENT)
-        .with_attr("from", jid.as_str())
-        .with_attr("type", "unavailable");
-    let roster = match server.rosters.get(&user).await {
-        Ok(roster) => roster,
-        Err(error) => {
-            tracing::error!(%user, %error, "roster unavailable; contacts not told of a lost session");
-            return;
-        }
-    };
-    let mut watchers: Vec<BareJid> = roster.subscribers().cloned().collect();
-    watchers.push(user);
-    for watcher in watchers {
-        for session in server.sessions.resources(&watcher) {
-            if session.availability().0 {
-                let mut copy = unavailable.clone();
-                copy.set_attr("to", session.jid.as_str());
-                let target = resources::Target::Local(session);
-                let _gone = send_to(server, &target, copy, StanzaKind::Presence);
-            }
-        }
-    }
-}
-
-/// Sessions on `node` that [`sessions_lost`] reported gone are still there
-/// (the member was cut off, not down): each available session here of a
-/// contact allowed to see the user probes it, and the owner node answers
-/// with the user's current presence (RFC 6121 4.3.2), so nobody keeps
-/// seeing an online user as offline. One probe per user and contact
-/// session: the owner answers for all of the user's sessions there.
-async fn sessions_regained(server: &Server, node: NodeId, regained: Vec<FullJid>) {
-    let mut probed = std::collections::HashSet::new();
-    for jid in regained {
-        let user = jid.to_bare();
-        if !probed.insert(user.clone()) {
-            continue;
-        }
-        let roster = match server.rosters.get(&user).await {
-            Ok(roster) => roster,
-            Err(error) => {
-                tracing::error!(%user, %error, "roster unavailable; contacts not told of a regained session");
-                continue;
-            }
-        };
-        for watcher in roster.subscribers() {
-            for session in server.sessions.resources(watcher) {
-                if !session.availability().0 {
-                    continue;
-                }
-                let probe = Element::new("presence", ns::CLIENT)
-                    .with_attr("from", session.jid.as_str())
-                    .with_attr("to", user.as_str())
-                    .with_attr("type", "probe");
-                let target = resources::Target::Remote {
-                    jid: jid.clone(),
-                    node,
-                };
-                let _unreachable = send_to(server, &target, probe, StanzaKind::Presence);
-            }
-        }
+/// Messages were stored for a user who may have come online here a moment
+/// ago: the `ResourceAvailable` hooks run again for each available session
+/// that takes bare-JID messages, under the user's delivery lock.
+async fn offline_stored(server: &Server, user: &BareJid) {
+    let _guard = server.delivery_locks.lock(user).await;
+    let session = server.sessions.resources(user).into_iter().find(|session| {
+        let (available, priority) = session.availability();
+        available && priority >= 0
+    });
+    if let Some(session) = session {
+        server.modules.resource_available(server, &session).await;
     }
 }

@@ -3,7 +3,7 @@
 use starling_core::jid::{BareJid, Jid};
 
 use super::resources::{self, deliver_to, message_recipients};
-use super::{bounce, count, offline};
+use super::{bounce, count};
 use crate::metrics::Outcome;
 use crate::server::Server;
 use crate::stanza::{Condition, MessageType, Stanza, StanzaError};
@@ -95,7 +95,14 @@ async fn to_bare(server: &Server, stanza: Stanza, ty: MessageType, bare: BareJid
         }
         // Headlines are for whoever is online now (RFC 6121 8.5.2.1.1).
         Ok(true) if ty == MessageType::Headline => count(server, Outcome::Discarded),
-        Ok(true) => offline::store(server, stanza, &bare).await,
+        Ok(true) => {
+            let Some(stanza) = server.modules.offline(server, stanza, &bare).await else {
+                return;
+            };
+            let error = StanzaError::new(Condition::ServiceUnavailable)
+                .with_text("The recipient is offline and this server stores no messages");
+            bounce(server, &stanza, error).await
+        }
     }
 }
 

@@ -1,23 +1,28 @@
 //! The stanza router: every stanza a client sends, and every stanza the
-//! server makes, goes through here to exactly one counted outcome.
+//! server makes, goes through here to exactly one counted outcome. The
+//! router only routes: what the server answers or does itself is a feature
+//! module (`crate::modules`), called through the registry's hooks.
 //!
 //! ```text
-//!  from_client ──▶ presence broadcast / server iq / route
-//!  route ──▶ our domain, user  ──▶ message rules (message.rs)
-//!        │                     ──▶ presence rules (presence::inbound)
-//!        │                     ──▶ iq: full JID, or the server answers
-//!        ├──▶ our domain, no user ──▶ iq::handle_server
-//!        ├──▶ pubsub.<domain> ──▶ pubsub::iq
+//!  from_client ──▶ ClientStanza hooks ──▶ server/account iq ──▶ module
+//!              └─▶ route
+//!  route ──▶ a module's host (pubsub.<domain>) ──▶ that module
+//!        ├──▶ our domain, user ──▶ Inbound hooks ──▶ message rules (message.rs)
+//!        │                                      ──▶ directed presence
+//!        │                                      ──▶ iq: full JID, or the account's module
+//!        ├──▶ our domain, no user ──▶ server iq ──▶ module
 //!        └──▶ any other domain ──▶ remote-server-not-found (no s2s)
 //! ```
 //!
 //! Sessions on other nodes are reached through `dyn Cluster`
 //! (`resources::send_to`); a stanza from another node enters through
-//! [`deliver_from_cluster`] and is delivered locally only, never forwarded.
+//! `cluster::ServerDelivery` and is delivered locally only, never forwarded.
 
 pub mod cluster;
+mod directed;
+pub mod iq;
+pub mod locks;
 pub mod message;
-pub mod offline;
 pub mod resources;
 
 use std::cell::Cell;
@@ -30,7 +35,6 @@ use crate::metrics::Outcome;
 use crate::server::Server;
 use crate::session::LocalSession;
 use crate::stanza::{Condition, IqType, Stanza, StanzaError};
-use crate::{iq, presence};
 
 /// How the routing of one stanza ended, for a caller that needs to say so
 /// (`POST /api/messages`): the first outcome counted while routing it, and
@@ -81,8 +85,10 @@ pub async fn route_and_report(server: &Server, stanza: Stanza) -> Routed {
 
 /// A stanza from a bound client, `from` already stamped with its full JID.
 pub async fn from_client(server: &Server, session: &Arc<LocalSession>, stanza: Stanza) {
+    let Some(stanza) = server.modules.client_stanza(server, session, stanza).await else {
+        return;
+    };
     match stanza.kind {
-        StanzaKind::Presence => presence::from_client(server, session, stanza).await,
         StanzaKind::Iq if addressed_to_account_or_server(server, session, &stanza) => {
             iq::from_client(server, session, stanza).await
         }
@@ -118,8 +124,8 @@ pub fn route<'a>(server: &'a Server, stanza: Stanza) -> crate::BoxFuture<'a, ()>
         let Some(to) = stanza.to.clone() else {
             return iq_or_discard_for_server(server, stanza).await;
         };
-        if to.node().is_none() && to.domain().as_str() == server.pubsub.service() {
-            return crate::pubsub::iq::handle(server, stanza).await;
+        if let Some(module) = server.modules.host(to.domain().as_str()) {
+            return module.clone().host_stanza(server, stanza).await;
         }
         if to.domain().as_str() != server.domain {
             let error = StanzaError::new(Condition::RemoteServerNotFound)
@@ -129,9 +135,12 @@ pub fn route<'a>(server: &'a Server, stanza: Stanza) -> crate::BoxFuture<'a, ()>
         if to.node().is_none() {
             return iq_or_discard_for_server(server, stanza).await;
         }
+        let Some(stanza) = server.modules.inbound(server, stanza, &to).await else {
+            return;
+        };
         match stanza.kind {
             StanzaKind::Message => message::deliver(server, stanza, to).await,
-            StanzaKind::Presence => presence::inbound(server, stanza, to).await,
+            StanzaKind::Presence => directed::deliver(server, stanza, to).await,
             StanzaKind::Iq => iq_to_user(server, stanza, to).await,
         }
     })
@@ -140,7 +149,7 @@ pub fn route<'a>(server: &'a Server, stanza: Stanza) -> crate::BoxFuture<'a, ()>
 /// A stanza to the domain itself.
 async fn iq_or_discard_for_server(server: &Server, stanza: Stanza) {
     match stanza.kind {
-        StanzaKind::Iq => iq::handle_server(server, stanza).await,
+        StanzaKind::Iq => iq::to_server(server, stanza).await,
         StanzaKind::Message if stanza.is_error() => count(server, Outcome::Discarded),
         StanzaKind::Message => {
             let error = StanzaError::new(Condition::ServiceUnavailable)
@@ -156,19 +165,28 @@ async fn iq_or_discard_for_server(server: &Server, stanza: Stanza) {
 /// session; to the bare JID the server answers for the account.
 async fn iq_to_user(server: &Server, stanza: Stanza, to: Jid) {
     match to.try_as_full() {
-        Ok(full) => match resources::locate(server, full).await {
-            Some(target) => {
-                match resources::deliver_to(server, &target, stanza.element, stanza.kind).await {
-                    Ok(()) => count(server, Outcome::Delivered),
-                    Err(element) => {
-                        let stanza = Stanza { element, ..stanza };
-                        unavailable_iq(server, stanza).await
-                    }
+        Ok(full) => {
+            let Some(stanza) = iq::to_resource(server, stanza, full).await else {
+                return;
+            };
+            iq_to_session(server, stanza, full).await
+        }
+        Err(bare) => iq::to_account(server, stanza, bare.clone()).await,
+    }
+}
+
+async fn iq_to_session(server: &Server, stanza: Stanza, full: &starling_core::jid::FullJid) {
+    match resources::locate(server, full).await {
+        Some(target) => {
+            match resources::deliver_to(server, &target, stanza.element, stanza.kind).await {
+                Ok(()) => count(server, Outcome::Delivered),
+                Err(element) => {
+                    let stanza = Stanza { element, ..stanza };
+                    unavailable_iq(server, stanza).await
                 }
             }
-            None => unavailable_iq(server, stanza).await,
-        },
-        Err(_bare) => iq::handle_for_account(server, stanza).await,
+        }
+        None => unavailable_iq(server, stanza).await,
     }
 }
 

@@ -8,6 +8,7 @@ use starling_core::jid::{BareJid, FullJid, Jid};
 use starling_core::xml::Element;
 
 use crate::metrics::incr;
+use crate::modules::Delivery;
 use crate::server::Server;
 use crate::session::LocalSession;
 use crate::stanza::MessageType;
@@ -137,13 +138,7 @@ pub fn send_to(
     kind: StanzaKind,
 ) -> Result<(), Element> {
     match target {
-        Target::Local(session) => {
-            session
-                .send(Box::new(element))
-                .map_err(|error| *error.into_stanza())?;
-            incr(&server.metrics.routed_local);
-            Ok(())
-        }
+        Target::Local(session) => deliver_local(server, session, element),
         Target::Remote { jid, node } => {
             let envelope =
                 envelope_for(server, jid, &element, kind).ok_or_else(|| element.clone())?;
@@ -155,6 +150,24 @@ pub fn send_to(
             )
         }
     }
+}
+
+/// Queues a stanza to a session on this node after the `Deliver` hooks;
+/// gives it back when the session cannot take it. A stanza a hook withholds
+/// was handled on the recipient's behalf and counts as delivered.
+pub fn deliver_local(
+    server: &Server,
+    session: &LocalSession,
+    element: Element,
+) -> Result<(), Element> {
+    if server.modules.deliver(server, session, &element) == Delivery::Withhold {
+        return Ok(());
+    }
+    session
+        .send(Box::new(element))
+        .map_err(|error| *error.into_stanza())?;
+    incr(&server.metrics.routed_local);
+    Ok(())
 }
 
 /// How long a message waits for room in a busy member's send queue before

@@ -58,7 +58,7 @@ impl PresenceType {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum IqType {
     Get,
     Set,

@@ -9,48 +9,76 @@
 //! So a message is either stored before the flush takes it, or delivered
 //! live after the flushed ones.
 
-use std::hash::{BuildHasher, RandomState};
-
 use starling_core::jid::BareJid;
 use starling_core::xml::{Element, ns};
-use tokio::sync::{Mutex, MutexGuard};
 
-use super::resources::{self, deliver_to, message_recipients};
-use super::{bounce, count};
+use super::{Flow, Hook, Module, ModuleConfigError, Options, Registration};
+use crate::BoxFuture;
 use crate::metrics::{Outcome, incr};
+use crate::router::resources::{self, deliver_local, deliver_to, message_recipients};
+use crate::router::{bounce, count};
 use crate::server::Server;
 use crate::session::LocalSession;
 use crate::stanza::{Condition, MessageType, Stanza, StanzaError};
 use crate::storage::OfflineStore;
 use crate::util::time::{now_ms, xep0082};
 
-const STRIPES: usize = 256;
+pub struct OfflineModule;
 
-/// Striped async locks, one stripe per user hash.
-pub struct DeliveryLocks {
-    stripes: Box<[Mutex<()>]>,
-    hasher: RandomState,
-}
-
-impl Default for DeliveryLocks {
-    fn default() -> Self {
-        DeliveryLocks {
-            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
-            hasher: RandomState::new(),
-        }
+impl OfflineModule {
+    pub fn new(options: Options) -> Result<OfflineModule, ModuleConfigError> {
+        // The quota stays under `[offline]`, where it always was; stored
+        // messages go with the account (`Store::delete_user`).
+        options.none()?;
+        Ok(OfflineModule)
     }
 }
 
-impl DeliveryLocks {
-    pub async fn lock(&self, user: &BareJid) -> MutexGuard<'_, ()> {
-        let index = self.hasher.hash_one(user) as usize % STRIPES;
-        self.stripes[index].lock().await
+impl Module for OfflineModule {
+    fn name(&self) -> &'static str {
+        "offline"
+    }
+
+    fn registration(&self) -> Registration {
+        Registration {
+            hooks: vec![Hook::Offline, Hook::ResourceAvailable],
+            server_disco: vec![
+                super::Disco::Feature(ns::OFFLINE),
+                super::Disco::Feature(ns::DELAY),
+            ],
+            ..Registration::default()
+        }
+    }
+
+    fn offline<'a>(
+        &'a self,
+        server: &'a Server,
+        stanza: Stanza,
+        user: &'a BareJid,
+    ) -> BoxFuture<'a, Flow> {
+        Box::pin(async move {
+            match stanza.message_type() {
+                Some(MessageType::Chat | MessageType::Normal) | None => {
+                    store(server, stanza, user).await;
+                    Flow::Done
+                }
+                _ => Flow::Continue(stanza),
+            }
+        })
+    }
+
+    fn resource_available<'a>(
+        &'a self,
+        server: &'a Server,
+        session: &'a LocalSession,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(flush(server, session))
     }
 }
 
 /// Stores a chat/normal message for a user with no available resource, or
 /// delivers it if one became available meanwhile.
-pub async fn store(server: &Server, stanza: Stanza, user: &BareJid) {
+async fn store(server: &Server, stanza: Stanza, user: &BareJid) {
     let _guard = server.delivery_locks.lock(user).await;
     let ty = stanza.message_type().unwrap_or(MessageType::Normal);
     let mut element = stanza.element;
@@ -112,26 +140,20 @@ fn hint_late_arrivals(server: &Server, user: &BareJid) {
                 this.cluster.offline_stored(entry.node, &user);
             }
         }
-        flush_if_available(&this, &user).await;
+        let _guard = this.delivery_locks.lock(&user).await;
+        let session = this.sessions.resources(&user).into_iter().find(|session| {
+            let (available, priority) = session.availability();
+            available && priority >= 0
+        });
+        if let Some(session) = session {
+            flush(&this, &session).await;
+        }
     });
-}
-
-/// Delivers stored messages if the user has an available session here that
-/// takes them (priority not negative).
-pub async fn flush_if_available(server: &Server, user: &BareJid) {
-    let _guard = server.delivery_locks.lock(user).await;
-    let session = server.sessions.resources(user).into_iter().find(|session| {
-        let (available, priority) = session.availability();
-        available && priority >= 0
-    });
-    if let Some(session) = session {
-        flush(server, &session).await;
-    }
 }
 
 /// Queues the user's stored messages to `session`, oldest first. The caller
 /// holds the user's delivery lock and marks the session available after.
-pub async fn flush(server: &Server, session: &LocalSession) {
+async fn flush(server: &Server, session: &LocalSession) {
     let Some(username) = session.jid.node() else {
         return;
     };
@@ -158,9 +180,8 @@ pub async fn flush(server: &Server, session: &LocalSession) {
                 .with_attr("stamp", xep0082(message.stamp_ms))
                 .with_text("Offline storage"),
         );
-        if let Err(error) = session.send(Box::new(element)) {
+        if let Err(element) = deliver_local(server, session, element) {
             // The session went away or cannot keep up: keep the rest stored.
-            let element = error.into_stanza();
             restore(server, session, &element, message.stamp_ms).await;
             continue;
         }

@@ -51,7 +51,7 @@ pub(super) async fn probe_contacts(server: &Server, session: &Arc<LocalSession>,
                 if let Some(mut last) = contact_session.presence().last.clone() {
                     last.set_attr("from", contact_session.jid.as_str());
                     last.set_attr("to", prober.as_str());
-                    let _gone = session.send(Box::new(last));
+                    let _gone = resources::deliver_local(server, session, last);
                 }
             }
         }
@@ -129,7 +129,7 @@ async fn contact_allows(server: &Server, contact: &BareJid, user: &BareJid) -> O
 /// user on this node answers with its last presence, if the prober is a
 /// subscriber (RFC 6121 4.3.2). Unauthorised probes get no answer, which
 /// reveals nothing.
-pub async fn answer_probe(server: &Server, stanza: Stanza, to: Jid) {
+pub(super) async fn answer_probe(server: &Server, stanza: Stanza, to: Jid) {
     let Some(prober) = stanza.from.clone() else {
         return count(server, Outcome::Discarded);
     };

@@ -1,25 +1,119 @@
-//! RFC 6121 section 4: presence broadcast, probes, directed presence and
-//! unavailable presence when a session ends.
+//! The presence module, RFC 6121 section 4: presence broadcast, probes,
+//! subscription requests (through the roster engine), directed presence
+//! bookkeeping, unavailable presence when a session ends or its member dies.
 
+mod peers;
 mod probe;
 
 use std::sync::Arc;
 
-use starling_core::cluster::{SessionChange, StanzaKind};
-use starling_core::jid::{BareJid, Jid};
+use starling_core::cluster::{NodeId, SessionChange, StanzaKind};
+use starling_core::jid::{BareJid, FullJid, Jid};
 use starling_core::xml::{Element, ns};
 
-pub use self::probe::answer_probe;
+use self::probe::answer_probe;
+use super::{Flow, Hook, Module, Options, Registration};
+use crate::BoxFuture;
 use crate::metrics::Outcome;
 use crate::roster;
 use crate::router::resources::{self, Target, send_to};
-use crate::router::{bounce, count, offline};
+use crate::router::{bounce, count};
 use crate::server::Server;
 use crate::session::LocalSession;
 use crate::stanza::{Condition, PresenceType, Stanza, StanzaError};
 
+pub struct PresenceModule;
+
+impl PresenceModule {
+    pub fn new(options: Options) -> Result<PresenceModule, super::ModuleConfigError> {
+        options.none()?;
+        Ok(PresenceModule)
+    }
+}
+
+impl Module for PresenceModule {
+    fn name(&self) -> &'static str {
+        "presence"
+    }
+
+    fn registration(&self) -> Registration {
+        Registration {
+            hooks: vec![
+                Hook::ClientStanza,
+                Hook::Inbound,
+                Hook::SessionClosed,
+                Hook::PeerSessions,
+            ],
+            ..Registration::default()
+        }
+    }
+
+    fn client_stanza<'a>(
+        &'a self,
+        server: &'a Server,
+        session: &'a Arc<LocalSession>,
+        stanza: Stanza,
+    ) -> BoxFuture<'a, Flow> {
+        Box::pin(async move {
+            if stanza.kind != StanzaKind::Presence {
+                return Flow::Continue(stanza);
+            }
+            from_client(server, session, stanza).await;
+            Flow::Done
+        })
+    }
+
+    fn inbound<'a>(&'a self, server: &'a Server, stanza: Stanza, to: &'a Jid) -> BoxFuture<'a, Flow> {
+        Box::pin(async move {
+            let Some(ty) = stanza.presence_type() else {
+                return Flow::Continue(stanza);
+            };
+            match ty {
+                PresenceType::Subscribe
+                | PresenceType::Subscribed
+                | PresenceType::Unsubscribe
+                | PresenceType::Unsubscribed => {
+                    roster::service::inbound_subscription(server, stanza, to.clone()).await
+                }
+                PresenceType::Probe => answer_probe(server, stanza, to.clone()).await,
+                // Directed presence: the router delivers it.
+                PresenceType::Available | PresenceType::Unavailable | PresenceType::Error => {
+                    return Flow::Continue(stanza);
+                }
+            }
+            Flow::Done
+        })
+    }
+
+    fn session_closed<'a>(
+        &'a self,
+        server: &'a Server,
+        session: &'a Arc<LocalSession>,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(session_ended(server, session))
+    }
+
+    fn peer_sessions<'a>(
+        &'a self,
+        server: &'a Server,
+        sessions: &'a [FullJid],
+        regained_from: Option<NodeId>,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            match regained_from {
+                None => {
+                    for jid in sessions {
+                        peers::sessions_lost(server, jid).await;
+                    }
+                }
+                Some(node) => peers::sessions_regained(server, node, sessions).await,
+            }
+        })
+    }
+}
+
 /// Presence sent by a bound client (`from` stamped).
-pub async fn from_client(server: &Server, session: &Arc<LocalSession>, stanza: Stanza) {
+async fn from_client(server: &Server, session: &Arc<LocalSession>, stanza: Stanza) {
     let ty = stanza.presence_type().unwrap_or(PresenceType::Available);
     match (stanza.to.clone(), ty) {
         (None, PresenceType::Available | PresenceType::Unavailable) => {
@@ -80,9 +174,9 @@ async fn broadcast(server: &Server, session: &Arc<LocalSession>, stanza: Stanza)
     // (non-negative priority), which may be an update from a negative one.
     let could_receive = was_available && was_priority >= 0;
     if available && priority >= 0 && !could_receive {
-        // Stored messages first, then live ones (see router::offline).
+        // Stored messages first, then live ones (see router::locks).
         let _guard = server.delivery_locks.lock(&user).await;
-        offline::flush(server, session).await;
+        server.modules.resource_available(server, session).await;
         set_state(session, available, priority, &stanza.element);
     } else {
         set_state(session, available, priority, &stanza.element);
@@ -150,7 +244,7 @@ fn set_state(session: &LocalSession, available: bool, priority: i8, element: &El
 
 /// Sends a presence to every available resource of a contact (the 'to' is
 /// the contact's bare JID, as RFC 6121 4.2.2 shows).
-pub fn send_presence_to_bare(server: &Server, element: &Element, contact: &BareJid) {
+fn send_presence_to_bare(server: &Server, element: &Element, contact: &BareJid) {
     for candidate in resources::resources(server, contact) {
         if candidate.available {
             let mut copy = element.clone();
@@ -160,60 +254,9 @@ pub fn send_presence_to_bare(server: &Server, element: &Element, contact: &BareJ
     }
 }
 
-/// A presence stanza addressed to one of our users (from any sender).
-pub async fn inbound(server: &Server, stanza: Stanza, to: Jid) {
-    let ty = stanza.presence_type().unwrap_or(PresenceType::Available);
-    match ty {
-        PresenceType::Subscribe
-        | PresenceType::Subscribed
-        | PresenceType::Unsubscribe
-        | PresenceType::Unsubscribed => {
-            roster::service::inbound_subscription(server, stanza, to).await
-        }
-        PresenceType::Probe => answer_probe(server, stanza, to).await,
-        PresenceType::Available | PresenceType::Unavailable | PresenceType::Error => {
-            deliver_directed(server, stanza, to).await
-        }
-    }
-}
-
-/// RFC 6121 4.6.2 / 8.5: directed presence goes to the full JID if it is
-/// connected, to every available resource for a bare JID, else nowhere.
-async fn deliver_directed(server: &Server, stanza: Stanza, to: Jid) {
-    let targets: Vec<Target> = match to.try_as_full() {
-        Ok(full) => resources::locate(server, full).await.into_iter().collect(),
-        Err(bare) => resources::resources(server, bare)
-            .into_iter()
-            .filter(|candidate| candidate.available)
-            .map(|candidate| candidate.target)
-            .collect(),
-    };
-    let mut delivered = false;
-    for target in &targets {
-        delivered |= send_to(server, target, stanza.element.clone(), StanzaKind::Presence).is_ok();
-    }
-    count(
-        server,
-        if delivered {
-            Outcome::Delivered
-        } else {
-            Outcome::Discarded
-        },
-    );
-}
-
-/// A session is ending (already unbound here): the cluster forgets it, then
-/// if it was available, everyone who saw it available hears that it is gone.
-///
-/// Forgetting comes first so that a member whose user hears of the leaving
-/// has the directory without the session. A newer session that took the
-/// JID over on this node keeps its entry.
-pub async fn session_ended(server: &Server, session: &Arc<LocalSession>) {
-    if server.sessions.get(&session.jid).is_none() {
-        server.cluster.announce(SessionChange::Unbound {
-            jid: session.jid.clone(),
-        });
-    }
+/// A session has ended (unbound here, and the cluster told): if it was
+/// available, everyone who saw it available hears that it is gone.
+async fn session_ended(server: &Server, session: &Arc<LocalSession>) {
     if session.availability().0 {
         let unavailable = Element::new("presence", ns::CLIENT)
             .with_attr("from", session.jid.as_str())
@@ -221,12 +264,6 @@ pub async fn session_ended(server: &Server, session: &Arc<LocalSession>) {
         if let Ok(stanza) = Stanza::from_server(unavailable) {
             broadcast(server, session, stanza).await;
         }
-    }
-    // The cache is for rosters in use: the user's last session here is
-    // gone, so theirs makes room (the next login reads it again).
-    let user = session.jid.to_bare();
-    if !server.sessions.has_resources(&user) {
-        server.rosters.evict(&user);
     }
 }
 

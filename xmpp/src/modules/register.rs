@@ -4,15 +4,73 @@
 
 use std::sync::Arc;
 
+use starling_core::config::Config;
 use starling_core::jid::BareJid;
 use starling_core::xml::{Element, ns};
 
-use super::reply;
+use super::{Addressee, Disco, IqRequest, IqRoute, Module, ModuleConfigError, Options, Registration};
+use crate::BoxFuture;
 use crate::router::bounce;
+use crate::router::iq::reply;
 use crate::server::Server;
 use crate::session::{CloseReason, LocalSession};
 use crate::stanza::{Condition, IqType, Stanza, StanzaError};
 use crate::users::AccountError;
+
+/// Password changes and account removal for logged-in users; creating
+/// accounts before login as `[c2s] registration` says (the c2s negotiation
+/// calls [`before_auth`]).
+pub struct Register {
+    open_registration: bool,
+}
+
+impl Register {
+    pub fn new(config: &Config, options: Options) -> Result<Register, ModuleConfigError> {
+        options.none()?;
+        Ok(Register {
+            open_registration: config.c2s.registration,
+        })
+    }
+}
+
+impl Module for Register {
+    fn name(&self) -> &'static str {
+        "register"
+    }
+
+    fn registration(&self) -> Registration {
+        let mut routes = Vec::new();
+        for to in [Addressee::Server, Addressee::Account] {
+            routes.push(IqRoute::get(ns::REGISTER, to));
+            routes.push(IqRoute::set(ns::REGISTER, to));
+        }
+        Registration {
+            iqs: routes,
+            // Advertised only where anyone may register (XEP-0077 2).
+            server_disco: if self.open_registration {
+                vec![Disco::Feature(ns::REGISTER)]
+            } else {
+                Vec::new()
+            },
+            ..Registration::default()
+        }
+    }
+
+    fn iq<'a>(&'a self, server: &'a Server, request: IqRequest) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            match request.session {
+                Some(session) if request.account.is_none() || request.is_own_account() => {
+                    from_client(server, &session, request.stanza).await
+                }
+                _ => {
+                    let error = StanzaError::new(Condition::Forbidden)
+                        .with_text("Only the account's owner can change it");
+                    bounce(server, &request.stanza, error).await
+                }
+            }
+        })
+    }
+}
 
 /// Longest password accepted, in bytes.
 const MAX_PASSWORD: usize = 1024;
@@ -122,7 +180,7 @@ async fn register_new(server: &Server, stanza: &Stanza) -> Result<Option<Element
 
 /// Registration requests from a logged-in user: the form, a password
 /// change, or removal of the account.
-pub async fn from_client(server: &Server, session: &Arc<LocalSession>, stanza: Stanza) {
+async fn from_client(server: &Server, session: &Arc<LocalSession>, stanza: Stanza) {
     let Some(username) = session.jid.node().map(|node| node.to_string()) else {
         return bounce(server, &stanza, StanzaError::new(Condition::BadRequest)).await;
     };

@@ -1,0 +1,278 @@
+//! The registry the core calls: routes and hooks resolved once at start.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use starling_core::cluster::NodeId;
+use starling_core::config::Config;
+use starling_core::jid::{BareJid, FullJid, Jid};
+use starling_core::xml::Element;
+
+use super::registry::{self, ModuleConfigError};
+use super::{Addressee, Delivery, Disco, Flow, Hook, IqRequest, Module};
+use crate::server::Server;
+use crate::session::LocalSession;
+use crate::stanza::{IqType, Stanza};
+use crate::storage::{StorageError, Store};
+
+/// The enabled modules, with their routes and hooks indexed.
+pub struct Modules {
+    all: Vec<Arc<dyn Module>>,
+    /// (type, addressee) -> payload namespace -> module.
+    iqs: HashMap<(IqType, Addressee), HashMap<&'static str, usize>>,
+    hosts: HashMap<String, usize>,
+    hooks: HashMap<Hook, Vec<usize>>,
+    server_disco: Vec<Disco>,
+    account_disco: Vec<Disco>,
+}
+
+impl Modules {
+    /// Builds the modules `config` enables; fails on unknown sections or
+    /// keys and on two modules claiming the same iq or host.
+    pub fn from_config(config: &Config) -> Result<Modules, ModuleConfigError> {
+        Modules::from_list(registry::build(config)?)
+    }
+
+    fn from_list(all: Vec<Arc<dyn Module>>) -> Result<Modules, ModuleConfigError> {
+        let mut modules = Modules {
+            all: Vec::new(),
+            iqs: HashMap::new(),
+            hosts: HashMap::new(),
+            hooks: HashMap::new(),
+            server_disco: Vec::new(),
+            account_disco: Vec::new(),
+        };
+        for (index, module) in all.iter().enumerate() {
+            let registration = module.registration();
+            for route in registration.iqs {
+                let by_ns = modules.iqs.entry((route.ty, route.to)).or_default();
+                if let Some(first) = by_ns.insert(route.ns, index) {
+                    return Err(ModuleConfigError::Conflict {
+                        first: all[first].name(),
+                        second: module.name(),
+                        route: format!("{:?} {{{}}} to {:?}", route.ty, route.ns, route.to),
+                    });
+                }
+            }
+            for host in registration.hosts {
+                if let Some(first) = modules.hosts.insert(host.clone(), index) {
+                    return Err(ModuleConfigError::Conflict {
+                        first: all[first].name(),
+                        second: module.name(),
+                        route: format!("the host {host}"),
+                    });
+                }
+            }
+            for hook in registration.hooks {
+                let hooked = modules.hooks.entry(hook).or_default();
+                if !hooked.contains(&index) {
+                    hooked.push(index);
+                }
+            }
+            modules.server_disco.extend(registration.server_disco);
+            modules.account_disco.extend(registration.account_disco);
+        }
+        modules.all = all;
+        Ok(modules)
+    }
+
+    /// The enabled modules' names, in hook order.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.all.iter().map(|module| module.name()).collect()
+    }
+
+    fn hooked(&self, hook: Hook) -> impl Iterator<Item = &Arc<dyn Module>> {
+        self.hooks
+            .get(&hook)
+            .into_iter()
+            .flatten()
+            .map(|&index| &self.all[index])
+    }
+
+    /// What disco#info / disco#items on the server list.
+    pub fn server_disco(&self) -> &[Disco] {
+        &self.server_disco
+    }
+
+    /// What disco#info on an account lists.
+    pub fn account_disco(&self) -> &[Disco] {
+        &self.account_disco
+    }
+
+    /// The module serving `domain` as a host of its own, if any.
+    pub fn host(&self, domain: &str) -> Option<&Arc<dyn Module>> {
+        self.hosts.get(domain).map(|&index| &self.all[index])
+    }
+
+    /// The module answering an iq, trying the addressees in order.
+    pub fn iq_handler(
+        &self,
+        stanza: &Stanza,
+        addressees: &[Addressee],
+    ) -> Option<(Addressee, &Arc<dyn Module>)> {
+        let ty = stanza.iq_type()?;
+        let ns = stanza.payload()?.ns();
+        addressees.iter().find_map(|&to| {
+            let index = *self.iqs.get(&(ty, to))?.get(ns)?;
+            Some((to, &self.all[index]))
+        })
+    }
+
+    /// Hands an iq to its module.
+    pub async fn iq(&self, server: &Server, module: &Arc<dyn Module>, request: IqRequest) {
+        module.iq(server, request).await
+    }
+
+    /// The `ClientStanza` hooks; `None` when a module took the stanza.
+    pub async fn client_stanza(
+        &self,
+        server: &Server,
+        session: &Arc<LocalSession>,
+        mut stanza: Stanza,
+    ) -> Option<Stanza> {
+        for module in self.hooked(Hook::ClientStanza) {
+            match module.client_stanza(server, session, stanza).await {
+                Flow::Continue(next) => stanza = next,
+                Flow::Done => return None,
+            }
+        }
+        Some(stanza)
+    }
+
+    /// The `Inbound` hooks; `None` when a module took the stanza.
+    pub async fn inbound(&self, server: &Server, mut stanza: Stanza, to: &Jid) -> Option<Stanza> {
+        for module in self.hooked(Hook::Inbound) {
+            match module.inbound(server, stanza, to).await {
+                Flow::Continue(next) => stanza = next,
+                Flow::Done => return None,
+            }
+        }
+        Some(stanza)
+    }
+
+    /// The `Deliver` hooks: whether the stanza goes to the session.
+    pub fn deliver(&self, server: &Server, session: &LocalSession, stanza: &Element) -> Delivery {
+        for module in self.hooked(Hook::Deliver) {
+            if module.deliver(server, session, stanza) == Delivery::Withhold {
+                return Delivery::Withhold;
+            }
+        }
+        Delivery::Deliver
+    }
+
+    /// The `Offline` hooks; `None` when a module took the message.
+    pub async fn offline(&self, server: &Server, mut stanza: Stanza, user: &BareJid) -> Option<Stanza> {
+        for module in self.hooked(Hook::Offline) {
+            match module.offline(server, stanza, user).await {
+                Flow::Continue(next) => stanza = next,
+                Flow::Done => return None,
+            }
+        }
+        Some(stanza)
+    }
+
+    pub async fn session_opened(&self, server: &Server, session: &Arc<LocalSession>) {
+        for module in self.hooked(Hook::SessionOpened) {
+            module.session_opened(server, session).await;
+        }
+    }
+
+    pub async fn resource_available(&self, server: &Server, session: &LocalSession) {
+        for module in self.hooked(Hook::ResourceAvailable) {
+            module.resource_available(server, session).await;
+        }
+    }
+
+    pub async fn session_closed(&self, server: &Server, session: &Arc<LocalSession>) {
+        for module in self.hooked(Hook::SessionClosed) {
+            module.session_closed(server, session).await;
+        }
+    }
+
+    pub async fn peer_sessions(
+        &self,
+        server: &Server,
+        sessions: &[FullJid],
+        regained_from: Option<NodeId>,
+    ) {
+        for module in self.hooked(Hook::PeerSessions) {
+            module.peer_sessions(server, sessions, regained_from).await;
+        }
+    }
+
+    /// Every module removes what it stored for the account; the first
+    /// failure is returned after all have been asked.
+    pub async fn user_deleted(&self, store: &Store, user: &BareJid) -> Result<(), StorageError> {
+        let mut first_error = None;
+        for module in self.hooked(Hook::UserDeleted) {
+            if let Err(error) = module.user_deleted(store, user).await {
+                tracing::error!(%user, module = module.name(), %error, "removing a deleted account's data failed");
+                first_error.get_or_insert(error);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::modules::{IqRoute, Registration};
+    use starling_core::xml::ns;
+
+    struct Fake(&'static str, Vec<IqRoute>);
+
+    impl Module for Fake {
+        fn name(&self) -> &'static str {
+            self.0
+        }
+        fn registration(&self) -> Registration {
+            Registration {
+                iqs: self.1.clone(),
+                hooks: vec![Hook::Deliver],
+                ..Registration::default()
+            }
+        }
+    }
+
+    #[test]
+    fn two_modules_answering_one_iq_are_refused() {
+        let route = IqRoute::get(ns::PING, Addressee::Server);
+        let result = Modules::from_list(vec![
+            Arc::new(Fake("a", vec![route])),
+            Arc::new(Fake("b", vec![route])),
+        ]);
+        let Err(ModuleConfigError::Conflict { first, second, .. }) = result else {
+            panic!("a conflict must be refused");
+        };
+        assert_eq!((first, second), ("a", "b"));
+    }
+
+    #[test]
+    fn the_default_config_builds_every_module_without_conflicts() {
+        let modules = Modules::from_config(&Config::defaults()).unwrap();
+        assert_eq!(modules.names(), registry::known_modules());
+    }
+
+    #[test]
+    fn an_unknown_module_section_names_it_and_the_known_ones() {
+        let config = Config::parse("[modules.vcrad]\nenabled = true\n").unwrap();
+        let error = Modules::from_config(&config).err().unwrap().to_string();
+        assert!(error.contains("\"vcrad\""), "{error}");
+        assert!(error.contains("roster"), "{error}");
+    }
+
+    #[test]
+    fn an_unknown_key_of_a_module_names_the_key() {
+        let config = Config::parse("[modules.ping]\nintervall = 3\n").unwrap();
+        let error = Modules::from_config(&config).err().unwrap().to_string();
+        assert!(error.contains("modules.ping") && error.contains("intervall"), "{error}");
+    }
+
+    #[test]
+    fn a_disabled_module_is_not_built_into_the_registry() {
+        let config = Config::parse("[modules.version]\nenabled = false\n").unwrap();
+        let modules = Modules::from_config(&config).unwrap();
+        assert!(!modules.names().contains(&"version"));
+    }
+}

@@ -1,0 +1,284 @@
+//! Feature modules: everything the server does beyond routing is a module
+//! that says what it handles, and the core calls it there.
+//!
+//! A module implements [`Module`]: [`Module::registration`] lists the iqs
+//! it answers (by type, namespace and addressee), the hooks it takes part
+//! in, the hosts it serves (`pubsub.<domain>`) and what it adds to service
+//! discovery. The [`Modules`] registry is built once at start from the
+//! config (`[modules.<name>]`, see `registry.rs`) and is read-only after:
+//! dispatching a stanza is a map lookup or a walk over the few modules that
+//! hooked that event, in a fixed order (the order of `registry::CATALOGUE`).
+//!
+//! Which node runs what (see ARCHITECTURE.md, "Feature modules"):
+//! - `client_stanza`, iqs from clients, `session_*` and `resource_available`
+//!   run on the node that holds the client's session;
+//! - `inbound`, iqs to an account's bare JID, `offline` and host stanzas run
+//!   on the node that routes the stanza (the sender's);
+//! - `deliver` runs on the node that holds the recipient's session, just
+//!   before the stanza is queued to it;
+//! - `user_deleted` runs wherever the account is removed, with the store only.
+//!
+//! A module keeps shared state in the store (any node answers), and what it
+//! caches per node must be invalidated through the cluster like the roster
+//! cache; state kept on a session lives and dies with it.
+
+mod dispatch;
+pub mod disco;
+pub mod offline;
+pub mod ping;
+pub mod presence;
+pub mod pubsub;
+pub mod register;
+mod registry;
+pub mod roster;
+pub mod session;
+pub mod version;
+
+use std::sync::Arc;
+
+use starling_core::jid::{BareJid, FullJid, Jid};
+use starling_core::xml::Element;
+
+pub use self::dispatch::Modules;
+pub use self::registry::{ModuleConfigError, Options, known_modules};
+use crate::BoxFuture;
+use crate::server::Server;
+use crate::session::LocalSession;
+use crate::stanza::{IqType, Stanza};
+use crate::storage::{StorageError, Store};
+
+/// Whom an iq is addressed to, as far as choosing its handler goes
+/// (RFC 6120 10.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Addressee {
+    /// The domain itself (or no `to`, for a request that is not an account's).
+    Server,
+    /// A user's bare JID, handled by the server on the account's behalf:
+    /// the sender's own (or no `to`) or another user's.
+    Account,
+    /// A full JID: handled before the iq is handed to that session.
+    Resource,
+}
+
+/// One iq a module answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct IqRoute {
+    pub ty: IqType,
+    /// The namespace of the iq's payload.
+    pub ns: &'static str,
+    pub to: Addressee,
+}
+
+impl IqRoute {
+    pub const fn get(ns: &'static str, to: Addressee) -> IqRoute {
+        IqRoute {
+            ty: IqType::Get,
+            ns,
+            to,
+        }
+    }
+
+    pub const fn set(ns: &'static str, to: Addressee) -> IqRoute {
+        IqRoute {
+            ty: IqType::Set,
+            ns,
+            to,
+        }
+    }
+}
+
+/// The events a module can hook, in the order a stanza meets them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Hook {
+    /// A stanza a bound client sent, before it is routed.
+    ClientStanza,
+    /// A stanza to one of our users' JIDs, before the delivery rules.
+    Inbound,
+    /// A stanza about to be queued to a session on this node.
+    Deliver,
+    /// A message for a user with no session that takes it.
+    Offline,
+    SessionOpened,
+    /// A session became available for bare-JID messages (available presence,
+    /// priority not negative), under the user's delivery lock.
+    ResourceAvailable,
+    SessionClosed,
+    /// Sessions on another member were lost with it, or came back.
+    PeerSessions,
+    UserDeleted,
+}
+
+/// An entry of XEP-0030 disco#info or disco#items.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Disco {
+    Feature(&'static str),
+    Identity {
+        category: &'static str,
+        ty: &'static str,
+        name: Option<&'static str>,
+    },
+    /// A disco#items entry (a service the module runs).
+    Item { jid: String, name: &'static str },
+}
+
+/// What a module handles; read once when the registry is built.
+#[derive(Debug, Default)]
+pub struct Registration {
+    pub iqs: Vec<IqRoute>,
+    pub hooks: Vec<Hook>,
+    /// Domains whose stanzas (to the domain itself) the module takes.
+    pub hosts: Vec<String>,
+    /// What disco#info and disco#items on the server list for this module.
+    pub server_disco: Vec<Disco>,
+    /// What disco#info on an account (a bare JID) lists for this module.
+    pub account_disco: Vec<Disco>,
+}
+
+/// What a hook did with a stanza.
+pub enum Flow {
+    /// Not this module's business: the next module, then the core, sees it.
+    Continue(Stanza),
+    /// The module took it and counted its outcome (`router::count`, a reply
+    /// or a bounce).
+    Done,
+}
+
+/// What a deliver hook decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    Deliver,
+    /// Not for this session (e.g. a roster push it did not ask for); the
+    /// module has answered the sender if the stanza needs an answer.
+    Withhold,
+}
+
+/// An iq request handed to the module that registered its route.
+pub struct IqRequest {
+    pub stanza: Stanza,
+    /// The bare JID the request is about: the addressee for
+    /// [`Addressee::Account`] (the sender's own when there was no `to`),
+    /// the resource's user for [`Addressee::Resource`], `None` for the server.
+    pub account: Option<BareJid>,
+    /// The sender's session when the request came from a client on this node.
+    pub session: Option<Arc<LocalSession>>,
+}
+
+impl IqRequest {
+    /// The requester's full or bare JID (stamped by the core; never absent
+    /// for a stanza from a client).
+    pub fn from(&self) -> Option<&Jid> {
+        self.stanza.from.as_ref()
+    }
+
+    /// True when the requester is the account the request is about.
+    pub fn is_own_account(&self) -> bool {
+        match (&self.account, &self.stanza.from) {
+            (Some(account), Some(from)) => from.to_bare() == *account,
+            _ => false,
+        }
+    }
+}
+
+/// A feature. Every method but `name` and `registration` has a default that
+/// does nothing; the registry calls a method only if the registration lists
+/// its route or hook.
+pub trait Module: Send + Sync + 'static {
+    /// The name of its `[modules.<name>]` config section.
+    fn name(&self) -> &'static str;
+
+    fn registration(&self) -> Registration;
+
+    /// An iq this module registered for; it must reply or bounce.
+    fn iq<'a>(&'a self, server: &'a Server, request: IqRequest) -> BoxFuture<'a, ()> {
+        let _ = server;
+        Box::pin(async move { drop(request) })
+    }
+
+    /// A stanza to one of the module's hosts (not an iq the registry routed).
+    fn host_stanza<'a>(&'a self, server: &'a Server, stanza: Stanza) -> BoxFuture<'a, ()> {
+        let _ = (server, stanza);
+        Box::pin(async {})
+    }
+
+    fn client_stanza<'a>(
+        &'a self,
+        server: &'a Server,
+        session: &'a Arc<LocalSession>,
+        stanza: Stanza,
+    ) -> BoxFuture<'a, Flow> {
+        let _ = (server, session);
+        Box::pin(async move { Flow::Continue(stanza) })
+    }
+
+    fn inbound<'a>(&'a self, server: &'a Server, stanza: Stanza, to: &'a Jid) -> BoxFuture<'a, Flow> {
+        let _ = (server, to);
+        Box::pin(async move { Flow::Continue(stanza) })
+    }
+
+    /// Synchronous: it runs on every delivery, often inside loops that must
+    /// not wait. Reads session state and caches only.
+    fn deliver(&self, server: &Server, session: &LocalSession, stanza: &Element) -> Delivery {
+        let _ = (server, session, stanza);
+        Delivery::Deliver
+    }
+
+    fn offline<'a>(
+        &'a self,
+        server: &'a Server,
+        stanza: Stanza,
+        user: &'a BareJid,
+    ) -> BoxFuture<'a, Flow> {
+        let _ = (server, user);
+        Box::pin(async move { Flow::Continue(stanza) })
+    }
+
+    fn session_opened<'a>(
+        &'a self,
+        server: &'a Server,
+        session: &'a Arc<LocalSession>,
+    ) -> BoxFuture<'a, ()> {
+        let _ = (server, session);
+        Box::pin(async {})
+    }
+
+    fn resource_available<'a>(
+        &'a self,
+        server: &'a Server,
+        session: &'a LocalSession,
+    ) -> BoxFuture<'a, ()> {
+        let _ = (server, session);
+        Box::pin(async {})
+    }
+
+    fn session_closed<'a>(
+        &'a self,
+        server: &'a Server,
+        session: &'a Arc<LocalSession>,
+    ) -> BoxFuture<'a, ()> {
+        let _ = (server, session);
+        Box::pin(async {})
+    }
+
+    /// Sessions of another member were lost with it (`regained_from: None`)
+    /// or found alive again after all (`Some(node)`).
+    fn peer_sessions<'a>(
+        &'a self,
+        server: &'a Server,
+        sessions: &'a [FullJid],
+        regained_from: Option<starling_core::cluster::NodeId>,
+    ) -> BoxFuture<'a, ()> {
+        let _ = (server, sessions, regained_from);
+        Box::pin(async {})
+    }
+
+    /// The account is gone: remove everything the module stored for it.
+    /// Runs with the store only (also from `starling user del`).
+    fn user_deleted<'a>(
+        &'a self,
+        store: &'a Store,
+        user: &'a BareJid,
+    ) -> BoxFuture<'a, Result<(), StorageError>> {
+        let _ = (store, user);
+        Box::pin(async { Ok(()) })
+    }
+}

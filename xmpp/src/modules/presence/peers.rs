@@ -1,0 +1,76 @@
+//! Sessions of another member that were lost with it, or found alive after
+//! all: the contacts here are told, or ask again.
+
+use starling_core::cluster::{NodeId, StanzaKind};
+use starling_core::jid::{BareJid, FullJid};
+use starling_core::xml::{Element, ns};
+
+use crate::router::resources::{self, send_to};
+use crate::server::Server;
+
+/// A user's session died with its node: contacts with sessions here, and
+/// the user's own sessions here, get its unavailable presence.
+pub(super) async fn sessions_lost(server: &Server, jid: &FullJid) {
+    let user = jid.to_bare();
+    let unavailable = Element::new("presence", ns::CLIENT)
+        .with_attr("from", jid.as_str())
+        .with_attr("type", "unavailable");
+    let roster = match server.rosters.get(&user).await {
+        Ok(roster) => roster,
+        Err(error) => {
+            tracing::error!(%user, %error, "roster unavailable; contacts not told of a lost session");
+            return;
+        }
+    };
+    let mut watchers: Vec<BareJid> = roster.subscribers().cloned().collect();
+    watchers.push(user);
+    for watcher in watchers {
+        for session in server.sessions.resources(&watcher) {
+            if session.availability().0 {
+                let mut copy = unavailable.clone();
+                copy.set_attr("to", session.jid.as_str());
+                let target = resources::Target::Local(session);
+                let _gone = send_to(server, &target, copy, StanzaKind::Presence);
+            }
+        }
+    }
+}
+
+/// Sessions on `node` that [`sessions_lost`] reported gone are still there
+/// (the member was cut off, not down): each available session here of a
+/// contact allowed to see the user probes it, and the owner node answers
+/// with the user's current presence (RFC 6121 4.3.2), so nobody keeps
+/// seeing an online user as offline. One probe per user and contact
+/// session: the owner answers for all of the user's sessions there.
+pub(super) async fn sessions_regained(server: &Server, node: NodeId, regained: &[FullJid]) {
+    let mut probed = std::collections::HashSet::new();
+    for jid in regained {
+        let user = jid.to_bare();
+        if !probed.insert(user.clone()) {
+            continue;
+        }
+        let roster = match server.rosters.get(&user).await {
+            Ok(roster) => roster,
+            Err(error) => {
+                tracing::error!(%user, %error, "roster unavailable; contacts not told of a regained session");
+                continue;
+            }
+        };
+        for watcher in roster.subscribers() {
+            for session in server.sessions.resources(watcher) {
+                if !session.availability().0 {
+                    continue;
+                }
+                let probe = Element::new("presence", ns::CLIENT)
+                    .with_attr("from", session.jid.as_str())
+                    .with_attr("to", user.as_str())
+                    .with_attr("type", "probe");
+                let target = resources::Target::Remote {
+                    jid: jid.clone(),
+                    node,
+                };
+                let _unreachable = send_to(server, &target, probe, StanzaKind::Presence);
+            }
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! The catalogue of modules and their `[modules.<name>]` config.
+//!
+//! Adding a module: write it in its own file under `modules/`, add one
+//! line to [`CATALOGUE`] (the position is its place in every hook's order),
+//! and document its keys in the default config and README.
+
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use starling_core::config::Config;
+
+use super::Module;
+
+/// A module's settings from `[modules.<name>]`, without `enabled`.
+pub struct Options {
+    module: &'static str,
+    table: toml::Table,
+}
+
+impl Options {
+    /// Reads the settings into the module's own struct, which should deny
+    /// unknown fields so a typo names the key.
+    pub fn parse<T: DeserializeOwned>(self) -> Result<T, ModuleConfigError> {
+        let module = self.module;
+        toml::Value::Table(self.table)
+            .try_into()
+            .map_err(|error: toml::de::Error| ModuleConfigError::Invalid {
+                module,
+                message: error.message().trim_end().to_owned(),
+            })
+    }
+
+    /// For modules without settings: anything but `enabled` is an error.
+    pub fn none(self) -> Result<(), ModuleConfigError> {
+        match self.table.keys().next() {
+            None => Ok(()),
+            Some(key) => Err(ModuleConfigError::Invalid {
+                module: self.module,
+                message: format!("unknown key `{key}`: this module has no settings but `enabled`"),
+            }),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModuleConfigError {
+    #[error("config section `[modules.{name}]`: there is no module {name:?}; known modules: {known}")]
+    Unknown { name: String, known: String },
+    #[error("config section `[modules.{module}]`: {message}")]
+    Invalid {
+        module: &'static str,
+        message: String,
+    },
+    #[error("modules {first} and {second} both answer {route}")]
+    Conflict {
+        first: &'static str,
+        second: &'static str,
+        route: String,
+    },
+}
+
+type Build = fn(&Config, Options) -> Result<Arc<dyn Module>, ModuleConfigError>;
+
+struct Entry {
+    name: &'static str,
+    enabled_by_default: bool,
+    build: Build,
+}
+
+fn arc<M: Module>(module: M) -> Result<Arc<dyn Module>, ModuleConfigError> {
+    Ok(Arc::new(module))
+}
+
+/// Every module, in hook order: the presence and roster modules see a
+/// client's stanza before anything that only reads it.
+const CATALOGUE: &[Entry] = &[
+    Entry {
+        name: "disco",
+        enabled_by_default: true,
+        build: |_, options| arc(super::disco::Disco::new(options)?),
+    },
+    Entry {
+        name: "roster",
+        enabled_by_default: true,
+        build: |_, options| arc(super::roster::RosterModule::new(options)?),
+    },
+    Entry {
+        name: "presence",
+        enabled_by_default: true,
+        build: |_, options| arc(super::presence::PresenceModule::new(options)?),
+    },
+    Entry {
+        name: "offline",
+        enabled_by_default: true,
+        build: |_, options| arc(super::offline::OfflineModule::new(options)?),
+    },
+    Entry {
+        name: "session",
+        enabled_by_default: true,
+        build: |_, options| arc(super::session::SessionModule::new(options)?),
+    },
+    Entry {
+        name: "ping",
+        enabled_by_default: true,
+        build: |_, options| arc(super::ping::Ping::new(options)?),
+    },
+    Entry {
+        name: "version",
+        enabled_by_default: true,
+        build: |_, options| arc(super::version::Version::new(options)?),
+    },
+    Entry {
+        name: "register",
+        enabled_by_default: true,
+        build: |config, options| arc(super::register::Register::new(config, options)?),
+    },
+    Entry {
+        name: "pubsub",
+        enabled_by_default: true,
+        build: |config, options| arc(super::pubsub::PubSubModule::new(config, options)?),
+    },
+];
+
+/// The names `[modules.<name>]` accepts.
+pub fn known_modules() -> Vec<&'static str> {
+    CATALOGUE.iter().map(|entry| entry.name).collect()
+}
+
+/// Builds the enabled modules in catalogue order; rejects unknown sections
+/// and keys.
+pub(super) fn build(config: &Config) -> Result<Vec<Arc<dyn Module>>, ModuleConfigError> {
+    if let Some(name) = config
+        .modules
+        .keys()
+        .find(|name| !CATALOGUE.iter().any(|entry| entry.name == name.as_str()))
+    {
+        return Err(ModuleConfigError::Unknown {
+            name: name.clone(),
+            known: known_modules().join(", "),
+        });
+    }
+    let mut modules = Vec::new();
+    for entry in CATALOGUE {
+        let mut table = config.modules.get(entry.name).cloned().unwrap_or_default();
+        let enabled = match table.remove("enabled") {
+            None => entry.enabled_by_default,
+            Some(toml::Value::Boolean(enabled)) => enabled,
+            Some(other) => {
+                return Err(ModuleConfigError::Invalid {
+                    module: entry.name,
+                    message: format!("`enabled` must be true or false, not {other}"),
+                });
+            }
+        };
+        let options = Options {
+            module: entry.name,
+            table,
+        };
+        // A disabled module's keys are still checked, so a typo is found
+        // before the module is turned on.
+        let module = (entry.build)(config, options)?;
+        if enabled {
+            modules.push(module);
+        }
+    }
+    Ok(modules)
+}

@@ -1,0 +1,36 @@
+//! RFC 6121 4.6.2 / 8.5: directed presence (available, unavailable, error)
+//! goes to the full JID if it is connected, to every available resource
+//! for a bare JID, else nowhere. Subscriptions and probes never get here:
+//! the presence module takes them in its inbound hook.
+
+use starling_core::cluster::StanzaKind;
+use starling_core::jid::Jid;
+
+use super::count;
+use super::resources::{self, Target, send_to};
+use crate::metrics::Outcome;
+use crate::server::Server;
+use crate::stanza::Stanza;
+
+pub(super) async fn deliver(server: &Server, stanza: Stanza, to: Jid) {
+    let targets: Vec<Target> = match to.try_as_full() {
+        Ok(full) => resources::locate(server, full).await.into_iter().collect(),
+        Err(bare) => resources::resources(server, bare)
+            .into_iter()
+            .filter(|candidate| candidate.available)
+            .map(|candidate| candidate.target)
+            .collect(),
+    };
+    let mut delivered = false;
+    for target in &targets {
+        delivered |= send_to(server, target, stanza.element.clone(), StanzaKind::Presence).is_ok();
+    }
+    count(
+        server,
+        if delivered {
+            Outcome::Delivered
+        } else {
+            Outcome::Discarded
+        },
+    );
+}
