@@ -371,6 +371,17 @@ fn serve_refuses_unknown_keys_and_bad_values_naming_the_key() {
             format!("{}[no_such_section]\nx = 1\n", base("")),
             "no_such_section",
         ),
+        // Feature modules: an unknown module, an unknown key of a module,
+        // a bad `enabled`.
+        (format!("{}[modules.vcrad]\n", base("")), "vcrad"),
+        (
+            format!("{}[modules.ping]\ninterval = 3\n", base("")),
+            "interval",
+        ),
+        (
+            format!("{}[modules.version]\nenabled = \"no\"\n", base("")),
+            "modules.version",
+        ),
     ];
     for (config, key) in cases {
         let (status, output) = serve_with_config(&config);

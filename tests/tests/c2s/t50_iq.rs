@@ -155,6 +155,40 @@ async fn ping_and_version() {
     assert_eq!(set.attr("type"), Some("error"), "{set}");
 }
 
+/// A module turned off answers nothing, and disco stops listing it: the
+/// disco answers are assembled from the enabled modules.
+#[tokio::test]
+async fn a_disabled_module_answers_nothing_and_disco_no_longer_lists_it() {
+    let node = TestNode::builder()
+        .user("alice", "pw")
+        .set("modules.version", "enabled = false")
+        .start();
+    let mut alice = login(&node, "alice", "pw", "a").await;
+    let version = iq(
+        &mut alice,
+        "get",
+        Some("localhost"),
+        "<query xmlns='jabber:iq:version'/>",
+    )
+    .await;
+    assert_error(&version, "cancel", "service-unavailable");
+    let info = iq(
+        &mut alice,
+        "get",
+        Some("localhost"),
+        &format!("<query xmlns='{}'/>", ns::DISCO_INFO),
+    )
+    .await;
+    let vars = features(&info);
+    assert!(!vars.iter().any(|v| v == ns::VERSION), "{info}");
+    assert!(vars.iter().any(|v| v == ns::PING), "{info}");
+    // Every feature once, in order (what XEP-0115 hashing of it needs).
+    let mut sorted = vars.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(vars, sorted, "{info}");
+}
+
 #[tokio::test]
 async fn unknown_requests_get_errors_never_silence() {
     let node = TestNode::builder()

@@ -14,11 +14,11 @@ use tokio::time::{Instant, sleep_until};
 use super::conn::{Conn, ConnError};
 use super::negotiate::Bound;
 use crate::metrics::Outcome;
+use crate::router;
+use crate::server::Server;
 use crate::session::{CloseReason, LocalSession};
 use crate::stanza::{Condition, IqType, Stanza, StanzaError, StanzaParseError, error_reply};
 use crate::stream::StreamEvent;
-use crate::router;
-use crate::server::Server;
 
 /// Stanzas taken from the mailbox for one write.
 const WRITE_BATCH: usize = 256;

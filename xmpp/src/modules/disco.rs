@@ -5,8 +5,7 @@
 use starling_core::xml::{Element, ns};
 
 use super::{
-    Addressee, Disco as Entry, IqRequest, IqRoute, Module, ModuleConfigError, Options,
-    Registration,
+    Addressee, Disco as Entry, IqRequest, IqRoute, Module, ModuleConfigError, Options, Registration,
 };
 use crate::BoxFuture;
 use crate::router::iq::answer;
@@ -83,8 +82,9 @@ async fn respond(server: &Server, request: &IqRequest) -> Result<Element, Stanza
             match message::account_exists(server, account).await {
                 Ok(true) => {}
                 Ok(false) => {
-                    return Err(StanzaError::new(Condition::ServiceUnavailable)
-                        .with_text("No such user"));
+                    return Err(
+                        StanzaError::new(Condition::ServiceUnavailable).with_text("No such user")
+                    );
                 }
                 Err(()) => return Err(StanzaError::new(Condition::InternalServerError)),
             }
@@ -92,7 +92,14 @@ async fn respond(server: &Server, request: &IqRequest) -> Result<Element, Stanza
         }
     };
     let info = query.ns() == ns::DISCO_INFO;
-    let mut answer = Element::new("query", if info { ns::DISCO_INFO } else { ns::DISCO_ITEMS });
+    let mut answer = Element::new(
+        "query",
+        if info {
+            ns::DISCO_INFO
+        } else {
+            ns::DISCO_ITEMS
+        },
+    );
     let mut features = Vec::new();
     for entry in entries {
         match entry {

@@ -161,7 +161,12 @@ impl Modules {
     }
 
     /// The `Offline` hooks; `None` when a module took the message.
-    pub async fn offline(&self, server: &Server, mut stanza: Stanza, user: &BareJid) -> Option<Stanza> {
+    pub async fn offline(
+        &self,
+        server: &Server,
+        mut stanza: Stanza,
+        user: &BareJid,
+    ) -> Option<Stanza> {
         for module in self.hooked(Hook::Offline) {
             match module.offline(server, stanza, user).await {
                 Flow::Continue(next) => stanza = next,
@@ -266,7 +271,10 @@ mod tests {
     fn an_unknown_key_of_a_module_names_the_key() {
         let config = Config::parse("[modules.ping]\nintervall = 3\n").unwrap();
         let error = Modules::from_config(&config).err().unwrap().to_string();
-        assert!(error.contains("modules.ping") && error.contains("intervall"), "{error}");
+        assert!(
+            error.contains("modules.ping") && error.contains("intervall"),
+            "{error}"
+        );
     }
 
     #[test]

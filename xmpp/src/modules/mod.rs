@@ -22,8 +22,8 @@
 //! caches per node must be invalidated through the cluster like the roster
 //! cache; state kept on a session lives and dies with it.
 
-mod dispatch;
 pub mod disco;
+mod dispatch;
 pub mod offline;
 pub mod ping;
 pub mod presence;
@@ -118,7 +118,10 @@ pub enum Disco {
         name: Option<&'static str>,
     },
     /// A disco#items entry (a service the module runs).
-    Item { jid: String, name: &'static str },
+    Item {
+        jid: String,
+        name: &'static str,
+    },
 }
 
 /// What a module handles; read once when the registry is built.
@@ -210,7 +213,12 @@ pub trait Module: Send + Sync + 'static {
         Box::pin(async move { Flow::Continue(stanza) })
     }
 
-    fn inbound<'a>(&'a self, server: &'a Server, stanza: Stanza, to: &'a Jid) -> BoxFuture<'a, Flow> {
+    fn inbound<'a>(
+        &'a self,
+        server: &'a Server,
+        stanza: Stanza,
+        to: &'a Jid,
+    ) -> BoxFuture<'a, Flow> {
         let _ = (server, to);
         Box::pin(async move { Flow::Continue(stanza) })
     }

@@ -3,7 +3,9 @@
 
 use starling_core::xml::ns;
 
-use super::{Addressee, Disco, IqRequest, IqRoute, Module, ModuleConfigError, Options, Registration};
+use super::{
+    Addressee, Disco, IqRequest, IqRoute, Module, ModuleConfigError, Options, Registration,
+};
 use crate::BoxFuture;
 use crate::router::iq::answer;
 use crate::router::message;
@@ -37,16 +39,16 @@ impl Module for Ping {
 
     fn iq<'a>(&'a self, server: &'a Server, request: IqRequest) -> BoxFuture<'a, ()> {
         Box::pin(async move {
-            let result = match &request.account {
-                None => Ok(None),
-                Some(account) => match message::account_exists(server, account).await {
-                    Ok(true) => Ok(None),
-                    Ok(false) => {
-                        Err(StanzaError::new(Condition::ServiceUnavailable).with_text("No such user"))
-                    }
-                    Err(()) => Err(StanzaError::new(Condition::InternalServerError)),
-                },
-            };
+            let result =
+                match &request.account {
+                    None => Ok(None),
+                    Some(account) => match message::account_exists(server, account).await {
+                        Ok(true) => Ok(None),
+                        Ok(false) => Err(StanzaError::new(Condition::ServiceUnavailable)
+                            .with_text("No such user")),
+                        Err(()) => Err(StanzaError::new(Condition::InternalServerError)),
+                    },
+                };
             answer(server, &request.stanza, result).await
         })
     }

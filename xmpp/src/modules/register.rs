@@ -8,7 +8,9 @@ use starling_core::config::Config;
 use starling_core::jid::BareJid;
 use starling_core::xml::{Element, ns};
 
-use super::{Addressee, Disco, IqRequest, IqRoute, Module, ModuleConfigError, Options, Registration};
+use super::{
+    Addressee, Disco, IqRequest, IqRoute, Module, ModuleConfigError, Options, Registration,
+};
 use crate::BoxFuture;
 use crate::router::bounce;
 use crate::router::iq::reply;

@@ -44,7 +44,9 @@ impl Options {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModuleConfigError {
-    #[error("config section `[modules.{name}]`: there is no module {name:?}; known modules: {known}")]
+    #[error(
+        "config section `[modules.{name}]`: there is no module {name:?}; known modules: {known}"
+    )]
     Unknown { name: String, known: String },
     #[error("config section `[modules.{module}]`: {message}")]
     Invalid {

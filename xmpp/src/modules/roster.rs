@@ -5,8 +5,7 @@
 use starling_core::xml::{Element, ns};
 
 use super::{
-    Addressee, Delivery, Hook, IqRequest, IqRoute, Module, ModuleConfigError, Options,
-    Registration,
+    Addressee, Delivery, Hook, IqRequest, IqRoute, Module, ModuleConfigError, Options, Registration,
 };
 use crate::BoxFuture;
 use crate::roster::service::handle_iq;

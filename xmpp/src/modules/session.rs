@@ -38,7 +38,10 @@ impl Module for SessionModule {
     fn iq<'a>(&'a self, server: &'a Server, request: IqRequest) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             let stanza = &request.stanza;
-            if stanza.payload().is_some_and(|payload| payload.ns() == ns::SESSION) {
+            if stanza
+                .payload()
+                .is_some_and(|payload| payload.ns() == ns::SESSION)
+            {
                 return reply(server, stanza, None).await;
             }
             let error = StanzaError::new(Condition::NotAllowed)

@@ -2,7 +2,9 @@
 
 use starling_core::xml::{Element, ns};
 
-use super::{Addressee, Disco, IqRequest, IqRoute, Module, ModuleConfigError, Options, Registration};
+use super::{
+    Addressee, Disco, IqRequest, IqRoute, Module, ModuleConfigError, Options, Registration,
+};
 use crate::BoxFuture;
 use crate::router::iq::reply;
 use crate::server::Server;

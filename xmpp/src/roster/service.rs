@@ -22,8 +22,8 @@ use super::subscription::{
     Change, ContactState, Disposition, PresenceNotice, SubState, SubscriptionKind, inbound,
     outbound, removal,
 };
-use crate::router::iq::reply;
 use crate::metrics::Outcome;
+use crate::router::iq::reply;
 use crate::router::locks::DeliveryLocks;
 use crate::router::resources::{self, send_to};
 use crate::router::{bounce, count, message, route};

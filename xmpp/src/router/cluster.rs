@@ -73,7 +73,10 @@ impl LocalDelivery for ServerDelivery {
                 return;
             };
             tracing::info!(%node, sessions = regained.len(), "a member's users are back; asking for their presence");
-            server.modules.peer_sessions(&server, &regained, Some(node)).await;
+            server
+                .modules
+                .peer_sessions(&server, &regained, Some(node))
+                .await;
         })
     }
 

@@ -22,10 +22,7 @@ pub async fn from_client(server: &Server, session: &Arc<LocalSession>, stanza: S
         return count(server, Outcome::Handled);
     }
     let own = session.jid.to_bare();
-    let to_own_account = stanza
-        .to
-        .as_ref()
-        .is_some_and(|to| to.node().is_some());
+    let to_own_account = stanza.to.as_ref().is_some_and(|to| to.node().is_some());
     let order: &[Addressee] = if to_own_account {
         &[Addressee::Account, Addressee::Server]
     } else {
@@ -86,7 +83,11 @@ async fn dispatch(
     let module = module.clone();
     let request = IqRequest {
         stanza,
-        account: if to == Addressee::Server { None } else { account },
+        account: if to == Addressee::Server {
+            None
+        } else {
+            account
+        },
         session,
     };
     module.iq(server, request).await
@@ -115,7 +116,11 @@ pub async fn reply(server: &Server, request: &Stanza, payload: Option<Element>) 
 }
 
 /// Replies with the payload or bounces with the error.
-pub async fn answer(server: &Server, request: &Stanza, answer: Result<Option<Element>, StanzaError>) {
+pub async fn answer(
+    server: &Server,
+    request: &Stanza,
+    answer: Result<Option<Element>, StanzaError>,
+) {
     match answer {
         Ok(payload) => reply(server, request, payload).await,
         Err(error) => bounce(server, request, error).await,

@@ -63,7 +63,12 @@ impl Module for PresenceModule {
         })
     }
 
-    fn inbound<'a>(&'a self, server: &'a Server, stanza: Stanza, to: &'a Jid) -> BoxFuture<'a, Flow> {
+    fn inbound<'a>(
+        &'a self,
+        server: &'a Server,
+        stanza: Stanza,
+        to: &'a Jid,
+    ) -> BoxFuture<'a, Flow> {
         Box::pin(async move {
             let Some(ty) = stanza.presence_type() else {
                 return Flow::Continue(stanza);
