@@ -43,6 +43,7 @@ pub mod ns {
     pub const PUBSUB_EVENT: &str = "http://jabber.org/protocol/pubsub#event";
     pub const PUBSUB_OWNER: &str = "http://jabber.org/protocol/pubsub#owner";
     pub const PUBSUB_ERRORS: &str = "http://jabber.org/protocol/pubsub#errors";
+    pub const CAPS: &str = "http://jabber.org/protocol/caps";
     pub const XML: &str = "http://www.w3.org/XML/1998/namespace";
     pub const XMPP_ERRORS: &str = "urn:xmpp:errors";
 

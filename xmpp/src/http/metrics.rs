@@ -200,6 +200,14 @@ pub(crate) fn exposition(state: &HttpState) -> String {
     cluster(&mut out, &status, server.config.cluster.enabled);
     storage(&mut out, state);
     pubsub(&mut out, state);
+    for metric in server.modules.metrics() {
+        let kind = if metric.counter {
+            Kind::Counter
+        } else {
+            Kind::Gauge
+        };
+        out.single(metric.name, kind, metric.help, count(metric.value));
+    }
 
     let counters = &state.counters;
     out.single(

@@ -24,6 +24,7 @@ pub struct Modules {
     hooks: HashMap<Hook, Vec<usize>>,
     server_disco: Vec<Disco>,
     account_disco: Vec<Disco>,
+    caches: Vec<Arc<dyn starling_core::cache::StatsSource>>,
 }
 
 impl Modules {
@@ -41,6 +42,7 @@ impl Modules {
             hooks: HashMap::new(),
             server_disco: Vec::new(),
             account_disco: Vec::new(),
+            caches: Vec::new(),
         };
         for (index, module) in all.iter().enumerate() {
             let registration = module.registration();
@@ -71,6 +73,7 @@ impl Modules {
             }
             modules.server_disco.extend(registration.server_disco);
             modules.account_disco.extend(registration.account_disco);
+            modules.caches.extend(registration.caches);
         }
         modules.all = all;
         Ok(modules)
@@ -87,6 +90,16 @@ impl Modules {
             .into_iter()
             .flatten()
             .map(|&index| &self.all[index])
+    }
+
+    /// The modules' caches, for the node's cache registry.
+    pub fn caches(&self) -> &[Arc<dyn starling_core::cache::StatsSource>] {
+        &self.caches
+    }
+
+    /// Every module's figures for `/metrics`.
+    pub fn metrics(&self) -> Vec<super::Metric> {
+        self.all.iter().flat_map(|module| module.metrics()).collect()
     }
 
     /// What disco#info / disco#items on the server list.

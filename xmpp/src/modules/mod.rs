@@ -25,6 +25,7 @@
 pub mod disco;
 mod dispatch;
 pub mod offline;
+pub mod pep;
 pub mod ping;
 pub mod presence;
 pub mod pubsub;
@@ -125,7 +126,7 @@ pub enum Disco {
 }
 
 /// What a module handles; read once when the registry is built.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Registration {
     pub iqs: Vec<IqRoute>,
     pub hooks: Vec<Hook>,
@@ -135,6 +136,18 @@ pub struct Registration {
     pub server_disco: Vec<Disco>,
     /// What disco#info on an account (a bare JID) lists for this module.
     pub account_disco: Vec<Disco>,
+    /// Caches the admin page and `/metrics` report.
+    pub caches: Vec<Arc<dyn starling_core::cache::StatsSource>>,
+}
+
+/// One of a module's figures for `/metrics`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Metric {
+    pub name: &'static str,
+    pub help: &'static str,
+    /// A counter only grows; anything else is a gauge.
+    pub counter: bool,
+    pub value: u64,
 }
 
 /// What a hook did with a stanza.
@@ -277,6 +290,11 @@ pub trait Module: Send + Sync + 'static {
     ) -> BoxFuture<'a, ()> {
         let _ = (server, sessions, regained_from);
         Box::pin(async {})
+    }
+
+    /// Figures for `/metrics` (names start with `starling_`).
+    fn metrics(&self) -> Vec<Metric> {
+        Vec::new()
     }
 
     /// The account is gone: remove everything the module stored for it.

@@ -73,8 +73,9 @@ fn arc<M: Module>(module: M) -> Result<Arc<dyn Module>, ModuleConfigError> {
     Ok(Arc::new(module))
 }
 
-/// Every module, in hook order: the presence and roster modules see a
-/// client's stanza before anything that only reads it.
+/// Every module, in hook order. Modules that read or change a client's
+/// presence (pep reads its capabilities) come before the presence module,
+/// which takes it.
 const CATALOGUE: &[Entry] = &[
     Entry {
         name: "disco",
@@ -85,6 +86,11 @@ const CATALOGUE: &[Entry] = &[
         name: "roster",
         enabled_by_default: true,
         build: |_, options| arc(super::roster::RosterModule::new(options)?),
+    },
+    Entry {
+        name: "pep",
+        enabled_by_default: true,
+        build: |_, options| arc(super::pep::Pep::new(options)?),
     },
     Entry {
         name: "presence",

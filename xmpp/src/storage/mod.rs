@@ -20,6 +20,7 @@
 mod bulk;
 mod error;
 mod offline;
+mod pep;
 mod pubsub;
 mod roster;
 mod timing;
@@ -38,6 +39,7 @@ use sqlx::{AnyConnection, AnyPool};
 
 pub use error::StorageError;
 pub use offline::{OfflineMessage, OfflineStore};
+pub use pep::{LastPepItem, PepItem};
 pub use pubsub::{StoredItem, StoredNode, StoredSubscription};
 pub use roster::StoredRosterItem;
 pub use timing::{BUCKETS_US, HistogramSnapshot, StoreOp, StoreTimings};
@@ -77,6 +79,11 @@ const SQLITE_MIGRATIONS: &[EmbeddedMigration] = &[
         name: "0002_pubsub",
         sql: include_str!("../../migrations/sqlite/0002_pubsub.sql"),
     },
+    EmbeddedMigration {
+        version: 5,
+        name: "0005_pep",
+        sql: include_str!("../../migrations/sqlite/0005_pep.sql"),
+    },
 ];
 
 const POSTGRES_MIGRATIONS: &[EmbeddedMigration] = &[
@@ -89,6 +96,11 @@ const POSTGRES_MIGRATIONS: &[EmbeddedMigration] = &[
         version: 2,
         name: "0002_pubsub",
         sql: include_str!("../../migrations/postgres/0002_pubsub.sql"),
+    },
+    EmbeddedMigration {
+        version: 5,
+        name: "0005_pep",
+        sql: include_str!("../../migrations/postgres/0005_pep.sql"),
     },
 ];
 

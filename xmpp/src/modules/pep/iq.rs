@@ -1,0 +1,445 @@
+//! PEP requests to an account's bare JID (XEP-0163 with XEP-0060's
+//! syntax): the owner publishes and manages; contacts read as the node's
+//! access model allows. Errors keep XEP-0060's conditions.
+
+use std::sync::atomic::Ordering;
+
+use starling_core::jid::BareJid;
+use starling_core::xml::{Element, ns};
+
+use super::Pep;
+use super::notify::{self, Event};
+use crate::modules::IqRequest;
+use crate::pubsub::PubSubError;
+use crate::pubsub::config::{AccessModel, MAX_ITEMS_LIMIT, NodeConfig, SendLast};
+use crate::pubsub::form::Submitted;
+use crate::router::bounce;
+use crate::router::iq::reply;
+use crate::server::Server;
+use crate::stanza::{Condition, IqType};
+use crate::storage::PepItem;
+use crate::util::time::now_ms;
+
+/// Longest node name accepted.
+const MAX_NODE_NAME: usize = 1024;
+
+pub(super) async fn handle(pep: &Pep, server: &Server, request: IqRequest) {
+    match answer(pep, server, &request).await {
+        Ok(payload) => reply(server, &request.stanza, payload).await,
+        Err(error) => bounce(server, &request.stanza, error.to_stanza_error()).await,
+    }
+}
+
+/// Who asks, about whose service.
+struct Parties {
+    owner: BareJid,
+    requester: BareJid,
+}
+
+impl Parties {
+    fn is_owner(&self) -> bool {
+        self.owner == self.requester
+    }
+
+    fn must_own(&self) -> Result<(), PubSubError> {
+        if self.is_owner() {
+            Ok(())
+        } else {
+            Err(PubSubError::forbidden().with_text("Only the account's owner may change its PEP nodes"))
+        }
+    }
+
+    fn owner_name(&self) -> &str {
+        self.owner.node().map(|node| node.as_str()).unwrap_or_default()
+    }
+}
+
+/// The node configuration of a PEP node created without one: contacts
+/// with a presence subscription read it, the newest item is kept and sent
+/// to them when they come online.
+pub(super) fn default_config() -> NodeConfig {
+    NodeConfig {
+        access_model: AccessModel::Presence,
+        max_items: 1,
+        send_last_published_item: SendLast::OnSubAndPresence,
+        ..NodeConfig::default()
+    }
+}
+
+async fn answer(
+    pep: &Pep,
+    server: &Server,
+    request: &IqRequest,
+) -> Result<Option<Element>, PubSubError> {
+    let (Some(owner), Some(from)) = (request.account.clone(), request.from()) else {
+        return Err(PubSubError::new(Condition::BadRequest));
+    };
+    if !server.is_local_user(&from.to_bare().into()) {
+        return Err(PubSubError::forbidden().with_text("Only local users may use PEP here"));
+    }
+    let parties = Parties {
+        owner,
+        requester: from.to_bare(),
+    };
+    let stanza = &request.stanza;
+    let Some(payload) = stanza.payload() else {
+        return Err(PubSubError::new(Condition::BadRequest));
+    };
+    let set = stanza.iq_type() == Some(IqType::Set);
+    let mut children = payload.children();
+    let Some(first) = children.next() else {
+        return Err(PubSubError::new(Condition::BadRequest));
+    };
+    let rest: Vec<&Element> = children.collect();
+    let sibling = |name: &str| rest.iter().copied().find(|c| c.is(name, payload.ns()));
+    match (payload.ns(), first.name(), set) {
+        (ns::PUBSUB, "publish", true) => {
+            publish(pep, server, &parties, first, form_in(sibling("publish-options"))).await
+        }
+        (ns::PUBSUB, "items", false) => items(server, &parties, first).await,
+        (ns::PUBSUB, "retract", true) => retract(server, &parties, first).await,
+        (ns::PUBSUB, "create", true) => {
+            create(pep, server, &parties, first, form_in(sibling("configure"))).await
+        }
+        (ns::PUBSUB_OWNER, "configure", false) => {
+            parties.must_own()?;
+            let node = node_of(first)?;
+            let config = node_config(server, &parties, node).await?;
+            Ok(Some(
+                Element::new("pubsub", ns::PUBSUB_OWNER).with_child(
+                    Element::new("configure", ns::PUBSUB_OWNER)
+                        .with_attr("node", node)
+                        .with_child(config.to_form("form")),
+                ),
+            ))
+        }
+        (ns::PUBSUB_OWNER, "configure", true) => configure(server, &parties, first).await,
+        (ns::PUBSUB_OWNER, "default", false) => Ok(Some(
+            Element::new("pubsub", ns::PUBSUB_OWNER).with_child(
+                Element::new("default", ns::PUBSUB_OWNER).with_child(default_config().to_form("form")),
+            ),
+        )),
+        (ns::PUBSUB_OWNER, "delete", true) => delete(server, &parties, first).await,
+        (ns::PUBSUB_OWNER, "purge", true) => purge(server, &parties, first).await,
+        (ns::PUBSUB, "subscribe" | "unsubscribe" | "options", _) => {
+            // Contacts get notifications through presence and capabilities.
+            Err(PubSubError::unsupported("subscribe"))
+        }
+        (_, name, _) => Err(PubSubError::new(Condition::FeatureNotImplemented)
+            .with_text(format!("PEP does not do <{name}/> as a {}", if set { "set" } else { "get" }))),
+    }
+}
+
+fn node_of(element: &Element) -> Result<&str, PubSubError> {
+    match element.attr("node") {
+        Some(node) if !node.is_empty() && node.len() <= MAX_NODE_NAME => Ok(node),
+        Some(node) if node.len() > MAX_NODE_NAME => Err(PubSubError::new(Condition::NotAcceptable)
+            .with_text(format!("Node names are at most {MAX_NODE_NAME} bytes"))),
+        _ => Err(PubSubError::bad_request("nodeid-required")),
+    }
+}
+
+fn form_in(parent: Option<&Element>) -> Option<Submitted> {
+    parent
+        .and_then(|parent| parent.child("x", ns::XDATA))
+        .map(Submitted::parse)
+}
+
+fn storage(error: crate::storage::StorageError) -> PubSubError {
+    PubSubError::storage(&error)
+}
+
+/// The configuration of an existing node.
+async fn node_config(server: &Server, parties: &Parties, node: &str) -> Result<NodeConfig, PubSubError> {
+    let json = server
+        .store
+        .pep_node(parties.owner_name(), node)
+        .await
+        .map_err(storage)?
+        .ok_or_else(PubSubError::item_not_found)?;
+    NodeConfig::from_json(&json).ok_or_else(|| {
+        tracing::error!(owner = %parties.owner, node, "a stored PEP node configuration is unreadable");
+        PubSubError::new(Condition::InternalServerError)
+    })
+}
+
+/// XEP-0060 6.5.9 errors: who may read the node's items.
+async fn may_read(server: &Server, parties: &Parties, config: &NodeConfig) -> Result<(), PubSubError> {
+    if parties.is_owner() {
+        return Ok(());
+    }
+    match config.access_model {
+        AccessModel::Open => Ok(()),
+        AccessModel::Presence => {
+            let roster = server.rosters.get(&parties.owner).await.map_err(storage)?;
+            if roster.is_subscriber(&parties.requester) {
+                Ok(())
+            } else {
+                Err(PubSubError::with(Condition::NotAuthorized, "presence-subscription-required"))
+            }
+        }
+        AccessModel::Whitelist => Err(PubSubError::with(Condition::NotAllowed, "closed-node")),
+    }
+}
+
+async fn publish(
+    pep: &Pep,
+    server: &Server,
+    parties: &Parties,
+    publish: &Element,
+    options: Option<Submitted>,
+) -> Result<Option<Element>, PubSubError> {
+    parties.must_own()?;
+    let node = node_of(publish)?;
+    let mut items = publish.children();
+    let (Some(item), None) = (items.next(), items.next()) else {
+        return Err(PubSubError::bad_request("item-required")
+            .with_text("A PEP publish carries exactly one <item/>"));
+    };
+    let mut payloads = item.children();
+    let (Some(payload), None) = (payloads.next(), payloads.next()) else {
+        return Err(PubSubError::bad_request("invalid-payload")
+            .with_text("An item carries exactly one payload element"));
+    };
+    let serialised = String::from_utf8_lossy(&payload.to_bytes()).into_owned();
+    if serialised.len() > pep.config.max_item_bytes {
+        return Err(PubSubError::with(Condition::NotAcceptable, "payload-too-big").with_text(format!(
+            "The payload has {} bytes; this server takes at most {}",
+            serialised.len(),
+            pep.config.max_item_bytes
+        )));
+    }
+    let config = node_for_publish(pep, server, parties, node, options.as_ref()).await?;
+    let item_id = match item.attr("id") {
+        Some(id) if !id.is_empty() => id.to_owned(),
+        _ => generated_id(),
+    };
+    let keep = config.stored_items().unwrap_or(0).min(MAX_ITEMS_LIMIT);
+    if keep > 0 {
+        let stored = PepItem {
+            item_id: item_id.clone(),
+            payload: serialised,
+            stamp_ms: now_ms(),
+        };
+        server
+            .store
+            .publish_pep_item(parties.owner_name(), node, &stored, keep)
+            .await
+            .map_err(storage)?;
+    }
+    pep.counters.published.fetch_add(1, Ordering::Relaxed);
+    let event = Event::Published {
+        item_id: item_id.clone(),
+        payload: payload.clone(),
+    };
+    notified(pep, notify::event(server, &parties.owner, node, &config, &event).await);
+    Ok(Some(
+        Element::new("pubsub", ns::PUBSUB).with_child(
+            Element::new("publish", ns::PUBSUB)
+                .with_attr("node", node)
+                .with_child(Element::new("item", ns::PUBSUB).with_attr("id", item_id)),
+        ),
+    ))
+}
+
+fn notified(pep: &Pep, (local, remote): (u64, u64)) {
+    pep.counters.notifications_local.fetch_add(local, Ordering::Relaxed);
+    pep.counters.notifications_remote.fetch_add(remote, Ordering::Relaxed);
+}
+
+/// The node a publish goes to: existing (its configuration must match the
+/// publish-options, XEP-0060 7.1.5) or created with them (auto-create).
+async fn node_for_publish(
+    pep: &Pep,
+    server: &Server,
+    parties: &Parties,
+    node: &str,
+    options: Option<&Submitted>,
+) -> Result<NodeConfig, PubSubError> {
+    for _ in 0..2 {
+        if let Some(json) = server
+            .store
+            .pep_node(parties.owner_name(), node)
+            .await
+            .map_err(storage)?
+        {
+            let config = NodeConfig::from_json(&json)
+                .ok_or_else(|| PubSubError::new(Condition::InternalServerError))?;
+            if let Some(options) = options {
+                config.check_preconditions(options)?;
+            }
+            return Ok(config);
+        }
+        let mut config = default_config();
+        if let Some(options) = options {
+            config.apply(options)?;
+        }
+        if create_node(pep, server, parties, node, &config).await? {
+            return Ok(config);
+        }
+        // Created by a concurrent publish: use that one.
+    }
+    Err(PubSubError::new(Condition::InternalServerError))
+}
+
+/// Creates a node; false when one of that name exists already, an error
+/// when the owner has too many.
+async fn create_node(
+    pep: &Pep,
+    server: &Server,
+    parties: &Parties,
+    node: &str,
+    config: &NodeConfig,
+) -> Result<bool, PubSubError> {
+    let owner = parties.owner_name();
+    let created = server
+        .store
+        .create_pep_node(owner, node, &config.to_json(), now_ms(), pep.config.max_nodes_per_user)
+        .await
+        .map_err(storage)?;
+    if created {
+        return Ok(true);
+    }
+    let exists = server.store.pep_node(owner, node).await.map_err(storage)?.is_some();
+    if exists {
+        Ok(false)
+    } else {
+        Err(PubSubError::new(Condition::ResourceConstraint).with_text(format!(
+            "An account has at most {} PEP nodes",
+            pep.config.max_nodes_per_user
+        )))
+    }
+}
+
+fn generated_id() -> String {
+    let mut random = [0u8; 8];
+    rand::fill(&mut random[..]);
+    format!("{:x}-{:016x}", now_ms(), u64::from_le_bytes(random))
+}
+
+async fn items(server: &Server, parties: &Parties, items: &Element) -> Result<Option<Element>, PubSubError> {
+    let node = node_of(items)?;
+    let config = node_config(server, parties, node).await?;
+    may_read(server, parties, &config).await?;
+    let max = match items.attr("max_items") {
+        None => MAX_ITEMS_LIMIT,
+        Some(max) => max
+            .parse::<u64>()
+            .map_err(|_| PubSubError::new(Condition::BadRequest).with_text("max_items is not a number"))?,
+    };
+    let ids: Vec<String> = items
+        .children()
+        .filter(|child| child.is("item", ns::PUBSUB))
+        .filter_map(|item| item.attr("id").map(str::to_owned))
+        .collect();
+    let stored = server
+        .store
+        .pep_items(parties.owner_name(), node, max, &ids)
+        .await
+        .map_err(storage)?;
+    let mut answer = Element::new("items", ns::PUBSUB).with_attr("node", node);
+    for item in stored {
+        let Ok(payload) = crate::stream::parse_element(item.payload.as_bytes()) else {
+            tracing::error!(owner = %parties.owner, node, "a stored PEP item is unreadable");
+            continue;
+        };
+        answer.push_child(
+            Element::new("item", ns::PUBSUB)
+                .with_attr("id", item.item_id)
+                .with_child(payload),
+        );
+    }
+    Ok(Some(Element::new("pubsub", ns::PUBSUB).with_child(answer)))
+}
+
+async fn retract(server: &Server, parties: &Parties, retract: &Element) -> Result<Option<Element>, PubSubError> {
+    parties.must_own()?;
+    let node = node_of(retract)?;
+    let config = node_config(server, parties, node).await?;
+    let Some(item_id) = retract
+        .child("item", ns::PUBSUB)
+        .and_then(|item| item.attr("id"))
+    else {
+        return Err(PubSubError::bad_request("item-required"));
+    };
+    let removed = server
+        .store
+        .retract_pep_item(parties.owner_name(), node, item_id)
+        .await
+        .map_err(storage)?;
+    if !removed {
+        return Err(PubSubError::item_not_found());
+    }
+    let notify = matches!(retract.attr("notify"), Some("true" | "1"));
+    if notify && config.notify_retract {
+        let event = Event::Retracted {
+            item_id: item_id.to_owned(),
+        };
+        notify::event(server, &parties.owner, node, &config, &event).await;
+    }
+    Ok(None)
+}
+
+async fn create(
+    pep: &Pep,
+    server: &Server,
+    parties: &Parties,
+    create: &Element,
+    form: Option<Submitted>,
+) -> Result<Option<Element>, PubSubError> {
+    parties.must_own()?;
+    let node = node_of(create)?;
+    let mut config = default_config();
+    if let Some(form) = &form {
+        config.apply(form)?;
+    }
+    if !create_node(pep, server, parties, node, &config).await? {
+        return Err(PubSubError::new(Condition::Conflict).with_text("The node exists already"));
+    }
+    Ok(None)
+}
+
+async fn configure(server: &Server, parties: &Parties, configure: &Element) -> Result<Option<Element>, PubSubError> {
+    parties.must_own()?;
+    let node = node_of(configure)?;
+    let mut config = node_config(server, parties, node).await?;
+    let Some(form) = form_in(Some(configure)) else {
+        return Err(PubSubError::new(Condition::BadRequest).with_text("No configuration form"));
+    };
+    // A cancelled form has no fields and changes nothing.
+    config.apply(&form)?;
+    server
+        .store
+        .set_pep_config(parties.owner_name(), node, &config.to_json())
+        .await
+        .map_err(storage)?;
+    Ok(None)
+}
+
+async fn delete(server: &Server, parties: &Parties, delete: &Element) -> Result<Option<Element>, PubSubError> {
+    parties.must_own()?;
+    let node = node_of(delete)?;
+    let config = node_config(server, parties, node).await?;
+    server
+        .store
+        .delete_pep_node(parties.owner_name(), node)
+        .await
+        .map_err(storage)?;
+    if config.notify_delete {
+        notify::event(server, &parties.owner, node, &config, &Event::Deleted).await;
+    }
+    Ok(None)
+}
+
+async fn purge(server: &Server, parties: &Parties, purge: &Element) -> Result<Option<Element>, PubSubError> {
+    parties.must_own()?;
+    let node = node_of(purge)?;
+    let config = node_config(server, parties, node).await?;
+    server
+        .store
+        .purge_pep_items(parties.owner_name(), node)
+        .await
+        .map_err(storage)?;
+    notify::event(server, &parties.owner, node, &config, &Event::Purged).await;
+    Ok(None)
+}
