@@ -157,6 +157,35 @@ pub struct TestNode {
 }
 
 impl TestNode {
+    /// A sample of this node's `/metrics` (0 when the metric is absent).
+    pub async fn metric(&self, name: &str) -> f64 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(self.http)
+            .await
+            .unwrap_or_else(|error| panic!("cannot reach {}: {error}", self.http));
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut bytes = Vec::new();
+        let read =
+            tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut bytes)).await;
+        let response = String::from_utf8_lossy(&bytes).into_owned();
+        assert!(
+            matches!(read, Ok(Ok(_))),
+            "metrics of {} not answered in time: {read:?} {response}",
+            self.http
+        );
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        response
+            .lines()
+            .find_map(|line| {
+                let (key, value) = line.split_once(' ')?;
+                (key == name).then(|| value.trim().parse::<f64>().ok())?
+            })
+            .unwrap_or(0.0)
+    }
+
     pub fn builder() -> NodeBuilder {
         NodeBuilder::default()
     }

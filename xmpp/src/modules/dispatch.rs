@@ -99,7 +99,10 @@ impl Modules {
 
     /// Every module's figures for `/metrics`.
     pub fn metrics(&self) -> Vec<super::Metric> {
-        self.all.iter().flat_map(|module| module.metrics()).collect()
+        self.all
+            .iter()
+            .flat_map(|module| module.metrics())
+            .collect()
     }
 
     /// What disco#info / disco#items on the server list.

@@ -264,10 +264,12 @@ impl Store {
     pub async fn delete_pep_owner(&self, owner: &str) -> Result<(), StorageError> {
         let mut tx = self.begin_write().await?;
         for table in ["pep_items", "pep_nodes"] {
-            sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE owner = $1")))
-                .bind(owner)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE owner = $1"
+            )))
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -313,9 +315,24 @@ mod tests {
     async fn nodes_items_and_the_newest_item_of_many_owners() {
         for_each_backend(|db| async move {
             let store = db.store().await;
-            assert!(store.create_pep_node("alice", "n", "{}", 1, 10).await.unwrap());
-            assert!(!store.create_pep_node("alice", "n", "{}", 1, 10).await.unwrap());
-            assert!(store.create_pep_node("bob", "n", "{}", 1, 10).await.unwrap());
+            assert!(
+                store
+                    .create_pep_node("alice", "n", "{}", 1, 10)
+                    .await
+                    .unwrap()
+            );
+            assert!(
+                !store
+                    .create_pep_node("alice", "n", "{}", 1, 10)
+                    .await
+                    .unwrap()
+            );
+            assert!(
+                store
+                    .create_pep_node("bob", "n", "{}", 1, 10)
+                    .await
+                    .unwrap()
+            );
             for (id, payload) in [("1", "<a/>"), ("2", "<b/>"), ("1", "<c/>")] {
                 store
                     .publish_pep_item("alice", "n", &item(id, payload), 10)
@@ -343,7 +360,13 @@ mod tests {
             assert_eq!(last[0].item, item("1", "<c/>"));
             assert_eq!(last[1].item, item("x", "<x/>"));
             assert!(store.delete_pep_node("alice", "n").await.unwrap());
-            assert!(store.pep_items("alice", "n", 10, &[]).await.unwrap().is_empty());
+            assert!(
+                store
+                    .pep_items("alice", "n", 10, &[])
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
             store.delete_pep_owner("bob").await.unwrap();
             assert!(store.pep_nodes("bob").await.unwrap().is_empty());
         })
@@ -354,9 +377,24 @@ mod tests {
     async fn items_beyond_the_node_limit_are_dropped_and_node_count_is_capped() {
         for_each_backend(|db| async move {
             let store = db.store().await;
-            assert!(store.create_pep_node("alice", "a", "{}", 1, 2).await.unwrap());
-            assert!(store.create_pep_node("alice", "b", "{}", 1, 2).await.unwrap());
-            assert!(!store.create_pep_node("alice", "c", "{}", 1, 2).await.unwrap());
+            assert!(
+                store
+                    .create_pep_node("alice", "a", "{}", 1, 2)
+                    .await
+                    .unwrap()
+            );
+            assert!(
+                store
+                    .create_pep_node("alice", "b", "{}", 1, 2)
+                    .await
+                    .unwrap()
+            );
+            assert!(
+                !store
+                    .create_pep_node("alice", "c", "{}", 1, 2)
+                    .await
+                    .unwrap()
+            );
             for id in ["1", "2", "3"] {
                 store
                     .publish_pep_item("alice", "a", &item(id, "<p/>"), 2)

@@ -86,7 +86,13 @@ pub(super) fn verification_string(info: &Element) -> String {
                 .find(|(name, _)| *name == "xml:lang" || *name == "lang")
                 .map(|(_, value)| value)
                 .unwrap_or_default();
-            format!("{}/{}/{}/{}", attr("category"), attr("type"), lang, attr("name"))
+            format!(
+                "{}/{}/{}/{}",
+                attr("category"),
+                attr("type"),
+                lang,
+                attr("name")
+            )
         })
         .collect();
     identities.sort();
@@ -180,7 +186,10 @@ impl Caps {
 
     /// Remembers a question and returns its iq id.
     pub(super) fn ask(&self, pending: Pending) -> String {
-        let id = format!("{ID_PREFIX}{}", self.next_id.fetch_add(1, Ordering::Relaxed));
+        let id = format!(
+            "{ID_PREFIX}{}",
+            self.next_id.fetch_add(1, Ordering::Relaxed)
+        );
         let mut map = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() >= MAX_PENDING {
             map.clear();

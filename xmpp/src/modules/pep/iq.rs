@@ -45,12 +45,16 @@ impl Parties {
         if self.is_owner() {
             Ok(())
         } else {
-            Err(PubSubError::forbidden().with_text("Only the account's owner may change its PEP nodes"))
+            Err(PubSubError::forbidden()
+                .with_text("Only the account's owner may change its PEP nodes"))
         }
     }
 
     fn owner_name(&self) -> &str {
-        self.owner.node().map(|node| node.as_str()).unwrap_or_default()
+        self.owner
+            .node()
+            .map(|node| node.as_str())
+            .unwrap_or_default()
     }
 }
 
@@ -94,7 +98,14 @@ async fn answer(
     let sibling = |name: &str| rest.iter().copied().find(|c| c.is(name, payload.ns()));
     match (payload.ns(), first.name(), set) {
         (ns::PUBSUB, "publish", true) => {
-            publish(pep, server, &parties, first, form_in(sibling("publish-options"))).await
+            publish(
+                pep,
+                server,
+                &parties,
+                first,
+                form_in(sibling("publish-options")),
+            )
+            .await
         }
         (ns::PUBSUB, "items", false) => items(server, &parties, first).await,
         (ns::PUBSUB, "retract", true) => retract(server, &parties, first).await,
@@ -116,7 +127,8 @@ async fn answer(
         (ns::PUBSUB_OWNER, "configure", true) => configure(server, &parties, first).await,
         (ns::PUBSUB_OWNER, "default", false) => Ok(Some(
             Element::new("pubsub", ns::PUBSUB_OWNER).with_child(
-                Element::new("default", ns::PUBSUB_OWNER).with_child(default_config().to_form("form")),
+                Element::new("default", ns::PUBSUB_OWNER)
+                    .with_child(default_config().to_form("form")),
             ),
         )),
         (ns::PUBSUB_OWNER, "delete", true) => delete(server, &parties, first).await,
@@ -125,8 +137,12 @@ async fn answer(
             // Contacts get notifications through presence and capabilities.
             Err(PubSubError::unsupported("subscribe"))
         }
-        (_, name, _) => Err(PubSubError::new(Condition::FeatureNotImplemented)
-            .with_text(format!("PEP does not do <{name}/> as a {}", if set { "set" } else { "get" }))),
+        (_, name, _) => Err(
+            PubSubError::new(Condition::FeatureNotImplemented).with_text(format!(
+                "PEP does not do <{name}/> as a {}",
+                if set { "set" } else { "get" }
+            )),
+        ),
     }
 }
 
@@ -150,7 +166,11 @@ fn storage(error: crate::storage::StorageError) -> PubSubError {
 }
 
 /// The configuration of an existing node.
-async fn node_config(server: &Server, parties: &Parties, node: &str) -> Result<NodeConfig, PubSubError> {
+async fn node_config(
+    server: &Server,
+    parties: &Parties,
+    node: &str,
+) -> Result<NodeConfig, PubSubError> {
     let json = server
         .store
         .pep_node(parties.owner_name(), node)
@@ -164,7 +184,11 @@ async fn node_config(server: &Server, parties: &Parties, node: &str) -> Result<N
 }
 
 /// XEP-0060 6.5.9 errors: who may read the node's items.
-async fn may_read(server: &Server, parties: &Parties, config: &NodeConfig) -> Result<(), PubSubError> {
+async fn may_read(
+    server: &Server,
+    parties: &Parties,
+    config: &NodeConfig,
+) -> Result<(), PubSubError> {
     if parties.is_owner() {
         return Ok(());
     }
@@ -175,7 +199,10 @@ async fn may_read(server: &Server, parties: &Parties, config: &NodeConfig) -> Re
             if roster.is_subscriber(&parties.requester) {
                 Ok(())
             } else {
-                Err(PubSubError::with(Condition::NotAuthorized, "presence-subscription-required"))
+                Err(PubSubError::with(
+                    Condition::NotAuthorized,
+                    "presence-subscription-required",
+                ))
             }
         }
         AccessModel::Whitelist => Err(PubSubError::with(Condition::NotAllowed, "closed-node")),
@@ -203,11 +230,13 @@ async fn publish(
     };
     let serialised = String::from_utf8_lossy(&payload.to_bytes()).into_owned();
     if serialised.len() > pep.config.max_item_bytes {
-        return Err(PubSubError::with(Condition::NotAcceptable, "payload-too-big").with_text(format!(
-            "The payload has {} bytes; this server takes at most {}",
-            serialised.len(),
-            pep.config.max_item_bytes
-        )));
+        return Err(
+            PubSubError::with(Condition::NotAcceptable, "payload-too-big").with_text(format!(
+                "The payload has {} bytes; this server takes at most {}",
+                serialised.len(),
+                pep.config.max_item_bytes
+            )),
+        );
     }
     let config = node_for_publish(pep, server, parties, node, options.as_ref()).await?;
     let item_id = match item.attr("id") {
@@ -232,7 +261,10 @@ async fn publish(
         item_id: item_id.clone(),
         payload: payload.clone(),
     };
-    notified(pep, notify::event(server, &parties.owner, node, &config, &event).await);
+    notified(
+        pep,
+        notify::event(server, &parties.owner, node, &config, &event).await,
+    );
     Ok(Some(
         Element::new("pubsub", ns::PUBSUB).with_child(
             Element::new("publish", ns::PUBSUB)
@@ -243,8 +275,12 @@ async fn publish(
 }
 
 fn notified(pep: &Pep, (local, remote): (u64, u64)) {
-    pep.counters.notifications_local.fetch_add(local, Ordering::Relaxed);
-    pep.counters.notifications_remote.fetch_add(remote, Ordering::Relaxed);
+    pep.counters
+        .notifications_local
+        .fetch_add(local, Ordering::Relaxed);
+    pep.counters
+        .notifications_remote
+        .fetch_add(remote, Ordering::Relaxed);
 }
 
 /// The node a publish goes to: existing (its configuration must match the
@@ -294,20 +330,33 @@ async fn create_node(
     let owner = parties.owner_name();
     let created = server
         .store
-        .create_pep_node(owner, node, &config.to_json(), now_ms(), pep.config.max_nodes_per_user)
+        .create_pep_node(
+            owner,
+            node,
+            &config.to_json(),
+            now_ms(),
+            pep.config.max_nodes_per_user,
+        )
         .await
         .map_err(storage)?;
     if created {
         return Ok(true);
     }
-    let exists = server.store.pep_node(owner, node).await.map_err(storage)?.is_some();
+    let exists = server
+        .store
+        .pep_node(owner, node)
+        .await
+        .map_err(storage)?
+        .is_some();
     if exists {
         Ok(false)
     } else {
-        Err(PubSubError::new(Condition::ResourceConstraint).with_text(format!(
-            "An account has at most {} PEP nodes",
-            pep.config.max_nodes_per_user
-        )))
+        Err(
+            PubSubError::new(Condition::ResourceConstraint).with_text(format!(
+                "An account has at most {} PEP nodes",
+                pep.config.max_nodes_per_user
+            )),
+        )
     }
 }
 
@@ -317,15 +366,19 @@ fn generated_id() -> String {
     format!("{:x}-{:016x}", now_ms(), u64::from_le_bytes(random))
 }
 
-async fn items(server: &Server, parties: &Parties, items: &Element) -> Result<Option<Element>, PubSubError> {
+async fn items(
+    server: &Server,
+    parties: &Parties,
+    items: &Element,
+) -> Result<Option<Element>, PubSubError> {
     let node = node_of(items)?;
     let config = node_config(server, parties, node).await?;
     may_read(server, parties, &config).await?;
     let max = match items.attr("max_items") {
         None => MAX_ITEMS_LIMIT,
-        Some(max) => max
-            .parse::<u64>()
-            .map_err(|_| PubSubError::new(Condition::BadRequest).with_text("max_items is not a number"))?,
+        Some(max) => max.parse::<u64>().map_err(|_| {
+            PubSubError::new(Condition::BadRequest).with_text("max_items is not a number")
+        })?,
     };
     let ids: Vec<String> = items
         .children()
@@ -352,7 +405,11 @@ async fn items(server: &Server, parties: &Parties, items: &Element) -> Result<Op
     Ok(Some(Element::new("pubsub", ns::PUBSUB).with_child(answer)))
 }
 
-async fn retract(server: &Server, parties: &Parties, retract: &Element) -> Result<Option<Element>, PubSubError> {
+async fn retract(
+    server: &Server,
+    parties: &Parties,
+    retract: &Element,
+) -> Result<Option<Element>, PubSubError> {
     parties.must_own()?;
     let node = node_of(retract)?;
     let config = node_config(server, parties, node).await?;
@@ -399,7 +456,11 @@ async fn create(
     Ok(None)
 }
 
-async fn configure(server: &Server, parties: &Parties, configure: &Element) -> Result<Option<Element>, PubSubError> {
+async fn configure(
+    server: &Server,
+    parties: &Parties,
+    configure: &Element,
+) -> Result<Option<Element>, PubSubError> {
     parties.must_own()?;
     let node = node_of(configure)?;
     let mut config = node_config(server, parties, node).await?;
@@ -416,7 +477,11 @@ async fn configure(server: &Server, parties: &Parties, configure: &Element) -> R
     Ok(None)
 }
 
-async fn delete(server: &Server, parties: &Parties, delete: &Element) -> Result<Option<Element>, PubSubError> {
+async fn delete(
+    server: &Server,
+    parties: &Parties,
+    delete: &Element,
+) -> Result<Option<Element>, PubSubError> {
     parties.must_own()?;
     let node = node_of(delete)?;
     let config = node_config(server, parties, node).await?;
@@ -431,7 +496,11 @@ async fn delete(server: &Server, parties: &Parties, delete: &Element) -> Result<
     Ok(None)
 }
 
-async fn purge(server: &Server, parties: &Parties, purge: &Element) -> Result<Option<Element>, PubSubError> {
+async fn purge(
+    server: &Server,
+    parties: &Parties,
+    purge: &Element,
+) -> Result<Option<Element>, PubSubError> {
     parties.must_own()?;
     let node = node_of(purge)?;
     let config = node_config(server, parties, node).await?;

@@ -34,8 +34,8 @@ use starling_core::xml::{Element, ns};
 use self::caps::{Advertised, Caps};
 use self::interests::Interests;
 use super::{
-    Addressee, Delivery, Disco, Flow, Hook, IqRequest, IqRoute, Metric, Module,
-    ModuleConfigError, Options, Registration,
+    Addressee, Delivery, Disco, Flow, Hook, IqRequest, IqRoute, Metric, Module, ModuleConfigError,
+    Options, Registration,
 };
 use crate::BoxFuture;
 use crate::metrics::Outcome;
@@ -171,7 +171,8 @@ impl Module for Pep {
         Box::pin(async move {
             match stanza.kind {
                 StanzaKind::Presence
-                    if stanza.to.is_none() && stanza.presence_type() == Some(PresenceType::Available) =>
+                    if stanza.to.is_none()
+                        && stanza.presence_type() == Some(PresenceType::Available) =>
                 {
                     match Advertised::of(&stanza.element) {
                         Some(advertised) => self.capabilities(server, session, advertised).await,
@@ -291,12 +292,19 @@ impl Module for Pep {
 impl Pep {
     fn is_caps_answer(&self, stanza: &Stanza) -> bool {
         matches!(stanza.iq_type(), Some(IqType::Result | IqType::Error))
-            && stanza.id().is_some_and(|id| id.starts_with(caps::ID_PREFIX))
+            && stanza
+                .id()
+                .is_some_and(|id| id.starts_with(caps::ID_PREFIX))
     }
 
     /// A session's available presence named its capabilities: find out what
     /// it wants, from the cache, the store, or the client itself.
-    async fn capabilities(&self, server: &Server, session: &Arc<LocalSession>, advertised: Advertised) {
+    async fn capabilities(
+        &self,
+        server: &Server,
+        session: &Arc<LocalSession>,
+        advertised: Advertised,
+    ) {
         let key = advertised.key();
         if let Some(interest) = self.caps.cache.get(&key) {
             return self.wants(server, session, interest).await;
@@ -338,9 +346,9 @@ impl Pep {
         pending: caps::Pending,
         answer: &Stanza,
     ) {
-        let info = answer
-            .payload()
-            .filter(|query| query.is("query", ns::DISCO_INFO) && answer.iq_type() == Some(IqType::Result));
+        let info = answer.payload().filter(|query| {
+            query.is("query", ns::DISCO_INFO) && answer.iq_type() == Some(IqType::Result)
+        });
         let Some(info) = info else {
             // An error: the client will not say; it gets no notifications.
             return;
@@ -349,12 +357,18 @@ impl Pep {
         let interest = caps::interest(features.iter().map(String::as_str));
         if caps::verifies(&pending.advertised, info) {
             let key = pending.advertised.key();
-            if let Err(error) = server.store.store_caps_features(&key, &features.join("\n")).await {
+            if let Err(error) = server
+                .store
+                .store_caps_features(&key, &features.join("\n"))
+                .await
+            {
                 tracing::warn!(%error, "storing a capabilities hash failed; members will ask again");
             }
             self.caps.cache.insert(key, interest.clone());
         } else {
-            self.counters.caps_unverified.fetch_add(1, Ordering::Relaxed);
+            self.counters
+                .caps_unverified
+                .fetch_add(1, Ordering::Relaxed);
             tracing::debug!(jid = %session.jid, "capabilities answer does not match its hash; used for this session only");
         }
         self.wants(server, session, interest).await

@@ -47,7 +47,9 @@ fn event_element(node: &str, event: &Event) -> Element {
             ),
         Event::Retracted { item_id } => Element::new("items", ns::PUBSUB_EVENT)
             .with_attr("node", node)
-            .with_child(Element::new("retract", ns::PUBSUB_EVENT).with_attr("id", item_id.as_str())),
+            .with_child(
+                Element::new("retract", ns::PUBSUB_EVENT).with_attr("id", item_id.as_str()),
+            ),
         Event::Purged => Element::new("purge", ns::PUBSUB_EVENT).with_attr("node", node),
         Event::Deleted => Element::new("delete", ns::PUBSUB_EVENT).with_attr("node", node),
     };
@@ -120,7 +122,11 @@ pub(super) async fn event(
 /// of every contact whose presence it receives (XEP-0163 4.3.2), where the
 /// access model lets it read them. One store query for all contacts.
 /// Returns how many were sent.
-pub(super) async fn last_items(server: &Server, session: &Arc<LocalSession>, nodes: &[String]) -> u64 {
+pub(super) async fn last_items(
+    server: &Server,
+    session: &Arc<LocalSession>,
+    nodes: &[String],
+) -> u64 {
     let user = session.jid.to_bare();
     let roster = match server.rosters.get(&user).await {
         Ok(roster) => roster,
@@ -162,7 +168,11 @@ pub(super) async fn last_items(server: &Server, session: &Arc<LocalSession>, nod
             continue;
         }
         let Ok(payload) = crate::stream::parse_element(last.item.payload.as_bytes()) else {
-            tracing::error!(owner = last.owner, node = last.node, "a stored PEP item is unreadable");
+            tracing::error!(
+                owner = last.owner,
+                node = last.node,
+                "a stored PEP item is unreadable"
+            );
             continue;
         };
         let event = Event::Published {
