@@ -15,6 +15,18 @@ const SCRIPT_LIMIT: Duration = Duration::from_secs(90);
 
 #[test]
 fn slixmpp_clients_on_different_nodes() {
+    run_on_cluster("slixmpp_cluster.py");
+}
+
+/// slixmpp's PEP, avatar and capabilities plugins with the publisher and the
+/// contact on different nodes (`tests/interop/slixmpp_pep.py`).
+#[test]
+fn slixmpp_pep_avatars_across_nodes() {
+    run_on_cluster("slixmpp_pep.py");
+}
+
+/// Runs a script against a fresh three-node cluster with alice and bob.
+fn run_on_cluster(script: &str) {
     require_slixmpp();
     // The scripts' convention: every password is the name followed by `-pw`.
     let cluster = TestCluster::builder(NODES)
@@ -34,5 +46,5 @@ fn slixmpp_clients_on_different_nodes() {
         "--domain".into(),
         node(&cluster, 1).domain.clone(),
     ];
-    run_script("slixmpp_cluster.py", &args, cluster.dir(), SCRIPT_LIMIT);
+    run_script(script, &args, cluster.dir(), SCRIPT_LIMIT);
 }
