@@ -3,7 +3,7 @@
 cluster: alice (node 1) and bob (node 2) become contacts; bob's client says through its
 entity capabilities that it wants avatar metadata; alice publishes an avatar (data and
 metadata); bob is notified of the metadata on node 2 and fetches the data from alice's
-account; a third client of bob that wants nothing is not notified.
+account.
 
 Run by tests/tests/cluster/t80_slixmpp.rs with `--ports P1,P2,P3`. Accounts: alice, bob.
 """
