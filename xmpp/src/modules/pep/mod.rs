@@ -47,7 +47,7 @@ use crate::storage::{StorageError, Store};
 use starling_core::cluster::StanzaKind;
 
 /// `[modules.pep]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PepConfig {
     /// Largest item payload, serialised (an avatar's data is the big one).
@@ -388,5 +388,24 @@ impl Pep {
         }
         let sent = notify::last_items(server, session, &new_nodes).await;
         self.counters.last_items.fetch_add(sent, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use starling_core::config::{Config, DEFAULT_CONFIG_TOML};
+
+    use super::PepConfig;
+
+    #[test]
+    fn the_default_config_file_shows_the_defaults() {
+        let config = Config::parse(DEFAULT_CONFIG_TOML).unwrap();
+        let table = config
+            .modules
+            .get("pep")
+            .cloned()
+            .expect("[modules.pep] is documented");
+        let documented: PepConfig = toml::Value::Table(table).try_into().unwrap();
+        assert_eq!(documented, PepConfig::default());
     }
 }
