@@ -22,6 +22,7 @@
 //! caches per node must be invalidated through the cluster like the roster
 //! cache; state kept on a session lives and dies with it.
 
+pub mod carbons;
 pub mod disco;
 mod dispatch;
 pub mod offline;
@@ -33,6 +34,7 @@ pub mod register;
 mod registry;
 pub mod roster;
 pub mod session;
+pub mod session_map;
 pub mod version;
 
 use std::sync::Arc;

@@ -103,6 +103,11 @@ const CATALOGUE: &[Entry] = &[
         build: |_, options| arc(super::offline::OfflineModule::new(options)?),
     },
     Entry {
+        name: "carbons",
+        enabled_by_default: true,
+        build: |_, options| arc(super::carbons::Carbons::new(options)?),
+    },
+    Entry {
         name: "session",
         enabled_by_default: true,
         build: |_, options| arc(super::session::SessionModule::new(options)?),

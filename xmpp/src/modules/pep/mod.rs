@@ -10,7 +10,6 @@
 //!   says what it wants.
 //! - `caps.rs`: XEP-0115 capabilities, which say which nodes a client
 //!   wants (`+notify`), cached per member and in the store.
-//! - `interests.rs`: each session's wanted nodes, on the member holding it.
 //!
 //! In a cluster: nodes and items live in the store (any member answers,
 //! nothing is lost with a member); a notification is sent to each available
@@ -20,7 +19,6 @@
 //! one gets one copy per session.
 
 mod caps;
-mod interests;
 mod iq;
 mod notify;
 
@@ -32,7 +30,7 @@ use starling_core::jid::BareJid;
 use starling_core::xml::{Element, ns};
 
 use self::caps::{Advertised, Caps};
-use self::interests::Interests;
+use super::session_map::SessionMap;
 use super::{
     Addressee, Delivery, Disco, Flow, Hook, IqRequest, IqRoute, Metric, Module, ModuleConfigError,
     Options, Registration,
@@ -82,7 +80,8 @@ struct Counters {
 pub struct Pep {
     config: PepConfig,
     caps: Caps,
-    interests: Interests,
+    /// The nodes each session here wants, from its capabilities.
+    interests: SessionMap<caps::Interest>,
     counters: Counters,
 }
 
@@ -91,7 +90,7 @@ impl Pep {
         let config: PepConfig = options.parse()?;
         Ok(Pep {
             caps: Caps::new(config.caps_cache_entries),
-            interests: Interests::default(),
+            interests: SessionMap::default(),
             counters: Counters::default(),
             config,
         })
@@ -203,7 +202,10 @@ impl Module for Pep {
         let Some(node) = notify::event_node(stanza) else {
             return Delivery::Deliver;
         };
-        if self.interests.wants(&session.jid, node) {
+        if self
+            .interests
+            .check(&session.jid, |wanted| wanted.contains(node))
+        {
             Delivery::Deliver
         } else {
             self.counters.withheld.fetch_add(1, Ordering::Relaxed);
