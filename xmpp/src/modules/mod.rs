@@ -25,6 +25,7 @@
 pub mod carbons;
 pub mod disco;
 mod dispatch;
+pub mod mam;
 pub mod offline;
 pub mod pep;
 pub mod ping;

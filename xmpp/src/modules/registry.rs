@@ -75,7 +75,8 @@ fn arc<M: Module>(module: M) -> Result<Arc<dyn Module>, ModuleConfigError> {
 
 /// Every module, in hook order. Modules that read or change a client's
 /// presence (pep reads its capabilities) come before the presence module,
-/// which takes it.
+/// which takes it; the archive stamps a message's stanza id before carbons
+/// copy it.
 const CATALOGUE: &[Entry] = &[
     Entry {
         name: "disco",
@@ -101,6 +102,11 @@ const CATALOGUE: &[Entry] = &[
         name: "offline",
         enabled_by_default: true,
         build: |_, options| arc(super::offline::OfflineModule::new(options)?),
+    },
+    Entry {
+        name: "mam",
+        enabled_by_default: true,
+        build: |_, options| arc(super::mam::Mam::new(options)?),
     },
     Entry {
         name: "carbons",

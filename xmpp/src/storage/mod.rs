@@ -19,6 +19,7 @@
 
 mod bulk;
 mod error;
+mod mam;
 mod offline;
 mod pep;
 mod pubsub;
@@ -38,6 +39,7 @@ use sqlx::{Any, ConnectOptions, Connection, Executor, SqlSafeStr, Transaction};
 use sqlx::{AnyConnection, AnyPool};
 
 pub use error::StorageError;
+pub use mam::{ArchiveQuery, ArchivedMessage, Page};
 pub use offline::{OfflineMessage, OfflineStore};
 pub use pep::{LastPepItem, PepItem};
 pub use pubsub::{StoredItem, StoredNode, StoredSubscription};
@@ -84,6 +86,11 @@ const SQLITE_MIGRATIONS: &[EmbeddedMigration] = &[
         name: "0005_pep",
         sql: include_str!("../../migrations/sqlite/0005_pep.sql"),
     },
+    EmbeddedMigration {
+        version: 6,
+        name: "0006_mam",
+        sql: include_str!("../../migrations/sqlite/0006_mam.sql"),
+    },
 ];
 
 const POSTGRES_MIGRATIONS: &[EmbeddedMigration] = &[
@@ -101,6 +108,11 @@ const POSTGRES_MIGRATIONS: &[EmbeddedMigration] = &[
         version: 5,
         name: "0005_pep",
         sql: include_str!("../../migrations/postgres/0005_pep.sql"),
+    },
+    EmbeddedMigration {
+        version: 6,
+        name: "0006_mam",
+        sql: include_str!("../../migrations/postgres/0006_mam.sql"),
     },
 ];
 

@@ -1,0 +1,455 @@
+//! XEP-0313 message archive management with XEP-0359 stanza ids: every
+//! chat a user sends or receives is archived in the store, so a device
+//! that was off, on any member, pages through its history.
+//!
+//! A received message is archived on the member routing it to the user
+//! (`inbound`, before delivery or offline storage), which stamps it with
+//! the archive's `<stanza-id/>`; a sent one on the sender's member
+//! (`client_stanza`). The archive is the store's, so any member answers a
+//! query and nothing is lost with a member.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Deserialize;
+use starling_core::cluster::StanzaKind;
+use starling_core::jid::{BareJid, Jid};
+use starling_core::xml::{Element, ns};
+
+use super::{
+    Addressee, Disco, Flow, Hook, IqRequest, IqRoute, Metric, Module, ModuleConfigError, Options,
+    Registration,
+};
+use crate::BoxFuture;
+use crate::pubsub::form::Submitted;
+use crate::router::iq::reply;
+use crate::router::resources::deliver_local;
+use crate::router::{bounce, message};
+use crate::server::Server;
+use crate::session::LocalSession;
+use crate::stanza::{Condition, IqType, MessageType, Stanza, StanzaError};
+use crate::storage::{ArchiveQuery, StorageError, Store};
+use crate::util::time::{now_ms, parse_xep0082, xep0082};
+
+pub const MAM: &str = "urn:xmpp:mam:2";
+const SID: &str = "urn:xmpp:sid:0";
+const RSM: &str = "http://jabber.org/protocol/rsm";
+const FORWARD: &str = "urn:xmpp:forward:0";
+const HINTS: &str = "urn:xmpp:hints";
+const OMEMO: &str = "eu.siacs.conversations.axolotl";
+
+/// `[modules.mam]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MamConfig {
+    /// Messages in a page when the client does not say.
+    pub default_page: u32,
+    /// Most messages in one page, whatever the client asks.
+    pub max_page: u32,
+}
+
+impl Default for MamConfig {
+    fn default() -> Self {
+        MamConfig {
+            default_page: 50,
+            max_page: 250,
+        }
+    }
+}
+
+pub struct Mam {
+    config: MamConfig,
+    archived: AtomicU64,
+    failures: AtomicU64,
+    queries: AtomicU64,
+}
+
+impl Mam {
+    pub fn new(options: Options) -> Result<Mam, ModuleConfigError> {
+        let config: MamConfig = options.parse()?;
+        if config.default_page == 0 || config.max_page < config.default_page {
+            return Err(ModuleConfigError::Invalid {
+                module: "mam",
+                message: "`default_page` must be at least 1 and at most `max_page`".into(),
+            });
+        }
+        Ok(Mam {
+            config,
+            archived: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            queries: AtomicU64::new(0),
+        })
+    }
+}
+
+impl Module for Mam {
+    fn name(&self) -> &'static str {
+        "mam"
+    }
+
+    fn registration(&self) -> Registration {
+        Registration {
+            iqs: vec![
+                IqRoute::set(MAM, Addressee::Account),
+                IqRoute::get(MAM, Addressee::Account),
+            ],
+            hooks: vec![Hook::ClientStanza, Hook::Inbound, Hook::UserDeleted],
+            account_disco: vec![Disco::Feature(MAM), Disco::Feature(SID)],
+            ..Registration::default()
+        }
+    }
+
+    fn iq<'a>(&'a self, server: &'a Server, request: IqRequest) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let stanza = &request.stanza;
+            let session = match &request.session {
+                Some(session) if request.is_own_account() => session.clone(),
+                _ => {
+                    let error = StanzaError::new(Condition::Forbidden)
+                        .with_text("An archive is only for its owner");
+                    return bounce(server, stanza, error).await;
+                }
+            };
+            let payload = stanza
+                .payload()
+                .map(|p| (p.name().to_owned(), stanza.iq_type()));
+            match payload {
+                Some((name, Some(IqType::Set))) if name == "query" => {
+                    self.query(server, &session, stanza).await
+                }
+                Some((name, Some(IqType::Get))) if name == "query" => {
+                    reply(server, stanza, Some(query_form())).await
+                }
+                Some((name, Some(IqType::Get))) if name == "prefs" => {
+                    reply(server, stanza, Some(prefs())).await
+                }
+                Some((name, Some(IqType::Set))) if name == "prefs" => {
+                    let always = stanza.payload().and_then(|p| p.attr("default")) == Some("always");
+                    if always {
+                        reply(server, stanza, Some(prefs())).await
+                    } else {
+                        let error = StanzaError::new(Condition::FeatureNotImplemented)
+                            .with_text("This server archives every chat (default 'always')");
+                        bounce(server, stanza, error).await
+                    }
+                }
+                _ => {
+                    let error = StanzaError::new(Condition::BadRequest)
+                        .with_text("Expected <query/> or <prefs/>");
+                    bounce(server, stanza, error).await
+                }
+            }
+        })
+    }
+
+    fn client_stanza<'a>(
+        &'a self,
+        server: &'a Server,
+        session: &'a Arc<LocalSession>,
+        stanza: Stanza,
+    ) -> BoxFuture<'a, Flow> {
+        Box::pin(async move {
+            if stanza.kind == StanzaKind::Message && archivable(&stanza) {
+                let user = session.jid.to_bare();
+                if let Some(to) = stanza.to.as_ref().filter(|to| to.to_bare() != user) {
+                    let id = new_stanza_id();
+                    self.archive(server, &user, &id, &to.to_bare(), &stanza.element)
+                        .await;
+                }
+            }
+            Flow::Continue(stanza)
+        })
+    }
+
+    fn inbound<'a>(
+        &'a self,
+        server: &'a Server,
+        mut stanza: Stanza,
+        to: &'a Jid,
+    ) -> BoxFuture<'a, Flow> {
+        Box::pin(async move {
+            if stanza.kind != StanzaKind::Message {
+                return Flow::Continue(stanza);
+            }
+            let user = to.to_bare();
+            // XEP-0359 3.1: an id claiming to be this archive's is not believed.
+            strip_stanza_ids(&mut stanza.element, &user);
+            if !archivable(&stanza) || message::account_exists(server, &user).await != Ok(true) {
+                return Flow::Continue(stanza);
+            }
+            let with = stanza
+                .from
+                .as_ref()
+                .map(Jid::to_bare)
+                .unwrap_or_else(|| BareJid::new(&server.domain).expect("the domain is a JID"));
+            let id = new_stanza_id();
+            stanza.element.push_child(
+                Element::new("stanza-id", SID)
+                    .with_attr("by", user.as_str())
+                    .with_attr("id", id.clone()),
+            );
+            self.archive(server, &user, &id, &with, &stanza.element)
+                .await;
+            Flow::Continue(stanza)
+        })
+    }
+
+    fn user_deleted<'a>(
+        &'a self,
+        store: &'a Store,
+        user: &'a BareJid,
+    ) -> BoxFuture<'a, Result<(), StorageError>> {
+        Box::pin(async move {
+            match user.node() {
+                Some(owner) => store.delete_archive(owner.as_str()).await,
+                None => Ok(()),
+            }
+        })
+    }
+
+    fn metrics(&self) -> Vec<Metric> {
+        let counter = |name, help, value: &AtomicU64| Metric {
+            name,
+            help,
+            counter: true,
+            value: value.load(Ordering::Relaxed),
+        };
+        vec![
+            counter(
+                "starling_mam_archived_total",
+                "Messages archived (once per archive).",
+                &self.archived,
+            ),
+            counter(
+                "starling_mam_archive_failures_total",
+                "Messages delivered but not archived because the store failed.",
+                &self.failures,
+            ),
+            counter(
+                "starling_mam_queries_total",
+                "Archive queries answered.",
+                &self.queries,
+            ),
+        ]
+    }
+}
+
+impl Mam {
+    async fn archive(
+        &self,
+        server: &Server,
+        owner: &BareJid,
+        id: &str,
+        with: &BareJid,
+        element: &Element,
+    ) {
+        let Some(username) = owner.node() else { return };
+        let xml = String::from_utf8_lossy(&element.to_bytes()).into_owned();
+        match server
+            .store
+            .archive_message(username.as_str(), id, with.as_str(), now_ms(), &xml)
+            .await
+        {
+            Ok(()) => {
+                self.archived.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(error) => {
+                // The message still goes on: losing it to keep the archive
+                // whole would be worse.
+                self.failures.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(%owner, %error, "archiving a message failed; delivered unarchived");
+            }
+        }
+    }
+
+    /// Answers a query: one message per result, then the `<fin/>`.
+    async fn query(&self, server: &Server, session: &Arc<LocalSession>, stanza: &Stanza) {
+        let Some(request) = stanza.payload() else {
+            return;
+        };
+        let query = match self.parse_query(request) {
+            Ok(query) => query,
+            Err(error) => return bounce(server, stanza, error).await,
+        };
+        let Some(owner) = session.jid.node() else {
+            return;
+        };
+        let page = match server.store.query_archive(owner.as_str(), &query).await {
+            Ok(Some(page)) => page,
+            Ok(None) => {
+                let error = StanzaError::new(Condition::ItemNotFound)
+                    .with_text("The archive holds no message with that id");
+                return bounce(server, stanza, error).await;
+            }
+            Err(error) => {
+                tracing::error!(jid = %session.jid, %error, "an archive query failed");
+                let error = StanzaError::new(Condition::InternalServerError)
+                    .with_text("The archive could not be read; try again");
+                return bounce(server, stanza, error).await;
+            }
+        };
+        self.queries.fetch_add(1, Ordering::Relaxed);
+        let query_id = request.attr("queryid").map(str::to_owned);
+        let owner_jid = session.jid.to_bare();
+        for archived in &page.messages {
+            let Ok(original) = crate::stream::parse_element(archived.stanza.as_bytes()) else {
+                tracing::error!(owner = %owner_jid, id = archived.stanza_id, "an archived message is unreadable");
+                continue;
+            };
+            let mut result =
+                Element::new("result", MAM).with_attr("id", archived.stanza_id.clone());
+            if let Some(query_id) = &query_id {
+                result.set_attr("queryid", query_id.clone());
+            }
+            result.push_child(
+                Element::new("forwarded", FORWARD)
+                    .with_child(
+                        Element::new("delay", ns::DELAY)
+                            .with_attr("stamp", xep0082(archived.stamp_ms)),
+                    )
+                    .with_child(original),
+            );
+            let message = Element::new("message", ns::CLIENT)
+                .with_attr("from", owner_jid.as_str())
+                .with_attr("to", session.jid.as_str())
+                .with_child(result);
+            if deliver_local(server, session, message).is_err() {
+                return;
+            }
+        }
+        let mut set = Element::new("set", RSM);
+        if let (Some(first), Some(last)) = (page.messages.first(), page.messages.last()) {
+            set.push_child(Element::new("first", RSM).with_text(first.stanza_id.clone()));
+            set.push_child(Element::new("last", RSM).with_text(last.stanza_id.clone()));
+        }
+        let fin = Element::new("fin", MAM)
+            .with_attr("complete", if page.complete { "true" } else { "false" })
+            .with_child(set);
+        reply(server, stanza, Some(fin)).await
+    }
+
+    fn parse_query(&self, request: &Element) -> Result<ArchiveQuery, StanzaError> {
+        let mut query = ArchiveQuery {
+            max: self.config.default_page,
+            ..ArchiveQuery::default()
+        };
+        if let Some(form) = request.child("x", ns::XDATA).map(Submitted::parse) {
+            for (var, values) in &form.fields {
+                let value = values.first().map(String::as_str).unwrap_or_default();
+                let bad = |what: &str| {
+                    StanzaError::new(Condition::BadRequest).with_text(format!("{var}: {what}"))
+                };
+                match var.as_str() {
+                    "with" => {
+                        let jid = Jid::new(value).map_err(|_| bad("not a JID"))?;
+                        query.with = Some(jid.to_bare().to_string());
+                    }
+                    "start" => {
+                        query.start_ms =
+                            Some(parse_xep0082(value).ok_or_else(|| bad("not a XEP-0082 date"))?)
+                    }
+                    "end" => {
+                        query.end_ms =
+                            Some(parse_xep0082(value).ok_or_else(|| bad("not a XEP-0082 date"))?)
+                    }
+                    "after-id" => query.after = Some(value.to_owned()),
+                    "before-id" => query.before = Some(value.to_owned()),
+                    other => {
+                        return Err(StanzaError::new(Condition::FeatureNotImplemented)
+                            .with_text(format!("The field {other} is not supported")));
+                    }
+                }
+            }
+        }
+        if let Some(set) = request.child("set", RSM) {
+            if let Some(max) = set.child("max", RSM) {
+                query.max = max.text().trim().parse().map_err(|_| {
+                    StanzaError::new(Condition::BadRequest).with_text("<max/> is not a number")
+                })?;
+            }
+            if let Some(after) = set.child("after", RSM) {
+                query.after = Some(after.text());
+            }
+            if let Some(before) = set.child("before", RSM) {
+                match before.text() {
+                    text if text.is_empty() => query.from_end = true,
+                    text => query.before = Some(text),
+                }
+            }
+        }
+        query.max = query.max.min(self.config.max_page);
+        Ok(query)
+    }
+}
+
+/// XEP-0313 archives chats and normal messages with something to read; a
+/// message the sender asked not to store, an error, a headline, a
+/// groupchat (the room archives those) and forwarded copies are not.
+fn archivable(stanza: &Stanza) -> bool {
+    let element = &stanza.element;
+    let readable = element.has_child("body", ns::CLIENT) || element.has_child("encrypted", OMEMO);
+    let refused = element.has_child("no-store", HINTS)
+        || element.has_child("no-permanent-store", HINTS)
+        || element.has_child("result", MAM)
+        || element.has_child("sent", super::carbons::CARBONS)
+        || element.has_child("received", super::carbons::CARBONS);
+    let kind_ok = matches!(
+        stanza.message_type().unwrap_or(MessageType::Normal),
+        MessageType::Chat | MessageType::Normal
+    );
+    readable && kind_ok && !refused
+}
+
+/// Removes the stanza ids of a message when one claims to be this
+/// archive's (those of other archives go with it; a chat carries none).
+fn strip_stanza_ids(element: &mut Element, archive: &BareJid) {
+    let claims_ours = element
+        .children()
+        .any(|child| child.is("stanza-id", SID) && child.attr("by") == Some(archive.as_str()));
+    if claims_ours {
+        element.remove_children("stanza-id", SID);
+    }
+}
+
+fn new_stanza_id() -> String {
+    let mut random = [0u8; 12];
+    rand::fill(&mut random[..]);
+    random.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// The fields a query may use (XEP-0313 5.1).
+fn query_form() -> Element {
+    let mut form = crate::pubsub::form::FormBuilder::new("form", MAM);
+    form.field("with", "jid-single", None, &[]);
+    form.field("start", "text-single", None, &[]);
+    form.field("end", "text-single", None, &[]);
+    form.field("after-id", "text-single", None, &[]);
+    form.field("before-id", "text-single", None, &[]);
+    Element::new("query", MAM).with_child(form.build())
+}
+
+fn prefs() -> Element {
+    Element::new("prefs", MAM)
+        .with_attr("default", "always")
+        .with_child(Element::new("always", MAM))
+        .with_child(Element::new("never", MAM))
+}
+
+#[cfg(test)]
+mod tests {
+    use starling_core::config::{Config, DEFAULT_CONFIG_TOML};
+
+    use super::MamConfig;
+
+    #[test]
+    fn the_default_config_file_shows_the_defaults() {
+        let config = Config::parse(DEFAULT_CONFIG_TOML).unwrap();
+        let table = config
+            .modules
+            .get("mam")
+            .cloned()
+            .expect("[modules.mam] is documented");
+        let documented: MamConfig = toml::Value::Table(table).try_into().unwrap();
+        assert_eq!(documented, MamConfig::default());
+    }
+}

@@ -1,0 +1,269 @@
+//! XEP-0313 message archives: each account's sent and received chats, in
+//! archive order, paged by XEP-0059 result set management.
+
+use sqlx::Row;
+
+use super::{StorageError, Store};
+
+/// One archived message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchivedMessage {
+    /// The XEP-0359 id the archive gave it.
+    pub stanza_id: String,
+    pub stamp_ms: i64,
+    /// The message as routed, serialised.
+    pub stanza: String,
+}
+
+/// A query on one archive (XEP-0313 4.1 fields, XEP-0059 paging).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ArchiveQuery {
+    /// The other party's bare JID.
+    pub with: Option<String>,
+    pub start_ms: Option<i64>,
+    pub end_ms: Option<i64>,
+    /// Only messages after (before) this archive id.
+    pub after: Option<String>,
+    pub before: Option<String>,
+    /// The page at the end of the range, not the start (`<before/>`).
+    pub from_end: bool,
+    pub max: u32,
+}
+
+/// One page of results, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    pub messages: Vec<ArchivedMessage>,
+    /// No more messages in the range beyond this page, in the paging direction.
+    pub complete: bool,
+}
+
+impl Store {
+    /// Archives a message; an id the archive holds already is kept as it is.
+    pub async fn archive_message(
+        &self,
+        owner: &str,
+        stanza_id: &str,
+        with: &str,
+        stamp_ms: i64,
+        stanza: &str,
+    ) -> Result<(), StorageError> {
+        sqlx::query(
+            "INSERT INTO mam_messages (owner, stanza_id, with_jid, stamp_ms, stanza) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+        )
+        .bind(owner)
+        .bind(stanza_id)
+        .bind(with)
+        .bind(stamp_ms)
+        .bind(stanza)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The row of an archive id, for paging; `None` when the archive has no
+    /// such message.
+    async fn archive_row(&self, owner: &str, stanza_id: &str) -> Result<Option<i64>, StorageError> {
+        let row = sqlx::query("SELECT id FROM mam_messages WHERE owner = $1 AND stanza_id = $2")
+            .bind(owner)
+            .bind(stanza_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|row| row.try_get(0)).transpose()?)
+    }
+
+    /// A page of the archive; `Ok(None)` when `after` or `before` names a
+    /// message the archive does not hold (XEP-0313 7.1: item-not-found).
+    pub async fn query_archive(
+        &self,
+        owner: &str,
+        query: &ArchiveQuery,
+    ) -> Result<Option<Page>, StorageError> {
+        let mut after_row = None;
+        let mut before_row = None;
+        for (id, slot) in [
+            (&query.after, &mut after_row),
+            (&query.before, &mut before_row),
+        ] {
+            if let Some(id) = id {
+                match self.archive_row(owner, id).await? {
+                    Some(row) => *slot = Some(row),
+                    None => return Ok(None),
+                }
+            }
+        }
+        let backwards = query.from_end || before_row.is_some();
+        let mut conditions = vec!["owner = $1".to_owned()];
+        let mut next = 2;
+        let mut placeholder = |condition: &str| {
+            conditions.push(condition.replace('?', &format!("${next}")));
+            next += 1;
+        };
+        if query.with.is_some() {
+            placeholder("with_jid = ?");
+        }
+        if query.start_ms.is_some() {
+            placeholder("stamp_ms >= ?");
+        }
+        if query.end_ms.is_some() {
+            placeholder("stamp_ms <= ?");
+        }
+        if after_row.is_some() {
+            placeholder("id > ?");
+        }
+        if before_row.is_some() {
+            placeholder("id < ?");
+        }
+        let sql = format!(
+            "SELECT stanza_id, stamp_ms, stanza FROM mam_messages WHERE {} ORDER BY id {} LIMIT ${next}",
+            conditions.join(" AND "),
+            if backwards { "DESC" } else { "ASC" }
+        );
+        let mut statement = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(owner);
+        if let Some(with) = &query.with {
+            statement = statement.bind(with);
+        }
+        for value in [query.start_ms, query.end_ms, after_row, before_row]
+            .into_iter()
+            .flatten()
+        {
+            statement = statement.bind(value);
+        }
+        // One more than asked says whether the range goes on.
+        let rows = statement
+            .bind(i64::from(query.max) + 1)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut messages = rows
+            .iter()
+            .map(|row| {
+                Ok(ArchivedMessage {
+                    stanza_id: row.try_get(0)?,
+                    stamp_ms: row.try_get(1)?,
+                    stanza: row.try_get(2)?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        let complete = messages.len() <= query.max as usize;
+        messages.truncate(query.max as usize);
+        if backwards {
+            messages.reverse();
+        }
+        Ok(Some(Page { messages, complete }))
+    }
+
+    /// Removes an account's archive.
+    pub async fn delete_archive(&self, owner: &str) -> Result<(), StorageError> {
+        sqlx::query("DELETE FROM mam_messages WHERE owner = $1")
+            .bind(owner)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Removes messages archived before `stamp_ms`, in every archive.
+    pub async fn expire_archive(&self, stamp_ms: i64) -> Result<u64, StorageError> {
+        let result = sqlx::query("DELETE FROM mam_messages WHERE stamp_ms < $1")
+            .bind(stamp_ms)
+            .execute(&self.pool)
+            .await?;
+        Ok(result.rows_affected())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::testing::for_each_backend;
+
+    fn ids(page: &Page) -> Vec<&str> {
+        page.messages.iter().map(|m| m.stanza_id.as_str()).collect()
+    }
+
+    #[tokio::test]
+    async fn pages_forwards_backwards_and_by_correspondent() {
+        for_each_backend(|db| async move {
+            let store = db.store().await;
+            for n in 1..=5 {
+                let with = if n % 2 == 0 { "bob@x" } else { "carol@x" };
+                store
+                    .archive_message("alice", &format!("m{n}"), with, n * 1000, "<message/>")
+                    .await
+                    .unwrap();
+            }
+            store
+                .archive_message("alice", "m1", "bob@x", 1, "<dup/>")
+                .await
+                .unwrap();
+            let query = |f: fn(&mut ArchiveQuery)| {
+                let mut query = ArchiveQuery {
+                    max: 2,
+                    ..ArchiveQuery::default()
+                };
+                f(&mut query);
+                query
+            };
+            let first = store
+                .query_archive("alice", &query(|_| {}))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!((ids(&first), first.complete), (vec!["m1", "m2"], false));
+            let next = store
+                .query_archive("alice", &query(|q| q.after = Some("m4".into())))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!((ids(&next), next.complete), (vec!["m5"], true));
+            let last = store
+                .query_archive("alice", &query(|q| q.from_end = true))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(ids(&last), ["m4", "m5"]);
+            let earlier = store
+                .query_archive("alice", &query(|q| q.before = Some("m4".into())))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!((ids(&earlier), earlier.complete), (vec!["m2", "m3"], false));
+            let bob = store
+                .query_archive("alice", &query(|q| q.with = Some("bob@x".into())))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!((ids(&bob), bob.complete), (vec!["m2", "m4"], true));
+            let window = store
+                .query_archive(
+                    "alice",
+                    &query(|q| {
+                        q.start_ms = Some(2000);
+                        q.end_ms = Some(3000);
+                    }),
+                )
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(ids(&window), ["m2", "m3"]);
+            let unknown = store
+                .query_archive("alice", &query(|q| q.after = Some("nope".into())))
+                .await
+                .unwrap();
+            assert!(unknown.is_none());
+            assert_eq!(
+                first.messages[0].stanza, "<message/>",
+                "a duplicate id is ignored"
+            );
+            assert_eq!(store.expire_archive(2500).await.unwrap(), 2);
+            store.delete_archive("alice").await.unwrap();
+            let empty = store
+                .query_archive("alice", &query(|_| {}))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(empty.messages.is_empty() && empty.complete);
+        })
+        .await;
+    }
+}
