@@ -3,7 +3,8 @@
 cluster: alice (node 1) and bob (node 2) become contacts; bob's client says through its
 entity capabilities that it wants avatar metadata; alice publishes an avatar (data and
 metadata); bob is notified of the metadata on node 2 and fetches the data from alice's
-account.
+account. Then alice keeps bookmarks in private PEP (XEP-0223 with XEP-0048's payload):
+her session on node 3 reads them back, bob may not.
 
 Run by tests/tests/cluster/t80_slixmpp.rs with `--ports P1,P2,P3`. Accounts: alice, bob.
 """
@@ -15,7 +16,10 @@ import hashlib
 import interop
 from interop import Session, check, log, until
 
-PLUGINS = ("xep_0030", "xep_0060", "xep_0115", "xep_0163", "xep_0084")
+from slixmpp.exceptions import IqError
+from slixmpp.plugins.xep_0048.stanza import Bookmarks
+
+PLUGINS = ("xep_0030", "xep_0060", "xep_0115", "xep_0163", "xep_0084", "xep_0223", "xep_0048")
 AVATAR = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
 
 
@@ -68,7 +72,26 @@ async def scenario(args):
     check(data == AVATAR, f"fetched {len(data)} bytes, published {len(AVATAR)}")
     log("bob fetched the avatar data from alice's account")
 
-    for session in (alice, bob):
+    bookmarks = Bookmarks()
+    bookmarks.add_conference("team@conference.localhost", "alice", autojoin=True)
+    await alice.xmpp["xep_0223"].store(bookmarks, node="storage:bookmarks", id="current",
+                                       timeout=interop.STEP_TIMEOUT)
+    elsewhere = Session(on_node(args, 3), "alice", "three", plugins=PLUGINS)
+    await elsewhere.start()
+    stored = await elsewhere.xmpp["xep_0223"].retrieve("storage:bookmarks", id="current",
+                                                       timeout=interop.STEP_TIMEOUT)
+    conferences = stored["pubsub"]["items"]["item"]["bookmarks"]["conferences"]
+    check([str(c["jid"]) for c in conferences] == ["team@conference.localhost"],
+          f"bookmarks read on node 3: {stored}")
+    log("alice's private bookmarks, stored on node 1, read back on node 3")
+    try:
+        await bob.xmpp["xep_0060"].get_items(alice.bare, "storage:bookmarks",
+                                             timeout=interop.STEP_TIMEOUT)
+        raise interop.Failure("bob read alice's private bookmarks")
+    except IqError as error:
+        check(error.condition == "not-allowed", f"bob's error: {error.condition}")
+
+    for session in (alice, bob, elsewhere):
         await session.stop()
 
 

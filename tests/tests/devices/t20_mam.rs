@@ -129,6 +129,35 @@ async fn sent_and_received_chats_are_archived_and_paged_back() {
     );
     // bob's archive has his side.
     assert_eq!(query(&mut bob, &[], "").await.0, ["one", "two", "four"]);
+
+    // Extended queries: the archive's ends, a flipped page, chosen ids.
+    let metadata = iq(
+        &mut alice,
+        "get",
+        None,
+        &format!("<metadata xmlns='{MAM}'/>"),
+    )
+    .await;
+    let metadata = assert_result(&metadata)
+        .child("metadata", MAM)
+        .unwrap()
+        .clone();
+    let end_of = |name: &str| {
+        metadata
+            .children()
+            .find(|c| c.name() == name)
+            .and_then(|c| c.attr("id"))
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("no {name}: {metadata}"))
+    };
+    let (first_id, last_id) = (end_of("start"), end_of("end"));
+    let flipped = format!("<flip-page/>{max2}");
+    assert_eq!(query(&mut alice, &[], &flipped).await.0, ["two", "one"]);
+    let ids = format!("{first_id}</value><value>{last_id}");
+    assert_eq!(
+        query(&mut alice, &[("ids", &ids)], "").await.0,
+        ["one", "four"]
+    );
 }
 
 #[tokio::test]

@@ -37,6 +37,7 @@ pub(super) async fn run(config: Config) -> anyhow::Result<()> {
     if let Some(module) = &module {
         module.start(&server).await?;
     }
+    server.modules.started(&server);
     let c2s = TcpListener::bind(c2s_bind)
         .await
         .with_context(|| format!("cannot listen for clients on {c2s_bind}"))?;

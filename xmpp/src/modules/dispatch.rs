@@ -221,6 +221,12 @@ impl Modules {
         }
     }
 
+    pub fn started(&self, server: &Arc<Server>) {
+        for module in self.hooked(Hook::Started) {
+            module.started(server);
+        }
+    }
+
     /// Every module removes what it stored for the account; the first
     /// failure is returned after all have been asked.
     pub async fn user_deleted(&self, store: &Store, user: &BareJid) -> Result<(), StorageError> {

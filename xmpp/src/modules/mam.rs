@@ -37,6 +37,10 @@ const RSM: &str = "http://jabber.org/protocol/rsm";
 const FORWARD: &str = "urn:xmpp:forward:0";
 const HINTS: &str = "urn:xmpp:hints";
 const OMEMO: &str = "eu.siacs.conversations.axolotl";
+const EXTENDED: &str = "urn:xmpp:mam:2#extended";
+
+/// How often old messages are looked for when `max_age_days` is set.
+const PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// `[modules.mam]`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -46,6 +50,9 @@ pub struct MamConfig {
     pub default_page: u32,
     /// Most messages in one page, whatever the client asks.
     pub max_page: u32,
+    /// Messages older than this many days are removed (hourly); 0 keeps
+    /// them until the account is deleted.
+    pub max_age_days: u32,
 }
 
 impl Default for MamConfig {
@@ -53,6 +60,7 @@ impl Default for MamConfig {
         MamConfig {
             default_page: 50,
             max_page: 250,
+            max_age_days: 0,
         }
     }
 }
@@ -62,6 +70,7 @@ pub struct Mam {
     archived: AtomicU64,
     failures: AtomicU64,
     queries: AtomicU64,
+    expired: Arc<AtomicU64>,
 }
 
 impl Mam {
@@ -78,6 +87,7 @@ impl Mam {
             archived: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             queries: AtomicU64::new(0),
+            expired: Arc::new(AtomicU64::new(0)),
         })
     }
 }
@@ -93,8 +103,17 @@ impl Module for Mam {
                 IqRoute::set(MAM, Addressee::Account),
                 IqRoute::get(MAM, Addressee::Account),
             ],
-            hooks: vec![Hook::ClientStanza, Hook::Inbound, Hook::UserDeleted],
-            account_disco: vec![Disco::Feature(MAM), Disco::Feature(SID)],
+            hooks: vec![
+                Hook::ClientStanza,
+                Hook::Inbound,
+                Hook::UserDeleted,
+                Hook::Started,
+            ],
+            account_disco: vec![
+                Disco::Feature(MAM),
+                Disco::Feature(EXTENDED),
+                Disco::Feature(SID),
+            ],
             ..Registration::default()
         }
     }
@@ -119,6 +138,9 @@ impl Module for Mam {
                 }
                 Some((name, Some(IqType::Get))) if name == "query" => {
                     reply(server, stanza, Some(query_form())).await
+                }
+                Some((name, Some(IqType::Get))) if name == "metadata" => {
+                    self.metadata(server, &session, stanza).await
                 }
                 Some((name, Some(IqType::Get))) if name == "prefs" => {
                     reply(server, stanza, Some(prefs())).await
@@ -192,6 +214,38 @@ impl Module for Mam {
                 .await;
             Flow::Continue(stanza)
         })
+    }
+
+    fn started(&self, server: &Arc<Server>) {
+        if self.config.max_age_days == 0 {
+            return;
+        }
+        let max_age_ms = i64::from(self.config.max_age_days) * 86_400_000;
+        let (store, stop, expired) = (
+            server.store.clone(),
+            server.shutdown.clone(),
+            self.expired.clone(),
+        );
+        // Every member runs it; a second delete of the same rows finds none.
+        tokio::spawn(async move {
+            loop {
+                match store.expire_archive(now_ms() - max_age_ms).await {
+                    Ok(removed) => {
+                        expired.fetch_add(removed, Ordering::Relaxed);
+                        if removed > 0 {
+                            tracing::info!(removed, "expired archived messages removed");
+                        }
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "removing expired archived messages failed; retried in an hour")
+                    }
+                }
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(PURGE_EVERY) => {}
+                }
+            }
+        });
     }
 
     fn user_deleted<'a>(
@@ -291,7 +345,12 @@ impl Mam {
         self.queries.fetch_add(1, Ordering::Relaxed);
         let query_id = request.attr("queryid").map(str::to_owned);
         let owner_jid = session.jid.to_bare();
-        for archived in &page.messages {
+        let mut messages = page.messages;
+        // XEP-0313 4.1.2: the page's own order reversed, newest first.
+        if request.has_child("flip-page", MAM) {
+            messages.reverse();
+        }
+        for archived in &messages {
             let Ok(original) = crate::stream::parse_element(archived.stanza.as_bytes()) else {
                 tracing::error!(owner = %owner_jid, id = archived.stanza_id, "an archived message is unreadable");
                 continue;
@@ -318,7 +377,7 @@ impl Mam {
             }
         }
         let mut set = Element::new("set", RSM);
-        if let (Some(first), Some(last)) = (page.messages.first(), page.messages.last()) {
+        if let (Some(first), Some(last)) = (messages.first(), messages.last()) {
             set.push_child(Element::new("first", RSM).with_text(first.stanza_id.clone()));
             set.push_child(Element::new("last", RSM).with_text(last.stanza_id.clone()));
         }
@@ -326,6 +385,32 @@ impl Mam {
             .with_attr("complete", if page.complete { "true" } else { "false" })
             .with_child(set);
         reply(server, stanza, Some(fin)).await
+    }
+
+    /// XEP-0313 6: the first and last message of the archive.
+    async fn metadata(&self, server: &Server, session: &Arc<LocalSession>, stanza: &Stanza) {
+        let Some(owner) = session.jid.node() else {
+            return;
+        };
+        let ends = match server.store.archive_ends(owner.as_str()).await {
+            Ok(ends) => ends,
+            Err(error) => {
+                tracing::error!(jid = %session.jid, %error, "reading archive metadata failed");
+                let error = StanzaError::new(Condition::InternalServerError);
+                return bounce(server, stanza, error).await;
+            }
+        };
+        let mut metadata = Element::new("metadata", MAM);
+        if let Some(ends) = ends {
+            for (name, message) in [("start", &ends.first), ("end", &ends.last)] {
+                metadata.push_child(
+                    Element::new(name, MAM)
+                        .with_attr("id", message.stanza_id.clone())
+                        .with_attr("timestamp", xep0082(message.stamp_ms)),
+                );
+            }
+        }
+        reply(server, stanza, Some(metadata)).await
     }
 
     fn parse_query(&self, request: &Element) -> Result<ArchiveQuery, StanzaError> {
@@ -353,6 +438,7 @@ impl Mam {
                             Some(parse_xep0082(value).ok_or_else(|| bad("not a XEP-0082 date"))?)
                     }
                     "after-id" => query.after = Some(value.to_owned()),
+                    "ids" => query.ids = values.clone(),
                     "before-id" => query.before = Some(value.to_owned()),
                     other => {
                         return Err(StanzaError::new(Condition::FeatureNotImplemented)
@@ -425,6 +511,7 @@ fn query_form() -> Element {
     form.field("end", "text-single", None, &[]);
     form.field("after-id", "text-single", None, &[]);
     form.field("before-id", "text-single", None, &[]);
+    form.field("ids", "text-multi", None, &[]);
     Element::new("query", MAM).with_child(form.build())
 }
 

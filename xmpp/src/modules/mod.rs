@@ -110,6 +110,8 @@ pub enum Hook {
     /// Sessions on another member were lost with it, or came back.
     PeerSessions,
     UserDeleted,
+    /// The node is up: background tasks (purges) start here.
+    Started,
 }
 
 /// An entry of XEP-0030 disco#info or disco#items.
@@ -293,6 +295,12 @@ pub trait Module: Send + Sync + 'static {
     ) -> BoxFuture<'a, ()> {
         let _ = (server, sessions, regained_from);
         Box::pin(async {})
+    }
+
+    /// The node is up and about to take clients. A task spawned here holds
+    /// the server weakly or stops when `server.shutdown` fires.
+    fn started(&self, server: &Arc<Server>) {
+        let _ = server;
     }
 
     /// Figures for `/metrics` (names start with `starling_`).

@@ -27,7 +27,16 @@ pub struct ArchiveQuery {
     pub before: Option<String>,
     /// The page at the end of the range, not the start (`<before/>`).
     pub from_end: bool,
+    /// Only these archive ids (XEP-0313 `ids`); empty: no such filter.
+    pub ids: Vec<String>,
     pub max: u32,
+}
+
+/// The first and last message of an archive (XEP-0313 metadata).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiveEnds {
+    pub first: ArchivedMessage,
+    pub last: ArchivedMessage,
 }
 
 /// One page of results, oldest first.
@@ -115,6 +124,13 @@ impl Store {
         if before_row.is_some() {
             placeholder("id < ?");
         }
+        for _ in &query.ids {
+            placeholder("?");
+        }
+        if !query.ids.is_empty() {
+            let listed = conditions.split_off(conditions.len() - query.ids.len());
+            conditions.push(format!("stanza_id IN ({})", listed.join(", ")));
+        }
         let sql = format!(
             "SELECT stanza_id, stamp_ms, stanza FROM mam_messages WHERE {} ORDER BY id {} LIMIT ${next}",
             conditions.join(" AND "),
@@ -129,6 +145,9 @@ impl Store {
             .flatten()
         {
             statement = statement.bind(value);
+        }
+        for id in &query.ids {
+            statement = statement.bind(id);
         }
         // One more than asked says whether the range goes on.
         let rows = statement
@@ -151,6 +170,30 @@ impl Store {
             messages.reverse();
         }
         Ok(Some(Page { messages, complete }))
+    }
+
+    /// The oldest and newest message of an archive, if it has any.
+    pub async fn archive_ends(&self, owner: &str) -> Result<Option<ArchiveEnds>, StorageError> {
+        let mut ends = Vec::new();
+        for order in ["ASC", "DESC"] {
+            let sql = format!(
+                "SELECT stanza_id, stamp_ms, stanza FROM mam_messages WHERE owner = $1 \
+                 ORDER BY id {order} LIMIT 1"
+            );
+            let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(owner)
+                .fetch_optional(&self.pool)
+                .await?;
+            let Some(row) = row else { return Ok(None) };
+            ends.push(ArchivedMessage {
+                stanza_id: row.try_get(0)?,
+                stamp_ms: row.try_get(1)?,
+                stanza: row.try_get(2)?,
+            });
+        }
+        let last = ends.pop().expect("two ends");
+        let first = ends.pop().expect("two ends");
+        Ok(Some(ArchiveEnds { first, last }))
     }
 
     /// Removes an account's archive.
@@ -246,6 +289,17 @@ mod tests {
                 .unwrap()
                 .unwrap();
             assert_eq!(ids(&window), ["m2", "m3"]);
+            let listed = store
+                .query_archive("alice", &query(|q| q.ids = vec!["m5".into(), "m1".into()]))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(ids(&listed), ["m1", "m5"]);
+            let ends = store.archive_ends("alice").await.unwrap().unwrap();
+            assert_eq!(
+                (ends.first.stanza_id.as_str(), ends.last.stanza_id.as_str()),
+                ("m1", "m5")
+            );
             let unknown = store
                 .query_archive("alice", &query(|q| q.after = Some("nope".into())))
                 .await

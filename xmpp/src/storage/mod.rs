@@ -39,7 +39,7 @@ use sqlx::{Any, ConnectOptions, Connection, Executor, SqlSafeStr, Transaction};
 use sqlx::{AnyConnection, AnyPool};
 
 pub use error::StorageError;
-pub use mam::{ArchiveQuery, ArchivedMessage, Page};
+pub use mam::{ArchiveEnds, ArchiveQuery, ArchivedMessage, Page};
 pub use offline::{OfflineMessage, OfflineStore};
 pub use pep::{LastPepItem, PepItem};
 pub use pubsub::{StoredItem, StoredNode, StoredSubscription};
