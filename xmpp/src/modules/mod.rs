@@ -24,14 +24,17 @@
 
 mod dispatch;
 pub mod disco;
+pub mod last;
 pub mod offline;
 pub mod ping;
 pub mod presence;
+pub mod private;
 pub mod pubsub;
 pub mod register;
 mod registry;
 pub mod roster;
 pub mod session;
+pub mod vcard;
 pub mod version;
 
 use std::sync::Arc;

@@ -30,6 +30,12 @@ impl Options {
             })
     }
 
+    /// The settings of `[modules.<module>]` as a test writes them.
+    #[cfg(test)]
+    pub(crate) fn for_test(module: &'static str, table: toml::Table) -> Options {
+        Options { module, table }
+    }
+
     /// For modules without settings: anything but `enabled` is an error.
     pub fn none(self) -> Result<(), ModuleConfigError> {
         match self.table.keys().next() {
@@ -72,7 +78,10 @@ fn arc<M: Module>(module: M) -> Result<Arc<dyn Module>, ModuleConfigError> {
 }
 
 /// Every module, in hook order: the presence and roster modules see a
-/// client's stanza before anything that only reads it.
+/// client's stanza before anything that only reads it, except vcard (it
+/// adds the XEP-0153 photo hash to the presence the presence module then
+/// broadcasts) and last (it reads the status of an unavailable presence,
+/// which the presence module takes).
 const CATALOGUE: &[Entry] = &[
     Entry {
         name: "disco",
@@ -83,6 +92,16 @@ const CATALOGUE: &[Entry] = &[
         name: "roster",
         enabled_by_default: true,
         build: |_, options| arc(super::roster::RosterModule::new(options)?),
+    },
+    Entry {
+        name: "vcard",
+        enabled_by_default: true,
+        build: |_, options| arc(super::vcard::VcardModule::new(options)?),
+    },
+    Entry {
+        name: "last",
+        enabled_by_default: true,
+        build: |_, options| arc(super::last::LastModule::new(options)?),
     },
     Entry {
         name: "presence",
@@ -118,6 +137,11 @@ const CATALOGUE: &[Entry] = &[
         name: "pubsub",
         enabled_by_default: true,
         build: |config, options| arc(super::pubsub::PubSubModule::new(config, options)?),
+    },
+    Entry {
+        name: "private",
+        enabled_by_default: true,
+        build: |_, options| arc(super::private::PrivateModule::new(options)?),
     },
 ];
 
