@@ -572,7 +572,10 @@ mod tests {
 
     #[test]
     fn embedded_default_file_matches_the_defaults() {
-        let parsed = Config::parse(DEFAULT_CONFIG_TOML).expect("default config parses");
+        let mut parsed = Config::parse(DEFAULT_CONFIG_TOML).expect("default config parses");
+        // The `[modules.*]` sections document each module's own defaults;
+        // the modules' tests (xmpp crate) check them against the code.
+        parsed.modules.clear();
         let defaults = Config::default();
         assert_eq!(
             toml::to_string(&parsed).unwrap(),

@@ -237,3 +237,38 @@ fn seconds(seconds: u64, status: &str) -> Element {
         .with_attr("seconds", seconds.to_string())
         .with_text(status)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use starling_core::config::{Config, DEFAULT_CONFIG_TOML};
+
+    fn module(toml: &str) -> Result<LastModule, ModuleConfigError> {
+        let config = Config::parse(toml).unwrap();
+        let mut table = config.modules.get("last").cloned().unwrap_or_default();
+        // The registry takes `enabled` out before the module sees the rest.
+        table.remove("enabled");
+        LastModule::new(Options::for_test("last", table))
+    }
+
+    #[test]
+    fn the_default_config_file_is_accepted_and_unknown_keys_are_not() {
+        assert!(module(DEFAULT_CONFIG_TOML).is_ok());
+        let error = module("[modules.last]\nmax_seconds = 1\n")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            error.contains("modules.last") && error.contains("max_seconds"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn the_answer_carries_seconds_and_status() {
+        let answer = seconds(42, "Gone fishing");
+        assert!(answer.is("query", NS_LAST));
+        assert_eq!(answer.attr("seconds"), Some("42"));
+        assert_eq!(answer.text(), "Gone fishing");
+    }
+}

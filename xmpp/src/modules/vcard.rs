@@ -278,12 +278,20 @@ mod tests {
 
     fn module(toml: &str) -> Result<VcardModule, ModuleConfigError> {
         let config = Config::parse(toml).unwrap();
-        let table = config.modules.get("vcard").cloned().unwrap_or_default();
+        let mut table = config.modules.get("vcard").cloned().unwrap_or_default();
+        // The registry takes `enabled` out before the module sees the rest.
+        table.remove("enabled");
         VcardModule::new(Options::for_test("vcard", table))
     }
 
     fn parse(xml: &str) -> Element {
         crate::stream::parse_element(xml.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn the_default_config_file_states_the_defaults() {
+        let module = module(starling_core::config::DEFAULT_CONFIG_TOML).unwrap();
+        assert_eq!(module.max_bytes, DEFAULT_MAX_BYTES);
     }
 
     #[test]
