@@ -40,14 +40,23 @@ def on_node(args, number):
     return argparse.Namespace(**{**vars(args), "port": ports[number - 1]})
 
 
+def subscription(owner, contact):
+    item = owner.xmpp.client_roster[contact.bare]
+    return {"subscription": item["subscription"], "pending_out": item["pending_out"]}
+
+
 async def befriend(alice, bob):
-    """Mutual presence subscription, answered by slixmpp's defaults."""
+    """Mutual presence subscription, answered by slixmpp's defaults (authorize, and
+    subscribe back), after a message each way so both nodes know both sessions."""
+    for sender, receiver in ((alice, bob), (bob, alice)):
+        sender.xmpp.send_message(mto=receiver.jid, mbody=f"hi {receiver.bare}", mtype="chat")
+        await receiver.next_message("a first message",
+                                    lambda m, r=receiver: m["body"] == f"hi {r.bare}")
+    alice.xmpp.client_roster.subscribe(bob.bare)
     for owner, contact in ((alice, bob), (bob, alice)):
-        owner.xmpp.client_roster.subscribe(contact.bare)
-    for owner, contact in ((alice, bob), (bob, alice)):
-        await until(f"{owner.bare} and {contact.bare} subscribed both ways",
-                    lambda o=owner, c=contact: o.xmpp.client_roster[c.bare]["subscription"] == "both",
-                    describe=lambda o=owner, c=contact: str(dict(o.xmpp.client_roster[c.bare])))
+        await until(f"{owner.bare} subscribed both ways with {contact.bare}",
+                    lambda o=owner, c=contact: subscription(o, c)["subscription"] == "both",
+                    describe=lambda o=owner, c=contact: str(subscription(o, c)))
 
 
 async def scenario(args):

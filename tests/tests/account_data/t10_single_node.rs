@@ -345,3 +345,55 @@ async fn a_deleted_then_recreated_account_has_no_account_data() {
     let last = last_get(&mut alice, Some("alice@localhost")).await;
     assert_error(&last, "cancel", "item-not-found");
 }
+
+/// XEP-0077 account removal runs the same clean-up: an account removed
+/// in-band and registered again has no vCard and no private XML.
+#[tokio::test]
+async fn an_account_removed_in_band_and_registered_again_has_no_account_data() {
+    let node = TestNode::builder()
+        .user("bob", PW)
+        .set("c2s", "registration = true")
+        .start();
+    register(&node, "alice").await;
+    let mut alice = login(&node, "alice", PW, "a").await;
+    assert_result(&vcard_set(&mut alice, None, &vcard("Alice", true)).await);
+    assert_result(&private_set(&mut alice, None, "<prefs xmlns='urn:test:prefs'>p</prefs>").await);
+
+    let removed = iq(
+        &mut alice,
+        "set",
+        None,
+        "<query xmlns='jabber:iq:register'><remove/></query>",
+    )
+    .await;
+    assert_result(&removed);
+    register(&node, "alice").await;
+
+    let mut alice = login(&node, "alice", PW, "a").await;
+    assert_eq!(full_name(&vcard_get(&mut alice, None).await), None);
+    let mut bob = login(&node, "bob", PW, "b").await;
+    assert_eq!(
+        full_name(&vcard_get(&mut bob, Some("alice@localhost")).await),
+        None
+    );
+    let prefs = private_element(&private_get(&mut alice, None, "prefs", "urn:test:prefs").await);
+    assert!(prefs.nodes().is_empty(), "{prefs}");
+}
+
+/// Registers `user` (password [`PW`]) in-band on a new TLS stream.
+async fn register(node: &TestNode, user: &str) {
+    let mut client = starling_tests::Client::connect(node.c2s, &node.domain)
+        .await
+        .unwrap();
+    client.starttls().await.unwrap();
+    let created = iq(
+        &mut client,
+        "set",
+        None,
+        &format!(
+            "<query xmlns='jabber:iq:register'><username>{user}</username><password>{PW}</password></query>"
+        ),
+    )
+    .await;
+    assert_result(&created);
+}

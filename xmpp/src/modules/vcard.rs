@@ -124,16 +124,17 @@ impl Module for VcardModule {
 
 impl VcardModule {
     async fn set(&self, server: &Server, request: &IqRequest) -> Result<(), StanzaError> {
-        let (Some(account), Some(username)) = (
-            &request.account,
-            request.account.as_ref().and_then(|account| account.node()),
-        ) else {
-            return Err(forbidden());
+        let username = match &request.account {
+            Some(account) if request.is_own_account() && !addressed_to_domain(&request.stanza) => {
+                account.node()
+            }
+            _ => None,
         };
-        if addressed_to_domain(&request.stanza) || !request.is_own_account() {
-            return Err(forbidden());
-        }
-        let vcard = vcard_payload(&request.stanza).map_err(|error| *error)?;
+        let Some(username) = username else {
+            return Err(StanzaError::new(Condition::Forbidden)
+                .with_text("Only the account's owner sets its vCard"));
+        };
+        let vcard = vcard_payload(&request.stanza).ok_or_else(not_a_vcard)?;
         let xml = vcard.to_standalone_string();
         if xml.len() > self.max_bytes {
             return Err(
@@ -152,7 +153,7 @@ impl VcardModule {
             .set_vcard(username.as_str(), &xml, &photo_hash)
             .await
             .map_err(|error| {
-                tracing::error!(user = %account, %error, "storing a vCard failed");
+                tracing::error!(user = %username, %error, "storing a vCard failed");
                 StanzaError::new(Condition::InternalServerError)
                     .with_text("The vCard could not be stored")
             })
@@ -162,7 +163,7 @@ impl VcardModule {
 /// The account's vCard, an empty one when none was set; the server's own
 /// (to the domain) is always empty.
 async fn get(server: &Server, request: &IqRequest) -> Result<Element, StanzaError> {
-    vcard_payload(&request.stanza).map_err(|error| *error)?;
+    vcard_payload(&request.stanza).ok_or_else(not_a_vcard)?;
     let empty = Element::new("vCard", NS_VCARD);
     if addressed_to_domain(&request.stanza) {
         return Ok(empty);
@@ -199,26 +200,20 @@ async fn get(server: &Server, request: &IqRequest) -> Result<Element, StanzaErro
     }
 }
 
-fn forbidden() -> StanzaError {
-    StanzaError::new(Condition::Forbidden).with_text("Only the account's owner sets its vCard")
-}
-
 /// A request to the domain itself (the core hands it over as the sender's
 /// account, since no server route is registered).
 fn addressed_to_domain(stanza: &Stanza) -> bool {
     stanza.to.as_ref().is_some_and(|to| to.node().is_none())
 }
 
-fn vcard_payload(stanza: &Stanza) -> Result<&Element, Box<StanzaError>> {
+fn vcard_payload(stanza: &Stanza) -> Option<&Element> {
     stanza
         .payload()
         .filter(|payload| payload.is("vCard", NS_VCARD))
-        .ok_or_else(|| {
-            Box::new(
-                StanzaError::new(Condition::BadRequest)
-                    .with_text("Expected <vCard xmlns='vcard-temp'/>"),
-            )
-        })
+}
+
+fn not_a_vcard() -> StanzaError {
+    StanzaError::new(Condition::BadRequest).with_text("Expected <vCard xmlns='vcard-temp'/>")
 }
 
 /// XEP-0153: the lower-case hex SHA-1 of the decoded `PHOTO/BINVAL`; empty
