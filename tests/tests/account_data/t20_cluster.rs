@@ -141,3 +141,23 @@ async fn introduce_all(a: &mut starling_tests::Client, b: &mut starling_tests::C
     barrier(a, b).await;
     barrier(b, a).await;
 }
+
+/// Bob's member dies with his session: the surviving members record his
+/// logout (without a status), and alice on node 1 gets it.
+#[tokio::test]
+async fn the_logout_of_a_user_lost_with_a_member_is_recorded() {
+    let mut cluster = cluster(&["alice", "bob"]);
+    let mut alice = online(node(&cluster, 1), "alice", PW, "a").await;
+    let mut bob = online(node(&cluster, 2), "bob", PW, "b").await;
+    befriend(&mut alice, &mut bob).await;
+    let bob_jid = jid(&bob);
+
+    cluster.kill(1);
+    alice
+        .expect(|e| is_presence(e, &bob_jid, Some("unavailable")), 3 * WAIT)
+        .await
+        .unwrap_or_else(|error| panic!("alice never heard bob's member die: {error}"));
+    let reply = last_until(&mut alice, "bob@localhost", |r| is_logout_with(r, "")).await;
+    assert!(last_of(&reply).0 < 60, "{reply}");
+    drop(bob);
+}
