@@ -6,11 +6,13 @@
 //!
 //! XEP-0153: the SHA-1 of the photo is computed when the vCard is set and
 //! stored beside it. An available presence a client broadcasts without its
-//! own `<x xmlns='vcard-temp:x:update'/>` gets one with that hash (the
-//! module runs before the presence module, which then broadcasts the
-//! modified stanza). A vCard set does not make the server send presence:
-//! the hash goes out with the client's next available presence, which
-//! XEP-0153 clients send after changing their avatar.
+//! own `<x xmlns='vcard-temp:x:update'/>` gets one with that hash, when the
+//! account has a vCard (the module runs before the presence module, which
+//! then broadcasts the modified stanza). That is one primary-key read per
+//! such presence, with no cache on the node, so nothing to invalidate
+//! across the cluster when the vCard changes. A vCard set does not make the
+//! server send presence: the hash goes out with the client's next available
+//! presence, which XEP-0153 clients send after changing their avatar.
 
 use serde::Deserialize;
 use sha1::{Digest, Sha1};

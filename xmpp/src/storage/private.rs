@@ -44,8 +44,9 @@ impl Store {
         }
         // Summed inside the transaction, so two concurrent writes of one
         // account cannot both pass the limit on SQLite (writers are
-        // serialised); on PostgreSQL each sees its own rows and the
-        // committed others, which bounds an overshoot to one request.
+        // serialised). On PostgreSQL (read committed) each sees its own rows
+        // and the committed others, so requests of one account at the same
+        // instant can overshoot by what they add together.
         let total: i64 = sqlx::query_scalar(
             "SELECT CAST(COALESCE(SUM(size_bytes), 0) AS BIGINT) FROM private_xml WHERE username = $1",
         )
