@@ -282,6 +282,13 @@ mod tests {
     }
 
     #[test]
+    fn the_default_config_file_builds_every_module() {
+        let config = Config::parse(starling_core::config::DEFAULT_CONFIG_TOML).unwrap();
+        let modules = Modules::from_config(&config).unwrap();
+        assert_eq!(modules.names(), registry::known_modules());
+    }
+
+    #[test]
     fn an_unknown_module_section_names_it_and_the_known_ones() {
         let config = Config::parse("[modules.vcrad]\nenabled = true\n").unwrap();
         let error = Modules::from_config(&config).err().unwrap().to_string();

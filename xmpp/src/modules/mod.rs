@@ -25,17 +25,20 @@
 pub mod carbons;
 pub mod disco;
 mod dispatch;
+pub mod last;
 pub mod mam;
 pub mod offline;
 pub mod pep;
 pub mod ping;
 pub mod presence;
+pub mod private;
 pub mod pubsub;
 pub mod register;
 mod registry;
 pub mod roster;
 pub mod session;
 pub mod session_map;
+pub mod vcard;
 pub mod version;
 
 use std::sync::Arc;

@@ -30,6 +30,12 @@ impl Options {
             })
     }
 
+    /// The settings of `[modules.<module>]` as a test writes them.
+    #[cfg(test)]
+    pub(crate) fn for_test(module: &'static str, table: toml::Table) -> Options {
+        Options { module, table }
+    }
+
     /// For modules without settings: anything but `enabled` is an error.
     pub fn none(self) -> Result<(), ModuleConfigError> {
         match self.table.keys().next() {
@@ -74,9 +80,10 @@ fn arc<M: Module>(module: M) -> Result<Arc<dyn Module>, ModuleConfigError> {
 }
 
 /// Every module, in hook order. Modules that read or change a client's
-/// presence (pep reads its capabilities) come before the presence module,
-/// which takes it; the archive stamps a message's stanza id before carbons
-/// copy it.
+/// presence come before the presence module, which takes it: vcard adds the
+/// XEP-0153 photo hash, last reads the status of an unavailable presence,
+/// pep reads the capabilities. The archive stamps a message's stanza id
+/// before carbons copy it.
 const CATALOGUE: &[Entry] = &[
     Entry {
         name: "disco",
@@ -87,6 +94,16 @@ const CATALOGUE: &[Entry] = &[
         name: "roster",
         enabled_by_default: true,
         build: |_, options| arc(super::roster::RosterModule::new(options)?),
+    },
+    Entry {
+        name: "vcard",
+        enabled_by_default: true,
+        build: |_, options| arc(super::vcard::VcardModule::new(options)?),
+    },
+    Entry {
+        name: "last",
+        enabled_by_default: true,
+        build: |_, options| arc(super::last::LastModule::new(options)?),
     },
     Entry {
         name: "pep",
@@ -137,6 +154,11 @@ const CATALOGUE: &[Entry] = &[
         name: "pubsub",
         enabled_by_default: true,
         build: |config, options| arc(super::pubsub::PubSubModule::new(config, options)?),
+    },
+    Entry {
+        name: "private",
+        enabled_by_default: true,
+        build: |_, options| arc(super::private::PrivateModule::new(options)?),
     },
 ];
 

@@ -1,14 +1,16 @@
 //! Persistent storage for users and their SCRAM credentials, rosters (RFC 6121),
-//! offline messages (XEP-0160) and pub/sub nodes, subscriptions and items
-//! (XEP-0060), over sqlx's `Any` driver so that one set of
+//! offline messages (XEP-0160), pub/sub nodes, subscriptions and items
+//! (XEP-0060), and account data (XEP-0054 vCards, XEP-0049 private XML,
+//! XEP-0012 last logout), over sqlx's `Any` driver so that one set of
 //! queries serves both SQLite (the embedded default) and PostgreSQL.
 //!
 //! [`Store`] owns the connection pool and the schema: [`Store::connect`] opens the
 //! database named by a URL and applies the embedded migrations (`migrations/sqlite`
 //! or `migrations/postgres`, which differ only where the SQL dialects must). Each
 //! aggregate has its own module of `Store` methods: `users`, `roster`,
-//! `offline`, `pubsub`. Queries are written once with `$1`-style placeholders (only the
-//! generated bulk INSERTs use `?` on SQLite, see `bulk`) and use only
+//! `offline`, `pubsub`, `vcard`, `private`, `last`. Queries are written once
+//! with `$1`-style placeholders (only the generated bulk INSERTs use `?` on
+//! SQLite, see `bulk`) and use only
 //! the value types `Any` carries (i64, bool, String, bytes); times are unix
 //! milliseconds. Flags are read back through `CAST(.. AS INTEGER)` because a
 //! SQLite integer and a PostgreSQL boolean decode to different `Any` kinds.
@@ -19,13 +21,16 @@
 
 mod bulk;
 mod error;
+mod last;
 mod mam;
 mod offline;
 mod pep;
+mod private;
 mod pubsub;
 mod roster;
 mod timing;
 mod users;
+mod vcard;
 
 use std::borrow::Cow;
 use std::str::FromStr;
@@ -39,13 +44,16 @@ use sqlx::{Any, ConnectOptions, Connection, Executor, SqlSafeStr, Transaction};
 use sqlx::{AnyConnection, AnyPool};
 
 pub use error::StorageError;
+pub use last::LastLogout;
 pub use mam::{ArchiveEnds, ArchiveQuery, ArchivedMessage, Page};
 pub use offline::{OfflineMessage, OfflineStore};
 pub use pep::{LastPepItem, PepItem};
+pub use private::PrivateWrite;
 pub use pubsub::{StoredItem, StoredNode, StoredSubscription};
 pub use roster::StoredRosterItem;
 pub use timing::{BUCKETS_US, HistogramSnapshot, StoreOp, StoreTimings};
 pub use users::{NewUser, UserRecord, UserSummary};
+pub use vcard::StoredVcard;
 
 /// How long a SQLite connection waits for another writer before giving up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -82,6 +90,11 @@ const SQLITE_MIGRATIONS: &[EmbeddedMigration] = &[
         sql: include_str!("../../migrations/sqlite/0002_pubsub.sql"),
     },
     EmbeddedMigration {
+        version: 3,
+        name: "0003_account_data",
+        sql: include_str!("../../migrations/sqlite/0003_account_data.sql"),
+    },
+    EmbeddedMigration {
         version: 5,
         name: "0005_pep",
         sql: include_str!("../../migrations/sqlite/0005_pep.sql"),
@@ -103,6 +116,11 @@ const POSTGRES_MIGRATIONS: &[EmbeddedMigration] = &[
         version: 2,
         name: "0002_pubsub",
         sql: include_str!("../../migrations/postgres/0002_pubsub.sql"),
+    },
+    EmbeddedMigration {
+        version: 3,
+        name: "0003_account_data",
+        sql: include_str!("../../migrations/postgres/0003_account_data.sql"),
     },
     EmbeddedMigration {
         version: 5,

@@ -1,0 +1,44 @@
+//! slixmpp and its own plugins (xep_0054, xep_0153, xep_0049, xep_0012)
+//! against a three-node cluster: the script
+//! `tests/interop/slixmpp_account_data.py` sets a vCard and avatar, stores
+//! private XML and asks for last activity with its users on different
+//! nodes, and exits 0 when its scenario passed.
+
+use std::time::Duration;
+
+use starling_tests::TestCluster;
+use starling_tests::interop::{require_slixmpp, run_script};
+
+/// Bound for the script; it bounds itself well below this.
+const SCRIPT_LIMIT: Duration = Duration::from_secs(90);
+
+#[test]
+fn slixmpp_account_data_across_nodes() {
+    require_slixmpp();
+    // The scripts' convention: every password is the name followed by `-pw`.
+    let cluster = TestCluster::builder(3)
+        .user("alice", "alice-pw")
+        .user("bob", "bob-pw")
+        .start();
+    let ports: Vec<String> = cluster
+        .nodes
+        .iter()
+        .map(|node| node.c2s.port().to_string())
+        .collect();
+    let args = [
+        "--host".into(),
+        "127.0.0.1".into(),
+        "--port".into(),
+        ports[0].clone(),
+        "--ports".into(),
+        ports.join(","),
+        "--domain".into(),
+        cluster.node(0).domain.clone(),
+    ];
+    run_script(
+        "slixmpp_account_data.py",
+        &args,
+        cluster.dir(),
+        SCRIPT_LIMIT,
+    );
+}
