@@ -9,7 +9,7 @@ use starling_core::jid::{BareJid, FullJid, Jid};
 use starling_core::xml::Element;
 
 use super::registry::{self, ModuleConfigError};
-use super::{Addressee, Delivery, Disco, Flow, Hook, IqRequest, Module};
+use super::{Addressee, Delivery, Disco, Flow, Hook, IqRequest, Module, StreamFeature};
 use crate::server::Server;
 use crate::session::LocalSession;
 use crate::stanza::{IqType, Stanza};
@@ -24,6 +24,9 @@ pub struct Modules {
     hooks: HashMap<Hook, Vec<usize>>,
     server_disco: Vec<Disco>,
     account_disco: Vec<Disco>,
+    stream_features: Vec<StreamFeature>,
+    /// Cache name -> the module keeping it.
+    caches: HashMap<String, usize>,
 }
 
 impl Modules {
@@ -41,6 +44,8 @@ impl Modules {
             hooks: HashMap::new(),
             server_disco: Vec::new(),
             account_disco: Vec::new(),
+            stream_features: Vec::new(),
+            caches: HashMap::new(),
         };
         for (index, module) in all.iter().enumerate() {
             let registration = module.registration();
@@ -71,6 +76,17 @@ impl Modules {
             }
             modules.server_disco.extend(registration.server_disco);
             modules.account_disco.extend(registration.account_disco);
+            modules.stream_features.extend(registration.stream_features);
+            for cache in module.caches() {
+                let name = cache.stats().name;
+                if let Some(first) = modules.caches.insert(name.clone(), index) {
+                    return Err(ModuleConfigError::Conflict {
+                        first: all[first].name(),
+                        second: module.name(),
+                        route: format!("the cache {name}"),
+                    });
+                }
+            }
         }
         modules.all = all;
         Ok(modules)
@@ -97,6 +113,30 @@ impl Modules {
     /// What disco#info on an account lists.
     pub fn account_disco(&self) -> &[Disco] {
         &self.account_disco
+    }
+
+    /// What the stream features after authentication list.
+    pub fn stream_features(&self) -> &[StreamFeature] {
+        &self.stream_features
+    }
+
+    /// Registers every module's caches with the node's registry.
+    pub fn register_caches(&self, registry: &starling_core::cache::CacheRegistry) {
+        for module in &self.all {
+            for cache in module.caches() {
+                registry.register(cache);
+            }
+        }
+    }
+
+    /// Hands an invalidation from another member to the module keeping the
+    /// named cache; false when no module keeps it.
+    pub async fn invalidate(&self, server: &Server, cache: &str, key: &str) -> bool {
+        let Some(&index) = self.caches.get(cache) else {
+            return false;
+        };
+        self.all[index].invalidate(server, cache, key).await;
+        true
     }
 
     /// The module serving `domain` as a host of its own, if any.
@@ -160,8 +200,24 @@ impl Modules {
         Delivery::Deliver
     }
 
+    /// The `OutboundPresence` hooks: whether presence `user`'s server sends
+    /// for them may go to `contact`.
+    pub fn outbound_presence(&self, server: &Server, user: &BareJid, contact: &Jid) -> Delivery {
+        for module in self.hooked(Hook::OutboundPresence) {
+            if module.outbound_presence(server, user, contact) == Delivery::Withhold {
+                return Delivery::Withhold;
+            }
+        }
+        Delivery::Deliver
+    }
+
     /// The `Offline` hooks; `None` when a module took the message.
-    pub async fn offline(&self, server: &Server, mut stanza: Stanza, user: &BareJid) -> Option<Stanza> {
+    pub async fn offline(
+        &self,
+        server: &Server,
+        mut stanza: Stanza,
+        user: &BareJid,
+    ) -> Option<Stanza> {
         for module in self.hooked(Hook::Offline) {
             match module.offline(server, stanza, user).await {
                 Flow::Continue(next) => stanza = next,
@@ -266,7 +322,10 @@ mod tests {
     fn an_unknown_key_of_a_module_names_the_key() {
         let config = Config::parse("[modules.ping]\nintervall = 3\n").unwrap();
         let error = Modules::from_config(&config).err().unwrap().to_string();
-        assert!(error.contains("modules.ping") && error.contains("intervall"), "{error}");
+        assert!(
+            error.contains("modules.ping") && error.contains("intervall"),
+            "{error}"
+        );
     }
 
     #[test]

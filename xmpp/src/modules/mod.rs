@@ -16,14 +16,20 @@
 //!   on the node that routes the stanza (the sender's);
 //! - `deliver` runs on the node that holds the recipient's session, just
 //!   before the stanza is queued to it;
+//! - `outbound_presence` runs on the node that holds the sending user's
+//!   session, before presence the server sends on the user's behalf
+//!   (broadcasts, probe answers) goes to one contact;
 //! - `user_deleted` runs wherever the account is removed, with the store only.
 //!
 //! A module keeps shared state in the store (any node answers), and what it
 //! caches per node must be invalidated through the cluster like the roster
-//! cache; state kept on a session lives and dies with it.
+//! cache: a module lists such caches in [`Module::caches`] (they show in
+//! `/api/caches`) and is handed the invalidations of their names in
+//! [`Module::invalidate`]. State kept on a session lives and dies with it.
 
-mod dispatch;
+pub mod blocking;
 pub mod disco;
+mod dispatch;
 pub mod offline;
 pub mod ping;
 pub mod presence;
@@ -36,6 +42,7 @@ pub mod version;
 
 use std::sync::Arc;
 
+use starling_core::cache::StatsSource;
 use starling_core::jid::{BareJid, FullJid, Jid};
 use starling_core::xml::Element;
 
@@ -96,6 +103,8 @@ pub enum Hook {
     Inbound,
     /// A stanza about to be queued to a session on this node.
     Deliver,
+    /// Presence the server sends on a user's behalf to one contact.
+    OutboundPresence,
     /// A message for a user with no session that takes it.
     Offline,
     SessionOpened,
@@ -118,7 +127,17 @@ pub enum Disco {
         name: Option<&'static str>,
     },
     /// A disco#items entry (a service the module runs).
-    Item { jid: String, name: &'static str },
+    Item {
+        jid: String,
+        name: &'static str,
+    },
+}
+
+/// A child of `<stream:features/>` offered once the client is authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamFeature {
+    pub name: &'static str,
+    pub ns: &'static str,
 }
 
 /// What a module handles; read once when the registry is built.
@@ -132,6 +151,8 @@ pub struct Registration {
     pub server_disco: Vec<Disco>,
     /// What disco#info on an account (a bare JID) lists for this module.
     pub account_disco: Vec<Disco>,
+    /// What the stream features after authentication list for this module.
+    pub stream_features: Vec<StreamFeature>,
 }
 
 /// What a hook did with a stanza.
@@ -210,7 +231,12 @@ pub trait Module: Send + Sync + 'static {
         Box::pin(async move { Flow::Continue(stanza) })
     }
 
-    fn inbound<'a>(&'a self, server: &'a Server, stanza: Stanza, to: &'a Jid) -> BoxFuture<'a, Flow> {
+    fn inbound<'a>(
+        &'a self,
+        server: &'a Server,
+        stanza: Stanza,
+        to: &'a Jid,
+    ) -> BoxFuture<'a, Flow> {
         let _ = (server, to);
         Box::pin(async move { Flow::Continue(stanza) })
     }
@@ -220,6 +246,33 @@ pub trait Module: Send + Sync + 'static {
     fn deliver(&self, server: &Server, session: &LocalSession, stanza: &Element) -> Delivery {
         let _ = (server, session, stanza);
         Delivery::Deliver
+    }
+
+    /// Whether presence the server sends for `user` (who has a session on
+    /// this node) may go to `contact`. Synchronous like `deliver`.
+    fn outbound_presence(&self, server: &Server, user: &BareJid, contact: &Jid) -> Delivery {
+        let _ = (server, user, contact);
+        Delivery::Deliver
+    }
+
+    /// The per-node caches the module keeps; the registry's owner registers
+    /// them for the admin side, and invalidations naming them come to
+    /// [`Module::invalidate`].
+    fn caches(&self) -> Vec<Arc<dyn StatsSource>> {
+        Vec::new()
+    }
+
+    /// Another member changed what `key` of the module's cache `cache`
+    /// holds. The member waits for this to finish before it answers its
+    /// client, so a reload here is in place before the change is confirmed.
+    fn invalidate<'a>(
+        &'a self,
+        server: &'a Server,
+        cache: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, ()> {
+        let _ = (server, cache, key);
+        Box::pin(async {})
     }
 
     fn offline<'a>(

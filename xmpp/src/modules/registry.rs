@@ -44,7 +44,9 @@ impl Options {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModuleConfigError {
-    #[error("config section `[modules.{name}]`: there is no module {name:?}; known modules: {known}")]
+    #[error(
+        "config section `[modules.{name}]`: there is no module {name:?}; known modules: {known}"
+    )]
     Unknown { name: String, known: String },
     #[error("config section `[modules.{module}]`: {message}")]
     Invalid {
@@ -71,13 +73,20 @@ fn arc<M: Module>(module: M) -> Result<Arc<dyn Module>, ModuleConfigError> {
     Ok(Arc::new(module))
 }
 
-/// Every module, in hook order: the presence and roster modules see a
-/// client's stanza before anything that only reads it.
+/// Every module, in hook order: the blocking, presence and roster modules
+/// see a client's stanza before anything that only reads it.
 const CATALOGUE: &[Entry] = &[
     Entry {
         name: "disco",
         enabled_by_default: true,
         build: |_, options| arc(super::disco::Disco::new(options)?),
+    },
+    // Before roster and presence: a stanza to or from a blocked JID stops
+    // here, before those modules act on it.
+    Entry {
+        name: "blocking",
+        enabled_by_default: true,
+        build: |_, options| arc(super::blocking::BlockingModule::new(options)?),
     },
     Entry {
         name: "roster",

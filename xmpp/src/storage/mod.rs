@@ -1,13 +1,14 @@
-//! Persistent storage for users and their SCRAM credentials, rosters (RFC 6121),
-//! offline messages (XEP-0160) and pub/sub nodes, subscriptions and items
-//! (XEP-0060), over sqlx's `Any` driver so that one set of
+//! Persistent storage for users and their SCRAM credentials, rosters (RFC 6121)
+//! and their versions, offline messages (XEP-0160), pub/sub nodes,
+//! subscriptions and items (XEP-0060) and block lists (XEP-0191), over sqlx's
+//! `Any` driver so that one set of
 //! queries serves both SQLite (the embedded default) and PostgreSQL.
 //!
 //! [`Store`] owns the connection pool and the schema: [`Store::connect`] opens the
 //! database named by a URL and applies the embedded migrations (`migrations/sqlite`
 //! or `migrations/postgres`, which differ only where the SQL dialects must). Each
 //! aggregate has its own module of `Store` methods: `users`, `roster`,
-//! `offline`, `pubsub`. Queries are written once with `$1`-style placeholders (only the
+//! `offline`, `pubsub`, `blocking`. Queries are written once with `$1`-style placeholders (only the
 //! generated bulk INSERTs use `?` on SQLite, see `bulk`) and use only
 //! the value types `Any` carries (i64, bool, String, bytes); times are unix
 //! milliseconds. Flags are read back through `CAST(.. AS INTEGER)` because a
@@ -17,6 +18,7 @@
 //! (credentials are opaque strings, roster items plain fields) and never drops a
 //! write: every failure is returned as a [`StorageError`].
 
+mod blocking;
 mod bulk;
 mod error;
 mod offline;
@@ -77,6 +79,11 @@ const SQLITE_MIGRATIONS: &[EmbeddedMigration] = &[
         name: "0002_pubsub",
         sql: include_str!("../../migrations/sqlite/0002_pubsub.sql"),
     },
+    EmbeddedMigration {
+        version: 4,
+        name: "0004_blocking_rosterver",
+        sql: include_str!("../../migrations/sqlite/0004_blocking_rosterver.sql"),
+    },
 ];
 
 const POSTGRES_MIGRATIONS: &[EmbeddedMigration] = &[
@@ -89,6 +96,11 @@ const POSTGRES_MIGRATIONS: &[EmbeddedMigration] = &[
         version: 2,
         name: "0002_pubsub",
         sql: include_str!("../../migrations/postgres/0002_pubsub.sql"),
+    },
+    EmbeddedMigration {
+        version: 4,
+        name: "0004_blocking_rosterver",
+        sql: include_str!("../../migrations/postgres/0004_blocking_rosterver.sql"),
     },
 ];
 
