@@ -555,7 +555,15 @@ impl Module for BlockingModule {
                 Some(list) if list.blocks(to) => {
                     let error = StanzaError::new(Condition::NotAcceptable)
                         .with_extra(Element::new("blocked", NS_BLOCKING_ERRORS));
-                    bounce(server, &stanza, error).await;
+                    // Queued to the session directly: routed, the error
+                    // would come from the blocked JID and be withheld.
+                    match stanza.error_reply(&error) {
+                        Some(reply) => {
+                            count(server, Outcome::Bounced);
+                            let _gone = session.send(Box::new(reply));
+                        }
+                        None => count(server, Outcome::Discarded),
+                    }
                     Flow::Done
                 }
                 _ => Flow::Continue(stanza),
