@@ -1,7 +1,8 @@
 //! slixmpp, a client written by others, against the cluster: the script
 //! `tests/interop/slixmpp_cluster.py` puts its users on different nodes
-//! (subscriptions, presence, chat, offline delivery on a third node) and
-//! exits 0 when its scenario passed.
+//! (subscriptions, presence, chat, offline delivery on a third node), and
+//! `slixmpp_blocking.py` blocks across nodes (XEP-0191); each exits 0 when
+//! its scenario passed.
 
 use std::time::Duration;
 
@@ -13,8 +14,8 @@ use crate::support::*;
 /// Bound for the script; it bounds itself well below this.
 const SCRIPT_LIMIT: Duration = Duration::from_secs(90);
 
-#[test]
-fn slixmpp_clients_on_different_nodes() {
+/// Runs `tests/interop/<script>` against a new cluster with alice and bob.
+fn run_on_cluster(script: &str) {
     require_slixmpp();
     // The scripts' convention: every password is the name followed by `-pw`.
     let cluster = TestCluster::builder(NODES)
@@ -34,5 +35,17 @@ fn slixmpp_clients_on_different_nodes() {
         "--domain".into(),
         node(&cluster, 1).domain.clone(),
     ];
-    run_script("slixmpp_cluster.py", &args, cluster.dir(), SCRIPT_LIMIT);
+    run_script(script, &args, cluster.dir(), SCRIPT_LIMIT);
+}
+
+#[test]
+fn slixmpp_clients_on_different_nodes() {
+    run_on_cluster("slixmpp_cluster.py");
+}
+
+/// slixmpp's xep_0191 plugin: block on one node, the push and the bounce on
+/// another, unblock (`tests/interop/slixmpp_blocking.py`).
+#[test]
+fn slixmpp_blocking_across_nodes() {
+    run_on_cluster("slixmpp_blocking.py");
 }

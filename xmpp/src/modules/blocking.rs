@@ -63,10 +63,6 @@ pub const BLOCKLIST_CACHE: &str = "blocklists";
 /// How often a load is read again when a change raced it.
 const LOAD_ATTEMPTS: usize = 3;
 
-/// How many recent bounces are remembered, so that a message delivered as
-/// several copies (equal-priority resources) is answered once.
-const RECENT_BOUNCES: usize = 1024;
-
 /// `[modules.blocking]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -253,8 +249,6 @@ pub struct BlockingModule {
     changes: AtomicU64,
     /// Sessions here that retrieved the block list: pushes go to them only.
     interested: Mutex<HashSet<u64>>,
-    /// Bounces sent lately (blocker, sender, stanza id).
-    bounced: Lru<String, ()>,
     push_ids: AtomicU64,
     max_items: usize,
 }
@@ -270,7 +264,6 @@ impl BlockingModule {
             )),
             changes: AtomicU64::new(0),
             interested: Mutex::new(HashSet::new()),
-            bounced: Lru::new("blocking_bounces", CacheKind::Local, RECENT_BOUNCES),
             push_ids: AtomicU64::new(1),
             max_items: settings.max_items,
         })
@@ -406,21 +399,14 @@ impl BlockingModule {
     /// A stanza from a JID the recipient blocks: what XEP-0191 3.3 says to
     /// answer (service-unavailable for messages and requests, nothing for
     /// presence), sent from a task since delivery cannot wait.
-    fn refuse_inbound(&self, server: &Server, owner: &str, from: &str, stanza: &Element) {
+    fn refuse_inbound(&self, server: &Server, session: &LocalSession, stanza: &Element) {
         let answers = match stanza.name() {
             "message" => stanza.attr("type") != Some("error"),
             "iq" => matches!(stanza.attr("type"), Some("get" | "set")),
             _ => false,
         };
-        if !answers {
+        if !answers || !answers_for_the_account(server, session, stanza) {
             return;
-        }
-        if let Some(id) = stanza.attr("id") {
-            let key = format!("{owner} {from} {}", id);
-            if self.bounced.get(&key).is_some() {
-                return;
-            }
-            self.bounced.insert(key, ());
         }
         let reply = error_reply(stanza, &StanzaError::new(Condition::ServiceUnavailable));
         let (Some(server), Ok(reply)) = (server.this(), Stanza::from_server(reply)) else {
@@ -450,6 +436,33 @@ async fn tell_contacts(server: &Server, user: &BareJid, before: &BlockList, afte
         };
         presence_notice(server, user, contact, notice).await;
     }
+}
+
+/// A message to the bare JID arrives as a copy at each of the user's
+/// top-priority resources, possibly on several members: only one of them,
+/// the same on every member (the least full JID), answers for the account,
+/// so the sender gets one error.
+fn answers_for_the_account(server: &Server, session: &LocalSession, stanza: &Element) -> bool {
+    let to_bare = stanza
+        .attr("to")
+        .and_then(|to| Jid::new(to).ok())
+        .is_some_and(|to| to.resource().is_none());
+    if !to_bare {
+        return true;
+    }
+    let candidates: Vec<_> = resources::resources(server, &session.jid.to_bare())
+        .into_iter()
+        .filter(|candidate| candidate.available && candidate.priority >= 0)
+        .collect();
+    let Some(top) = candidates.iter().map(|candidate| candidate.priority).max() else {
+        return true;
+    };
+    candidates
+        .iter()
+        .filter(|candidate| candidate.priority == top)
+        .map(|candidate| candidate.target.jid().as_str())
+        .min()
+        .is_none_or(|first| first == session.jid.as_str())
 }
 
 /// A server push of this module (a client's iq carries its `from`).
@@ -640,8 +653,7 @@ impl Module for BlockingModule {
         if !list.blocks(&from) {
             return Delivery::Deliver;
         }
-        let owner = user.node().map(|node| node.to_string()).unwrap_or_default();
-        self.refuse_inbound(server, &owner, from.as_str(), stanza);
+        self.refuse_inbound(server, session, stanza);
         Delivery::Withhold
     }
 
