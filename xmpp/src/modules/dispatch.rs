@@ -304,6 +304,46 @@ mod tests {
         assert_eq!((first, second), ("a", "b"));
     }
 
+    struct Caching(&'static str, Arc<starling_core::cache::Lru<String, ()>>);
+
+    impl Module for Caching {
+        fn name(&self) -> &'static str {
+            self.0
+        }
+        fn registration(&self) -> Registration {
+            Registration::default()
+        }
+        fn caches(&self) -> Vec<Arc<dyn starling_core::cache::StatsSource>> {
+            vec![self.1.clone()]
+        }
+    }
+
+    fn lru(name: &'static str) -> Arc<starling_core::cache::Lru<String, ()>> {
+        Arc::new(starling_core::cache::Lru::new(
+            name,
+            starling_core::cache::CacheKind::Invalidated,
+            4,
+        ))
+    }
+
+    #[test]
+    fn module_caches_are_registered_and_must_have_their_own_names() {
+        let modules = Modules::from_list(vec![Arc::new(Caching("a", lru("lists")))]).unwrap();
+        let registry = starling_core::cache::CacheRegistry::default();
+        modules.register_caches(&registry);
+        let names: Vec<String> = registry.snapshot().into_iter().map(|s| s.name).collect();
+        assert_eq!(names, ["lists"]);
+
+        let result = Modules::from_list(vec![
+            Arc::new(Caching("a", lru("lists"))),
+            Arc::new(Caching("b", lru("lists"))),
+        ]);
+        let Err(ModuleConfigError::Conflict { first, second, .. }) = result else {
+            panic!("two caches of one name must be refused");
+        };
+        assert_eq!((first, second), ("a", "b"));
+    }
+
     #[test]
     fn the_default_config_builds_every_module_without_conflicts() {
         let modules = Modules::from_config(&Config::defaults()).unwrap();
