@@ -366,3 +366,42 @@ async fn a_client_with_the_current_roster_version_gets_pushes_only() {
         .collect();
     assert_eq!(jids, ["bob@localhost", "carol@localhost"]);
 }
+
+#[tokio::test]
+async fn a_deleted_account_leaves_no_block_list_or_roster_version_behind() {
+    let node = TestNode::builder().user("alice", "pw").start();
+    let mut alice = login(&node, "alice", "pw", "a").await;
+    assert_result(&command(&mut alice, "block", &["mallory@example.org"]).await);
+    let set = iq(
+        &mut alice,
+        "set",
+        None,
+        "<query xmlns='jabber:iq:roster'><item jid='bob@localhost'/></query>",
+    )
+    .await;
+    assert_result(&set);
+    let old = version_of(&versioned_get(&mut alice, "").await);
+    alice.close().await.unwrap();
+
+    for args in [
+        &["user", "del", "alice"][..],
+        &["user", "add", "alice", "pw"][..],
+    ] {
+        let output = node.cli(args);
+        assert!(
+            output.status.success(),
+            "starling {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let mut again = login(&node, "alice", "pw", "a").await;
+    assert!(
+        blocklist(&mut again).await.is_empty(),
+        "the old block list survived"
+    );
+    // The old version is not the new account's: the (empty) roster is sent.
+    let fresh = versioned_get(&mut again, &old).await;
+    assert!(fresh.has_child("query", ns::ROSTER), "{fresh}");
+    assert!(roster_items(&fresh).is_empty(), "{fresh}");
+    assert_ne!(version_of(&fresh), old);
+}
