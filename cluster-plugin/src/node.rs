@@ -951,7 +951,7 @@ impl FrameHandler for ClusterNode {
                 },
                 Frame::Invalidate { id, cache, key } => {
                     if let Some(delivery) = self.delivery() {
-                        delivery.invalidate(&cache, &key);
+                        delivery.invalidate(&cache, &key).await;
                     }
                     let _ = link.send(Frame::InvalidateAck { id });
                 }

@@ -83,9 +83,7 @@ impl Server {
         let store = open_store(&config).await?;
         let tls = crate::tls::acceptor(&config)?;
         let caches = CacheRegistry::default();
-        for cache in modules.caches() {
-            caches.register(cache.clone());
-        }
+        modules.register_caches(&caches);
         let users = UserDirectory::new(
             store.clone(),
             cluster.clone(),

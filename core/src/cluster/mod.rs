@@ -280,7 +280,9 @@ pub trait LocalDelivery: Send + Sync + 'static {
     fn kick(&self, jid: FullJid, reason: KickReason);
 
     /// Another member changed the entry behind `key` in the named cache.
-    fn invalidate(&self, cache: &str, key: &str);
+    /// The acknowledgement is sent once this resolves, so a cache may be
+    /// refilled here before the change is confirmed to its client.
+    fn invalidate<'a>(&'a self, cache: &'a str, key: &'a str) -> BoxFuture<'a, ()>;
 
     /// Offline messages were stored for `user` elsewhere: deliver them if the
     /// user is available here.

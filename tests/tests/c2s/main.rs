@@ -12,3 +12,4 @@ mod t50_iq;
 mod t60_accounts;
 mod t70_bad_input;
 mod t80_limits;
+mod t90_blocking_rosterver;

@@ -17,3 +17,4 @@ mod t50_faults;
 mod t60_security;
 mod t70_partition;
 mod t80_slixmpp;
+mod t90_blocking_rosterver;

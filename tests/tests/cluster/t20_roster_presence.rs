@@ -25,10 +25,15 @@ async fn expect_exact_push(client: &mut Client, contact: &str, item: &str) {
         .await
         .unwrap_or_else(|error| panic!("no push about {contact} to {}: {error}", jid(client)));
     let id = push.attr("id").unwrap_or_default();
+    // RFC 6121 2.6.3: every push carries the roster's new version.
+    let ver = push
+        .child("query", ROSTER)
+        .and_then(|query| query.attr("ver"))
+        .unwrap_or_else(|| panic!("a push without the roster version: {push}"));
     assert_stanza(
         &push,
         &format!(
-            "<iq type='set' id='{id}' to='{}'><query xmlns='{ROSTER}'>{item}</query></iq>",
+            "<iq type='set' id='{id}' to='{}'><query xmlns='{ROSTER}' ver='{ver}'>{item}</query></iq>",
             jid(client)
         ),
     );

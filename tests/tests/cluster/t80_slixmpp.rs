@@ -1,7 +1,8 @@
 //! slixmpp, a client written by others, against the cluster: the script
 //! `tests/interop/slixmpp_cluster.py` puts its users on different nodes
-//! (subscriptions, presence, chat, offline delivery on a third node) and
-//! exits 0 when its scenario passed.
+//! (subscriptions, presence, chat, offline delivery on a third node), and
+//! `slixmpp_blocking.py` blocks across nodes (XEP-0191); each exits 0 when
+//! its scenario passed.
 
 use std::time::Duration;
 
@@ -25,7 +26,14 @@ fn slixmpp_pep_avatars_across_nodes() {
     run_on_cluster("slixmpp_pep.py");
 }
 
-/// Runs a script against a fresh three-node cluster with alice and bob.
+/// slixmpp's xep_0191 plugin: block on one node, the push and the bounce on
+/// another, unblock (`tests/interop/slixmpp_blocking.py`).
+#[test]
+fn slixmpp_blocking_across_nodes() {
+    run_on_cluster("slixmpp_blocking.py");
+}
+
+/// Runs `tests/interop/<script>` against a new cluster with alice and bob.
 fn run_on_cluster(script: &str) {
     require_slixmpp();
     // The scripts' convention: every password is the name followed by `-pw`.

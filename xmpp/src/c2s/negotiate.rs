@@ -18,9 +18,6 @@ use crate::modules::register;
 use crate::stanza::{Condition, IqType, Stanza, StanzaError, error_reply};
 use crate::stream::{StreamEvent, StreamHeader};
 
-/// The stream feature that announces subscription pre-approval support.
-const PRE_APPROVAL_FEATURE: &str = "urn:xmpp:features:pre-approval";
-
 /// A negotiated stream: the resource to bind and the reply to send once
 /// the session is registered.
 pub(crate) struct Bound {
@@ -108,8 +105,10 @@ fn features(conn: &Conn, progress: &Progress) -> Element {
         features.push_child(
             Element::new("session", ns::SESSION).with_child(Element::new("optional", ns::SESSION)),
         );
-        // RFC 6121 3.4.1: the roster keeps subscription pre-approvals.
-        features.push_child(Element::new("sub", PRE_APPROVAL_FEATURE));
+        // What the modules offer (pre-approvals, roster versioning).
+        for feature in conn.server.modules.stream_features() {
+            features.push_child(Element::new(feature.name, feature.ns));
+        }
         return features;
     }
     if !tls {

@@ -9,7 +9,7 @@ use starling_core::jid::{BareJid, FullJid, Jid};
 use starling_core::xml::Element;
 
 use super::registry::{self, ModuleConfigError};
-use super::{Addressee, Delivery, Disco, Flow, Hook, IqRequest, Module};
+use super::{Addressee, Delivery, Disco, Flow, Hook, IqRequest, Module, StreamFeature};
 use crate::server::Server;
 use crate::session::LocalSession;
 use crate::stanza::{IqType, Stanza};
@@ -24,7 +24,9 @@ pub struct Modules {
     hooks: HashMap<Hook, Vec<usize>>,
     server_disco: Vec<Disco>,
     account_disco: Vec<Disco>,
-    caches: Vec<Arc<dyn starling_core::cache::StatsSource>>,
+    stream_features: Vec<StreamFeature>,
+    /// Cache name -> the module keeping it.
+    caches: HashMap<String, usize>,
 }
 
 impl Modules {
@@ -42,7 +44,8 @@ impl Modules {
             hooks: HashMap::new(),
             server_disco: Vec::new(),
             account_disco: Vec::new(),
-            caches: Vec::new(),
+            stream_features: Vec::new(),
+            caches: HashMap::new(),
         };
         for (index, module) in all.iter().enumerate() {
             let registration = module.registration();
@@ -73,7 +76,17 @@ impl Modules {
             }
             modules.server_disco.extend(registration.server_disco);
             modules.account_disco.extend(registration.account_disco);
-            modules.caches.extend(registration.caches);
+            modules.stream_features.extend(registration.stream_features);
+            for cache in module.caches() {
+                let name = cache.stats().name;
+                if let Some(first) = modules.caches.insert(name.clone(), index) {
+                    return Err(ModuleConfigError::Conflict {
+                        first: all[first].name(),
+                        second: module.name(),
+                        route: format!("the cache {name}"),
+                    });
+                }
+            }
         }
         modules.all = all;
         Ok(modules)
@@ -92,11 +105,6 @@ impl Modules {
             .map(|&index| &self.all[index])
     }
 
-    /// The modules' caches, for the node's cache registry.
-    pub fn caches(&self) -> &[Arc<dyn starling_core::cache::StatsSource>] {
-        &self.caches
-    }
-
     /// Every module's figures for `/metrics`.
     pub fn metrics(&self) -> Vec<super::Metric> {
         self.all
@@ -113,6 +121,30 @@ impl Modules {
     /// What disco#info on an account lists.
     pub fn account_disco(&self) -> &[Disco] {
         &self.account_disco
+    }
+
+    /// What the stream features after authentication list.
+    pub fn stream_features(&self) -> &[StreamFeature] {
+        &self.stream_features
+    }
+
+    /// Registers every module's caches with the node's registry.
+    pub fn register_caches(&self, registry: &starling_core::cache::CacheRegistry) {
+        for module in &self.all {
+            for cache in module.caches() {
+                registry.register(cache);
+            }
+        }
+    }
+
+    /// Hands an invalidation from another member to the module keeping the
+    /// named cache; false when no module keeps it.
+    pub async fn invalidate(&self, server: &Server, cache: &str, key: &str) -> bool {
+        let Some(&index) = self.caches.get(cache) else {
+            return false;
+        };
+        self.all[index].invalidate(server, cache, key).await;
+        true
     }
 
     /// The module serving `domain` as a host of its own, if any.
@@ -170,6 +202,17 @@ impl Modules {
     pub fn deliver(&self, server: &Server, session: &LocalSession, stanza: &Element) -> Delivery {
         for module in self.hooked(Hook::Deliver) {
             if module.deliver(server, session, stanza) == Delivery::Withhold {
+                return Delivery::Withhold;
+            }
+        }
+        Delivery::Deliver
+    }
+
+    /// The `OutboundPresence` hooks: whether presence `user`'s server sends
+    /// for them may go to `contact`.
+    pub fn outbound_presence(&self, server: &Server, user: &BareJid, contact: &Jid) -> Delivery {
+        for module in self.hooked(Hook::OutboundPresence) {
+            if module.outbound_presence(server, user, contact) == Delivery::Withhold {
                 return Delivery::Withhold;
             }
         }
@@ -271,6 +314,46 @@ mod tests {
         ]);
         let Err(ModuleConfigError::Conflict { first, second, .. }) = result else {
             panic!("a conflict must be refused");
+        };
+        assert_eq!((first, second), ("a", "b"));
+    }
+
+    struct Caching(&'static str, Arc<starling_core::cache::Lru<String, ()>>);
+
+    impl Module for Caching {
+        fn name(&self) -> &'static str {
+            self.0
+        }
+        fn registration(&self) -> Registration {
+            Registration::default()
+        }
+        fn caches(&self) -> Vec<Arc<dyn starling_core::cache::StatsSource>> {
+            vec![self.1.clone()]
+        }
+    }
+
+    fn lru(name: &'static str) -> Arc<starling_core::cache::Lru<String, ()>> {
+        Arc::new(starling_core::cache::Lru::new(
+            name,
+            starling_core::cache::CacheKind::Invalidated,
+            4,
+        ))
+    }
+
+    #[test]
+    fn module_caches_are_registered_and_must_have_their_own_names() {
+        let modules = Modules::from_list(vec![Arc::new(Caching("a", lru("lists")))]).unwrap();
+        let registry = starling_core::cache::CacheRegistry::default();
+        modules.register_caches(&registry);
+        let names: Vec<String> = registry.snapshot().into_iter().map(|s| s.name).collect();
+        assert_eq!(names, ["lists"]);
+
+        let result = Modules::from_list(vec![
+            Arc::new(Caching("a", lru("lists"))),
+            Arc::new(Caching("b", lru("lists"))),
+        ]);
+        let Err(ModuleConfigError::Conflict { first, second, .. }) = result else {
+            panic!("two caches of one name must be refused");
         };
         assert_eq!((first, second), ("a", "b"));
     }

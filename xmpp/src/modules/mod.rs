@@ -16,12 +16,18 @@
 //!   on the node that routes the stanza (the sender's);
 //! - `deliver` runs on the node that holds the recipient's session, just
 //!   before the stanza is queued to it;
+//! - `outbound_presence` runs on the node that holds the sending user's
+//!   session, before presence the server sends on the user's behalf
+//!   (broadcasts, probe answers) goes to one contact;
 //! - `user_deleted` runs wherever the account is removed, with the store only.
 //!
 //! A module keeps shared state in the store (any node answers), and what it
 //! caches per node must be invalidated through the cluster like the roster
-//! cache; state kept on a session lives and dies with it.
+//! cache: a module lists such caches in [`Module::caches`] (they show in
+//! `/api/caches`) and is handed the invalidations of their names in
+//! [`Module::invalidate`]. State kept on a session lives and dies with it.
 
+pub mod blocking;
 pub mod carbons;
 pub mod disco;
 mod dispatch;
@@ -43,6 +49,7 @@ pub mod version;
 
 use std::sync::Arc;
 
+use starling_core::cache::StatsSource;
 use starling_core::jid::{BareJid, FullJid, Jid};
 use starling_core::xml::Element;
 
@@ -103,6 +110,8 @@ pub enum Hook {
     Inbound,
     /// A stanza about to be queued to a session on this node.
     Deliver,
+    /// Presence the server sends on a user's behalf to one contact.
+    OutboundPresence,
     /// A message for a user with no session that takes it.
     Offline,
     SessionOpened,
@@ -133,6 +142,13 @@ pub enum Disco {
     },
 }
 
+/// A child of `<stream:features/>` offered once the client is authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamFeature {
+    pub name: &'static str,
+    pub ns: &'static str,
+}
+
 /// What a module handles; read once when the registry is built.
 #[derive(Default)]
 pub struct Registration {
@@ -144,8 +160,8 @@ pub struct Registration {
     pub server_disco: Vec<Disco>,
     /// What disco#info on an account (a bare JID) lists for this module.
     pub account_disco: Vec<Disco>,
-    /// Caches the admin page and `/metrics` report.
-    pub caches: Vec<Arc<dyn starling_core::cache::StatsSource>>,
+    /// What the stream features after authentication list for this module.
+    pub stream_features: Vec<StreamFeature>,
 }
 
 /// One of a module's figures for `/metrics`.
@@ -249,6 +265,33 @@ pub trait Module: Send + Sync + 'static {
     fn deliver(&self, server: &Server, session: &LocalSession, stanza: &Element) -> Delivery {
         let _ = (server, session, stanza);
         Delivery::Deliver
+    }
+
+    /// Whether presence the server sends for `user` (who has a session on
+    /// this node) may go to `contact`. Synchronous like `deliver`.
+    fn outbound_presence(&self, server: &Server, user: &BareJid, contact: &Jid) -> Delivery {
+        let _ = (server, user, contact);
+        Delivery::Deliver
+    }
+
+    /// The per-node caches the module keeps; the registry's owner registers
+    /// them for the admin side, and invalidations naming them come to
+    /// [`Module::invalidate`].
+    fn caches(&self) -> Vec<Arc<dyn StatsSource>> {
+        Vec::new()
+    }
+
+    /// Another member changed what `key` of the module's cache `cache`
+    /// holds. The member waits for this to finish before it answers its
+    /// client, so a reload here is in place before the change is confirmed.
+    fn invalidate<'a>(
+        &'a self,
+        server: &'a Server,
+        cache: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, ()> {
+        let _ = (server, cache, key);
+        Box::pin(async {})
     }
 
     fn offline<'a>(

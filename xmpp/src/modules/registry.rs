@@ -79,8 +79,9 @@ fn arc<M: Module>(module: M) -> Result<Arc<dyn Module>, ModuleConfigError> {
     Ok(Arc::new(module))
 }
 
-/// Every module, in hook order. Modules that read or change a client's
-/// presence come before the presence module, which takes it: vcard adds the
+/// Every module, in hook order. Blocking sees a client's stanza first (a
+/// stanza to a blocked JID goes no further). Modules that read or change a
+/// client's presence come before the presence module, which takes it: vcard adds the
 /// XEP-0153 photo hash, last reads the status of an unavailable presence,
 /// pep reads the capabilities. The archive stamps a message's stanza id
 /// before carbons copy it.
@@ -89,6 +90,13 @@ const CATALOGUE: &[Entry] = &[
         name: "disco",
         enabled_by_default: true,
         build: |_, options| arc(super::disco::Disco::new(options)?),
+    },
+    // Before roster and presence: a stanza to or from a blocked JID stops
+    // here, before those modules act on it.
+    Entry {
+        name: "blocking",
+        enabled_by_default: true,
+        build: |_, options| arc(super::blocking::BlockingModule::new(options)?),
     },
     Entry {
         name: "roster",

@@ -16,7 +16,8 @@ use starling_core::jid::{BareJid, Jid};
 use starling_core::xml::{Element, ns};
 
 use super::query::{
-    ErrorCondition, RosterItem, RosterLimits, RosterSet, roster_push, roster_query,
+    ErrorCondition, RosterItem, RosterLimits, RosterSet, requested_version, roster_push,
+    roster_query,
 };
 use super::subscription::{
     Change, ContactState, Disposition, PresenceNotice, SubState, SubscriptionKind, inbound,
@@ -55,10 +56,13 @@ impl Entry {
 #[derive(Debug, Default)]
 pub struct Roster {
     entries: HashMap<BareJid, Entry>,
+    /// The version these entries are (RFC 6121 2.6), or an older one when a
+    /// write raced the read (a client is then sent the roster again).
+    version: i64,
 }
 
 impl Roster {
-    fn from_stored(owner: &str, items: Vec<StoredRosterItem>) -> Roster {
+    fn from_stored(owner: &str, items: Vec<StoredRosterItem>, version: i64) -> Roster {
         let mut entries = HashMap::with_capacity(items.len());
         for item in items {
             let Ok(jid) = BareJid::new(&item.contact) else {
@@ -85,7 +89,12 @@ impl Roster {
                 },
             );
         }
-        Roster { entries }
+        Roster { entries, version }
+    }
+
+    /// The `ver` of this roster (RFC 6121 2.6).
+    pub fn version(&self) -> String {
+        self.version.to_string()
     }
 
     pub fn state(&self, contact: &BareJid) -> Option<ContactState> {
@@ -187,9 +196,14 @@ impl Rosters {
             return Ok(roster);
         }
         let generation = self.invalidations.load(Ordering::Acquire);
+        // The version first: a write between the two reads then makes the
+        // version older than the items, never newer, and a client caching
+        // this roster is sent it again rather than missing the write.
+        let version = self.store.get_roster_version(&owner).await?;
         let roster = Arc::new(Roster::from_stored(
             &owner,
             self.store.get_roster(&owner).await?,
+            version,
         ));
         // An invalidation that arrived while the store was read may be for
         // a write this read did not see: caching it would keep it stale.
@@ -199,7 +213,8 @@ impl Rosters {
         Ok(roster)
     }
 
-    /// Writes one contact's entry (or deletes it) and drops the cached roster.
+    /// Writes one contact's entry (or deletes it) and drops the cached
+    /// roster; returns the roster's new version, `None` when nothing changed.
     async fn save(
         &self,
         user: &BareJid,
@@ -207,17 +222,17 @@ impl Rosters {
         change: Change,
         name: Option<String>,
         groups: Vec<String>,
-    ) -> Result<(), StorageError> {
+    ) -> Result<Option<i64>, StorageError> {
         let Some(owner) = user.node().map(|node| node.to_string()) else {
-            return Ok(());
+            return Ok(None);
         };
         let result = match change {
-            Change::Unchanged => return Ok(()),
-            Change::Delete => self
-                .store
-                .delete_roster_item(&owner, contact.as_str())
-                .await
-                .map(drop),
+            Change::Unchanged => return Ok(None),
+            Change::Delete => {
+                self.store
+                    .delete_roster_item(&owner, contact.as_str())
+                    .await
+            }
             Change::Store(state) => {
                 let item = StoredRosterItem {
                     contact: contact.to_string(),
@@ -230,7 +245,7 @@ impl Rosters {
                     preapproved: state.sub.preapproved,
                     in_roster: state.in_roster,
                 };
-                self.store.put_roster_item(&owner, &item).await
+                self.store.put_roster_item(&owner, &item).await.map(Some)
             }
         };
         // Invalidate even after a failed write: the store may have changed.
@@ -282,8 +297,15 @@ pub async fn handle_iq(server: &Server, session: &Arc<LocalSession>, stanza: Sta
         Some(IqType::Get) => match server.rosters.get(&user).await {
             Ok(roster) => {
                 session.presence().interested = true;
+                let version = roster.version();
+                // RFC 6121 2.6.3: the client has this version cached, so an
+                // empty result, and what changes from now on comes as pushes.
+                if requested_version(&query) == Some(version.as_str()) {
+                    return reply(server, &stanza, None).await;
+                }
                 let items = roster.items();
-                reply(server, &stanza, Some(roster_query(&items, None))).await
+                let result = roster_query(&items, Some(version.as_str()));
+                reply(server, &stanza, Some(result)).await
             }
             Err(error) => bounce(server, &stanza, storage_error(error)).await,
         },
@@ -322,7 +344,7 @@ async fn set_item(
     let _lock = rosters.locks.lock(user).await;
     let roster = rosters.get(user).await.map_err(storage_error)?;
     let state = ContactState::after_roster_set(roster.state(contact));
-    rosters
+    let version = rosters
         .save(
             user,
             contact,
@@ -338,7 +360,7 @@ async fn set_item(
         groups,
     }
     .item(contact);
-    push(server, user, &item);
+    push(server, user, &item, version.unwrap_or(roster.version));
     Ok(())
 }
 
@@ -350,20 +372,20 @@ async fn remove_item(
     contact: &BareJid,
 ) -> Result<(), StanzaError> {
     let rosters = &server.rosters;
-    let sub = {
+    let (sub, version) = {
         let _lock = rosters.locks.lock(user).await;
         let roster = rosters.get(user).await.map_err(storage_error)?;
         let Some(entry) = roster.entry(contact).filter(|entry| entry.state.in_roster) else {
             return Err(StanzaError::new(Condition::ItemNotFound).with_text("No such roster item"));
         };
         let sub = entry.state.sub;
-        rosters
+        let version = rosters
             .save(user, contact, Change::Delete, None, Vec::new())
             .await
             .map_err(storage_error)?;
-        sub
+        (sub, version.unwrap_or(roster.version))
     };
-    push(server, user, &RosterItem::removed(contact.clone()));
+    push(server, user, &RosterItem::removed(contact.clone()), version);
     let effects = removal(sub);
     if effects.send_unavailable {
         presence_notice(server, user, contact, PresenceNotice::Unavailable).await;
@@ -380,8 +402,10 @@ async fn remove_item(
     Ok(())
 }
 
-/// Sends a roster push for `item` to every interested resource of the user.
-pub fn push(server: &Server, user: &BareJid, item: &RosterItem) {
+/// Sends a roster push for `item`, carrying the roster's new `version`, to
+/// every interested resource of the user.
+pub fn push(server: &Server, user: &BareJid, item: &RosterItem, version: i64) {
+    let version = version.to_string();
     for candidate in resources::resources(server, user) {
         if let resources::Target::Local(session) = &candidate.target {
             if !session.presence().interested {
@@ -392,7 +416,7 @@ pub fn push(server: &Server, user: &BareJid, item: &RosterItem) {
             &server.rosters.next_push_id(),
             candidate.target.jid(),
             item,
-            None,
+            Some(version.as_str()),
         );
         let _gone = send_to(server, &candidate.target, iq, StanzaKind::Iq);
     }
@@ -417,7 +441,7 @@ async fn route_subscription(
 
 /// Presence from each of the user's available resources to the contact:
 /// their current presence, or unavailable.
-async fn presence_notice(
+pub async fn presence_notice(
     server: &Server,
     user: &BareJid,
     contact: &BareJid,
@@ -509,7 +533,7 @@ pub async fn outbound_subscription(
             .entry(&contact)
             .map(|entry| (entry.name.clone(), entry.groups.clone()))
             .unwrap_or_default();
-        if let Err(error) = rosters
+        let version = match rosters
             .save(
                 &user,
                 &contact,
@@ -519,13 +543,15 @@ pub async fn outbound_subscription(
             )
             .await
         {
-            return bounce(server, &stanza, storage_error(error)).await;
-        }
+            Ok(version) => version.unwrap_or(roster.version),
+            Err(error) => return bounce(server, &stanza, storage_error(error)).await,
+        };
         if let Some(view) = outcome.push {
             push(
                 server,
                 &user,
                 &RosterItem::from_view(contact.clone(), name, groups, view),
+                version,
             );
         }
         outcome
@@ -575,7 +601,7 @@ pub async fn inbound_subscription(server: &Server, stanza: Stanza, to: Jid) {
             .entry(&contact)
             .map(|entry| (entry.name.clone(), entry.groups.clone()))
             .unwrap_or_default();
-        if let Err(error) = rosters
+        let version = match rosters
             .save(
                 &user,
                 &contact,
@@ -585,14 +611,18 @@ pub async fn inbound_subscription(server: &Server, stanza: Stanza, to: Jid) {
             )
             .await
         {
-            tracing::error!(%user, %error, "roster write failed; subscription stanza dropped");
-            return count(server, Outcome::Discarded);
-        }
+            Ok(version) => version.unwrap_or(roster.version),
+            Err(error) => {
+                tracing::error!(%user, %error, "roster write failed; subscription stanza dropped");
+                return count(server, Outcome::Discarded);
+            }
+        };
         if let Some(view) = outcome.push {
             push(
                 server,
                 &user,
                 &RosterItem::from_view(contact.clone(), name, groups, view),
+                version,
             );
         }
         outcome

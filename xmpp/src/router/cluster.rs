@@ -92,18 +92,27 @@ impl LocalDelivery for ServerDelivery {
         }
     }
 
-    fn invalidate(&self, cache: &str, key: &str) {
-        let Some(server) = self.server.upgrade() else {
-            return;
-        };
-        match cache {
-            crate::roster::service::ROSTER_CACHE => server.rosters.invalidate_owner(key),
-            crate::users::USER_CACHE => {
-                server.users.invalidate(key);
-                close_if_removed(server, key.to_owned());
+    fn invalidate<'a>(&'a self, cache: &'a str, key: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let Some(server) = self.server.upgrade() else {
+                return;
+            };
+            match cache {
+                crate::roster::service::ROSTER_CACHE => server.rosters.invalidate_owner(key),
+                crate::users::USER_CACHE => {
+                    server.users.invalidate(key);
+                    close_if_removed(server, key.to_owned());
+                }
+                // The caches of feature modules: the module that keeps the
+                // cache handles it (it may reload before the member that
+                // made the change hears back).
+                other => {
+                    if !server.modules.invalidate(&server, other, key).await {
+                        tracing::warn!(cache = other, "invalidation for an unknown cache");
+                    }
+                }
             }
-            other => tracing::warn!(cache = other, "invalidation for an unknown cache"),
-        }
+        })
     }
 
     fn offline_stored(&self, user: BareJid) -> BoxFuture<'_, ()> {

@@ -1,16 +1,18 @@
-//! Persistent storage for users and their SCRAM credentials, rosters (RFC 6121),
-//! offline messages (XEP-0160), pub/sub nodes, subscriptions and items
-//! (XEP-0060), and account data (XEP-0054 vCards, XEP-0049 private XML,
-//! XEP-0012 last logout), over sqlx's `Any` driver so that one set of
+//! Persistent storage for users and their SCRAM credentials, rosters (RFC 6121)
+//! and their versions, offline messages (XEP-0160), pub/sub nodes,
+//! subscriptions and items (XEP-0060), account data (XEP-0054 vCards, XEP-0049
+//! private XML, XEP-0012 last logout), block lists (XEP-0191), PEP nodes and
+//! items (XEP-0163) and message archives (XEP-0313), over sqlx's `Any` driver
+//! so that one set of
 //! queries serves both SQLite (the embedded default) and PostgreSQL.
 //!
 //! [`Store`] owns the connection pool and the schema: [`Store::connect`] opens the
 //! database named by a URL and applies the embedded migrations (`migrations/sqlite`
 //! or `migrations/postgres`, which differ only where the SQL dialects must). Each
 //! aggregate has its own module of `Store` methods: `users`, `roster`,
-//! `offline`, `pubsub`, `vcard`, `private`, `last`. Queries are written once
-//! with `$1`-style placeholders (only the generated bulk INSERTs use `?` on
-//! SQLite, see `bulk`) and use only
+//! `offline`, `pubsub`, `vcard`, `private`, `last`, `blocking`, `pep`, `mam`.
+//! Queries are written once with `$1`-style placeholders (only the generated
+//! bulk INSERTs use `?` on SQLite, see `bulk`) and use only
 //! the value types `Any` carries (i64, bool, String, bytes); times are unix
 //! milliseconds. Flags are read back through `CAST(.. AS INTEGER)` because a
 //! SQLite integer and a PostgreSQL boolean decode to different `Any` kinds.
@@ -19,6 +21,7 @@
 //! (credentials are opaque strings, roster items plain fields) and never drops a
 //! write: every failure is returned as a [`StorageError`].
 
+mod blocking;
 mod bulk;
 mod error;
 mod last;
@@ -95,6 +98,11 @@ const SQLITE_MIGRATIONS: &[EmbeddedMigration] = &[
         sql: include_str!("../../migrations/sqlite/0003_account_data.sql"),
     },
     EmbeddedMigration {
+        version: 4,
+        name: "0004_blocking_rosterver",
+        sql: include_str!("../../migrations/sqlite/0004_blocking_rosterver.sql"),
+    },
+    EmbeddedMigration {
         version: 5,
         name: "0005_pep",
         sql: include_str!("../../migrations/sqlite/0005_pep.sql"),
@@ -121,6 +129,11 @@ const POSTGRES_MIGRATIONS: &[EmbeddedMigration] = &[
         version: 3,
         name: "0003_account_data",
         sql: include_str!("../../migrations/postgres/0003_account_data.sql"),
+    },
+    EmbeddedMigration {
+        version: 4,
+        name: "0004_blocking_rosterver",
+        sql: include_str!("../../migrations/postgres/0004_blocking_rosterver.sql"),
     },
     EmbeddedMigration {
         version: 5,

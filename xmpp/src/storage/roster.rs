@@ -73,13 +73,14 @@ impl Store {
         row.map(|row| roster_item(owner, &row)).transpose()
     }
 
-    /// Inserts or replaces `owner`'s row for `item.contact`, groups included.
-    /// An unknown owner is [`StorageError::UnknownUser`].
+    /// Inserts or replaces `owner`'s row for `item.contact`, groups included,
+    /// and raises the roster's version in the same transaction; returns the
+    /// new version. An unknown owner is [`StorageError::UnknownUser`].
     pub async fn put_roster_item(
         &self,
         owner: &str,
         item: &StoredRosterItem,
-    ) -> Result<(), StorageError> {
+    ) -> Result<i64, StorageError> {
         let _timer = self.timings.start(super::StoreOp::WriteRoster);
         let sql = format!(
             "{INSERT_HEAD} VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
@@ -91,26 +92,57 @@ impl Store {
         );
         let mut args = sqlx::any::AnyArguments::default();
         bind_item(&mut args, owner, item).map_err(sqlx::Error::Encode)?;
+        let mut tx = self.begin_write().await?;
         sqlx::query_with(sqlx::AssertSqlSafe(sql), args)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(|e| StorageError::from_owned_write(e, owner))?;
-        Ok(())
+        let version = raise_roster_version(&mut tx, owner).await?;
+        tx.commit().await?;
+        Ok(version)
     }
 
-    /// Removes `owner`'s row for `contact`. False when there was none.
+    /// Removes `owner`'s row for `contact`: the roster's new version, or
+    /// `None` when there was no such row (nothing changed).
     pub async fn delete_roster_item(
         &self,
         owner: &str,
         contact: &str,
-    ) -> Result<bool, StorageError> {
+    ) -> Result<Option<i64>, StorageError> {
         let _timer = self.timings.start(super::StoreOp::WriteRoster);
+        let mut tx = self.begin_write().await?;
         let result = sqlx::query("DELETE FROM roster_items WHERE owner = $1 AND contact = $2")
             .bind(owner)
             .bind(contact)
+            .execute(&mut *tx)
+            .await?;
+        if result.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        let version = raise_roster_version(&mut tx, owner).await?;
+        tx.commit().await?;
+        Ok(Some(version))
+    }
+
+    /// The version of `owner`'s roster (RFC 6121 2.6): 0 until it first
+    /// changes.
+    pub async fn get_roster_version(&self, owner: &str) -> Result<i64, StorageError> {
+        let _timer = self.timings.start(super::StoreOp::GetRoster);
+        let version = sqlx::query_scalar("SELECT version FROM roster_versions WHERE owner = $1")
+            .bind(owner)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(version.unwrap_or(0))
+    }
+
+    /// Forgets `owner`'s roster version (account deletion).
+    pub async fn delete_roster_version(&self, owner: &str) -> Result<(), StorageError> {
+        sqlx::query("DELETE FROM roster_versions WHERE owner = $1")
+            .bind(owner)
             .execute(&self.pool)
             .await?;
-        Ok(result.rows_affected() > 0)
+        Ok(())
     }
 
     /// Inserts many `(owner, item)` rows in one transaction, for provisioning:
@@ -134,6 +166,27 @@ impl Store {
         self.checkpoint_after_bulk().await;
         Ok(())
     }
+}
+
+/// Raises `owner`'s roster version inside a roster write's transaction and
+/// returns it. The first version is the time in milliseconds, not 1: an
+/// account deleted and created again under the same name then never
+/// repeats a version a client of the old account may have cached.
+pub(super) async fn raise_roster_version(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    owner: &str,
+) -> Result<i64, StorageError> {
+    let version = sqlx::query_scalar(
+        "INSERT INTO roster_versions (owner, version) VALUES ($1, $2) \
+         ON CONFLICT (owner) DO UPDATE SET version = roster_versions.version + 1 \
+         RETURNING version",
+    )
+    .bind(owner)
+    .bind(super::now_ms())
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(|e| StorageError::from_owned_write(e, owner))?;
+    Ok(version)
 }
 
 fn bind_item(
@@ -314,12 +367,14 @@ mod tests {
                     .delete_roster_item("alice", "bob@example.com")
                     .await
                     .unwrap()
+                    .is_some()
             );
-            assert!(
-                !store
+            assert_eq!(
+                store
                     .delete_roster_item("alice", "bob@example.com")
                     .await
-                    .unwrap()
+                    .unwrap(),
+                None
             );
             assert_eq!(store.get_roster("alice").await.unwrap().len(), 2);
 
@@ -331,6 +386,39 @@ mod tests {
                 matches!(&err, StorageError::UnknownUser(u) if u == "ghost"),
                 "{err}"
             );
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn every_write_raises_the_version_and_a_no_op_does_not() {
+        for_each_backend(|db| async move {
+            let store = db.store().await;
+            store.create_user(&new_user("alice")).await.unwrap();
+            store.create_user(&new_user("bob")).await.unwrap();
+            assert_eq!(store.get_roster_version("alice").await.unwrap(), 0);
+
+            let first = store.put_roster_item("alice", &item("x@y")).await.unwrap();
+            assert!(first > 0);
+            assert_eq!(store.get_roster_version("alice").await.unwrap(), first);
+            let second = store.put_roster_item("alice", &item("x@y")).await.unwrap();
+            assert_eq!(second, first + 1);
+            let third = store
+                .delete_roster_item("alice", "x@y")
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(third, second + 1);
+            assert_eq!(
+                store.delete_roster_item("alice", "x@y").await.unwrap(),
+                None
+            );
+            assert_eq!(store.get_roster_version("alice").await.unwrap(), third);
+            // Versions are per user.
+            assert_eq!(store.get_roster_version("bob").await.unwrap(), 0);
+
+            store.delete_roster_version("alice").await.unwrap();
+            assert_eq!(store.get_roster_version("alice").await.unwrap(), 0);
         })
         .await;
     }

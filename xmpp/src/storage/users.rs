@@ -168,8 +168,27 @@ impl Store {
             .bind(username)
             .execute(&mut *tx)
             .await?;
+        sqlx::query("DELETE FROM blocked_jids WHERE owner = $1")
+            .bind(username)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM roster_versions WHERE owner = $1")
+            .bind(username)
+            .execute(&mut *tx)
+            .await?;
+        // The rosters the account leaves change: their versions go up, so
+        // clients holding them cached are sent the new ones (RFC 6121 2.6).
+        let contact = format!("{username}@{domain}");
+        let owners: Vec<String> =
+            sqlx::query_scalar("SELECT owner FROM roster_items WHERE contact = $1")
+                .bind(contact.as_str())
+                .fetch_all(&mut *tx)
+                .await?;
+        for owner in &owners {
+            super::roster::raise_roster_version(&mut tx, owner).await?;
+        }
         sqlx::query("DELETE FROM roster_items WHERE contact = $1")
-            .bind(format!("{username}@{domain}"))
+            .bind(contact)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;

@@ -152,13 +152,17 @@ impl Module for Pep {
                 Hook::UserDeleted,
             ],
             account_disco: account_disco(),
-            caches: vec![self.caps.cache.clone()],
             ..Registration::default()
         }
     }
 
     fn iq<'a>(&'a self, server: &'a Server, request: IqRequest) -> BoxFuture<'a, ()> {
         Box::pin(iq::handle(self, server, request))
+    }
+
+    fn caches(&self) -> Vec<Arc<dyn starling_core::cache::StatsSource>> {
+        // Verified hashes never change meaning: nothing to invalidate.
+        vec![self.caps.cache.clone()]
     }
 
     fn client_stanza<'a>(

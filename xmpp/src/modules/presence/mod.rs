@@ -12,7 +12,7 @@ use starling_core::jid::{BareJid, FullJid, Jid};
 use starling_core::xml::{Element, ns};
 
 use self::probe::answer_probe;
-use super::{Flow, Hook, Module, Options, Registration};
+use super::{Delivery, Flow, Hook, Module, Options, Registration};
 use crate::BoxFuture;
 use crate::metrics::Outcome;
 use crate::roster;
@@ -205,6 +205,11 @@ async fn broadcast(server: &Server, session: &Arc<LocalSession>, stanza: Stanza)
     };
     let element = stanza.element;
     for contact in roster.subscribers() {
+        let to = Jid::from(contact.clone());
+        // A contact the user blocks (XEP-0191) hears nothing.
+        if server.modules.outbound_presence(server, &user, &to) == Delivery::Withhold {
+            continue;
+        }
         send_presence_to_bare(server, &element, contact);
     }
     // The user's own resources, the sender included (RFC 6121 4.2.2); a

@@ -9,6 +9,7 @@ use starling_core::jid::{BareJid, FullJid, Jid};
 use starling_core::xml::{Element, ns};
 
 use crate::metrics::Outcome;
+use crate::modules::Delivery;
 use crate::roster::service::Roster;
 use crate::router::resources::{self, Target, send_to};
 use crate::router::{count, route};
@@ -44,7 +45,10 @@ pub(super) async fn probe_contacts(server: &Server, session: &Arc<LocalSession>,
         // contact's roster read: the owner node of a remote contact checks
         // its own roster when the probe arrives, and reading it here would
         // cache the rosters of other members' users on every member.
+        let withheld =
+            server.modules.outbound_presence(server, contact, &prober) == Delivery::Withhold;
         if !local_sessions.is_empty()
+            && !withheld
             && contact_allows(server, contact, &session.jid.to_bare()).await == Some(true)
         {
             for contact_session in local_sessions {
@@ -134,6 +138,9 @@ pub(super) async fn answer_probe(server: &Server, stanza: Stanza, to: Jid) {
         return count(server, Outcome::Discarded);
     };
     let user = to.to_bare();
+    if server.modules.outbound_presence(server, &user, &prober) == Delivery::Withhold {
+        return count(server, Outcome::Discarded);
+    }
     match contact_allows(server, &user, &prober.to_bare()).await {
         Some(true) => {}
         _ => return count(server, Outcome::Discarded),

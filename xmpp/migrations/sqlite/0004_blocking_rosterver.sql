@@ -1,0 +1,16 @@
+-- XEP-0191 block lists and RFC 6121 2.6 (XEP-0237) roster versions (SQLite).
+
+-- One row per JID `owner` (a username) blocks: a full JID, bare JID,
+-- domain/resource or domain, prepared, as XEP-0191 matches them.
+CREATE TABLE blocked_jids (
+    owner TEXT NOT NULL REFERENCES users (username) ON DELETE CASCADE,
+    jid   TEXT NOT NULL,
+    PRIMARY KEY (owner, jid)
+) WITHOUT ROWID;
+
+-- The version of `owner`'s roster: raised in the transaction of every
+-- roster write. No row means the roster never changed (version 0).
+CREATE TABLE roster_versions (
+    owner   TEXT    NOT NULL PRIMARY KEY REFERENCES users (username) ON DELETE CASCADE,
+    version INTEGER NOT NULL
+) WITHOUT ROWID;
