@@ -28,23 +28,84 @@ for (const transport of ["websocket", "long-polling"]) {
         await s.until("the event on node 2", () => second.length === 1);
         for (const message of [first[0], second[0]]) {
             assert.equal(message.channel, channel);
-            assert.equal(message.data.node, nodeOf(channel));
-            assert.equal(message.data.publisher, `alice@${s.domain}`);
-            assert.deepEqual(message.data.payload, { text: "hello <world> & co", n: 1 });
-            assert.equal(typeof message.data.id, "string");
+            assert.deepEqual(message.data, { text: "hello <world> & co", n: 1 });
+            assert.equal(message.ext.xmpp.node, nodeOf(channel));
+            assert.equal(message.ext.xmpp.publisher, `alice@${s.domain}`);
+            assert.equal(typeof message.ext.xmpp.id, "string");
         }
-        assert.equal(first[0].data.id, second[0].data.id);
+        assert.equal(first[0].ext.xmpp.id, second[0].ext.xmpp.id);
+        assert.equal(first[0].ext.xmpp.id, published.ext.pubsub.id);
         for (const client of [one, two, publisher]) {
             assert.ok((await s.disconnect(client)).successful);
         }
     });
 }
 
+test("what a client publishes comes back unchanged: to itself, and to subscribers on the other nodes", async () => {
+    const channel = s.freshChannel("contract");
+    // Nested objects and arrays, unicode, escapes, numbers of every kind, and
+    // keys out of alphabetical order: all of it must survive the trip.
+    const data = {
+        zebra: "first key",
+        apple: { nested: { deeper: [1, [2, [3, { four: 4 }]], [], {}] }, empty: "" },
+        text: "héllo wörld — 日本語 🐦 \u2028 \"quoted\" <tag> & amp; \\ tab\t newline\n \u0001",
+        numbers: [0, -1, 3.14159, 1e21, 2.5e-8, Number.MAX_SAFE_INTEGER, -0.5, 12345678.9],
+        literals: [true, false, null],
+    };
+    const list = [1, "two", { three: 3.5 }];
+    const sent = [data, list];
+
+    const own = [];
+    const remote = [];
+    const publisher = await s.cometd(0, { transport: "websocket", auth: s.alice });
+    assert.ok((await s.subscribe(publisher, channel, (m) => own.push(m))).successful);
+    const subscriber = await s.cometd(1, { transport: "long-polling" });
+    assert.ok((await s.subscribe(subscriber, channel, (m) => remote.push(m))).successful);
+    // A third subscriber reads the raw HTTP answers of node 3: the bytes on the wire.
+    const clientId = await s.rawHandshake(2);
+    const subscribed = await s.post(2, [{ channel: "/meta/subscribe", clientId, subscription: channel, id: "s" }]);
+    assert.ok(subscribed.json[0].successful, subscribed.text);
+    const connect = (n) => s.post(2, [{ channel: "/meta/connect", clientId, connectionType: "long-polling", id: `c${n}` }], "/connect");
+    // Held until events come; always one outstanding, so this client never
+    // stays quiet long enough to expire.
+    let pending = connect(0);
+
+    for (const item of sent) {
+        assert.ok((await s.publish(publisher, channel, item)).successful);
+    }
+    let wire = "";
+    let events = [];
+    for (let n = 1; events.length < 2; n += 1) {
+        assert.ok(n < 20, `node 3 delivered ${events.length} of 2 events: ${wire}`);
+        const answer = await pending;
+        wire += answer.text;
+        events = events.concat(answer.json.filter((m) => m.channel === channel));
+        pending = events.length < 2 ? connect(n) : null;
+    }
+    assert.deepStrictEqual(events.map((m) => m.data), sent);
+    for (const item of sent) {
+        assert.ok(wire.includes(`"data":${JSON.stringify(item)}`), `node 3 sent ${JSON.stringify(item)} as other bytes: ${wire}`);
+    }
+
+    await s.until("the publisher's own two events", () => own.length === 2);
+    await s.until("node 2's two events", () => remote.length === 2);
+    for (const [index, item] of sent.entries()) {
+        for (const [who, received] of [["publisher", own], ["node 2", remote]]) {
+            assert.equal(JSON.stringify(received[index].data), JSON.stringify(item), `${who}, item ${index}`);
+            assert.deepStrictEqual(received[index].data, item, `${who}, item ${index}`);
+            assert.equal(received[index].ext.xmpp.publisher, `alice@${s.domain}`);
+        }
+    }
+    await s.post(2, [{ channel: "/meta/disconnect", clientId }]);
+    await s.disconnect(subscriber);
+    await s.disconnect(publisher);
+});
+
 test("a 200-message burst arrives complete and in order over long-polling with acks", async () => {
     const channel = s.freshChannel("burst");
     const received = [];
     const subscriber = await s.cometd(1, { transport: "long-polling" });
-    assert.ok((await s.subscribe(subscriber, channel, (m) => received.push(m.data.payload.n))).successful);
+    assert.ok((await s.subscribe(subscriber, channel, (m) => received.push(m.data.n))).successful);
     const publisher = await s.cometd(0, { transport: "websocket", auth: s.alice });
     const replies = [];
     for (let n = 0; n < 200; n += 1) {
@@ -99,7 +160,7 @@ test("ack extension: the events of a long-poll reply that was lost come again", 
         ...(timeout === undefined ? {} : { advice: { timeout } }),
     }], "/connect");
     const reply = (answer) => answer.json.find((m) => m.channel === "/meta/connect");
-    const events = (answer) => answer.json.filter((m) => m.channel === channel).map((m) => m.data.payload);
+    const events = (answer) => answer.json.filter((m) => m.channel === channel).map((m) => m.data);
     const first = reply(await connect(0, 0));
     assert.ok(first.successful);
     const publisher = await s.cometd(0, { auth: s.alice });
@@ -176,7 +237,7 @@ test("a client that stops connecting expires, then re-handshakes and gets events
         const publisher = await s.cometd(2, { auth: s.alice });
         assert.ok((await s.publish(publisher, channel, { after: "expiry" })).successful);
         await s.until("the event in the recovered client", () => lines.some((l) => l.event === "message"));
-        assert.deepEqual(lines.find((l) => l.event === "message").data.payload, { after: "expiry" });
+        assert.deepEqual(lines.find((l) => l.event === "message").data, { after: "expiry" });
         await s.disconnect(publisher);
     } finally {
         child.kill("SIGCONT");

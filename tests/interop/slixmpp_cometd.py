@@ -2,7 +2,8 @@
 """slixmpp and Bayeux on different nodes of one cluster, through pub/sub (XEP-0060):
 
 - alice publishes with slixmpp on node 1; a Bayeux client subscribed to the channel
-  on node 2 receives the item (XEP-0335 JSON as JSON, other XML as a string);
+  on node 2 receives the item: its XEP-0335 JSON as `data`, other XML as
+  `{"xml": "<...>"}`, and the node, item id and publisher in `ext.xmpp`;
 - a Bayeux client authenticated as alice publishes on node 3; bob, subscribed with
   slixmpp on node 1, receives the event with the data as XEP-0335 JSON.
 
@@ -102,18 +103,20 @@ async def xmpp_to_bayeux(args, alice, service):
     log(f"alice published on node 1: {result['pubsub']['publish']['item']['id']}")
     event = await bayeux.next_event("event for the JSON item")
     check(event["channel"] == f"/pubsub/{node}", f"wrong channel: {event}")
-    data = event["data"]
-    check(data["node"] == node and data["id"] == "first", f"wrong node or id: {data}")
-    check(data["payload"] == {"from": "slixmpp", "n": 1}, f"JSON payload not as JSON: {data}")
-    check(str(data["publisher"]).startswith(alice.bare), f"publisher: {data}")
+    check(event["data"] == {"from": "slixmpp", "n": 1}, f"JSON payload not the data: {event}")
+    xmpp = event.get("ext", {}).get("xmpp", {})
+    check(xmpp.get("node") == node and xmpp.get("id") == "first", f"wrong ext.xmpp: {event}")
+    check(str(xmpp.get("publisher")).startswith(alice.bare), f"publisher: {event}")
     entry = ET.Element(f"{{{ATOM_NS}}}entry")
     ET.SubElement(entry, f"{{{ATOM_NS}}}title").text = "Atom & XML"
     await alice.xmpp["xep_0060"].publish(service, node, id="second", payload=entry,
                                          timeout=interop.STEP_TIMEOUT)
-    data = (await bayeux.next_event("event for the Atom item"))["data"]
-    check(data["id"] == "second", f"wrong item: {data}")
-    check(isinstance(data["payload"], str) and "<title>Atom &amp; XML</title>" in data["payload"]
-          and ATOM_NS in data["payload"], f"XML payload not as its XML string: {data}")
+    event = await bayeux.next_event("event for the Atom item")
+    check(event.get("ext", {}).get("xmpp", {}).get("id") == "second", f"wrong item: {event}")
+    xml = event["data"].get("xml") if isinstance(event["data"], dict) else None
+    check(list(event["data"]) == ["xml"] and isinstance(xml, str)
+          and "<title>Atom &amp; XML</title>" in xml and ATOM_NS in xml,
+          f"XML payload not as {{\"xml\": its XML}}: {event}")
     log("the Bayeux client on node 2 received both items")
 
 

@@ -234,7 +234,7 @@ fn parse_offline(message: &Element) -> Result<OfflineEntry, PiefxisError> {
         .and_then(|d| d.attr("stamp"))
     {
         Some(stamp) => parse_xep0082(stamp)
-            .ok_or_else(|| error(format!("offline message delay stamp {stamp:?}")))?,
+            .map_err(|bad| error(format!("offline message delay stamp {stamp:?}: {bad}")))?,
         None => now_ms(),
     };
     stanza.remove_children("delay", NS_DELAY);

@@ -38,20 +38,7 @@ pub fn acceptor(config: &Config) -> Result<TlsAcceptor, TlsError> {
     } else {
         (config.tls.cert.clone(), config.tls.key.clone())
     };
-    let certs = CertificateDer::pem_file_iter(&cert_path)
-        .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
-        .map_err(|error| TlsError::Read {
-            what: "certificate",
-            path: cert_path.clone(),
-            message: error.to_string(),
-        })?;
-    if certs.is_empty() {
-        return Err(TlsError::Read {
-            what: "certificate",
-            path: cert_path,
-            message: "no PEM certificate found".into(),
-        });
-    }
+    let certs = load_certificates(&cert_path)?;
     let key = PrivateKeyDer::from_pem_file(&key_path).map_err(|error| TlsError::Read {
         what: "private key",
         path: key_path.clone(),
@@ -68,9 +55,43 @@ pub fn acceptor(config: &Config) -> Result<TlsAcceptor, TlsError> {
     Ok(TlsAcceptor::from(Arc::new(server_config)))
 }
 
+/// The certificate chain in the PEM file at `path`: at least one
+/// certificate, the node's own first.
+pub fn load_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
+        .map_err(|error| TlsError::Read {
+            what: "certificate",
+            path: path.to_owned(),
+            message: error.to_string(),
+        })?;
+    if certs.is_empty() {
+        return Err(TlsError::Read {
+            what: "certificate",
+            path: path.to_owned(),
+            message: "no PEM certificate found".into(),
+        });
+    }
+    Ok(certs)
+}
+
+/// The certificate a node with this config serves: `[tls] cert`, else the
+/// one generated in the data directory.
+pub fn certificate_path(config: &Config) -> PathBuf {
+    if config.tls.cert.as_os_str().is_empty() {
+        generated_dir(&config.server.data_dir).join("cert.pem")
+    } else {
+        config.tls.cert.clone()
+    }
+}
+
+fn generated_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("tls")
+}
+
 /// Paths of the generated certificate and key, creating them if missing.
 fn ensure_self_signed(data_dir: &Path, domain: &str) -> Result<(PathBuf, PathBuf), TlsError> {
-    let dir = data_dir.join("tls");
+    let dir = generated_dir(data_dir);
     let cert_path = dir.join("cert.pem");
     let key_path = dir.join("key.pem");
     if cert_path.exists() && key_path.exists() {

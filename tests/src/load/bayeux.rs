@@ -366,7 +366,7 @@ mod tests {
         let frame = r#"[
             {"channel":"/meta/connect","successful":true,"clientId":"c1",
              "advice":{"reconnect":"retry","interval":0,"timeout":30000}},
-            {"channel":"/pubsub/news","data":{"node":"news","id":"i1","payload":{"seq":3}}}
+            {"channel":"/pubsub/news","data":{"seq":3},"ext":{"xmpp":{"node":"news","id":"i1"}}}
         ]"#;
         let messages = parse_frame(frame).unwrap();
         assert_eq!(
@@ -383,7 +383,7 @@ mod tests {
             panic!("not an event: {:?}", messages[1])
         };
         assert_eq!(channel, "/pubsub/news");
-        assert_eq!(data["payload"]["seq"], 3);
+        assert_eq!(data["seq"], 3);
     }
 
     #[test]

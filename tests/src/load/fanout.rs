@@ -230,9 +230,9 @@ impl Stamp {
         })
     }
 
-    /// The payload of a Bayeux event from the bridge: `data.payload`.
+    /// The `data` of a Bayeux event from the bridge: the item's JSON itself.
     pub fn from_bayeux(data: &Value) -> Option<Stamp> {
-        Stamp::from_json(data.get("payload")?)
+        Stamp::from_json(data)
     }
 
     /// The payload of an XMPP pub/sub notification for `node` (the first item's `<json/>`).
@@ -825,11 +825,10 @@ mod tests {
         };
         let json: Value = serde_json::from_str(&stamp.to_json()).unwrap();
         assert_eq!(Stamp::from_json(&json), Some(stamp));
-        // The bridge hands Bayeux clients {node, id, publisher, payload}.
-        let data = serde_json::json!({"node": "n", "id": "i", "payload": json});
-        assert_eq!(Stamp::from_bayeux(&data), Some(stamp));
+        // The bridge hands Bayeux clients the item's JSON as `data`, other XML as {"xml": ...}.
+        assert_eq!(Stamp::from_bayeux(&json), Some(stamp));
         assert_eq!(
-            Stamp::from_bayeux(&serde_json::json!({"payload": "<x/>"})),
+            Stamp::from_bayeux(&serde_json::json!({"xml": "<x/>"})),
             None
         );
         let item = Element::new("item", ns::PUBSUB_EVENT)

@@ -460,6 +460,52 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     files
 }
 
+/// Other servers write XEP-0082 stamps with a UTC offset and fractions;
+/// one such stamp used to abort the whole import.
+#[tokio::test]
+async fn import_reads_delay_stamps_with_utc_offsets() {
+    let node = TestNode::builder().start();
+    let file = node.dir().join("offsets.xml");
+    let message = |body: &str, stamp: &str| {
+        format!(
+            "<message xmlns='jabber:client' from='bo@localhost/r' to='ann@localhost' type='chat'>\
+             <body>{body}</body><delay xmlns='urn:xmpp:delay' stamp='{stamp}'/></message>"
+        )
+    };
+    std::fs::write(
+        &file,
+        format!(
+            "<server-data xmlns='urn:xmpp:pie:0'><host jid='localhost'>\
+             <user name='ann' password='ann-pw'><offline-messages>{}{}</offline-messages></user>\
+             <user name='bo' password='bo-pw'/></host></server-data>",
+            message("from Paris", "2026-11-22T10:15:00.5+02:00"),
+            message("from Delhi", "2026-11-22T13:45:00+05:30"),
+        ),
+    )
+    .unwrap();
+    let report = cli_ok(&node, &["user", "import", file.to_str().unwrap()]);
+    assert!(
+        report.contains("imported 2 users, 0 roster items and 2 offline messages"),
+        "{report}"
+    );
+
+    let mut ann = login(&node, "ann", "ann-pw", "r").await;
+    ann.send("<presence/>").await.unwrap();
+    for (body, utc) in [
+        ("from Paris", "2026-11-22T08:15:00.500Z"),
+        ("from Delhi", "2026-11-22T08:15:00.000Z"),
+    ] {
+        let delivered = ann
+            .expect(|e| is_message_with_body(e, body), WAIT)
+            .await
+            .unwrap_or_else(|error| panic!("the imported message {body:?}: {error}"));
+        let stamp = delivered
+            .child("delay", "urn:xmpp:delay")
+            .and_then(|delay| delay.attr("stamp"));
+        assert_eq!(stamp, Some(utc), "{body}: {delivered:?}");
+    }
+}
+
 #[tokio::test]
 async fn import_refuses_a_file_for_another_domain() {
     let node = TestNode::builder().start();

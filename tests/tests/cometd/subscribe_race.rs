@@ -47,10 +47,10 @@ async fn a_publish_right_after_the_subscribe_reply_is_delivered_across_nodes() {
     let received: BTreeSet<(String, String)> = events
         .iter()
         .map(|event| {
-            let data = &event["data"];
+            let item = &event["ext"]["xmpp"];
             (
-                data["node"].as_str().unwrap_or_default().to_owned(),
-                data["id"].as_str().unwrap_or_default().to_owned(),
+                item["node"].as_str().unwrap_or_default().to_owned(),
+                item["id"].as_str().unwrap_or_default().to_owned(),
             )
         })
         .collect();
@@ -113,7 +113,7 @@ async fn a_silent_member_delays_the_reply_only_for_the_bounded_wait() {
         .await;
     let ids: Vec<&str> = events
         .iter()
-        .filter_map(|event| event["data"]["id"].as_str())
+        .filter_map(|event| event["ext"]["xmpp"]["id"].as_str())
         .collect();
     assert_eq!(ids, items, "both items delivered: {events:?}");
 }

@@ -9,6 +9,8 @@
 //! - t30: `/metrics` parses as Prometheus text with every family listed.
 //! - t40: capacities 2/3/5 and 10 users: `/lb` answers, stickiness, a full
 //!   node's see-other-host.
+//! - t50: `starling cluster status` against a node serving HTTPS, trusting
+//!   only the certificate its config serves.
 
 mod support;
 
@@ -16,3 +18,4 @@ mod t10_members;
 mod t20_api;
 mod t30_metrics;
 mod t40_balance;
+mod t50_status_tls;

@@ -3,6 +3,7 @@
 
 mod cluster_up;
 mod logging;
+mod pinned_tls;
 pub mod provision;
 mod serve;
 mod status;

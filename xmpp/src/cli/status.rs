@@ -2,11 +2,13 @@
 //! `GET /api/cluster` reports it, printed for a terminal.
 //!
 //! The node is named by `--url` (default: the `[http] bind` of `--config`,
-//! or http://127.0.0.1:5280); the admin login comes from `--user` and
-//! `--password` (or `STARLING_ADMIN_USER` / `STARLING_ADMIN_PASSWORD`) and
-//! goes as HTTP Basic. Plain HTTP only: for a node serving HTTPS, ask
-//! `/api/cluster` with curl.
+//! `https://` when its `[http] tls` is on, or http://127.0.0.1:5280); the
+//! admin login comes from `--user` and `--password` (or
+//! `STARLING_ADMIN_USER` / `STARLING_ADMIN_PASSWORD`) and goes as HTTP
+//! Basic. Over HTTPS the node must present the certificate of `--cert`,
+//! by default the one its config serves (see `pinned_tls`).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -15,10 +17,14 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
 use serde::Deserialize;
 use starling_core::cluster::{ClusterStatus, MemberRow, PeerState};
 use starling_core::config::Config;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+
+use super::pinned_tls;
 
 /// Bound for connecting and for the answer.
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -26,9 +32,13 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone, clap::Args)]
 pub struct StatusArgs {
     /// Base URL of any node's HTTP listener (default: `[http] bind` of
-    /// --config, else http://127.0.0.1:5280).
+    /// --config, https when `[http] tls` is on, else http://127.0.0.1:5280).
     #[arg(long)]
     pub url: Option<String>,
+    /// For an https:// URL: the PEM certificate the node must present
+    /// (default: the `[tls]` certificate of --config).
+    #[arg(long, value_name = "FILE")]
+    pub cert: Option<PathBuf>,
     /// An admin account.
     #[arg(long, env = "STARLING_ADMIN_USER")]
     pub user: Option<String>,
@@ -57,17 +67,24 @@ pub(super) async fn run(args: &StatusArgs, config: Option<&Config>) -> anyhow::R
         }
         (None, None) => "http://127.0.0.1:5280".to_owned(),
     };
-    let (authority, base_path) = split_url(&url)?;
+    let target = Target::parse(&url)?;
     let credentials = match (&args.user, &args.password) {
         (Some(user), Some(password)) => Some((user.as_str(), password.as_str())),
         (None, None) => None,
         _ => bail!("give both --user and --password (an admin account), or neither"),
     };
-    let path = format!("{}/api/cluster", base_path.trim_end_matches('/'));
-    let (status, body) = tokio::time::timeout(TIMEOUT, get(authority, &path, credentials))
-        .await
-        .map_err(|_| anyhow::anyhow!("{url} did not answer within {TIMEOUT:?}"))?
-        .with_context(|| format!("cannot reach {url}"))?;
+    let trusted = match target.scheme {
+        Scheme::Http => None,
+        Scheme::Https => Some(trusted_certificate(args, config, &url)?),
+    };
+    let path = format!("{}/api/cluster", target.path.trim_end_matches('/'));
+    let (status, body) = tokio::time::timeout(
+        TIMEOUT,
+        fetch(&target, trusted.as_deref(), &path, credentials),
+    )
+    .await
+    .map_err(|_| anyhow::anyhow!("{url} did not answer within {TIMEOUT:?}"))?
+    .with_context(|| format!("cannot reach {url}"))?;
     match status {
         200 => {}
         401 => bail!(
@@ -86,34 +103,114 @@ pub(super) async fn run(args: &StatusArgs, config: Option<&Config>) -> anyhow::R
     Ok(())
 }
 
-/// `http://host:port/prefix` into the authority and the path prefix.
-fn split_url(url: &str) -> anyhow::Result<(&str, &str)> {
-    if url.starts_with("https://") {
-        bail!(
-            "{url}: this command speaks plain HTTP only; for a node serving HTTPS use \
-             `curl -u USER:PASSWORD {url}/api/cluster`"
-        );
+/// The certificate an HTTPS node must present: `--cert`, else what the
+/// node's config serves.
+fn trusted_certificate(
+    args: &StatusArgs,
+    config: Option<&Config>,
+    url: &str,
+) -> anyhow::Result<PathBuf> {
+    match (&args.cert, config) {
+        (Some(cert), _) => Ok(cert.clone()),
+        (None, Some(config)) => Ok(crate::tls::certificate_path(config)),
+        (None, None) => bail!(
+            "{url}: give --config of the node (its certificate is trusted) or --cert with the \
+             PEM certificate it serves"
+        ),
     }
-    let rest = url
-        .strip_prefix("http://")
-        .with_context(|| format!("{url:?} is not an http:// URL"))?;
-    let (authority, path) = match rest.find('/') {
-        Some(slash) => rest.split_at(slash),
-        None => (rest, ""),
-    };
-    if authority.is_empty() {
-        bail!("{url:?} names no host");
-    }
-    Ok((authority, path))
 }
 
-/// One GET over a fresh HTTP/1.1 connection: status and body.
-async fn get(
-    authority: &str,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scheme {
+    Http,
+    Https,
+}
+
+/// Where to ask: `http[s]://host:port/prefix`.
+#[derive(Debug, PartialEq, Eq)]
+struct Target<'a> {
+    scheme: Scheme,
+    /// `host:port`, dialled and sent as `Host`.
+    authority: &'a str,
+    /// The path prefix the API lives under (usually empty).
+    path: &'a str,
+}
+
+impl<'a> Target<'a> {
+    fn parse(url: &'a str) -> anyhow::Result<Target<'a>> {
+        let (scheme, rest) = if let Some(rest) = url.strip_prefix("http://") {
+            (Scheme::Http, rest)
+        } else if let Some(rest) = url.strip_prefix("https://") {
+            (Scheme::Https, rest)
+        } else {
+            bail!("{url:?} is not an http:// or https:// URL");
+        };
+        let (authority, path) = match rest.find('/') {
+            Some(slash) => rest.split_at(slash),
+            None => (rest, ""),
+        };
+        if authority.is_empty() {
+            bail!("{url:?} names no host");
+        }
+        Ok(Target {
+            scheme,
+            authority,
+            path,
+        })
+    }
+
+    /// The host part of the authority, for TLS: `[::1]:5280` gives `::1`.
+    fn host(&self) -> &'a str {
+        let host = match self.authority.rsplit_once(':') {
+            Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+            _ => self.authority,
+        };
+        host.trim_start_matches('[').trim_end_matches(']')
+    }
+}
+
+/// One GET, over TLS when the target is HTTPS: status and body.
+async fn fetch(
+    target: &Target<'_>,
+    trusted: Option<&std::path::Path>,
     path: &str,
     credentials: Option<(&str, &str)>,
 ) -> anyhow::Result<(u16, Bytes)> {
-    let stream = TcpStream::connect(authority).await?;
+    let stream = TcpStream::connect(target.authority).await?;
+    let Some(trusted) = trusted else {
+        return get(stream, target.authority, path, credentials).await;
+    };
+    let connector = pinned_tls::connector(trusted)?;
+    let name = ServerName::try_from(target.host().to_owned())
+        .with_context(|| format!("{:?} is not a host name or address", target.host()))?;
+    let stream = connector.connect(name, stream).await.map_err(|error| {
+        let mismatch = error
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+            .is_some_and(|error| matches!(error, rustls::Error::InvalidCertificate(_)));
+        if mismatch {
+            anyhow::anyhow!(
+                "the node presented a certificate other than {} (renewed without a restart, \
+                 or another node?)",
+                trusted.display()
+            )
+        } else {
+            anyhow::anyhow!("TLS handshake failed: {error}")
+        }
+    })?;
+    get(stream, target.authority, path, credentials).await
+}
+
+/// One GET over a fresh HTTP/1.1 connection on `stream`: status and body.
+async fn get<S>(
+    stream: S,
+    authority: &str,
+    path: &str,
+    credentials: Option<(&str, &str)>,
+) -> anyhow::Result<(u16, Bytes)>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let (mut sender, connection) =
         hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     let driver = tokio::spawn(connection);
@@ -233,18 +330,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn urls_split_into_authority_and_prefix() {
+    fn urls_split_into_scheme_authority_and_prefix() {
+        let target = |url| Target::parse(url).unwrap();
         assert_eq!(
-            split_url("http://127.0.0.1:5280").unwrap(),
-            ("127.0.0.1:5280", "")
+            target("http://127.0.0.1:5280"),
+            Target {
+                scheme: Scheme::Http,
+                authority: "127.0.0.1:5280",
+                path: ""
+            }
         );
         assert_eq!(
-            split_url("http://host:1/starling/").unwrap(),
-            ("host:1", "/starling/")
+            target("https://host:1/starling/"),
+            Target {
+                scheme: Scheme::Https,
+                authority: "host:1",
+                path: "/starling/"
+            }
         );
-        assert!(split_url("https://host").is_err());
-        assert!(split_url("host:5280").is_err());
-        assert!(split_url("http:///x").is_err());
+        assert_eq!(target("https://host:1/").host(), "host");
+        assert_eq!(target("https://[::1]:5280").host(), "::1");
+        assert_eq!(target("https://example.org").host(), "example.org");
+        assert!(Target::parse("host:5280").is_err());
+        assert!(Target::parse("ftp://host").is_err());
+        assert!(Target::parse("http:///x").is_err());
     }
 
     #[test]

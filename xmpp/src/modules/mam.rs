@@ -430,12 +430,16 @@ impl Mam {
                         query.with = Some(jid.to_bare().to_string());
                     }
                     "start" => {
-                        query.start_ms =
-                            Some(parse_xep0082(value).ok_or_else(|| bad("not a XEP-0082 date"))?)
+                        query.start_ms = Some(
+                            parse_xep0082(value)
+                                .map_err(|reason| bad(&format!("not a XEP-0082 date: {reason}")))?,
+                        )
                     }
                     "end" => {
-                        query.end_ms =
-                            Some(parse_xep0082(value).ok_or_else(|| bad("not a XEP-0082 date"))?)
+                        query.end_ms = Some(
+                            parse_xep0082(value)
+                                .map_err(|reason| bad(&format!("not a XEP-0082 date: {reason}")))?,
+                        )
                     }
                     "after-id" => query.after = Some(value.to_owned()),
                     "ids" => query.ids = values.clone(),

@@ -127,8 +127,23 @@ fn reads_a_file_as_other_servers_write_it() {
 }
 
 #[test]
+fn delay_stamps_with_offsets_and_fractions_are_read_in_utc() {
+    let xml = b"<server-data xmlns='urn:xmpp:pie:0'><host jid='example.org'><user name='a'>\
+        <offline-messages>\
+        <message xmlns='jabber:client'><delay xmlns='urn:xmpp:delay' stamp='2026-11-22T10:15:00+02:00'/></message>\
+        <message xmlns='jabber:client'><delay xmlns='urn:xmpp:delay' stamp='2026-11-22T02:45:00.25-05:30'/></message>\
+        </offline-messages></user></host></server-data>";
+    let stamps: Vec<i64> = one_host(xml)[0]
+        .offline
+        .iter()
+        .map(|entry| entry.stamp_ms)
+        .collect();
+    assert_eq!(stamps, [1_795_335_300_000, 1_795_335_300_250]);
+}
+
+#[test]
 fn rejects_what_it_cannot_import_with_a_reason() {
-    let cases: [(&[u8], &str); 6] = [
+    let cases: [(&[u8], &str); 7] = [
         (b"<root/>", "not <server-data"),
         (
             b"<server-data xmlns='urn:xmpp:pie:0'><host/></server-data>",
@@ -152,6 +167,13 @@ fn rejects_what_it_cannot_import_with_a_reason() {
             "not base64",
         ),
         (b"<server-data xmlns='urn:xmpp:pie:0'><host", "well-formed"),
+        (
+            b"<server-data xmlns='urn:xmpp:pie:0'><host jid='h'><user name='a'>\
+              <offline-messages><message xmlns='jabber:client'>\
+              <delay xmlns='urn:xmpp:delay' stamp='yesterday'/></message>\
+              </offline-messages></user></host></server-data>",
+            "delay stamp \"yesterday\": not an XEP-0082 DateTime",
+        ),
     ];
     for (xml, expected) in cases {
         let error = parse(xml).unwrap_err().to_string();

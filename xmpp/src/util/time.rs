@@ -1,6 +1,12 @@
-//! XEP-0082 timestamps without a calendar dependency.
+//! XEP-0082 DateTimes, the profile of RFC 3339 that XMPP stamps use
+//! (`2026-11-22T08:15:00.123Z`, `2026-11-22T10:15:00+02:00`), read and
+//! written with the `time` crate.
 
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use time::format_description::well_known::Rfc3339;
+use time::macros::format_description;
+use time::{OffsetDateTime, UtcOffset};
 
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {
@@ -10,63 +16,37 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Formats Unix milliseconds as an XEP-0082 DateTime in UTC
-/// (`2026-11-22T08:15:00.123Z`).
+/// The instants XEP-0082's four-digit years can name:
+/// 0000-01-01T00:00:00.000Z to 9999-12-31T23:59:59.999Z.
+const FIRST_MS: i64 = -62_167_219_200_000;
+const LAST_MS: i64 = 253_402_300_799_999;
+
+/// Formats Unix milliseconds as an XEP-0082 DateTime in UTC with
+/// milliseconds (`2026-11-22T08:15:00.123Z`). Instants beyond the years
+/// 0000 to 9999 are written as the nearest one within them.
 pub fn xep0082(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let millis = ms.rem_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let day_secs = secs.rem_euclid(86_400);
-    let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        day_secs / 3600,
-        day_secs % 3600 / 60,
-        day_secs % 60
-    )
+    let format =
+        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+    let nanos = i128::from(ms.clamp(FIRST_MS, LAST_MS)) * 1_000_000;
+    OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .ok()
+        .and_then(|instant| instant.format(format).ok())
+        .expect("years 0000 to 9999 are representable and format")
 }
 
-/// Reads back what [`xep0082`] writes: Unix milliseconds of a UTC DateTime
-/// (`2026-11-22T08:15:00.123Z`; fractions beyond milliseconds are cut).
-pub fn parse_xep0082(stamp: &str) -> Option<i64> {
-    let stamp = stamp.strip_suffix('Z')?;
-    let (date, time) = stamp.split_once('T')?;
-    let mut date = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
-    let (year, month, day) = (date.next()??, date.next()??, date.next()??);
-    let (time, fraction) = time.split_once('.').unwrap_or((time, "0"));
-    let mut time = time.splitn(3, ':').map(|p| p.parse::<i64>().ok());
-    let (hour, minute, second) = (time.next()??, time.next()??, time.next()??);
-    if fraction.is_empty() || !fraction.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let millis: i64 = format!("{fraction:0<3}")[..3].parse().ok()?;
-    let in_range = (1..=12).contains(&month) && (1..=31).contains(&day);
-    if !in_range || hour > 23 || minute > 59 || second > 60 {
-        return None;
-    }
-    // Days from 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(((days * 24 + hour) * 60 + minute) * 60_000 + second * 1000 + millis)
-}
+/// A stamp that is not an XEP-0082 DateTime, with the reason.
+#[derive(Debug, thiserror::Error)]
+#[error("not an XEP-0082 DateTime such as 2026-11-22T08:15:00Z: {0}")]
+pub struct BadStamp(#[from] time::error::Parse);
 
-/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian
-/// calendar (Howard Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+/// Unix milliseconds of an XEP-0082 DateTime: any UTC offset (`Z`,
+/// `+02:00`, `-05:30`), with or without fractional seconds (cut to
+/// milliseconds).
+pub fn parse_xep0082(stamp: &str) -> Result<i64, BadStamp> {
+    let instant = OffsetDateTime::parse(stamp, &Rfc3339)?.to_offset(UtcOffset::UTC);
+    let ms = instant.unix_timestamp_nanos().div_euclid(1_000_000);
+    // Four-digit years keep this far inside i64.
+    Ok(ms as i64)
 }
 
 #[cfg(test)]
@@ -82,30 +62,67 @@ mod tests {
     }
 
     #[test]
+    fn formats_the_ends_of_four_digit_years() {
+        assert_eq!(xep0082(FIRST_MS), "0000-01-01T00:00:00.000Z");
+        assert_eq!(xep0082(LAST_MS), "9999-12-31T23:59:59.999Z");
+        assert_eq!(xep0082(i64::MIN), "0000-01-01T00:00:00.000Z");
+        assert_eq!(xep0082(i64::MAX), "9999-12-31T23:59:59.999Z");
+    }
+
+    #[test]
     fn parses_what_it_formats() {
-        for ms in [0, 951_782_400_000, 1_795_335_300_123, -1, 4_102_444_799_999] {
-            assert_eq!(parse_xep0082(&xep0082(ms)), Some(ms), "{ms}");
+        for ms in [
+            0,
+            951_782_400_000,
+            1_795_335_300_123,
+            -1,
+            4_102_444_799_999,
+            FIRST_MS,
+            LAST_MS,
+        ] {
+            assert_eq!(parse_xep0082(&xep0082(ms)).unwrap(), ms, "{ms}");
         }
-        assert_eq!(
-            parse_xep0082("2026-11-22T08:15:00Z"),
-            Some(1_795_335_300_000)
-        );
-        assert_eq!(
-            parse_xep0082("2026-11-22T08:15:00.5Z"),
-            Some(1_795_335_300_500)
-        );
-        assert_eq!(
-            parse_xep0082("2026-11-22T08:15:00.123456Z"),
-            Some(1_795_335_300_123)
-        );
+    }
+
+    #[test]
+    fn parses_offsets_and_fractions() {
+        let utc = 1_795_335_300_000;
+        for (stamp, ms) in [
+            ("2026-11-22T08:15:00Z", utc),
+            ("2026-11-22T08:15:00z", utc),
+            ("2026-11-22T10:15:00+02:00", utc),
+            ("2026-11-22T02:45:00-05:30", utc),
+            ("2026-11-22T08:15:00+00:00", utc),
+            ("2026-11-22T08:15:00-00:00", utc),
+            ("2026-11-23T07:15:00+23:00", utc),
+            ("2026-11-22T08:15:00.5Z", utc + 500),
+            ("2026-11-22T08:15:00.123456Z", utc + 123),
+            ("2026-11-22T08:15:00.123456789012Z", utc + 123),
+            ("2026-11-22T09:15:00.999+01:00", utc + 999),
+            ("1969-12-31T23:59:59.9995Z", -1),
+        ] {
+            assert_eq!(parse_xep0082(stamp).unwrap(), ms, "{stamp}");
+        }
+    }
+
+    #[test]
+    fn refuses_what_is_not_a_datetime() {
         for bad in [
             "",
             "2026-11-22",
             "2026-11-22T08:15:00",
             "2026-13-01T00:00:00Z",
+            "2026-02-30T00:00:00Z",
+            "2026-11-22T24:00:00Z",
+            "2026-11-22T08:15:00+2:00",
+            "2026-11-22T08:15:00+0200",
+            "2026-11-22T08:15:00.Z",
             "x-1-1T0:0:0Z",
+            "2026-11-22T08:15:00Z trailing",
         ] {
-            assert_eq!(parse_xep0082(bad), None, "{bad:?}");
+            assert!(parse_xep0082(bad).is_err(), "{bad:?}");
         }
+        let error = parse_xep0082("2026-11-22T08:15:00").unwrap_err();
+        assert!(error.to_string().contains("XEP-0082"), "{error}");
     }
 }

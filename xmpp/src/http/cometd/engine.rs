@@ -16,11 +16,11 @@ use starling_core::config::AnonymousAccess;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
-use super::bridge;
 use super::channels::Channels;
 use super::clients::{Capacity, Client, Clients, Full, Identity, Removal};
 use super::message::{self, BayeuxError, Kind, LONG_POLLING, Message, Rejected, WEBSOCKET, advice};
 use super::outbox::Event;
+use super::{bridge, payload};
 use crate::http::auth::prepared_username;
 use crate::server::Server;
 
@@ -511,7 +511,7 @@ impl Bayeux {
         tokio::spawn(async move {
             while let Some(event) = watch.recv().await {
                 let Some(bayeux) = this.upgrade() else { break };
-                bayeux.fan_out(&channel, bridge::event_message(&event));
+                bayeux.fan_out(&channel, payload::event_message(&event));
             }
         })
         .abort_handle()
@@ -580,7 +580,7 @@ impl Bayeux {
         let published = self
             .server
             .pubsub
-            .publish(&actor, node, None, bridge::payload_of(data), user)
+            .publish(&actor, node, None, payload::item_payload(data), user)
             .await;
         match published {
             Ok(item_id) => {

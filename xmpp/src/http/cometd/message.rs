@@ -6,6 +6,8 @@
 //! understood becomes a [`Rejected`] that still names its channel and id so
 //! the client can match the error reply to its request.
 
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 pub(crate) const HANDSHAKE: &str = "/meta/handshake";
@@ -42,6 +44,10 @@ pub(crate) struct Message {
     /// Echoed back unchanged (clients send strings, some send numbers).
     pub(crate) id: Option<Value>,
     pub(crate) client_id: Option<String>,
+    /// A publish's `data` as the client wrote it: subscribers get these
+    /// bytes, not a re-serialisation that would reorder keys or respell
+    /// numbers.
+    data: Option<Box<RawValue>>,
     pub(crate) fields: Map<String, Value>,
 }
 
@@ -101,23 +107,30 @@ pub(crate) enum BodyError {
 /// Splits a request body (one message or a batch) into checked messages,
 /// in order. An empty batch is valid: faye sends `[]` as a WebSocket ping.
 pub(crate) fn parse_body(body: &[u8]) -> Result<Vec<Result<Message, Rejected>>, BodyError> {
-    let value: Value = serde_json::from_slice(body)?;
-    let values = match value {
-        Value::Array(values) => values,
-        Value::Object(_) => vec![value],
+    let body: &RawValue = serde_json::from_slice(body)?;
+    let raws: Vec<&RawValue> = match body.get().as_bytes().first() {
+        Some(b'[') => serde_json::from_str(body.get())?,
+        Some(b'{') => vec![body],
         _ => return Err(BodyError::NotMessages),
     };
-    Ok(values.into_iter().map(Message::parse).collect())
+    Ok(raws.into_iter().map(Message::parse).collect())
+}
+
+/// The `data` of a message, unparsed.
+#[derive(Deserialize)]
+struct RawData<'a> {
+    #[serde(borrow)]
+    data: Option<&'a RawValue>,
 }
 
 impl Message {
-    pub(crate) fn parse(value: Value) -> Result<Message, Rejected> {
-        let Value::Object(mut fields) = value else {
-            return Err(Rejected {
-                channel: None,
-                id: None,
-                error: BayeuxError::new(400, "message is not a JSON object"),
-            });
+    pub(crate) fn parse(raw: &RawValue) -> Result<Message, Rejected> {
+        let mut fields = match serde_json::from_str::<Value>(raw.get()) {
+            Ok(Value::Object(fields)) => fields,
+            Ok(_) => return Err(rejected(None, None, "message is not a JSON object")),
+            // The body was read as JSON already; a parser limit such as the
+            // nesting depth may still refuse a message.
+            Err(error) => return Err(rejected(None, None, &format!("malformed message: {error}"))),
         };
         let id = fields.remove("id");
         let channel = match fields.remove("channel") {
@@ -139,11 +152,24 @@ impl Message {
             Some(_) => return Err(rejected(Some(channel), id, "clientId is not a string")),
         };
         let kind = kind_of(&channel);
+        let data = match kind {
+            Kind::Publish if fields.remove("data").is_some() => {
+                match serde_json::from_str::<RawData<'_>>(raw.get()) {
+                    Ok(RawData { data }) => data.map(RawValue::to_owned),
+                    // Only a `data` key given twice gets here.
+                    Err(error) => {
+                        return Err(rejected(Some(channel), id, &format!("data: {error}")));
+                    }
+                }
+            }
+            _ => None,
+        };
         Ok(Message {
             channel,
             kind,
             id,
             client_id,
+            data,
             fields,
         })
     }
@@ -152,8 +178,9 @@ impl Message {
         self.fields.get("ext").and_then(Value::as_object)
     }
 
-    pub(crate) fn data(&self) -> Option<&Value> {
-        self.fields.get("data")
+    /// A publish's `data`, byte for byte as the client sent it.
+    pub(crate) fn data(&self) -> Option<&RawValue> {
+        self.data.as_deref()
     }
 
     /// The channels of a subscribe or unsubscribe: `subscription` is one
@@ -326,6 +353,27 @@ mod tests {
                 Kind::Service,
                 Kind::UnknownMeta
             ]
+        );
+    }
+
+    #[test]
+    fn a_publish_keeps_its_data_as_written() {
+        let data = r#"{"z": 1, "a": [1.0, 1e3, "\u00e9"], "big": 123456789012345678901234567890}"#;
+        let message = one(&format!(
+            r#"{{"channel":"/pubsub/x","id":"1","data":{data}}}"#
+        ))
+        .unwrap();
+        assert_eq!(message.kind, Kind::Publish);
+        assert_eq!(message.data().map(RawValue::get), Some(data));
+        assert!(!message.fields.contains_key("data"), "kept once");
+        let no_data = one(r#"{"channel":"/pubsub/x"}"#).unwrap();
+        assert!(no_data.data().is_none());
+        let rejected = one(r#"{"channel":"/pubsub/x","id":"2","data":1,"data":2}"#).unwrap_err();
+        assert_eq!(rejected.id, Some(json!("2")));
+        assert!(
+            rejected.error.text.contains("duplicate"),
+            "{:?}",
+            rejected.error
         );
     }
 

@@ -9,7 +9,8 @@
 //!           |-- clients.rs   client registry, expiry after maxInterval
 //!           |-- outbox.rs    per-client queue, ack extension batches
 //!           |-- channels.rs  channel -> local subscribers, one feed per channel
-//!           `-- bridge.rs    /pubsub/<node> <-> pub/sub node (XEP-0335 JSON)
+//!           |-- bridge.rs    /pubsub/<node> <-> pub/sub node, identities, errors
+//!           `-- payload.rs   data <-> item payload; what subscribers receive
 //! ```
 //!
 //! The official JavaScript client posts to per-message paths
@@ -23,6 +24,7 @@ mod engine;
 mod longpoll;
 mod message;
 mod outbox;
+mod payload;
 mod websocket;
 
 use std::net::{IpAddr, Ipv4Addr};
