@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 use starling_tests::TestCluster;
-use starling_tests::interop::{require_slixmpp, run_script};
+use starling_tests::interop::run_script;
+use starling_tests::tools::require_slixmpp;
 
 use crate::support::*;
 
@@ -14,6 +15,7 @@ use crate::support::*;
 const SCRIPT_LIMIT: Duration = Duration::from_secs(90);
 
 #[test]
+#[ignore = "needs slixmpp: run tests/run"]
 fn slixmpp_clients_on_different_nodes() {
     require_slixmpp();
     // The scripts' convention: every password is the name followed by `-pw`.
