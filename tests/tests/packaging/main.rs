@@ -192,3 +192,31 @@ async fn ready_arrives_on_notify_socket_once_clients_are_accepted() {
         node.log()
     );
 }
+
+/// The container's config and the compose cluster's three node configs
+/// pass `starling check` once the environment supplies the secrets, as
+/// Dockerfile and docker-compose.yml do (a SQLite file stands in for their
+/// PostgreSQL here).
+#[test]
+fn the_container_configs_pass_check_with_secrets_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}", dir.path().join("check.db").display());
+    let mut files = vec![packaging().join("docker.toml")];
+    files.extend((1..=3).map(|n| packaging().join(format!("compose/node{n}.toml"))));
+    for file in files {
+        let output = Command::new(starling_binary())
+            .args(["check", "--config"])
+            .arg(&file)
+            .env("STARLING_STORAGE_URL", &store)
+            .env("STARLING_CLUSTER_SECRET", "a long random string")
+            .env_remove("STARLING_CONFIG")
+            .output()
+            .expect("running starling check");
+        assert!(
+            output.status.success(),
+            "{}: {}",
+            file.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
