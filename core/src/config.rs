@@ -13,6 +13,19 @@ use serde::{Deserialize, Serialize};
 /// The embedded default configuration, printed by `starling generate-config`.
 pub const DEFAULT_CONFIG_TOML: &str = include_str!("default-config.toml");
 
+/// Environment variables that replace a key of the file, so that secrets
+/// need not be written into it: (variable, key, how to set it).
+pub const ENV_OVERRIDES: [(&str, &str, fn(&mut Config, String)); 2] = [
+    (
+        "STARLING_CLUSTER_SECRET",
+        "cluster.secret",
+        |config, value| config.cluster.secret = value,
+    ),
+    ("STARLING_STORAGE_URL", "storage.url", |config, value| {
+        config.storage.url = value
+    }),
+];
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
@@ -346,8 +359,19 @@ impl Config {
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         config.resolve_paths(base);
+        config.apply_env_overrides(|name| std::env::var(name).ok());
         config.validate()?;
         Ok(config)
+    }
+
+    /// Sets each key of [`ENV_OVERRIDES`] whose variable `lookup` finds
+    /// set and not empty.
+    pub fn apply_env_overrides(&mut self, lookup: impl Fn(&str) -> Option<String>) {
+        for (variable, _key, set) in ENV_OVERRIDES {
+            if let Some(value) = lookup(variable).filter(|value| !value.is_empty()) {
+                set(self, value);
+            }
+        }
     }
 
     /// The embedded defaults, with paths relative to the working directory.
@@ -654,6 +678,25 @@ mod tests {
             config.validate().is_err(),
             "a metrics address with metrics off"
         );
+    }
+
+    #[test]
+    fn environment_overrides_replace_secrets_and_validate() {
+        let mut config = Config::parse("[cluster]\nenabled = true\nsecret = \"\"\n").unwrap();
+        assert!(config.validate().is_err(), "no secret");
+        config.apply_env_overrides(|name| match name {
+            "STARLING_CLUSTER_SECRET" => Some("from the environment".into()),
+            "STARLING_STORAGE_URL" => Some("postgres://db/starling".into()),
+            _ => None,
+        });
+        assert_eq!(config.cluster.secret, "from the environment");
+        assert_eq!(config.storage.url, "postgres://db/starling");
+        config.validate().unwrap();
+
+        // Unset or empty variables leave the file's values.
+        let mut config = Config::parse("[storage]\nurl = \"sqlite://x.db\"\n").unwrap();
+        config.apply_env_overrides(|name| (name == "STARLING_STORAGE_URL").then(String::new));
+        assert_eq!(config.storage.url, "sqlite://x.db");
     }
 
     #[test]

@@ -1,30 +1,15 @@
 //! Running other programs from the tests: the scripts in `tests/interop/`
 //! (slixmpp, a client others wrote) and the Node.js test runners, each with
-//! its output in a log file and a bound on its run time.
+//! its output in a log file and a bound on its run time. Whether they are
+//! installed is [`crate::tools`]' job.
 
 use std::fs::File;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+
+use crate::tools::PYTHON;
 use std::time::{Duration, Instant};
-
-/// The interpreter python3-slixmpp installs into (the `python3` on PATH may
-/// be another).
-pub const PYTHON: &str = "/usr/bin/python3";
-
-/// Fails the test with what to install when slixmpp is missing.
-pub fn require_slixmpp() {
-    let found = Command::new(PYTHON)
-        .args(["-c", "import slixmpp"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
-    assert!(
-        found,
-        "{PYTHON} cannot import slixmpp: install the Debian package python3-slixmpp"
-    );
-}
 
 /// `tests/interop/<name>`.
 pub fn script_path(name: &str) -> PathBuf {

@@ -14,6 +14,8 @@
 //! - [`node`]: real `starling` processes on free ports for black-box tests.
 //! - [`cluster`]: several nodes forming a cluster, with one shared store.
 //! - [`latency`]: a TCP relay adding latency to peer links (distant members).
+//! - [`tools`]: the external tools some tests drive (slixmpp, Node.js, nftables ...), checked.
+//! - [`interop`]: running those tools with a log and a time bound.
 
 pub mod client;
 pub mod cluster;
@@ -27,6 +29,7 @@ pub mod raw;
 pub mod sasl;
 pub mod stats;
 pub mod tls;
+pub mod tools;
 pub mod transport;
 pub mod xml_reader;
 

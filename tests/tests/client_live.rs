@@ -1,23 +1,23 @@
-//! The test client against a live server (any RFC 6120/6121 server: used to validate the
-//! client itself against a known-good implementation, and later against Starling).
-//!
-//! Ignored by default. Run by hand with a server and one account:
+//! The test client against a running server: by default a `starling` node this test starts
+//! (plain PLAIN allowed, one account), or any RFC 6120/6121 server named by the environment,
+//! to check the client itself against another implementation:
 //!
 //! ```text
 //! STARLING_TEST_SERVER=127.0.0.1:15222 STARLING_TEST_DOMAIN=localhost \
 //! STARLING_TEST_USER=alice STARLING_TEST_PASSWORD=secret1 \
-//!     cargo test -p starling-tests --test client_live -- --ignored --test-threads 1
+//!     cargo test -p starling-tests --test client_live -- --test-threads 1
 //! ```
 //!
-//! The server must offer STARTTLS and allow PLAIN without TLS (the PLAIN-in-clear test is
-//! skipped when it does not).
+//! Such a server must offer STARTTLS and allow PLAIN without TLS.
 
 use std::env;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use starling_core::xml::{Element, ns};
-use starling_tests::{Client, ClientError, LoginOptions, Mechanism, TlsMode, connect_raw};
+use starling_tests::{
+    Client, ClientError, LoginOptions, Mechanism, TestNode, TlsMode, connect_raw,
+};
 
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -26,18 +26,34 @@ struct Server {
     domain: String,
     user: String,
     password: String,
+    /// The node this test started, when the environment names no server.
+    _own: Option<TestNode>,
 }
 
+/// The server named by `STARLING_TEST_SERVER` and its account, or else a node of our own.
 fn server() -> Server {
-    let var =
-        |name: &str| env::var(name).unwrap_or_else(|_| panic!("set {name} (see the module docs)"));
+    let Ok(addr) = env::var("STARLING_TEST_SERVER") else {
+        let node = TestNode::builder()
+            .plain_without_tls()
+            .user("alice", "secret1")
+            .start();
+        return Server {
+            addr: node.c2s,
+            domain: node.domain.clone(),
+            user: "alice".into(),
+            password: "secret1".into(),
+            _own: Some(node),
+        };
+    };
+    let var = |name: &str| {
+        env::var(name).unwrap_or_else(|_| panic!("set {name} with STARLING_TEST_SERVER"))
+    };
     Server {
-        addr: var("STARLING_TEST_SERVER")
-            .parse()
-            .expect("STARLING_TEST_SERVER: ip:port"),
+        addr: addr.parse().expect("STARLING_TEST_SERVER: ip:port"),
         domain: env::var("STARLING_TEST_DOMAIN").unwrap_or_else(|_| "localhost".to_owned()),
         user: var("STARLING_TEST_USER"),
         password: var("STARLING_TEST_PASSWORD"),
+        _own: None,
     }
 }
 
@@ -55,7 +71,6 @@ fn header(domain: &str) -> String {
 }
 
 #[tokio::test]
-#[ignore = "needs a live server: see module docs"]
 async fn every_offered_mechanism_logs_in_over_tls() {
     let server = server();
     let client = Client::connect(server.addr, &server.domain).await.unwrap();
@@ -88,17 +103,16 @@ async fn every_offered_mechanism_logs_in_over_tls() {
 }
 
 #[tokio::test]
-#[ignore = "needs a live server: see module docs"]
 async fn plain_without_tls_and_server_generated_resource() {
     let server = server();
     let mut options = server.options();
     options.tls = TlsMode::Off;
     options.mechanism = Some(Mechanism::Plain);
     let probe = Client::connect(server.addr, &server.domain).await.unwrap();
-    if !probe.mechanisms().iter().any(|m| m == "PLAIN") {
-        eprintln!("server does not offer PLAIN without TLS; skipped");
-        return;
-    }
+    assert!(
+        probe.mechanisms().iter().any(|m| m == "PLAIN"),
+        "the server does not offer PLAIN without TLS: allow it for this test"
+    );
     probe.close().await.unwrap();
     let client = Client::login(server.addr, &options).await.unwrap();
     assert!(!client.is_tls());
@@ -108,7 +122,6 @@ async fn plain_without_tls_and_server_generated_resource() {
 }
 
 #[tokio::test]
-#[ignore = "needs a live server: see module docs"]
 async fn wrong_password_is_not_authorized() {
     let server = server();
     for mechanism in [
@@ -130,7 +143,6 @@ async fn wrong_password_is_not_authorized() {
 }
 
 #[tokio::test]
-#[ignore = "needs a live server: see module docs"]
 async fn messages_between_resources_and_expect_buffering() {
     let server = server();
     let mut options = server.options();
@@ -186,7 +198,6 @@ async fn messages_between_resources_and_expect_buffering() {
 }
 
 #[tokio::test]
-#[ignore = "needs a live server: see module docs"]
 async fn same_resource_twice_ends_one_session_with_conflict() {
     let server = server();
     let mut options = server.options();
@@ -209,7 +220,6 @@ async fn same_resource_twice_ends_one_session_with_conflict() {
 }
 
 #[tokio::test]
-#[ignore = "needs a live server: see module docs"]
 async fn malformed_xml_gets_a_stream_error() {
     let server = server();
     let mut client = Client::login(server.addr, &server.options()).await.unwrap();
@@ -236,7 +246,6 @@ async fn malformed_xml_gets_a_stream_error() {
 }
 
 #[tokio::test]
-#[ignore = "needs a live server: see module docs"]
 async fn unknown_host_is_refused_at_stream_open() {
     let server = server();
     match Client::connect(server.addr, "no-such-host.invalid").await {

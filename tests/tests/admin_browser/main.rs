@@ -6,9 +6,9 @@
 //! a session (this test checks the client is disconnected), clears a cache,
 //! manages users and logs out.
 //!
-//! Needs node (20+), chromium and `npm ci` in tests/browser. Without them
-//! the test says so and passes, unless `STARLING_REQUIRE_BROWSER=1` (set by
-//! `.ci/run`), where their absence fails it. Screenshots go to
+//! Needs node (20+), chromium and `npm ci` in tests/browser: ignored by a
+//! plain `cargo test`, run by `tests/run`, and failing with what is missing
+//! when run without them. Screenshots go to
 //! `STARLING_SCREENSHOT_DIR` (default: the cluster's temporary folder).
 
 use std::fs::File;
@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use starling_tests::tools::require_node_packages;
 use starling_tests::{Client, LoginOptions, Mechanism, TestCluster, TlsMode};
 
 const ADMIN: &str = "admin";
@@ -26,36 +27,6 @@ const SCRIPT_LIMIT: Duration = Duration::from_secs(600);
 
 fn browser_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("browser")
-}
-
-/// What is missing to run the browser, if anything.
-fn missing_tools(chromium: &str) -> Option<String> {
-    let node = Command::new("node")
-        .arg("--version")
-        .output()
-        .ok()
-        .filter(|output| output.status.success());
-    let Some(node) = node else {
-        return Some("node is not installed (Debian package nodejs)".into());
-    };
-    let version = String::from_utf8_lossy(&node.stdout);
-    let major: u32 = version
-        .trim()
-        .trim_start_matches('v')
-        .split('.')
-        .next()
-        .and_then(|major| major.parse().ok())
-        .unwrap_or(0);
-    if major < 20 {
-        return Some(format!("node {} is too old (20 or later)", version.trim()));
-    }
-    if !Path::new(chromium).exists() {
-        return Some(format!("{chromium} is missing (Debian package chromium)"));
-    }
-    if !browser_dir().join("node_modules/playwright-core").exists() {
-        return Some("playwright-core is not installed: run `npm ci` in tests/browser".into());
-    }
-    None
 }
 
 async fn login(addr: std::net::SocketAddr, user: &str, resource: &str) -> Client {
@@ -71,15 +42,15 @@ async fn login(addr: std::net::SocketAddr, user: &str, resource: &str) -> Client
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Node.js 20+, chromium and `npm ci` in tests/browser: run tests/run"]
 async fn admin_console_in_headless_chromium() {
     let chromium =
         std::env::var("STARLING_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    if let Some(missing) = missing_tools(&chromium) {
-        let required = std::env::var("STARLING_REQUIRE_BROWSER").is_ok_and(|v| v == "1");
-        assert!(!required, "the browser test cannot run: {missing}");
-        eprintln!("SKIPPED admin_browser: {missing}");
-        return;
-    }
+    assert!(
+        Path::new(&chromium).exists(),
+        "{chromium} is missing: install the Debian package chromium (tests/run does)"
+    );
+    require_node_packages(&browser_dir(), &["playwright-core"]);
 
     let mut cluster = TestCluster::builder(3)
         .admin(ADMIN, ADMIN_PW)

@@ -33,9 +33,10 @@
 //! detection were never acknowledged by the peer: when the link is closed
 //! they are routed again, and so stored (the third test).
 //!
-//! The firewall needs root and `nft`; where either is missing the test says
-//! so and passes without testing. The rules are removed when the test ends,
-//! passing or failing.
+//! The firewall needs root and `nft`: the two tests that use it are ignored
+//! by a plain `cargo test` (tests/run runs them, as root) and fail, saying
+//! what is missing, when run without them. The rules are removed when the
+//! test ends, passing or failing.
 //!
 //! A member frozen with SIGSTOP past `down_after_ms` is cut off from
 //! everyone, firewall or not: the others give it up, and it comes back,
@@ -47,6 +48,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use starling_core::xml::ns;
+use starling_tests::tools::require_firewall;
 use starling_tests::{TestCluster, TestNode};
 
 use crate::t50_faults::{
@@ -60,11 +62,9 @@ use crate::t50_faults::{
 const NOT_ARRIVING: Duration = Duration::from_secs(5);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root and nftables: run tests/run as root"]
 async fn a_partition_between_two_members_loses_nothing_and_heals() {
-    if let Err(why) = Partition::available() {
-        eprintln!("SKIPPED: no firewall to cut the network with: {why}");
-        return;
-    }
+    require_firewall();
     let cluster = quick(TestCluster::builder(3)).start();
     friends(&cluster, "p", 3);
     let senior = senior(&cluster).await;
@@ -215,11 +215,9 @@ async fn a_partition_between_two_members_loses_nothing_and_heals() {
 /// hands back what the peer never acknowledged: then it is stored, and the
 /// recipient gets it at the next login.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root and nftables: run tests/run as root"]
 async fn a_message_in_flight_when_the_link_is_cut_is_not_lost() {
-    if let Err(why) = Partition::available() {
-        eprintln!("SKIPPED: no firewall to cut the network with: {why}");
-        return;
-    }
+    require_firewall();
     let cluster = quick(TestCluster::builder(2)).start();
     friends(&cluster, "q", 2);
     let mut q1 = friend_online(cluster.node(0), "q", 1, "r").await;
@@ -426,13 +424,6 @@ struct Partition {
 }
 
 impl Partition {
-    /// Whether nftables can be used here (installed, and allowed to).
-    fn available() -> Result<(), String> {
-        let probe = unique_table("starling_probe");
-        nft(&format!("add table inet {probe}"))?;
-        nft(&format!("delete table inet {probe}"))
-    }
-
     fn between(cluster: &TestCluster, a: usize, b: usize) -> Partition {
         let table = unique_table("starling_partition");
         nft(&format!("add table inet {table}")).expect("nft table");

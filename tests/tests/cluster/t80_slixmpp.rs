@@ -7,7 +7,8 @@
 use std::time::Duration;
 
 use starling_tests::TestCluster;
-use starling_tests::interop::{require_slixmpp, run_script};
+use starling_tests::interop::run_script;
+use starling_tests::tools::require_slixmpp;
 
 use crate::support::*;
 
@@ -15,6 +16,7 @@ use crate::support::*;
 const SCRIPT_LIMIT: Duration = Duration::from_secs(90);
 
 #[test]
+#[ignore = "needs slixmpp: run tests/run"]
 fn slixmpp_clients_on_different_nodes() {
     run_on_cluster("slixmpp_cluster.py");
 }
@@ -22,6 +24,7 @@ fn slixmpp_clients_on_different_nodes() {
 /// slixmpp's PEP, avatar and capabilities plugins with the publisher and the
 /// contact on different nodes (`tests/interop/slixmpp_pep.py`).
 #[test]
+#[ignore = "needs slixmpp: run tests/run"]
 fn slixmpp_pep_avatars_across_nodes() {
     run_on_cluster("slixmpp_pep.py");
 }
@@ -29,6 +32,7 @@ fn slixmpp_pep_avatars_across_nodes() {
 /// slixmpp's xep_0191 plugin: block on one node, the push and the bounce on
 /// another, unblock (`tests/interop/slixmpp_blocking.py`).
 #[test]
+#[ignore = "needs slixmpp: run tests/run"]
 fn slixmpp_blocking_across_nodes() {
     run_on_cluster("slixmpp_blocking.py");
 }

@@ -12,7 +12,8 @@
 //! - `starling-load fanout`: the load driver's own Bayeux-over-WebSocket and XMPP
 //!   subscribers, every published item delivered to every one of them.
 //!
-//! The node.js packages come from `npm ci` in `tests/cometd` (CI runs it).
+//! The node.js packages come from `npm ci` in `tests/cometd`; the tests that need
+//! them or slixmpp are ignored by a plain `cargo test` and run by `tests/run`.
 //!
 //! Timing-sensitive cases and limits use a small Bayeux client of our own
 //! (`bayeux`): a publish the moment a subscribe reply arrives
@@ -33,7 +34,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use starling_tests::TestCluster;
-use starling_tests::interop::{python_script, require_slixmpp, run_logged};
+use starling_tests::interop::{python_script, run_logged};
+use starling_tests::tools::{node_version, require_node_packages, require_slixmpp};
 
 const NODES: usize = 3;
 
@@ -60,24 +62,14 @@ fn urls(cluster: &TestCluster) -> String {
 
 /// `--test-force-exit` exists from node 20.14 (and in 22+).
 fn node_has_force_exit() -> bool {
-    let Ok(output) = Command::new("node").arg("--version").output() else {
-        return false;
-    };
-    let version = String::from_utf8_lossy(&output.stdout);
-    let mut parts = version.trim().trim_start_matches('v').split('.');
-    let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-    let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-    major > 20 || (major == 20 && minor >= 14)
+    node_version().is_some_and(|(major, minor)| major > 20 || (major == 20 && minor >= 14))
 }
 
 #[test]
+#[ignore = "needs Node.js 20+ and `npm ci` in tests/cometd: run tests/run"]
 fn official_cometd_client_and_faye_on_three_nodes() {
     let dir = cometd_dir();
-    assert!(
-        dir.join("node_modules").join("cometd").is_dir() && dir.join("node_modules/faye").is_dir(),
-        "the Bayeux clients are not installed: run `npm ci` in {}",
-        dir.display()
-    );
+    require_node_packages(&dir, &["cometd", "faye"]);
     let cluster = cluster();
     let mut command = Command::new("node");
     command
@@ -105,6 +97,7 @@ fn official_cometd_client_and_faye_on_three_nodes() {
 }
 
 #[test]
+#[ignore = "needs slixmpp: run tests/run"]
 fn slixmpp_and_bayeux_through_pubsub_across_nodes() {
     require_slixmpp();
     let cluster = cluster();

@@ -1,8 +1,11 @@
 //! The `starling` command line: `serve` (the default), `user ...`,
-//! `generate-config`.
+//! `cluster ...`, `check`, `generate-config`.
 
+mod check;
 mod cluster_up;
+mod config_path;
 mod logging;
+mod password;
 mod pinned_tls;
 pub mod provision;
 mod serve;
@@ -25,9 +28,10 @@ pub use self::logging::LogFormat;
     about = "Starling, a clustered XMPP server"
 )]
 pub struct Cli {
-    /// TOML configuration file; without it the embedded defaults are used
-    /// (domain localhost, SQLite under ./data, c2s on 127.0.0.1:5222).
-    #[arg(long, global = true, value_name = "FILE")]
+    /// TOML configuration file; without it /etc/starling/starling.toml when
+    /// that exists, else the embedded defaults (domain localhost, SQLite
+    /// under ./data, c2s on 127.0.0.1:5222).
+    #[arg(long, global = true, value_name = "FILE", env = "STARLING_CONFIG")]
     pub config: Option<PathBuf>,
 
     /// Log format; the level comes from RUST_LOG (default: info).
@@ -52,6 +56,9 @@ pub enum Command {
         #[command(subcommand)]
         command: ClusterCommand,
     },
+    /// Validate the configuration and connect to its store, then exit
+    /// (non-zero, naming the problem, when either fails).
+    Check,
     /// Print the default configuration, with comments.
     GenerateConfig,
 }
@@ -66,14 +73,22 @@ pub enum ClusterCommand {
 }
 
 impl Cli {
-    /// Loads the config named by `--config`, or the embedded defaults.
+    /// The config file in use: `--config` (or `STARLING_CONFIG`), else the
+    /// system one when it exists; `None`: the embedded defaults.
+    pub fn config_file(&self) -> Option<PathBuf> {
+        config_path::choose(self.config.as_deref(), config_path::SYSTEM_CONFIG)
+    }
+
+    /// Loads the config file in use, or the embedded defaults; either way
+    /// with the environment's overrides (`STARLING_CLUSTER_SECRET` ...).
     /// The `[modules]` sections are checked here too, so every command
     /// refuses a config the server would refuse.
     pub fn load_config(&self) -> anyhow::Result<Config> {
-        let config = match &self.config {
-            Some(path) => Config::load(path)?,
+        let config = match self.config_file() {
+            Some(path) => Config::load(&path)?,
             None => {
-                let config = Config::defaults();
+                let mut config = Config::defaults();
+                config.apply_env_overrides(|name| std::env::var(name).ok());
                 config.validate()?;
                 config
             }
@@ -105,6 +120,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 None => None,
             };
             status::run(args, config.as_ref()).await
+        }
+        Some(Command::Check) => {
+            logging::init(cli.log_format, "warn");
+            let source = match cli.config_file() {
+                Some(path) => path.display().to_string(),
+                None => "the embedded defaults".to_owned(),
+            };
+            let config = cli
+                .load_config()
+                .with_context(|| format!("configuration {source}"))?;
+            check::run(&config, &source).await
         }
         Some(Command::User { command }) => {
             logging::init(cli.log_format, "warn");

@@ -1,5 +1,8 @@
 //! `starling serve`: start a node and run it until SIGINT/SIGTERM.
 //!
+//! Once clients are accepted it sends READY=1 to systemd's `NOTIFY_SOCKET`
+//! (packaging/starling.service is `Type=notify`).
+//!
 //! Shutdown order: client sessions end first (their unavailable presence and
 //! directory removals still reach the other members), then the node leaves
 //! the cluster, then the store closes.
@@ -8,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use sd_notify::NotifyState;
 use starling_core::cluster::{Cluster, LocalOnly};
 use starling_core::config::Config;
 use starling_core::shutdown::Shutdown;
@@ -52,8 +56,10 @@ pub(super) async fn run(config: Config) -> anyhow::Result<()> {
         "Starling is ready"
     );
     let accept_loop = tokio::spawn(listener::run(c2s, server.clone(), cap));
+    notify_service_manager(NotifyState::Ready);
     wait_for_signal().await;
     tracing::info!("shutting down");
+    notify_service_manager(NotifyState::Stopping);
     sessions.cancel();
     server.sessions.close_all(CloseReason::Shutdown);
     if tokio::time::timeout(DRAIN_TIMEOUT, accept_loop)
@@ -197,6 +203,14 @@ fn single_node_identity(config: &Config) -> starling_core::cluster::MemberRow {
         sessions: 0,
         link: None,
         view_agrees: true,
+    }
+}
+
+/// Tells systemd (a `Type=notify` unit) that the node accepts clients, or
+/// that it is stopping; does nothing when `NOTIFY_SOCKET` is unset.
+fn notify_service_manager(state: NotifyState) {
+    if let Err(error) = sd_notify::notify(false, &[state]) {
+        tracing::warn!(%error, "cannot notify the service manager (NOTIFY_SOCKET)");
     }
 }
 

@@ -10,24 +10,29 @@ use starling_core::cluster::{Cluster, LocalOnly};
 use starling_core::config::Config;
 use starling_core::jid::NodePart;
 
+use super::password::new_password;
 use super::{provision, transfer};
 use crate::server::open_store;
 use crate::users::UserDirectory;
 
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
-    /// Create an account.
+    /// Create an account. Without PASSWORD it is asked for (no echo), or
+    /// read from the first line of stdin when that is not a terminal.
     Add {
         name: String,
-        password: String,
+        password: Option<String>,
         /// May log in to the admin pages and APIs.
         #[arg(long)]
         admin: bool,
     },
     /// Delete an account with its roster and offline messages.
     Del { name: String },
-    /// Set a new password.
-    Passwd { name: String, password: String },
+    /// Set a new password (asked for, or read from stdin, when not given).
+    Passwd {
+        name: String,
+        password: Option<String>,
+    },
     /// List accounts.
     List {
         /// Only names containing this text.
@@ -92,10 +97,9 @@ pub(super) async fn run(config: &Config, command: &UserCommand) -> anyhow::Resul
             admin,
         } => {
             let name = username(name)?;
-            if password.is_empty() {
-                bail!("the password must not be empty");
-            }
-            users.create(&name, password, *admin).await?;
+            let account = format!("{name}@{}", config.server.domain);
+            let password = new_password(password.as_deref(), &account)?;
+            users.create(&name, &password, *admin).await?;
             let role = if *admin { "admin account" } else { "account" };
             println!("created {role} {name}@{}", config.server.domain);
             Ok(())
@@ -110,10 +114,9 @@ pub(super) async fn run(config: &Config, command: &UserCommand) -> anyhow::Resul
         }
         UserCommand::Passwd { name, password } => {
             let name = username(name)?;
-            if password.is_empty() {
-                bail!("the password must not be empty");
-            }
-            if !users.set_password(&name, password).await? {
+            let account = format!("{name}@{}", config.server.domain);
+            let password = new_password(password.as_deref(), &account)?;
+            if !users.set_password(&name, &password).await? {
                 bail!("no account {name}@{}", config.server.domain);
             }
             println!("password changed for {name}@{}", config.server.domain);

@@ -59,16 +59,16 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{for_each_backend, new_user};
+    use super::super::testing::{backend_test, new_user};
     use super::*;
 
     fn jids(list: &[&str]) -> Vec<String> {
         list.iter().map(|jid| (*jid).to_owned()).collect()
     }
 
-    #[tokio::test]
-    async fn block_unblock_and_clear() {
-        for_each_backend(|db| async move {
+    backend_test! {
+        #[tokio::test]
+        async fn block_unblock_and_clear(db) {
             let store = db.store().await;
             store.create_user(&new_user("alice")).await.unwrap();
             store.create_user(&new_user("bob")).await.unwrap();
@@ -99,13 +99,12 @@ mod tests {
             store.clear_blocklist("alice").await.unwrap();
             assert!(store.get_blocklist("alice").await.unwrap().is_empty());
             assert_eq!(store.get_blocklist("bob").await.unwrap(), ["x@y"]);
-        })
-        .await;
+        }
     }
 
-    #[tokio::test]
-    async fn an_unknown_owner_is_named() {
-        for_each_backend(|db| async move {
+    backend_test! {
+        #[tokio::test]
+        async fn an_unknown_owner_is_named(db) {
             let store = db.store().await;
             let error = store
                 .block_jids("ghost", &jids(&["x@y"]))
@@ -115,20 +114,18 @@ mod tests {
                 matches!(error, StorageError::UnknownUser(ref user) if user == "ghost"),
                 "{error}"
             );
-        })
-        .await;
+        }
     }
 
-    #[tokio::test]
-    async fn deleting_the_account_removes_its_list() {
-        for_each_backend(|db| async move {
+    backend_test! {
+        #[tokio::test]
+        async fn deleting_the_account_removes_its_list(db) {
             let store = db.store().await;
             store.create_user(&new_user("alice")).await.unwrap();
             store.block_jids("alice", &jids(&["x@y"])).await.unwrap();
             assert!(store.delete_user("alice", "example.com").await.unwrap());
             store.create_user(&new_user("alice")).await.unwrap();
             assert!(store.get_blocklist("alice").await.unwrap().is_empty());
-        })
-        .await;
+        }
     }
 }

@@ -69,12 +69,12 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{for_each_backend, new_user};
+    use super::super::testing::{backend_test, new_user};
     use super::*;
 
-    #[tokio::test]
-    async fn the_latest_logout_replaces_the_earlier() {
-        for_each_backend(|db| async move {
+    backend_test! {
+        #[tokio::test]
+        async fn the_latest_logout_replaces_the_earlier(db) {
             let store = db.store().await;
             store.create_user(&new_user("alice")).await.unwrap();
             assert_eq!(store.get_last_logout("alice").await.unwrap(), None);
@@ -98,7 +98,6 @@ mod tests {
                 matches!(&error, StorageError::UnknownUser(u) if u == "ghost"),
                 "{error}"
             );
-        })
-        .await;
+        }
     }
 }

@@ -218,15 +218,15 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::testing::for_each_backend;
+    use crate::storage::testing::backend_test;
 
     fn ids(page: &Page) -> Vec<&str> {
         page.messages.iter().map(|m| m.stanza_id.as_str()).collect()
     }
 
-    #[tokio::test]
-    async fn pages_forwards_backwards_and_by_correspondent() {
-        for_each_backend(|db| async move {
+    backend_test! {
+        #[tokio::test]
+        async fn pages_forwards_backwards_and_by_correspondent(db) {
             let store = db.store().await;
             for n in 1..=5 {
                 let with = if n % 2 == 0 { "bob@x" } else { "carol@x" };
@@ -317,7 +317,6 @@ mod tests {
                 .unwrap()
                 .unwrap();
             assert!(empty.messages.is_empty() && empty.complete);
-        })
-        .await;
+        }
     }
 }

@@ -434,7 +434,7 @@ pub(crate) mod testing;
 
 #[cfg(test)]
 mod tests {
-    use super::testing::{TestDb, for_each_backend};
+    use super::testing::{TestDb, backend_test};
     use super::*;
 
     #[test]
@@ -541,9 +541,9 @@ mod tests {
         assert!(!text.contains("topsecret"), "{text}");
     }
 
-    #[tokio::test]
-    async fn modified_migration_is_reported_by_name() {
-        for_each_backend(|db| async move {
+    backend_test! {
+        #[tokio::test]
+        async fn modified_migration_is_reported_by_name(db) {
             let url = db.url().to_owned();
             let store = Store::connect(&url, 1).await.unwrap();
             sqlx::query("UPDATE _sqlx_migrations SET checksum = $1 WHERE version = 1")
@@ -557,7 +557,6 @@ mod tests {
                 matches!(&err, StorageError::Migrate { migration, .. } if migration == "0001_initial"),
                 "{err}"
             );
-        })
-        .await;
+        }
     }
 }

@@ -135,12 +135,12 @@ impl Store {
 mod tests {
     use std::collections::HashSet;
 
-    use super::super::testing::{for_each_backend, new_user};
+    use super::super::testing::{backend_test, new_user};
     use super::*;
 
-    #[tokio::test]
-    async fn store_count_take_in_order() {
-        for_each_backend(|db| async move {
+    backend_test! {
+        #[tokio::test]
+        async fn store_count_take_in_order(db) {
             let store = db.store().await;
             store.create_user(&new_user("alice")).await.unwrap();
             store.create_user(&new_user("bob")).await.unwrap();
@@ -183,13 +183,12 @@ mod tests {
                 matches!(&err, StorageError::UnknownUser(u) if u == "ghost"),
                 "{err}"
             );
-        })
-        .await;
+        }
     }
 
-    #[tokio::test]
-    async fn quota() {
-        for_each_backend(|db| async move {
+    backend_test! {
+        #[tokio::test]
+        async fn quota(db) {
             let store = db.store().await;
             store.create_user(&new_user("alice")).await.unwrap();
             for i in 0..3 {
@@ -224,13 +223,12 @@ mod tests {
                 .await
                 .unwrap();
             assert_eq!(r, OfflineStore::Stored);
-        })
-        .await;
+        }
     }
 
-    #[tokio::test]
-    async fn concurrent_stores_respect_quota() {
-        for_each_backend(|db| async move {
+    backend_test! {
+        #[tokio::test]
+        async fn concurrent_stores_respect_quota(db) {
             let a = db.store().await;
             let b = Store::connect(db.url(), 4).await.unwrap();
             a.create_user(&new_user("alice")).await.unwrap();
@@ -258,15 +256,14 @@ mod tests {
                 // See store_offline: a race may overshoot on PostgreSQL.
                 assert!(count >= 10, "{count}");
             }
-        })
-        .await;
+        }
     }
 
-    /// Two sessions of one user logging in at once through two stores on one
-    /// database file: the messages are split between them, none twice.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn two_simultaneous_takes_split_the_messages() {
-        for_each_backend(|db| async move {
+    backend_test! {
+        /// Two sessions of one user logging in at once through two stores on one
+        /// database file: the messages are split between them, none twice.
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn two_simultaneous_takes_split_the_messages(db) {
             let a = db.store().await;
             let b = Store::connect(db.url(), 4).await.unwrap();
             a.create_user(&new_user("alice")).await.unwrap();
@@ -292,16 +289,15 @@ mod tests {
             let stamps: HashSet<i64> = ta.iter().chain(&tb).map(|m| m.stamp_ms).collect();
             assert_eq!(stamps, (0..100).collect());
             assert_eq!(ta.len() + tb.len(), 100);
-        })
-        .await;
+        }
     }
 
-    /// Two stores on one database (as two server processes would be), each
-    /// claiming while messages keep arriving: every message is delivered
-    /// exactly once.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn concurrent_takes_deliver_each_message_once() {
-        for_each_backend(|db| async move {
+    backend_test! {
+        /// Two stores on one database (as two server processes would be), each
+        /// claiming while messages keep arriving: every message is delivered
+        /// exactly once.
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn concurrent_takes_deliver_each_message_once(db) {
             let a = db.store().await;
             let b = Store::connect(db.url(), 4).await.unwrap();
             a.create_user(&new_user("alice")).await.unwrap();
@@ -344,7 +340,6 @@ mod tests {
             let stamps: HashSet<i64> = got_a.iter().map(|m| m.stamp_ms).collect();
             assert_eq!(stamps, (0..N).collect(), "a message was lost");
             eprintln!("claims: {from_a} by store a, {from_b} by store b");
-        })
-        .await;
+        }
     }
 }

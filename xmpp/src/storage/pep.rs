@@ -301,7 +301,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::testing::for_each_backend;
+    use crate::storage::testing::backend_test;
 
     fn item(id: &str, payload: &str) -> PepItem {
         PepItem {
@@ -311,9 +311,9 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn nodes_items_and_the_newest_item_of_many_owners() {
-        for_each_backend(|db| async move {
+    backend_test! {
+        #[tokio::test]
+        async fn nodes_items_and_the_newest_item_of_many_owners(db) {
             let store = db.store().await;
             assert!(
                 store
@@ -369,13 +369,12 @@ mod tests {
             );
             store.delete_pep_owner("bob").await.unwrap();
             assert!(store.pep_nodes("bob").await.unwrap().is_empty());
-        })
-        .await;
+        }
     }
 
-    #[tokio::test]
-    async fn items_beyond_the_node_limit_are_dropped_and_node_count_is_capped() {
-        for_each_backend(|db| async move {
+    backend_test! {
+        #[tokio::test]
+        async fn items_beyond_the_node_limit_are_dropped_and_node_count_is_capped(db) {
             let store = db.store().await;
             assert!(
                 store
@@ -410,7 +409,6 @@ mod tests {
                 store.caps_features("sha-1 x").await.unwrap().as_deref(),
                 Some("a\nb")
             );
-        })
-        .await;
+        }
     }
 }

@@ -90,12 +90,12 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{for_each_backend, new_user};
+    use super::super::testing::{backend_test, new_user};
     use super::*;
 
-    #[tokio::test]
-    async fn one_element_per_namespace_replaced_on_set() {
-        for_each_backend(|db| async move {
+    backend_test! {
+        #[tokio::test]
+        async fn one_element_per_namespace_replaced_on_set(db) {
             let store = db.store().await;
             store.create_user(&new_user("alice")).await.unwrap();
             store.create_user(&new_user("bob")).await.unwrap();
@@ -143,13 +143,12 @@ mod tests {
                 matches!(&error, StorageError::UnknownUser(u) if u == "ghost"),
                 "{error}"
             );
-        })
-        .await;
+        }
     }
 
-    #[tokio::test]
-    async fn over_the_limit_changes_nothing() {
-        for_each_backend(|db| async move {
+    backend_test! {
+        #[tokio::test]
+        async fn over_the_limit_changes_nothing(db) {
             let store = db.store().await;
             store.create_user(&new_user("alice")).await.unwrap();
             let ten = "<a>123</a>";
@@ -182,7 +181,6 @@ mod tests {
                 .await
                 .unwrap();
             assert_eq!(replaced, PrivateWrite::Stored);
-        })
-        .await;
+        }
     }
 }

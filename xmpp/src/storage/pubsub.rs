@@ -399,7 +399,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::for_each_backend;
+    use super::super::testing::backend_test;
     use super::*;
 
     fn stored(id: &str) -> StoredItem {
@@ -411,9 +411,9 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn nodes_items_and_trimming() {
-        for_each_backend(|db| async move {
+    backend_test! {
+        #[tokio::test]
+        async fn nodes_items_and_trimming(db) {
             let store = db.store().await;
             assert!(
                 store
@@ -452,13 +452,12 @@ mod tests {
             assert!(store.pubsub_items("n", None).await.unwrap().is_empty());
             assert!(store.delete_pubsub_node("n").await.unwrap());
             assert!(store.pubsub_node("n").await.unwrap().is_none());
-        })
-        .await;
+        }
     }
 
-    #[tokio::test]
-    async fn subscriptions_of_a_user_include_full_jids_only_of_that_user() {
-        for_each_backend(|db| async move {
+    backend_test! {
+        #[tokio::test]
+        async fn subscriptions_of_a_user_include_full_jids_only_of_that_user(db) {
             let store = db.store().await;
             store.create_pubsub_node("n", "{}", None).await.unwrap();
             for jid in ["a@x", "a@x/r", "a@xy", "ab@x"] {
@@ -490,7 +489,6 @@ mod tests {
                     .is_empty(),
                 "cascade"
             );
-        })
-        .await;
+        }
     }
 }

@@ -253,7 +253,7 @@ fn decode_groups(mut encoded: &str) -> Option<Vec<String>> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{for_each_backend, new_user};
+    use super::super::testing::{backend_test, new_user};
     use super::*;
 
     fn item(contact: &str) -> StoredRosterItem {
@@ -300,9 +300,9 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn put_get_update_delete() {
-        for_each_backend(|db| async move {
+    backend_test! {
+        #[tokio::test]
+        async fn put_get_update_delete(db) {
             let store = db.store().await;
             store.create_user(&new_user("alice")).await.unwrap();
             assert!(store.get_roster("alice").await.unwrap().is_empty());
@@ -386,13 +386,12 @@ mod tests {
                 matches!(&err, StorageError::UnknownUser(u) if u == "ghost"),
                 "{err}"
             );
-        })
-        .await;
+        }
     }
 
-    #[tokio::test]
-    async fn every_write_raises_the_version_and_a_no_op_does_not() {
-        for_each_backend(|db| async move {
+    backend_test! {
+        #[tokio::test]
+        async fn every_write_raises_the_version_and_a_no_op_does_not(db) {
             let store = db.store().await;
             store.create_user(&new_user("alice")).await.unwrap();
             store.create_user(&new_user("bob")).await.unwrap();
@@ -419,13 +418,12 @@ mod tests {
 
             store.delete_roster_version("alice").await.unwrap();
             assert_eq!(store.get_roster_version("alice").await.unwrap(), 0);
-        })
-        .await;
+        }
     }
 
-    #[tokio::test]
-    async fn bulk_insert_and_duplicate() {
-        for_each_backend(|db| async move {
+    backend_test! {
+        #[tokio::test]
+        async fn bulk_insert_and_duplicate(db) {
             let store = db.store().await;
             let users: Vec<_> = (1..=100).map(|i| new_user(&format!("p{i}"))).collect();
             store.insert_users(&users).await.unwrap();
@@ -474,7 +472,6 @@ mod tests {
             let batch = vec![("ghost".to_owned(), item("new1@example.com"))];
             assert!(store.insert_roster_items(&batch).await.is_err());
             store.insert_roster_items(&[]).await.unwrap();
-        })
-        .await;
+        }
     }
 }

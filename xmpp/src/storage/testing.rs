@@ -1,9 +1,10 @@
-//! Test fixtures: a throw-away SQLite file per test, and, when
-//! `STARLING_TEST_POSTGRES_URL` is set, a throw-away schema in that PostgreSQL
-//! database, so every storage test runs against both backends.
+//! Test fixtures: a throw-away SQLite file per test, or a throw-away schema
+//! in the PostgreSQL database `STARLING_TEST_POSTGRES_URL` names; every
+//! storage test declared with [`backend_test!`] runs against both backends.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use sqlx::AnyConnection;
@@ -31,7 +32,7 @@ fn unique_suffix() -> String {
 }
 
 /// A database for one test. The SQLite folder is removed on drop; the
-/// PostgreSQL schema by [`for_each_backend`] once the test body returns.
+/// PostgreSQL schema by [`on_postgres`] once the test body returns.
 pub(crate) struct TestDb {
     url: String,
     dir: Option<PathBuf>,
@@ -109,23 +110,63 @@ impl Drop for TestDb {
     }
 }
 
-/// Runs `test` on a fresh SQLite database, then on a fresh PostgreSQL schema
-/// when [`POSTGRES_URL_VAR`] is set (printing a note when it is not).
-pub(crate) async fn for_each_backend<F, Fut>(test: F)
+/// Declares a storage test once for both backends: `mod NAME` with a test
+/// `sqlite` and a test `postgres`, each running the body with `db` a fresh
+/// database of its backend. The PostgreSQL one needs a server, so a plain
+/// `cargo test` lists it as ignored with the reason; `tests/run` sets
+/// [`POSTGRES_URL_VAR`] and runs it.
+macro_rules! backend_test {
+    ($(#[$attr:meta])* async fn $name:ident($db:ident) $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            $(#[$attr])*
+            async fn sqlite() {
+                $crate::storage::testing::on_sqlite(|$db| async move $body).await;
+            }
+
+            $(#[$attr])*
+            #[ignore = "needs PostgreSQL (STARLING_TEST_POSTGRES_URL): run tests/run"]
+            async fn postgres() {
+                $crate::storage::testing::on_postgres(|$db| async move $body).await;
+            }
+        }
+    };
+}
+pub(crate) use backend_test;
+
+/// Runs `test` on a fresh SQLite database.
+pub(crate) async fn on_sqlite<F, Fut>(test: F)
 where
-    F: Fn(std::sync::Arc<TestDb>) -> Fut,
+    F: FnOnce(Arc<TestDb>) -> Fut,
     Fut: Future<Output = ()>,
 {
     sqlx::any::install_default_drivers();
-    test(std::sync::Arc::new(TestDb::sqlite())).await;
-    match std::env::var(POSTGRES_URL_VAR) {
-        Ok(base) if !base.is_empty() => {
-            let db = std::sync::Arc::new(TestDb::postgres(&base).await);
-            test(db.clone()).await;
-            db.drop_schema().await;
-        }
-        _ => eprintln!("note: {POSTGRES_URL_VAR} is not set; PostgreSQL run skipped"),
-    }
+    test(Arc::new(TestDb::sqlite())).await;
+}
+
+/// Runs `test` on a fresh schema of the database [`POSTGRES_URL_VAR`] names,
+/// and fails when it names none.
+pub(crate) async fn on_postgres<F, Fut>(test: F)
+where
+    F: FnOnce(Arc<TestDb>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    sqlx::any::install_default_drivers();
+    let base = std::env::var(POSTGRES_URL_VAR)
+        .ok()
+        .filter(|url| !url.is_empty())
+        .unwrap_or_else(|| {
+            panic!(
+                "{POSTGRES_URL_VAR} is not set: point it at a PostgreSQL database the tests may \
+                 use, e.g. postgres://starling:starling@127.0.0.1:5432/starling_test \
+                 (tests/run creates that one)"
+            )
+        });
+    let db = Arc::new(TestDb::postgres(&base).await);
+    test(db.clone()).await;
+    db.drop_schema().await;
 }
 
 pub(crate) fn new_user(name: &str) -> NewUser {

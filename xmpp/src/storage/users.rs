@@ -315,7 +315,7 @@ fn like_pattern(search: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::super::StoredRosterItem;
-    use super::super::testing::{for_each_backend, new_user};
+    use super::super::testing::{backend_test, new_user};
     use super::*;
 
     fn contact(jid: &str) -> StoredRosterItem {
@@ -332,9 +332,9 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn create_get_and_duplicate() {
-        for_each_backend(|db| async move {
+    backend_test! {
+        #[tokio::test]
+        async fn create_get_and_duplicate(db) {
             let store = db.store().await;
             let before = now_ms();
             let mut alice = new_user("alice");
@@ -353,13 +353,12 @@ mod tests {
                 matches!(&err, StorageError::UserExists(u) if u == "alice"),
                 "{err}"
             );
-        })
-        .await;
+        }
     }
 
-    #[tokio::test]
-    async fn set_password_and_admin() {
-        for_each_backend(|db| async move {
+    backend_test! {
+        #[tokio::test]
+        async fn set_password_and_admin(db) {
             let store = db.store().await;
             store.create_user(&new_user("alice")).await.unwrap();
             assert!(store.set_password("alice", "s1", "s256").await.unwrap());
@@ -374,13 +373,12 @@ mod tests {
             assert!(got.admin);
             assert!(store.set_admin("alice", false).await.unwrap());
             assert!(!store.get_user("alice").await.unwrap().unwrap().admin);
-        })
-        .await;
+        }
     }
 
-    #[tokio::test]
-    async fn bulk_insert_and_duplicates() {
-        for_each_backend(|db| async move {
+    backend_test! {
+        #[tokio::test]
+        async fn bulk_insert_and_duplicates(db) {
             let store = db.store().await;
             // More than one statement's worth (6,553 rows), with a short last chunk.
             let users: Vec<NewUser> = (1..=7_000).map(|i| new_user(&format!("p{i}"))).collect();
@@ -413,13 +411,12 @@ mod tests {
             assert!(store.get_user("r2").await.unwrap().is_none());
 
             store.insert_users(&[]).await.unwrap();
-        })
-        .await;
+        }
     }
 
-    #[tokio::test]
-    async fn list_and_count_with_search() {
-        for_each_backend(|db| async move {
+    backend_test! {
+        #[tokio::test]
+        async fn list_and_count_with_search(db) {
             let store = db.store().await;
             let names = ["carol", "alice", "bob", "al_x", "alfred", "100%"];
             let users: Vec<NewUser> = names.map(new_user).into();
@@ -446,13 +443,12 @@ mod tests {
             assert_eq!(store.count_users(Some("al")).await.unwrap(), 3);
             assert_eq!(store.count_users(Some("zz")).await.unwrap(), 0);
             assert_eq!(store.count_users(None).await.unwrap(), 6);
-        })
-        .await;
+        }
     }
 
-    #[tokio::test]
-    async fn delete_cascades() {
-        for_each_backend(|db| async move {
+    backend_test! {
+        #[tokio::test]
+        async fn delete_cascades(db) {
             let store = db.store().await;
             let users: Vec<NewUser> = ["alice", "bob", "carol"].map(new_user).into();
             store.insert_users(&users).await.unwrap();
@@ -505,8 +501,7 @@ mod tests {
             // A user created again under the old name starts empty.
             store.create_user(&new_user("alice")).await.unwrap();
             assert!(store.get_roster("alice").await.unwrap().is_empty());
-        })
-        .await;
+        }
     }
 
     #[test]

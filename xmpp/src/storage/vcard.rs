@@ -80,12 +80,12 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{for_each_backend, new_user};
+    use super::super::testing::{backend_test, new_user};
     use super::*;
 
-    #[tokio::test]
-    async fn set_replace_read_and_delete() {
-        for_each_backend(|db| async move {
+    backend_test! {
+        #[tokio::test]
+        async fn set_replace_read_and_delete(db) {
             let store = db.store().await;
             store.create_user(&new_user("alice")).await.unwrap();
             assert_eq!(store.get_vcard("alice").await.unwrap(), None);
@@ -115,20 +115,18 @@ mod tests {
                 matches!(&error, StorageError::UnknownUser(u) if u == "ghost"),
                 "{error}"
             );
-        })
-        .await;
+        }
     }
 
-    #[tokio::test]
-    async fn deleting_the_account_removes_the_vcard() {
-        for_each_backend(|db| async move {
+    backend_test! {
+        #[tokio::test]
+        async fn deleting_the_account_removes_the_vcard(db) {
             let store = db.store().await;
             store.create_user(&new_user("alice")).await.unwrap();
             store.set_vcard("alice", "<vCard/>", "").await.unwrap();
             store.delete_user("alice", "example.com").await.unwrap();
             store.create_user(&new_user("alice")).await.unwrap();
             assert_eq!(store.get_vcard("alice").await.unwrap(), None);
-        })
-        .await;
+        }
     }
 }
