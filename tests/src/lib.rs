@@ -14,6 +14,7 @@
 //! - [`node`]: real `starling` processes on free ports for black-box tests.
 //! - [`cluster`]: several nodes forming a cluster, with one shared store.
 //! - [`latency`]: a TCP relay adding latency to peer links (distant members).
+//! - [`tap`]: a TCP relay recording peer links, and flipping a byte on demand.
 
 pub mod client;
 pub mod cluster;
@@ -26,6 +27,7 @@ pub mod node;
 pub mod raw;
 pub mod sasl;
 pub mod stats;
+pub mod tap;
 pub mod tls;
 pub mod transport;
 pub mod xml_reader;

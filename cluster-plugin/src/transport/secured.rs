@@ -55,7 +55,14 @@ impl Secured {
             }
         };
         let stream = opened.map_err(|error| {
-            DialError::Tls(format!("handshake failed: {error} (is the peer configured with [cluster] insecure_plaintext = true, or with another CA?)"))
+            // A protocol error, not a lost connection: likely a setting
+            // that differs between the members.
+            let hint = if error.kind() == std::io::ErrorKind::InvalidData {
+                " (does the peer have [cluster] insecure_plaintext = true, or another tls_ca?)"
+            } else {
+                ""
+            };
+            DialError::Tls(format!("handshake failed: {error}{hint}"))
         })?;
         let binding = tls.binding(&stream).map_err(DialError::Tls)?;
         Ok((Secured::Tls(Box::new(stream)), binding))

@@ -27,9 +27,9 @@ use tokio::net::TcpStream;
 use tokio_rustls::{TlsAcceptor, TlsConnector, TlsStream};
 
 /// The RFC 9266 `tls-exporter` label.
-const EXPORTER_LABEL: &[u8] = b"EXPORTER-Channel-Binding";
+pub const EXPORTER_LABEL: &[u8] = b"EXPORTER-Channel-Binding";
 /// Bytes of exporter value the handshake proof covers.
-const EXPORTER_LEN: usize = 32;
+pub const EXPORTER_LEN: usize = 32;
 /// The name a dialer asks for: peers are dialed by address, and in CA mode
 /// their name is checked against their hello instead.
 const SELF_SIGNED_NAME: &str = "starling-cluster-peer";

@@ -16,7 +16,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
-use starling_core::cluster::{ClusterStatus, MemberRow, PeerState};
+use starling_core::cluster::{ClusterStatus, LinkSecurity, MemberRow, PeerState};
 use starling_core::config::Config;
 use tokio::net::TcpStream;
 
@@ -216,6 +216,11 @@ fn render(view: &ClusterView) -> String {
          asked {} (protocol {})\n",
         status.term, view.cluster_sessions, status.this_name, status.protocol_version
     ));
+    if status.link_security == Some(LinkSecurity::Plaintext) {
+        out.push_str(
+            "WARNING: cluster links are clear text ([cluster] insecure_plaintext = true)\n",
+        );
+    }
     if !view.quorum {
         out.push_str("WARNING: no senior member known (Raft quorum lost)\n");
     }
