@@ -39,9 +39,10 @@ use crate::transport::frame::{
     DirectoryMessage, Frame, InterestMessage, MemberStatus, PROTOCOL_VERSION, PeerInfo,
     WireEnvelope,
 };
+use crate::transport::tls::LinkProtection;
 use crate::transport::{FrameHandler, Link, Transport};
 use starling_core::cluster::{
-    ClusterCounters, ClusterStatus, KickReason, LinkStatus, MemberEvent, MemberRow,
+    ClusterCounters, ClusterStatus, KickReason, LinkSecurity, LinkStatus, MemberEvent, MemberRow,
 };
 
 /// How long `invalidate` waits for acknowledgements.
@@ -61,6 +62,8 @@ pub enum ClusterError {
     },
     #[error("membership: {0}")]
     Membership(String),
+    #[error("cluster link TLS: {0}")]
+    Tls(#[from] crate::transport::tls::TlsSetupError),
 }
 
 /// A stable node id from the node's name (FNV-1a), so a restarted node is
@@ -272,6 +275,21 @@ impl ClusterNode {
     ) -> Result<(), ClusterError> {
         let _first = self.delivery.set(delivery);
         let _first = self.this.set(Arc::downgrade(self));
+        let protection = LinkProtection::from_config(&self.config)?;
+        match protection.kind() {
+            LinkSecurity::Plaintext => tracing::warn!(
+                "cluster links are clear text ([cluster] insecure_plaintext = true): anyone on \
+                 the network path between members can read and alter them"
+            ),
+            LinkSecurity::TlsCa => tracing::info!(
+                ca = %self.config.tls_ca.display(),
+                "cluster links: TLS 1.3, peer certificates checked against the CA and node names"
+            ),
+            LinkSecurity::Tls => tracing::info!(
+                "cluster links: TLS 1.3 with a certificate made at start; peers prove the secret over each session"
+            ),
+        }
+        self.transport.set_protection(protection);
         let listener = tokio::net::TcpListener::bind(self.bind)
             .await
             .map_err(|source| ClusterError::Bind {
@@ -400,7 +418,11 @@ impl ClusterNode {
                         )) => Some(id),
                         Err(error) => {
                             tracing::debug!(%addr, %error, "cannot reach cluster peer");
-                            if matches!(error, crate::transport::DialError::Handshake(_)) {
+                            if matches!(
+                                error,
+                                crate::transport::DialError::Handshake(_)
+                                    | crate::transport::DialError::Tls(_)
+                            ) {
                                 tracing::warn!(%addr, %error, "cluster peer refused");
                             }
                             None
@@ -849,6 +871,7 @@ impl ClusterNode {
             term: view.term,
             ready: self.ready.load(Ordering::Relaxed),
             protocol_version: PROTOCOL_VERSION,
+            link_security: self.transport.link_security(),
             members,
             history: lock(&self.history).iter().cloned().collect(),
             remote_sessions: directory.remote_sessions(),

@@ -324,6 +324,19 @@ pub struct ClusterConfig {
     /// Frames queued for one peer before sends to it fail (backpressure
     /// instead of unbounded memory).
     pub send_queue: usize,
+    /// Peer links in clear text instead of TLS 1.3: anyone on the path
+    /// reads and can alter the traffic. Only for a trusted network or a
+    /// measurement; logged as a warning and shown on the admin page.
+    pub insecure_plaintext: bool,
+    /// PEM CA certificate(s) that signed every member's certificate. Empty:
+    /// each node makes a self-signed certificate at start and the shared
+    /// secret, bound to each TLS session, is what authenticates a peer.
+    pub tls_ca: PathBuf,
+    /// PEM certificate chain of this node, signed by `tls_ca`, naming
+    /// `node_name` (DNS subject alternative name); peers check that name.
+    pub tls_cert: PathBuf,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: PathBuf,
 }
 
 impl Default for ClusterConfig {
@@ -342,6 +355,10 @@ impl Default for ClusterConfig {
             down_after_ms: 3000,
             join_timeout_ms: 3000,
             send_queue: 65536,
+            insecure_plaintext: false,
+            tls_ca: PathBuf::new(),
+            tls_cert: PathBuf::new(),
+            tls_key: PathBuf::new(),
         }
     }
 }
@@ -397,6 +414,9 @@ impl Config {
         self.server.data_dir = absolute(&self.server.data_dir);
         self.tls.cert = absolute(&self.tls.cert);
         self.tls.key = absolute(&self.tls.key);
+        self.cluster.tls_ca = absolute(&self.cluster.tls_ca);
+        self.cluster.tls_cert = absolute(&self.cluster.tls_cert);
+        self.cluster.tls_key = absolute(&self.cluster.tls_key);
     }
 
     /// Checks values that parse but make no sense together.
@@ -511,6 +531,48 @@ impl Config {
                     message: "must not be empty".into(),
                 });
             }
+            self.validate_cluster_tls()?;
+        }
+        Ok(())
+    }
+
+    /// The CA files come as a set, and exclude clear-text links; with a CA,
+    /// certificates are checked against `node_name`, so it must be a DNS name.
+    fn validate_cluster_tls(&self) -> Result<(), ConfigError> {
+        let cluster = &self.cluster;
+        let files = [
+            ("cluster.tls_ca", &cluster.tls_ca),
+            ("cluster.tls_cert", &cluster.tls_cert),
+            ("cluster.tls_key", &cluster.tls_key),
+        ];
+        let given = files
+            .iter()
+            .filter(|(_, path)| !path.as_os_str().is_empty())
+            .count();
+        if given == 0 {
+            return Ok(());
+        }
+        if let Some((key, _)) = files.iter().find(|(_, path)| path.as_os_str().is_empty()) {
+            return Err(ConfigError::Invalid {
+                key,
+                message: "cluster.tls_ca, tls_cert and tls_key must be set together".into(),
+            });
+        }
+        if cluster.insecure_plaintext {
+            return Err(ConfigError::Invalid {
+                key: "cluster.insecure_plaintext",
+                message: "clear-text links cannot use the certificates of cluster.tls_ca".into(),
+            });
+        }
+        if !is_dns_name(&cluster.node_name) {
+            return Err(ConfigError::Invalid {
+                key: "cluster.node_name",
+                message: format!(
+                    "{:?} must be a DNS name (letters, digits, '-', '.') when cluster.tls_ca is \
+                     set: peers check it against this node's certificate",
+                    cluster.node_name
+                ),
+            });
         }
         Ok(())
     }
@@ -590,6 +652,20 @@ impl Config {
     }
 }
 
+/// Whether `name` can be a DNS subject alternative name of a certificate.
+fn is_dns_name(name: &str) -> bool {
+    name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -630,6 +706,44 @@ mod tests {
         config.cluster.enabled = true;
         let error = config.validate().unwrap_err().to_string();
         assert!(error.contains("cluster.secret"), "{error}");
+    }
+
+    #[test]
+    fn cluster_tls_files_come_together_and_exclude_plaintext() {
+        let mut config = Config::defaults();
+        config.cluster.enabled = true;
+        config.cluster.secret = "s".into();
+        config.validate().unwrap();
+        config.cluster.tls_ca = "ca.pem".into();
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("cluster.tls_cert"), "{error}");
+        config.cluster.tls_cert = "node1.pem".into();
+        config.cluster.tls_key = "node1.key".into();
+        config.validate().unwrap();
+        config.cluster.insecure_plaintext = true;
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("cluster.insecure_plaintext"), "{error}");
+        config.cluster.insecure_plaintext = false;
+        config.cluster.node_name = "node_1".into();
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("cluster.node_name"), "{error}");
+    }
+
+    #[test]
+    fn cluster_tls_paths_follow_the_config_file() {
+        let dir = std::env::temp_dir().join(format!("starling-config-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("node.toml");
+        std::fs::write(
+            &file,
+            "[cluster]\ntls_ca = \"pki/ca.pem\"\ntls_cert = \"pki/n.pem\"\ntls_key = \"/k.pem\"\n",
+        )
+        .unwrap();
+        let config = Config::load(&file).unwrap();
+        assert_eq!(config.cluster.tls_ca, dir.join("pki/ca.pem"));
+        assert_eq!(config.cluster.tls_cert, dir.join("pki/n.pem"));
+        assert_eq!(config.cluster.tls_key, PathBuf::from("/k.pem"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -15,6 +15,9 @@ provisioned with SCRAM at 4096 iterations) and measures with `starling-load`:
     driver shares the cores, the capacity ratio is also estimated from server
     CPU per message, and measured with the nodes pinned to one core and the
     driver to the other, offered more than the nodes can carry);
+  - cross-node chat with TLS peer links (the default) and with clear-text links
+    (`insecure_plaintext`), one after the other: what TLS on the links costs per
+    message in server CPU and latency;
   - directory convergence (`starling-load converge`): from a fresh session's
     bind result to the arrival of a message sent to it from another node at
     that moment (target: p99 under 50 ms), with the same-node figure beside it;
@@ -90,7 +93,8 @@ def wait_port(port, timeout=30):
 class Cluster:
     """`starling cluster up --nodes N` in its own folder, on its own ports."""
 
-    def __init__(self, bins, work, name, nodes, base, users, roster_size=0, restart=True, cpus=None):
+    def __init__(self, bins, work, name, nodes, base, users, roster_size=0, restart=True, cpus=None,
+                 plaintext_links=False):
         self.bins = bins
         self.dir = os.path.join(work, name)
         self.nodes = nodes
@@ -104,6 +108,8 @@ class Cluster:
                    "--cluster-base", str(base + 80)]
         if not restart:
             command.append("--no-restart")
+        if plaintext_links:
+            command.append("--insecure-plaintext-links")
         if cpus:
             # The nodes inherit the supervisor's CPU affinity.
             command = ["taskset", "-c", cpus] + command
@@ -260,6 +266,36 @@ def chat_scenario(bins, work, plan):
                                    "max": converge["latency"]["max_ms"]})
     finally:
         cluster.stop()
+    return results
+
+
+def links_scenario(bins, work, plan):
+    """Cross-node chat on 3 nodes with TLS peer links (the default), then the same with
+    clear-text links (`insecure_plaintext`), one after the other in the same session: what TLS
+    on the links costs per message in server CPU and latency."""
+    pairs = plan["links_pairs"]
+    results = {}
+    for label, plaintext in (("tls", False), ("plain", True)):
+        cluster = Cluster(bins, work, f"links-{label}", 3, 42300 if plaintext else 42400,
+                          users=2 * pairs, plaintext_links=plaintext)
+        try:
+            for rate in plan["links_rates"]:
+                cpu_before = []
+                report = bins.run_load(
+                    ["chat"] + common(cluster) + ["--cross", "--pairs", str(pairs), "--rate", str(rate),
+                                                  "--duration", str(plan["links_seconds"]),
+                                                  "--login-rate", "400", "--mechanism", "plain"],
+                    on_running=lambda: cpu_before.append(cluster.cpu()))
+                cpu = cluster.cpu() - cpu_before[0]
+                chat = report["chat"]
+                results[f"links_{label}_{rate}"] = {
+                    "received_per_s": chat["received_per_s"], "lost": chat["lost"],
+                    "p50": chat["latency"]["p50_ms"], "p99": chat["latency"]["p99_ms"],
+                    "errors": sum(chat["errors"].values()) + report["login"]["failed"],
+                    "cpu_us_per_message": 1e6 * cpu / max(chat["received"], 1),
+                }
+        finally:
+            cluster.stop()
     return results
 
 
@@ -620,11 +656,22 @@ def tables(plan, r):
                 f"| RSS per node after, MiB | {' / '.join(fmt(x) for x in m['rss_after_mib'])} |",
                 f"| KiB per local session (incl. directory of the others) | "
                 f"{' / '.join(fmt(x) for x in m['kib_per_local_session'])} |"]
+    if f"links_tls_{plan['links_rates'][0]}" in r:
+        out += ["", f"### Peer links: TLS vs clear text, cross-node chat on 3 nodes ({plan['links_pairs']} pairs, "
+                    f"{plan['links_seconds']} s per rate, STARTTLS clients)", "",
+                "| offered msg/s | figure | TLS links | clear-text links | TLS/clear |", "|---|---|---|---|---|"]
+        for rate in plan["links_rates"]:
+            t, p = r[f"links_tls_{rate}"], r[f"links_plain_{rate}"]
+            for field, label, digits in (("received_per_s", "received/s", 0), ("p50", "p50 ms", 2),
+                                         ("p99", "p99 ms", 2), ("lost", "lost", 0), ("errors", "errors", 0),
+                                         ("cpu_us_per_message", "server CPU µs/msg (all nodes)", 1)):
+                out.append(f"| {rate:,} | {label} | {fmt(t[field], digits)} | {fmt(p[field], digits)} | "
+                           f"{ratio(t[field], p[field])} |")
     out += fanout_tables(plan, r)
     return "\n".join(out)
 
 
-SCENARIOS = ("chat", "capacity", "memory", "directory", "failover", "many", "fanout")
+SCENARIOS = ("chat", "links", "capacity", "memory", "directory", "failover", "many", "fanout")
 
 
 def main():
@@ -646,6 +693,9 @@ def main():
         "chat_rates": [2000, 10000] if args.quick else [2000, 10000, 20000, 40000],
         "chat_seconds": 5 if args.quick else 10,
         "capacity_rate": 20000 if args.quick else 80000,
+        "links_pairs": 100 if args.quick else 300,
+        "links_rates": [2000] if args.quick else [5000, 20000],
+        "links_seconds": 5 if args.quick else 10,
         "converge_rounds": 40 if args.quick else 400,
         "converge_targets": 20 if args.quick else 50,
         "memory_nodes": [1, 2] if args.quick else [1, 2, 3, 4],
@@ -673,7 +723,8 @@ def main():
     results = {}
     failures = {}
     try:
-        for name, scenario in (("chat", chat_scenario), ("capacity", capacity_scenario),
+        for name, scenario in (("chat", chat_scenario), ("links", links_scenario),
+                               ("capacity", capacity_scenario),
                                ("memory", memory_scenario),
                                ("directory", directory_scenario), ("failover", failover_scenario),
                                ("many", many_sessions_scenario), ("fanout", fanout_scenario)):

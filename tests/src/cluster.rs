@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::latency::LatencyRelay;
 use crate::node::{NodeBuilder, TestNode, free_port};
+use crate::tap::TapRelay;
 
 /// How to start a cluster.
 #[derive(Debug, Clone)]
@@ -21,6 +22,8 @@ pub struct ClusterBuilder {
     plain_without_tls: bool,
     /// One-way latency added to every peer link (none: direct links).
     link_latency: Option<Duration>,
+    /// Every peer link goes through a recording relay.
+    tapped_links: bool,
 }
 
 impl ClusterBuilder {
@@ -28,6 +31,13 @@ impl ClusterBuilder {
     /// way (members advertise the relay in front of their peer port).
     pub fn link_latency(mut self, one_way: Duration) -> Self {
         self.link_latency = Some(one_way);
+        self
+    }
+
+    /// Every peer link goes through a [`TapRelay`] in front of the
+    /// accepting member's peer port ([`TestCluster::taps`]).
+    pub fn tapped_links(mut self) -> Self {
+        self.tapped_links = true;
         self
     }
 
@@ -73,6 +83,9 @@ pub struct TestCluster {
     /// Latency relays in front of the peer ports, by node index; they stop
     /// when the cluster is dropped (after the nodes).
     _relays: Vec<LatencyRelay>,
+    /// Recording relays in front of the peer ports, by node index (with
+    /// [`ClusterBuilder::tapped_links`]).
+    pub taps: Vec<TapRelay>,
     dir: tempfile::TempDir,
 }
 
@@ -85,6 +98,7 @@ impl TestCluster {
             node_settings: Vec::new(),
             plain_without_tls: false,
             link_latency: None,
+            tapped_links: false,
         }
     }
 
@@ -106,16 +120,27 @@ impl TestCluster {
                 .collect(),
             None => Vec::new(),
         };
-        // Where members dial each other: the relays when there are any.
-        let peer_ports: Vec<u16> = if relays.is_empty() {
-            cluster_ports.clone()
+        let taps: Vec<TapRelay> = if builder.tapped_links {
+            let local = |port| std::net::SocketAddr::from(([127, 0, 0, 1], port));
+            cluster_ports
+                .iter()
+                .map(|port| TapRelay::start(local(free_port()), local(*port)))
+                .collect()
         } else {
+            Vec::new()
+        };
+        // Where members dial each other: the relays when there are any.
+        let peer_ports: Vec<u16> = if !relays.is_empty() {
             relays.iter().map(|relay| relay.addr.port()).collect()
+        } else if !taps.is_empty() {
+            taps.iter().map(|tap| tap.addr.port()).collect()
+        } else {
+            cluster_ports.clone()
         };
         let mut nodes = Vec::new();
         for index in 0..builder.nodes {
             let mut node = node_builder(&builder, index, &store, &cluster_ports, &secret);
-            if !relays.is_empty() {
+            if peer_ports != cluster_ports {
                 node = node.set(
                     "cluster",
                     &format!("advertise = \"127.0.0.1:{}\"", peer_ports[index]),
@@ -137,6 +162,7 @@ impl TestCluster {
             secret,
             cluster_ports,
             _relays: relays,
+            taps,
             dir,
         };
         for index in 0..cluster.nodes.len() {

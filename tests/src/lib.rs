@@ -16,6 +16,7 @@
 //! - [`latency`]: a TCP relay adding latency to peer links (distant members).
 //! - [`tools`]: the external tools some tests drive (slixmpp, Node.js, nftables ...), checked.
 //! - [`interop`]: running those tools with a log and a time bound.
+//! - [`tap`]: a TCP relay recording peer links, and flipping a byte on demand.
 
 pub mod client;
 pub mod cluster;
@@ -28,6 +29,7 @@ pub mod node;
 pub mod raw;
 pub mod sasl;
 pub mod stats;
+pub mod tap;
 pub mod tls;
 pub mod tools;
 pub mod transport;

@@ -19,8 +19,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 /// Version of [`Frame`] and of the handshake (2: envelopes are acknowledged
 /// with [`Frame::Received`]; 3: a kick says why; 4: pub/sub interest and
 /// events; 5: interest changes are numbered and acknowledged; 6: late
-/// pub/sub notifications, `PubSubEventKind::Notification`).
-pub const PROTOCOL_VERSION: u32 = 6;
+/// pub/sub notifications, `PubSubEventKind::Notification`; 7: links are TLS
+/// by default and the secret's proof covers the TLS exporter value).
+pub const PROTOCOL_VERSION: u32 = 7;
 
 /// Frames larger than this are refused (a stanza is at most 256 KiB by
 /// default; a directory snapshot is sent in chunks well below this).

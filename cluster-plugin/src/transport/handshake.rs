@@ -1,16 +1,20 @@
 //! The link handshake: both sides say who they are and which protocol they
-//! speak, then prove they know the cluster secret.
+//! speak, then prove they know the cluster secret. On a TLS link it runs
+//! inside the TLS session, after the TLS handshake.
 //!
 //! ```text
 //!   dialer                                acceptor
 //!     Hello{version, info, nonce_d}  ───▶
 //!                                    ◀───  Hello{version, info, nonce_a}
-//!     Auth{HMAC(secret, "dial"|nonce_d|nonce_a)}   ───▶
-//!                                    ◀───  Auth{HMAC(secret, "accept"|nonce_d|nonce_a)}
+//!     Auth{HMAC(secret, "dial"|nonce_d|nonce_a|exporter)}   ───▶
+//!                                    ◀───  Auth{HMAC(secret, "accept"|nonce_d|nonce_a|exporter)}
 //! ```
 //!
 //! Fresh nonces on both sides make a proof useless for any other link, and
 //! the role label keeps one side's proof from being reflected back. The
+//! TLS exporter value (RFC 5705, with the RFC 9266 label) is the same at
+//! both ends of one TLS session and differs on any other, so a relay that
+//! terminates TLS towards each side cannot pass a proof through. The
 //! secret itself never crosses the wire.
 
 use hmac::{Hmac, KeyInit, Mac};
@@ -20,6 +24,7 @@ use subtle::ConstantTimeEq;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::frame::{Frame, FrameError, MAGIC, PROTOCOL_VERSION, PeerInfo, read_frame, write_frame};
+use super::tls::SessionBinding;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HandshakeError {
@@ -41,6 +46,8 @@ pub enum HandshakeError {
     Unexpected,
     #[error("the peer claims this node's own id {0}")]
     SelfLink(u64),
+    #[error("the peer {name:?} is refused: {reason}")]
+    Certificate { name: String, reason: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,32 +59,40 @@ pub enum Role {
 impl Role {
     fn label(self) -> &'static [u8] {
         match self {
-            Role::Dialer => b"starling-cluster-v1 dial",
-            Role::Acceptor => b"starling-cluster-v1 accept",
+            Role::Dialer => b"starling-cluster-v2 dial",
+            Role::Acceptor => b"starling-cluster-v2 accept",
         }
     }
 }
 
-fn proof(
+/// What `role` sends to prove the secret: HMAC-SHA-256 keyed with the
+/// secret over the role label, both nonces and the exporter value
+/// (length-prefixed; empty on a clear-text link).
+pub fn proof(
     secret: &[u8],
     role: Role,
     dialer_nonce: &[u8; 32],
     acceptor_nonce: &[u8; 32],
+    exporter: &[u8],
 ) -> [u8; 32] {
     let mut mac =
         <Hmac<Sha256> as KeyInit>::new_from_slice(secret).expect("HMAC takes keys of any length");
     mac.update(role.label());
     mac.update(dialer_nonce);
     mac.update(acceptor_nonce);
+    mac.update(&(exporter.len() as u32).to_be_bytes());
+    mac.update(exporter);
     mac.finalize().into_bytes().into()
 }
 
-/// Runs the handshake on a fresh connection; returns the peer's hello info.
+/// Runs the handshake on a fresh connection (inside its TLS session, if
+/// any, described by `binding`); returns the peer's hello info.
 pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     role: Role,
     ours: &PeerInfo,
     secret: &[u8],
+    binding: &SessionBinding,
 ) -> Result<PeerInfo, HandshakeError> {
     let nonce: [u8; 32] = rand::rng().random();
     let hello = Frame::Hello {
@@ -118,6 +133,22 @@ pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
             if info.node_id == ours.node_id {
                 return Err(HandshakeError::SelfLink(info.node_id));
             }
+            if let Some(certificate) = &binding.certificate {
+                if let Err(reason) = certificate.check_name(&info.name) {
+                    let error = HandshakeError::Certificate {
+                        name: info.name,
+                        reason,
+                    };
+                    let _ = write_frame(
+                        stream,
+                        &Frame::Goodbye {
+                            reason: error.to_string(),
+                        },
+                    )
+                    .await;
+                    return Err(error);
+                }
+            }
             (info, nonce)
         }
         Some(Frame::Goodbye { reason }) => return Err(HandshakeError::Refused(reason)),
@@ -135,8 +166,9 @@ pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
         Role::Dialer => Role::Acceptor,
         Role::Acceptor => Role::Dialer,
     };
-    let ours_proof = proof(secret, role, &dialer_nonce, &acceptor_nonce);
-    let expected = proof(secret, peer_role, &dialer_nonce, &acceptor_nonce);
+    let exporter = &binding.exporter;
+    let ours_proof = proof(secret, role, &dialer_nonce, &acceptor_nonce, exporter);
+    let expected = proof(secret, peer_role, &dialer_nonce, &acceptor_nonce, exporter);
     // The acceptor checks the dialer's proof before giving its own.
     if role == Role::Dialer {
         write_frame(stream, &Frame::Auth { proof: ours_proof }).await?;
@@ -174,6 +206,13 @@ mod tests {
         }
     }
 
+    fn bound_to(exporter: &[u8]) -> SessionBinding {
+        SessionBinding {
+            exporter: exporter.to_vec(),
+            certificate: None,
+        }
+    }
+
     async fn run(
         dialer_secret: &'static [u8],
         acceptor_secret: &'static [u8],
@@ -181,15 +220,80 @@ mod tests {
         Result<PeerInfo, HandshakeError>,
         Result<PeerInfo, HandshakeError>,
     ) {
+        run_bound(dialer_secret, b"", acceptor_secret, b"").await
+    }
+
+    /// Both ends of a handshake, each seeing its own session's exporter value.
+    async fn run_bound(
+        dialer_secret: &'static [u8],
+        dialer_exporter: &'static [u8],
+        acceptor_secret: &'static [u8],
+        acceptor_exporter: &'static [u8],
+    ) -> (
+        Result<PeerInfo, HandshakeError>,
+        Result<PeerInfo, HandshakeError>,
+    ) {
         let (mut a, mut b) = tokio::io::duplex(4096);
-        let dialer =
-            tokio::spawn(
-                async move { handshake(&mut a, Role::Dialer, &info(1), dialer_secret).await },
-            );
+        let dialer = tokio::spawn(async move {
+            let binding = bound_to(dialer_exporter);
+            handshake(&mut a, Role::Dialer, &info(1), dialer_secret, &binding).await
+        });
         let acceptor = tokio::spawn(async move {
-            handshake(&mut b, Role::Acceptor, &info(2), acceptor_secret).await
+            let binding = bound_to(acceptor_exporter);
+            handshake(&mut b, Role::Acceptor, &info(2), acceptor_secret, &binding).await
         });
         (dialer.await.unwrap(), acceptor.await.unwrap())
+    }
+
+    #[test]
+    fn proof_is_hmac_sha256_over_role_nonces_and_exporter() {
+        // Pinned: another implementation of the protocol must agree.
+        let hex =
+            |bytes: [u8; 32]| -> String { bytes.iter().map(|b| format!("{b:02x}")).collect() };
+        assert_eq!(
+            hex(proof(b"s3cret", Role::Dialer, &[1; 32], &[2; 32], b"tls")),
+            "bf3acccf9a725df849404d4c6a9ec64096cf3c8d53204ededf99b7a8956284c1"
+        );
+        assert_eq!(
+            hex(proof(b"s3cret", Role::Acceptor, &[1; 32], &[2; 32], b"")),
+            "14a618517c7d0de6dec6026f4d2dfa01e69a7e771b1d38c618e8eeb4aad0d8ca"
+        );
+    }
+
+    #[test]
+    fn proof_changes_with_every_input() {
+        let base = proof(b"s", Role::Dialer, &[1; 32], &[2; 32], &[3; 32]);
+        let others = [
+            proof(b"t", Role::Dialer, &[1; 32], &[2; 32], &[3; 32]),
+            proof(b"s", Role::Acceptor, &[1; 32], &[2; 32], &[3; 32]),
+            proof(b"s", Role::Dialer, &[9; 32], &[2; 32], &[3; 32]),
+            proof(b"s", Role::Dialer, &[1; 32], &[9; 32], &[3; 32]),
+            proof(b"s", Role::Dialer, &[1; 32], &[2; 32], &[9; 32]),
+            // The length prefix keeps an exporter from sliding into the nonces.
+            proof(b"s", Role::Dialer, &[1; 32], &[2; 32], b""),
+        ];
+        for (index, other) in others.iter().enumerate() {
+            assert_ne!(&base, other, "input {index} does not change the proof");
+        }
+    }
+
+    #[tokio::test]
+    async fn same_secret_over_one_session_links() {
+        let (dialer, acceptor) = run_bound(b"s3cret", b"session-1", b"s3cret", b"session-1").await;
+        assert_eq!(dialer.unwrap().node_id, 2);
+        assert_eq!(acceptor.unwrap().node_id, 1);
+    }
+
+    /// What a relay terminating TLS towards each side achieves: the two
+    /// ends see different exporter values, and the acceptor refuses.
+    #[tokio::test]
+    async fn a_proof_made_for_another_session_is_refused() {
+        let (dialer, acceptor) = run_bound(b"s3cret", b"session-1", b"s3cret", b"session-2").await;
+        assert!(
+            matches!(acceptor, Err(HandshakeError::BadSecret)),
+            "{acceptor:?}"
+        );
+        assert!(dialer.is_err());
     }
 
     #[tokio::test]
@@ -212,8 +316,9 @@ mod tests {
     #[tokio::test]
     async fn version_mismatch_names_both_versions() {
         let (mut a, mut b) = tokio::io::duplex(4096);
-        let acceptor =
-            tokio::spawn(async move { handshake(&mut b, Role::Acceptor, &info(2), b"s").await });
+        let acceptor = tokio::spawn(async move {
+            handshake(&mut b, Role::Acceptor, &info(2), b"s", &bound_to(b"")).await
+        });
         let old_hello = Frame::Hello {
             magic: MAGIC,
             protocol_version: 0,

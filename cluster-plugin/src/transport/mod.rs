@@ -1,9 +1,10 @@
-//! Peer links: one authenticated TCP connection per pair of members,
-//! carrying [`Frame`]s in order through a bounded send queue.
+//! Peer links: one authenticated TCP connection per pair of members, TLS
+//! 1.3 unless clear text was asked for, carrying [`Frame`]s in order
+//! through a bounded send queue.
 //!
 //! ```text
-//!   accept / dial ─▶ handshake ─▶ register ─┬─▶ writer task ◀── bounded queue ◀── send()
-//!                                           └─▶ reader task ──▶ FrameHandler (in order)
+//!   accept / dial ─▶ TLS ─▶ handshake ─▶ register ─┬─▶ writer task ◀── bounded queue ◀── send()
+//!                                                  └─▶ reader task ──▶ FrameHandler (in order)
 //! ```
 //!
 //! When both members dial each other at once, the link dialed by the lower
@@ -22,6 +23,8 @@
 
 pub mod frame;
 pub mod handshake;
+mod secured;
+pub mod tls;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -29,16 +32,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use starling_core::cluster::LinkSecurity;
 use starling_core::cluster::{BoxFuture, ForwardError, NodeId};
 use starling_core::shutdown::Shutdown;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
-use self::frame::{
-    Frame, FrameError, PeerInfo, WireEnvelope, encode_into, read_frame, write_frame,
-};
+use self::frame::{Frame, FrameError, PeerInfo, WireEnvelope, encode_into, read_frame};
 use self::handshake::{HandshakeError, Role, handshake};
+use self::secured::{LinkReader, LinkWriter, Secured};
+use self::tls::LinkProtection;
 
 /// Bytes of queued frames written in one go.
 const WRITE_BATCH: usize = 64 * 1024;
@@ -218,6 +222,8 @@ impl Link {
 pub struct Transport {
     me: PeerInfo,
     secret: Vec<u8>,
+    /// TLS or clear text; links are made only once it is set.
+    protection: std::sync::OnceLock<LinkProtection>,
     queue_size: usize,
     heartbeat: Duration,
     links: Mutex<HashMap<u64, Arc<Link>>>,
@@ -237,6 +243,8 @@ pub enum DialError {
     Connect(#[from] std::io::Error),
     #[error("handshake timed out")]
     Timeout,
+    #[error("TLS: {0}")]
+    Tls(String),
     #[error(transparent)]
     Handshake(#[from] HandshakeError),
     #[error("the node is shutting down")]
@@ -254,6 +262,7 @@ impl Transport {
         Arc::new(Transport {
             me,
             secret: secret.to_vec(),
+            protection: std::sync::OnceLock::new(),
             queue_size,
             heartbeat,
             links: Mutex::new(HashMap::new()),
@@ -269,6 +278,16 @@ impl Transport {
     /// Installs the frame handler; links are only registered after this.
     pub fn set_handler(&self, handler: Arc<dyn FrameHandler>) {
         let _first = self.handler.set(handler);
+    }
+
+    /// Sets how links are protected; no link is made before this.
+    pub fn set_protection(&self, protection: LinkProtection) {
+        let _first = self.protection.set(protection);
+    }
+
+    /// How links are protected (none before [`Transport::set_protection`]).
+    pub fn link_security(&self) -> Option<LinkSecurity> {
+        self.protection.get().map(LinkProtection::kind)
     }
 
     pub fn me(&self) -> &PeerInfo {
@@ -379,19 +398,23 @@ impl Transport {
 
     async fn establish(
         self: &Arc<Self>,
-        mut stream: TcpStream,
+        stream: TcpStream,
         role: Role,
     ) -> Result<PeerInfo, DialError> {
         let _nodelay = stream.set_nodelay(true);
-        if self.is_closing() {
-            // Instead of a hello: the dialer gives up without linking.
-            let _ = write_frame(&mut stream, &goodbye_for_shutdown()).await;
+        let Some(protection) = self.protection.get() else {
             return Err(DialError::Closing);
-        }
-        let peer = tokio::time::timeout(
-            HANDSHAKE_TIMEOUT,
-            handshake(&mut stream, role, &self.me, &self.secret),
-        )
+        };
+        let (mut secured, peer) = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
+            let (mut secured, binding) = Secured::open(stream, role, protection).await?;
+            if self.is_closing() {
+                // Instead of a hello: the dialer gives up without linking.
+                secured.say_goodbye(&goodbye_for_shutdown()).await;
+                return Err(DialError::Closing);
+            }
+            let peer = handshake(&mut secured.io(), role, &self.me, &self.secret, &binding).await?;
+            Ok((secured, peer))
+        })
         .await
         .map_err(|_| DialError::Timeout)??;
         let dialed_by = match role {
@@ -399,15 +422,15 @@ impl Transport {
             Role::Acceptor => peer.node_id,
         };
         if self.is_closing() {
-            let _ = write_frame(&mut stream, &goodbye_for_shutdown()).await;
+            secured.say_goodbye(&goodbye_for_shutdown()).await;
             return Err(DialError::Closing);
         }
-        self.register(stream, peer.clone(), dialed_by);
+        self.register(secured, peer.clone(), dialed_by);
         Ok(peer)
     }
 
     /// Keeps one link per peer and starts its tasks.
-    fn register(self: &Arc<Self>, mut stream: TcpStream, peer: PeerInfo, dialed_by: u64) {
+    fn register(self: &Arc<Self>, mut secured: Secured, peer: PeerInfo, dialed_by: u64) {
         let Some(handler) = self.handler.get().cloned() else {
             return;
         };
@@ -435,13 +458,10 @@ impl Transport {
                 if keep_existing {
                     drop(links);
                     tokio::spawn(async move {
-                        let mut out = Vec::new();
                         let goodbye = Frame::Goodbye {
                             reason: "duplicate link".into(),
                         };
-                        if encode_into(&goodbye, &mut out).is_ok() {
-                            let _ = stream.write_all(&out).await;
-                        }
+                        secured.say_goodbye(&goodbye).await;
                     });
                     return;
                 }
@@ -451,7 +471,7 @@ impl Transport {
         if let Some(old) = replaced {
             old.close();
         }
-        let (reader, writer) = stream.into_split();
+        let (reader, writer) = secured.split();
         tokio::spawn(write_loop(link.clone(), writer, outbox));
         tokio::spawn(heartbeat_loop(link.clone(), self.heartbeat));
         tracing::info!(peer = %link.peer.name, node = link.peer.node_id, "cluster link up");
@@ -462,7 +482,7 @@ impl Transport {
     async fn read_loop(
         self: Arc<Self>,
         link: Arc<Link>,
-        reader: tokio::net::tcp::OwnedReadHalf,
+        reader: LinkReader,
         handler: Arc<dyn FrameHandler>,
     ) {
         // Frames are small and many: one read per frame header would cost
@@ -554,11 +574,7 @@ fn goodbye_for_shutdown() -> Frame {
     }
 }
 
-async fn write_loop(
-    link: Arc<Link>,
-    mut writer: tokio::net::tcp::OwnedWriteHalf,
-    mut outbox: mpsc::Receiver<Frame>,
-) {
+async fn write_loop(link: Arc<Link>, mut writer: LinkWriter, mut outbox: mpsc::Receiver<Frame>) {
     let mut out = Vec::with_capacity(4096);
     // A closed link still writes what was queued before (an acknowledgement,
     // a goodbye), for as long as the peer reads it.
@@ -590,7 +606,8 @@ async fn write_loop(
             }
         }
         let written = tokio::select! {
-            written = writer.write_all(&out) => written,
+            // TLS keeps what it encrypted until flushed.
+            written = write_and_flush(&mut writer, &out) => written,
             // A peer that stopped reading (the link was cut) cannot hold
             // the writer.
             () = &mut linger => break,
@@ -608,6 +625,14 @@ async fn write_loop(
     }
     link.close();
     let _ = writer.shutdown().await;
+}
+
+async fn write_and_flush<W: AsyncWrite + Unpin + ?Sized>(
+    writer: &mut W,
+    bytes: &[u8],
+) -> std::io::Result<()> {
+    writer.write_all(bytes).await?;
+    writer.flush().await
 }
 
 async fn heartbeat_loop(link: Arc<Link>, every: Duration) {

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::jid::{BareJid, FullJid, Jid};
 
 pub use self::status::{
-    ClusterCounters, ClusterStatus, LinkStatus, MemberEvent, MemberRow, PeerState,
+    ClusterCounters, ClusterStatus, LinkSecurity, LinkStatus, MemberEvent, MemberRow, PeerState,
 };
 
 /// Identifies a cluster member. `LocalOnly` is always [`NodeId::LOCAL`].
@@ -357,6 +357,7 @@ impl Cluster for LocalOnly {
             term: 0,
             ready: true,
             protocol_version: 0,
+            link_security: None,
             members,
             history: Vec::new(),
             remote_sessions: 0,

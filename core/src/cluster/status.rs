@@ -41,6 +41,20 @@ pub struct ClusterCounters {
     pub interest_ack_timeouts: u64,
 }
 
+/// How peer links are protected (`[cluster] insecure_plaintext`, `tls_ca`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkSecurity {
+    /// TLS 1.3 with a certificate each node makes at start; the shared
+    /// secret, bound to each TLS session, authenticates the peer.
+    Tls,
+    /// TLS 1.3 with certificates of the operators' CA, checked against the
+    /// peer's node name, and the shared secret as well.
+    TlsCa,
+    /// Clear text: anyone on the network path reads and can alter the links.
+    Plaintext,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ClusterStatus {
     pub this_node: u64,
@@ -51,6 +65,10 @@ pub struct ClusterStatus {
     /// This node holds the directory and accepts logins.
     pub ready: bool,
     pub protocol_version: u32,
+    /// How this node's peer links are protected (none: a single node).
+    /// Missing from nodes of older versions.
+    #[serde(default)]
+    pub link_security: Option<LinkSecurity>,
     pub members: Vec<MemberRow>,
     /// Members going down and coming back, oldest first.
     pub history: Vec<MemberEvent>,

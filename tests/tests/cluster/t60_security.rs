@@ -1,21 +1,24 @@
 //! The peer port is open to anyone who can reach it; only a node that
 //! proves the cluster secret (and speaks the same protocol version) gets a
 //! link. These tests knock on it: a real node configured with another
-//! secret, and fake peers written here from the wire format (postcard
-//! frames, the HMAC-SHA-256 challenge of `transport::handshake`).
+//! secret, and fake peers written here from the wire format (TLS 1.3, then
+//! postcard frames and the HMAC-SHA-256 challenge of `transport::handshake`
+//! over the session's exporter value).
 
 use std::time::Duration;
 
-use hmac::{Hmac, KeyInit, Mac};
 use rand::RngExt;
-use sha2::Sha256;
 use starling_cluster::transport::frame::{
     Frame, MAGIC, PROTOCOL_VERSION, PeerInfo, encode_into, read_frame,
 };
+use starling_cluster::transport::handshake::{Role, proof};
+use starling_cluster::transport::tls::{EXPORTER_LABEL, EXPORTER_LEN};
+use starling_tests::tls::insecure_connector;
 use starling_tests::{TestCluster, TestNode, free_port};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
+use tokio_rustls::client::TlsStream;
 
 use crate::t50_faults::{
     Chat, DOWN_WAIT, WAIT, assert_no_bounce, chat_once, friend_online, friends, jid, plain_log,
@@ -93,9 +96,10 @@ async fn a_node_with_another_secret_is_refused() {
 }
 
 /// Fake peers on one node's peer port while users on both nodes chat: a
-/// newer protocol version, a wrong proof, garbage, an unknown magic, a
-/// frame out of turn, and silence are each answered as they should be and
-/// closed; the chat loses nothing and no member is suspected.
+/// newer protocol version, a clear-text hello, a wrong proof, garbage, an
+/// unknown magic, a frame out of turn, and silence are each answered as
+/// they should be and closed; the chat loses nothing and no member is
+/// suspected.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fake_peers_are_refused_and_do_no_harm() {
     let cluster = quick(TestCluster::builder(2)).start();
@@ -123,12 +127,20 @@ async fn fake_peers_are_refused_and_do_no_harm() {
     assert!(line.contains(&ours) && line.contains(&theirs), "{line}");
     chat.flowing(20).await;
 
-    // The right version and a wrong proof: refused.
+    // The right version in clear text: TLS is required.
     let mut peer = connect(port).await;
+    send(&mut peer, &hello(PROTOCOL_VERSION, [8; 32])).await;
+    let reason = expect_goodbye(&mut peer).await;
+    assert!(reason.contains("requires TLS"), "{reason:?}");
+    expect_closed(&mut peer, WAIT).await;
+    wait_log_count(target, "this node requires TLS", 1, WAIT).await;
+
+    // The right version and a wrong proof: refused.
+    let mut peer = connect_tls(port).await;
     let dialer_nonce: [u8; 32] = rand::rng().random();
     send(&mut peer, &hello(PROTOCOL_VERSION, dialer_nonce)).await;
     let acceptor_nonce = expect_hello(&mut peer).await;
-    let forged = proof(b"a guess", &dialer_nonce, &acceptor_nonce);
+    let forged = dialer_proof(b"a guess", &peer, &dialer_nonce, &acceptor_nonce);
     send(&mut peer, &Frame::Auth { proof: forged }).await;
     let reason = expect_goodbye(&mut peer).await;
     assert!(reason.contains("secret"), "{reason:?}");
@@ -137,11 +149,12 @@ async fn fake_peers_are_refused_and_do_no_harm() {
 
     // The control: the same steps with the real secret are accepted, so the
     // refusal above was for the proof alone.
-    let mut peer = connect(port).await;
+    let mut peer = connect_tls(port).await;
     let dialer_nonce: [u8; 32] = rand::rng().random();
     send(&mut peer, &hello(PROTOCOL_VERSION, dialer_nonce)).await;
     let acceptor_nonce = expect_hello(&mut peer).await;
-    let right = proof(cluster.secret.as_bytes(), &dialer_nonce, &acceptor_nonce);
+    let secret = cluster.secret.as_bytes();
+    let right = dialer_proof(secret, &peer, &dialer_nonce, &acceptor_nonce);
     send(&mut peer, &Frame::Auth { proof: right }).await;
     match next_frame(&mut peer).await {
         Some(Frame::Auth { .. }) => {}
@@ -245,14 +258,25 @@ fn hello(protocol_version: u32, nonce: [u8; 32]) -> Frame {
     }
 }
 
-/// The dialer's proof of the handshake: HMAC-SHA-256 over the role label
-/// and both nonces.
-fn proof(secret: &[u8], dialer_nonce: &[u8; 32], acceptor_nonce: &[u8; 32]) -> [u8; 32] {
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret).expect("any key length");
-    mac.update(b"starling-cluster-v1 dial");
-    mac.update(dialer_nonce);
-    mac.update(acceptor_nonce);
-    mac.finalize().into_bytes().into()
+/// The dialer's proof of the handshake, bound to this TLS session.
+fn dialer_proof(
+    secret: &[u8],
+    session: &TlsStream<TcpStream>,
+    dialer_nonce: &[u8; 32],
+    acceptor_nonce: &[u8; 32],
+) -> [u8; 32] {
+    let exporter = session
+        .get_ref()
+        .1
+        .export_keying_material([0u8; EXPORTER_LEN], EXPORTER_LABEL, None)
+        .expect("an exporter value");
+    proof(
+        secret,
+        Role::Dialer,
+        dialer_nonce,
+        acceptor_nonce,
+        &exporter,
+    )
 }
 
 async fn connect(port: u16) -> TcpStream {
@@ -261,14 +285,26 @@ async fn connect(port: u16) -> TcpStream {
         .expect("the peer port accepts connections")
 }
 
-async fn send(peer: &mut TcpStream, frame: &Frame) {
+/// A TLS session with the node's peer port (any certificate will do, as a
+/// member's own does).
+async fn connect_tls(port: u16) -> TlsStream<TcpStream> {
+    let name = rustls::pki_types::ServerName::try_from("starling-cluster-peer").unwrap();
+    insecure_connector()
+        .expect("a TLS client")
+        .connect(name, connect(port).await)
+        .await
+        .expect("the peer port speaks TLS")
+}
+
+async fn send<S: AsyncWrite + Unpin>(peer: &mut S, frame: &Frame) {
     let mut out = Vec::new();
     encode_into(frame, &mut out).unwrap();
     peer.write_all(&out).await.expect("write to the node");
+    peer.flush().await.expect("write to the node");
 }
 
 /// The next frame; `None` when the node closed the connection.
-async fn next_frame(peer: &mut TcpStream) -> Option<Frame> {
+async fn next_frame<S: AsyncRead + Unpin>(peer: &mut S) -> Option<Frame> {
     timeout(WAIT, read_frame(peer, &mut Vec::new()))
         .await
         .expect("the node answers in time")
@@ -276,7 +312,7 @@ async fn next_frame(peer: &mut TcpStream) -> Option<Frame> {
         .flatten()
 }
 
-async fn expect_hello(peer: &mut TcpStream) -> [u8; 32] {
+async fn expect_hello<S: AsyncRead + Unpin>(peer: &mut S) -> [u8; 32] {
     match next_frame(peer).await {
         Some(Frame::Hello {
             magic,
@@ -292,7 +328,7 @@ async fn expect_hello(peer: &mut TcpStream) -> [u8; 32] {
     }
 }
 
-async fn expect_goodbye(peer: &mut TcpStream) -> String {
+async fn expect_goodbye<S: AsyncRead + Unpin>(peer: &mut S) -> String {
     match next_frame(peer).await {
         Some(Frame::Goodbye { reason }) => reason,
         other => panic!("expected a goodbye, got {other:?}"),
@@ -300,14 +336,14 @@ async fn expect_goodbye(peer: &mut TcpStream) -> String {
 }
 
 /// Waits for the node to close the connection.
-async fn expect_closed(peer: &mut TcpStream, bound: Duration) {
+async fn expect_closed<S: AsyncRead + Unpin>(peer: &mut S, bound: Duration) {
     let rest = read_to_close(peer, bound).await;
     assert!(rest.is_some(), "the node kept the connection open");
 }
 
 /// Reads frames until the node closes the connection (`None` if it is still
 /// open after `bound`); an unreadable byte stream counts as closed there.
-async fn read_to_close(peer: &mut TcpStream, bound: Duration) -> Option<Vec<Frame>> {
+async fn read_to_close<S: AsyncRead + Unpin>(peer: &mut S, bound: Duration) -> Option<Vec<Frame>> {
     let mut frames = Vec::new();
     let mut bytes = Vec::new();
     let read_all = async {

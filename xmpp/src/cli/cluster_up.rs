@@ -37,6 +37,10 @@ pub struct UpArgs {
     /// Do not restart nodes that exit.
     #[arg(long)]
     pub no_restart: bool,
+    /// Clear-text peer links (`[cluster] insecure_plaintext = true`), to
+    /// measure what TLS costs.
+    #[arg(long, hide = true)]
+    pub insecure_plaintext_links: bool,
 }
 
 struct NodePlan {
@@ -155,12 +159,13 @@ fn write_configs(args: &UpArgs, dir: &Path, secret: &str) -> anyhow::Result<Vec<
              [http]\nbind = \"127.0.0.1:{http}\"\n\n\
              [storage]\nurl = {url:?}\n\n\
              [cluster]\nenabled = true\nnode_name = {name:?}\nbind = \"127.0.0.1:{port}\"\n\
-             seeds = [{seeds}]\nsecret = {secret:?}\n",
+             seeds = [{seeds}]\nsecret = {secret:?}\ninsecure_plaintext = {plaintext}\n",
             domain = args.domain,
             data = name,
             url = format!("sqlite://{}", store.display()),
             port = cluster_port(i),
             seeds = seeds.join(", "),
+            plaintext = args.insecure_plaintext_links,
         );
         let config = dir.join(format!("{name}.toml"));
         std::fs::write(&config, text).with_context(|| format!("writing {}", config.display()))?;

@@ -19,7 +19,7 @@ use hyper::Request;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use serde::Deserialize;
-use starling_core::cluster::{ClusterStatus, MemberRow, PeerState};
+use starling_core::cluster::{ClusterStatus, LinkSecurity, MemberRow, PeerState};
 use starling_core::config::Config;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -313,6 +313,11 @@ fn render(view: &ClusterView) -> String {
          asked {} (protocol {})\n",
         status.term, view.cluster_sessions, status.this_name, status.protocol_version
     ));
+    if status.link_security == Some(LinkSecurity::Plaintext) {
+        out.push_str(
+            "WARNING: cluster links are clear text ([cluster] insecure_plaintext = true)\n",
+        );
+    }
     if !view.quorum {
         out.push_str("WARNING: no senior member known (Raft quorum lost)\n");
     }

@@ -112,6 +112,7 @@ mod tests {
             term: 1,
             ready: true,
             protocol_version: 4,
+            link_security: None,
             members: states
                 .iter()
                 .enumerate()

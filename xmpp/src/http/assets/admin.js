@@ -323,7 +323,9 @@ function renderCluster(status) {
     `${fmtNum(routing.lookup_retries)} lookup retries · ${fmtNum(routing.lookup_misses)} misses`);
   setText($('#t-ready'), status.ready ? 'Ready' : 'Starting');
   setAttr($('#t-ready').parentElement, 'data-tone', status.ready ? null : 'warn');
-  setText($('#t-protocol'), `protocol v${status.protocol_version ?? '–'}`);
+  const links = LINK_SECURITY[status.link_security];
+  setText($('#t-protocol'),
+    `protocol v${status.protocol_version ?? '–'}${links ? ` · ${links} links` : ''}`);
 
   const thisNode = String(status.this_node);
   syncRows($('#members-table tbody'), members, (m) => m.id, buildMemberRow,
@@ -332,8 +334,17 @@ function renderCluster(status) {
   renderCounters(status.counters || {});
 }
 
+// How peer links are protected (`link_security` in /api/cluster).
+const LINK_SECURITY = { tls: 'TLS', tls_ca: 'TLS (CA)', plaintext: 'clear-text' };
+
 function renderBanners(status, quorum) {
   const banners = [];
+  if (status.link_security === 'plaintext') {
+    banners.push(['warn', 'Clear-text cluster links.',
+      `${status.this_name || 'This node'} runs with [cluster] insecure_plaintext = true: anyone ` +
+      'on the network path between members can read and alter chat. Remove the setting on every ' +
+      'member to get TLS.']);
+  }
   if (!quorum) {
     banners.push(['error', 'No senior member.',
       `${status.this_name || 'This node'} sees no Raft quorum. Chat keeps working; ` +
