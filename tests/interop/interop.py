@@ -141,6 +141,15 @@ class Session:
             raise Failure(f"{self.bare}: the stream did not close") from None
 
 
+async def stored_roster(session):
+    """The roster as the server stores it, fetched afresh: asked with an empty
+    version (XEP-0237), since to the client's current one the server rightly
+    answers with nothing."""
+    session.xmpp.client_roster.version = ""
+    result = await session.xmpp.get_roster(timeout=STEP_TIMEOUT)
+    return {str(jid): dict(item) for jid, item in result["roster"]["items"].items()}
+
+
 async def until(what, condition, timeout=STEP_TIMEOUT, describe=lambda: ""):
     """Polls `condition` until it holds; fails with `what` and the current state."""
     deadline = time.monotonic() + timeout

@@ -18,12 +18,6 @@ def roster_state(session, contact):
             "resources": sorted(item.resources)}
 
 
-async def server_roster(session):
-    """The roster as the server stores it, fetched afresh."""
-    result = await session.xmpp.get_roster(timeout=interop.STEP_TIMEOUT)
-    return {str(jid): dict(item) for jid, item in result["roster"]["items"].items()}
-
-
 async def scenario(args):
     alice = Session(args, "alice", "desk")
     bob = Session(args, "bob", "phone")
@@ -32,7 +26,7 @@ async def scenario(args):
         session.xmpp.auto_authorize = None
         session.xmpp.auto_subscribe = False
         await session.start()
-        roster = await server_roster(session)
+        roster = await interop.stored_roster(session)
         check(roster == {}, f"{session.bare}: roster not empty at first: {roster}")
 
     # Alice asks; Bob approves and asks back; Alice approves.
@@ -46,7 +40,7 @@ async def scenario(args):
     await until("alice's roster push: bob pending out",
                 lambda: alice.xmpp.client_roster[bob.bare]["pending_out"],
                 describe=lambda: str(roster_state(alice, bob.bare)))
-    stored = (await server_roster(alice)).get(bob.bare, {})
+    stored = (await interop.stored_roster(alice)).get(bob.bare, {})
     check(stored.get("subscription") == "none" and stored.get("ask") == "subscribe",
           f"alice's stored roster while pending: {stored}")
     await until("bob sees alice's request", lambda: alice.bare in requests[bob.bare],
@@ -61,7 +55,7 @@ async def scenario(args):
         await until(f"{owner.bare}'s roster push: {contact.bare} both",
                     lambda: owner.xmpp.client_roster[contact.bare]["subscription"] == "both",
                     describe=lambda: str(roster_state(owner, contact.bare)))
-        stored = await server_roster(owner)
+        stored = await interop.stored_roster(owner)
         item = stored.get(contact.bare, {})
         check(item.get("subscription") == "both" and not item.get("ask"),
               f"{owner.bare}'s stored roster: {stored}")
@@ -98,7 +92,7 @@ async def scenario(args):
     # roster says 'none'; Alice's roster loses the item.
     removed = await alice.xmpp.del_roster_item(bob.bare)
     check(removed["type"] == "result", f"roster remove: {removed}")
-    stored = await server_roster(alice)
+    stored = await interop.stored_roster(alice)
     check(bob.bare not in stored, f"alice's roster still has bob: {stored}")
     await until("bob's roster push: alice none",
                 lambda: bob.xmpp.client_roster[alice.bare]["subscription"] == "none",
@@ -106,7 +100,7 @@ async def scenario(args):
     await until("bob sees alice unavailable",
                 lambda: not bob.xmpp.client_roster[alice.bare].resources,
                 describe=lambda: str(roster_state(bob, alice.bare)))
-    stored = (await server_roster(bob)).get(alice.bare, {})
+    stored = (await interop.stored_roster(bob)).get(alice.bare, {})
     check(stored.get("subscription") == "none", f"bob's stored item for alice: {stored}")
     log("roster removal ended both subscriptions")
     # Re-subscribe one way only so that Bob's logout is still seen by Alice.

@@ -63,8 +63,7 @@ async def scenario(args):
         await until(f"{owner.bare}'s roster push: {contact.bare} both",
                     lambda: owner.xmpp.client_roster[contact.bare]["subscription"] == "both",
                     describe=lambda: str(roster_state(owner, contact.bare)))
-        result = await owner.xmpp.get_roster(timeout=interop.STEP_TIMEOUT)
-        stored = {str(jid): dict(item) for jid, item in result["roster"]["items"].items()}
+        stored = await interop.stored_roster(owner)
         item = stored.get(contact.bare, {})
         check(item.get("subscription") == "both" and not item.get("ask"),
               f"{owner.bare}'s stored roster: {stored}")
