@@ -172,24 +172,21 @@ impl Module for Carbons {
 
     fn metrics(&self) -> Vec<Metric> {
         vec![
-            Metric {
-                name: "starling_carbons_copies_total",
-                help: "Carbon copies sent (one per other session of the user, on any member).",
-                counter: true,
-                value: self.copies.load(Ordering::Relaxed),
-            },
-            Metric {
-                name: "starling_carbons_withheld_total",
-                help: "Carbon copies not delivered: the session did not enable carbons.",
-                counter: true,
-                value: self.withheld.load(Ordering::Relaxed),
-            },
-            Metric {
-                name: "starling_carbons_enabled_sessions",
-                help: "Sessions on this member with carbons enabled.",
-                counter: false,
-                value: self.enabled.len() as u64,
-            },
+            Metric::counter(
+                "starling_carbons_copies_total",
+                "Carbon copies sent (one per other session of the user, on any member).",
+                &self.copies,
+            ),
+            Metric::counter(
+                "starling_carbons_withheld_total",
+                "Carbon copies not delivered: the session did not enable carbons.",
+                &self.withheld,
+            ),
+            Metric::gauge(
+                "starling_carbons_enabled_sessions",
+                "Sessions on this member with carbons enabled.",
+                self.enabled.len() as u64,
+            ),
         ]
     }
 }

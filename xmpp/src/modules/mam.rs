@@ -262,12 +262,7 @@ impl Module for Mam {
     }
 
     fn metrics(&self) -> Vec<Metric> {
-        let counter = |name, help, value: &AtomicU64| Metric {
-            name,
-            help,
-            counter: true,
-            value: value.load(Ordering::Relaxed),
-        };
+        let counter = Metric::counter;
         vec![
             counter(
                 "starling_mam_archived_total",

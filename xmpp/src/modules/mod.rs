@@ -174,6 +174,31 @@ pub struct Metric {
     pub value: u64,
 }
 
+impl Metric {
+    /// A counter's current value.
+    pub fn counter(
+        name: &'static str,
+        help: &'static str,
+        value: &std::sync::atomic::AtomicU64,
+    ) -> Metric {
+        Metric {
+            name,
+            help,
+            counter: true,
+            value: value.load(std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+
+    pub fn gauge(name: &'static str, help: &'static str, value: u64) -> Metric {
+        Metric {
+            name,
+            help,
+            counter: false,
+            value,
+        }
+    }
+}
+
 /// What a hook did with a stanza.
 pub enum Flow {
     /// Not this module's business: the next module, then the core, sees it.

@@ -242,12 +242,7 @@ impl Module for Pep {
     }
 
     fn metrics(&self) -> Vec<Metric> {
-        let counter = |name, help, value: &AtomicU64| Metric {
-            name,
-            help,
-            counter: true,
-            value: value.load(Ordering::Relaxed),
-        };
+        let counter = Metric::counter;
         let c = &self.counters;
         vec![
             counter(
@@ -285,12 +280,11 @@ impl Module for Pep {
                 "Capabilities answers whose hash did not match (used for that session only).",
                 &c.caps_unverified,
             ),
-            Metric {
-                name: "starling_pep_interested_sessions",
-                help: "Sessions on this member whose wanted PEP nodes are known.",
-                counter: false,
-                value: self.interests.len() as u64,
-            },
+            Metric::gauge(
+                "starling_pep_interested_sessions",
+                "Sessions on this member whose wanted PEP nodes are known.",
+                self.interests.len() as u64,
+            ),
         ]
     }
 }
