@@ -14,6 +14,15 @@ pub(crate) use cluster::*;
 pub(crate) const CARBONS: &str = "urn:xmpp:carbons:2";
 const FORWARD: &str = "urn:xmpp:forward:0";
 
+/// Sends a chat with `text` from `from` to `to`.
+pub(crate) async fn chat(from: &mut Client, to: &str, text: &str) {
+    send(
+        from,
+        &format!("<message to='{to}' type='chat'><body>{text}</body></message>"),
+    )
+    .await;
+}
+
 /// Enables carbons for this session.
 pub(crate) async fn enable_carbons(client: &mut Client) {
     let reply = iq(client, "set", None, &format!("<enable xmlns='{CARBONS}'/>")).await;

@@ -2,18 +2,9 @@
 //! sessions that enabled carbons, never to the others, never twice.
 
 use starling_core::xml::ns;
-use starling_tests::{Client, TestNode};
+use starling_tests::TestNode;
 
 use crate::support::*;
-
-/// Sends a chat with `text` from `from` to `to`.
-async fn chat(from: &mut Client, to: &str, text: &str) {
-    send(
-        from,
-        &format!("<message to='{to}' type='chat'><body>{text}</body></message>"),
-    )
-    .await;
-}
 
 #[tokio::test]
 async fn sent_and_received_chats_are_copied_to_the_sessions_that_enabled_carbons() {

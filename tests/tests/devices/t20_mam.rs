@@ -64,14 +64,6 @@ fn rsm_last(reply: &Element) -> String {
         .unwrap_or_else(|| panic!("no <last/>: {reply}"))
 }
 
-async fn chat(from: &mut Client, to: &str, text: &str) {
-    send(
-        from,
-        &format!("<message to='{to}' type='chat'><body>{text}</body></message>"),
-    )
-    .await;
-}
-
 #[tokio::test]
 async fn sent_and_received_chats_are_archived_and_paged_back() {
     let node = TestNode::builder()
