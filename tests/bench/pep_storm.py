@@ -223,6 +223,8 @@ def table(results):
     rows = ["| figure | " + " | ".join(names) + (" | Starling/Prosody |" if len(names) == 2 else " |"),
             "|---|" + "---|" * len(names) + ("---|" if len(names) == 2 else "")]
     for key, label, fmt in ROWS:
+        if key.startswith("control") and not any("control" in results[name] for name in names):
+            continue
         values = [figures(results[name])[key] for name in names]
         row = f"| {label} | " + " | ".join(fmt.format(v) for v in values) + " |"
         if len(names) == 2:
