@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # A throwaway Prosody for validating the test client and for side-by-side benchmarks.
 #
-#   prosody-server.sh setup DIR [PORT]   write DIR/prosody.cfg.lua, a self-signed certificate
-#                                        and an empty data dir (default port 15222)
+#   prosody-server.sh setup DIR [PORT [MODULES]]
+#                                        write DIR/prosody.cfg.lua, a self-signed certificate
+#                                        and an empty data dir (default port 15222); MODULES,
+#                                        space-separated, are enabled on top (e.g. "pep")
 #   prosody-server.sh start DIR          start in the background (pid in DIR/prosody.pid)
 #   prosody-server.sh stop DIR           stop it
 #
@@ -13,9 +15,13 @@
 # `starling-load prosody-users --data-dir DIR/data ...`.
 set -euo pipefail
 
-cmd=${1:?usage: prosody-server.sh setup|start|stop DIR [PORT]}
+cmd=${1:?usage: prosody-server.sh setup|start|stop DIR [PORT [MODULES]]}
 dir=$(realpath -m "${2:?directory}")
 port=${3:-15222}
+extra_modules=""
+for module in ${4:-}; do
+    extra_modules="$extra_modules, \"$module\""
+done
 cfg="$dir/prosody.cfg.lua"
 
 case "$cmd" in
@@ -40,7 +46,7 @@ allow_unencrypted_plain_auth = true
 allow_registration = false
 authentication = "internal_hashed"
 storage = "internal"
-modules_enabled = { "roster", "saslauth", "tls", "disco", "ping", "version", "posix" }
+modules_enabled = { "roster", "saslauth", "tls", "disco", "ping", "version", "posix"$extra_modules }
 modules_disabled = { "s2s", "offline" }
 ssl = { certificate = "$dir/certs/localhost.crt", key = "$dir/certs/localhost.key" }
 

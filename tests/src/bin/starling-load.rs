@@ -20,8 +20,10 @@
 //!     --subscribers 10000 --rate 10 --duration 10 --tls
 //! starling-load fanout --transport xmpp --server 127.0.0.1:5222,127.0.0.1:5223 \
 //!     --users load --password-prefix pw --subscribers 1000 --rate 10 --tls
+//! starling-load pep-storm --users load --password-prefix pw --count 2000 --rate 20 \
+//!     --tls --server-pid 1234
 //! starling-load prosody-users --data-dir /tmp/prosody/data --domain localhost \
-//!     --users load --password-prefix pw --count 500
+//!     --users load --password-prefix pw --count 500 --roster-size 200
 //! ```
 
 use std::net::IpAddr;
@@ -31,7 +33,9 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use starling_tests::load::fanout::{FanoutPlan, FanoutTransport};
+use starling_tests::load::pep::PepStormPlan;
 use starling_tests::load::prosody::ProsodyUsers;
+use starling_tests::load::report::RunReport;
 use starling_tests::load::run::{Plan, Target, run};
 use starling_tests::load::servers::Servers;
 use starling_tests::load::{Users, worker};
@@ -203,6 +207,42 @@ enum Command {
         #[arg(long, default_value_t = 2.0)]
         settle: f64,
     },
+    /// The modern login storm: every user publishes an avatar (XEP-0084 metadata) and an
+    /// OMEMO device list, then all log in at a fixed rate with capabilities that want both
+    /// nodes; report the contact items each login gets, server CPU per login and memory
+    /// per held session.
+    ///
+    /// Provision the users with rosters (`starling user provision --roster-size 200`, or
+    /// `prosody-users --roster-size 200`). Exits with an error if a login whose contacts
+    /// published got none of their items.
+    PepStorm {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[arg(long)]
+        count: u64,
+        /// Logins per second during the storm, in total.
+        #[arg(long, default_value_t = 20.0)]
+        rate: f64,
+        /// Logins per second while publishing (the setup).
+        #[arg(long, default_value_t = 100.0)]
+        publish_rate: f64,
+        /// Skip the setup: every user's two items are already stored.
+        #[arg(long)]
+        no_publish: bool,
+        /// Longest wait for a session's items after its presence, seconds.
+        #[arg(long, default_value_t = 30.0)]
+        wait: f64,
+        /// A session that got nothing new for this long has all it will get, seconds.
+        #[arg(long, default_value_t = 3.0)]
+        quiet: f64,
+        /// Seconds between the last session settling and the CPU and memory samples.
+        #[arg(long, default_value_t = 2.0)]
+        settle: f64,
+        /// Server processes to sample (CPU and VmRSS): one per `--server` address, in the
+        /// same order, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        server_pid: Vec<u32>,
+    },
     /// Write SCRAM accounts straight into a Prosody data directory (bulk provisioning).
     ProsodyUsers {
         /// Prosody's data_path.
@@ -223,6 +263,10 @@ enum Command {
         hash: HashArg,
         #[arg(long, default_value_t = 4096)]
         iterations: u32,
+        /// Contacts per user, subscription both: the same neighbours as
+        /// `starling user provision --roster-size`.
+        #[arg(long, default_value_t = 0)]
+        roster_size: u64,
     },
     /// Internal: run one worker's share of a run (job on stdin, report on stdout).
     #[command(hide = true)]
@@ -345,6 +389,7 @@ fn main_with(cli: Cli) -> anyhow::Result<()> {
             count,
             hash,
             iterations,
+            roster_size,
         } => {
             let job = ProsodyUsers {
                 data_dir,
@@ -360,6 +405,7 @@ fn main_with(cli: Cli) -> anyhow::Result<()> {
                     HashArg::Sha1 => ScramHash::Sha1,
                 },
                 iterations,
+                roster_size,
                 threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             };
             let start = std::time::Instant::now();
@@ -369,6 +415,38 @@ fn main_with(cli: Cli) -> anyhow::Result<()> {
                 start.elapsed().as_secs_f64()
             );
             return Ok(());
+        }
+        Command::PepStorm {
+            target,
+            count,
+            rate,
+            publish_rate,
+            no_publish,
+            wait,
+            quiet,
+            settle,
+            server_pid,
+        } => {
+            let plan = PepStormPlan {
+                count,
+                rate,
+                publish: !no_publish,
+                publish_rate,
+                wait_s: wait,
+                quiet_s: quiet,
+                settle_s: settle,
+                server_pids: server_pid,
+            };
+            let target = target.into_target();
+            let report = runtime.block_on(starling_tests::load::pep::run(&target, &plan))?;
+            print_report(&report, cli.json)?;
+            return match report.pep_storm {
+                Some(storm) if storm.empty > 0 => Err(anyhow::anyhow!(
+                    "{} login(s) got none of their contacts' PEP items",
+                    storm.empty
+                )),
+                _ => Ok(()),
+            };
         }
         Command::Login {
             target,
@@ -485,8 +563,12 @@ fn main_with(cli: Cli) -> anyhow::Result<()> {
         }
     };
     let report = runtime.block_on(run(&target.into_target(), &plan))?;
-    if cli.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+    print_report(&report, cli.json)
+}
+
+fn print_report(report: &RunReport, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
     } else {
         print!("{}", report.human());
     }
@@ -550,6 +632,34 @@ mod tests {
         };
         assert!(!chat(&[]));
         assert!(chat(&["--cross"]));
+    }
+
+    #[test]
+    fn pep_storm_publishes_unless_told_not_to() {
+        let cli = parse(&["pep-storm", "--count", "40", "--server-pid", "9"]).unwrap();
+        let Command::PepStorm {
+            count,
+            rate,
+            no_publish,
+            server_pid,
+            ..
+        } = cli.command
+        else {
+            panic!("not pep-storm")
+        };
+        assert_eq!(
+            (count, rate, no_publish, server_pid),
+            (40, 20.0, false, vec![9])
+        );
+        let cli = parse(&["pep-storm", "--count", "40", "--no-publish"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::PepStorm {
+                no_publish: true,
+                ..
+            }
+        ));
+        assert!(parse(&["pep-storm"]).is_err(), "--count is required");
     }
 
     #[test]

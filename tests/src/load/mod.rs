@@ -19,15 +19,21 @@
 //! - [`report`]: merging worker results and printing them.
 //! - [`rss`]: reading a process's resident memory.
 //! - [`run`]: the parent: splitting a plan over workers and merging the results.
+//! - [`pep`]: the modern login storm: logins of users whose many contacts all publish an
+//!   avatar and a device list (XEP-0163 last items with XEP-0115 caps), server CPU per
+//!   login and memory per session.
 //! - [`prosody`]: bulk user provisioning for a Prosody store, for side-by-side runs.
+//! - [`cpu`]: reading a process's CPU time.
 
 pub mod bayeux;
 pub mod chat;
 pub mod converge;
+pub mod cpu;
 pub mod failover;
 pub mod fanout;
 pub mod hold;
 pub mod login;
+pub mod pep;
 pub mod prosody;
 pub mod report;
 pub mod rss;
@@ -128,6 +134,8 @@ pub enum Job {
     Converge(converge::ConvergeJob),
     Failover(failover::FailoverJob),
     Fanout(fanout::FanoutJob),
+    PepPublish(pep::publish::PublishJob),
+    PepStorm(pep::storm::StormJob),
 }
 
 /// Error counts by [`crate::ClientError::kind`].
@@ -194,6 +202,10 @@ pub struct WorkerReport {
     pub failover: Option<failover::FailoverStats>,
     #[serde(default)]
     pub fanout: Option<fanout::FanoutStats>,
+    #[serde(default)]
+    pub pep_publish: Option<pep::publish::PublishStats>,
+    #[serde(default)]
+    pub pep_storm: Option<pep::storm::StormStats>,
 }
 
 #[cfg(test)]

@@ -8,6 +8,10 @@
 //! Each file holds the SCRAM credentials `mod_auth_internal_hashed` expects: hex
 //! `stored_key` and `server_key`, a `salt` string (its bytes are the SCRAM salt) and
 //! `iteration_count`. The hash (SHA-1 or SHA-256) must match the host's `password_hash`.
+//!
+//! With a roster size, each user also gets `DATA/<host>/roster/<user>.dat`: the same
+//! contacts, subscription both, as `starling user provision --roster-size` gives the same
+//! users (see [`roster_neighbours`]), so both servers hold the same social graph.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -24,14 +28,20 @@ pub struct ProsodyUsers {
     pub users: Users,
     pub hash: ScramHash,
     pub iterations: u32,
+    /// Contacts per user (0: no roster files).
+    pub roster_size: u64,
     pub threads: usize,
 }
 
 impl ProsodyUsers {
     /// Writes every account file; returns how many were written.
     pub fn write(&self) -> std::io::Result<u64> {
-        let dir = self.data_dir.join(encode(&self.domain)).join("accounts");
+        let host = self.data_dir.join(encode(&self.domain));
+        let dir = host.join("accounts");
         std::fs::create_dir_all(&dir)?;
+        if self.roster_size > 0 {
+            std::fs::create_dir_all(host.join("roster"))?;
+        }
         let threads = self.threads.max(1) as u64;
         let per_thread = self.users.count.div_ceil(threads);
         std::thread::scope(|scope| {
@@ -39,9 +49,8 @@ impl ProsodyUsers {
                 .map(|thread| {
                     let start = thread * per_thread;
                     let count = per_thread.min(self.users.count.saturating_sub(start));
-                    let slice = self.users.slice(start, count);
-                    let dir = &dir;
-                    scope.spawn(move || self.write_range(dir, &slice))
+                    let host = &host;
+                    scope.spawn(move || self.write_range(host, start, count))
                 })
                 .collect();
             let mut written = 0;
@@ -54,7 +63,10 @@ impl ProsodyUsers {
         })
     }
 
-    fn write_range(&self, dir: &Path, users: &Users) -> std::io::Result<u64> {
+    /// Writes users `[start, start + count)` of the run.
+    fn write_range(&self, host: &Path, start: u64, count: u64) -> std::io::Result<u64> {
+        let users = self.users.slice(start, count);
+        let dir = host.join("accounts");
         for index in 0..users.count {
             let salt = random_uuid();
             let credentials = ScramCredentials::derive(
@@ -63,11 +75,63 @@ impl ProsodyUsers {
                 salt.as_bytes(),
                 self.iterations,
             );
-            let file = dir.join(format!("{}.dat", encode(&users.username(index))));
+            let name = encode(&users.username(index));
+            let file = dir.join(format!("{name}.dat"));
             std::fs::write(file, account_file(&credentials, &salt, self.iterations))?;
+            if self.roster_size > 0 {
+                let contacts = roster_neighbours(start + index, self.users.count, self.roster_size)
+                    .into_iter()
+                    .map(|contact| format!("{}@{}", self.users.username(contact), self.domain));
+                let roster = host.join("roster").join(format!("{name}.dat"));
+                std::fs::write(roster, roster_file(contacts))?;
+            }
         }
         Ok(users.count)
     }
+}
+
+/// The contacts of user `index` (0-based) among `count` users: the `size / 2` neighbours
+/// on each side, wrapping around, plus the opposite user when `size` is odd and `count`
+/// even. Symmetric, so every "both" has its other half. The same relation as
+/// `starling user provision` and tsung/piefxis.py, kept here so this crate stays
+/// independent of the server's code.
+pub fn roster_neighbours(index: u64, count: u64, size: u64) -> Vec<u64> {
+    if count <= 1 || size == 0 {
+        return Vec::new();
+    }
+    if size >= count - 1 {
+        return (0..count).filter(|&other| other != index).collect();
+    }
+    let mut contacts = Vec::with_capacity(size as usize);
+    for distance in 1..=size / 2 {
+        contacts.push((index + distance) % count);
+        contacts.push((index + count - distance) % count);
+    }
+    if size % 2 == 1 && count % 2 == 0 {
+        contacts.push((index + count / 2) % count);
+    }
+    contacts
+}
+
+/// A roster `.dat` file (`mod_roster` with internal storage): the `false` key holds the
+/// roster's version and pending requests, every other key is a contact's JID.
+pub fn roster_file(contacts: impl IntoIterator<Item = String>) -> String {
+    let mut out =
+        String::from("return {\n\t[false] = { [\"version\"] = 1; [\"pending\"] = {}; };\n");
+    for jid in contacts {
+        let _ = writeln!(
+            out,
+            "\t[{}] = {{ [\"subscription\"] = \"both\"; [\"groups\"] = {{}}; }};",
+            lua_string(&jid)
+        );
+    }
+    out.push_str("};\n");
+    out
+}
+
+/// A Lua string literal.
+fn lua_string(text: &str) -> String {
+    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
 /// The `.dat` file: a Lua chunk returning the account table.
@@ -165,6 +229,7 @@ mod tests {
             },
             hash: ScramHash::Sha1,
             iterations: 16,
+            roster_size: 2,
             threads: 2,
         };
         assert_eq!(job.write().unwrap(), 5);
@@ -178,7 +243,34 @@ mod tests {
                 .count(),
             5
         );
+        let roster = std::fs::read_to_string(dir.join("sha1%2elocalhost/roster/u5.dat")).unwrap();
+        // u5 is the last of five: its neighbours wrap around to u1.
+        assert!(roster.contains("[\"u1@sha1.localhost\"] = { [\"subscription\"] = \"both\";"));
+        assert!(roster.contains("[\"u4@sha1.localhost\"]"));
+        assert_eq!(roster.matches("subscription").count(), 2);
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn neighbours_match_the_server_provisioning() {
+        // The same cases as xmpp/src/cli/provision.rs and tsung/piefxis.py.
+        assert_eq!(roster_neighbours(0, 100, 30).len(), 30);
+        assert_eq!(roster_neighbours(0, 5, 10), vec![1, 2, 3, 4]);
+        assert_eq!(roster_neighbours(0, 10, 3), vec![1, 9, 5]);
+        assert_eq!(roster_neighbours(0, 1, 3), Vec::<u64>::new());
+        for index in 0..50 {
+            for contact in roster_neighbours(index, 50, 7) {
+                assert!(roster_neighbours(contact, 50, 7).contains(&index));
+            }
+        }
+    }
+
+    #[test]
+    fn roster_files_are_lua_tables() {
+        let text = roster_file(["a@x".to_owned(), "q\"@x".to_owned()]);
+        assert!(text.starts_with("return {\n\t[false] = { [\"version\"] = 1;"));
+        assert!(text.contains("[\"q\\\"@x\"]"));
+        assert!(text.ends_with("};\n"));
     }
 
     #[test]

@@ -10,6 +10,7 @@ use super::converge::{ConvergeStats, ConvergeSummary};
 use super::failover::{FailoverStats, FailoverSummary};
 use super::fanout::{FanoutStats, FanoutSummary};
 use super::hold::HoldStats;
+use super::pep::{self, PepStormSummary};
 use super::rss::MemorySample;
 use super::{ErrorCounts, LoginStats, WorkerReport};
 use crate::stats::Summary;
@@ -41,6 +42,8 @@ pub struct RunReport {
     pub failover: Option<FailoverSummary>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fanout: Option<FanoutSummary>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pep_storm: Option<PepStormSummary>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -163,6 +166,8 @@ pub fn merge(reports: &[WorkerReport]) -> WorkerReport {
                 .get_or_insert_with(FanoutStats::default)
                 .merge(fanout);
         }
+        pep::merge_publish(&mut total.pep_publish, &report.pep_publish);
+        pep::merge_storm(&mut total.pep_storm, &report.pep_storm);
     }
     total
 }
@@ -275,6 +280,9 @@ impl RunReport {
         }
         if let Some(fanout) = &self.fanout {
             fanout_lines(&mut out, fanout);
+        }
+        if let Some(storm) = &self.pep_storm {
+            pep_storm_lines(&mut out, storm);
         }
         out
     }
@@ -427,6 +435,68 @@ fn fanout_lines(out: &mut String, fanout: &FanoutSummary) {
         }
     }
     errors_lines(out, &fanout.errors);
+}
+
+fn pep_storm_lines(out: &mut String, storm: &PepStormSummary) {
+    if let Some(setup) = &storm.setup {
+        let _ = writeln!(
+            out,
+            "pep-storm setup: {} logins ({} failed), {} items published ({} failed) in {:.1} s",
+            setup.logins,
+            setup.login_failures,
+            setup.published,
+            setup.publish_failed,
+            setup.elapsed_s
+        );
+        if let Some(cpu) = setup.cpu_ms_per_item {
+            let _ = writeln!(out, "  server CPU {cpu:.2} ms per item published");
+        }
+        errors_lines(out, &setup.errors);
+    }
+    let _ = writeln!(
+        out,
+        "pep-storm: {} sessions, {:.1} contacts each: {} of {} contact items received ({:.1} per          session, min {}, max {}), {} own, {} duplicates",
+        storm.sessions,
+        storm.contacts_per_session,
+        storm.received,
+        storm.expected,
+        storm.received_per_session,
+        storm.min_received,
+        storm.max_received,
+        storm.own,
+        storm.duplicates
+    );
+    let _ = writeln!(
+        out,
+        "  {} complete, {} with none of their contacts' items; {} disco#info questions answered,          {} presences from contacts",
+        storm.complete, storm.empty, storm.disco_questions, storm.presences
+    );
+    let _ = writeln!(
+        out,
+        "  login to last item {}",
+        latency_line(&storm.to_complete)
+    );
+    let _ = writeln!(out, "  login to settled   {}", latency_line(&storm.to_last));
+    if let Some(cpu) = &storm.cpu {
+        let _ = writeln!(
+            out,
+            "  server CPU {:.2} s over {:.1} s: {:.2} ms per login",
+            cpu.seconds, cpu.wall_s, cpu.ms_per_login
+        );
+    }
+    if let Some(memory) = &storm.marginal_memory {
+        let _ = writeln!(
+            out,
+            "  server RSS {} KiB at {} sessions -> {} KiB at {}: {:.1} KiB per session of the \
+             second half",
+            memory.from_rss_kib,
+            memory.from_sessions,
+            memory.to_rss_kib,
+            memory.to_sessions,
+            memory.per_session_kib
+        );
+    }
+    errors_lines(out, &storm.errors);
 }
 
 fn latency_line(summary: &Summary) -> String {

@@ -89,6 +89,12 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
+    #[error("reading the CPU time of server pid {pid}: {source}")]
+    Cpu {
+        pid: u32,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Plan(String),
     #[error("the publisher: {0}")]
@@ -310,7 +316,8 @@ fn jobs(target: &Target, plan: &Plan, workers: usize) -> Result<Vec<Job>, RunErr
     Ok(jobs)
 }
 
-fn connection(target: &Target, source: Option<IpAddr>) -> Connection {
+/// How every connection of a worker whose sockets come from `source` logs in.
+pub(super) fn connection(target: &Target, source: Option<IpAddr>) -> Connection {
     Connection {
         servers: target.servers.clone(),
         domain: target.domain.clone(),
@@ -453,6 +460,7 @@ pub async fn run(target: &Target, plan: &Plan) -> Result<RunReport, RunError> {
             }
             _ => None,
         },
+        pep_storm: None,
     })
 }
 

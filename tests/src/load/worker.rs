@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
-use super::{Job, WorkerReport, chat, converge, failover, fanout, hold, login};
+use super::{Job, WorkerReport, chat, converge, failover, fanout, hold, login, pep};
 
 /// What a worker says when its sessions are up.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -137,6 +137,8 @@ pub async fn run_job(job: Job, gate: &mut Gate) -> Result<WorkerReport, WorkerEr
         Job::Converge(job) => converge::run(job, gate).await,
         Job::Failover(job) => failover::run(job, gate).await,
         Job::Fanout(job) => fanout::run(job, gate).await,
+        Job::PepPublish(job) => pep::publish::run(job, gate).await,
+        Job::PepStorm(job) => pep::storm::run(job, gate).await,
     }
 }
 
