@@ -122,9 +122,10 @@ async fn every_node_agrees_and_sees_a_killed_member_go_down_and_come_back() {
         let view = wait_json(
             cluster.node(index).http,
             "/api/cluster",
-            "node3 down",
+            "node3 down, in its state and its history",
             DETECTION_BOUND,
-            |view| state_of(view, "node3") == "down",
+            // The history is appended just after the state changes: wait for both.
+            |view| state_of(view, "node3") == "down" && went_down(view, "node3"),
         )
         .await;
         let history = view["history"].as_array().expect("history");
@@ -197,4 +198,13 @@ async fn the_survivor_of_a_lost_majority_reports_no_quorum() {
     )
     .await;
     assert_eq!(state_of(&view, "node1"), "up", "{view}");
+}
+
+/// Whether a member view's history has `name` going down.
+fn went_down(view: &serde_json::Value, name: &str) -> bool {
+    view["history"].as_array().is_some_and(|history| {
+        history
+            .iter()
+            .any(|event| event["name"] == name && event["state"] == "down")
+    })
 }
