@@ -778,6 +778,11 @@ impl ClusterNode {
                 .await;
             }
         }
+        // The peers acknowledge what they received when told of the leave;
+        // over a TLS link that can take longer than the goodbye's flush.
+        self.transport
+            .wait_acknowledged(Duration::from_secs(1))
+            .await;
         self.transport.close_all("the node is shutting down").await;
         if let Some(membership) = self.membership() {
             membership.shutdown().await;

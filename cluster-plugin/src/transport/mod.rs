@@ -191,6 +191,15 @@ impl Link {
     }
 
     /// The envelopes never acknowledged; the link keeps no more after this.
+    /// Stanzas sent on this link that the peer has not acknowledged yet.
+    fn unacknowledged(&self) -> usize {
+        self.unacked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .envelopes
+            .len()
+    }
+
     fn take_unacked(&self) -> Vec<WireEnvelope> {
         let mut unacked = self.unacked.lock().unwrap_or_else(|p| p.into_inner());
         unacked.taken = true;
@@ -551,6 +560,17 @@ impl Transport {
 
     /// Says goodbye on every link and closes them (clean leave); no new
     /// links are made after this.
+    /// Waits, at most `bound`, until every peer has acknowledged what was
+    /// sent to it, so a leaving node hands nothing back for routing again.
+    pub async fn wait_acknowledged(&self, bound: Duration) {
+        let deadline = tokio::time::Instant::now() + bound;
+        while self.links().iter().any(|link| link.unacknowledged() > 0)
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     pub async fn close_all(&self, reason: &str) {
         self.closing.store(true, Ordering::Release);
         for link in self.links() {
