@@ -523,19 +523,11 @@ fn prefs() -> Element {
 
 #[cfg(test)]
 mod tests {
-    use starling_core::config::{Config, DEFAULT_CONFIG_TOML};
-
     use super::MamConfig;
 
     #[test]
     fn the_default_config_file_shows_the_defaults() {
-        let config = Config::parse(DEFAULT_CONFIG_TOML).unwrap();
-        let table = config
-            .modules
-            .get("mam")
-            .cloned()
-            .expect("[modules.mam] is documented");
-        let documented: MamConfig = toml::Value::Table(table).try_into().unwrap();
+        let documented: MamConfig = crate::modules::registry::documented("mam");
         assert_eq!(documented, MamConfig::default());
     }
 }

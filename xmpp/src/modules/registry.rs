@@ -170,6 +170,20 @@ const CATALOGUE: &[Entry] = &[
     },
 ];
 
+/// A module's `[modules.<name>]` section of the default config file, read
+/// into its settings struct (tests compare it with the struct's defaults).
+#[cfg(test)]
+pub(crate) fn documented<T: DeserializeOwned>(module: &str) -> T {
+    let config = Config::parse(starling_core::config::DEFAULT_CONFIG_TOML).unwrap();
+    let mut table = config
+        .modules
+        .get(module)
+        .cloned()
+        .unwrap_or_else(|| panic!("[modules.{module}] is not in the default config"));
+    table.remove("enabled");
+    toml::Value::Table(table).try_into().unwrap()
+}
+
 /// The names `[modules.<name>]` accepts.
 pub fn known_modules() -> Vec<&'static str> {
     CATALOGUE.iter().map(|entry| entry.name).collect()

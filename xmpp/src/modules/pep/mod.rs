@@ -393,19 +393,11 @@ impl Pep {
 
 #[cfg(test)]
 mod tests {
-    use starling_core::config::{Config, DEFAULT_CONFIG_TOML};
-
     use super::PepConfig;
 
     #[test]
     fn the_default_config_file_shows_the_defaults() {
-        let config = Config::parse(DEFAULT_CONFIG_TOML).unwrap();
-        let table = config
-            .modules
-            .get("pep")
-            .cloned()
-            .expect("[modules.pep] is documented");
-        let documented: PepConfig = toml::Value::Table(table).try_into().unwrap();
+        let documented: PepConfig = crate::modules::registry::documented("pep");
         assert_eq!(documented, PepConfig::default());
     }
 }
