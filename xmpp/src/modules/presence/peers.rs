@@ -5,6 +5,7 @@ use starling_core::cluster::{NodeId, StanzaKind};
 use starling_core::jid::{BareJid, FullJid};
 use starling_core::xml::{Element, ns};
 
+use crate::modules::Delivery;
 use crate::router::resources::{self, send_to};
 use crate::server::Server;
 
@@ -37,11 +38,17 @@ pub(super) async fn sessions_lost(server: &Server, jid: &FullJid) {
 }
 
 /// Sessions on `node` that [`sessions_lost`] reported gone are still there
-/// (the member was cut off, not down): each available session here of a
-/// contact allowed to see the user probes it, and the owner node answers
-/// with the user's current presence (RFC 6121 4.3.2), so nobody keeps
-/// seeing an online user as offline. One probe per user and contact
-/// session: the owner answers for all of the user's sessions there.
+/// (the member was cut off, not down). Both directions are repaired here,
+/// because the other member may not have lost (or regained) our sessions at
+/// the same moment and a probe answered there can miss:
+/// - each available session here of a contact allowed to see the user
+///   probes it, and the owner node answers with the user's current presence
+///   (RFC 6121 4.3.2), so nobody here keeps seeing an online user as
+///   offline; one probe per user and contact session, the owner answers for
+///   all of the user's sessions there;
+/// - each regained session is sent the current presence of the contacts it
+///   is subscribed to that have sessions here, so nobody there keeps seeing
+///   our users as offline.
 pub(super) async fn sessions_regained(server: &Server, node: NodeId, regained: &[FullJid]) {
     let mut probed = std::collections::HashSet::new();
     for jid in regained {
@@ -71,6 +78,56 @@ pub(super) async fn sessions_regained(server: &Server, node: NodeId, regained: &
                 };
                 let _unreachable = send_to(server, &target, probe, StanzaKind::Presence);
             }
+        }
+        let sessions_there: Vec<&FullJid> = regained
+            .iter()
+            .filter(|jid| jid.to_bare() == user)
+            .collect();
+        for contact in roster.subscriptions() {
+            send_presence_of(server, contact, &user, node, &sessions_there).await;
+        }
+    }
+}
+
+/// Sends the last presence of each available session here of `contact` to
+/// the user's sessions on `node`, if the contact's roster still lets the
+/// user see it and no block withholds it.
+async fn send_presence_of(
+    server: &Server,
+    contact: &BareJid,
+    user: &BareJid,
+    node: NodeId,
+    sessions_there: &[&FullJid],
+) {
+    let contact_sessions = server.sessions.resources(contact);
+    if contact_sessions.is_empty() {
+        return;
+    }
+    let allowed = match server.rosters.get(contact).await {
+        Ok(roster) => roster.is_subscriber(user),
+        Err(error) => {
+            tracing::error!(%contact, %error, "roster unavailable; presence not resent to a regained session");
+            return;
+        }
+    };
+    let viewer = starling_core::jid::Jid::from(user.clone());
+    if !allowed || server.modules.outbound_presence(server, contact, &viewer) == Delivery::Withhold
+    {
+        return;
+    }
+    for contact_session in contact_sessions {
+        let Some(last) = contact_session.presence().last.clone() else {
+            continue;
+        };
+        for jid in sessions_there {
+            let mut copy = last.clone();
+            copy.set_attr("from", contact_session.jid.as_str());
+            copy.set_attr("to", jid.as_str());
+            let target = resources::Target::Remote {
+                jid: (*jid).clone(),
+                node,
+            };
+            let _unreachable = send_to(server, &target, copy, StanzaKind::Presence);
         }
     }
 }
