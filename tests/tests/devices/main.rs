@@ -6,3 +6,4 @@ mod support;
 
 mod t10_carbons;
 mod t20_mam;
+mod t30_mam_prefs;

@@ -26,6 +26,7 @@ mod bulk;
 mod error;
 mod last;
 mod mam;
+mod mam_prefs;
 mod offline;
 mod pep;
 mod private;
@@ -49,6 +50,7 @@ use sqlx::{AnyConnection, AnyPool};
 pub use error::StorageError;
 pub use last::LastLogout;
 pub use mam::{ArchiveEnds, ArchiveQuery, ArchivedMessage, Page};
+pub use mam_prefs::StoredArchivePrefs;
 pub use offline::{OfflineMessage, OfflineStore};
 pub use pep::{LastPepItem, PepItem};
 pub use private::PrivateWrite;
@@ -112,6 +114,11 @@ const SQLITE_MIGRATIONS: &[EmbeddedMigration] = &[
         name: "0006_mam",
         sql: include_str!("../../migrations/sqlite/0006_mam.sql"),
     },
+    EmbeddedMigration {
+        version: 8,
+        name: "0008_mam_prefs",
+        sql: include_str!("../../migrations/sqlite/0008_mam_prefs.sql"),
+    },
 ];
 
 const POSTGRES_MIGRATIONS: &[EmbeddedMigration] = &[
@@ -144,6 +151,11 @@ const POSTGRES_MIGRATIONS: &[EmbeddedMigration] = &[
         version: 6,
         name: "0006_mam",
         sql: include_str!("../../migrations/postgres/0006_mam.sql"),
+    },
+    EmbeddedMigration {
+        version: 8,
+        name: "0008_mam_prefs",
+        sql: include_str!("../../migrations/postgres/0008_mam_prefs.sql"),
     },
 ];
 

@@ -8,10 +8,13 @@
 //! (`client_stanza`). The archive is the store's, so any member answers a
 //! query and nothing is lost with a member.
 
+pub mod prefs;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Deserialize;
+use starling_core::cache::{CacheKind, Lru, StatsSource};
 use starling_core::cluster::StanzaKind;
 use starling_core::jid::{BareJid, Jid};
 use starling_core::xml::{Element, ns};
@@ -30,6 +33,7 @@ use crate::session::LocalSession;
 use crate::stanza::{Condition, IqType, MessageType, Stanza, StanzaError};
 use crate::storage::{ArchiveQuery, StorageError, Store};
 use crate::util::time::{now_ms, parse_xep0082, xep0082};
+use prefs::{ArchivePrefs, Decision, DefaultMode};
 
 pub const MAM: &str = "urn:xmpp:mam:2";
 const SID: &str = "urn:xmpp:sid:0";
@@ -38,6 +42,10 @@ const FORWARD: &str = "urn:xmpp:forward:0";
 const HINTS: &str = "urn:xmpp:hints";
 const OMEMO: &str = "eu.siacs.conversations.axolotl";
 const EXTENDED: &str = "urn:xmpp:mam:2#extended";
+
+/// Name of the per-node cache of archiving preferences (also in cluster
+/// invalidations).
+const PREFS_CACHE: &str = "mam_prefs";
 
 /// How often old messages are looked for when `max_age_days` is set.
 const PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
@@ -53,6 +61,11 @@ pub struct MamConfig {
     /// Messages older than this many days are removed (hourly); 0 keeps
     /// them until the account is deleted.
     pub max_age_days: u32,
+    /// What an account that never set preferences archives: always, roster
+    /// (chats with roster contacts) or never.
+    pub default_prefs: DefaultMode,
+    /// Users whose preferences this member keeps in memory.
+    pub prefs_cache_entries: usize,
 }
 
 impl Default for MamConfig {
@@ -61,6 +74,8 @@ impl Default for MamConfig {
             default_page: 50,
             max_page: 250,
             max_age_days: 0,
+            default_prefs: DefaultMode::Always,
+            prefs_cache_entries: 100_000,
         }
     }
 }
@@ -71,6 +86,13 @@ pub struct Mam {
     failures: AtomicU64,
     queries: AtomicU64,
     expired: Arc<AtomicU64>,
+    /// Each user's preferences, read on every archived message.
+    prefs: Arc<Lru<String, Arc<ArchivePrefs>>>,
+    /// Bumped by every change of preferences, so a read that raced one is
+    /// not cached.
+    prefs_changes: AtomicU64,
+    /// Chats left out of an archive by its owner's preferences.
+    skipped: AtomicU64,
 }
 
 impl Mam {
@@ -83,11 +105,18 @@ impl Mam {
             });
         }
         Ok(Mam {
-            config,
+            config: config.clone(),
             archived: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             queries: AtomicU64::new(0),
             expired: Arc::new(AtomicU64::new(0)),
+            prefs: Arc::new(Lru::new(
+                PREFS_CACHE,
+                CacheKind::Invalidated,
+                config.prefs_cache_entries,
+            )),
+            prefs_changes: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
         })
     }
 }
@@ -143,17 +172,18 @@ impl Module for Mam {
                     self.metadata(server, &session, stanza).await
                 }
                 Some((name, Some(IqType::Get))) if name == "prefs" => {
-                    reply(server, stanza, Some(prefs())).await
+                    match self.prefs_of(server, &session.jid.to_bare()).await {
+                        Ok(prefs) => reply(server, stanza, Some(prefs.to_element())).await,
+                        Err(error) => {
+                            tracing::error!(jid = %session.jid, %error, "reading archiving preferences failed");
+                            let error = StanzaError::new(Condition::InternalServerError)
+                                .with_text("The preferences could not be read; try again");
+                            bounce(server, stanza, error).await
+                        }
+                    }
                 }
                 Some((name, Some(IqType::Set))) if name == "prefs" => {
-                    let always = stanza.payload().and_then(|p| p.attr("default")) == Some("always");
-                    if always {
-                        reply(server, stanza, Some(prefs())).await
-                    } else {
-                        let error = StanzaError::new(Condition::FeatureNotImplemented)
-                            .with_text("This server archives every chat (default 'always')");
-                        bounce(server, stanza, error).await
-                    }
+                    self.set_prefs(server, &session, stanza).await
                 }
                 _ => {
                     let error = StanzaError::new(Condition::BadRequest)
@@ -174,9 +204,12 @@ impl Module for Mam {
             if stanza.kind == StanzaKind::Message && archivable(&stanza) {
                 let user = session.jid.to_bare();
                 if let Some(to) = stanza.to.as_ref().filter(|to| to.to_bare() != user) {
-                    let id = new_stanza_id();
-                    self.archive(server, &user, &id, &to.to_bare(), &stanza.element)
-                        .await;
+                    let with = to.to_bare();
+                    if self.wanted(server, &user, &with).await {
+                        let id = new_stanza_id();
+                        self.archive(server, &user, &id, &with, &stanza.element)
+                            .await;
+                    }
                 }
             }
             Flow::Continue(stanza)
@@ -204,6 +237,9 @@ impl Module for Mam {
                 .as_ref()
                 .map(Jid::to_bare)
                 .unwrap_or_else(|| BareJid::new(&server.domain).expect("the domain is a JID"));
+            if !self.wanted(server, &user, &with).await {
+                return Flow::Continue(stanza);
+            }
             let id = new_stanza_id();
             stanza.element.push_child(
                 Element::new("stanza-id", SID)
@@ -254,10 +290,27 @@ impl Module for Mam {
         user: &'a BareJid,
     ) -> BoxFuture<'a, Result<(), StorageError>> {
         Box::pin(async move {
-            match user.node() {
-                Some(owner) => store.delete_archive(owner.as_str()).await,
-                None => Ok(()),
-            }
+            let Some(owner) = user.node() else {
+                return Ok(());
+            };
+            store.delete_archive(owner.as_str()).await?;
+            store.delete_archive_prefs(owner.as_str()).await
+        })
+    }
+
+    fn caches(&self) -> Vec<Arc<dyn StatsSource>> {
+        vec![self.prefs.clone()]
+    }
+
+    fn invalidate<'a>(
+        &'a self,
+        _server: &'a Server,
+        _cache: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            self.prefs_changes.fetch_add(1, Ordering::AcqRel);
+            self.prefs.remove(&key.to_owned());
         })
     }
 
@@ -275,6 +328,11 @@ impl Module for Mam {
                 &self.failures,
             ),
             counter(
+                "starling_mam_skipped_total",
+                "Chats not archived because of the owner's preferences.",
+                &self.skipped,
+            ),
+            counter(
                 "starling_mam_queries_total",
                 "Archive queries answered.",
                 &self.queries,
@@ -284,6 +342,88 @@ impl Module for Mam {
 }
 
 impl Mam {
+    /// The user's preferences: cached, else read from the store (or the
+    /// server's default when they set none).
+    async fn prefs_of(
+        &self,
+        server: &Server,
+        user: &BareJid,
+    ) -> Result<Arc<ArchivePrefs>, StorageError> {
+        let fallback = self.config.default_prefs;
+        let Some(owner) = user.node().map(|node| node.to_string()) else {
+            return Ok(Arc::new(ArchivePrefs::server_default(fallback)));
+        };
+        if let Some(prefs) = self.prefs.get(&owner) {
+            return Ok(prefs);
+        }
+        let before = self.prefs_changes.load(Ordering::Acquire);
+        let prefs = Arc::new(match server.store.archive_prefs(&owner).await? {
+            Some(stored) => ArchivePrefs::from_stored(stored, fallback),
+            None => ArchivePrefs::server_default(fallback),
+        });
+        // A change that landed meanwhile may be newer than this read.
+        if self.prefs_changes.load(Ordering::Acquire) == before {
+            self.prefs.insert(owner, prefs.clone());
+        }
+        Ok(prefs)
+    }
+
+    /// Whether `owner`'s archive keeps a chat with `with`. When the
+    /// preferences or the roster cannot be read the chat is archived: a
+    /// message kept against a preference can be deleted, a lost one not.
+    async fn wanted(&self, server: &Server, owner: &BareJid, with: &BareJid) -> bool {
+        let prefs = match self.prefs_of(server, owner).await {
+            Ok(prefs) => prefs,
+            Err(error) => {
+                tracing::error!(%owner, %error, "archiving preferences unreadable; archiving");
+                return true;
+            }
+        };
+        let wanted = match prefs.decide(with) {
+            Decision::Archive => true,
+            Decision::Skip => false,
+            Decision::IfInRoster => match server.rosters.get(owner).await {
+                Ok(roster) => roster.state(with).is_some(),
+                Err(error) => {
+                    tracing::error!(%owner, %error, "roster unreadable for archiving preferences; archiving");
+                    true
+                }
+            },
+        };
+        if !wanted {
+            self.skipped.fetch_add(1, Ordering::Relaxed);
+        }
+        wanted
+    }
+
+    /// XEP-0313 5.2: replaces the preferences, on every member.
+    async fn set_prefs(&self, server: &Server, session: &Arc<LocalSession>, stanza: &Stanza) {
+        let Some(request) = stanza.payload() else {
+            return;
+        };
+        let prefs = match ArchivePrefs::parse(request) {
+            Ok(prefs) => prefs,
+            Err(error) => return bounce(server, stanza, error).await,
+        };
+        let Some(owner) = session.jid.node().map(|node| node.to_string()) else {
+            return;
+        };
+        self.prefs_changes.fetch_add(1, Ordering::AcqRel);
+        if let Err(error) = server
+            .store
+            .set_archive_prefs(&owner, &prefs.to_stored())
+            .await
+        {
+            tracing::error!(jid = %session.jid, %error, "storing archiving preferences failed");
+            let error = StanzaError::new(Condition::InternalServerError)
+                .with_text("The preferences could not be stored; nothing changed");
+            return bounce(server, stanza, error).await;
+        }
+        self.prefs.insert(owner.clone(), Arc::new(prefs.clone()));
+        server.cluster.invalidate(PREFS_CACHE, owner).await;
+        reply(server, stanza, Some(prefs.to_element())).await
+    }
+
     async fn archive(
         &self,
         server: &Server,
@@ -512,13 +652,6 @@ fn query_form() -> Element {
     form.field("before-id", "text-single", None, &[]);
     form.field("ids", "text-multi", None, &[]);
     Element::new("query", MAM).with_child(form.build())
-}
-
-fn prefs() -> Element {
-    Element::new("prefs", MAM)
-        .with_attr("default", "always")
-        .with_child(Element::new("always", MAM))
-        .with_child(Element::new("never", MAM))
 }
 
 #[cfg(test)]
