@@ -2,7 +2,7 @@
 //! login, publish-options, owner operations, disco, account deletion.
 
 use starling_core::xml::ns;
-use starling_tests::TestNode;
+use starling_tests::{Client, TestNode};
 
 use crate::support::*;
 
@@ -121,6 +121,37 @@ async fn contacts_read_presence_nodes_strangers_do_not_and_access_models_hold() 
     // No such node.
     let missing = items(&mut bob, "alice@localhost", "urn:example:none").await;
     assert_error(&missing, "cancel", "item-not-found");
+
+    // disco#items lists the nodes each may read, the owner's all.
+    let mut everything = vec![AVATAR_METADATA, DEVICE_LIST, "urn:xmpp:bookmarks:1"];
+    everything.sort_unstable();
+    assert_eq!(disco_nodes(&mut alice, "alice@localhost").await, everything);
+    let mut contact = vec![AVATAR_METADATA, DEVICE_LIST];
+    contact.sort_unstable();
+    assert_eq!(disco_nodes(&mut bob, "alice@localhost").await, contact);
+    assert_eq!(
+        disco_nodes(&mut carol, "alice@localhost").await,
+        [DEVICE_LIST]
+    );
+    assert!(disco_nodes(&mut alice, "carol@localhost").await.is_empty());
+}
+
+/// The PEP nodes a disco#items to `owner` lists, in the order given.
+async fn disco_nodes(client: &mut Client, owner: &str) -> Vec<String> {
+    let reply = iq(
+        client,
+        "get",
+        Some(owner),
+        &format!("<query xmlns='{}'/>", ns::DISCO_ITEMS),
+    )
+    .await;
+    assert_result(&reply)
+        .child("query", ns::DISCO_ITEMS)
+        .unwrap_or_else(|| panic!("no query: {reply}"))
+        .children()
+        .filter(|item| item.attr("jid") == Some(owner))
+        .filter_map(|item| item.attr("node").map(str::to_owned))
+        .collect()
 }
 
 #[tokio::test]

@@ -127,5 +127,24 @@ async fn respond(server: &Server, request: &IqRequest) -> Result<Element, Stanza
     for var in features {
         answer.push_child(Element::new("feature", ns::DISCO_INFO).with_attr("var", var));
     }
+    if let (false, Some(account)) = (info, &request.account) {
+        let requester = request
+            .stanza
+            .from
+            .as_ref()
+            .map(|from| from.to_bare())
+            .ok_or_else(|| StanzaError::new(Condition::BadRequest))?;
+        let items = server
+            .modules
+            .account_items(server, account, &requester)
+            .await
+            .map_err(|error| {
+                tracing::error!(%account, %error, "listing an account's disco items failed");
+                StanzaError::new(Condition::InternalServerError)
+            })?;
+        for item in items {
+            answer.push_child(item);
+        }
+    }
     Ok(answer)
 }

@@ -208,6 +208,21 @@ impl Modules {
         Delivery::Deliver
     }
 
+    /// The `AccountItems` hooks: every module's dynamic disco#items of an
+    /// account, in hook order.
+    pub async fn account_items(
+        &self,
+        server: &Server,
+        account: &BareJid,
+        requester: &BareJid,
+    ) -> Result<Vec<Element>, StorageError> {
+        let mut items = Vec::new();
+        for module in self.hooked(Hook::AccountItems) {
+            items.extend(module.account_items(server, account, requester).await?);
+        }
+        Ok(items)
+    }
+
     /// The `OutboundPresence` hooks: whether presence `user`'s server sends
     /// for them may go to `contact`.
     pub fn outbound_presence(&self, server: &Server, user: &BareJid, contact: &Jid) -> Delivery {

@@ -124,6 +124,8 @@ pub enum Hook {
     UserDeleted,
     /// The node is up: background tasks (purges) start here.
     Started,
+    /// disco#items to an account: items that depend on the account's data.
+    AccountItems,
 }
 
 /// An entry of XEP-0030 disco#info or disco#items.
@@ -297,6 +299,18 @@ pub trait Module: Send + Sync + 'static {
     fn outbound_presence(&self, server: &Server, user: &BareJid, contact: &Jid) -> Delivery {
         let _ = (server, user, contact);
         Delivery::Deliver
+    }
+
+    /// XEP-0030 items of `account` that `requester` may see, beyond the
+    /// fixed ones of [`Registration::account_disco`] (e.g. PEP nodes).
+    fn account_items<'a>(
+        &'a self,
+        server: &'a Server,
+        account: &'a BareJid,
+        requester: &'a BareJid,
+    ) -> BoxFuture<'a, Result<Vec<Element>, StorageError>> {
+        let _ = (server, account, requester);
+        Box::pin(async { Ok(Vec::new()) })
     }
 
     /// The per-node caches the module keeps; the registry's owner registers

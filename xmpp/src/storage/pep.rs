@@ -63,6 +63,20 @@ impl Store {
             .collect::<Result<_, sqlx::Error>>()?)
     }
 
+    /// An owner's nodes with their configurations (JSON), by name.
+    pub async fn pep_nodes_with_config(
+        &self,
+        owner: &str,
+    ) -> Result<Vec<(String, String)>, StorageError> {
+        let rows = sqlx::query("SELECT node, config FROM pep_nodes WHERE owner = $1 ORDER BY node")
+            .bind(owner)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect()
+    }
+
     /// Creates a node unless the owner has one of that name or already has
     /// `max_nodes`; true when it was created.
     pub async fn create_pep_node(

@@ -209,6 +209,47 @@ async fn may_read(
     }
 }
 
+/// XEP-0163 / XEP-0060 5.2: the account's nodes the requester may read,
+/// as disco#items (the owner sees them all).
+pub(super) async fn readable_nodes(
+    server: &Server,
+    owner: &BareJid,
+    requester: &BareJid,
+) -> Result<Vec<Element>, crate::storage::StorageError> {
+    let Some(name) = owner.node() else {
+        return Ok(Vec::new());
+    };
+    let nodes = server.store.pep_nodes_with_config(name.as_str()).await?;
+    let mut subscriber = None;
+    let mut items = Vec::new();
+    for (node, json) in nodes {
+        let Some(config) = NodeConfig::from_json(&json) else {
+            tracing::error!(%owner, node, "a stored PEP node configuration is unreadable; not listed");
+            continue;
+        };
+        let listed = owner == requester
+            || match config.access_model {
+                AccessModel::Open => true,
+                AccessModel::Whitelist => false,
+                AccessModel::Presence => match subscriber {
+                    Some(known) => known,
+                    None => {
+                        let roster = server.rosters.get(owner).await?;
+                        *subscriber.insert(roster.is_subscriber(requester))
+                    }
+                },
+            };
+        if listed {
+            items.push(
+                Element::new("item", ns::DISCO_ITEMS)
+                    .with_attr("jid", owner.as_str())
+                    .with_attr("node", node),
+            );
+        }
+    }
+    Ok(items)
+}
+
 async fn publish(
     pep: &Pep,
     server: &Server,

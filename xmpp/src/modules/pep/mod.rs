@@ -150,6 +150,7 @@ impl Module for Pep {
                 Hook::Deliver,
                 Hook::SessionClosed,
                 Hook::UserDeleted,
+                Hook::AccountItems,
             ],
             account_disco: account_disco(),
             ..Registration::default()
@@ -158,6 +159,15 @@ impl Module for Pep {
 
     fn iq<'a>(&'a self, server: &'a Server, request: IqRequest) -> BoxFuture<'a, ()> {
         Box::pin(iq::handle(self, server, request))
+    }
+
+    fn account_items<'a>(
+        &'a self,
+        server: &'a Server,
+        account: &'a BareJid,
+        requester: &'a BareJid,
+    ) -> BoxFuture<'a, Result<Vec<Element>, StorageError>> {
+        Box::pin(iq::readable_nodes(server, account, requester))
     }
 
     fn caches(&self) -> Vec<Arc<dyn starling_core::cache::StatsSource>> {
