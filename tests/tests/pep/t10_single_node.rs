@@ -348,3 +348,162 @@ async fn deleting_an_account_removes_its_pep_nodes() {
         "item-not-found",
     );
 }
+
+const BOOKMARKS: &str = "urn:xmpp:bookmarks:1";
+
+/// The conferences (jid, autojoin, nick) and URLs of a private-storage
+/// bookmarks get, in order.
+async fn legacy_bookmarks(client: &mut Client) -> (Vec<(String, String, String)>, Vec<String>) {
+    let reply = iq(
+        client,
+        "get",
+        None,
+        "<query xmlns='jabber:iq:private'><storage xmlns='storage:bookmarks'/></query>",
+    )
+    .await;
+    let storage = assert_result(&reply)
+        .child("query", "jabber:iq:private")
+        .and_then(|query| query.child("storage", "storage:bookmarks"))
+        .unwrap_or_else(|| panic!("no storage: {reply}"))
+        .clone();
+    let conferences = storage
+        .children()
+        .filter(|c| c.name() == "conference")
+        .map(|c| {
+            let nick = c
+                .children()
+                .find(|n| n.name() == "nick")
+                .map(|n| n.text())
+                .unwrap_or_default();
+            (
+                c.attr("jid").unwrap_or_default().to_owned(),
+                c.attr("autojoin").unwrap_or_default().to_owned(),
+                nick,
+            )
+        })
+        .collect();
+    let urls = storage
+        .children()
+        .filter(|c| c.name() == "url")
+        .filter_map(|c| c.attr("url").map(str::to_owned))
+        .collect();
+    (conferences, urls)
+}
+
+#[tokio::test]
+async fn private_storage_bookmarks_and_pep_bookmarks_are_one_list() {
+    let node = users(&["alice"]);
+    let mut legacy = online(&node, "alice", PW, "legacy").await;
+    let mut modern = online(&node, "alice", PW, "modern").await;
+
+    // Stored the XEP-0048 way: read back the XEP-0402 way.
+    let set = iq(
+        &mut legacy,
+        "set",
+        None,
+        "<query xmlns='jabber:iq:private'><storage xmlns='storage:bookmarks'>\
+           <conference jid='a@conference.localhost' autojoin='true' name='A'><nick>al</nick></conference>\
+           <conference jid='b@conference.localhost'/>\
+           <url name='Site' url='https://example.org/'/>\
+         </storage></query>",
+    )
+    .await;
+    assert_result(&set);
+    let pep = items(&mut modern, "alice@localhost", BOOKMARKS).await;
+    let mut ids = item_ids(&pep);
+    ids.sort_unstable();
+    assert_eq!(ids, ["a@conference.localhost", "b@conference.localhost"]);
+    let text = pep.to_string();
+    assert!(text.contains("autojoin") && text.contains(">al<"), "{text}");
+
+    // Published the XEP-0402 way: read back the XEP-0048 way, URLs kept.
+    let private = options(&[
+        ("pubsub#persist_items", "true"),
+        ("pubsub#max_items", "max"),
+        ("pubsub#send_last_published_item", "never"),
+        ("pubsub#access_model", "whitelist"),
+    ]);
+    let published = publish_with(
+        &mut modern,
+        BOOKMARKS,
+        "c@conference.localhost",
+        &format!("<conference xmlns='{BOOKMARKS}' autojoin='true'><nick>c</nick></conference>"),
+        &private,
+    )
+    .await;
+    assert_result(&published);
+    let retract = iq(
+        &mut modern,
+        "set",
+        None,
+        &format!(
+            "<pubsub xmlns='{}'><retract node='{BOOKMARKS}'><item id='b@conference.localhost'/></retract></pubsub>",
+            ns::PUBSUB
+        ),
+    )
+    .await;
+    assert_result(&retract);
+    let (conferences, urls) = legacy_bookmarks(&mut legacy).await;
+    assert_eq!(
+        conferences,
+        [
+            ("a@conference.localhost".into(), "true".into(), "al".into()),
+            ("c@conference.localhost".into(), "true".into(), "c".into()),
+        ]
+    );
+    assert_eq!(urls, ["https://example.org/"]);
+
+    // A legacy set that drops a room retracts it from PEP.
+    let set = iq(
+        &mut legacy,
+        "set",
+        None,
+        "<query xmlns='jabber:iq:private'><storage xmlns='storage:bookmarks'>\
+           <conference jid='c@conference.localhost' autojoin='false'/>\
+         </storage></query>",
+    )
+    .await;
+    assert_result(&set);
+    let pep = items(&mut modern, "alice@localhost", BOOKMARKS).await;
+    assert_eq!(item_ids(&pep), ["c@conference.localhost"]);
+    assert!(!pep.to_string().contains("autojoin=\"true\""), "{pep}");
+    let (conferences, urls) = legacy_bookmarks(&mut modern).await;
+    assert_eq!(
+        conferences,
+        [(
+            "c@conference.localhost".into(),
+            "false".into(),
+            String::new()
+        )]
+    );
+    assert!(urls.is_empty());
+
+    // A bookmark without a room is refused, and nothing changes.
+    let bad = iq(
+        &mut legacy,
+        "set",
+        None,
+        "<query xmlns='jabber:iq:private'><storage xmlns='storage:bookmarks'>\
+           <conference name='nowhere'/></storage></query>",
+    )
+    .await;
+    assert_error(&bad, "modify", "bad-request");
+    assert_eq!(
+        item_ids(&items(&mut modern, "alice@localhost", BOOKMARKS).await),
+        ["c@conference.localhost"]
+    );
+
+    let info = iq(
+        &mut modern,
+        "get",
+        Some("alice@localhost"),
+        &format!("<query xmlns='{}'/>", ns::DISCO_INFO),
+    )
+    .await;
+    assert!(
+        assert_result(&info)
+            .to_string()
+            .contains("urn:xmpp:bookmarks:1#compat"),
+        "{info}"
+    );
+}

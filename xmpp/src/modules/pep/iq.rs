@@ -315,6 +315,52 @@ async fn publish(
     ))
 }
 
+/// Publishes one item on the owner's own node, as the owner would, with
+/// notifications (the XEP-0411 bookmarks conversion).
+pub(super) async fn publish_as_owner(
+    pep: &Pep,
+    server: &Server,
+    owner: &BareJid,
+    node: &str,
+    item_id: &str,
+    payload: Element,
+    options: Submitted,
+) -> Result<(), PubSubError> {
+    let parties = Parties {
+        owner: owner.clone(),
+        requester: owner.clone(),
+    };
+    let request = Element::new("publish", ns::PUBSUB)
+        .with_attr("node", node)
+        .with_child(
+            Element::new("item", ns::PUBSUB)
+                .with_attr("id", item_id)
+                .with_child(payload),
+        );
+    publish(pep, server, &parties, &request, Some(options))
+        .await
+        .map(drop)
+}
+
+/// Retracts one item of the owner's own node, notifying as a client's
+/// retract with `notify` would.
+pub(super) async fn retract_as_owner(
+    server: &Server,
+    owner: &BareJid,
+    node: &str,
+    item_id: &str,
+) -> Result<(), PubSubError> {
+    let parties = Parties {
+        owner: owner.clone(),
+        requester: owner.clone(),
+    };
+    let request = Element::new("retract", ns::PUBSUB)
+        .with_attr("node", node)
+        .with_attr("notify", "true")
+        .with_child(Element::new("item", ns::PUBSUB).with_attr("id", item_id));
+    retract(server, &parties, &request).await.map(drop)
+}
+
 fn notified(pep: &Pep, (local, remote): (u64, u64)) {
     pep.counters
         .notifications_local

@@ -18,6 +18,7 @@
 //! hook), so a member without such a session gets nothing and a member with
 //! one gets one copy per session.
 
+mod bookmarks;
 mod caps;
 mod iq;
 mod notify;
@@ -129,6 +130,7 @@ fn account_disco() -> Vec<Disco> {
     };
     std::iter::once(identity)
         .chain(FEATURES.iter().map(|var| Disco::Feature(var)))
+        .chain([Disco::Feature(bookmarks::COMPAT)])
         .collect()
 }
 
@@ -195,6 +197,20 @@ impl Module for Pep {
                         }
                     }
                     Flow::Continue(stanza)
+                }
+                // Only with the private module: it stores and answers sets.
+                StanzaKind::Iq
+                    if bookmarks::legacy_request(&stanza, session).is_some()
+                        && server.modules.names().contains(&"private") =>
+                {
+                    let ty = stanza.iq_type().unwrap_or(IqType::Get);
+                    match bookmarks::handle(self, server, session, stanza, ty).await {
+                        Some(stanza) => Flow::Continue(stanza),
+                        None => {
+                            count(server, Outcome::Handled);
+                            Flow::Done
+                        }
+                    }
                 }
                 StanzaKind::Iq if self.is_caps_answer(&stanza) => {
                     let Some(pending) = stanza
