@@ -1,7 +1,8 @@
 //! slixmpp, a client written by others, against the cluster: the script
 //! `tests/interop/slixmpp_cluster.py` puts its users on different nodes
 //! (subscriptions, presence, chat, offline delivery on a third node), and
-//! `slixmpp_blocking.py` blocks across nodes (XEP-0191); each exits 0 when
+//! `slixmpp_blocking.py` blocks across nodes (XEP-0191), `slixmpp_devices.py`
+//! uses carbons and the archive (XEP-0280, XEP-0313); each exits 0 when
 //! its scenario passed.
 
 use std::time::Duration;
@@ -35,6 +36,14 @@ fn slixmpp_pep_avatars_across_nodes() {
 #[ignore = "needs slixmpp: run tests/run"]
 fn slixmpp_blocking_across_nodes() {
     run_on_cluster("slixmpp_blocking.py");
+}
+
+/// slixmpp's xep_0280 and xep_0313 plugins: carbons to a device on a third
+/// node, then the archive paged both ways (`tests/interop/slixmpp_devices.py`).
+#[test]
+#[ignore = "needs slixmpp: run tests/run"]
+fn slixmpp_carbons_and_archive_across_nodes() {
+    run_on_cluster("slixmpp_devices.py");
 }
 
 /// Runs `tests/interop/<script>` against a new cluster with alice and bob.
