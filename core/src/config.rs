@@ -53,6 +53,7 @@ pub struct Config {
     pub caches: CachesConfig,
     pub cometd: CometdConfig,
     pub cluster: ClusterConfig,
+    pub log: LogConfig,
     /// `[modules.<name>]`: each feature module's settings. The server's
     /// module registry knows the names and each module's keys, and rejects
     /// what it does not know when the server starts.
@@ -161,6 +162,23 @@ impl Default for StorageConfig {
         StorageConfig {
             url: "sqlite://starling.db".into(),
             pool_size: 8,
+        }
+    }
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A `tracing` filter (`info`, `warn,starling_cluster=debug`); `RUST_LOG`
+    /// wins when set. SIGHUP applies a change.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
         }
     }
 }

@@ -214,6 +214,11 @@ impl Client {
         self.transport.is_tls()
     }
 
+    /// The certificate (DER) the server presented, once TLS is up.
+    pub fn peer_certificate(&self) -> Option<Vec<u8>> {
+        self.transport.peer_certificate()
+    }
+
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.transport.local_addr()
     }

@@ -45,6 +45,19 @@ impl Transport {
         matches!(self, Transport::Tls(_))
     }
 
+    /// The server's certificate (DER) once TLS is up.
+    pub fn peer_certificate(&self) -> Option<Vec<u8>> {
+        match self {
+            Transport::Tls(tls) => tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .map(|cert| cert.to_vec()),
+            _ => None,
+        }
+    }
+
     /// Takes the TCP stream out for a TLS handshake.
     pub fn take_tcp(&mut self) -> Option<TcpStream> {
         match std::mem::replace(self, Transport::Detached) {

@@ -4,9 +4,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use arc_swap::ArcSwap;
 use starling_core::cache::CacheRegistry;
 use starling_core::cluster::Cluster;
-use starling_core::config::Config;
+use starling_core::config::{Config, LimitsConfig};
 use starling_core::jid::Jid;
 use starling_core::shutdown::Shutdown;
 use tokio_rustls::TlsAcceptor;
@@ -22,7 +23,11 @@ use crate::storage::Store;
 use crate::users::UserDirectory;
 
 pub struct Server {
+    /// The config the node started with. What SIGHUP reloads is read from
+    /// its own field instead (`limits()`, the TLS certificate).
     pub config: Config,
+    /// `[limits]` in force: reloaded on SIGHUP.
+    limits: ArcSwap<LimitsConfig>,
     /// The XMPP domain, prepared.
     pub domain: String,
     /// The domain as a JID, the `from` of everything the server itself says.
@@ -39,6 +44,8 @@ pub struct Server {
     pub metrics: Metrics,
     pub caches: CacheRegistry,
     pub tls: TlsAcceptor,
+    /// The certificate `tls` serves, swapped in place on SIGHUP.
+    pub tls_certificate: Arc<crate::tls::ReloadableCertificate>,
     pub ip_limits: IpLimits,
     pub delivery_locks: DeliveryLocks,
     pub shutdown: Shutdown,
@@ -81,7 +88,7 @@ impl Server {
             source,
         })?;
         let store = open_store(&config).await?;
-        let tls = crate::tls::acceptor(&config)?;
+        let (tls, tls_certificate) = crate::tls::reloadable_acceptor(&config)?;
         let caches = CacheRegistry::default();
         modules.register_caches(&caches);
         let users = UserDirectory::new(
@@ -119,12 +126,26 @@ impl Server {
             metrics: Metrics::default(),
             caches,
             tls,
+            tls_certificate,
             ip_limits,
             delivery_locks: DeliveryLocks::default(),
             shutdown,
             started: Instant::now(),
+            limits: ArcSwap::from_pointee(config.limits.clone()),
             config,
         }))
+    }
+
+    /// The `[limits]` in force (SIGHUP may have changed them since start).
+    pub fn limits(&self) -> Arc<LimitsConfig> {
+        self.limits.load_full()
+    }
+
+    /// Puts new `[limits]` in force: per-IP limits at once, the others for
+    /// connections opened from now on.
+    pub fn set_limits(&self, limits: LimitsConfig) {
+        self.ip_limits.reconfigure(&limits);
+        self.limits.store(Arc::new(limits));
     }
 
     /// A strong handle, for spawned tasks (`None` only during teardown).

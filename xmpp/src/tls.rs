@@ -4,9 +4,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use rustls::ServerConfig;
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 use starling_core::config::Config;
 use tokio_rustls::TlsAcceptor;
 
@@ -33,6 +37,56 @@ pub enum TlsError {
 /// Builds the acceptor for STARTTLS from the config (generating a
 /// certificate when none is configured).
 pub fn acceptor(config: &Config) -> Result<TlsAcceptor, TlsError> {
+    reloadable_acceptor(config).map(|(acceptor, _)| acceptor)
+}
+
+/// The acceptor, and the handle that swaps the certificate it serves
+/// (SIGHUP): connections from then on get the new one, open ones keep theirs.
+pub fn reloadable_acceptor(
+    config: &Config,
+) -> Result<(TlsAcceptor, Arc<ReloadableCertificate>), TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let certificate = Arc::new(ReloadableCertificate {
+        current: ArcSwap::from_pointee(certified_key(config, &provider)?),
+        provider: provider.clone(),
+    });
+    let mut server_config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_cert_resolver(certificate.clone());
+    // Session tickets would keep per-connection state we do not need; XMPP
+    // clients reconnect rarely compared with HTTPS.
+    server_config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    Ok((TlsAcceptor::from(Arc::new(server_config)), certificate))
+}
+
+/// The node's certificate and key, read again on [`reload`](Self::reload).
+#[derive(Debug)]
+pub struct ReloadableCertificate {
+    current: ArcSwap<CertifiedKey>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ReloadableCertificate {
+    /// Reads the certificate and key `config` names (or the generated pair)
+    /// and serves them from the next handshake on; on error the old pair
+    /// stays. Returns the certificate file read.
+    pub fn reload(&self, config: &Config) -> Result<PathBuf, TlsError> {
+        let key = certified_key(config, &self.provider)?;
+        self.current.store(Arc::new(key));
+        Ok(certificate_path(config))
+    }
+}
+
+impl ResolvesServerCert for ReloadableCertificate {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.load_full())
+    }
+}
+
+/// The configured (or generated) certificate chain with its key, checked to
+/// belong together.
+fn certified_key(config: &Config, provider: &CryptoProvider) -> Result<CertifiedKey, TlsError> {
     let (cert_path, key_path) = if config.tls.cert.as_os_str().is_empty() {
         ensure_self_signed(&config.server.data_dir, &config.server.domain)?
     } else {
@@ -44,15 +98,8 @@ pub fn acceptor(config: &Config) -> Result<TlsAcceptor, TlsError> {
         path: key_path.clone(),
         message: error.to_string(),
     })?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut server_config = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)?;
-    // Session tickets would keep per-connection state we do not need; XMPP
-    // clients reconnect rarely compared with HTTPS.
-    server_config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
-    Ok(TlsAcceptor::from(Arc::new(server_config)))
+    let key = CertifiedKey::from_der(certs, key, provider)?;
+    Ok(key)
 }
 
 /// The certificate chain in the PEM file at `path`: at least one

@@ -1,7 +1,10 @@
 //! The `starling` command line as an operator uses it, on the real binary:
 //! `starling check`, the config file named by `STARLING_CONFIG`, secrets
 //! from the environment instead of the file, and passwords for `user add`
-//! and `user passwd` from stdin instead of the command line.
+//! and `user passwd` from stdin instead of the command line; SIGHUP
+//! reloading a running node (`reload.rs`).
+
+mod reload;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

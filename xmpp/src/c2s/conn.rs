@@ -66,8 +66,8 @@ pub(crate) struct Conn {
 impl Conn {
     pub(crate) fn new(transport: Transport, peer: SocketAddr, server: Arc<Server>) -> Conn {
         let limits = stream::Limits {
-            max_stanza_size: server.config.limits.max_stanza_size,
-            max_depth: server.config.limits.max_depth,
+            max_stanza_size: server.limits().max_stanza_size,
+            max_depth: server.limits().max_depth,
         };
         Conn {
             transport,

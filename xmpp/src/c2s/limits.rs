@@ -9,6 +9,7 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use starling_core::config::LimitsConfig;
 
 struct Bucket {
@@ -22,10 +23,8 @@ struct Failures {
 }
 
 pub struct IpLimits {
-    rate: f64,
-    burst: f64,
-    auth_failures_allowed: u32,
-    auth_window: Duration,
+    /// Swapped whole on SIGHUP; the tables keep their counts.
+    settings: ArcSwap<Settings>,
     buckets: Mutex<HashMap<IpAddr, Bucket>>,
     failures: Mutex<HashMap<IpAddr, Failures>>,
 }
@@ -33,34 +32,56 @@ pub struct IpLimits {
 /// Tables bigger than this are pruned of idle entries on the next insert.
 const PRUNE_AT: usize = 4096;
 
-impl IpLimits {
-    pub fn new(config: &LimitsConfig) -> IpLimits {
-        IpLimits {
+struct Settings {
+    rate: f64,
+    burst: f64,
+    auth_failures_allowed: u32,
+    auth_window: Duration,
+}
+
+impl Settings {
+    fn of(config: &LimitsConfig) -> Settings {
+        Settings {
             rate: f64::from(config.connections_per_ip_per_sec),
             burst: f64::from(config.connection_burst_per_ip.max(1)),
             auth_failures_allowed: config.auth_failures_per_ip,
             auth_window: Duration::from_secs(config.auth_failure_window_secs),
+        }
+    }
+}
+
+impl IpLimits {
+    pub fn new(config: &LimitsConfig) -> IpLimits {
+        IpLimits {
+            settings: ArcSwap::from_pointee(Settings::of(config)),
             buckets: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
         }
     }
 
+    /// New limits, in force from the next connection or failure.
+    pub fn reconfigure(&self, config: &LimitsConfig) {
+        self.settings
+            .store(std::sync::Arc::new(Settings::of(config)));
+    }
+
     /// Takes a token for a new connection from `ip`; false means refuse it.
     pub fn allow_connection(&self, ip: IpAddr, now: Instant) -> bool {
-        if self.rate == 0.0 {
+        let settings = self.settings.load();
+        if settings.rate == 0.0 {
             return true;
         }
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         if buckets.len() >= PRUNE_AT {
-            let full_after = Duration::from_secs_f64(self.burst / self.rate);
+            let full_after = Duration::from_secs_f64(settings.burst / settings.rate);
             buckets.retain(|_, bucket| now.duration_since(bucket.refilled) < full_after);
         }
         let bucket = buckets.entry(ip).or_insert(Bucket {
-            tokens: self.burst,
+            tokens: settings.burst,
             refilled: now,
         });
         let elapsed = now.duration_since(bucket.refilled).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * self.rate).min(self.burst);
+        bucket.tokens = (bucket.tokens + elapsed * settings.rate).min(settings.burst);
         bucket.refilled = now;
         if bucket.tokens >= 1.0 {
             bucket.tokens -= 1.0;
@@ -72,29 +93,30 @@ impl IpLimits {
 
     /// False while `ip` has used up its failed authentications for the window.
     pub fn may_authenticate(&self, ip: IpAddr, now: Instant) -> bool {
-        if self.auth_failures_allowed == 0 {
+        let settings = self.settings.load();
+        if settings.auth_failures_allowed == 0 {
             return true;
         }
         let failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         match failures.get(&ip) {
-            Some(entry) if now.duration_since(entry.window_start) < self.auth_window => {
-                entry.count < self.auth_failures_allowed
+            Some(entry) if now.duration_since(entry.window_start) < settings.auth_window => {
+                entry.count < settings.auth_failures_allowed
             }
             _ => true,
         }
     }
 
     pub fn record_auth_failure(&self, ip: IpAddr, now: Instant) {
+        let window = self.settings.load().auth_window;
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         if failures.len() >= PRUNE_AT {
-            let window = self.auth_window;
             failures.retain(|_, entry| now.duration_since(entry.window_start) < window);
         }
         let entry = failures.entry(ip).or_insert(Failures {
             count: 0,
             window_start: now,
         });
-        if now.duration_since(entry.window_start) >= self.auth_window {
+        if now.duration_since(entry.window_start) >= window {
             entry.count = 0;
             entry.window_start = now;
         }

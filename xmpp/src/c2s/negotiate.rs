@@ -35,7 +35,7 @@ struct Progress {
 }
 
 pub(crate) async fn negotiate(conn: &mut Conn) -> Result<Bound, ConnError> {
-    let timeout = Duration::from_secs(conn.server.config.limits.negotiation_timeout_secs);
+    let timeout = Duration::from_secs(conn.server.limits().negotiation_timeout_secs);
     let deadline = Instant::now() + timeout;
     let mut progress = Progress::default();
     loop {
@@ -204,7 +204,7 @@ async fn start_tls(conn: &mut Conn) -> Result<(), ConnError> {
         ));
     }
     let handshake = conn.transport.start_tls(&conn.server.tls);
-    let timeout = Duration::from_secs(conn.server.config.limits.negotiation_timeout_secs);
+    let timeout = Duration::from_secs(conn.server.limits().negotiation_timeout_secs);
     match tokio::time::timeout(timeout, handshake).await {
         Ok(Ok(())) => {}
         Ok(Err(error)) => return Err(ConnError::Io(error)),
@@ -217,7 +217,7 @@ async fn start_tls(conn: &mut Conn) -> Result<(), ConnError> {
 
 fn count_failure(conn: &mut Conn, progress: &mut Progress) -> Result<(), ConnError> {
     progress.failures += 1;
-    if progress.failures >= conn.server.config.limits.auth_failures_per_connection {
+    if progress.failures >= conn.server.limits().auth_failures_per_connection {
         return Err(ConnError::stream(
             "policy-violation",
             "Too many failed authentication attempts",

@@ -26,7 +26,7 @@ const WRITE_BATCH: usize = 256;
 /// Runs the session until it ends; returns why (None: closed cleanly).
 pub(crate) async fn run(conn: &mut Conn, bound: Bound) -> Option<ConnError> {
     let server = conn.server.clone();
-    let queue = server.config.limits.session_queue;
+    let queue = server.limits().session_queue;
     let session = LocalSession::new(server.sessions.next_id(), bound.jid, queue);
     if let Some(replaced) = server.sessions.bind(session.clone()) {
         replaced.close(CloseReason::Conflict);
@@ -93,7 +93,7 @@ enum Wake {
 
 async fn serve(conn: &mut Conn, session: &Arc<LocalSession>) -> Result<(), ConnError> {
     let server = conn.server.clone();
-    let limits = &server.config.limits;
+    let limits = server.limits();
     let idle = Duration::from_secs(limits.idle_timeout_secs);
     let stanza_limit = Duration::from_secs(limits.stanza_timeout_secs);
     let mut last_input = Instant::now();

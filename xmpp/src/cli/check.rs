@@ -11,6 +11,12 @@ use crate::storage::Backend;
 /// Checks what the loaded `config` (read from `source`) points at and says
 /// so; the first problem is the error.
 pub(super) async fn run(config: &Config, source: &str) -> anyhow::Result<()> {
+    tracing_subscriber::EnvFilter::try_new(&config.log.level).map_err(|error| {
+        anyhow::anyhow!(
+            "config key `log.level`: {:?} is not a filter: {error}",
+            config.log.level
+        )
+    })?;
     if !config.tls.cert.as_os_str().is_empty() {
         crate::tls::acceptor(config).context("the [tls] certificate")?;
     }

@@ -8,6 +8,7 @@ mod logging;
 mod password;
 mod pinned_tls;
 pub mod provision;
+mod reload;
 mod serve;
 mod status;
 mod transfer;
@@ -34,7 +35,7 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "FILE", env = "STARLING_CONFIG")]
     pub config: Option<PathBuf>,
 
-    /// Log format; the level comes from RUST_LOG (default: info).
+    /// Log format; the level comes from RUST_LOG, else `[log] level`.
     #[arg(long, global = true, value_enum, default_value = "human")]
     pub log_format: LogFormat,
 
@@ -76,7 +77,7 @@ impl Cli {
     /// The config file in use: `--config` (or `STARLING_CONFIG`), else the
     /// system one when it exists; `None`: the embedded defaults.
     pub fn config_file(&self) -> Option<PathBuf> {
-        config_path::choose(self.config.as_deref(), config_path::SYSTEM_CONFIG)
+        config_file(self.config.as_deref())
     }
 
     /// Loads the config file in use, or the embedded defaults; either way
@@ -84,18 +85,27 @@ impl Cli {
     /// The `[modules]` sections are checked here too, so every command
     /// refuses a config the server would refuse.
     pub fn load_config(&self) -> anyhow::Result<Config> {
-        let config = match self.config_file() {
-            Some(path) => Config::load(&path)?,
-            None => {
-                let mut config = Config::defaults();
-                config.apply_env_overrides(|name| std::env::var(name).ok());
-                config.validate()?;
-                config
-            }
-        };
-        crate::modules::Modules::from_config(&config)?;
-        Ok(config)
+        load_config(self.config.as_deref())
     }
+}
+
+fn config_file(flag: Option<&std::path::Path>) -> Option<PathBuf> {
+    config_path::choose(flag, config_path::SYSTEM_CONFIG)
+}
+
+/// [`Cli::load_config`] for a `--config` value (SIGHUP reads it again).
+fn load_config(flag: Option<&std::path::Path>) -> anyhow::Result<Config> {
+    let config = match config_file(flag) {
+        Some(path) => Config::load(&path)?,
+        None => {
+            let mut config = Config::defaults();
+            config.apply_env_overrides(|name| std::env::var(name).ok());
+            config.validate()?;
+            config
+        }
+    };
+    crate::modules::Modules::from_config(&config)?;
+    Ok(config)
 }
 
 /// Runs the command line; the binary's `main` only builds the runtime.
@@ -140,7 +150,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Serve) | None => {
             logging::init(cli.log_format, "info");
             let config = cli.load_config().context("configuration")?;
-            serve::run(config).await
+            logging::set_level(&config.log.level).map_err(anyhow::Error::msg)?;
+            let flag = cli.config.clone();
+            serve::run(config, Box::new(move || load_config(flag.as_deref()))).await
         }
     }
 }

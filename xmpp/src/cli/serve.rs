@@ -1,4 +1,5 @@
-//! `starling serve`: start a node and run it until SIGINT/SIGTERM.
+//! `starling serve`: start a node and run it until SIGINT/SIGTERM (SIGHUP
+//! reloads what can change while it runs: `reload.rs`).
 //!
 //! Once clients are accepted it sends READY=1 to systemd's `NOTIFY_SOCKET`
 //! (packaging/starling.service is `Type=notify`).
@@ -24,7 +25,7 @@ use crate::session::CloseReason;
 /// How long sessions get to say goodbye at shutdown.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub(super) async fn run(config: Config) -> anyhow::Result<()> {
+pub(super) async fn run(config: Config, reload: super::reload::ConfigLoader) -> anyhow::Result<()> {
     raise_open_file_limit();
     let cap = listener::connection_cap(config.c2s.max_connections);
     let sessions = Shutdown::new();
@@ -57,6 +58,7 @@ pub(super) async fn run(config: Config) -> anyhow::Result<()> {
     );
     let accept_loop = tokio::spawn(listener::run(c2s, server.clone(), cap));
     notify_service_manager(NotifyState::Ready);
+    super::reload::watch(server.clone(), reload, sessions.clone());
     wait_for_signal().await;
     tracing::info!("shutting down");
     notify_service_manager(NotifyState::Stopping);

@@ -288,7 +288,7 @@ async fn verify_admin(
 
 fn too_many(state: &HttpState) -> HttpError {
     HttpError::TooManyAttempts {
-        retry_after_secs: state.server.config.limits.auth_failure_window_secs,
+        retry_after_secs: state.server.limits().auth_failure_window_secs,
     }
 }
 
