@@ -2,7 +2,8 @@
 //! session. These tests stand on the wire between two real members: a
 //! relay that terminates TLS towards each side with its own certificate,
 //! a replay of a member's recorded bytes, a byte flipped in an established
-//! link, and a capture of everything the links carried while users chat.
+//! link, a capture of everything the links carried while users chat, and
+//! links checked against the operators' own CA.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,7 +22,8 @@ use tokio::time::timeout;
 use tokio_rustls::TlsAcceptor;
 
 use crate::t50_faults::{
-    Chat, WAIT, friend_online, friends, hear, jid, plain_log, quick, say, wait_log_count,
+    Chat, WAIT, friend_online, friends, hear, jid, plain_log, quick, say, view, wait_log_count,
+    wait_view,
 };
 
 /// A member dials another through a relay that terminates TLS towards both
@@ -219,6 +221,120 @@ async fn a_capture_of_the_links_holds_no_message_body() {
             "a warning at start iff links are clear text"
         );
         eprintln!("plaintext links: {plaintext}; {bytes} bytes captured");
+    }
+}
+
+/// With the operators' own CA (`tls_ca`, `tls_cert`, `tls_key`), members
+/// whose certificates it signed link and route; a node that knows the
+/// secret but holds a certificate from another CA is refused by both and
+/// ends up alone, and `/api/cluster` says which kind of links these are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_ca_only_members_it_signed_link() {
+    let pki = tempfile::tempdir().unwrap();
+    let ours = Pki::new(pki.path(), "ours");
+    let theirs = Pki::new(pki.path(), "theirs");
+    let mut builder = quick(TestCluster::builder(3)).admin("root", "rootpw");
+    for (index, name) in ["node1", "node2", "node3"].into_iter().enumerate() {
+        let (cert, key) = if index < 2 {
+            ours.issue(name)
+        } else {
+            theirs.issue(name)
+        };
+        builder = builder
+            .set_on(index, "cluster", &format!("tls_ca = {:?}", ours.ca_path()))
+            .set_on(index, "cluster", &format!("tls_cert = {cert:?}"))
+            .set_on(index, "cluster", &format!("tls_key = {key:?}"));
+    }
+    let cluster = builder.start();
+    for index in [0, 1] {
+        wait_view(
+            cluster.node(index),
+            "node1 and node2 together",
+            |v| v.members.len() == 2 && v.has("node1") && v.has("node2"),
+            WAIT,
+        )
+        .await;
+    }
+    friends(&cluster, "k", 2);
+    let mut a = friend_online(cluster.node(0), "k", 1, "r").await;
+    let mut b = friend_online(cluster.node(1), "k", 2, "r").await;
+    say(&mut a, &jid(&b), "over the CA's links").await;
+    hear(&mut b, "over the CA's links", WAIT).await;
+
+    for index in [0, 1] {
+        let log = plain_log(cluster.node(index));
+        assert!(
+            !view(cluster.node(index)).is_some_and(|v| v.has("node3")),
+            "node{} took the member with a foreign certificate:\n{log}",
+            index + 1
+        );
+    }
+    // Refused for its certificate, not for anything else.
+    wait_log_count(cluster.node(0), "cluster link refused", 1, WAIT).await;
+    let refusals = plain_log(cluster.node(0));
+    assert!(
+        refusals
+            .lines()
+            .any(|line| line.contains("cluster link refused") && line.contains("certificate")),
+        "no certificate refusal on node1:\n{refusals}"
+    );
+    let outsider = plain_log(cluster.node(2));
+    assert!(
+        !outsider.contains("cluster link up"),
+        "node3 linked with a foreign certificate:\n{outsider}"
+    );
+    let status = http::get(cluster.node(0).http, "/api/cluster", "root", "rootpw")
+        .await
+        .json();
+    assert_eq!(status["link_security"], "tls_ca", "{status}");
+}
+
+/// A CA in a folder, issuing node certificates into it.
+struct Pki {
+    dir: std::path::PathBuf,
+    label: &'static str,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+impl Pki {
+    fn new(dir: &std::path::Path, label: &'static str) -> Pki {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = params.self_signed(&key).unwrap();
+        std::fs::write(dir.join(format!("{label}-ca.pem")), ca.pem()).unwrap();
+        Pki {
+            dir: dir.to_owned(),
+            label,
+            issuer: Issuer::new(params, key),
+        }
+    }
+
+    fn ca_path(&self) -> String {
+        self.dir
+            .join(format!("{}-ca.pem", self.label))
+            .display()
+            .to_string()
+    }
+
+    /// A certificate naming `name` for links both ways; (cert, key) paths.
+    fn issue(&self, name: &str) -> (String, String) {
+        use rcgen::{CertificateParams, ExtendedKeyUsagePurpose, KeyPair};
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec![name.to_owned()]).unwrap();
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        let path = |ext: &str| self.dir.join(format!("{}-{name}.{ext}", self.label));
+        std::fs::write(path("pem"), cert.pem()).unwrap();
+        std::fs::write(path("key"), key.serialize_pem()).unwrap();
+        (
+            path("pem").display().to_string(),
+            path("key").display().to_string(),
+        )
     }
 }
 
