@@ -259,6 +259,7 @@ async fn send_loop(
                     count_error(&mut stats.errors, format!("send:{}", error.kind()));
                     break;
                 }
+                super::progress::sent();
                 sequence += 1;
             }
             stanza = client.recv() => match stanza {
@@ -306,6 +307,7 @@ async fn receive_loop(
                         stats.latency.record(micros.saturating_sub(stamp));
                         stats.last_arrival_s = arrived.as_secs_f64();
                         tracker.see(sequence);
+                        super::progress::received();
                     } else {
                         note_stray(&mut stats, &stanza);
                         if let Err(error) = answer_ping(client, &stanza).await {

@@ -291,6 +291,7 @@ impl Subscriber {
     fn see(&mut self, stamp: Option<Stamp>) {
         match stamp {
             Some(stamp) if stamp.run == self.run && stamp.seq < self.expected => {
+                super::progress::received();
                 let now = unix_micros();
                 let before = self.tracker.unique;
                 self.tracker.see(stamp.seq);
@@ -612,6 +613,7 @@ impl Publisher {
                         break;
                     }
                     sent += 1;
+                    super::progress::sent();
                     if sent == planned {
                         deadline = Some(Instant::now() + wait.max(self.timeout));
                     }

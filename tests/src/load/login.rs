@@ -89,6 +89,7 @@ pub fn record(stats: &mut LoginStats, outcome: &LoginOutcome) {
     stats.attempted += 1;
     match &outcome.error {
         None => {
+            super::progress::logged_in();
             stats.count_success(outcome.server);
             stats.latency.record_duration(outcome.latency);
         }

@@ -24,6 +24,7 @@
 //!   login and memory per session.
 //! - [`prosody`]: bulk user provisioning for a Prosody store, for side-by-side runs.
 //! - [`cpu`]: reading a process's CPU time.
+//! - [`progress`]: live counts from the workers, one line for the fleet every few seconds.
 
 pub mod bayeux;
 pub mod chat;
@@ -34,6 +35,7 @@ pub mod fanout;
 pub mod hold;
 pub mod login;
 pub mod pep;
+pub mod progress;
 pub mod prosody;
 pub mod report;
 pub mod rss;
@@ -142,6 +144,7 @@ pub enum Job {
 pub type ErrorCounts = BTreeMap<String, u64>;
 
 pub fn count_error(errors: &mut ErrorCounts, kind: String) {
+    progress::error();
     *errors.entry(kind).or_default() += 1;
 }
 

@@ -9,6 +9,10 @@
 //!    | <- stdout: {"report":{...}}         -- |  exit
 //! ```
 //!
+//! Meanwhile every worker sends `{"progress":{...}}` lines (its counts so far,
+//! [`progress`]) every few seconds, and the parent prints one line for the
+//! fleet at the same pace while it waits for the reports.
+//!
 //! Workers write only protocol lines on stdout; diagnostics go to stderr, which they share
 //! with the parent.
 
@@ -19,7 +23,9 @@ use std::process::Stdio;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::sync::mpsc;
 
+use super::progress::{self, Board, Counts};
 use super::{Job, WorkerReport, chat, converge, failover, fanout, hold, login, pep};
 
 /// What a worker says when its sessions are up.
@@ -44,6 +50,17 @@ impl ReadyInfo {
 enum WorkerMessage {
     Ready(ReadyInfo),
     Report(Box<WorkerReport>),
+    Progress(Counts),
+}
+
+impl WorkerMessage {
+    fn name(&self) -> &'static str {
+        match self {
+            WorkerMessage::Ready(_) => "ready",
+            WorkerMessage::Report(_) => "report",
+            WorkerMessage::Progress(_) => "progress",
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -153,8 +170,19 @@ pub async fn worker_main() -> Result<(), WorkerError> {
     let job: Job =
         serde_json::from_str(&line).map_err(|error| WorkerError::Job(error.to_string()))?;
     let mut gate = Gate { stdin: Some(stdin) };
-    let report = run_job(job, &mut gate).await?;
-    write_line(&WorkerMessage::Report(Box::new(report)))
+    let reporting = tokio::spawn(async {
+        let mut tick = tokio::time::interval(progress::EVERY);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if write_line(&WorkerMessage::Progress(Counts::now())).is_err() {
+                return;
+            }
+        }
+    });
+    let report = run_job(job, &mut gate).await;
+    reporting.abort();
+    write_line(&WorkerMessage::Report(Box::new(report?)))
 }
 
 /// The source address of worker `index`: `base + index` in the last octets.
@@ -173,39 +201,42 @@ struct WorkerProcess {
     index: usize,
     child: Child,
     stdin: ChildStdin,
-    stdout: Lines<BufReader<ChildStdout>>,
 }
 
-impl WorkerProcess {
-    async fn next_message(&mut self, wanted: &'static str) -> Result<WorkerMessage, WorkerError> {
-        let index = self.index;
-        let line = self
-            .stdout
-            .next_line()
-            .await
-            .map_err(|source| WorkerError::Pipe { index, source })?;
-        let Some(line) = line else {
-            let status = match self.child.wait().await {
-                Ok(status) => status.to_string(),
-                Err(error) => error.to_string(),
-            };
-            return Err(WorkerError::Ended {
-                index,
-                wanted,
-                status,
-            });
-        };
-        serde_json::from_str(&line).map_err(|source| WorkerError::BadLine {
-            index,
-            line,
-            source,
-        })
-    }
+/// What a worker's reader task passes on: a message, the end of its
+/// output (`None`), or why its output could not be read.
+type Received = (usize, Result<Option<WorkerMessage>, WorkerError>);
+
+/// Reads one worker's protocol lines into the fleet's channel.
+fn read_lines(index: usize, stdout: ChildStdout, sink: mpsc::UnboundedSender<Received>) {
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stdout).lines();
+        loop {
+            let received =
+                match lines.next_line().await {
+                    Ok(Some(line)) => serde_json::from_str(&line).map(Some).map_err(|source| {
+                        WorkerError::BadLine {
+                            index,
+                            line,
+                            source,
+                        }
+                    }),
+                    Ok(None) => Ok(None),
+                    Err(source) => Err(WorkerError::Pipe { index, source }),
+                };
+            let last = !matches!(received, Ok(Some(_)));
+            if sink.send((index, received)).is_err() || last {
+                return;
+            }
+        }
+    });
 }
 
 /// The parent's handle on its worker processes.
 pub struct Fleet {
     workers: Vec<WorkerProcess>,
+    messages: mpsc::UnboundedReceiver<Received>,
+    board: Board,
 }
 
 impl Fleet {
@@ -213,6 +244,7 @@ impl Fleet {
     pub async fn spawn(jobs: Vec<Job>) -> Result<Fleet, WorkerError> {
         let exe =
             std::env::current_exe().map_err(|source| WorkerError::Spawn { index: 0, source })?;
+        let (sink, messages) = mpsc::unbounded_channel();
         let mut workers = Vec::with_capacity(jobs.len());
         for (index, job) in jobs.into_iter().enumerate() {
             let mut child = Command::new(&exe)
@@ -238,32 +270,86 @@ impl Fleet {
                 .write_all(line.as_bytes())
                 .await
                 .map_err(|source| WorkerError::Pipe { index, source })?;
+            read_lines(index, stdout, sink.clone());
             workers.push(WorkerProcess {
                 index,
                 child,
                 stdin,
-                stdout: BufReader::new(stdout).lines(),
             });
         }
-        Ok(Fleet { workers })
+        let board = Board::new(workers.len());
+        Ok(Fleet {
+            workers,
+            messages,
+            board,
+        })
+    }
+
+    /// The next message other than progress (which goes on the board), from
+    /// any worker, or `None` when a worker's output ended; `wanted` names
+    /// what is expected, for errors.
+    async fn next_message(
+        &mut self,
+        wanted: &'static str,
+        print_progress: bool,
+    ) -> Result<(usize, Option<WorkerMessage>), WorkerError> {
+        let mut tick = tokio::time::interval(progress::EVERY);
+        tick.tick().await;
+        let mut last_print = tokio::time::Instant::now();
+        loop {
+            let received = tokio::select! {
+                received = self.messages.recv() => received,
+                _ = tick.tick(), if print_progress => {
+                    let now = tokio::time::Instant::now();
+                    eprintln!("{}", self.board.line(Counts::now(), now - last_print));
+                    last_print = now;
+                    continue;
+                }
+            };
+            let Some((index, received)) = received else {
+                return Err(WorkerError::Ended {
+                    index: 0,
+                    wanted,
+                    status: "every worker's output closed".into(),
+                });
+            };
+            match received? {
+                Some(WorkerMessage::Progress(counts)) => self.board.update(index, counts),
+                message => return Ok((index, message)),
+            }
+        }
+    }
+
+    /// The error for worker `index` whose output ended before `wanted`.
+    async fn ended(&mut self, index: usize, wanted: &'static str) -> WorkerError {
+        let status = match self.workers[index].child.wait().await {
+            Ok(status) => status.to_string(),
+            Err(error) => error.to_string(),
+        };
+        WorkerError::Ended {
+            index,
+            wanted,
+            status,
+        }
     }
 
     /// Waits until every worker is ready.
     pub async fn ready(&mut self) -> Result<Vec<ReadyInfo>, WorkerError> {
-        let mut infos = Vec::with_capacity(self.workers.len());
-        for worker in &mut self.workers {
-            match worker.next_message("ready").await? {
-                WorkerMessage::Ready(info) => infos.push(info),
-                WorkerMessage::Report(_) => {
+        let mut infos: Vec<Option<ReadyInfo>> = vec![None; self.workers.len()];
+        while infos.iter().any(Option::is_none) {
+            match self.next_message("ready", false).await? {
+                (index, Some(WorkerMessage::Ready(info))) => infos[index] = Some(info),
+                (index, None) => return Err(self.ended(index, "ready").await),
+                (index, Some(other)) => {
                     return Err(WorkerError::OutOfOrder {
-                        index: worker.index,
+                        index,
                         wanted: "ready",
-                        got: "report",
+                        got: other.name(),
                     });
                 }
             }
         }
-        Ok(infos)
+        Ok(infos.into_iter().flatten().collect())
     }
 
     /// Starts the measured phase everywhere, as close together as the pipes allow.
@@ -279,20 +365,26 @@ impl Fleet {
         Ok(())
     }
 
-    /// Collects every worker's report and waits for the processes to exit.
+    /// Collects every worker's report and waits for the processes to exit,
+    /// printing the fleet's progress meanwhile.
     pub async fn reports(mut self) -> Result<Vec<WorkerReport>, WorkerError> {
-        let mut reports = Vec::with_capacity(self.workers.len());
-        for worker in &mut self.workers {
-            match worker.next_message("report").await? {
-                WorkerMessage::Report(report) => reports.push(*report),
-                WorkerMessage::Ready(_) => {
+        let mut reports: Vec<Option<WorkerReport>> = vec![None; self.workers.len()];
+        while reports.iter().any(Option::is_none) {
+            match self.next_message("report", true).await? {
+                (index, Some(WorkerMessage::Report(report))) => reports[index] = Some(*report),
+                // Its report came first: the end of its output is expected.
+                (index, None) if reports[index].is_some() => {}
+                (index, None) => return Err(self.ended(index, "report").await),
+                (index, Some(other)) => {
                     return Err(WorkerError::OutOfOrder {
-                        index: worker.index,
+                        index,
                         wanted: "report",
-                        got: "ready",
+                        got: other.name(),
                     });
                 }
             }
+        }
+        for worker in &mut self.workers {
             let index = worker.index;
             worker
                 .child
@@ -300,7 +392,7 @@ impl Fleet {
                 .await
                 .map_err(|source| WorkerError::Pipe { index, source })?;
         }
-        Ok(reports)
+        Ok(reports.into_iter().flatten().collect())
     }
 }
 
