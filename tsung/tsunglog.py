@@ -59,6 +59,39 @@ def parse(path):
     }
 
 
+def progress(path):
+    """The latest 10 s dump of a running Tsung's log: users online now, the
+    peak so far, sessions started and finished, errors (totals), and how many
+    dumps there are; None before the first dump."""
+    try:
+        with open(path) as log:
+            lines = log.read().splitlines()
+    except OSError:
+        return None
+    starts = [i for i, line in enumerate(lines) if line.startswith("# stats: dump at")]
+    if not starts:
+        return None
+    now = {"users": 0, "peak_users": 0, "started": 0, "finished": 0, "errors": 0,
+           "dumps": len(starts)}
+    for line in lines[starts[-1]:]:
+        fields = line.split()
+        if len(fields) < 4 or fields[0] != "stats:":
+            continue
+        name, values = fields[1], fields[2:]
+        try:
+            if name == "users":
+                now["users"], now["peak_users"] = int(values[0]), int(values[1])
+            elif name == "users_count" and len(values) == 2:
+                now["started"] = int(float(values[1]))
+            elif name == "finish_users_count" and len(values) == 2:
+                now["finished"] = int(float(values[1]))
+            elif name.startswith("error_") and len(values) == 2:
+                now["errors"] += int(float(values[1]))
+        except ValueError:
+            continue
+    return now
+
+
 def lost_offline(result):
     """Messages sent to offline users that the server did not store (None: unknown)."""
     sent = result["tsung"]["transactions"].get("offline", {}).get("count", 0)

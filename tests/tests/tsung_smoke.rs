@@ -41,7 +41,15 @@ fn tsung_run(name: &str, scenario_args: &[&str]) {
         .args(scenario_args);
     let (status, output) = run_logged(command, &logs.path().join(format!("{name}.log")), RUN_LIMIT);
     match status {
-        Some(status) if status.success() => println!("{output}"),
+        Some(status) if status.success() => {
+            println!("{output}");
+            // Progress while it ran, and Tsung's own report after.
+            assert!(output.contains("users online"), "no progress line:\n{output}");
+            assert!(
+                output.contains("Tsung's report (graphs in graph.html beside it)"),
+                "no Tsung report:\n{output}"
+            );
+        }
         Some(status) => panic!("tsung/run {name} failed ({status}):\n{output}"),
         None => panic!("tsung/run {name} was killed after {RUN_LIMIT:?}:\n{output}"),
     }
