@@ -611,6 +611,10 @@ impl ClusterNode {
                 .into_iter()
                 .map(|node| node.0)
                 .collect(),
+            client_stanzas: self
+                .delivery()
+                .map(|delivery| delivery.client_stanzas())
+                .unwrap_or(0),
         }
     }
 
@@ -860,6 +864,11 @@ impl ClusterNode {
                         directory.local_sessions()
                     } else {
                         directory.sessions_of(node)
+                    },
+                    client_stanzas: if id == self.id.0 {
+                        own.client_stanzas
+                    } else {
+                        statuses.get(&id).map_or(0, |status| status.client_stanzas)
                     },
                     link,
                     view_agrees: id == self.id.0

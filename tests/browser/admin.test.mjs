@@ -190,6 +190,18 @@ describe('admin console', () => {
     assert.equal(await page.locator('#cluster-banners .banner').count(), 0, 'no banner');
   });
 
+  step('the load graphs draw one line per member', async () => {
+    for (const id of ['graph-sessions', 'graph-stanzas']) {
+      await until(`three lines in #${id}`, async () =>
+        (await page.locator(`#${id}`).getAttribute('data-lines')) === '3');
+      assert.equal(await page.locator(`#${id} polyline`).count(), 3);
+    }
+    // Two sessions on this node: the sessions scale reaches them.
+    await until('the sessions scale to reach 2', async () =>
+      Number(await page.locator('#graph-sessions').getAttribute('data-top')) >= 2);
+    assert.equal(await page.locator('#graph-legend li').count(), 3);
+  });
+
   step(`${KILL_NODE} is shown down after a SIGKILL, without a reload`, async () => {
     // A reload would lose this mark.
     await page.evaluate(() => {

@@ -44,7 +44,10 @@ fn tsung_run(name: &str, scenario_args: &[&str]) {
         Some(status) if status.success() => {
             println!("{output}");
             // Progress while it ran, and Tsung's own report after.
-            assert!(output.contains("users online"), "no progress line:\n{output}");
+            assert!(
+                output.contains("users online"),
+                "no progress line:\n{output}"
+            );
             assert!(
                 output.contains("Tsung's report (graphs in graph.html beside it)"),
                 "no Tsung report:\n{output}"

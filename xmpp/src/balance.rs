@@ -118,6 +118,7 @@ mod tests {
             senior: id == 1,
             state: PeerState::Up,
             sessions,
+            client_stanzas: 0,
             link: None,
             view_agrees: true,
         }

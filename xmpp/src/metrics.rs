@@ -104,6 +104,14 @@ impl Metrics {
         self.stanzas_in[kind_index(kind)].load(Ordering::Relaxed)
     }
 
+    /// Stanzas this node's clients sent and received so far, every kind.
+    pub fn client_stanzas(&self) -> u64 {
+        [StanzaKind::Message, StanzaKind::Presence, StanzaKind::Iq]
+            .into_iter()
+            .map(|kind| self.stanzas_in(kind) + self.stanzas_out(kind))
+            .sum()
+    }
+
     pub fn stanzas_out(&self, kind: StanzaKind) -> u64 {
         self.stanzas_out[kind_index(kind)].load(Ordering::Relaxed)
     }

@@ -20,8 +20,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 /// with [`Frame::Received`]; 3: a kick says why; 4: pub/sub interest and
 /// events; 5: interest changes are numbered and acknowledged; 6: late
 /// pub/sub notifications, `PubSubEventKind::Notification`; 7: links are TLS
-/// by default and the secret's proof covers the TLS exporter value).
-pub const PROTOCOL_VERSION: u32 = 7;
+/// by default and the secret's proof covers the TLS exporter value; 8: a
+/// member's status carries its client stanza count).
+pub const PROTOCOL_VERSION: u32 = 8;
 
 /// Frames larger than this are refused (a stanza is at most 256 KiB by
 /// default; a directory snapshot is sent in chunks well below this).
@@ -217,6 +218,8 @@ pub struct MemberStatus {
     pub members: Vec<u64>,
     /// Members it currently considers down.
     pub down: Vec<u64>,
+    /// Stanzas its clients sent and received so far.
+    pub client_stanzas: u64,
 }
 
 pub const MAGIC: [u8; 8] = *b"STARLING";

@@ -291,6 +291,12 @@ pub trait LocalDelivery: Send + Sync + 'static {
     /// A pub/sub event from another member: notify the listed sessions and
     /// the local watchers of its node.
     fn pubsub_event(&self, event: PubSubEvent, from: NodeId);
+
+    /// Stanzas this node's clients sent and received so far, reported to
+    /// the other members for their admin pages.
+    fn client_stanzas(&self) -> u64 {
+        0
+    }
 }
 
 /// The cluster module of a single node: there are no other members.

@@ -92,6 +92,10 @@ pub struct MemberRow {
     pub senior: bool,
     pub state: PeerState,
     pub sessions: usize,
+    /// Stanzas its clients sent and received so far (the admin page's
+    /// traffic graph); 0 from a member that does not say.
+    #[serde(default)]
+    pub client_stanzas: u64,
     pub link: Option<LinkStatus>,
     /// The peer's last status agrees with this node's view of leader and members.
     pub view_agrees: bool,

@@ -1,5 +1,7 @@
 //! The member table of `/api/cluster`, as every node reports it.
 
+use std::time::Duration;
+
 use serde_json::Value;
 
 use crate::support::*;
@@ -207,4 +209,44 @@ fn went_down(view: &serde_json::Value, name: &str) -> bool {
             .iter()
             .any(|event| event["name"] == name && event["state"] == "down")
     })
+}
+
+/// Each member reports how many stanzas its clients exchanged, and every
+/// other member's `/api/cluster` shows it (the admin page's load graph).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_member_shows_each_members_client_stanzas() {
+    let cluster = builder(&["alice"]).start();
+    let options = starling_tests::LoginOptions::new(&cluster.node(1).domain, "alice", PW);
+    let mut alice = starling_tests::Client::login(cluster.node(1).c2s, &options)
+        .await
+        .unwrap();
+    for n in 0..5 {
+        alice
+            .send(&format!(
+                "<iq type='get' id='p{n}'><ping xmlns='urn:xmpp:ping'/></iq>"
+            ))
+            .await
+            .unwrap();
+    }
+    alice
+        .expect(|e| e.attr("id") == Some("p4"), Duration::from_secs(10))
+        .await
+        .unwrap();
+    // At least the 5 pings and their answers (the bind adds its own).
+    for index in 0..NODES {
+        let view = wait_json(
+            cluster.node(index).http,
+            "/api/cluster",
+            "node2's client stanzas",
+            REJOIN_BOUND,
+            |view| {
+                member(view, "node2")
+                    .and_then(|m| m["client_stanzas"].as_u64())
+                    .is_some_and(|count| count >= 10)
+            },
+        )
+        .await;
+        let quiet = member(&view, "node3").expect("node3")["client_stanzas"].as_u64();
+        assert_eq!(quiet, Some(0), "node3 had no clients: {view}");
+    }
 }

@@ -203,6 +203,7 @@ fn single_node_identity(config: &Config) -> starling_core::cluster::MemberRow {
         senior: true,
         state: starling_core::cluster::PeerState::Up,
         sessions: 0,
+        client_stanzas: 0,
         link: None,
         view_agrees: true,
     }

@@ -84,6 +84,7 @@ async fn fixture(configure: impl FnOnce(&mut Config)) -> Fixture {
         senior: true,
         state: PeerState::Up,
         sessions: 0,
+        client_stanzas: 0,
         link: None,
         view_agrees: true,
     }));

@@ -67,6 +67,12 @@ impl LocalDelivery for ServerDelivery {
         })
     }
 
+    fn client_stanzas(&self) -> u64 {
+        self.server
+            .upgrade()
+            .map_or(0, |server| server.metrics.client_stanzas())
+    }
+
     fn sessions_regained(&self, node: NodeId, regained: Vec<FullJid>) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             let Some(server) = self.server.upgrade() else {

@@ -41,7 +41,12 @@ pub(crate) async fn show(State(state): State<HttpState>, _admin: AdminUser) -> J
 }
 
 pub(crate) fn view(server: &Server) -> ClusterView {
-    let status = server.cluster.status();
+    let mut status = server.cluster.status();
+    // This node's own count is read here, fresher than its last status.
+    let this_node = status.this_node;
+    if let Some(me) = status.members.iter_mut().find(|m| m.id == this_node) {
+        me.client_stanzas = server.metrics.client_stanzas();
+    }
     let local_sessions = server.sessions.count();
     let quorum = !server.config.cluster.enabled || has_quorum(&status);
     let disagreement = status
@@ -99,6 +104,7 @@ mod tests {
             senior: id == 1,
             state,
             sessions: 0,
+            client_stanzas: 0,
             link: None,
             view_agrees: true,
         }

@@ -332,6 +332,70 @@ function renderCluster(status) {
     (tr, m) => updateMemberRow(tr, m, thisNode));
   renderHistory(Array.isArray(status.history) ? status.history : []);
   renderCounters(status.counters || {});
+  recordLoad(members);
+  renderGraphs();
+}
+
+// ---------------------------------------------------------------- graphs
+
+// Samples kept: one per poll, five minutes of them.
+const GRAPH_SAMPLES = Math.round(300000 / POLL_CLUSTER_MS);
+const GRAPH_COLOURS = ['#3451b2', '#c2410c', '#15803d', '#a21caf', '#0e7490', '#b45309', '#be123c', '#4d7c0f'];
+
+// Per member name: [{ at, sessions, stanzas (a total), rate (per second) }].
+const loadHistory = new Map();
+
+function recordLoad(members) {
+  const at = Date.now();
+  for (const m of members) {
+    const samples = loadHistory.get(m.name) || [];
+    const last = samples[samples.length - 1];
+    const total = Number(m.client_stanzas) || 0;
+    const seconds = last ? (at - last.at) / 1000 : 0;
+    // A restarted member counts from zero again: no negative rate.
+    const rate = last && seconds > 0 && total >= last.stanzas ? (total - last.stanzas) / seconds : 0;
+    samples.push({ at, sessions: Number(m.sessions) || 0, stanzas: total, rate, down: m.state === 'down' });
+    if (samples.length > GRAPH_SAMPLES) samples.shift();
+    loadHistory.set(m.name, samples);
+  }
+}
+
+function graphLine(svg, samples, value, top, now, colour) {
+  const points = samples.map((s) => {
+    const x = 300 - ((now - s.at) / (GRAPH_SAMPLES * POLL_CLUSTER_MS)) * 300;
+    const y = 98 - (value(s) / top) * 94;
+    return `${x.toFixed(1)},${y.toFixed(1)}`;
+  });
+  const line = document.createElementNS('http://www.w3.org/2000/svg', 'polyline');
+  line.setAttribute('points', points.join(' '));
+  line.setAttribute('stroke', colour);
+  return line;
+}
+
+function renderGraph(id, value, nowText) {
+  const svg = document.getElementById(id);
+  const now = Date.now();
+  const names = [...loadHistory.keys()].sort();
+  const top = Math.max(1, ...names.flatMap((n) => loadHistory.get(n).map(value)));
+  svg.replaceChildren(...names.map((name, i) =>
+    graphLine(svg, loadHistory.get(name), value, top, now, GRAPH_COLOURS[i % GRAPH_COLOURS.length])));
+  svg.dataset.lines = String(names.length);
+  svg.dataset.top = String(top);
+  const latest = names.map((n) => loadHistory.get(n).slice(-1)[0]).filter(Boolean);
+  setText(document.getElementById(nowText), `now ${fmtNum(Math.round(latest.reduce((sum, s) => sum + value(s), 0)))} in all, top of scale ${fmtNum(Math.round(top))}`);
+}
+
+function renderGraphs() {
+  renderGraph('graph-sessions', (s) => s.sessions, 'graph-sessions-now');
+  renderGraph('graph-stanzas', (s) => s.rate, 'graph-stanzas-now');
+  const names = [...loadHistory.keys()].sort();
+  const legend = $('#graph-legend');
+  const key = names.join('|');
+  if (legend.dataset.render !== key) {
+    legend.dataset.render = key;
+    legend.replaceChildren(...names.map((name, i) =>
+      h('li', { style: `--swatch: ${GRAPH_COLOURS[i % GRAPH_COLOURS.length]}` }, name)));
+  }
 }
 
 // How peer links are protected (`link_security` in /api/cluster).
