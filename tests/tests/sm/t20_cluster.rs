@@ -1,0 +1,1 @@
+//! XEP-0198 across members (filled in below).

@@ -1,0 +1,1 @@
+//! slixmpp's XEP-0198 plugin (filled in below).

@@ -1,0 +1,113 @@
+//! This member's resumable sessions, by the key of their resumption id,
+//! and the takeovers waiting for them.
+//!
+//! A resumption takes the session from the task that holds it (the old
+//! connection, still in its session loop when the socket is half-open, or
+//! waiting detached): the resuming side leaves a one-shot sender in the
+//! entry and wakes the session; the holder, at its next turn, finds the
+//! sender and hands over its stream-management state through it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use starling_core::jid::BareJid;
+use tokio::sync::oneshot;
+
+use super::state::SmState;
+use super::token::Key;
+use crate::session::LocalSession;
+
+/// A session handed to the connection that resumes it.
+pub struct Taken {
+    pub session: Arc<LocalSession>,
+    pub sm: Box<SmState>,
+}
+
+struct Entry {
+    session: Arc<LocalSession>,
+    takeover: Option<oneshot::Sender<Taken>>,
+}
+
+/// What [`Registry::request_takeover`] found.
+pub enum Lookup {
+    /// The holder will send the session here.
+    Here(oneshot::Receiver<Taken>),
+    /// The session belongs to another user.
+    Foreign,
+    /// No such session on this member.
+    Absent,
+}
+
+#[derive(Default)]
+pub struct Registry {
+    entries: Mutex<HashMap<Key, Entry>>,
+}
+
+impl Registry {
+    fn lock(&self) -> MutexGuard<'_, HashMap<Key, Entry>> {
+        self.entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn register(&self, key: Key, session: Arc<LocalSession>) {
+        self.lock().insert(
+            key,
+            Entry {
+                session,
+                takeover: None,
+            },
+        );
+    }
+
+    /// Asks for the session of `key` on behalf of `user`. The caller says
+    /// item-not-found for another user's session as for a missing one, so
+    /// ids cannot be probed. A takeover already waiting gives way: the
+    /// newest resumption wins.
+    pub fn request_takeover(&self, key: &Key, user: &BareJid) -> Lookup {
+        let mut entries = self.lock();
+        let Some(entry) = entries.get_mut(key) else {
+            return Lookup::Absent;
+        };
+        if entry.session.jid.to_bare() != *user {
+            return Lookup::Foreign;
+        }
+        let (sender, receiver) = oneshot::channel();
+        entry.takeover = Some(sender);
+        entry.session.nudge();
+        Lookup::Here(receiver)
+    }
+
+    /// For the holder: a takeover waiting for the session of `key`.
+    pub fn takeover(&self, key: &Key) -> Option<oneshot::Sender<Taken>> {
+        self.lock()
+            .get_mut(key)
+            .and_then(|entry| entry.takeover.take())
+    }
+
+    pub fn has_takeover(&self, key: &Key) -> bool {
+        self.lock()
+            .get(key)
+            .is_some_and(|entry| entry.takeover.is_some())
+    }
+
+    /// Forgets the session (it ended or left this member); a takeover still
+    /// waiting fails.
+    pub fn remove(&self, key: &Key, session: &LocalSession) {
+        let mut entries = self.lock();
+        if entries
+            .get(key)
+            .is_some_and(|entry| entry.session.id == session.id)
+        {
+            entries.remove(key);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
