@@ -158,6 +158,12 @@ pub(crate) async fn end_session(server: &Server, session: &Arc<LocalSession>, sm
     if let Some(mut sm) = sm {
         if let (Some(service), Some(resumption)) = (server.modules.sm(), &sm.resumption) {
             service.registry.remove(&resumption.key, session);
+            // A client resuming too late still learns what was handled.
+            let keep = Duration::from_secs(resumption.max_secs.into());
+            let user = session.jid.to_bare();
+            service
+                .registry
+                .ended(resumption.key, user, sm.inbound(), keep);
         }
         undelivered = sm.take_unacked();
     }

@@ -40,7 +40,10 @@ struct Request {
 #[derive(Debug, Serialize, Deserialize)]
 enum Reply {
     Moved(Box<Moved>),
-    NotFound,
+    /// Not here; `h` when the session ended here not long ago.
+    NotFound {
+        h: Option<u32>,
+    },
 }
 
 /// A session in transit: everything the resuming member needs.
@@ -64,14 +67,19 @@ struct Moved {
     modules: Vec<(String, String)>,
 }
 
-/// Asks `node` for the session `previd`; `None` when it does not have it
-/// (or cannot be reached).
-pub async fn request(server: &Server, node: NodeId, previd: &str, user: &BareJid) -> Option<Taken> {
+/// Asks `node` for the session `previd`. `Err` when it does not have it
+/// (or cannot be reached), with the session's `h` if it ended there.
+pub async fn request(
+    server: &Server,
+    node: NodeId,
+    previd: &str,
+    user: &BareJid,
+) -> Result<Taken, Option<u32>> {
     let request = Request {
         previd: previd.to_owned(),
         user: user.to_string(),
     };
-    let bytes = serde_json::to_vec(&request).ok()?;
+    let bytes = serde_json::to_vec(&request).map_err(|_| None)?;
     let reply = match server
         .cluster
         .handover(node, Bytes::from(bytes), TAKEOVER_PATIENCE)
@@ -80,15 +88,15 @@ pub async fn request(server: &Server, node: NodeId, previd: &str, user: &BareJid
         Ok(reply) => reply,
         Err(error) => {
             tracing::debug!(%node, %error, "no session handover from this member");
-            return None;
+            return Err(None);
         }
     };
     match serde_json::from_slice::<Reply>(&reply) {
-        Ok(Reply::Moved(moved)) => import(server, previd, *moved).await,
-        Ok(Reply::NotFound) => None,
+        Ok(Reply::Moved(moved)) => import(server, previd, *moved).await.ok_or(None),
+        Ok(Reply::NotFound { h }) => Err(h),
         Err(error) => {
             tracing::warn!(%node, %error, "unreadable session handover");
-            None
+            Err(None)
         }
     }
 }
@@ -101,16 +109,25 @@ pub async fn serve(server: &Server, request: &[u8], from: NodeId) -> Bytes {
                 tracing::info!(%from, jid = %moved.jid, "session handed over to the member where it resumed");
                 Reply::Moved(Box::new(moved))
             }
-            None => Reply::NotFound,
+            None => Reply::NotFound {
+                h: ended_h(server, &request),
+            },
         },
         Err(error) => {
             tracing::warn!(%from, %error, "unreadable session handover request");
-            Reply::NotFound
+            Reply::NotFound { h: None }
         }
     };
     serde_json::to_vec(&reply)
         .map(Bytes::from)
         .unwrap_or_default()
+}
+
+/// The `h` of the requested session if it ended here not long ago.
+fn ended_h(server: &Server, request: &Request) -> Option<u32> {
+    let (_, key) = token::decode(&request.previd)?;
+    let user = BareJid::new(&request.user).ok()?;
+    server.modules.sm()?.registry.ended_h(&key, &user)
 }
 
 async fn export(server: &Server, request: &Request) -> Option<Moved> {

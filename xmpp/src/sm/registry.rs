@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use starling_core::jid::BareJid;
 use tokio::sync::oneshot;
@@ -38,9 +39,21 @@ pub enum Lookup {
     Absent,
 }
 
+/// How many ended sessions' counts are kept for `<failed h/>`.
+const MAX_ENDED: usize = 10_000;
+
+/// What is left of a resumable session that ended: whose it was and the
+/// `h` of what the server handled, told to a client resuming too late.
+struct Ended {
+    user: BareJid,
+    h: u32,
+    until: Instant,
+}
+
 #[derive(Default)]
 pub struct Registry {
     entries: Mutex<HashMap<Key, Entry>>,
+    ended: Mutex<HashMap<Key, Ended>>,
 }
 
 impl Registry {
@@ -101,6 +114,35 @@ impl Registry {
         {
             entries.remove(key);
         }
+    }
+
+    /// Remembers for `keep` that the session of `key` ended having handled
+    /// `h` stanzas from `user`.
+    pub fn ended(&self, key: Key, user: BareJid, h: u32, keep: Duration) {
+        let now = Instant::now();
+        let mut ended = self
+            .ended
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if ended.len() >= MAX_ENDED {
+            ended.retain(|_, entry| entry.until > now);
+        }
+        if ended.len() < MAX_ENDED {
+            let until = now + keep;
+            ended.insert(key, Ended { user, h, until });
+        }
+    }
+
+    /// The `h` of an ended session of `user`, if it is still remembered.
+    pub fn ended_h(&self, key: &Key, user: &BareJid) -> Option<u32> {
+        let ended = self
+            .ended
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        ended
+            .get(key)
+            .filter(|entry| entry.user == *user && entry.until > Instant::now())
+            .map(|entry| entry.h)
     }
 
     pub fn len(&self) -> usize {

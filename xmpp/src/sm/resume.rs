@@ -24,15 +24,19 @@ pub const TAKEOVER_PATIENCE: Duration = Duration::from_secs(10);
 /// Why a resumption failed: the `<failed/>` condition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
-    /// Unknown, expired, another user's, or lost with its member.
+    /// Unknown, another user's, or lost with its member.
     NotFound,
+    /// The session ended (its window closed) after handling `h` stanzas.
+    Ended {
+        h: u32,
+    },
     BadRequest,
 }
 
 impl Refusal {
     pub fn condition(self) -> &'static str {
         match self {
-            Refusal::NotFound => "item-not-found",
+            Refusal::NotFound | Refusal::Ended { .. } => "item-not-found",
             Refusal::BadRequest => "bad-request",
         }
     }
@@ -64,11 +68,12 @@ pub async fn resume(
         }
         Err(refusal) => {
             Counters::incr(&service.counters.failed);
-            let text = match refusal {
-                Refusal::NotFound => "No such session to resume (unknown, expired or lost)",
-                Refusal::BadRequest => "<resume/> needs 'previd' and 'h'",
+            let (text, h) = match refusal {
+                Refusal::NotFound => ("No such session to resume (unknown or lost)", None),
+                Refusal::Ended { h } => ("The session ended: it was not resumed in time", Some(h)),
+                Refusal::BadRequest => ("<resume/> needs 'previd' and 'h'", None),
             };
-            Err(wire::failed(refusal.condition(), None, Some(text)))
+            Err(wire::failed(refusal.condition(), h, Some(text)))
         }
     }
 }
@@ -91,7 +96,10 @@ async fn take(
             _ => return Err(Refusal::NotFound),
         },
         Lookup::Foreign => return Err(Refusal::NotFound),
-        Lookup::Absent => from_members(server, origin, previd, &user).await?,
+        Lookup::Absent => match service.registry.ended_h(&key, &user) {
+            Some(h) => return Err(Refusal::Ended { h }),
+            None => from_members(server, origin, previd, &user).await?,
+        },
     };
     Ok((taken, previd.to_owned(), h))
 }
@@ -111,10 +119,13 @@ async fn from_members(
             candidates.push(entry.node);
         }
     }
+    let mut refusal = Refusal::NotFound;
     for node in candidates.into_iter().filter(|node| *node != me) {
-        if let Some(taken) = handover::request(server, node, previd, user).await {
-            return Ok(taken);
+        match handover::request(server, node, previd, user).await {
+            Ok(taken) => return Ok(taken),
+            Err(Some(h)) => refusal = Refusal::Ended { h },
+            Err(None) => {}
         }
     }
-    Err(Refusal::NotFound)
+    Err(refusal)
 }
