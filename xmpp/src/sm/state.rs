@@ -182,6 +182,17 @@ mod tests {
     }
 
     #[test]
+    fn a_resumable_session_with_nothing_unacknowledged_stays_small() {
+        // What a session pays for stream management: this box, its id
+        // string (32 bytes) and a registry entry; the queue allocates only
+        // when stanzas wait.
+        let size = std::mem::size_of::<SmState>();
+        assert!(size <= 160, "SmState is {size} bytes");
+        let sm = SmState::new(None);
+        assert_eq!(sm.unacked.capacity(), 0);
+    }
+
+    #[test]
     fn a_request_resets_the_count_until_the_next_ack() {
         let mut sm = SmState::default();
         sm.wrote(message(1));
