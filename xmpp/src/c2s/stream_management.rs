@@ -77,11 +77,14 @@ pub(crate) async fn request_if_due(
     };
     let full = state.unacked_len() >= conn.server.config.limits.session_queue;
     let due = state.request_due.is_some_and(|due| now >= due);
+    if due {
+        // Fired: it never fires twice (an armed past deadline would spin).
+        state.request_due = None;
+    }
     if state.request_pending || state.unacked_len() == 0 || !(due || full) {
         return Ok(());
     }
     state.requested();
-    state.request_due = None;
     conn.send(&wire::request()).await
 }
 
@@ -182,9 +185,9 @@ pub(crate) async fn element(
             };
             match state.acknowledge(h) {
                 Ok(_) => {
-                    if state.unacked_len() == 0 {
-                        state.request_due = None;
-                    }
+                    // What was written after our <r/> still waits: ask later.
+                    state.request_due =
+                        (state.unacked_len() > 0).then(|| Instant::now() + service.request_after());
                     Ok(())
                 }
                 // XEP-0198 4: handled-count-too-high.

@@ -13,8 +13,8 @@
 //! ```
 //!
 //! Contacts see nothing: no unavailable presence on A, no initial
-//! presence on B. A stanza that reaches A after its mailbox is shut is
-//! routed anew from there (to B once the directory says so, else offline,
+//! presence on B. A stanza that reaches A once the session is unbound
+//! there is routed anew (to B once the directory says so, else offline,
 //! whence B's available session gets it).
 
 use std::sync::Arc;
@@ -141,14 +141,16 @@ async fn export(server: &Server, request: &Request) -> Option<Moved> {
         .await
         .ok()?
         .ok()?;
-    // Nothing more is queued here; what comes later is routed anew.
-    let queued = session.shut_mailbox();
+    // Unbound first: a delivery that already found the session still
+    // lands in the mailbox and goes along; later ones look the JID up
+    // again (retrying until the directory names the resuming member).
     server.sessions.unbind(&session);
     if server.sessions.get(&session.jid).is_none() {
         server.cluster.announce(SessionChange::Unbound {
             jid: session.jid.clone(),
         });
     }
+    let queued = session.shut_mailbox();
     service.registry.remove(&key, &session);
     let modules = server.modules.export_session(server, &session);
     Counters::incr(&service.counters.handed_over);
