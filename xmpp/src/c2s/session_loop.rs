@@ -385,6 +385,24 @@ async fn handle_element(
         let handling = Box::pin(sm_stream::element(conn, session, sm, element));
         return handling.await;
     }
+    if let (crate::modules::csi::CSI, Some(csi)) = (element.ns(), server.modules.csi()) {
+        // XEP-0352 elements are not stanzas: stream management counts none.
+        let active = match element.name() {
+            "active" => true,
+            "inactive" => false,
+            other => {
+                return Err(ConnError::stream(
+                    "unsupported-stanza-type",
+                    format!(
+                        "<{other}/> is not a client state ({})",
+                        crate::modules::csi::CSI
+                    ),
+                ));
+            }
+        };
+        csi.set_active(session, active);
+        return Ok(());
+    }
     if element.ns() != ns::CLIENT {
         return Err(ConnError::stream(
             "unsupported-stanza-type",

@@ -29,6 +29,8 @@ pub struct Modules {
     caches: HashMap<String, usize>,
     /// XEP-0198, when the `sm` module is enabled.
     sm: Option<Arc<crate::sm::StreamManagement>>,
+    /// The index of the `csi` module (XEP-0352), when enabled.
+    csi: Option<usize>,
 }
 
 impl Modules {
@@ -49,6 +51,7 @@ impl Modules {
             stream_features: Vec::new(),
             caches: HashMap::new(),
             sm: None,
+            csi: None,
         };
         for (index, module) in all.iter().enumerate() {
             let registration = module.registration();
@@ -79,6 +82,9 @@ impl Modules {
             }
             if let Some(sm) = module.stream_management() {
                 modules.sm = Some(sm);
+            }
+            if module.client_state().is_some() {
+                modules.csi = Some(index);
             }
             modules.server_disco.extend(registration.server_disco);
             modules.account_disco.extend(registration.account_disco);
@@ -273,6 +279,11 @@ impl Modules {
     /// Stream management (XEP-0198), when enabled.
     pub fn sm(&self) -> Option<&Arc<crate::sm::StreamManagement>> {
         self.sm.as_ref()
+    }
+
+    /// Client state indication (XEP-0352), when enabled.
+    pub fn csi(&self) -> Option<&super::csi::CsiModule> {
+        self.csi.and_then(|index| self.all[index].client_state())
     }
 
     /// What each module keeps for a session that moves to another member,

@@ -29,6 +29,7 @@
 
 pub mod blocking;
 pub mod carbons;
+pub mod csi;
 pub mod disco;
 mod dispatch;
 pub mod last;
@@ -402,6 +403,11 @@ pub trait Module: Send + Sync + 'static {
     ) -> BoxFuture<'a, ()> {
         let _ = (server, session, state);
         Box::pin(async {})
+    }
+
+    /// XEP-0352 client state; only the `csi` module answers.
+    fn client_state(&self) -> Option<&csi::CsiModule> {
+        None
     }
 
     /// The stream-management service; only the `sm` module has one.
