@@ -150,9 +150,10 @@ async fn export(server: &Server, request: &Request) -> Option<Moved> {
             jid: session.jid.clone(),
         });
     }
+    // Before the mailbox is shut: a module may queue what it held (CSI).
+    let modules = server.modules.export_session(server, &session);
     let queued = session.shut_mailbox();
     service.registry.remove(&key, &session);
-    let modules = server.modules.export_session(server, &session);
     Counters::incr(&service.counters.handed_over);
     let presence = session.presence();
     let text = |stanza: &Element| String::from_utf8(stanza.to_bytes()).unwrap_or_default();
