@@ -1,6 +1,7 @@
 //! XEP-0198 across the members of a three-node cluster: a session detached
 //! on one member is resumed on another with everything sent meanwhile,
-//! exactly once and in order, and is reachable there from every member; a
+//! exactly once and in order, keeps its carbons and client state, and is
+//! reachable there from every member; a
 //! session on a member that was killed cannot be resumed, and what was
 //! sent to it after the kill waits in offline storage.
 
@@ -43,6 +44,9 @@ async fn t10_detached_on_one_member_resumed_on_another_with_a_thousand_messages(
     .await;
     assert_result(&enabled);
     let previd = enable_resumable(&mut alice).await;
+    // Inactive (XEP-0352): that too moves with the session.
+    send(&mut alice, "<inactive xmlns='urn:xmpp:csi:0'/>").await;
+    sync(&mut alice).await;
     let handled = alice.sm_handled().unwrap();
     alice.drop_connection();
 
@@ -53,7 +57,7 @@ async fn t10_detached_on_one_member_resumed_on_another_with_a_thousand_messages(
     let (mut alice, server_h) = resume(two, "alice", "phone", &previd, handled)
         .await
         .unwrap_or_else(|error| panic!("resuming on node 2: {error}"));
-    assert_eq!(server_h, 0, "alice sent nothing since <enable/>");
+    assert_eq!(server_h, 1, "alice sent one ping since <enable/>");
     assert_eq!(
         collect(&mut alice, "while-", COUNT).await,
         numbered("while", COUNT)
@@ -84,6 +88,28 @@ async fn t10_detached_on_one_member_resumed_on_another_with_a_thousand_messages(
         )
         .await
         .unwrap_or_else(|error| panic!("no carbon after the move: {error}"));
+
+    // Still inactive on node 2: of bob's presence updates only the newest
+    // waits, and comes before his next message.
+    for n in 1..=3 {
+        send(
+            &mut bob,
+            &format!("<presence><status>s{n}</status></presence>"),
+        )
+        .await;
+    }
+    sync(&mut bob).await;
+    chat(&mut bob, "alice@localhost/phone", "wake").await;
+    expect_body(&mut alice, "wake").await;
+    let statuses: Vec<String> = alice
+        .pending()
+        .filter(|e| e.name() == "presence" && e.attr("from") == Some("bob@localhost/b"))
+        .filter_map(|e| {
+            e.child("status", starling_core::xml::ns::CLIENT)
+                .map(|s| s.text())
+        })
+        .collect();
+    assert_eq!(statuses, ["s3"], "bob's presence at the inactive session");
 
     // Contacts never saw the session go.
     barrier(&mut alice, &mut bob).await;
