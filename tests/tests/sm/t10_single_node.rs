@@ -208,3 +208,38 @@ async fn t50_forged_unknown_and_foreign_ids_are_refused() {
     sync(&mut alice).await;
     assert!(node.metric("starling_sm_resume_failed_total").await >= 3.0);
 }
+
+#[tokio::test]
+async fn t60_enable_before_bind_and_resume_after_it_are_unexpected() {
+    let node = node_with(&["alice"], &[]);
+    let options = options(&node, "alice", PW, "phone");
+    let mut client = starling_tests::Client::connect(node.c2s, &node.domain)
+        .await
+        .unwrap();
+    client.starttls().await.unwrap();
+    client.authenticate("alice", PW, None).await.unwrap();
+    assert!(
+        client.features().has_child("sm", SM),
+        "{}",
+        client.features()
+    );
+    send(&mut client, &format!("<enable xmlns='{SM}'/>")).await;
+    let failed = client.expect(|e| e.is("failed", SM), WAIT).await.unwrap();
+    assert!(
+        failed.has_child("unexpected-request", starling_core::xml::ns::STANZAS),
+        "{failed}"
+    );
+    // The stream goes on: bind, then <resume/> is out of place.
+    client.bind(options.resource.as_deref()).await.unwrap();
+    send(
+        &mut client,
+        &format!("<resume xmlns='{SM}' previd='x' h='0'/>"),
+    )
+    .await;
+    let failed = client.expect(|e| e.is("failed", SM), WAIT).await.unwrap();
+    assert!(
+        failed.has_child("unexpected-request", starling_core::xml::ns::STANZAS),
+        "{failed}"
+    );
+    sync(&mut client).await;
+}
