@@ -153,3 +153,71 @@ impl Registry {
         self.len() == 0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use starling_core::jid::FullJid;
+
+    fn session(jid: &str) -> Arc<LocalSession> {
+        LocalSession::new(7, FullJid::new(jid).unwrap(), 4)
+    }
+
+    fn bare(jid: &str) -> BareJid {
+        BareJid::new(jid).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_takeover_reaches_the_holder_and_the_newest_one_wins() {
+        let registry = Registry::default();
+        let alice = session("alice@example.com/phone");
+        registry.register([1; 16], alice.clone());
+        assert!(matches!(
+            registry.request_takeover(&[2; 16], &bare("alice@example.com")),
+            Lookup::Absent
+        ));
+        assert!(matches!(
+            registry.request_takeover(&[1; 16], &bare("bob@example.com")),
+            Lookup::Foreign
+        ));
+        let Lookup::Here(first) = registry.request_takeover(&[1; 16], &bare("alice@example.com"))
+        else {
+            panic!("alice's own session is here");
+        };
+        let Lookup::Here(second) = registry.request_takeover(&[1; 16], &bare("alice@example.com"))
+        else {
+            panic!("alice's own session is here");
+        };
+        assert!(first.await.is_err(), "the earlier takeover gave way");
+        assert!(registry.has_takeover(&[1; 16]));
+        let sender = registry.takeover(&[1; 16]).unwrap();
+        let taken = Taken {
+            session: alice.clone(),
+            sm: Box::default(),
+        };
+        assert!(sender.send(taken).is_ok());
+        assert_eq!(second.await.unwrap().session.id, alice.id);
+    }
+
+    #[test]
+    fn an_ended_session_leaves_its_h_for_its_user_only() {
+        let registry = Registry::default();
+        let alice = session("alice@example.com/phone");
+        registry.register([3; 16], alice.clone());
+        registry.remove(&[3; 16], &alice);
+        assert!(registry.is_empty());
+        registry.ended(
+            [3; 16],
+            bare("alice@example.com"),
+            42,
+            Duration::from_secs(60),
+        );
+        assert_eq!(
+            registry.ended_h(&[3; 16], &bare("alice@example.com")),
+            Some(42)
+        );
+        assert_eq!(registry.ended_h(&[3; 16], &bare("bob@example.com")), None);
+        registry.ended([4; 16], bare("alice@example.com"), 1, Duration::ZERO);
+        assert_eq!(registry.ended_h(&[4; 16], &bare("alice@example.com")), None);
+    }
+}
