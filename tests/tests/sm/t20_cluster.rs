@@ -145,3 +145,32 @@ async fn t20_a_session_on_a_killed_member_cannot_resume_and_messages_wait_offlin
         numbered("after", 10)
     );
 }
+
+#[tokio::test]
+async fn t30_a_session_that_moved_is_found_where_it_went() {
+    let cluster = cluster(&["alice", "bob"]);
+    let (one, two, three) = (node(&cluster, 1), node(&cluster, 2), node(&cluster, 3));
+    let mut alice = online(one, "alice", PW, "phone").await;
+    let mut bob = online(one, "bob", PW, "b").await;
+    let previd = enable_resumable(&mut alice).await;
+
+    // Node 1 made the id; the session goes to node 2, then to node 3, whose
+    // first guess (node 1) no longer has it: the directory says where.
+    for (hop, to) in [(1, two), (2, three)] {
+        let handled = alice.sm_handled().unwrap();
+        alice.drop_connection();
+        chat(&mut bob, "alice@localhost/phone", &format!("hop-{hop}")).await;
+        sync(&mut bob).await;
+        let (mut resumed, _) = resume(to, "alice", "phone", &previd, handled)
+            .await
+            .unwrap_or_else(|error| panic!("resumption {hop}: {error}"));
+        expect_body(&mut resumed, &format!("hop-{hop}")).await;
+        alice = resumed;
+    }
+    chat(&mut bob, "alice@localhost/phone", "found").await;
+    expect_body(&mut alice, "found").await;
+    barrier(&mut bob, &mut alice).await;
+    assert_none(&alice, "a message twice", |e| {
+        is_message(e) && body(e).starts_with("hop-")
+    });
+}
