@@ -243,3 +243,37 @@ async fn t60_enable_before_bind_and_resume_after_it_are_unexpected() {
     );
     sync(&mut client).await;
 }
+
+#[tokio::test]
+async fn t70_an_unanswered_ack_request_detaches_the_session() {
+    let node = node_with(&["alice", "bob"], &["ack_timeout_ms = 1000"]);
+    let mut alice = online(&node, "alice", PW, "phone").await;
+    let mut bob = online(&node, "bob", PW, "b").await;
+    let previd = enable_resumable(&mut alice).await;
+    alice.set_auto_ack(false);
+    for n in 0..5 {
+        chat(
+            &mut bob,
+            "alice@localhost/phone",
+            &format!("unanswered-{n}"),
+        )
+        .await;
+    }
+    alice.expect(is_request, WAIT).await.unwrap();
+    // Silence: the server takes the connection for lost.
+    alice
+        .expect_stream_error("connection-timeout", WAIT)
+        .await
+        .unwrap();
+    let handled = alice.sm_handled().unwrap();
+    assert_eq!(handled, 5);
+    chat(&mut bob, "alice@localhost/phone", "after").await;
+    let (mut alice, _) = resume(&node, "alice", "phone", &previd, handled)
+        .await
+        .unwrap();
+    expect_body(&mut alice, "after").await;
+    barrier(&mut bob, &mut alice).await;
+    assert_none(&alice, "a message twice", |e| {
+        is_message(e) && body(e).starts_with("unanswered-")
+    });
+}

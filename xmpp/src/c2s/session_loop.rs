@@ -250,6 +250,10 @@ async fn serve(conn: &mut Conn, session: &Arc<LocalSession>, sm: &mut Sm) -> Res
         if let Some(due) = sm_stream::request_due(sm) {
             deadline = deadline.min(due);
         }
+        let ack_deadline = sm_stream::ack_deadline(&server, sm);
+        if let Some(due) = ack_deadline {
+            deadline = deadline.min(due);
+        }
         let wake = tokio::select! {
             biased;
             () = session.woken() => Wake::Session,
@@ -281,6 +285,10 @@ async fn serve(conn: &mut Conn, session: &Arc<LocalSession>, sm: &mut Sm) -> Res
                 let now = Instant::now();
                 if partial_since.is_some_and(|since| now >= since + stanza_limit) {
                     return Err(ConnError::Timeout("receiving a stanza"));
+                }
+                // XEP-0198: an <r/> left unanswered; a resumable session detaches.
+                if ack_deadline.is_some_and(|due| now >= due) {
+                    return Err(ConnError::Timeout("an acknowledgement"));
                 }
                 if now >= last_input + idle {
                     return Err(ConnError::Timeout("idle connection"));

@@ -66,6 +66,12 @@ pub(crate) fn request_due(sm: &Sm) -> Option<Instant> {
     sm.as_ref().and_then(|sm| sm.request_due)
 }
 
+/// When an unanswered `<r/>` means the connection is lost, if one is out.
+pub(crate) fn ack_deadline(server: &Server, sm: &Sm) -> Option<Instant> {
+    let timeout = server.modules.sm()?.ack_timeout()?;
+    Some(sm.as_ref()?.requested_at? + timeout)
+}
+
 /// Sends an `<r/>` if the timer has fired or the window is full.
 pub(crate) async fn request_if_due(
     conn: &mut Conn,

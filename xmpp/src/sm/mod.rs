@@ -40,6 +40,10 @@ pub struct SmConfig {
     pub request_every: u32,
     /// ... or once stanzas have waited this long unacknowledged.
     pub request_after_ms: u64,
+    /// A client that leaves an `<r/>` unanswered this long has lost its
+    /// connection: a resumable session detaches (0: wait for the idle
+    /// timeout instead).
+    pub ack_timeout_ms: u64,
 }
 
 impl Default for SmConfig {
@@ -48,6 +52,7 @@ impl Default for SmConfig {
             max_resume_secs: 300,
             request_every: 5,
             request_after_ms: 5000,
+            ack_timeout_ms: 60_000,
         }
     }
 }
@@ -97,5 +102,9 @@ impl StreamManagement {
 
     pub fn request_after(&self) -> Duration {
         Duration::from_millis(self.config.request_after_ms.max(1))
+    }
+
+    pub fn ack_timeout(&self) -> Option<Duration> {
+        (self.config.ack_timeout_ms > 0).then(|| Duration::from_millis(self.config.ack_timeout_ms))
     }
 }

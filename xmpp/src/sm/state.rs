@@ -35,6 +35,8 @@ pub struct SmState {
     since_request: u32,
     /// An `<r/>` is out and no `<a/>` came back yet.
     pub request_pending: bool,
+    /// When the pending `<r/>` went out (for the ack timeout).
+    pub requested_at: Option<tokio::time::Instant>,
     /// When an `<r/>` goes out if no more stanzas make one due sooner.
     pub request_due: Option<tokio::time::Instant>,
     pub resumption: Option<Resumption>,
@@ -119,6 +121,7 @@ impl SmState {
     /// An `<r/>` goes out now.
     pub fn requested(&mut self) {
         self.request_pending = true;
+        self.requested_at = Some(tokio::time::Instant::now());
         self.since_request = 0;
     }
 
@@ -139,6 +142,7 @@ impl SmState {
         }
         self.acked = h;
         self.request_pending = false;
+        self.requested_at = None;
         Ok(count)
     }
 }
