@@ -954,6 +954,20 @@ impl FrameHandler for ClusterNode {
                         });
                     }
                 }
+                Frame::HandoverRequest { id, request } => match self.delivery().cloned() {
+                    // Beside the link's reader: the holder of the session
+                    // may take a moment to let it go.
+                    Some(delivery) => {
+                        let link = link.clone();
+                        tokio::spawn(async move {
+                            let reply = delivery.handover(request, node).await;
+                            if link.send(Frame::HandoverReply { id, reply }).is_err() {
+                                tracing::warn!(peer = %link.peer.name, "session handover reply not queued; the peer's resumption fails");
+                            }
+                        });
+                    }
+                    None => tracing::error!("session handover request before the server was ready"),
+                },
                 Frame::Join { info } => self.handle_join(info),
                 Frame::Leave => {
                     // Before it goes: what it sent arrived, it need not
@@ -1041,6 +1055,7 @@ impl FrameHandler for ClusterNode {
                 | Frame::Auth { .. }
                 | Frame::Goodbye { .. }
                 | Frame::RaftReply { .. }
+                | Frame::HandoverReply { .. }
                 | Frame::Received { .. } => {}
             }
         })
@@ -1294,6 +1309,21 @@ impl Cluster for ClusterNode {
             self.counters.pubsub_sent.fetch_add(1, Ordering::Relaxed);
         }
         result
+    }
+
+    fn handover(
+        &self,
+        node: NodeId,
+        request: bytes::Bytes,
+        patience: Duration,
+    ) -> BoxFuture<'_, Result<bytes::Bytes, ForwardError>> {
+        let call = self
+            .transport
+            .call_with(node.0, patience, move |id| Frame::HandoverRequest {
+                id,
+                request,
+            });
+        Box::pin(async move { call.await.map(bytes::Bytes::from) })
     }
 
     fn offline_stored(&self, node: NodeId, user: &BareJid) {

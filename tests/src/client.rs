@@ -24,8 +24,11 @@ use crate::transport::{Transport, connect_tcp};
 use crate::xml_reader::{StreamEvent, XmlReader};
 
 mod negotiate;
+mod sm;
 #[cfg(test)]
 mod tests;
+
+pub use self::sm::{SM, SmEnabled};
 
 /// How long one negotiation step may take unless the caller says otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -99,6 +102,8 @@ pub struct Client {
     peer_closed: bool,
     next_id: u64,
     timeout: Duration,
+    /// XEP-0198, once enabled on this stream.
+    sm: Option<sm::SmClient>,
 }
 
 impl Client {
@@ -128,6 +133,7 @@ impl Client {
             peer_closed: false,
             next_id: 0,
             timeout: DEFAULT_TIMEOUT,
+            sm: None,
         };
         client.open_stream("stream open").await?;
         Ok(client)
@@ -442,10 +448,17 @@ impl Client {
     }
 
     /// The next top-level element from the socket (not from `pending`).
+    /// With stream management on, stanzas are counted here and the server's
+    /// `<r/>` is answered here (unless the test answers itself).
     async fn read_element(&mut self, step: &'static str) -> Result<Element, ClientError> {
         loop {
             match self.read_event(step).await? {
-                StreamEvent::Stanza(element) => return Ok(element),
+                StreamEvent::Stanza(element) => {
+                    if self.sm_read(&element).await? {
+                        continue;
+                    }
+                    return Ok(element);
+                }
                 StreamEvent::Close => {
                     self.peer_closed = true;
                     return Err(ClientError::Closed {

@@ -87,6 +87,13 @@ pub enum ClientError {
         error_type: String,
         stanza: String,
     },
+    /// XEP-0198 `<failed/>` in answer to `<enable/>` or `<resume/>`.
+    #[error("{step}: stream management failed: <{condition}/> (h {h:?})")]
+    SmFailed {
+        step: &'static str,
+        condition: String,
+        h: Option<u32>,
+    },
     #[error("{step}: bad JID {jid:?}: {source}")]
     Jid {
         step: &'static str,
@@ -125,6 +132,7 @@ impl ClientError {
                 step, condition, ..
             } => format!("iq-error:{step}:{condition}"),
             ClientError::Jid { step, .. } => format!("bad-jid:{step}"),
+            ClientError::SmFailed { condition, .. } => format!("sm:{condition}"),
         }
     }
 

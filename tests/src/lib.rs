@@ -35,7 +35,7 @@ pub mod tools;
 pub mod transport;
 pub mod xml_reader;
 
-pub use client::{Client, DEFAULT_TIMEOUT, LoginOptions, TlsMode};
+pub use client::{Client, DEFAULT_TIMEOUT, LoginOptions, SM, SmEnabled, TlsMode};
 pub use cluster::{ClusterBuilder, TestCluster};
 pub use error::ClientError;
 pub use node::{NodeBuilder, TestNode, free_port, starling_binary};

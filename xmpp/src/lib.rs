@@ -30,6 +30,7 @@ pub mod roster;
 pub mod router;
 pub mod server;
 pub mod session;
+pub mod sm;
 pub mod stanza;
 pub mod storage;
 pub mod stream;

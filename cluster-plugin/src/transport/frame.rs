@@ -20,7 +20,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 /// with [`Frame::Received`]; 3: a kick says why; 4: pub/sub interest and
 /// events; 5: interest changes are numbered and acknowledged; 6: late
 /// pub/sub notifications, `PubSubEventKind::Notification`; 7: links are TLS
-/// by default and the secret's proof covers the TLS exporter value; 8: a
+/// by default and the secret's proof covers the TLS exporter value; 8:
+/// session handover for XEP-0198 resumption on another member, and a
 /// member's status carries its client stanza count).
 pub const PROTOCOL_VERSION: u32 = 8;
 
@@ -190,6 +191,18 @@ pub enum Frame {
     InterestAck {
         seq: u64,
     },
+    /// A client resumes on the sender a session the receiver holds: hand it
+    /// over. The payload is the server's, carried untouched.
+    HandoverRequest {
+        id: u64,
+        request: Bytes,
+    },
+    /// The answer to [`Frame::HandoverRequest`] `id`: the session's state,
+    /// or why it cannot be resumed.
+    HandoverReply {
+        id: u64,
+        reply: Bytes,
+    },
 }
 
 /// The owner's pub/sub interest set, replicated to every member.
@@ -316,6 +329,14 @@ mod tests {
                 interested: false,
             }),
             Frame::InterestAck { seq: 5 },
+            Frame::HandoverRequest {
+                id: 9,
+                request: Bytes::from_static(b"{\"previd\":\"x\"}"),
+            },
+            Frame::HandoverReply {
+                id: 9,
+                reply: Bytes::from_static(b"{}"),
+            },
             Frame::PubSub(PubSubEvent {
                 node: "news".into(),
                 kind: starling_core::cluster::PubSubEventKind::Published {

@@ -332,6 +332,17 @@ impl Transport {
         payload: Vec<u8>,
         timeout: Duration,
     ) -> BoxFuture<'static, Result<Vec<u8>, ForwardError>> {
+        self.call_with(node, timeout, move |id| Frame::RaftRequest { id, payload })
+    }
+
+    /// Sends the request `frame` makes for a call id and waits for the reply
+    /// frame carrying that id (see [`Transport::complete_call`]).
+    pub fn call_with(
+        self: &Arc<Self>,
+        node: u64,
+        timeout: Duration,
+        frame: impl FnOnce(u64) -> Frame + Send + 'static,
+    ) -> BoxFuture<'static, Result<Vec<u8>, ForwardError>> {
         let transport = self.clone();
         Box::pin(async move {
             let id = transport.next_call.fetch_add(1, Ordering::Relaxed);
@@ -341,7 +352,7 @@ impl Transport {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(id, reply);
-            let sent = transport.send(NodeId(node), Frame::RaftRequest { id, payload });
+            let sent = transport.send(NodeId(node), frame(id));
             let result = match sent {
                 Ok(()) => match tokio::time::timeout(timeout, answer).await {
                     Ok(Ok(payload)) => Ok(payload),
@@ -510,6 +521,10 @@ impl Transport {
                 Ok(Some(Frame::RaftReply { id, payload })) => {
                     link.heard();
                     self.complete_call(id, payload);
+                }
+                Ok(Some(Frame::HandoverReply { id, reply })) => {
+                    link.heard();
+                    self.complete_call(id, reply.to_vec());
                 }
                 Ok(Some(Frame::Received { envelopes })) => {
                     link.heard();

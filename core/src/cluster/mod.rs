@@ -259,6 +259,20 @@ pub trait Cluster: Send + Sync + 'static {
         let _ = event;
         Err(ForwardError::UnknownNode(node))
     }
+
+    /// Asks another member to hand over a session a client resumes here
+    /// (XEP-0198): `request` and the reply are the server's own encoding,
+    /// which the cluster carries untouched. Fails when the member cannot be
+    /// reached or does not answer within `patience`.
+    fn handover(
+        &self,
+        node: NodeId,
+        request: Bytes,
+        patience: Duration,
+    ) -> BoxFuture<'_, Result<Bytes, ForwardError>> {
+        let _ = (request, patience);
+        Box::pin(std::future::ready(Err(ForwardError::UnknownNode(node))))
+    }
 }
 
 /// What the cluster module hands back to the server.
@@ -297,6 +311,10 @@ pub trait LocalDelivery: Send + Sync + 'static {
     fn client_stanzas(&self) -> u64 {
         0
     }
+
+    /// Another member asks for a session a client is resuming there (see
+    /// [`Cluster::handover`]); the answer goes back to it as it is.
+    fn handover(&self, request: Bytes, from: NodeId) -> BoxFuture<'_, Bytes>;
 }
 
 /// The cluster module of a single node: there are no other members.

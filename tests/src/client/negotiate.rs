@@ -263,7 +263,7 @@ impl Client {
         Err(self.missing(step, &format!("<{name} xmlns='{namespace}'/>")))
     }
 
-    fn missing(&self, step: &'static str, feature: &str) -> ClientError {
+    pub(super) fn missing(&self, step: &'static str, feature: &str) -> ClientError {
         ClientError::MissingFeature {
             step,
             feature: feature.to_owned(),

@@ -23,9 +23,13 @@ pub(crate) enum ConnError {
         condition: &'static str,
         text: String,
     },
-    /// The client closed the TCP connection (or the stream, cleanly).
+    /// The client closed the TCP connection (or the stream, during negotiation).
     #[error("closed by the client")]
     ClosedByPeer,
+    /// The client closed its stream (`</stream:stream>`) of a bound session:
+    /// the session ends, resumable or not.
+    #[error("stream closed by the client")]
+    StreamClosed,
     #[error("{0} timed out")]
     Timeout(&'static str),
 }

@@ -9,8 +9,9 @@ use tokio::net::TcpStream;
 use tracing::Instrument;
 
 use super::conn::{Conn, ConnError};
+use super::negotiate::Negotiated;
 use super::transport::Transport;
-use super::{negotiate, session_loop};
+use super::{detached, negotiate, session_loop};
 use crate::server::Server;
 
 pub(super) async fn run(socket: TcpStream, peer: SocketAddr, server: Arc<Server>) {
@@ -24,18 +25,31 @@ pub(super) async fn run(socket: TcpStream, peer: SocketAddr, server: Arc<Server>
         // Boxed: the negotiation's state is large and only needed briefly;
         // inline it would stay in every idle session's task.
         let negotiating = Box::pin(negotiate::negotiate(&mut conn));
-        let error = match negotiating.await {
-            Ok(bound) => {
+        let ended = match negotiating.await {
+            Ok(Negotiated::Bound(bound)) => {
                 tracing::Span::current().record("jid", tracing::field::display(&bound.jid));
                 Box::pin(session_loop::run(&mut conn, bound)).await
             }
-            Err(error) => Some(error),
+            Ok(Negotiated::Resumed(resumed)) => {
+                let jid = &resumed.taken.session.jid;
+                tracing::Span::current().record("jid", tracing::field::display(jid));
+                Box::pin(session_loop::resumed(&mut conn, resumed)).await
+            }
+            Err(error) => session_loop::Ended {
+                error: Some(error),
+                detached: None,
+            },
         };
-        log_end(error.as_ref());
-        conn.finish(error.as_ref()).await;
+        log_end(ended.error.as_ref());
+        conn.finish(ended.error.as_ref()).await;
         metrics
             .connections_open
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        if let Some(waiting) = ended.detached {
+            // The socket and the parser go; the session waits without them.
+            drop(conn);
+            Box::pin(detached::wait(server, waiting)).await;
+        }
     }
     .instrument(span)
     .await
@@ -43,7 +57,9 @@ pub(super) async fn run(socket: TcpStream, peer: SocketAddr, server: Arc<Server>
 
 fn log_end(error: Option<&ConnError>) {
     match error {
-        None | Some(ConnError::ClosedByPeer) => tracing::debug!("connection closed"),
+        None | Some(ConnError::ClosedByPeer | ConnError::StreamClosed) => {
+            tracing::debug!("connection closed")
+        }
         Some(ConnError::Io(error)) => tracing::debug!(%error, "connection lost"),
         Some(error @ ConnError::Timeout(_)) => tracing::debug!(%error, "connection timed out"),
         Some(error @ ConnError::Stream { .. }) => tracing::info!(%error, "stream error"),

@@ -5,15 +5,18 @@
 //! - `conn`: the socket side (events in, bytes out, stream errors).
 //! - `transport`: plain or TLS socket without a parked read buffer.
 //! - `negotiate`, `sasl`, `legacy`: everything before the session exists.
-//! - `session_loop`: the bound session.
+//! - `session_loop`: the bound session; `stream_management`: XEP-0198 on it.
+//! - `detached`: a resumable session waiting for its client (XEP-0198).
 //! - `limits`: per-IP rate and authentication-failure limits.
 
 mod conn;
 mod connection;
+mod detached;
 mod legacy;
 pub mod limits;
 pub mod listener;
 mod negotiate;
 mod sasl;
 mod session_loop;
+mod stream_management;
 mod transport;

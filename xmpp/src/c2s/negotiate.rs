@@ -13,8 +13,10 @@ use starling_core::xml::{Element, ns};
 use tokio::time::Instant;
 
 use super::conn::{Conn, ConnError};
+use super::session_loop::Resumed;
 use super::{legacy, sasl};
 use crate::modules::register;
+use crate::sm::{self, wire as sm_wire};
 use crate::stanza::{Condition, IqType, Stanza, StanzaError, error_reply};
 use crate::stream::{StreamEvent, StreamHeader};
 
@@ -23,6 +25,12 @@ use crate::stream::{StreamEvent, StreamHeader};
 pub(crate) struct Bound {
     pub(crate) jid: FullJid,
     pub(crate) reply: Element,
+}
+
+/// How negotiation ended: a new resource, or a session resumed (XEP-0198).
+pub(crate) enum Negotiated {
+    Bound(Bound),
+    Resumed(Resumed),
 }
 
 /// What the client has achieved so far on this connection.
@@ -34,7 +42,7 @@ struct Progress {
     failures: u32,
 }
 
-pub(crate) async fn negotiate(conn: &mut Conn) -> Result<Bound, ConnError> {
+pub(crate) async fn negotiate(conn: &mut Conn) -> Result<Negotiated, ConnError> {
     let timeout = Duration::from_secs(conn.server.limits().negotiation_timeout_secs);
     let deadline = Instant::now() + timeout;
     let mut progress = Progress::default();
@@ -135,12 +143,12 @@ fn features(conn: &Conn, progress: &Progress) -> Element {
 }
 
 /// Handles the top-level elements of one stream until it restarts
-/// (`Ok(None)`) or a resource is bound (`Ok(Some)`).
+/// (`Ok(None)`) or a resource is bound or a session resumed (`Ok(Some)`).
 async fn stream_turn(
     conn: &mut Conn,
     progress: &mut Progress,
     deadline: Instant,
-) -> Result<Option<Bound>, ConnError> {
+) -> Result<Option<Negotiated>, ConnError> {
     loop {
         let element = match conn.next_event(deadline, "stream negotiation").await? {
             StreamEvent::Stanza(element) => element,
@@ -183,8 +191,31 @@ async fn stream_turn(
                     }
                 };
                 if let Some(bound) = negotiation_iq(conn, progress, stanza, tls_allowed).await? {
-                    return Ok(Some(bound));
+                    return Ok(Some(Negotiated::Bound(bound)));
                 }
+            }
+            (sm_wire::NS, "resume") if conn.server.modules.sm().is_some() => {
+                let Some(user) = progress.user.clone() else {
+                    return Err(ConnError::stream("not-authorized", "Authenticate first"));
+                };
+                let resuming = Box::pin(sm::resume::resume(&conn.server, &user, &element));
+                match resuming.await {
+                    Ok((taken, previd)) => {
+                        return Ok(Some(Negotiated::Resumed(Resumed { taken, previd })));
+                    }
+                    // The client may bind a new resource instead.
+                    Err(failed) => conn.send(&failed).await?,
+                }
+            }
+            (sm_wire::NS, "enable")
+                if conn.server.modules.sm().is_some() && progress.user.is_some() =>
+            {
+                let failed = sm_wire::failed(
+                    "unexpected-request",
+                    None,
+                    Some("Bind a resource before enabling stream management"),
+                );
+                conn.send(&failed).await?;
             }
             (namespace, name) => {
                 let text = format!("<{name} xmlns='{namespace}'/> before authentication");

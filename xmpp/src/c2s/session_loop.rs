@@ -2,6 +2,11 @@
 //! from the mailbox go to the socket, and timers keep idle and trickling
 //! clients in check. On the way out, nothing queued is lost: messages are
 //! routed again (another resource or offline storage), requests bounced.
+//!
+//! With XEP-0198 enabled the loop counts stanzas both ways, keeps what it
+//! wrote until the client acknowledges it (`stream_management`), and a
+//! resumable session whose socket is lost is not ended but detached: the
+//! connection task then waits for a resumption (`detached`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,18 +18,40 @@ use tokio::time::{Instant, sleep_until};
 
 use super::conn::{Conn, ConnError};
 use super::negotiate::Bound;
+use super::stream_management::{self as sm_stream, Sm};
 use crate::metrics::Outcome;
 use crate::router;
 use crate::server::Server;
 use crate::session::{CloseReason, LocalSession};
+use crate::sm::{SmState, Taken, wire};
 use crate::stanza::{Condition, IqType, Stanza, StanzaError, StanzaParseError, error_reply};
 use crate::stream::StreamEvent;
 
 /// Stanzas taken from the mailbox for one write.
 const WRITE_BATCH: usize = 256;
 
-/// Runs the session until it ends; returns why (None: closed cleanly).
-pub(crate) async fn run(conn: &mut Conn, bound: Bound) -> Option<ConnError> {
+/// How a connection's session part ended.
+pub(crate) struct Ended {
+    /// Why (None: closed cleanly); sent to the client if it is a stream error.
+    pub(crate) error: Option<ConnError>,
+    /// The socket is gone but the session waits for its client to resume.
+    pub(crate) detached: Option<Detached>,
+}
+
+/// A resumable session without a connection.
+pub(crate) struct Detached {
+    pub(crate) session: Arc<LocalSession>,
+    pub(crate) sm: Box<SmState>,
+}
+
+/// A session taken over by a `<resume/>` on this connection.
+pub(crate) struct Resumed {
+    pub(crate) taken: Taken,
+    pub(crate) previd: String,
+}
+
+/// Runs a newly bound session until the connection ends.
+pub(crate) async fn run(conn: &mut Conn, bound: Bound) -> Ended {
     let server = conn.server.clone();
     let queue = server.limits().session_queue;
     let session = LocalSession::new(server.sessions.next_id(), bound.jid, queue);
@@ -49,18 +76,102 @@ pub(crate) async fn run(conn: &mut Conn, bound: Bound) -> Option<ConnError> {
     let opening = Box::pin(server.modules.session_opened(&server, &session));
     opening.await;
     let sending = Box::pin(conn.send(&bound.reply));
-    let result = match sending.await {
-        Ok(()) => serve(conn, &session).await,
-        Err(error) => Err(error),
+    match sending.await {
+        Ok(()) => attend(conn, session, None).await,
+        Err(error) => {
+            end_session(&server, &session, None).await;
+            Ended {
+                error: Some(error),
+                detached: None,
+            }
+        }
+    }
+}
+
+/// Continues a session this connection resumed: `<resumed/>`, what the
+/// client has not acknowledged again, then the usual loop.
+pub(crate) async fn resumed(conn: &mut Conn, resumed: Resumed) -> Ended {
+    let Resumed {
+        taken: Taken { session, sm },
+        previd,
+    } = resumed;
+    let mut out = Vec::new();
+    wire::resumed(&previd, sm.inbound()).write_to(&mut out, ns::CLIENT);
+    for stanza in sm.unacked() {
+        stanza.write_to(&mut out, ns::CLIENT);
+    }
+    let writing = Box::pin(conn.write(&out));
+    if let Err(error) = writing.await {
+        // Lost again at once: the session waits again.
+        return Ended {
+            error: Some(error),
+            detached: Some(Detached { session, sm }),
+        };
+    }
+    attend(conn, session, Some(sm)).await
+}
+
+/// Serves the session, then ends it, detaches it, or hands it to the
+/// connection that resumed it.
+async fn attend(conn: &mut Conn, session: Arc<LocalSession>, sm: Sm) -> Ended {
+    let server = conn.server.clone();
+    let mut sm = sm;
+    let result = serve(conn, &session, &mut sm).await;
+    let mut sm = match sm_stream::hand_over(&server, &session, sm) {
+        Ok(()) => {
+            return Ended {
+                error: Some(ConnError::stream(
+                    "conflict",
+                    "The session was resumed on another connection",
+                )),
+                detached: None,
+            };
+        }
+        Err(sm) => sm,
     };
-    server.sessions.unbind(&session);
-    let ending = Box::pin(session_ended(&server, &session));
+    let detachable = matches!(
+        result,
+        Err(ConnError::Io(_) | ConnError::ClosedByPeer | ConnError::Timeout(_))
+    );
+    if detachable && !session.is_closing() {
+        if let Some(state) = sm.take_if(|state| state.resumption.is_some()) {
+            return Ended {
+                error: result.err(),
+                detached: Some(Detached { session, sm: state }),
+            };
+        }
+    }
+    end_session(&server, &session, sm).await;
+    Ended {
+        error: result.err(),
+        detached: None,
+    }
+}
+
+/// The session ends for good: unbound, contacts told, and what it had not
+/// delivered routed again (what the client did not acknowledge first).
+pub(crate) async fn end_session(server: &Server, session: &Arc<LocalSession>, sm: Sm) {
+    server.sessions.unbind(session);
+    let ending = Box::pin(session_ended(server, session));
     ending.await;
-    for element in session.shut_mailbox() {
-        let rerouting = Box::pin(reroute_undelivered(conn, &session, *element));
+    let mut undelivered = Vec::new();
+    if let Some(mut sm) = sm {
+        if let (Some(service), Some(resumption)) = (server.modules.sm(), &sm.resumption) {
+            service.registry.remove(&resumption.key, session);
+            // A client resuming too late still learns what was handled.
+            let keep = Duration::from_secs(resumption.max_secs.into());
+            let user = session.jid.to_bare();
+            service
+                .registry
+                .ended(resumption.key, user, sm.inbound(), keep);
+        }
+        undelivered = sm.take_unacked();
+    }
+    undelivered.extend(session.shut_mailbox());
+    for element in undelivered {
+        let rerouting = Box::pin(reroute_undelivered(server, session, *element));
         rerouting.await;
     }
-    result.err()
 }
 
 /// The session is unbound here: the cluster forgets it, then the modules'
@@ -91,7 +202,7 @@ enum Wake {
     Timer,
 }
 
-async fn serve(conn: &mut Conn, session: &Arc<LocalSession>) -> Result<(), ConnError> {
+async fn serve(conn: &mut Conn, session: &Arc<LocalSession>, sm: &mut Sm) -> Result<(), ConnError> {
     let server = conn.server.clone();
     let limits = server.limits();
     let idle = Duration::from_secs(limits.idle_timeout_secs);
@@ -100,33 +211,49 @@ async fn serve(conn: &mut Conn, session: &Arc<LocalSession>) -> Result<(), ConnE
     let mut partial_since: Option<Instant> = None;
     let mut pinged = false;
     // Whatever arrived with the bind request is already buffered.
-    let processing = Box::pin(process_input(conn, session));
+    let processing = Box::pin(process_input(conn, session, sm));
     processing.await?;
     loop {
+        if sm_stream::takeover_waiting(&server, sm) {
+            return Err(ConnError::stream(
+                "conflict",
+                "The session was resumed on another connection",
+            ));
+        }
         if let Some(reason) = session.close_reason() {
             if reason == CloseReason::AccountRemoved {
                 // The removal's own result (XEP-0077 3.2) is queued and must
                 // precede the stream error; a deleted account's stanzas have
                 // nowhere else to go.
-                let writing = Box::pin(write_queued(conn, session));
+                let writing = Box::pin(write_queued(conn, session, sm));
                 writing.await?;
             }
             return Err(ConnError::stream(reason.condition(), reason.text()));
         }
-        if session.has_queued() {
-            let writing = Box::pin(write_queued(conn, session));
+        if session.has_queued() && sm_stream::room(&server, sm) > 0 {
+            let writing = Box::pin(write_queued(conn, session, sm));
             writing.await?;
             continue;
         }
+        // Unacknowledged stanzas fill the window: ask for an ack and wait.
+        let requesting = Box::pin(sm_stream::request_if_due(conn, sm, Instant::now()));
+        requesting.await?;
         let idle_deadline = if pinged {
             last_input + idle
         } else {
             last_input + idle / 2
         };
-        let deadline = match partial_since {
+        let mut deadline = match partial_since {
             Some(since) => idle_deadline.min(since + stanza_limit),
             None => idle_deadline,
         };
+        if let Some(due) = sm_stream::request_due(sm) {
+            deadline = deadline.min(due);
+        }
+        let ack_deadline = sm_stream::ack_deadline(&server, sm);
+        if let Some(due) = ack_deadline {
+            deadline = deadline.min(due);
+        }
         let wake = tokio::select! {
             biased;
             () = session.woken() => Wake::Session,
@@ -141,7 +268,7 @@ async fn serve(conn: &mut Conn, session: &Arc<LocalSession>) -> Result<(), ConnE
                     last_input = Instant::now();
                     pinged = false;
                 }
-                let processing = Box::pin(process_input(conn, session));
+                let processing = Box::pin(process_input(conn, session, sm));
                 let completed = processing.await?;
                 if conn.peer_closed() {
                     return Err(ConnError::ClosedByPeer);
@@ -159,6 +286,10 @@ async fn serve(conn: &mut Conn, session: &Arc<LocalSession>) -> Result<(), ConnE
                 if partial_since.is_some_and(|since| now >= since + stanza_limit) {
                     return Err(ConnError::Timeout("receiving a stanza"));
                 }
+                // XEP-0198: an <r/> left unanswered; a resumable session detaches.
+                if ack_deadline.is_some_and(|due| now >= due) {
+                    return Err(ConnError::Timeout("an acknowledgement"));
+                }
                 if now >= last_input + idle {
                     return Err(ConnError::Timeout("idle connection"));
                 }
@@ -166,9 +297,11 @@ async fn serve(conn: &mut Conn, session: &Arc<LocalSession>) -> Result<(), ConnE
                     // XEP-0199: a dead client shows itself by not answering.
                     pinged = true;
                     let ping = keepalive_ping(&server.domain, &session.jid.to_string());
-                    let sending = Box::pin(conn.send(&ping));
+                    let sending = Box::pin(send_stanza(conn, sm, ping));
                     sending.await?;
                 }
+                let requesting = Box::pin(sm_stream::request_if_due(conn, sm, now));
+                requesting.await?;
             }
         }
     }
@@ -183,10 +316,16 @@ fn keepalive_ping(domain: &str, to: &str) -> Element {
         .with_child(Element::new("ping", ns::PING))
 }
 
-/// Writes what is queued, in one write per batch.
-async fn write_queued(conn: &mut Conn, session: &LocalSession) -> Result<(), ConnError> {
+/// Writes what is queued, in one write per batch (with stream management:
+/// no more than the client may leave unacknowledged, and an `<r/>` when due).
+async fn write_queued(
+    conn: &mut Conn,
+    session: &LocalSession,
+    sm: &mut Sm,
+) -> Result<(), ConnError> {
     let mut batch = Vec::new();
-    session.take_queued(WRITE_BATCH, &mut batch);
+    let room = sm_stream::room(&conn.server, sm);
+    session.take_queued(WRITE_BATCH.min(room), &mut batch);
     if batch.is_empty() {
         return Ok(());
     }
@@ -195,7 +334,20 @@ async fn write_queued(conn: &mut Conn, session: &LocalSession) -> Result<(), Con
     for element in batch {
         metrics.stanza_out(kind_of(&element));
         element.write_to(&mut out, ns::CLIENT);
+        sm_stream::wrote(sm, element);
     }
+    sm_stream::append_request(&conn.server, sm, &mut out, Instant::now());
+    conn.write(&out).await
+}
+
+/// Writes one stanza the connection makes itself (an error reply, a ping),
+/// counted like those from the mailbox.
+async fn send_stanza(conn: &mut Conn, sm: &mut Sm, stanza: Element) -> Result<(), ConnError> {
+    conn.server.metrics.stanza_out(kind_of(&stanza));
+    let mut out = Vec::with_capacity(256);
+    stanza.write_to(&mut out, ns::CLIENT);
+    sm_stream::wrote(sm, Box::new(stanza));
+    sm_stream::append_request(&conn.server, sm, &mut out, Instant::now());
     conn.write(&out).await
 }
 
@@ -208,13 +360,17 @@ fn kind_of(element: &Element) -> StanzaKind {
 }
 
 /// Handles every complete event the parser holds; returns how many.
-async fn process_input(conn: &mut Conn, session: &Arc<LocalSession>) -> Result<usize, ConnError> {
+async fn process_input(
+    conn: &mut Conn,
+    session: &Arc<LocalSession>,
+    sm: &mut Sm,
+) -> Result<usize, ConnError> {
     let mut handled = 0;
     while let Some(event) = conn.parser.next_event()? {
         handled += 1;
         match event {
-            StreamEvent::Stanza(element) => handle_element(conn, session, element).await?,
-            StreamEvent::End => return Err(ConnError::ClosedByPeer),
+            StreamEvent::Stanza(element) => handle_element(conn, session, sm, element).await?,
+            StreamEvent::End => return Err(ConnError::StreamClosed),
             StreamEvent::Header(_) => {
                 return Err(ConnError::stream(
                     "not-well-formed",
@@ -229,9 +385,32 @@ async fn process_input(conn: &mut Conn, session: &Arc<LocalSession>) -> Result<u
 async fn handle_element(
     conn: &mut Conn,
     session: &Arc<LocalSession>,
+    sm: &mut Sm,
     element: Element,
 ) -> Result<(), ConnError> {
     let server = conn.server.clone();
+    if element.ns() == wire::NS && server.modules.sm().is_some() {
+        let handling = Box::pin(sm_stream::element(conn, session, sm, element));
+        return handling.await;
+    }
+    if let (crate::modules::csi::CSI, Some(csi)) = (element.ns(), server.modules.csi()) {
+        // XEP-0352 elements are not stanzas: stream management counts none.
+        let active = match element.name() {
+            "active" => true,
+            "inactive" => false,
+            other => {
+                return Err(ConnError::stream(
+                    "unsupported-stanza-type",
+                    format!(
+                        "<{other}/> is not a client state ({})",
+                        crate::modules::csi::CSI
+                    ),
+                ));
+            }
+        };
+        csi.set_active(session, active);
+        return Ok(());
+    }
     if element.ns() != ns::CLIENT {
         return Err(ConnError::stream(
             "unsupported-stanza-type",
@@ -256,13 +435,17 @@ async fn handle_element(
             ));
         }
         Err((element, error)) => {
+            sm_stream::received(sm);
             if element.attr("type") != Some("error") {
-                conn.send(&error_reply(&element, &error.to_stanza_error()))
-                    .await?;
+                let reply = error_reply(&element, &error.to_stanza_error());
+                send_stanza(conn, sm, reply).await?;
             }
             return Ok(());
         }
     };
+    // Counted as handled before it is routed: the stanza is the server's
+    // from here on, even if this connection is lost while it travels.
+    sm_stream::received(sm);
     server.metrics.stanza_in(stanza.kind);
     match &stanza.from {
         None => stanza.stamp_from(&session.jid),
@@ -282,8 +465,7 @@ async fn handle_element(
 
 /// A stanza was queued for this session but never written: give it another
 /// route so nothing is silently lost.
-async fn reroute_undelivered(conn: &Conn, session: &LocalSession, element: Element) {
-    let server = &conn.server;
+async fn reroute_undelivered(server: &Server, session: &LocalSession, element: Element) {
     let Ok(stanza) = Stanza::from_server(element) else {
         return server.metrics.outcome(Outcome::Discarded);
     };

@@ -500,6 +500,7 @@ impl Module for BlockingModule {
                 Hook::Offline,
                 Hook::SessionOpened,
                 Hook::SessionClosed,
+                Hook::SessionMoved,
                 Hook::UserDeleted,
             ],
             server_disco: vec![Disco::Feature(NS_BLOCKING)],
@@ -726,6 +727,31 @@ impl Module for BlockingModule {
                     self.lists.remove(&owner.to_string());
                 }
             }
+        })
+    }
+
+    fn export_session(&self, server: &Server, session: &LocalSession) -> Option<String> {
+        let interested = self.interested().remove(&session.id);
+        let user = session.jid.to_bare();
+        if !server.sessions.has_resources(&user) {
+            if let Some(owner) = user.node() {
+                self.lists.remove(&owner.to_string());
+            }
+        }
+        interested.then(|| "interested".to_owned())
+    }
+
+    fn import_session<'a>(
+        &'a self,
+        server: &'a Server,
+        session: &'a Arc<LocalSession>,
+        state: Option<&'a str>,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            if state == Some("interested") {
+                self.interested().insert(session.id);
+            }
+            self.session_opened(server, session).await;
         })
     }
 

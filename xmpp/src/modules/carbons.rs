@@ -66,6 +66,7 @@ impl Module for Carbons {
                 Hook::Inbound,
                 Hook::Deliver,
                 Hook::SessionClosed,
+                Hook::SessionMoved,
             ],
             server_disco: vec![Disco::Feature(CARBONS)],
             ..Registration::default()
@@ -167,6 +168,25 @@ impl Module for Carbons {
     ) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             self.enabled.remove(&session.jid);
+        })
+    }
+
+    fn export_session(&self, _server: &Server, session: &LocalSession) -> Option<String> {
+        self.enabled
+            .remove(&session.jid)
+            .map(|()| "enabled".to_owned())
+    }
+
+    fn import_session<'a>(
+        &'a self,
+        _server: &'a Server,
+        session: &'a Arc<LocalSession>,
+        state: Option<&'a str>,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            if state == Some("enabled") {
+                self.enabled.set(&session.jid, ());
+            }
         })
     }
 

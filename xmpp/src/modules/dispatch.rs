@@ -27,6 +27,10 @@ pub struct Modules {
     stream_features: Vec<StreamFeature>,
     /// Cache name -> the module keeping it.
     caches: HashMap<String, usize>,
+    /// XEP-0198, when the `sm` module is enabled.
+    sm: Option<Arc<crate::sm::StreamManagement>>,
+    /// The index of the `csi` module (XEP-0352), when enabled.
+    csi: Option<usize>,
 }
 
 impl Modules {
@@ -46,6 +50,8 @@ impl Modules {
             account_disco: Vec::new(),
             stream_features: Vec::new(),
             caches: HashMap::new(),
+            sm: None,
+            csi: None,
         };
         for (index, module) in all.iter().enumerate() {
             let registration = module.registration();
@@ -73,6 +79,12 @@ impl Modules {
                 if !hooked.contains(&index) {
                     hooked.push(index);
                 }
+            }
+            if let Some(sm) = module.stream_management() {
+                modules.sm = Some(sm);
+            }
+            if module.client_state().is_some() {
+                modules.csi = Some(index);
             }
             modules.server_disco.extend(registration.server_disco);
             modules.account_disco.extend(registration.account_disco);
@@ -276,6 +288,43 @@ impl Modules {
     ) {
         for module in self.hooked(Hook::PeerSessions) {
             module.peer_sessions(server, sessions, regained_from).await;
+        }
+    }
+
+    /// Stream management (XEP-0198), when enabled.
+    pub fn sm(&self) -> Option<&Arc<crate::sm::StreamManagement>> {
+        self.sm.as_ref()
+    }
+
+    /// Client state indication (XEP-0352), when enabled.
+    pub fn csi(&self) -> Option<&super::csi::CsiModule> {
+        self.csi.and_then(|index| self.all[index].client_state())
+    }
+
+    /// What each module keeps for a session that moves to another member,
+    /// by module name; each module forgets the session here.
+    pub fn export_session(&self, server: &Server, session: &LocalSession) -> Vec<(String, String)> {
+        self.hooked(Hook::SessionMoved)
+            .filter_map(|module| {
+                let state = module.export_session(server, session)?;
+                Some((module.name().to_owned(), state))
+            })
+            .collect()
+    }
+
+    /// Hands each module what it kept for a session arriving from another member.
+    pub async fn import_session(
+        &self,
+        server: &Server,
+        session: &Arc<LocalSession>,
+        states: &[(String, String)],
+    ) {
+        for module in self.hooked(Hook::SessionMoved) {
+            let state = states
+                .iter()
+                .find(|(name, _)| name == module.name())
+                .map(|(_, state)| state.as_str());
+            module.import_session(server, session, state).await;
         }
     }
 

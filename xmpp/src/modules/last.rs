@@ -74,6 +74,7 @@ impl Module for LastModule {
             hooks: vec![
                 Hook::ClientStanza,
                 Hook::SessionClosed,
+                Hook::SessionMoved,
                 Hook::PeerSessions,
                 Hook::UserDeleted,
             ],
@@ -128,6 +129,23 @@ impl Module for LastModule {
             // This session is unbound already: anything left is another one.
             if resources::resources(server, &user).is_empty() {
                 record_logout(&server.store, &user, now_ms(), &status).await;
+            }
+        })
+    }
+
+    fn export_session(&self, _server: &Server, session: &LocalSession) -> Option<String> {
+        self.statuses().remove(&session.id)
+    }
+
+    fn import_session<'a>(
+        &'a self,
+        _server: &'a Server,
+        session: &'a Arc<LocalSession>,
+        state: Option<&'a str>,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            if let Some(status) = state {
+                self.statuses().insert(session.id, status.to_owned());
             }
         })
     }

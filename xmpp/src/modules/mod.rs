@@ -29,6 +29,7 @@
 
 pub mod blocking;
 pub mod carbons;
+pub mod csi;
 pub mod disco;
 mod dispatch;
 pub mod last;
@@ -44,6 +45,7 @@ mod registry;
 pub mod roster;
 pub mod session;
 pub mod session_map;
+pub mod sm;
 pub mod vcard;
 pub mod version;
 
@@ -126,6 +128,10 @@ pub enum Hook {
     Started,
     /// disco#items to an account: items that depend on the account's data.
     AccountItems,
+    /// A session leaves this member without ending, or arrives from another
+    /// one (XEP-0198 resumption on another member): `export_session` and
+    /// `import_session` carry what the module keeps for it.
+    SessionMoved,
 }
 
 /// An entry of XEP-0030 disco#info or disco#items.
@@ -391,6 +397,36 @@ pub trait Module: Send + Sync + 'static {
     /// Figures for `/metrics` (names start with `starling_`).
     fn metrics(&self) -> Vec<Metric> {
         Vec::new()
+    }
+
+    /// The session moves to another member (its client resumed there): forget
+    /// it here without telling anyone it ended, and return what the module
+    /// keeps for it, for [`Module::import_session`] there.
+    fn export_session(&self, server: &Server, session: &LocalSession) -> Option<String> {
+        let _ = (server, session);
+        None
+    }
+
+    /// A session arrived from another member with what the module kept for
+    /// it there (`None`: nothing). Runs before the client hears it resumed.
+    fn import_session<'a>(
+        &'a self,
+        server: &'a Server,
+        session: &'a Arc<LocalSession>,
+        state: Option<&'a str>,
+    ) -> BoxFuture<'a, ()> {
+        let _ = (server, session, state);
+        Box::pin(async {})
+    }
+
+    /// XEP-0352 client state; only the `csi` module answers.
+    fn client_state(&self) -> Option<&csi::CsiModule> {
+        None
+    }
+
+    /// The stream-management service; only the `sm` module has one.
+    fn stream_management(&self) -> Option<Arc<crate::sm::StreamManagement>> {
+        None
     }
 
     /// The account is gone: remove everything the module stored for it.

@@ -168,6 +168,17 @@ const CATALOGUE: &[Entry] = &[
         enabled_by_default: true,
         build: |_, options| arc(super::private::PrivateModule::new(options)?),
     },
+    Entry {
+        name: "sm",
+        enabled_by_default: true,
+        build: |_, options| arc(super::sm::SmModule::new(options)?),
+    },
+    // Last: it holds back what every other deliver hook let through.
+    Entry {
+        name: "csi",
+        enabled_by_default: true,
+        build: |_, options| arc(super::csi::CsiModule::new(options)?),
+    },
 ];
 
 /// A module's `[modules.<name>]` section of the default config file, read

@@ -135,6 +135,15 @@ impl LocalDelivery for ServerDelivery {
             server.pubsub.receive(event, from);
         }
     }
+
+    fn handover(&self, request: bytes::Bytes, from: NodeId) -> BoxFuture<'_, bytes::Bytes> {
+        Box::pin(async move {
+            match self.server.upgrade() {
+                Some(server) => crate::sm::handover::serve(&server, &request, from).await,
+                None => bytes::Bytes::new(),
+            }
+        })
+    }
 }
 
 /// An account changed on another member: if it was removed, its sessions

@@ -174,6 +174,24 @@ impl LocalSession {
         Ok(())
     }
 
+    /// Queues stanzas a session brought from elsewhere (a resumption on
+    /// another member) ahead of anything queued since, whatever the
+    /// capacity: they were accepted once already.
+    pub fn preload(&self, stanzas: Vec<Box<Element>>) {
+        {
+            let mut mailbox = self.mailbox();
+            for stanza in stanzas.into_iter().rev() {
+                mailbox.queue.push_front(stanza);
+            }
+        }
+        self.wake.notify_one();
+    }
+
+    /// Wakes the connection without queueing anything (a takeover waits).
+    pub fn nudge(&self) {
+        self.wake.notify_one();
+    }
+
     /// Takes up to `max` queued stanzas, oldest first.
     pub fn take_queued(&self, max: usize, into: &mut Vec<Box<Element>>) {
         let mut mailbox = self.mailbox();

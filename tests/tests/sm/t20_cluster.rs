@@ -1,0 +1,176 @@
+//! XEP-0198 across the members of a three-node cluster: a session detached
+//! on one member is resumed on another with everything sent meanwhile,
+//! exactly once and in order, keeps its carbons and client state, and is
+//! reachable there from every member; a
+//! session on a member that was killed cannot be resumed, and what was
+//! sent to it after the kill waits in offline storage.
+
+use std::time::Duration;
+
+use starling_tests::{ClientError, TestCluster};
+
+use crate::support::*;
+
+const CARBONS: &str = "urn:xmpp:carbons:2";
+
+/// Members declare a silent peer down after 2 s instead of 3.
+fn quick_cluster(users: &[&str]) -> TestCluster {
+    let mut builder = TestCluster::builder(NODES)
+        .set("cluster", "heartbeat_ms = 250")
+        .set("cluster", "suspect_after_ms = 1000")
+        .set("cluster", "down_after_ms = 2000");
+    for user in users {
+        builder = builder.user(user, PW);
+    }
+    builder.start()
+}
+
+#[tokio::test]
+async fn t10_detached_on_one_member_resumed_on_another_with_a_thousand_messages() {
+    const COUNT: usize = 1000;
+    let cluster = cluster(&["alice", "bob", "carol"]);
+    let (one, two, three) = (node(&cluster, 1), node(&cluster, 2), node(&cluster, 3));
+    let mut alice = online(one, "alice", PW, "phone").await;
+    let mut laptop = online(three, "alice", PW, "laptop").await;
+    let mut bob = online(two, "bob", PW, "b").await;
+    let mut carol = online(three, "carol", PW, "c").await;
+    befriend(&mut alice, &mut bob).await;
+    let enabled = iq(
+        &mut alice,
+        "set",
+        None,
+        &format!("<enable xmlns='{CARBONS}'/>"),
+    )
+    .await;
+    assert_result(&enabled);
+    let previd = enable_resumable(&mut alice).await;
+    // Inactive (XEP-0352): that too moves with the session.
+    send(&mut alice, "<inactive xmlns='urn:xmpp:csi:0'/>").await;
+    sync(&mut alice).await;
+    let handled = alice.sm_handled().unwrap();
+    alice.drop_connection();
+
+    for n in 0..COUNT {
+        chat(&mut bob, "alice@localhost/phone", &format!("while-{n}")).await;
+    }
+    sync(&mut bob).await;
+    let (mut alice, server_h) = resume(two, "alice", "phone", &previd, handled)
+        .await
+        .unwrap_or_else(|error| panic!("resuming on node 2: {error}"));
+    assert_eq!(server_h, 1, "alice sent one ping since <enable/>");
+    assert_eq!(
+        collect(&mut alice, "while-", COUNT).await,
+        numbered("while", COUNT)
+    );
+    barrier(&mut bob, &mut alice).await;
+    assert_none(&alice, "a message twice", |e| {
+        is_message(e) && body(e).starts_with("while-")
+    });
+    assert!(two.metric("starling_sm_resumed_from_peer_total").await >= 1.0);
+    assert!(one.metric("starling_sm_handed_over_total").await >= 1.0);
+
+    // The directory points at node 2: a third member reaches the session.
+    chat(&mut carol, "alice@localhost/phone", "from node 3").await;
+    expect_body(&mut alice, "from node 3").await;
+
+    // Carbons stayed enabled: the laptop's chat is copied to the phone.
+    chat(&mut laptop, "bob@localhost/b", "from the laptop").await;
+    expect_body(&mut bob, "from the laptop").await;
+    alice
+        .expect(
+            |e| {
+                e.child("sent", CARBONS)
+                    .and_then(|sent| sent.child("forwarded", "urn:xmpp:forward:0"))
+                    .and_then(|forwarded| forwarded.children().next())
+                    .is_some_and(|message| body(message) == "from the laptop")
+            },
+            WAIT,
+        )
+        .await
+        .unwrap_or_else(|error| panic!("no carbon after the move: {error}"));
+
+    // Still inactive on node 2: of bob's presence updates only the newest
+    // waits, and comes before his next message.
+    for n in 1..=3 {
+        send(
+            &mut bob,
+            &format!("<presence><status>s{n}</status></presence>"),
+        )
+        .await;
+    }
+    sync(&mut bob).await;
+    chat(&mut bob, "alice@localhost/phone", "wake").await;
+    expect_body(&mut alice, "wake").await;
+    let statuses: Vec<String> = alice
+        .pending()
+        .filter(|e| e.name() == "presence" && e.attr("from") == Some("bob@localhost/b"))
+        .filter_map(|e| {
+            e.child("status", starling_core::xml::ns::CLIENT)
+                .map(|s| s.text())
+        })
+        .collect();
+    assert_eq!(statuses, ["s3"], "bob's presence at the inactive session");
+
+    // Contacts never saw the session go.
+    barrier(&mut alice, &mut bob).await;
+    assert_none(&bob, "unavailable presence", |e| {
+        is_unavailable_from(e, "alice@localhost")
+    });
+}
+
+#[tokio::test]
+async fn t20_a_session_on_a_killed_member_cannot_resume_and_messages_wait_offline() {
+    let mut cluster = quick_cluster(&["alice", "bob"]);
+    let mut alice = online(node(&cluster, 1), "alice", PW, "phone").await;
+    let mut bob = online(node(&cluster, 2), "bob", PW, "b").await;
+    let previd = enable_resumable(&mut alice).await;
+    alice.drop_connection();
+    cluster.kill(0);
+    cluster.wait_log(1, "cluster member is down", Duration::from_secs(30));
+
+    for n in 0..10 {
+        chat(&mut bob, "alice@localhost/phone", &format!("after-{n}")).await;
+    }
+    sync(&mut bob).await;
+    let error = resume(node(&cluster, 2), "alice", "phone", &previd, 0)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, ClientError::SmFailed { condition, .. } if condition == "item-not-found"),
+        "{error}"
+    );
+    let mut alice = online(node(&cluster, 3), "alice", PW, "phone").await;
+    assert_eq!(
+        collect(&mut alice, "after-", 10).await,
+        numbered("after", 10)
+    );
+}
+
+#[tokio::test]
+async fn t30_a_session_that_moved_is_found_where_it_went() {
+    let cluster = cluster(&["alice", "bob"]);
+    let (one, two, three) = (node(&cluster, 1), node(&cluster, 2), node(&cluster, 3));
+    let mut alice = online(one, "alice", PW, "phone").await;
+    let mut bob = online(one, "bob", PW, "b").await;
+    let previd = enable_resumable(&mut alice).await;
+
+    // Node 1 made the id; the session goes to node 2, then to node 3, whose
+    // first guess (node 1) no longer has it: the directory says where.
+    for (hop, to) in [(1, two), (2, three)] {
+        let handled = alice.sm_handled().unwrap();
+        alice.drop_connection();
+        chat(&mut bob, "alice@localhost/phone", &format!("hop-{hop}")).await;
+        sync(&mut bob).await;
+        let (mut resumed, _) = resume(to, "alice", "phone", &previd, handled)
+            .await
+            .unwrap_or_else(|error| panic!("resumption {hop}: {error}"));
+        expect_body(&mut resumed, &format!("hop-{hop}")).await;
+        alice = resumed;
+    }
+    chat(&mut bob, "alice@localhost/phone", "found").await;
+    expect_body(&mut alice, "found").await;
+    barrier(&mut bob, &mut alice).await;
+    assert_none(&alice, "a message twice", |e| {
+        is_message(e) && body(e).starts_with("hop-")
+    });
+}
