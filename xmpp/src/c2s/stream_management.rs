@@ -51,7 +51,7 @@ pub(crate) fn append_request(server: &Server, sm: &mut Sm, out: &mut Vec<u8>, no
     if state.request_pending || state.unacked_len() == 0 {
         return;
     }
-    let full = state.unacked_len() >= server.config.limits.session_queue;
+    let full = state.unacked_len() >= server.limits().session_queue;
     if state.since_request() >= service.config.request_every.max(1) || full {
         wire::request().write_to(out, ns::CLIENT);
         state.requested();
@@ -81,7 +81,7 @@ pub(crate) async fn request_if_due(
     let Some(state) = sm.as_deref_mut() else {
         return Ok(());
     };
-    let full = state.unacked_len() >= conn.server.config.limits.session_queue;
+    let full = state.unacked_len() >= conn.server.limits().session_queue;
     let due = state.request_due.is_some_and(|due| now >= due);
     if due {
         // Fired: it never fires twice (an armed past deadline would spin).

@@ -196,7 +196,7 @@ async fn import(server: &Server, previd: &str, moved: Moved) -> Option<Taken> {
     let session = LocalSession::new(
         server.sessions.next_id(),
         jid.clone(),
-        server.config.limits.session_queue,
+        server.limits().session_queue,
     );
     {
         let mut presence = session.presence();
