@@ -233,6 +233,24 @@ pub trait Cluster: Send + Sync + 'static {
     /// This node's view of the cluster, for the admin side.
     fn status(&self) -> ClusterStatus;
 
+    /// The members this node sees up, itself included, by id. Modules that
+    /// place work on one member (group chat rooms) hash over this list.
+    fn up_members(&self) -> Vec<NodeId> {
+        let me = self.node_id();
+        let mut up: Vec<NodeId> = self
+            .status()
+            .members
+            .iter()
+            .filter(|row| row.member && row.state == PeerState::Up)
+            .map(|row| NodeId(row.id))
+            .collect();
+        if !up.contains(&me) {
+            up.push(me);
+        }
+        up.sort_unstable();
+        up
+    }
+
     /// This node gained (`true`) or lost its last local watcher of pub/sub
     /// node `node`; the other members keep a replica of the set.
     fn pubsub_interest(&self, node: &str, interested: bool) {

@@ -33,6 +33,7 @@ pub mod disco;
 mod dispatch;
 pub mod last;
 pub mod mam;
+pub mod muc;
 pub mod offline;
 pub mod pep;
 pub mod ping;

@@ -168,6 +168,11 @@ const CATALOGUE: &[Entry] = &[
         enabled_by_default: true,
         build: |_, options| arc(super::private::PrivateModule::new(options)?),
     },
+    Entry {
+        name: "muc",
+        enabled_by_default: true,
+        build: |config, options| arc(super::muc::Muc::new(config, options)?),
+    },
 ];
 
 /// A module's `[modules.<name>]` section of the default config file, read

@@ -182,6 +182,12 @@ async fn deliver(server: &Server, envelope: Envelope, from: NodeId) {
             return;
         }
     }
+    // A stanza for a module's host (a group chat room on the member that
+    // hosts it, or a room's relay): the module takes it, knowing from the
+    // hop count that it came from a member.
+    if let Some(module) = server.modules.host(envelope.to.domain().as_str()) {
+        return module.clone().host_stanza(server, stanza).await;
+    }
     let target = envelope
         .to
         .try_as_full()
