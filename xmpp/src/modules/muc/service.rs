@@ -64,6 +64,12 @@ pub(super) async fn handle(muc: &Muc, server: &Server, stanza: Stanza) {
         return to_service(muc, server, stanza).await;
     }
     let room_jid = to.to_bare();
+    if sender(&stanza).is_none() {
+        // A client may send from its bare JID; a room needs the session.
+        let error = StanzaError::new(Condition::BadRequest)
+            .with_text("Rooms take stanzas from a full JID (a session)");
+        return bounce(server, &stanza, error).await;
+    }
     if !from_peer() {
         let up = server.cluster.up_members();
         let host = hosting::host_of(room_jid.as_str(), &up).unwrap_or(server.cluster.node_id());

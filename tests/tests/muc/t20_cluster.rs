@@ -1,0 +1,1 @@
+//! Group chat across a three-node cluster.

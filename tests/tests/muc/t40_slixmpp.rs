@@ -1,0 +1,1 @@
+//! slixmpp as an independent MUC client.
