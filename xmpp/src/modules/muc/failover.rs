@@ -37,13 +37,20 @@ pub(super) async fn sessions_lost(muc: &Muc, server: &Server, lost: &[FullJid]) 
     }
     let me = server.cluster.node_id();
     let up = server.cluster.up_members();
-    for (room, record) in muc.records.hosted_off(&up) {
+    // Rooms hosted here told their occupants above (and the records here
+    // saw it); what is left are rooms whose host died, and occupants a
+    // room here never had back (its rebuild raced a stanza of theirs).
+    let moving = muc.records.hosted_off(&up, me);
+    tracing::info!(lost = lost.len(), up = ?up, rooms = moving.len(), "sessions of a member lost; rooms it hosted move");
+    for (room, record) in moving {
         let Some(host) = hosting::host_of(room.as_str(), &up) else {
             continue;
         };
-        let gone = tell_gone(muc, server, &room, &record, &lost, me);
-        muc.records.moved(&room, host, &gone);
-        tracing::info!(%room, new_host = %host, occupants = record.seats.len(), "room host lost; moving this member's occupants");
+        if record.host != Some(me) {
+            tracing::info!(%room, new_host = %host, occupants = record.seats.len(), "room host lost; moving this member's occupants");
+        }
+        // The rejoin goes first: an occupant told of the move may speak at
+        // once, and its message follows the rejoin on the same link.
         let rejoin = rejoin_of(&room, &record, me);
         if host == me {
             self::rejoin(muc, server, &rejoin).await;
@@ -67,6 +74,8 @@ pub(super) async fn sessions_lost(muc: &Muc, server: &Server, lost: &[FullJid]) 
                 tracing::error!(%room, %host, %error, "could not move occupants to the room's new host");
             }
         }
+        let gone = tell_gone(muc, server, &room, &record, &lost, me);
+        muc.records.moved(&room, host, &gone);
     }
 }
 

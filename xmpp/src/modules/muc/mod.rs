@@ -124,6 +124,8 @@ pub struct Muc {
     forwarded: AtomicU64,
     messages: AtomicU64,
     rejoined: AtomicU64,
+    /// Room stanzas a dying link gave back (see `service::returned`).
+    returned: AtomicU64,
 }
 
 impl Muc {
@@ -174,6 +176,7 @@ impl Muc {
             forwarded: AtomicU64::new(0),
             messages: AtomicU64::new(0),
             rejoined: AtomicU64::new(0),
+            returned: AtomicU64::new(0),
         })
     }
 
@@ -287,6 +290,11 @@ impl Module for Muc {
                 "starling_muc_rejoined_total",
                 "Occupants moved to this member after their room's host died",
                 &self.rejoined,
+            ),
+            Metric::counter(
+                "starling_muc_returned_total",
+                "Room stanzas a dying link gave back unacknowledged (not repeated)",
+                &self.returned,
             ),
             Metric::gauge(
                 "starling_muc_rooms",

@@ -68,6 +68,7 @@ impl LocalRecords {
             .children()
             .any(|c| c.name() == "status" && c.attr("code") == Some("110"));
         let mut rooms = super::lock(&self.rooms);
+        tracing::debug!(%room, %nick, %host, is_self, unavailable, "room presence delivered here");
         let record = rooms.entry(room.clone()).or_default();
         record.host = Some(host);
         if unavailable {
@@ -106,13 +107,16 @@ impl LocalRecords {
         }
     }
 
-    /// The rooms whose last known host is not among `up`, taken out of
-    /// the records to be rebuilt; each keeps its record for the caller to
-    /// put back with the new host.
-    pub(super) fn hosted_off(&self, up: &[NodeId]) -> Vec<(BareJid, RoomRecord)> {
+    /// The rooms no live member but this one answers for: their last
+    /// known host is not among `up`, or is this member (`me`).
+    pub(super) fn hosted_off(&self, up: &[NodeId], me: NodeId) -> Vec<(BareJid, RoomRecord)> {
         super::lock(&self.rooms)
             .iter()
-            .filter(|(_, record)| record.host.is_some_and(|host| !up.contains(&host)))
+            .filter(|(_, record)| {
+                record
+                    .host
+                    .is_some_and(|host| host == me || !up.contains(&host))
+            })
             .map(|(room, record)| (room.clone(), record.clone()))
             .collect()
     }
@@ -183,10 +187,10 @@ mod tests {
         assert_eq!(seats.len(), 1);
         assert_eq!(seats[0].1.nick, "al");
         assert_eq!(seats[0].1.role, Role::Moderator);
-        let off = records.hosted_off(&[NodeId(1), NodeId(3)]);
+        let off = records.hosted_off(&[NodeId(1), NodeId(3)], NodeId(1));
         assert_eq!(off.len(), 1);
         assert_eq!(off[0].1.occupants.len(), 2);
-        assert!(records.hosted_off(&[NodeId(2)]).is_empty());
+        assert!(records.hosted_off(&[NodeId(2)], NodeId(1)).is_empty());
         records.observe(
             &me,
             &presence("r@c/al", true, &["110"], "none"),
@@ -194,6 +198,6 @@ mod tests {
             NodeId(2),
         );
         assert!(records.seats_of(&me).is_empty());
-        assert!(records.hosted_off(&[]).is_empty());
+        assert!(records.hosted_off(&[], NodeId(1)).is_empty());
     }
 }

@@ -70,14 +70,41 @@ pub(super) async fn handle(muc: &Muc, server: &Server, stanza: Stanza) {
             .with_text("Rooms take stanzas from a full JID (a session)");
         return bounce(server, &stanza, error).await;
     }
-    if !from_peer() {
-        let up = server.cluster.up_members();
-        let host = hosting::host_of(room_jid.as_str(), &up).unwrap_or(server.cluster.node_id());
-        if host != server.cluster.node_id() {
-            return forward(muc, server, stanza, host).await;
-        }
+    if crate::router::cluster::returned_by_a_dying_link() {
+        return returned(muc, server, stanza).await;
     }
-    let nick = to.resource().map(|r| r.to_string());
+    if !from_peer() {
+        let Some(stanza) = forward(muc, server, stanza, &room_jid).await else {
+            return;
+        };
+        return at_host(muc, server, stanza, room_jid).await;
+    }
+    at_host(muc, server, stanza, room_jid).await
+}
+
+/// A stanza this member forwarded to a room's host whose link died before
+/// acknowledging it: the host may have handled it (a join, an answered
+/// iq), so it is not handled twice. The sender of a message hears that it
+/// may be lost and can send it again; the rest is counted and logged.
+async fn returned(muc: &Muc, server: &Server, stanza: Stanza) {
+    muc.returned.fetch_add(1, Ordering::Relaxed);
+    if stanza.kind == StanzaKind::Message && !stanza.is_error() {
+        let error = StanzaError::new(Condition::ServiceUnavailable)
+            .with_type(crate::stanza::ErrorType::Wait)
+            .with_text("The room's host went down; the message may not have reached the room");
+        return bounce(server, &stanza, error).await;
+    }
+    tracing::info!(from = ?stanza.from, to = ?stanza.to, kind = ?stanza.kind, "a room stanza the dead host may have handled is not repeated");
+    count(server, Outcome::Discarded)
+}
+
+/// The room is hosted here.
+async fn at_host(muc: &Muc, server: &Server, stanza: Stanza, room_jid: BareJid) {
+    let nick = stanza
+        .to
+        .as_ref()
+        .and_then(|to| to.resource())
+        .map(|r| r.to_string());
     match stanza.kind {
         StanzaKind::Presence => presence(muc, server, stanza, room_jid, nick).await,
         StanzaKind::Message => message(muc, server, stanza, room_jid, nick).await,
@@ -85,35 +112,60 @@ pub(super) async fn handle(muc: &Muc, server: &Server, stanza: Stanza) {
     }
 }
 
-/// The room is hosted by `host`: the stanza goes there as it is (its
-/// `from` is the sender's stamped JID).
-async fn forward(muc: &Muc, server: &Server, stanza: Stanza, host: starling_core::cluster::NodeId) {
-    let (Some(from), Some(to)) = (stanza.from.clone(), stanza.to.clone()) else {
-        return count(server, Outcome::Discarded);
-    };
-    let envelope = Envelope {
-        from,
-        to,
-        kind: stanza.kind,
-        xml: Bytes::from(stanza.element.to_bytes()),
-        hops: next_hop(),
-    };
-    match server
-        .cluster
-        .forward_waiting(host, envelope, std::time::Duration::from_secs(2))
-        .await
-    {
-        Ok(()) => {
-            muc.forwarded.fetch_add(1, Ordering::Relaxed);
-            count(server, Outcome::Delivered)
+/// Sends the stanza to the member hosting the room, as it is (its `from`
+/// is the sender's stamped JID); gives it back when that is this member.
+/// While the host is unreachable (it died and is not declared down yet)
+/// the stanza is held and tried again, with the pauses of the cluster's
+/// retry policy, for as long as declaring a member down takes; by then the
+/// hash names a live member.
+async fn forward(muc: &Muc, server: &Server, stanza: Stanza, room: &BareJid) -> Option<Stanza> {
+    let me = server.cluster.node_id();
+    let policy = server.cluster.miss_retry();
+    let hold =
+        std::time::Duration::from_millis(server.config.cluster.down_after_ms) + policy.window;
+    let deadline = std::time::Instant::now() + hold;
+    let mut attempt = 0;
+    loop {
+        let up = server.cluster.up_members();
+        let host = hosting::host_of(room.as_str(), &up).unwrap_or(me);
+        if host == me {
+            return Some(stanza);
         }
-        Err(error) => {
-            tracing::warn!(%host, %error, "the member hosting a room is unreachable");
+        let (Some(from), Some(to)) = (stanza.from.clone(), stanza.to.clone()) else {
+            count(server, Outcome::Discarded);
+            return None;
+        };
+        let envelope = Envelope {
+            from,
+            to,
+            kind: stanza.kind,
+            xml: Bytes::from(stanza.element.to_bytes()),
+            hops: next_hop(),
+        };
+        let error = match server
+            .cluster
+            .forward_waiting(host, envelope, std::time::Duration::from_secs(2))
+            .await
+        {
+            Ok(()) => {
+                muc.forwarded.fetch_add(1, Ordering::Relaxed);
+                count(server, Outcome::Delivered);
+                return None;
+            }
+            Err(error) => error,
+        };
+        if std::time::Instant::now() >= deadline {
+            tracing::warn!(%host, %error, %room, "the member hosting a room stayed unreachable");
             let error = StanzaError::new(Condition::ServiceUnavailable)
                 .with_type(crate::stanza::ErrorType::Wait)
                 .with_text("The room's host is unreachable; try again");
-            bounce(server, &stanza, error).await
+            bounce(server, &stanza, error).await;
+            return None;
         }
+        let step = attempt.min(policy.attempts.saturating_sub(1));
+        let pause = policy.delay(step).max(std::time::Duration::from_millis(10));
+        tokio::time::sleep(pause).await;
+        attempt += 1;
     }
 }
 
@@ -131,6 +183,11 @@ async fn member_traffic(muc: &Muc, server: &Server, stanza: Stanza) {
 
 /// Disco and ping on the service itself (XEP-0045 6.1-6.3).
 async fn to_service(muc: &Muc, server: &Server, stanza: Stanza) {
+    if stanza.element.has_child("relay", RELAY) || stanza.element.has_child("rejoin", RELAY) {
+        // Our own relay that a dying link gave back: its recipients were
+        // on that member, and are gone with it.
+        return count(server, Outcome::Discarded);
+    }
     let request = match stanza.iq_type() {
         Some(IqType::Get | IqType::Set) => stanza.payload().cloned(),
         Some(_) => return count(server, Outcome::Discarded),
