@@ -241,7 +241,9 @@ pub trait Cluster: Send + Sync + 'static {
             .status()
             .members
             .iter()
-            .filter(|row| row.member && row.state == PeerState::Up)
+            // Up is what counts, committed or not: a member joining is
+            // linked and heard by all before Raft commits it.
+            .filter(|row| row.state == PeerState::Up)
             .map(|row| NodeId(row.id))
             .collect();
         if !up.contains(&me) {
@@ -292,6 +294,14 @@ pub trait LocalDelivery: Send + Sync + 'static {
     /// sessions, reported lost by [`LocalDelivery::node_down`], are still
     /// there.
     fn sessions_regained(&self, node: NodeId, regained: Vec<FullJid>) -> BoxFuture<'_, ()>;
+
+    /// A member is up (joined, back, or heard again after being suspect or
+    /// down). Modules that place work by member (group chat rooms) hand
+    /// over what now belongs to it.
+    fn member_up(&self, node: NodeId) -> BoxFuture<'_, ()> {
+        let _ = node;
+        Box::pin(std::future::ready(()))
+    }
 
     /// Another member bound the same full JID, or an administrator asked
     /// there: close the session here.

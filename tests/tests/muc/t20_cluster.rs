@@ -22,6 +22,19 @@ async fn host_of_the_only_room(cluster: &TestCluster) -> usize {
     hosts[0]
 }
 
+/// Waits (bounded) until member `number` hosts the room: a handover is
+/// asynchronous to the restart the test waited for.
+async fn wait_until_hosted_by(cluster: &TestCluster, number: usize) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while node(cluster, number).metric("starling_muc_rooms").await < 1.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "member {number} never took the room over"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 async fn sum_over(cluster: &TestCluster, metric: &str) -> Vec<f64> {
     let mut values = Vec::new();
     for number in 1..=NODES {
@@ -168,6 +181,34 @@ async fn killing_the_host_moves_the_room_and_the_survivors_chat_on() {
             codes(e).iter().any(|code| [307, 332].contains(code))
         });
         let _ = index;
+    }
+    // The dead member comes back: the room hashes to it again and its
+    // host hands it over whole; the survivors chat on, nobody removed.
+    cluster.restart(host - 1);
+    wait_until_hosted_by(&cluster, host).await;
+    let (first, second) = survivors.split_at_mut(1);
+    let (first_index, first_client) = &mut first[0];
+    let (second_index, second_client) = &mut second[0];
+    say(first_client, "tea", "back one").await;
+    expect_groupchat(
+        second_client,
+        &occupant("tea", nicks[*first_index]),
+        "back one",
+    )
+    .await;
+    say(second_client, "tea", "back two").await;
+    expect_groupchat(
+        first_client,
+        &occupant("tea", nicks[*second_index]),
+        "back two",
+    )
+    .await;
+    for (_, client) in survivors.iter() {
+        assert_none(client, "a survivor removed after the handover", |e| {
+            e.name() == "presence"
+                && e.attr("type") == Some("unavailable")
+                && !e.attr("from").is_some_and(|f| f.ends_with(dead_nick))
+        });
     }
     // Self-ping still finds each survivor in the room.
     for (index, client) in survivors.iter_mut() {

@@ -19,6 +19,7 @@
 //! - `outbound_presence` runs on the node that holds the sending user's
 //!   session, before presence the server sends on the user's behalf
 //!   (broadcasts, probe answers) goes to one contact;
+//! - `member_up` runs on every member that sees another come up;
 //! - `user_deleted` runs wherever the account is removed, with the store only.
 //!
 //! A module keeps shared state in the store (any node answers), and what it
@@ -122,6 +123,8 @@ pub enum Hook {
     SessionClosed,
     /// Sessions on another member were lost with it, or came back.
     PeerSessions,
+    /// Another member is up (joined, or back).
+    MemberUp,
     UserDeleted,
     /// The node is up: background tasks (purges) start here.
     Started,
@@ -366,6 +369,17 @@ pub trait Module: Send + Sync + 'static {
         regained_from: Option<starling_core::cluster::NodeId>,
     ) -> BoxFuture<'a, ()> {
         let _ = (server, sessions, regained_from);
+        Box::pin(async {})
+    }
+
+    /// Another member is up (it joined, came back, or was heard again):
+    /// work placed by member may now belong to it.
+    fn member_up<'a>(
+        &'a self,
+        server: &'a Server,
+        node: starling_core::cluster::NodeId,
+    ) -> BoxFuture<'a, ()> {
+        let _ = (server, node);
         Box::pin(async {})
     }
 

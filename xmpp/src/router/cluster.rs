@@ -90,6 +90,15 @@ impl LocalDelivery for ServerDelivery {
         })
     }
 
+    fn member_up(&self, node: NodeId) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let Some(server) = self.server.upgrade() else {
+                return;
+            };
+            server.modules.member_up(&server, node).await;
+        })
+    }
+
     fn kick(&self, jid: FullJid, reason: KickReason) {
         let Some(server) = self.server.upgrade() else {
             return;

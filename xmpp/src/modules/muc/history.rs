@@ -50,6 +50,11 @@ impl History {
         self.entries.len()
     }
 
+    /// The kept entries, oldest first.
+    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.iter()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }

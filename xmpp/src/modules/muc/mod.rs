@@ -7,7 +7,8 @@
 //! logic (`room.rs`) that returns the stanzas to send; `relay.rs` sends
 //! them, one relay per member with recipients, and keeps this member's
 //! records of its own occupants; `failover.rs` rebuilds rooms whose host
-//! died. Persistent rooms are in the store (`muc_rooms`).
+//! died, `handover.rs` hands rooms to a member that came up. Persistent
+//! rooms are in the store (`muc_rooms`).
 //!
 //! ```text
 //!  client ─▶ router ─▶ host_stanza (sender's member) ──hash──▶ host member
@@ -18,6 +19,7 @@
 pub mod affiliation;
 pub mod config_form;
 mod failover;
+mod handover;
 pub mod history;
 pub mod hosting;
 mod records;
@@ -237,7 +239,7 @@ impl Module for Muc {
     fn registration(&self) -> Registration {
         Registration {
             hosts: vec![self.host.clone()],
-            hooks: vec![Hook::PeerSessions, Hook::UserDeleted],
+            hooks: vec![Hook::PeerSessions, Hook::MemberUp, Hook::UserDeleted],
             // XEP-0045 6.1: the service is found among the server's items.
             server_disco: vec![Disco::Item {
                 jid: self.host.clone(),
@@ -262,6 +264,14 @@ impl Module for Muc {
                 failover::sessions_lost(self, server, sessions).await;
             }
         })
+    }
+
+    fn member_up<'a>(
+        &'a self,
+        server: &'a Server,
+        node: starling_core::cluster::NodeId,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(handover::member_up(self, server, node))
     }
 
     fn metrics(&self) -> Vec<Metric> {

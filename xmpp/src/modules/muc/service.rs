@@ -73,7 +73,14 @@ pub(super) async fn handle(muc: &Muc, server: &Server, stanza: Stanza) {
     if crate::router::cluster::returned_by_a_dying_link() {
         return returned(muc, server, stanza).await;
     }
-    if !from_peer() {
+    // A member with an older view of the membership sent it here, and the
+    // room is not here: it goes on to the host (at most one more hop).
+    let misrouted = from_peer()
+        && muc.room(&room_jid).is_none()
+        && HOPS.try_with(|hops| *hops).unwrap_or(0) < crate::router::cluster::MAX_HOPS
+        && hosting::host_of(room_jid.as_str(), &server.cluster.up_members())
+            .is_some_and(|host| host != server.cluster.node_id());
+    if !from_peer() || misrouted {
         let Some(stanza) = forward(muc, server, stanza, &room_jid).await else {
             return;
         };
@@ -96,6 +103,15 @@ async fn returned(muc: &Muc, server: &Server, stanza: Stanza) {
     }
     tracing::info!(from = ?stanza.from, to = ?stanza.to, kind = ?stanza.kind, "a room stanza the dead host may have handled is not repeated");
     count(server, Outcome::Discarded)
+}
+
+/// The room was handed to another member while this stanza waited for
+/// it: the stanza follows it.
+async fn relocate(muc: &Muc, server: &Server, stanza: Stanza, room_jid: BareJid) {
+    if let Some(stanza) = forward(muc, server, stanza, &room_jid).await {
+        // The hash says here again: handle it with the room as it is now.
+        Box::pin(at_host(muc, server, stanza, room_jid)).await
+    }
 }
 
 /// The room is hosted here.
@@ -177,13 +193,19 @@ async fn member_traffic(muc: &Muc, server: &Server, stanza: Stanza) {
     if let Some(rejoin) = stanza.element.child("rejoin", RELAY) {
         return failover::rejoin(muc, server, rejoin).await;
     }
+    if let Some(handover) = stanza.element.child("handover", RELAY) {
+        return super::handover::take_over(muc, handover).await;
+    }
     // An ordinary stanza to the service that crossed (it should not).
     to_service(muc, server, stanza).await
 }
 
 /// Disco and ping on the service itself (XEP-0045 6.1-6.3).
 async fn to_service(muc: &Muc, server: &Server, stanza: Stanza) {
-    if stanza.element.has_child("relay", RELAY) || stanza.element.has_child("rejoin", RELAY) {
+    if ["relay", "rejoin", "handover"]
+        .iter()
+        .any(|name| stanza.element.has_child(name, RELAY))
+    {
         // Our own relay that a dying link gave back: its recipients were
         // on that member, and are gone with it.
         return count(server, Outcome::Discarded);
@@ -312,6 +334,10 @@ async fn presence(
                 return count(server, Outcome::Discarded);
             };
             let mut room = cell.lock().await;
+            if room.moved {
+                drop(room);
+                return relocate(muc, server, stanza, room_jid).await;
+            }
             let outs = room.leave(&from, &stanza.element);
             if outs.is_empty() {
                 return count(server, Outcome::Discarded);
@@ -358,6 +384,10 @@ async fn join_or_change(
         },
     };
     let mut room = cell.lock().await;
+    if room.moved {
+        drop(room);
+        return relocate(muc, server, stanza, room_jid).await;
+    }
     let result = if room.occupant(&from).is_some() {
         room.presence(&from, &nick, &stanza.element)
     } else {
@@ -473,6 +503,10 @@ async fn message(
         Err(error) => return bounce(server, &stanza, error).await,
     };
     let mut room = cell.lock().await;
+    if room.moved {
+        drop(room);
+        return relocate(muc, server, stanza, room_jid).await;
+    }
     let result: Result<(Vec<Out>, bool), StanzaError> = match (&nick, stanza.message_type()) {
         (Some(nick), _) => room
             .private_message(&from, nick, &stanza.element)
@@ -552,6 +586,10 @@ async fn iq(muc: &Muc, server: &Server, stanza: Stanza, room_jid: BareJid, nick:
         Err(error) => return bounce(server, &stanza, internal(error)).await,
     };
     let mut room = cell.lock().await;
+    if room.moved {
+        drop(room);
+        return relocate(muc, server, stanza, room_jid).await;
+    }
     if let Some(nick) = nick {
         // XEP-0410: a client checks it is still in the room.
         let result = match room.occupant(&from) {
