@@ -532,3 +532,56 @@ async fn a_persistent_room_comes_back_after_a_restart() {
     let refused = expect_error_from(&mut bob, "presence", &occupant("club", "bob")).await;
     assert_error(&refused, "auth", "forbidden");
 }
+
+#[tokio::test]
+async fn a_logged_room_archives_its_messages_for_its_occupants() {
+    let node = users(&["alice", "bob", "carol"]);
+    let mut alice = online(&node, "alice", PW, "a").await;
+    create(&mut alice, "log", "alice").await;
+    assert_result(&configure(&mut alice, "log", &[("muc#roomconfig_enablelogging", "1")]).await);
+    for i in 1..=3 {
+        say(&mut alice, "log", &format!("kept {i}")).await;
+    }
+    let heard = expect_groupchat(&mut alice, &occupant("log", "alice"), "kept 3").await;
+    let sid = heard
+        .child("stanza-id", "urn:xmpp:sid:0")
+        .unwrap_or_else(|| panic!("no stanza id from a logged room: {heard}"));
+    assert_eq!(sid.attr("by"), Some(room("log").as_str()));
+
+    let mut bob = online(&node, "bob", PW, "b").await;
+    let own = join_with(&mut bob, "log", "bob", "<history maxstanzas='0'/>").await;
+    assert!(codes(&own).contains(&170), "logging announced: {own}");
+    let reply = iq(
+        &mut bob,
+        "set",
+        Some(&room("log")),
+        "<query xmlns='urn:xmpp:mam:2' queryid='q1'><set xmlns='http://jabber.org/protocol/rsm'><max>2</max><before/></set></query>",
+    )
+    .await;
+    let fin = assert_result(&reply)
+        .child("fin", "urn:xmpp:mam:2")
+        .unwrap_or_else(|| panic!("no fin: {reply}"))
+        .clone();
+    assert_eq!(fin.attr("complete"), Some("false"), "{fin}");
+    let results: Vec<String> = bob
+        .pending()
+        .filter_map(|e| e.child("result", "urn:xmpp:mam:2"))
+        .map(|r| r.to_string())
+        .collect();
+    assert_eq!(results.len(), 2, "{results:?}");
+    assert!(
+        results[0].contains("kept 2") && results[1].contains("kept 3"),
+        "{results:?}"
+    );
+
+    // Someone outside the room does not read it.
+    let mut carol = online(&node, "carol", PW, "c").await;
+    let refused = iq(
+        &mut carol,
+        "set",
+        Some(&room("log")),
+        "<query xmlns='urn:xmpp:mam:2'/>",
+    )
+    .await;
+    assert_error(&refused, "auth", "forbidden");
+}

@@ -17,6 +17,7 @@
 //! ```
 
 pub mod affiliation;
+mod archive;
 pub mod config_form;
 mod failover;
 mod handover;

@@ -668,6 +668,15 @@ impl Room {
         stanza.push_child(
             Element::new("occupant-id", OCCUPANT_ID).with_attr("id", &self.occupants[index].id),
         );
+        if has_body && self.config.logging {
+            // XEP-0313 / XEP-0359: the room's archive id, set by the room only.
+            stanza.remove_children("stanza-id", super::archive::SID);
+            stanza.push_child(
+                Element::new("stanza-id", super::archive::SID)
+                    .with_attr("id", super::archive::new_id())
+                    .with_attr("by", self.jid.as_str()),
+            );
+        }
         if has_body {
             self.history.push(stanza.clone(), now_ms);
         }
@@ -1113,6 +1122,9 @@ impl Room {
                 ),
         );
         let mut features = vec![MUC, ns::DISCO_INFO, "urn:xmpp:ping"];
+        if self.config.logging {
+            features.push(super::archive::MAM);
+        }
         features.extend(self.config.features());
         for feature in features {
             query.push_child(Element::new("feature", ns::DISCO_INFO).with_attr("var", feature));

@@ -526,6 +526,11 @@ async fn message(
     };
     match result {
         Ok((outs, changed)) => {
+            if room.config.logging && !changed {
+                if let Some(first) = outs.first() {
+                    super::archive::store(server, &room, &first.stanza).await;
+                }
+            }
             relay::send(muc, server, outs).await;
             if changed {
                 if let Err(error) = save(server, &room).await {
@@ -621,6 +626,15 @@ async fn iq(muc: &Muc, server: &Server, stanza: Stanza, room_jid: BareJid, nick:
             Err(error) => Err(error),
         },
         (true, MUC_OWNER) => room.config_form(&from).map(Some),
+        (_, super::archive::MAM) if payload.name() == "query" => {
+            match super::archive::query(server, &room, &from, &payload).await {
+                Ok((outs, fin)) => {
+                    relay::send(muc, server, outs).await;
+                    Ok(Some(fin))
+                }
+                Err(error) => Err(error),
+            }
+        }
         (false, MUC_OWNER) => owner_set(muc, server, &mut room, &from, &payload).await,
         _ => Err(StanzaError::new(Condition::ServiceUnavailable)
             .with_text("The room does not answer this request")),
@@ -644,6 +658,12 @@ async fn owner_set(
         server
             .store
             .muc_delete_room(room.jid.as_str())
+            .await
+            .map_err(internal)?;
+        // A room of the same name later starts with an empty archive.
+        server
+            .store
+            .delete_archive(room.jid.as_str())
             .await
             .map_err(internal)?;
         return Ok(None);
