@@ -585,3 +585,20 @@ async fn a_logged_room_archives_its_messages_for_its_occupants() {
     .await;
     assert_error(&refused, "auth", "forbidden");
 }
+
+#[tokio::test]
+async fn a_shutdown_tells_the_occupants_with_332() {
+    let mut node = users(&["alice", "bob"]);
+    let mut alice = online(&node, "alice", PW, "a").await;
+    let mut bob = online(&node, "bob", PW, "b").await;
+    create(&mut alice, "tea", "alice").await;
+    join(&mut bob, "tea", "bob").await;
+    let stopper = std::thread::spawn(move || {
+        let clean = node.stop();
+        (node, clean)
+    });
+    let gone = expect_codes(&mut bob, &occupant("tea", "bob"), &[110, 332]).await;
+    assert_eq!(gone.attr("type"), Some("unavailable"));
+    let (_node, clean) = stopper.join().unwrap();
+    assert!(clean, "clean stop");
+}

@@ -270,6 +270,12 @@ impl Modules {
         }
     }
 
+    pub async fn stopping(&self, server: &Server) {
+        for module in self.hooked(Hook::Stopping) {
+            module.stopping(server).await;
+        }
+    }
+
     pub fn started(&self, server: &Arc<Server>) {
         for module in self.hooked(Hook::Started) {
             module.started(server);

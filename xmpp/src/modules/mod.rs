@@ -125,6 +125,8 @@ pub enum Hook {
     PeerSessions,
     /// Another member is up (joined, or back).
     MemberUp,
+    /// The node is shutting down, before its sessions are closed.
+    Stopping,
     UserDeleted,
     /// The node is up: background tasks (purges) start here.
     Started,
@@ -380,6 +382,13 @@ pub trait Module: Send + Sync + 'static {
         node: starling_core::cluster::NodeId,
     ) -> BoxFuture<'a, ()> {
         let _ = (server, node);
+        Box::pin(async {})
+    }
+
+    /// The node is shutting down; its sessions are still open (they are
+    /// closed when every module returned).
+    fn stopping<'a>(&'a self, server: &'a Server) -> BoxFuture<'a, ()> {
+        let _ = server;
         Box::pin(async {})
     }
 

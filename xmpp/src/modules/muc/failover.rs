@@ -36,7 +36,7 @@ pub(super) async fn sessions_lost(muc: &Muc, server: &Server, lost: &[FullJid]) 
         }
     }
     let me = server.cluster.node_id();
-    let up = server.cluster.up_members();
+    let up = muc.candidates(server);
     // Rooms hosted here told their occupants above (and the records here
     // saw it); what is left are rooms whose host died, and occupants a
     // room here never had back (its rebuild raced a stanza of theirs).

@@ -19,9 +19,24 @@ use super::{Muc, hosting};
 use crate::server::Server;
 use crate::util::time::now_ms;
 
+/// This node is shutting down: rooms go to the members that hash next;
+/// with none left, occupants hear the room shut down (status 332).
+pub(super) async fn stopping(muc: &Muc, server: &Server) {
+    if muc.candidates(server).is_empty() {
+        let hosted: Vec<_> = super::lock(&muc.rooms).values().cloned().collect();
+        for cell in hosted {
+            let mut room = cell.lock().await;
+            let outs = room.shut_down();
+            super::relay::send(muc, server, outs).await;
+        }
+        return;
+    }
+    member_up(muc, server, server.cluster.node_id()).await
+}
+
 pub(super) async fn member_up(muc: &Muc, server: &Server, node: NodeId) {
     let me = server.cluster.node_id();
-    let up = server.cluster.up_members();
+    let up = muc.candidates(server);
     let hosted: Vec<_> = super::lock(&muc.rooms)
         .iter()
         .map(|(jid, cell)| (jid.clone(), cell.clone()))

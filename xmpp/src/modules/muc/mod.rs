@@ -129,6 +129,8 @@ pub struct Muc {
     rejoined: AtomicU64,
     /// Room stanzas a dying link gave back (see `service::returned`).
     returned: AtomicU64,
+    /// The node is shutting down: its rooms go to other members.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 impl Muc {
@@ -180,7 +182,19 @@ impl Muc {
             messages: AtomicU64::new(0),
             rejoined: AtomicU64::new(0),
             returned: AtomicU64::new(0),
+            stopping: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// The members rooms may be hosted by: those up, without this one
+    /// once it is stopping.
+    fn candidates(&self, server: &Server) -> Vec<starling_core::cluster::NodeId> {
+        let mut up = server.cluster.up_members();
+        if self.stopping.load(std::sync::atomic::Ordering::Relaxed) {
+            let me = server.cluster.node_id();
+            up.retain(|node| *node != me);
+        }
+        up
     }
 
     fn room(&self, jid: &BareJid) -> Option<RoomCell> {
@@ -240,7 +254,12 @@ impl Module for Muc {
     fn registration(&self) -> Registration {
         Registration {
             hosts: vec![self.host.clone()],
-            hooks: vec![Hook::PeerSessions, Hook::MemberUp, Hook::UserDeleted],
+            hooks: vec![
+                Hook::PeerSessions,
+                Hook::MemberUp,
+                Hook::Stopping,
+                Hook::UserDeleted,
+            ],
             // XEP-0045 6.1: the service is found among the server's items.
             server_disco: vec![Disco::Item {
                 jid: self.host.clone(),
@@ -273,6 +292,12 @@ impl Module for Muc {
         node: starling_core::cluster::NodeId,
     ) -> BoxFuture<'a, ()> {
         Box::pin(handover::member_up(self, server, node))
+    }
+
+    fn stopping<'a>(&'a self, server: &'a Server) -> BoxFuture<'a, ()> {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        Box::pin(handover::stopping(self, server))
     }
 
     fn metrics(&self) -> Vec<Metric> {

@@ -1106,6 +1106,18 @@ impl Room {
         Ok(out)
     }
 
+    /// The service stops with nowhere to move the room: everyone leaves
+    /// with status 332.
+    pub fn shut_down(&mut self) -> Vec<Out> {
+        let mut out = Vec::new();
+        for occupant in std::mem::take(&mut self.occupants) {
+            let shown =
+                Shown::new(&occupant, self.affiliation(&occupant.jid.to_bare())).gone(&[332]);
+            self.tell_leaver(&shown, &[], &mut out);
+        }
+        out
+    }
+
     /// Disco#info on the room (XEP-0045 6.4).
     pub fn disco_info(&self) -> Element {
         let mut query = Element::new("query", ns::DISCO_INFO).with_child(

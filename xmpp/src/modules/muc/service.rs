@@ -78,7 +78,7 @@ pub(super) async fn handle(muc: &Muc, server: &Server, stanza: Stanza) {
     let misrouted = from_peer()
         && muc.room(&room_jid).is_none()
         && HOPS.try_with(|hops| *hops).unwrap_or(0) < crate::router::cluster::MAX_HOPS
-        && hosting::host_of(room_jid.as_str(), &server.cluster.up_members())
+        && hosting::host_of(room_jid.as_str(), &muc.candidates(server))
             .is_some_and(|host| host != server.cluster.node_id());
     if !from_peer() || misrouted {
         let Some(stanza) = forward(muc, server, stanza, &room_jid).await else {
@@ -142,7 +142,7 @@ async fn forward(muc: &Muc, server: &Server, stanza: Stanza, room: &BareJid) -> 
     let deadline = std::time::Instant::now() + hold;
     let mut attempt = 0;
     loop {
-        let up = server.cluster.up_members();
+        let up = muc.candidates(server);
         let host = hosting::host_of(room.as_str(), &up).unwrap_or(me);
         if host == me {
             return Some(stanza);
