@@ -602,3 +602,56 @@ async fn a_shutdown_tells_the_occupants_with_332() {
     let (_node, clean) = stopper.join().unwrap();
     assert!(clean, "clean stop");
 }
+
+#[tokio::test]
+async fn a_visitor_asks_for_voice_and_a_moderator_grants_it() {
+    let node = users(&["alice", "bob"]);
+    let mut alice = online(&node, "alice", PW, "a").await;
+    let mut bob = online(&node, "bob", PW, "b").await;
+    create(&mut alice, "tea", "alice").await;
+    assert_result(&configure(&mut alice, "tea", &[("muc#roomconfig_moderatedroom", "1")]).await);
+    let own = join(&mut bob, "tea", "bob").await;
+    assert_eq!(item(&own).attr("role"), Some("visitor"));
+
+    let request = "<x xmlns='jabber:x:data' type='submit'>\
+        <field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#request</value></field>\
+        <field var='muc#role'><value>participant</value></field></x>";
+    send(
+        &mut bob,
+        &format!("<message to='{}'>{request}</message>", room("tea")),
+    )
+    .await;
+    let form = alice
+        .expect(
+            |e| e.name() == "message" && e.to_string().contains("muc#request_allow"),
+            WAIT,
+        )
+        .await
+        .unwrap();
+    assert!(
+        form.to_string().contains(&jid(&bob)),
+        "the moderator sees who asks: {form}"
+    );
+    let answer = "<x xmlns='jabber:x:data' type='submit'>\
+        <field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#request</value></field>\
+        <field var='muc#roomnick'><value>bob</value></field>\
+        <field var='muc#request_allow'><value>true</value></field></x>";
+    send(
+        &mut alice,
+        &format!("<message to='{}'>{answer}</message>", room("tea")),
+    )
+    .await;
+    let voiced = bob
+        .expect(
+            |e| {
+                is_self_presence(e, &occupant("tea", "bob"))
+                    && e.to_string().contains("participant")
+            },
+            WAIT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(item(&voiced).attr("role"), Some("participant"));
+    say(&mut bob, "tea", "thanks").await;
+    expect_groupchat(&mut alice, &occupant("tea", "bob"), "thanks").await;
+}

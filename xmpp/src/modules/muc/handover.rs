@@ -29,6 +29,14 @@ pub(super) async fn stopping(muc: &Muc, server: &Server) {
             let outs = room.shut_down();
             super::relay::send(muc, server, outs).await;
         }
+        // Sessions close right after this returns: let them write the
+        // notices first (bounded, a stuck client does not hold the stop).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while server.sessions.all().iter().any(|s| s.has_queued())
+            && std::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
         return;
     }
     member_up(muc, server, server.cluster.node_id()).await

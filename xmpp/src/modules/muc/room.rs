@@ -809,6 +809,73 @@ impl Room {
         }
     }
 
+    /// XEP-0045 7.13 and 8.6: a visitor asks for voice (moderators get a
+    /// form), or a moderator answers such a form (voice granted when it
+    /// says so).
+    pub fn voice_request(&mut self, from: &FullJid, x: &Element) -> Result<Vec<Out>, StanzaError> {
+        let form = Submitted::parse(x);
+        if form.form_type.as_deref() != Some(VOICE_REQUEST) {
+            return Err(bad_request("Messages to the room are of type groupchat"));
+        }
+        let sender = self.occupant(from).ok_or_else(|| {
+            StanzaError::new(Condition::NotAcceptable).with_text("Only occupants ask for voice")
+        })?;
+        if let Some(allow) = form.value("muc#request_allow") {
+            let nick = form
+                .value("muc#roomnick")
+                .ok_or_else(|| bad_request("The answer names no muc#roomnick"))?
+                .to_owned();
+            if !matches!(allow, "1" | "true") {
+                return Ok(Vec::new());
+            }
+            let query = Element::new("query", MUC_ADMIN).with_child(
+                Element::new("item", MUC_ADMIN)
+                    .with_attr("nick", nick)
+                    .with_attr("role", "participant"),
+            );
+            return self.admin_set(from, &query).map(|(outs, _)| outs);
+        }
+        if sender.role != Role::Visitor {
+            return Err(
+                StanzaError::new(Condition::NotAcceptable).with_text("You have voice already")
+            );
+        }
+        let mut form = crate::pubsub::form::FormBuilder::new("form", VOICE_REQUEST);
+        form.field(
+            "muc#role",
+            "list-single",
+            Some("Requested role"),
+            &["participant"],
+        );
+        form.field(
+            "muc#jid",
+            "jid-single",
+            Some("User ID"),
+            &[sender.jid.as_str()],
+        );
+        form.field(
+            "muc#roomnick",
+            "text-single",
+            Some("Room nickname"),
+            &[&sender.nick],
+        );
+        form.boolean("muc#request_allow", "Grant voice to this person?", false);
+        let form = form.build();
+        Ok(self
+            .occupants
+            .iter()
+            .filter(|o| o.role == Role::Moderator)
+            .map(|moderator| Out {
+                to: moderator.jid.clone().into(),
+                stanza: Element::new("message", ns::CLIENT)
+                    .with_attr("from", self.jid.as_str())
+                    .with_attr("to", moderator.jid.as_str())
+                    .with_child(form.clone()),
+                about: None,
+            })
+            .collect())
+    }
+
     /// `muc#admin` get: the occupants with a role, or the JIDs with an
     /// affiliation (XEP-0045 8.5, 9.5, 10.5).
     pub fn admin_get(&self, from: &FullJid, query: &Element) -> Result<Element, StanzaError> {
@@ -1194,6 +1261,9 @@ fn presence_children(presence: &Element) -> Vec<Element> {
         .cloned()
         .collect()
 }
+
+/// XEP-0045 7.13: the form of a voice request.
+const VOICE_REQUEST: &str = "http://jabber.org/protocol/muc#request";
 
 fn bad_request(text: &str) -> StanzaError {
     StanzaError::new(Condition::BadRequest).with_text(text)

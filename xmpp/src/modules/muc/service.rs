@@ -518,9 +518,13 @@ async fn message(
             }
             result
         }
-        (None, _) => match stanza.element.child("x", MUC_USER) {
-            Some(x) => room.invite(&from, x),
-            None => Err(StanzaError::new(Condition::BadRequest)
+        (None, _) => match (
+            stanza.element.child("x", MUC_USER),
+            stanza.element.child("x", ns::XDATA),
+        ) {
+            (Some(x), _) => room.invite(&from, x),
+            (None, Some(form)) => room.voice_request(&from, form).map(|outs| (outs, false)),
+            (None, None) => Err(StanzaError::new(Condition::BadRequest)
                 .with_text("Messages to the room are of type groupchat")),
         },
     };
