@@ -40,6 +40,10 @@ pub(super) async fn send(muc: &Muc, server: &Server, outs: Vec<Out>) {
                 } else if let Some(node) = server.cluster.locate(&full) {
                     remote.entry(node).or_default().push(out);
                 } else {
+                    // Gone (most often: a local session that just closed,
+                    // whose leave this is): its seat here is cleared.
+                    muc.records
+                        .observe(&full, &out.stanza, out.about.as_ref(), me);
                     route_one(server, out.stanza).await;
                 }
             }
@@ -98,12 +102,14 @@ fn deliver_here(
     about: Option<&FullJid>,
     host: NodeId,
 ) {
+    // Noted even when the session is gone: the leave it caused must still
+    // clear its seat.
+    muc.records.observe(to, &stanza, about, host);
     let Some(session) = server.sessions.get(to) else {
         // The session ended meanwhile; its unavailable presence takes it
         // out of the room.
         return count(server, Outcome::Discarded);
     };
-    muc.records.observe(to, &stanza, about, host);
     match deliver_local(server, &session, stanza) {
         Ok(()) => count(server, Outcome::Delivered),
         Err(_) => count(server, Outcome::Discarded),
