@@ -579,6 +579,9 @@ impl ClusterNode {
             }
             PeerState::Up => {
                 tracing::info!(peer = %name, node = node.0, "cluster member is up");
+                if let Some(delivery) = self.delivery() {
+                    delivery.member_up(node).await;
+                }
             }
             PeerState::Suspect => {
                 tracing::warn!(peer = %name, node = node.0, "cluster member is suspect");
@@ -1078,6 +1081,10 @@ impl FrameHandler for ClusterNode {
             let name = link.peer.name.clone();
             self.record_event(transition.node, &name, transition.to);
             tracing::info!(peer = %name, node = transition.node.0, "cluster member is up");
+            if let Some(delivery) = self.delivery().cloned() {
+                let node = transition.node;
+                tokio::spawn(async move { delivery.member_up(node).await });
+            }
         }
     }
 

@@ -233,6 +233,26 @@ pub trait Cluster: Send + Sync + 'static {
     /// This node's view of the cluster, for the admin side.
     fn status(&self) -> ClusterStatus;
 
+    /// The members this node sees up, itself included, by id. Modules that
+    /// place work on one member (group chat rooms) hash over this list.
+    fn up_members(&self) -> Vec<NodeId> {
+        let me = self.node_id();
+        let mut up: Vec<NodeId> = self
+            .status()
+            .members
+            .iter()
+            // Up is what counts, committed or not: a member joining is
+            // linked and heard by all before Raft commits it.
+            .filter(|row| row.state == PeerState::Up)
+            .map(|row| NodeId(row.id))
+            .collect();
+        if !up.contains(&me) {
+            up.push(me);
+        }
+        up.sort_unstable();
+        up
+    }
+
     /// This node gained (`true`) or lost its last local watcher of pub/sub
     /// node `node`; the other members keep a replica of the set.
     fn pubsub_interest(&self, node: &str, interested: bool) {
@@ -288,6 +308,14 @@ pub trait LocalDelivery: Send + Sync + 'static {
     /// sessions, reported lost by [`LocalDelivery::node_down`], are still
     /// there.
     fn sessions_regained(&self, node: NodeId, regained: Vec<FullJid>) -> BoxFuture<'_, ()>;
+
+    /// A member is up (joined, back, or heard again after being suspect or
+    /// down). Modules that place work by member (group chat rooms) hand
+    /// over what now belongs to it.
+    fn member_up(&self, node: NodeId) -> BoxFuture<'_, ()> {
+        let _ = node;
+        Box::pin(std::future::ready(()))
+    }
 
     /// Another member bound the same full JID, or an administrator asked
     /// there: close the session here.

@@ -62,6 +62,9 @@ pub(super) async fn run(config: Config, reload: super::reload::ConfigLoader) -> 
     wait_for_signal().await;
     tracing::info!("shutting down");
     notify_service_manager(NotifyState::Stopping);
+    // Modules act while sessions are open (group chat moves its rooms or
+    // tells their occupants of the shutdown).
+    server.modules.stopping(&server).await;
     sessions.cancel();
     server.sessions.close_all(CloseReason::Shutdown);
     if tokio::time::timeout(DRAIN_TIMEOUT, accept_loop)

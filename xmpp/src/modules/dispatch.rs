@@ -328,6 +328,18 @@ impl Modules {
         }
     }
 
+    pub async fn member_up(&self, server: &Server, node: NodeId) {
+        for module in self.hooked(Hook::MemberUp) {
+            module.member_up(server, node).await;
+        }
+    }
+
+    pub async fn stopping(&self, server: &Server) {
+        for module in self.hooked(Hook::Stopping) {
+            module.stopping(server).await;
+        }
+    }
+
     pub fn started(&self, server: &Arc<Server>) {
         for module in self.hooked(Hook::Started) {
             module.started(server);

@@ -19,6 +19,7 @@
 //! - `outbound_presence` runs on the node that holds the sending user's
 //!   session, before presence the server sends on the user's behalf
 //!   (broadcasts, probe answers) goes to one contact;
+//! - `member_up` runs on every member that sees another come up;
 //! - `user_deleted` runs wherever the account is removed, with the store only.
 //!
 //! A module keeps shared state in the store (any node answers), and what it
@@ -34,6 +35,7 @@ pub mod disco;
 mod dispatch;
 pub mod last;
 pub mod mam;
+pub mod muc;
 pub mod offline;
 pub mod pep;
 pub mod ping;
@@ -123,6 +125,10 @@ pub enum Hook {
     SessionClosed,
     /// Sessions on another member were lost with it, or came back.
     PeerSessions,
+    /// Another member is up (joined, or back).
+    MemberUp,
+    /// The node is shutting down, before its sessions are closed.
+    Stopping,
     UserDeleted,
     /// The node is up: background tasks (purges) start here.
     Started,
@@ -385,6 +391,24 @@ pub trait Module: Send + Sync + 'static {
         regained_from: Option<starling_core::cluster::NodeId>,
     ) -> BoxFuture<'a, ()> {
         let _ = (server, sessions, regained_from);
+        Box::pin(async {})
+    }
+
+    /// Another member is up (it joined, came back, or was heard again):
+    /// work placed by member may now belong to it.
+    fn member_up<'a>(
+        &'a self,
+        server: &'a Server,
+        node: starling_core::cluster::NodeId,
+    ) -> BoxFuture<'a, ()> {
+        let _ = (server, node);
+        Box::pin(async {})
+    }
+
+    /// The node is shutting down; its sessions are still open (they are
+    /// closed when every module returned).
+    fn stopping<'a>(&'a self, server: &'a Server) -> BoxFuture<'a, ()> {
+        let _ = server;
         Box::pin(async {})
     }
 

@@ -169,6 +169,11 @@ const CATALOGUE: &[Entry] = &[
         build: |_, options| arc(super::private::PrivateModule::new(options)?),
     },
     Entry {
+        name: "muc",
+        enabled_by_default: true,
+        build: |config, options| arc(super::muc::Muc::new(config, options)?),
+    },
+    Entry {
         name: "sm",
         enabled_by_default: true,
         build: |_, options| arc(super::sm::SmModule::new(options)?),

@@ -23,6 +23,16 @@ use crate::stanza::{Condition, IqType, PresenceType, Stanza, StanzaError};
 tokio::task_local! {
     /// Hops of the stanza being handled, when it came from another member.
     pub static HOPS: u8;
+    /// Set while a module host handles one of this member's own envelopes
+    /// that a dying link gave back unacknowledged.
+    static RETURNED: bool;
+}
+
+/// True while a module host handles a stanza this member had sent to a
+/// peer whose link died before acknowledging it: the peer may or may not
+/// have handled it.
+pub fn returned_by_a_dying_link() -> bool {
+    RETURNED.try_with(|returned| *returned).unwrap_or(false)
 }
 
 /// Most times a stanza may cross between members.
@@ -83,6 +93,15 @@ impl LocalDelivery for ServerDelivery {
                 .modules
                 .peer_sessions(&server, &regained, Some(node))
                 .await;
+        })
+    }
+
+    fn member_up(&self, node: NodeId) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let Some(server) = self.server.upgrade() else {
+                return;
+            };
+            server.modules.member_up(&server, node).await;
         })
     }
 
@@ -196,6 +215,18 @@ async fn deliver(server: &Server, envelope: Envelope, from: NodeId) {
             }
             return;
         }
+    }
+    // A stanza for a module's host (a group chat room on the member that
+    // hosts it, or a room's relay): the module takes it, knowing from the
+    // hop count that it came from a member.
+    if let Some(module) = server.modules.host(envelope.to.domain().as_str()) {
+        // Our own envelope that a dying link gave back: the module decides,
+        // seeing it as a stanza of this member (hop count 0).
+        let returned = from == server.cluster.node_id();
+        let hops = if returned { 0 } else { envelope.hops };
+        let module = module.clone();
+        let handled = HOPS.scope(hops, module.host_stanza(server, stanza));
+        return RETURNED.scope(returned, handled).await;
     }
     let target = envelope
         .to

@@ -39,6 +39,7 @@ pub enum Condition {
     NotAuthorized,
     PolicyViolation,
     RecipientUnavailable,
+    RegistrationRequired,
     RemoteServerNotFound,
     ResourceConstraint,
     ServiceUnavailable,
@@ -61,6 +62,7 @@ impl Condition {
             Condition::NotAuthorized => "not-authorized",
             Condition::PolicyViolation => "policy-violation",
             Condition::RecipientUnavailable => "recipient-unavailable",
+            Condition::RegistrationRequired => "registration-required",
             Condition::RemoteServerNotFound => "remote-server-not-found",
             Condition::ResourceConstraint => "resource-constraint",
             Condition::ServiceUnavailable => "service-unavailable",
@@ -76,7 +78,9 @@ impl Condition {
             | Condition::JidMalformed
             | Condition::NotAcceptable
             | Condition::PolicyViolation => ErrorType::Modify,
-            Condition::Forbidden | Condition::NotAuthorized => ErrorType::Auth,
+            Condition::Forbidden | Condition::NotAuthorized | Condition::RegistrationRequired => {
+                ErrorType::Auth
+            }
             Condition::InternalServerError
             | Condition::RecipientUnavailable
             | Condition::ResourceConstraint

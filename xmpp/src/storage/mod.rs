@@ -2,7 +2,8 @@
 //! and their versions, offline messages (XEP-0160), pub/sub nodes,
 //! subscriptions and items (XEP-0060), account data (XEP-0054 vCards, XEP-0049
 //! private XML, XEP-0012 last logout), block lists (XEP-0191), PEP nodes and
-//! items (XEP-0163) and message archives (XEP-0313), over sqlx's `Any` driver
+//! items (XEP-0163), message archives (XEP-0313) and persistent group chat
+//! rooms (XEP-0045), over sqlx's `Any` driver
 //! so that one set of
 //! queries serves both SQLite (the embedded default) and PostgreSQL.
 //!
@@ -10,7 +11,8 @@
 //! database named by a URL and applies the embedded migrations (`migrations/sqlite`
 //! or `migrations/postgres`, which differ only where the SQL dialects must). Each
 //! aggregate has its own module of `Store` methods: `users`, `roster`,
-//! `offline`, `pubsub`, `vcard`, `private`, `last`, `blocking`, `pep`, `mam`.
+//! `offline`, `pubsub`, `vcard`, `private`, `last`, `blocking`, `pep`, `mam`,
+//! `muc`.
 //! Queries are written once with `$1`-style placeholders (only the generated
 //! bulk INSERTs use `?` on SQLite, see `bulk`) and use only
 //! the value types `Any` carries (i64, bool, String, bytes); times are unix
@@ -27,6 +29,7 @@ mod error;
 mod last;
 mod mam;
 mod mam_prefs;
+mod muc;
 mod offline;
 mod pep;
 mod private;
@@ -51,6 +54,7 @@ pub use error::StorageError;
 pub use last::LastLogout;
 pub use mam::{ArchiveEnds, ArchiveQuery, ArchivedMessage, Page};
 pub use mam_prefs::StoredArchivePrefs;
+pub use muc::StoredRoom;
 pub use offline::{OfflineMessage, OfflineStore};
 pub use pep::{LastPepItem, PepItem};
 pub use private::PrivateWrite;
@@ -115,6 +119,11 @@ const SQLITE_MIGRATIONS: &[EmbeddedMigration] = &[
         sql: include_str!("../../migrations/sqlite/0006_mam.sql"),
     },
     EmbeddedMigration {
+        version: 7,
+        name: "0007_muc",
+        sql: include_str!("../../migrations/sqlite/0007_muc.sql"),
+    },
+    EmbeddedMigration {
         version: 8,
         name: "0008_mam_prefs",
         sql: include_str!("../../migrations/sqlite/0008_mam_prefs.sql"),
@@ -151,6 +160,11 @@ const POSTGRES_MIGRATIONS: &[EmbeddedMigration] = &[
         version: 6,
         name: "0006_mam",
         sql: include_str!("../../migrations/postgres/0006_mam.sql"),
+    },
+    EmbeddedMigration {
+        version: 7,
+        name: "0007_muc",
+        sql: include_str!("../../migrations/postgres/0007_muc.sql"),
     },
     EmbeddedMigration {
         version: 8,

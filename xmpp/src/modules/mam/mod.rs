@@ -549,8 +549,20 @@ impl Mam {
     }
 
     fn parse_query(&self, request: &Element) -> Result<ArchiveQuery, StanzaError> {
+        parse_query(request, self.config.default_page, self.config.max_page)
+    }
+}
+
+/// Reads a XEP-0313 query (form fields and XEP-0059 paging); also used for
+/// the archives of group chat rooms.
+pub fn parse_query(
+    request: &Element,
+    default_page: u32,
+    max_page: u32,
+) -> Result<ArchiveQuery, StanzaError> {
+    {
         let mut query = ArchiveQuery {
-            max: self.config.default_page,
+            max: default_page,
             ..ArchiveQuery::default()
         };
         if let Some(form) = request.child("x", ns::XDATA).map(Submitted::parse) {
@@ -602,7 +614,7 @@ impl Mam {
                 }
             }
         }
-        query.max = query.max.min(self.config.max_page);
+        query.max = query.max.min(max_page);
         Ok(query)
     }
 }

@@ -1,0 +1,224 @@
+//! Group chat across a three-node cluster: occupants on every member; a
+//! room message crosses to each other member once, whatever the number of
+//! occupants there; the hosting member killed while the others chat.
+
+use starling_tests::{Client, TestCluster};
+
+use crate::support::*;
+
+/// The member (1-based) hosting rooms: the one whose gauge shows a room.
+async fn host_of_the_only_room(cluster: &TestCluster) -> usize {
+    let mut hosts = Vec::new();
+    for number in 1..=NODES {
+        if node(cluster, number).metric("starling_muc_rooms").await >= 1.0 {
+            hosts.push(number);
+        }
+    }
+    assert_eq!(
+        hosts.len(),
+        1,
+        "exactly one member hosts the room: {hosts:?}"
+    );
+    hosts[0]
+}
+
+/// Waits (bounded) until member `number` hosts the room: a handover is
+/// asynchronous to the restart the test waited for.
+async fn wait_until_hosted_by(cluster: &TestCluster, number: usize) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while node(cluster, number).metric("starling_muc_rooms").await < 1.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "member {number} never took the room over"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+async fn sum_over(cluster: &TestCluster, metric: &str) -> Vec<f64> {
+    let mut values = Vec::new();
+    for number in 1..=NODES {
+        values.push(node(cluster, number).metric(metric).await);
+    }
+    values
+}
+
+/// Everyone hears `text` from `nick`.
+async fn all_hear(clients: &mut [&mut Client], nick: &str, text: &str) {
+    for client in clients.iter_mut() {
+        expect_groupchat(client, &occupant("tea", nick), text).await;
+    }
+}
+
+#[tokio::test]
+async fn occupants_on_every_member_chat_and_each_message_crosses_once_per_member() {
+    let cluster = cluster(&["alice", "bob", "carol", "dave", "erin", "frank"]);
+    // Two occupants on each member.
+    let mut alice = online(node(&cluster, 1), "alice", PW, "a").await;
+    let mut dave = online(node(&cluster, 1), "dave", PW, "d").await;
+    let mut bob = online(node(&cluster, 2), "bob", PW, "b").await;
+    let mut erin = online(node(&cluster, 2), "erin", PW, "e").await;
+    let mut carol = online(node(&cluster, 3), "carol", PW, "c").await;
+    let mut frank = online(node(&cluster, 3), "frank", PW, "f").await;
+    create(&mut alice, "tea", "alice").await;
+    join(&mut bob, "tea", "bob").await;
+    join(&mut carol, "tea", "carol").await;
+    join(&mut dave, "tea", "dave").await;
+    join(&mut erin, "tea", "erin").await;
+    join(&mut frank, "tea", "frank").await;
+
+    // Everyone speaks from their own member and everyone hears it.
+    say(&mut alice, "tea", "from one").await;
+    say(&mut bob, "tea", "from two").await;
+    say(&mut carol, "tea", "from three").await;
+    {
+        let mut all = [
+            &mut alice, &mut bob, &mut carol, &mut dave, &mut erin, &mut frank,
+        ];
+        all_hear(&mut all, "alice", "from one").await;
+        all_hear(&mut all, "bob", "from two").await;
+        all_hear(&mut all, "carol", "from three").await;
+    }
+    // Presence reached across members too: Frank (on 3) saw Alice (on 1).
+    assert!(frank.pending().all(|e| e.attr("type") != Some("error")));
+
+    // One more message: it crosses to each other member exactly once.
+    let host = host_of_the_only_room(&cluster).await;
+    let sent_before = sum_over(&cluster, "starling_muc_relays_sent_total").await;
+    let received_before = sum_over(&cluster, "starling_muc_relays_received_total").await;
+    say(&mut alice, "tea", "counted").await;
+    {
+        let mut all = [
+            &mut alice, &mut bob, &mut carol, &mut dave, &mut erin, &mut frank,
+        ];
+        all_hear(&mut all, "alice", "counted").await;
+    }
+    let sent_after = sum_over(&cluster, "starling_muc_relays_sent_total").await;
+    let received_after = sum_over(&cluster, "starling_muc_relays_received_total").await;
+    for number in 1..=NODES {
+        let index = number - 1;
+        let sent = sent_after[index] - sent_before[index];
+        let received = received_after[index] - received_before[index];
+        if number == host {
+            assert_eq!(sent, 2.0, "the host relays once to each other member");
+            assert_eq!(received, 0.0);
+        } else {
+            assert_eq!(sent, 0.0, "member {number} relays nothing");
+            assert_eq!(received, 1.0, "member {number} receives the message once");
+        }
+    }
+}
+
+#[tokio::test]
+async fn killing_the_host_moves_the_room_and_the_survivors_chat_on() {
+    let mut cluster = cluster(&["alice", "bob", "carol"]);
+    let mut clients = Vec::new();
+    for (number, user) in [(1, "alice"), (2, "bob"), (3, "carol")] {
+        clients.push(online(node(&cluster, number), user, PW, "r").await);
+    }
+    create(&mut clients[0], "tea", "alice").await;
+    join(&mut clients[1], "tea", "bob").await;
+    join(&mut clients[2], "tea", "carol").await;
+    say(&mut clients[1], "tea", "before").await;
+    for client in clients.iter_mut() {
+        expect_groupchat(client, &occupant("tea", "bob"), "before").await;
+    }
+
+    let host = host_of_the_only_room(&cluster).await;
+    let nicks = ["alice", "bob", "carol"];
+    let dead_nick = nicks[host - 1];
+    cluster.kill(host - 1);
+    let mut survivors: Vec<(usize, Client)> = clients
+        .into_iter()
+        .enumerate()
+        .filter(|(index, _)| *index != host - 1)
+        .collect();
+
+    // The occupant of the dead member leaves with 333; nobody else leaves.
+    for (_, client) in survivors.iter_mut() {
+        let gone = expect_codes(client, &occupant("tea", dead_nick), &[333]).await;
+        assert_eq!(gone.attr("type"), Some("unavailable"));
+    }
+    // The survivors chat on, each heard by the other.
+    let (first, second) = survivors.split_at_mut(1);
+    let (first_index, first_client) = &mut first[0];
+    let (second_index, second_client) = &mut second[0];
+    say(first_client, "tea", "after one").await;
+    expect_groupchat(
+        second_client,
+        &occupant("tea", nicks[*first_index]),
+        "after one",
+    )
+    .await;
+    expect_groupchat(
+        first_client,
+        &occupant("tea", nicks[*first_index]),
+        "after one",
+    )
+    .await;
+    say(second_client, "tea", "after two").await;
+    expect_groupchat(
+        first_client,
+        &occupant("tea", nicks[*second_index]),
+        "after two",
+    )
+    .await;
+    expect_groupchat(
+        second_client,
+        &occupant("tea", nicks[*second_index]),
+        "after two",
+    )
+    .await;
+    for (index, client) in survivors.iter() {
+        assert_none(client, "a survivor removed", |e| {
+            e.name() == "presence"
+                && e.attr("type") == Some("unavailable")
+                && nicks.iter().enumerate().any(|(i, nick)| {
+                    i != host - 1 && e.attr("from") == Some(occupant("tea", nick).as_str())
+                })
+        });
+        assert_none(client, "a kick or shutdown", |e| {
+            codes(e).iter().any(|code| [307, 332].contains(code))
+        });
+        let _ = index;
+    }
+    // The dead member comes back: the room hashes to it again and its
+    // host hands it over whole; the survivors chat on, nobody removed.
+    cluster.restart(host - 1);
+    wait_until_hosted_by(&cluster, host).await;
+    let (first, second) = survivors.split_at_mut(1);
+    let (first_index, first_client) = &mut first[0];
+    let (second_index, second_client) = &mut second[0];
+    say(first_client, "tea", "back one").await;
+    expect_groupchat(
+        second_client,
+        &occupant("tea", nicks[*first_index]),
+        "back one",
+    )
+    .await;
+    say(second_client, "tea", "back two").await;
+    expect_groupchat(
+        first_client,
+        &occupant("tea", nicks[*second_index]),
+        "back two",
+    )
+    .await;
+    for (_, client) in survivors.iter() {
+        assert_none(client, "a survivor removed after the handover", |e| {
+            e.name() == "presence"
+                && e.attr("type") == Some("unavailable")
+                && !e.attr("from").is_some_and(|f| f.ends_with(dead_nick))
+        });
+    }
+    // Self-ping still finds each survivor in the room.
+    for (index, client) in survivors.iter_mut() {
+        let pong = iq(
+            client,
+            "get",
+            Some(&occupant("tea", nicks[*index])),
+            "<ping xmlns='urn:xmpp:ping'/>",
+        )
+        .await;
+        assert_result(&pong);
+    }
+}
