@@ -89,6 +89,9 @@ pub struct C2sConfig {
     pub registration: bool,
     /// XEP-0078 legacy authentication (Tsung's default scenarios use it).
     pub legacy_auth: bool,
+    /// XEP-0368 direct TLS: clients start TLS at connect (ALPN `xmpp-client`);
+    /// empty: no such listener.
+    pub direct_tls_bind: String,
 }
 
 impl Default for C2sConfig {
@@ -99,6 +102,7 @@ impl Default for C2sConfig {
             allow_plain_without_tls: false,
             registration: false,
             legacy_auth: true,
+            direct_tls_bind: "127.0.0.1:5223".into(),
         }
     }
 }
@@ -123,6 +127,12 @@ pub struct HttpConfig {
     /// Non-empty: serve `/metrics` on this address (plain HTTP) instead of
     /// on `bind`, e.g. an interface only the monitoring network reaches.
     pub metrics_bind: String,
+    /// Web pages (origins such as `https://chat.example.com`) that may use
+    /// the WebSocket and BOSH endpoints; `"*"`: any; empty: same origin only.
+    pub allowed_origins: Vec<String>,
+    /// This listener's URL as clients reach it (`https://xmpp.example.com`),
+    /// for XEP-0156 discovery; empty: from the request's `Host`.
+    pub public_url: String,
 }
 
 impl Default for HttpConfig {
@@ -132,7 +142,16 @@ impl Default for HttpConfig {
             tls: false,
             metrics: true,
             metrics_bind: String::new(),
+            allowed_origins: Vec::new(),
+            public_url: String::new(),
         }
+    }
+}
+
+impl C2sConfig {
+    /// The direct TLS address, if one is configured (and valid).
+    pub fn direct_tls_addr(&self) -> Option<SocketAddr> {
+        self.direct_tls_bind.parse().ok()
     }
 }
 
@@ -611,6 +630,35 @@ impl Config {
 
     fn validate_http(&self) -> Result<(), ConfigError> {
         let http = &self.http;
+        if !http.public_url.is_empty()
+            && !(http.public_url.starts_with("http://") || http.public_url.starts_with("https://"))
+        {
+            return Err(ConfigError::Invalid {
+                key: "http.public_url",
+                message: format!("{:?} is not an http:// or https:// URL", http.public_url),
+            });
+        }
+        if let Some(bad) = http
+            .allowed_origins
+            .iter()
+            .find(|origin| *origin != "*" && !origin.contains("://"))
+        {
+            return Err(ConfigError::Invalid {
+                key: "http.allowed_origins",
+                message: format!("{bad:?} is not \"*\" or an origin like https://chat.example.com"),
+            });
+        }
+        if !self.c2s.direct_tls_bind.is_empty()
+            && self.c2s.direct_tls_bind.parse::<SocketAddr>().is_err()
+        {
+            return Err(ConfigError::Invalid {
+                key: "c2s.direct_tls_bind",
+                message: format!(
+                    "{:?} is not an address like 127.0.0.1:5223",
+                    self.c2s.direct_tls_bind
+                ),
+            });
+        }
         if http.metrics_bind.is_empty() {
             return Ok(());
         }

@@ -117,8 +117,52 @@ impl Client {
         let tcp = connect_tcp(addr, local_addr)
             .await
             .map_err(|source| ClientError::Connect { addr, source })?;
+        Self::connect_over(Transport::Tcp(tcp), domain).await
+    }
+
+    /// Opens a stream for `domain` over XMPP over WebSocket (RFC 7395) at `addr` (a node's
+    /// HTTP listener).
+    pub async fn connect_websocket(
+        addr: SocketAddr,
+        ws: &crate::websocket::WsOptions,
+        domain: &str,
+    ) -> Result<Client, ClientError> {
+        let pipe =
+            crate::websocket::connect(addr, ws)
+                .await
+                .map_err(|error| ClientError::Connect {
+                    addr,
+                    source: std::io::Error::other(error.to_string()),
+                })?;
+        Self::connect_over(Transport::WebSocket(Box::new(pipe)), domain).await
+    }
+
+    /// [`Client::login`] over WebSocket: no STARTTLS (the WebSocket's own TLS, if any,
+    /// protects the stream).
+    pub async fn login_websocket(
+        addr: SocketAddr,
+        ws: &crate::websocket::WsOptions,
+        options: &LoginOptions,
+    ) -> Result<Client, ClientError> {
+        let connect = Self::connect_websocket(addr, ws, &options.domain);
+        let client = tokio::time::timeout(options.timeout, connect)
+            .await
+            .map_err(|_| ClientError::Timeout {
+                step: "connect",
+                waited: options.timeout,
+                received: "nothing".to_owned(),
+            })??;
+        let options = LoginOptions {
+            tls: TlsMode::Off,
+            ..options.clone()
+        };
+        client.finish_login(&options).await
+    }
+
+    /// Opens a stream for `domain` over an established transport.
+    pub async fn connect_over(transport: Transport, domain: &str) -> Result<Client, ClientError> {
         let mut client = Client {
-            transport: Transport::Tcp(tcp),
+            transport,
             reader: XmlReader::new(),
             pending: VecDeque::new(),
             domain: domain.to_owned(),
@@ -137,13 +181,19 @@ impl Client {
     /// resource.
     pub async fn login(addr: SocketAddr, options: &LoginOptions) -> Result<Client, ClientError> {
         let connect = Self::connect_from(addr, options.local_addr, &options.domain);
-        let mut client = tokio::time::timeout(options.timeout, connect)
+        let client = tokio::time::timeout(options.timeout, connect)
             .await
             .map_err(|_| ClientError::Timeout {
                 step: "connect",
                 waited: options.timeout,
                 received: "nothing".to_owned(),
             })??;
+        client.finish_login(options).await
+    }
+
+    /// Everything after the first stream header: STARTTLS, SASL, bind, session.
+    async fn finish_login(mut self, options: &LoginOptions) -> Result<Client, ClientError> {
+        let client = &mut self;
         client.timeout = options.timeout;
         let offers_tls = client.features.has_child("starttls", ns::TLS);
         match options.tls {
@@ -158,7 +208,7 @@ impl Client {
         if options.legacy_session {
             client.session().await?;
         }
-        Ok(client)
+        Ok(self)
     }
 
     /// [`Client::login`], following `<see-other-host/>` redirects (RFC 6120

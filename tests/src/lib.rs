@@ -7,6 +7,7 @@
 //! - [`sasl`]: the client side of SCRAM-SHA-256, SCRAM-SHA-1 and PLAIN.
 //! - [`tls`]: a TLS client config that accepts any certificate (tests only).
 //! - [`transport`]: TCP/TLS connections, bound to a chosen source address if asked.
+//! - [`websocket`]: XMPP over WebSocket (RFC 7395) as a byte pipe for the client.
 //! - [`error`]: client errors that name the failing step and what arrived instead.
 //! - [`http`]: an HTTP/1.1 client for a node's admin APIs, metrics and `/lb`.
 //! - [`stats`]: mergeable latency histograms.
@@ -33,6 +34,7 @@ pub mod tap;
 pub mod tls;
 pub mod tools;
 pub mod transport;
+pub mod websocket;
 pub mod xml_reader;
 
 pub use client::{Client, DEFAULT_TIMEOUT, LoginOptions, TlsMode};

@@ -1,4 +1,5 @@
-//! The byte pipe under a client: plain TCP, later upgraded to TLS by STARTTLS.
+//! The byte pipe under a client: plain TCP, later upgraded to TLS by STARTTLS; or a
+//! WebSocket carrying the stream (RFC 7395).
 //!
 //! Connections can be bound to a chosen local address first, so a load driver can spread
 //! its sockets over several loopback source addresses and stay within the ephemeral port
@@ -36,6 +37,8 @@ pub enum Transport {
     Tcp(TcpStream),
     /// Boxed: a TLS stream is large, and most of a load run's idle memory is connections.
     Tls(Box<TlsStream<TcpStream>>),
+    /// XMPP over WebSocket (RFC 7395), framed by the pipe.
+    WebSocket(Box<crate::websocket::WsPipe>),
     /// Left behind while the TCP stream is handed to the TLS handshake.
     Detached,
 }
@@ -60,7 +63,7 @@ impl Transport {
         match self {
             Transport::Tcp(stream) => stream.local_addr().ok(),
             Transport::Tls(stream) => stream.get_ref().0.local_addr().ok(),
-            Transport::Detached => None,
+            Transport::WebSocket(_) | Transport::Detached => None,
         }
     }
 }
@@ -81,6 +84,7 @@ impl AsyncRead for Transport {
         match self.get_mut() {
             Transport::Tcp(stream) => Pin::new(stream).poll_read(cx, buf),
             Transport::Tls(stream) => Pin::new(stream.as_mut()).poll_read(cx, buf),
+            Transport::WebSocket(pipe) => Pin::new(pipe.as_mut()).poll_read(cx, buf),
             Transport::Detached => Poll::Ready(Err(detached())),
         }
     }
@@ -95,6 +99,7 @@ impl AsyncWrite for Transport {
         match self.get_mut() {
             Transport::Tcp(stream) => Pin::new(stream).poll_write(cx, buf),
             Transport::Tls(stream) => Pin::new(stream.as_mut()).poll_write(cx, buf),
+            Transport::WebSocket(pipe) => Pin::new(pipe.as_mut()).poll_write(cx, buf),
             Transport::Detached => Poll::Ready(Err(detached())),
         }
     }
@@ -103,6 +108,7 @@ impl AsyncWrite for Transport {
         match self.get_mut() {
             Transport::Tcp(stream) => Pin::new(stream).poll_flush(cx),
             Transport::Tls(stream) => Pin::new(stream.as_mut()).poll_flush(cx),
+            Transport::WebSocket(pipe) => Pin::new(pipe.as_mut()).poll_flush(cx),
             Transport::Detached => Poll::Ready(Err(detached())),
         }
     }
@@ -111,6 +117,7 @@ impl AsyncWrite for Transport {
         match self.get_mut() {
             Transport::Tcp(stream) => Pin::new(stream).poll_shutdown(cx),
             Transport::Tls(stream) => Pin::new(stream.as_mut()).poll_shutdown(cx),
+            Transport::WebSocket(pipe) => Pin::new(pipe.as_mut()).poll_shutdown(cx),
             Transport::Detached => Poll::Ready(Ok(())),
         }
     }

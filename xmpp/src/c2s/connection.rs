@@ -14,13 +14,19 @@ use super::{negotiate, session_loop};
 use crate::server::Server;
 
 pub(super) async fn run(socket: TcpStream, peer: SocketAddr, server: Arc<Server>) {
+    run_transport(Transport::Plain(socket), peer, server).await
+}
+
+/// The same, over any transport: direct TLS, or a pipe from the WebSocket
+/// or BOSH adapter.
+pub(super) async fn run_transport(transport: Transport, peer: SocketAddr, server: Arc<Server>) {
     let span = tracing::debug_span!("c2s", %peer, jid = tracing::field::Empty);
     async move {
         let metrics = &server.metrics;
         metrics
             .connections_open
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut conn = Conn::new(Transport::Plain(socket), peer, server.clone());
+        let mut conn = Conn::new(transport, peer, server.clone());
         // Boxed: the negotiation's state is large and only needed briefly;
         // inline it would stay in every idle session's task.
         let negotiating = Box::pin(negotiate::negotiate(&mut conn));

@@ -8,6 +8,7 @@
 //!  /metrics                                               metrics.rs (public)
 //!  /lb/{username}                                         lb.rs (public)
 //!  /cometd, /cometd/{*path}                               cometd/ (Bayeux)
+//!  /xmpp-websocket                                        websocket.rs (RFC 7395)
 //! ```
 //!
 //! [`app`] builds the router over an [`HttpState`]; [`serve`] runs it on a
@@ -23,9 +24,11 @@ mod error;
 mod lb;
 mod listener;
 mod metrics;
+mod origin;
 mod prometheus;
 #[cfg(test)]
 mod tests;
+mod websocket;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -33,7 +36,7 @@ use std::sync::atomic::AtomicU64;
 use axum::Router;
 use axum::http::{HeaderValue, header};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use starling_core::shutdown::Shutdown;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -88,7 +91,8 @@ pub fn app(state: HttpState) -> Router {
         .route("/admin/assets/{file}", get(admin::asset))
         .nest("/api", api::routes())
         .route("/lb/{username}", get(lb::answer))
-        .merge(cometd::routes());
+        .merge(cometd::routes())
+        .route("/xmpp-websocket", any(websocket::endpoint));
     if http.metrics && http.metrics_addr().is_none() {
         router = router.route("/metrics", get(metrics::render));
     }
