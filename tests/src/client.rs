@@ -159,6 +159,32 @@ impl Client {
         client.finish_login(&options).await
     }
 
+    /// [`Client::login`] over XEP-0368 direct TLS: TLS (ALPN `xmpp-client`) from the first
+    /// byte, then the stream, without STARTTLS.
+    pub async fn login_direct_tls(
+        addr: SocketAddr,
+        options: &LoginOptions,
+    ) -> Result<Client, ClientError> {
+        let connect = async {
+            let transport = crate::transport::connect_direct_tls(addr)
+                .await
+                .map_err(|source| ClientError::Connect { addr, source })?;
+            Self::connect_over(transport, &options.domain).await
+        };
+        let client = tokio::time::timeout(options.timeout, connect)
+            .await
+            .map_err(|_| ClientError::Timeout {
+                step: "connect",
+                waited: options.timeout,
+                received: "nothing".to_owned(),
+            })??;
+        let options = LoginOptions {
+            tls: TlsMode::Off,
+            ..options.clone()
+        };
+        client.finish_login(&options).await
+    }
+
     /// Opens a stream for `domain` over an established transport.
     pub async fn connect_over(transport: Transport, domain: &str) -> Result<Client, ClientError> {
         let mut client = Client {

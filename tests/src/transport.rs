@@ -31,6 +31,16 @@ pub async fn connect_tcp(addr: SocketAddr, local: Option<IpAddr>) -> io::Result<
     Ok(stream)
 }
 
+/// A TCP connection to `addr` with TLS started at once (XEP-0368 direct TLS, ALPN
+/// `xmpp-client`; any certificate accepted).
+pub async fn connect_direct_tls(addr: SocketAddr) -> io::Result<Transport> {
+    let tcp = connect_tcp(addr, None).await?;
+    let connector = crate::tls::insecure_direct_tls_connector().map_err(io::Error::other)?;
+    let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+    let tls = connector.connect(name, tcp).await?;
+    Ok(Transport::Tls(Box::new(tls)))
+}
+
 /// A client's connection, before or after STARTTLS.
 #[derive(Debug)]
 pub enum Transport {

@@ -146,3 +146,11 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
+
+/// The acceptor for XEP-0368 direct TLS: the same certificate, and the
+/// ALPN protocol `xmpp-client` (a client naming another protocol is refused).
+pub fn direct_tls_acceptor(starttls: &TlsAcceptor) -> TlsAcceptor {
+    let mut config = ServerConfig::clone(starttls.config());
+    config.alpn_protocols = vec![b"xmpp-client".to_vec()];
+    TlsAcceptor::from(Arc::new(config))
+}

@@ -8,3 +8,5 @@ mod support;
 
 mod t10_websocket;
 mod t20_websocket_bad_input;
+mod t30_direct_tls;
+mod t40_discovery;

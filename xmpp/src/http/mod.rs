@@ -9,6 +9,7 @@
 //!  /lb/{username}                                         lb.rs (public)
 //!  /cometd, /cometd/{*path}                               cometd/ (Bayeux)
 //!  /xmpp-websocket                                        websocket.rs (RFC 7395)
+//!  /.well-known/host-meta, /.well-known/host-meta.json    host_meta.rs (XEP-0156)
 //! ```
 //!
 //! [`app`] builds the router over an [`HttpState`]; [`serve`] runs it on a
@@ -21,6 +22,7 @@ mod api;
 pub(crate) mod auth;
 mod cometd;
 mod error;
+mod host_meta;
 mod lb;
 mod listener;
 mod metrics;
@@ -92,7 +94,9 @@ pub fn app(state: HttpState) -> Router {
         .nest("/api", api::routes())
         .route("/lb/{username}", get(lb::answer))
         .merge(cometd::routes())
-        .route("/xmpp-websocket", any(websocket::endpoint));
+        .route("/xmpp-websocket", any(websocket::endpoint))
+        .route("/.well-known/host-meta", get(host_meta::xrd))
+        .route("/.well-known/host-meta.json", get(host_meta::json));
     if http.metrics && http.metrics_addr().is_none() {
         router = router.route("/metrics", get(metrics::render));
     }
