@@ -52,6 +52,7 @@ pub struct Config {
     pub offline: OfflineConfig,
     pub caches: CachesConfig,
     pub cometd: CometdConfig,
+    pub bosh: BoshConfig,
     pub cluster: ClusterConfig,
     /// `[modules.<name>]`: each feature module's settings. The server's
     /// module registry knows the names and each module's keys, and rejects
@@ -267,6 +268,36 @@ pub enum AnonymousAccess {
     None,
     Subscribe,
     Publish,
+}
+
+/// XEP-0124/0206 BOSH at `/http-bind`: the bounds a client's session
+/// creation request may ask for (it gets the smaller of its wish and these).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BoshConfig {
+    /// Longest a request is held waiting for something to send.
+    pub max_wait_secs: u64,
+    /// Requests held at once (`hold`); the client may have one more in flight.
+    pub max_hold: u32,
+    /// A session with no request for this long ends, as a dropped socket does.
+    pub inactivity_secs: u64,
+    /// Shortest interval between empty polls (announced as `polling`).
+    pub polling_secs: u64,
+    /// Stanza bytes queued for a client between its requests; beyond, the
+    /// session waits (and its own limits decide, as for a slow socket).
+    pub max_queued_bytes: usize,
+}
+
+impl Default for BoshConfig {
+    fn default() -> Self {
+        BoshConfig {
+            max_wait_secs: 60,
+            max_hold: 1,
+            inactivity_secs: 60,
+            polling_secs: 2,
+            max_queued_bytes: 1024 * 1024,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

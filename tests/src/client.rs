@@ -185,6 +185,36 @@ impl Client {
         client.finish_login(&options).await
     }
 
+    /// [`Client::login`] over BOSH (XEP-0206): no STARTTLS (the HTTP listener's TLS, if
+    /// any, protects the session).
+    pub async fn login_bosh(
+        bosh: &crate::bosh::BoshOptions,
+        options: &LoginOptions,
+    ) -> Result<Client, ClientError> {
+        let pipe = crate::bosh::BoshPipe::new(bosh.clone());
+        let connect = Self::connect_over(Transport::Bosh(Box::new(pipe)), &options.domain);
+        let client = tokio::time::timeout(options.timeout, connect)
+            .await
+            .map_err(|_| ClientError::Timeout {
+                step: "connect",
+                waited: options.timeout,
+                received: "nothing".to_owned(),
+            })??;
+        let options = LoginOptions {
+            tls: TlsMode::Off,
+            ..options.clone()
+        };
+        client.finish_login(&options).await
+    }
+
+    /// Stops a BOSH client's polling without terminating its session (which then times
+    /// out at the server); no effect on other transports.
+    pub fn abandon_bosh(&mut self) {
+        if let Transport::Bosh(pipe) = &mut self.transport {
+            pipe.abandon();
+        }
+    }
+
     /// Opens a stream for `domain` over an established transport.
     pub async fn connect_over(transport: Transport, domain: &str) -> Result<Client, ClientError> {
         let mut client = Client {

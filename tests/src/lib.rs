@@ -1,6 +1,7 @@
 //! starling-tests: black-box testing tools for XMPP servers, written from RFC 6120/6121
 //! and independent of the server's own code.
 //!
+//! - [`bosh`]: BOSH (XEP-0124/0206) as a byte pipe for the client, and raw requests.
 //! - [`client`]: an async XMPP client for tests (STARTTLS, SASL, bind, send/expect).
 //! - [`raw`]: a raw TCP connection for bad-input tests.
 //! - [`xml_reader`]: the incremental XML reader both use.
@@ -19,6 +20,7 @@
 //! - [`interop`]: running those tools with a log and a time bound.
 //! - [`tap`]: a TCP relay recording peer links, and flipping a byte on demand.
 
+pub mod bosh;
 pub mod client;
 pub mod cluster;
 pub mod error;

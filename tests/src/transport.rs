@@ -49,6 +49,8 @@ pub enum Transport {
     Tls(Box<TlsStream<TcpStream>>),
     /// XMPP over WebSocket (RFC 7395), framed by the pipe.
     WebSocket(Box<crate::websocket::WsPipe>),
+    /// BOSH (XEP-0124/0206), the requests made by the pipe.
+    Bosh(Box<crate::bosh::BoshPipe>),
     /// Left behind while the TCP stream is handed to the TLS handshake.
     Detached,
 }
@@ -73,7 +75,7 @@ impl Transport {
         match self {
             Transport::Tcp(stream) => stream.local_addr().ok(),
             Transport::Tls(stream) => stream.get_ref().0.local_addr().ok(),
-            Transport::WebSocket(_) | Transport::Detached => None,
+            Transport::WebSocket(_) | Transport::Bosh(_) | Transport::Detached => None,
         }
     }
 }
@@ -95,6 +97,7 @@ impl AsyncRead for Transport {
             Transport::Tcp(stream) => Pin::new(stream).poll_read(cx, buf),
             Transport::Tls(stream) => Pin::new(stream.as_mut()).poll_read(cx, buf),
             Transport::WebSocket(pipe) => Pin::new(pipe.as_mut()).poll_read(cx, buf),
+            Transport::Bosh(pipe) => Pin::new(pipe.as_mut()).poll_read(cx, buf),
             Transport::Detached => Poll::Ready(Err(detached())),
         }
     }
@@ -110,6 +113,7 @@ impl AsyncWrite for Transport {
             Transport::Tcp(stream) => Pin::new(stream).poll_write(cx, buf),
             Transport::Tls(stream) => Pin::new(stream.as_mut()).poll_write(cx, buf),
             Transport::WebSocket(pipe) => Pin::new(pipe.as_mut()).poll_write(cx, buf),
+            Transport::Bosh(pipe) => Pin::new(pipe.as_mut()).poll_write(cx, buf),
             Transport::Detached => Poll::Ready(Err(detached())),
         }
     }
@@ -119,6 +123,7 @@ impl AsyncWrite for Transport {
             Transport::Tcp(stream) => Pin::new(stream).poll_flush(cx),
             Transport::Tls(stream) => Pin::new(stream.as_mut()).poll_flush(cx),
             Transport::WebSocket(pipe) => Pin::new(pipe.as_mut()).poll_flush(cx),
+            Transport::Bosh(pipe) => Pin::new(pipe.as_mut()).poll_flush(cx),
             Transport::Detached => Poll::Ready(Err(detached())),
         }
     }
@@ -128,6 +133,7 @@ impl AsyncWrite for Transport {
             Transport::Tcp(stream) => Pin::new(stream).poll_shutdown(cx),
             Transport::Tls(stream) => Pin::new(stream.as_mut()).poll_shutdown(cx),
             Transport::WebSocket(pipe) => Pin::new(pipe.as_mut()).poll_shutdown(cx),
+            Transport::Bosh(pipe) => Pin::new(pipe.as_mut()).poll_shutdown(cx),
             Transport::Detached => Poll::Ready(Ok(())),
         }
     }

@@ -274,7 +274,8 @@ impl AsyncRead for WsPipe {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.leftover.is_empty() {
+        // An empty read means the end of the stream: skip empty messages.
+        while this.leftover.is_empty() {
             match this.incoming.poll_recv(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(None) => return Poll::Ready(Ok(())),

@@ -10,3 +10,4 @@ mod t10_websocket;
 mod t20_websocket_bad_input;
 mod t30_direct_tls;
 mod t40_discovery;
+mod t50_bosh;

@@ -82,6 +82,12 @@ pub fn parse_client_frame(frame: &str, limits: Limits) -> Result<ClientFrame, Fr
     }
 }
 
+/// A BOSH `<body/>` (XEP-0124): one complete element, parsed as inside a
+/// client stream so that its children are ready to pass on.
+pub fn parse_body(bytes: &[u8], limits: Limits) -> Result<Element, FrameError> {
+    single_element(bytes, limits)
+}
+
 /// The one complete element in `bytes`, parsed as inside a client stream.
 fn single_element(bytes: &[u8], limits: Limits) -> Result<Element, FrameError> {
     let mut parser = StreamParser::new(limits);
@@ -162,11 +168,7 @@ impl FrameSplitter {
 
     /// Reads `chunk` and appends one frame per complete element to `frames`.
     pub fn push(&mut self, chunk: &[u8], frames: &mut Vec<String>) -> Result<(), FrameError> {
-        if chunk.starts_with(b"<?xml") {
-            self.parser.reset();
-        }
-        self.parser.feed(chunk);
-        while let Some(event) = self.parser.next_event()? {
+        self.push_events(chunk, |event| {
             let frame = match event {
                 StreamEvent::Header(header) => open_frame(&header),
                 StreamEvent::Stanza(element) => element_frame(&element),
@@ -174,6 +176,22 @@ impl FrameSplitter {
             };
             // Only valid UTF-8 goes in, so only valid UTF-8 comes out.
             frames.push(String::from_utf8(frame).unwrap_or_default());
+        })
+    }
+
+    /// Reads `chunk` and hands each complete event to `sink` (BOSH wraps
+    /// elements in its own `<body/>`).
+    pub fn push_events(
+        &mut self,
+        chunk: &[u8],
+        mut sink: impl FnMut(StreamEvent),
+    ) -> Result<(), FrameError> {
+        if chunk.starts_with(b"<?xml") {
+            self.parser.reset();
+        }
+        self.parser.feed(chunk);
+        while let Some(event) = self.parser.next_event()? {
+            sink(event);
         }
         Ok(())
     }
