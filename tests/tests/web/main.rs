@@ -11,3 +11,4 @@ mod t20_websocket_bad_input;
 mod t30_direct_tls;
 mod t40_discovery;
 mod t50_bosh;
+mod t60_cluster;
