@@ -12,3 +12,4 @@ mod t30_direct_tls;
 mod t40_discovery;
 mod t50_bosh;
 mod t60_cluster;
+mod t70_clients;
