@@ -661,9 +661,8 @@ impl Config {
 
     fn validate_http(&self) -> Result<(), ConfigError> {
         let http = &self.http;
-        if !http.public_url.is_empty()
-            && !(http.public_url.starts_with("http://") || http.public_url.starts_with("https://"))
-        {
+        let url = &http.public_url;
+        if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
             return Err(ConfigError::Invalid {
                 key: "http.public_url",
                 message: format!("{:?} is not an http:// or https:// URL", http.public_url),

@@ -14,17 +14,19 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use starling_core::config::HttpConfig;
 
-/// Ok: the request may go on; Err: the refusal to send.
-pub(super) fn check(config: &HttpConfig, headers: &HeaderMap) -> Result<(), Response> {
+/// None: the request may go on; Some: the refusal to send.
+pub(super) fn refusal(config: &HttpConfig, headers: &HeaderMap) -> Option<Response> {
     match headers.get(header::ORIGIN) {
-        None => Ok(()),
-        Some(origin) if allowed(config, origin, headers) => Ok(()),
-        Some(_) => Err((
-            StatusCode::FORBIDDEN,
-            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            "This origin may not use this server's XMPP endpoints ([http] allowed_origins)",
-        )
-            .into_response()),
+        None => None,
+        Some(origin) if allowed(config, origin, headers) => None,
+        Some(_) => Some(
+            (
+                StatusCode::FORBIDDEN,
+                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                "This origin may not use this server's XMPP endpoints ([http] allowed_origins)",
+            )
+                .into_response(),
+        ),
     }
 }
 
@@ -89,29 +91,19 @@ mod tests {
     #[test]
     fn same_origin_by_default() {
         let default = config(&[]);
-        assert!(
-            check(
-                &default,
-                &request("http://chat.example:5280", "chat.example:5280")
-            )
-            .is_ok()
-        );
-        assert!(
-            check(
-                &default,
-                &request("https://evil.example", "chat.example:5280")
-            )
-            .is_err()
-        );
-        assert!(check(&default, &HeaderMap::new()).is_ok());
+        let same = request("http://chat.example:5280", "chat.example:5280");
+        assert!(refusal(&default, &same).is_none());
+        let other = request("https://evil.example", "chat.example:5280");
+        assert!(refusal(&default, &other).is_some());
+        assert!(refusal(&default, &HeaderMap::new()).is_none());
     }
 
     #[test]
     fn listed_origins_and_any() {
         let listed = config(&["https://web.example"]);
-        assert!(check(&listed, &request("https://web.example", "xmpp.example")).is_ok());
-        assert!(check(&listed, &request("https://evil.example", "xmpp.example")).is_err());
+        assert!(refusal(&listed, &request("https://web.example", "xmpp.example")).is_none());
+        assert!(refusal(&listed, &request("https://evil.example", "xmpp.example")).is_some());
         let any = config(&["*"]);
-        assert!(check(&any, &request("https://evil.example", "xmpp.example")).is_ok());
+        assert!(refusal(&any, &request("https://evil.example", "xmpp.example")).is_none());
     }
 }

@@ -40,7 +40,7 @@ pub(super) async fn endpoint(State(state): State<HttpState>, request: Request) -
         |ConnectInfo(ClientAddr(addr))| *addr,
     );
     let server = state.server.clone();
-    if let Err(refusal) = origin::check(&server.config.http, &parts.headers) {
+    if let Some(refusal) = origin::refusal(&server.config.http, &parts.headers) {
         return refusal;
     }
     let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {

@@ -47,7 +47,7 @@ async fn usage() -> Response {
 
 /// CORS preflight for a cross-origin page.
 async fn preflight(State(state): State<HttpState>, headers: HeaderMap) -> Response {
-    if let Err(refusal) = origin::check(&state.server.config.http, &headers) {
+    if let Some(refusal) = origin::refusal(&state.server.config.http, &headers) {
         return refusal;
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
@@ -57,7 +57,7 @@ async fn preflight(State(state): State<HttpState>, headers: HeaderMap) -> Respon
 
 async fn endpoint(State(state): State<HttpState>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    if let Err(refusal) = origin::check(&state.server.config.http, &parts.headers) {
+    if let Some(refusal) = origin::refusal(&state.server.config.http, &parts.headers) {
         return refusal;
     }
     let peer = parts.extensions.get::<ConnectInfo<ClientAddr>>().map_or(
