@@ -232,3 +232,53 @@ async fn t55_plain_http_needs_allow_plain_without_tls() {
         .unwrap();
     assert_eq!(answer.status, 403, "{}", answer.text());
 }
+
+/// XEP-0124 14.1 and 14.3: a request that overtakes an earlier one waits for
+/// it (the session sees the payloads in rid order), and a request sent
+/// again gets the same answer.
+#[tokio::test]
+async fn t56_requests_are_handled_in_rid_order() {
+    use base64::Engine;
+    let node = https_node(&["alice"]).start();
+    let options = bosh_options(&node);
+    let created = create(&options, 3000).await;
+    let sid = bosh::attribute(&created, "sid").unwrap();
+    let credentials =
+        base64::engine::general_purpose::STANDARD.encode(format!("\0alice\0{PASSWORD}"));
+    let auth = format!(
+        "<body xmlns='{HTTPBIND}' rid='3001' sid='{sid}'>\
+         <auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{credentials}</auth>\
+         </body>"
+    );
+    let restart = format!(
+        "<body xmlns='{HTTPBIND}' rid='3002' sid='{sid}' xmlns:xmpp='{XBOSH}' xmpp:restart='true'/>"
+    );
+    // The restart is sent first; it must wait for the authentication.
+    let early = {
+        let options = options.clone();
+        tokio::spawn(async move { options.post(&restart).await.unwrap().text() })
+    };
+    // Give the early request time to arrive first (if it does not, the
+    // order is the natural one and the checks below hold all the same).
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let first = options.post(&auth).await.unwrap().text();
+    let second = early.await.unwrap();
+    let poll = options
+        .post(&format!(
+            "<body xmlns='{HTTPBIND}' rid='3003' sid='{sid}'/>"
+        ))
+        .await
+        .unwrap()
+        .text();
+    let all = format!("{first}{second}{poll}");
+    assert!(all.contains("<success"), "{all}");
+    // The restart came after the authentication: the new stream offers bind.
+    assert!(all.contains("urn:ietf:params:xml:ns:xmpp-bind"), "{all}");
+    assert!(!all.contains("stream:error"), "{all}");
+    // The answer to 3002 again, for a client that lost it.
+    let restart_again = format!(
+        "<body xmlns='{HTTPBIND}' rid='3002' sid='{sid}' xmlns:xmpp='{XBOSH}' xmpp:restart='true'/>"
+    );
+    let again = options.post(&restart_again).await.unwrap().text();
+    assert_eq!(again, second);
+}
