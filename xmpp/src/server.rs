@@ -40,6 +40,9 @@ pub struct Server {
     pub caches: CacheRegistry,
     pub tls: TlsAcceptor,
     pub ip_limits: IpLimits,
+    /// Client connections allowed at once (`[c2s] max_connections`,
+    /// resolved): one permit per TCP, direct TLS, WebSocket or BOSH client.
+    pub connection_permits: Arc<tokio::sync::Semaphore>,
     pub delivery_locks: DeliveryLocks,
     pub shutdown: Shutdown,
     pub started: Instant,
@@ -120,6 +123,9 @@ impl Server {
             caches,
             tls,
             ip_limits,
+            connection_permits: Arc::new(tokio::sync::Semaphore::new(
+                crate::c2s::listener::connection_cap(config.c2s.max_connections),
+            )),
             delivery_locks: DeliveryLocks::default(),
             shutdown,
             started: Instant::now(),

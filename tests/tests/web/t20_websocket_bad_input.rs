@@ -93,3 +93,28 @@ async fn t22_a_fresh_login_after_bad_input() {
         .unwrap();
     chat(&mut alice, &mut bob, "fine").await;
 }
+
+/// `[c2s] max_connections` counts WebSocket and BOSH clients as it counts
+/// TCP ones: a full node refuses the upgrade and the session creation.
+#[tokio::test]
+async fn t23_the_connection_cap_covers_websocket_and_bosh() {
+    use starling_tests::bosh::{BoshOptions, HTTPBIND};
+    let node = https_node(&["alice"])
+        .set("c2s", "max_connections = 1")
+        .start();
+    let alice = login_ws(&node, "alice", "web").await;
+    match websocket::connect(node.http, &wss()).await {
+        Err(WsError::Refused { status, body }) => {
+            assert_eq!(status, 503, "{body}");
+            assert!(body.contains("connection limit"), "{body}");
+        }
+        other => panic!("expected a 503, got {other:?}"),
+    }
+    let bosh = BoshOptions::new(node.http, true);
+    let create = format!("<body xmlns='{HTTPBIND}' rid='1' to='localhost' wait='5' hold='1'/>");
+    let refused = bosh.post(&create).await.unwrap();
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    let tcp = Client::connect(node.c2s, &node.domain).await;
+    assert!(tcp.is_err(), "a TCP client got in past the cap");
+    alice.close().await.unwrap();
+}

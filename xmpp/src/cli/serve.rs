@@ -63,7 +63,7 @@ pub(super) async fn run(config: Config) -> anyhow::Result<()> {
         cluster = module.is_some(),
         "Starling is ready"
     );
-    let permits = Arc::new(tokio::sync::Semaphore::new(cap));
+    let permits = server.connection_permits.clone();
     let mut accept_loops = vec![tokio::spawn(listener::run(
         c2s,
         server.clone(),

@@ -71,6 +71,14 @@ pub(super) async fn endpoint(State(state): State<HttpState>, request: Request) -
             "Too many new connections from your address; try again later",
         );
     }
+    // The same cap as TCP clients (see-other-host has no HTTP equivalent).
+    let Ok(permit) = server.connection_permits.clone().try_acquire_owned() else {
+        incr(&server.metrics.connections_refused);
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "This server has reached its connection limit",
+        );
+    };
     let limits = Limits {
         max_stanza_size: server.config.limits.max_stanza_size,
         max_depth: server.config.limits.max_depth,
@@ -85,7 +93,10 @@ pub(super) async fn endpoint(State(state): State<HttpState>, request: Request) -
         .protocols([SUBPROTOCOL])
         .max_message_size(hard_limit)
         .max_frame_size(hard_limit)
-        .on_upgrade(move |socket| run(server, socket, peer, secure, limits))
+        .on_upgrade(move |socket| async move {
+            run(server, socket, peer, secure, limits).await;
+            drop(permit);
+        })
 }
 
 fn offers_subprotocol(headers: &HeaderMap) -> bool {

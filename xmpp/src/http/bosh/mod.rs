@@ -119,6 +119,14 @@ async fn handle(state: &HttpState, peer: SocketAddr, bytes: &[u8], limits: Limit
                     "Too many new connections from your address; try again later",
                 );
             }
+            // The same cap as TCP clients, held for the session's life.
+            let Ok(permit) = server.connection_permits.clone().try_acquire_owned() else {
+                incr(&server.metrics.connections_refused);
+                return text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "This server has reached its connection limit",
+                );
+            };
             let config = &server.config.bosh;
             let wait = Duration::from_secs(
                 wait.unwrap_or(config.max_wait_secs)
@@ -127,7 +135,7 @@ async fn handle(state: &HttpState, peer: SocketAddr, bytes: &[u8], limits: Limit
             let hold = hold.unwrap_or(1).min(config.max_hold) as usize;
             state
                 .bosh
-                .create(server, peer, secure, wait, hold, request.rid)
+                .create(server, peer, secure, (wait, hold), request.rid, permit)
         }
         (_, Some(sid)) => match state.bosh.get(sid) {
             Some(session) => session,

@@ -62,9 +62,9 @@ impl BoshSessions {
         server: &Arc<Server>,
         peer: SocketAddr,
         secure: bool,
-        wait: Duration,
-        hold: usize,
+        (wait, hold): (Duration, usize),
         rid: u64,
+        permit: tokio::sync::OwnedSemaphorePermit,
     ) -> Arc<BoshSession> {
         let config = &server.config.bosh;
         let (end, adapter) = pipe::pipe(secure);
@@ -105,6 +105,7 @@ impl BoshSessions {
         tokio::spawn(async move {
             crate::c2s::serve_pipe(end, peer, server).await;
             sessions.lock().remove(&sid);
+            drop(permit);
         });
         session
     }
