@@ -161,12 +161,13 @@ async fn pump(mut socket: WebSocket, adapter: AdapterEnd, limits: Limits) {
                 match received {
                     None => true,
                     Some((permit, received)) => match to_inbound(received, limits) {
-                        Some(item) => {
+                        Received::Forward(item) => {
                             let fault = matches!(item, Inbound::Fault { .. });
                             permit.send(item);
                             fault
                         }
-                        None => true,
+                        Received::Skip => false,
+                        Received::Gone => true,
                     },
                 }
             }
@@ -195,44 +196,57 @@ async fn next_frame<'a>(
     Some((permit, socket.recv().await))
 }
 
-/// What a client message means for the session; None: the client is gone.
-fn to_inbound(received: Option<Result<Message, axum::Error>>, limits: Limits) -> Option<Inbound> {
-    let message = match received? {
+/// What a client message means for the session.
+enum Received {
+    Forward(Inbound),
+    /// Nothing for the session (a WebSocket ping or pong).
+    Skip,
+    /// The client closed the WebSocket or it broke.
+    Gone,
+}
+
+fn to_inbound(received: Option<Result<Message, axum::Error>>, limits: Limits) -> Received {
+    let Some(received) = received else {
+        return Received::Gone;
+    };
+    let message = match received {
         Ok(message) => message,
         // The WebSocket layer's own cap on message size.
         Err(error) if error.to_string().contains("too long") => {
-            return Some(Inbound::Fault {
+            return Received::Forward(Inbound::Fault {
                 condition: "policy-violation",
                 text: "The frame is over the size limit".into(),
             });
         }
         Err(error) => {
             tracing::debug!(%error, "WebSocket read failed");
-            return None;
+            return Received::Gone;
         }
     };
     let text = match message {
         Message::Text(text) => text,
         Message::Binary(_) => {
-            return Some(Inbound::Fault {
+            return Received::Forward(Inbound::Fault {
                 condition: "policy-violation",
                 text: "XMPP over WebSocket uses text messages (RFC 7395 3.2)".into(),
             });
         }
-        // Answered by the WebSocket layer; a client's close ends its stream.
-        Message::Ping(_) | Message::Pong(_) => return Some(Inbound::Bytes(Default::default())),
-        Message::Close(_) => return None,
+        // Answered by the WebSocket layer: nothing for the session (nor a
+        // sign of life, as TCP keepalives are not one either).
+        Message::Ping(_) | Message::Pong(_) => return Received::Skip,
+        // A client's close ends its stream.
+        Message::Close(_) => return Received::Gone,
     };
     let bytes = match framing::parse_client_frame(text.as_str(), limits) {
         Ok(ClientFrame::Open(header)) => header.into(),
         Ok(ClientFrame::Close) => bytes::Bytes::from_static(STREAM_CLOSE),
         Ok(ClientFrame::Element) => bytes::Bytes::copy_from_slice(text.as_str().as_bytes()),
         Err(error) => {
-            return Some(Inbound::Fault {
+            return Received::Forward(Inbound::Fault {
                 condition: error.condition,
                 text: error.text,
             });
         }
     };
-    Some(Inbound::Bytes(bytes))
+    Received::Forward(Inbound::Bytes(bytes))
 }
