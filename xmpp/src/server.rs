@@ -43,6 +43,9 @@ pub struct Server {
     /// Client connections allowed at once (`[c2s] max_connections`,
     /// resolved): one permit per TCP, direct TLS, WebSocket or BOSH client.
     pub connection_permits: Arc<tokio::sync::Semaphore>,
+    /// The connections of WebSocket and BOSH clients (the c2s listeners
+    /// track their own), so that shutdown waits for them as well.
+    pub pipe_connections: tokio_util::task::TaskTracker,
     pub delivery_locks: DeliveryLocks,
     pub shutdown: Shutdown,
     pub started: Instant,
@@ -126,6 +129,7 @@ impl Server {
             connection_permits: Arc::new(tokio::sync::Semaphore::new(
                 crate::c2s::listener::connection_cap(config.c2s.max_connections),
             )),
+            pipe_connections: tokio_util::task::TaskTracker::new(),
             delivery_locks: DeliveryLocks::default(),
             shutdown,
             started: Instant::now(),

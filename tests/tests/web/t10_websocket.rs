@@ -68,3 +68,17 @@ async fn t12_plain_http_needs_allow_plain_without_tls() {
         .expect("login over ws:// when plain is allowed");
     client.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn t13_shutdown_ends_websocket_sessions_cleanly() {
+    let mut node = https_node(&["alice"]).start();
+    let mut alice = login_ws(&node, "alice", "web").await;
+    let stopping = tokio::task::spawn_blocking(move || {
+        let clean = node.stop();
+        (clean, node.log())
+    });
+    let told = alice.expect_stream_error("system-shutdown", WAIT).await;
+    let (clean, log) = stopping.await.unwrap();
+    assert!(told.is_ok(), "alice: {told:?}\n{log}");
+    assert!(clean, "the node did not exit cleanly:\n{log}");
+}

@@ -28,5 +28,8 @@ pub(crate) async fn serve_pipe(
     server: std::sync::Arc<crate::server::Server>,
 ) {
     let transport = transport::Transport::Pipe(Box::new(pipe));
-    connection::run_transport(transport, peer, server).await
+    let tracker = server.pipe_connections.clone();
+    tracker
+        .track_future(connection::run_transport(transport, peer, server))
+        .await
 }

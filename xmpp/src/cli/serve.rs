@@ -87,10 +87,12 @@ pub(super) async fn run(config: Config) -> anyhow::Result<()> {
     notify_service_manager(NotifyState::Stopping);
     sessions.cancel();
     server.sessions.close_all(CloseReason::Shutdown);
-    if tokio::time::timeout(DRAIN_TIMEOUT, accept_loop)
-        .await
-        .is_err()
-    {
+    server.pipe_connections.close();
+    let drained = async {
+        accept_loop.await;
+        server.pipe_connections.wait().await;
+    };
+    if tokio::time::timeout(DRAIN_TIMEOUT, drained).await.is_err() {
         tracing::warn!("some sessions did not close in time");
     }
     if let Some(module) = &module {
