@@ -52,6 +52,7 @@ pub struct Config {
     pub offline: OfflineConfig,
     pub caches: CachesConfig,
     pub cometd: CometdConfig,
+    pub bosh: BoshConfig,
     pub cluster: ClusterConfig,
     pub log: LogConfig,
     /// `[modules.<name>]`: each feature module's settings. The server's
@@ -90,6 +91,9 @@ pub struct C2sConfig {
     pub registration: bool,
     /// XEP-0078 legacy authentication (Tsung's default scenarios use it).
     pub legacy_auth: bool,
+    /// XEP-0368 direct TLS: clients start TLS at connect (ALPN `xmpp-client`);
+    /// empty: no such listener.
+    pub direct_tls_bind: String,
 }
 
 impl Default for C2sConfig {
@@ -100,6 +104,7 @@ impl Default for C2sConfig {
             allow_plain_without_tls: false,
             registration: false,
             legacy_auth: true,
+            direct_tls_bind: "127.0.0.1:5223".into(),
         }
     }
 }
@@ -124,6 +129,12 @@ pub struct HttpConfig {
     /// Non-empty: serve `/metrics` on this address (plain HTTP) instead of
     /// on `bind`, e.g. an interface only the monitoring network reaches.
     pub metrics_bind: String,
+    /// Web pages (origins such as `https://chat.example.com`) that may use
+    /// the WebSocket and BOSH endpoints; `"*"`: any; empty: same origin only.
+    pub allowed_origins: Vec<String>,
+    /// This listener's URL as clients reach it (`https://xmpp.example.com`),
+    /// for XEP-0156 discovery; empty: from the request's `Host`.
+    pub public_url: String,
 }
 
 impl Default for HttpConfig {
@@ -133,7 +144,16 @@ impl Default for HttpConfig {
             tls: false,
             metrics: true,
             metrics_bind: String::new(),
+            allowed_origins: Vec::new(),
+            public_url: String::new(),
         }
+    }
+}
+
+impl C2sConfig {
+    /// The direct TLS address, if one is configured (and valid).
+    pub fn direct_tls_addr(&self) -> Option<SocketAddr> {
+        self.direct_tls_bind.parse().ok()
     }
 }
 
@@ -266,6 +286,36 @@ pub enum AnonymousAccess {
     None,
     Subscribe,
     Publish,
+}
+
+/// XEP-0124/0206 BOSH at `/http-bind`: the bounds a client's session
+/// creation request may ask for (it gets the smaller of its wish and these).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BoshConfig {
+    /// Longest a request is held waiting for something to send.
+    pub max_wait_secs: u64,
+    /// Requests held at once (`hold`); the client may have one more in flight.
+    pub max_hold: u32,
+    /// A session with no request for this long ends, as a dropped socket does.
+    pub inactivity_secs: u64,
+    /// Shortest interval between empty polls (announced as `polling`).
+    pub polling_secs: u64,
+    /// Stanza bytes queued for a client between its requests; beyond, the
+    /// session waits (and its own limits decide, as for a slow socket).
+    pub max_queued_bytes: usize,
+}
+
+impl Default for BoshConfig {
+    fn default() -> Self {
+        BoshConfig {
+            max_wait_secs: 60,
+            max_hold: 1,
+            inactivity_secs: 60,
+            polling_secs: 2,
+            max_queued_bytes: 1024 * 1024,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -629,6 +679,34 @@ impl Config {
 
     fn validate_http(&self) -> Result<(), ConfigError> {
         let http = &self.http;
+        let url = &http.public_url;
+        if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(ConfigError::Invalid {
+                key: "http.public_url",
+                message: format!("{:?} is not an http:// or https:// URL", http.public_url),
+            });
+        }
+        if let Some(bad) = http
+            .allowed_origins
+            .iter()
+            .find(|origin| *origin != "*" && !origin.contains("://"))
+        {
+            return Err(ConfigError::Invalid {
+                key: "http.allowed_origins",
+                message: format!("{bad:?} is not \"*\" or an origin like https://chat.example.com"),
+            });
+        }
+        if !self.c2s.direct_tls_bind.is_empty()
+            && self.c2s.direct_tls_bind.parse::<SocketAddr>().is_err()
+        {
+            return Err(ConfigError::Invalid {
+                key: "c2s.direct_tls_bind",
+                message: format!(
+                    "{:?} is not an address like 127.0.0.1:5223",
+                    self.c2s.direct_tls_bind
+                ),
+            });
+        }
         if http.metrics_bind.is_empty() {
             return Ok(());
         }

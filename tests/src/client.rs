@@ -122,8 +122,108 @@ impl Client {
         let tcp = connect_tcp(addr, local_addr)
             .await
             .map_err(|source| ClientError::Connect { addr, source })?;
+        Self::connect_over(Transport::Tcp(tcp), domain).await
+    }
+
+    /// Opens a stream for `domain` over XMPP over WebSocket (RFC 7395) at `addr` (a node's
+    /// HTTP listener).
+    pub async fn connect_websocket(
+        addr: SocketAddr,
+        ws: &crate::websocket::WsOptions,
+        domain: &str,
+    ) -> Result<Client, ClientError> {
+        let pipe =
+            crate::websocket::connect(addr, ws)
+                .await
+                .map_err(|error| ClientError::Connect {
+                    addr,
+                    source: std::io::Error::other(error.to_string()),
+                })?;
+        Self::connect_over(Transport::WebSocket(Box::new(pipe)), domain).await
+    }
+
+    /// [`Client::login`] over WebSocket: no STARTTLS (the WebSocket's own TLS, if any,
+    /// protects the stream).
+    pub async fn login_websocket(
+        addr: SocketAddr,
+        ws: &crate::websocket::WsOptions,
+        options: &LoginOptions,
+    ) -> Result<Client, ClientError> {
+        let connect = Self::connect_websocket(addr, ws, &options.domain);
+        let client = tokio::time::timeout(options.timeout, connect)
+            .await
+            .map_err(|_| ClientError::Timeout {
+                step: "connect",
+                waited: options.timeout,
+                received: "nothing".to_owned(),
+            })??;
+        let options = LoginOptions {
+            tls: TlsMode::Off,
+            ..options.clone()
+        };
+        client.finish_login(&options).await
+    }
+
+    /// [`Client::login`] over XEP-0368 direct TLS: TLS (ALPN `xmpp-client`) from the first
+    /// byte, then the stream, without STARTTLS.
+    pub async fn login_direct_tls(
+        addr: SocketAddr,
+        options: &LoginOptions,
+    ) -> Result<Client, ClientError> {
+        let connect = async {
+            let transport = crate::transport::connect_direct_tls(addr)
+                .await
+                .map_err(|source| ClientError::Connect { addr, source })?;
+            Self::connect_over(transport, &options.domain).await
+        };
+        let client = tokio::time::timeout(options.timeout, connect)
+            .await
+            .map_err(|_| ClientError::Timeout {
+                step: "connect",
+                waited: options.timeout,
+                received: "nothing".to_owned(),
+            })??;
+        let options = LoginOptions {
+            tls: TlsMode::Off,
+            ..options.clone()
+        };
+        client.finish_login(&options).await
+    }
+
+    /// [`Client::login`] over BOSH (XEP-0206): no STARTTLS (the HTTP listener's TLS, if
+    /// any, protects the session).
+    pub async fn login_bosh(
+        bosh: &crate::bosh::BoshOptions,
+        options: &LoginOptions,
+    ) -> Result<Client, ClientError> {
+        let pipe = crate::bosh::BoshPipe::new(bosh.clone());
+        let connect = Self::connect_over(Transport::Bosh(Box::new(pipe)), &options.domain);
+        let client = tokio::time::timeout(options.timeout, connect)
+            .await
+            .map_err(|_| ClientError::Timeout {
+                step: "connect",
+                waited: options.timeout,
+                received: "nothing".to_owned(),
+            })??;
+        let options = LoginOptions {
+            tls: TlsMode::Off,
+            ..options.clone()
+        };
+        client.finish_login(&options).await
+    }
+
+    /// Stops a BOSH client's polling without terminating its session (which then times
+    /// out at the server); no effect on other transports.
+    pub fn abandon_bosh(&mut self) {
+        if let Transport::Bosh(pipe) = &mut self.transport {
+            pipe.abandon();
+        }
+    }
+
+    /// Opens a stream for `domain` over an established transport.
+    pub async fn connect_over(transport: Transport, domain: &str) -> Result<Client, ClientError> {
         let mut client = Client {
-            transport: Transport::Tcp(tcp),
+            transport,
             reader: XmlReader::new(),
             pending: VecDeque::new(),
             domain: domain.to_owned(),
@@ -143,13 +243,19 @@ impl Client {
     /// resource.
     pub async fn login(addr: SocketAddr, options: &LoginOptions) -> Result<Client, ClientError> {
         let connect = Self::connect_from(addr, options.local_addr, &options.domain);
-        let mut client = tokio::time::timeout(options.timeout, connect)
+        let client = tokio::time::timeout(options.timeout, connect)
             .await
             .map_err(|_| ClientError::Timeout {
                 step: "connect",
                 waited: options.timeout,
                 received: "nothing".to_owned(),
             })??;
+        client.finish_login(options).await
+    }
+
+    /// Everything after the first stream header: STARTTLS, SASL, bind, session.
+    async fn finish_login(mut self, options: &LoginOptions) -> Result<Client, ClientError> {
+        let client = &mut self;
         client.timeout = options.timeout;
         let offers_tls = client.features.has_child("starttls", ns::TLS);
         match options.tls {
@@ -164,7 +270,7 @@ impl Client {
         if options.legacy_session {
             client.session().await?;
         }
-        Ok(client)
+        Ok(self)
     }
 
     /// [`Client::login`], following `<see-other-host/>` redirects (RFC 6120

@@ -99,6 +99,12 @@ impl HttpRequest {
         self.header("authorization", &basic(user, password))
     }
 
+    /// A raw body with its content type.
+    pub fn body(mut self, body: impl Into<Bytes>, content_type: &str) -> HttpRequest {
+        self.body = body.into();
+        self.header("content-type", content_type)
+    }
+
     pub fn json(mut self, value: &serde_json::Value) -> HttpRequest {
         self.body = Bytes::from(value.to_string());
         self.header("content-type", "application/json")

@@ -1,12 +1,14 @@
 //! starling-tests: black-box testing tools for XMPP servers, written from RFC 6120/6121
 //! and independent of the server's own code.
 //!
+//! - [`bosh`]: BOSH (XEP-0124/0206) as a byte pipe for the client, and raw requests.
 //! - [`client`]: an async XMPP client for tests (STARTTLS, SASL, bind, send/expect).
 //! - [`raw`]: a raw TCP connection for bad-input tests.
 //! - [`xml_reader`]: the incremental XML reader both use.
 //! - [`sasl`]: the client side of SCRAM-SHA-256, SCRAM-SHA-1 and PLAIN.
 //! - [`tls`]: a TLS client config that accepts any certificate (tests only).
 //! - [`transport`]: TCP/TLS connections, bound to a chosen source address if asked.
+//! - [`websocket`]: XMPP over WebSocket (RFC 7395) as a byte pipe for the client.
 //! - [`error`]: client errors that name the failing step and what arrived instead.
 //! - [`http`]: an HTTP/1.1 client for a node's admin APIs, metrics and `/lb`.
 //! - [`stats`]: mergeable latency histograms.
@@ -18,6 +20,7 @@
 //! - [`interop`]: running those tools with a log and a time bound.
 //! - [`tap`]: a TCP relay recording peer links, and flipping a byte on demand.
 
+pub mod bosh;
 pub mod client;
 pub mod cluster;
 pub mod error;
@@ -33,6 +36,7 @@ pub mod tap;
 pub mod tls;
 pub mod tools;
 pub mod transport;
+pub mod websocket;
 pub mod xml_reader;
 
 pub use client::{Client, DEFAULT_TIMEOUT, LoginOptions, SM, SmEnabled, TlsMode};

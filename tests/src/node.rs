@@ -151,6 +151,8 @@ pub struct TestNode {
     pub c2s: SocketAddr,
     /// The HTTP listener (`[http] bind`): admin page, APIs, `/metrics`, `/lb`, `/cometd`.
     pub http: SocketAddr,
+    /// The XEP-0368 direct TLS listener (`[c2s] direct_tls_bind`).
+    pub direct_tls: SocketAddr,
     pub config: PathBuf,
     dir: tempfile::TempDir,
     child: Option<Child>,
@@ -198,12 +200,16 @@ impl TestNode {
         let (c2s_port, http_port) = builder.ports.unwrap_or_else(|| (free_port(), free_port()));
         let c2s: SocketAddr = format!("127.0.0.1:{c2s_port}").parse().expect("address");
         let http: SocketAddr = format!("127.0.0.1:{http_port}").parse().expect("address");
+        let direct_tls: SocketAddr = format!("127.0.0.1:{}", free_port())
+            .parse()
+            .expect("address");
         let config = dir.path().join("starling.toml");
-        write_config(&config, &builder, c2s, http);
+        write_config(&config, &builder, c2s, http, direct_tls);
         let mut node = TestNode {
             domain: builder.domain.clone(),
             c2s,
             http,
+            direct_tls,
             config,
             dir,
             child: None,
@@ -338,7 +344,18 @@ impl Drop for TestNode {
     }
 }
 
-fn write_config(path: &Path, builder: &NodeBuilder, c2s: SocketAddr, http: SocketAddr) {
+fn write_config(
+    path: &Path,
+    builder: &NodeBuilder,
+    c2s: SocketAddr,
+    http: SocketAddr,
+    direct_tls: SocketAddr,
+) {
+    let direct_tls_set = builder
+        .extra
+        .iter()
+        .any(|(section, line)| section == "c2s" && line.starts_with("direct_tls_bind"));
+    let direct_tls = (!direct_tls_set).then(|| format!("direct_tls_bind = \"{direct_tls}\""));
     let mut sections: Vec<(String, Vec<String>)> = vec![
         (
             "server".into(),
@@ -352,7 +369,10 @@ fn write_config(path: &Path, builder: &NodeBuilder, c2s: SocketAddr, http: Socke
             vec![
                 format!("bind = \"{c2s}\""),
                 format!("allow_plain_without_tls = {}", builder.plain_without_tls),
-            ],
+            ]
+            .into_iter()
+            .chain(direct_tls)
+            .collect(),
         ),
         ("http".into(), vec![format!("bind = \"{http}\"")]),
     ];

@@ -25,6 +25,13 @@ pub fn insecure_connector() -> Result<TlsConnector, rustls::Error> {
         .clone()
 }
 
+/// The same, offering the ALPN protocol `xmpp-client` for XEP-0368 direct TLS.
+pub fn insecure_direct_tls_connector() -> Result<TlsConnector, rustls::Error> {
+    let mut config = insecure_config()?;
+    config.alpn_protocols = vec![b"xmpp-client".to_vec()];
+    Ok(TlsConnector::from(Arc::new(config)))
+}
+
 fn insecure_config() -> Result<ClientConfig, rustls::Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = Arc::new(AcceptAnyCertificate {

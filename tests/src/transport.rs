@@ -1,4 +1,5 @@
-//! The byte pipe under a client: plain TCP, later upgraded to TLS by STARTTLS.
+//! The byte pipe under a client: plain TCP, later upgraded to TLS by STARTTLS; or a
+//! WebSocket carrying the stream (RFC 7395).
 //!
 //! Connections can be bound to a chosen local address first, so a load driver can spread
 //! its sockets over several loopback source addresses and stay within the ephemeral port
@@ -30,12 +31,26 @@ pub async fn connect_tcp(addr: SocketAddr, local: Option<IpAddr>) -> io::Result<
     Ok(stream)
 }
 
+/// A TCP connection to `addr` with TLS started at once (XEP-0368 direct TLS, ALPN
+/// `xmpp-client`; any certificate accepted).
+pub async fn connect_direct_tls(addr: SocketAddr) -> io::Result<Transport> {
+    let tcp = connect_tcp(addr, None).await?;
+    let connector = crate::tls::insecure_direct_tls_connector().map_err(io::Error::other)?;
+    let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+    let tls = connector.connect(name, tcp).await?;
+    Ok(Transport::Tls(Box::new(tls)))
+}
+
 /// A client's connection, before or after STARTTLS.
 #[derive(Debug)]
 pub enum Transport {
     Tcp(TcpStream),
     /// Boxed: a TLS stream is large, and most of a load run's idle memory is connections.
     Tls(Box<TlsStream<TcpStream>>),
+    /// XMPP over WebSocket (RFC 7395), framed by the pipe.
+    WebSocket(Box<crate::websocket::WsPipe>),
+    /// BOSH (XEP-0124/0206), the requests made by the pipe.
+    Bosh(Box<crate::bosh::BoshPipe>),
     /// Left behind while the TCP stream is handed to the TLS handshake.
     Detached,
 }
@@ -73,7 +88,7 @@ impl Transport {
         match self {
             Transport::Tcp(stream) => stream.local_addr().ok(),
             Transport::Tls(stream) => stream.get_ref().0.local_addr().ok(),
-            Transport::Detached => None,
+            Transport::WebSocket(_) | Transport::Bosh(_) | Transport::Detached => None,
         }
     }
 }
@@ -94,6 +109,8 @@ impl AsyncRead for Transport {
         match self.get_mut() {
             Transport::Tcp(stream) => Pin::new(stream).poll_read(cx, buf),
             Transport::Tls(stream) => Pin::new(stream.as_mut()).poll_read(cx, buf),
+            Transport::WebSocket(pipe) => Pin::new(pipe.as_mut()).poll_read(cx, buf),
+            Transport::Bosh(pipe) => Pin::new(pipe.as_mut()).poll_read(cx, buf),
             Transport::Detached => Poll::Ready(Err(detached())),
         }
     }
@@ -108,6 +125,8 @@ impl AsyncWrite for Transport {
         match self.get_mut() {
             Transport::Tcp(stream) => Pin::new(stream).poll_write(cx, buf),
             Transport::Tls(stream) => Pin::new(stream.as_mut()).poll_write(cx, buf),
+            Transport::WebSocket(pipe) => Pin::new(pipe.as_mut()).poll_write(cx, buf),
+            Transport::Bosh(pipe) => Pin::new(pipe.as_mut()).poll_write(cx, buf),
             Transport::Detached => Poll::Ready(Err(detached())),
         }
     }
@@ -116,6 +135,8 @@ impl AsyncWrite for Transport {
         match self.get_mut() {
             Transport::Tcp(stream) => Pin::new(stream).poll_flush(cx),
             Transport::Tls(stream) => Pin::new(stream.as_mut()).poll_flush(cx),
+            Transport::WebSocket(pipe) => Pin::new(pipe.as_mut()).poll_flush(cx),
+            Transport::Bosh(pipe) => Pin::new(pipe.as_mut()).poll_flush(cx),
             Transport::Detached => Poll::Ready(Err(detached())),
         }
     }
@@ -124,6 +145,8 @@ impl AsyncWrite for Transport {
         match self.get_mut() {
             Transport::Tcp(stream) => Pin::new(stream).poll_shutdown(cx),
             Transport::Tls(stream) => Pin::new(stream.as_mut()).poll_shutdown(cx),
+            Transport::WebSocket(pipe) => Pin::new(pipe.as_mut()).poll_shutdown(cx),
+            Transport::Bosh(pipe) => Pin::new(pipe.as_mut()).poll_shutdown(cx),
             Transport::Detached => Poll::Ready(Ok(())),
         }
     }

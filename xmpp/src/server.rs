@@ -47,6 +47,12 @@ pub struct Server {
     /// The certificate `tls` serves, swapped in place on SIGHUP.
     pub tls_certificate: Arc<crate::tls::ReloadableCertificate>,
     pub ip_limits: IpLimits,
+    /// Client connections allowed at once (`[c2s] max_connections`,
+    /// resolved): one permit per TCP, direct TLS, WebSocket or BOSH client.
+    pub connection_permits: Arc<tokio::sync::Semaphore>,
+    /// The connections of WebSocket and BOSH clients (the c2s listeners
+    /// track their own), so that shutdown waits for them as well.
+    pub pipe_connections: tokio_util::task::TaskTracker,
     pub delivery_locks: DeliveryLocks,
     pub shutdown: Shutdown,
     pub started: Instant,
@@ -128,6 +134,10 @@ impl Server {
             tls,
             tls_certificate,
             ip_limits,
+            connection_permits: Arc::new(tokio::sync::Semaphore::new(
+                crate::c2s::listener::connection_cap(config.c2s.max_connections),
+            )),
+            pipe_connections: tokio_util::task::TaskTracker::new(),
             delivery_locks: DeliveryLocks::default(),
             shutdown,
             started: Instant::now(),

@@ -177,6 +177,14 @@ fn write_private(path: &Path, contents: &[u8]) -> Result<(), TlsError> {
     file.write_all(contents).map_err(error)
 }
 
+/// The acceptor for XEP-0368 direct TLS: the same certificate, and the
+/// ALPN protocol `xmpp-client` (a client naming another protocol is refused).
+pub fn direct_tls_acceptor(starttls: &TlsAcceptor) -> TlsAcceptor {
+    let mut config = ServerConfig::clone(starttls.config());
+    config.alpn_protocols = vec![b"xmpp-client".to_vec()];
+    TlsAcceptor::from(Arc::new(config))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use starling_core::xml::Element;
 use tokio::time::{Instant, sleep_until};
 
+use super::pipe::PipeFault;
 use super::transport::{ReadState, Transport};
 use crate::server::Server;
 use crate::stream::{self, StreamError, StreamEvent, StreamParser};
@@ -114,7 +115,10 @@ impl Conn {
     /// Moves everything the socket holds into the parser; returns the byte count.
     pub(crate) fn read_available(&mut self) -> Result<usize, ConnError> {
         let parser = &mut self.parser;
-        let state = self.transport.read_available(|bytes| parser.feed(bytes))?;
+        let state = self
+            .transport
+            .read_available(|bytes| parser.feed(bytes))
+            .map_err(from_read_error)?;
         let read = match state {
             ReadState::Open(n) => n,
             ReadState::Closed(n) => {
@@ -198,6 +202,17 @@ impl Conn {
             transport.shutdown().await
         };
         let _ignored = tokio::time::timeout(std::time::Duration::from_secs(5), goodbye).await;
+    }
+}
+
+/// A read error; an adapter's framing fault is the stream error it names.
+fn from_read_error(error: io::Error) -> ConnError {
+    match error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<PipeFault>())
+    {
+        Some(fault) => ConnError::stream(fault.condition, fault.text.clone()),
+        None => ConnError::Io(error),
     }
 }
 

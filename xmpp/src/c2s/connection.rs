@@ -4,8 +4,10 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
 use super::conn::{Conn, ConnError};
@@ -15,13 +17,36 @@ use super::{detached, negotiate, session_loop};
 use crate::server::Server;
 
 pub(super) async fn run(socket: TcpStream, peer: SocketAddr, server: Arc<Server>) {
+    run_transport(Transport::Plain(socket), peer, server).await
+}
+
+/// XEP-0368 direct TLS: the handshake first, then the stream inside it.
+pub(super) async fn run_direct_tls(
+    socket: TcpStream,
+    peer: SocketAddr,
+    server: Arc<Server>,
+    acceptor: TlsAcceptor,
+) {
+    let timeout = Duration::from_secs(server.config.limits.negotiation_timeout_secs);
+    let tls = match tokio::time::timeout(timeout, acceptor.accept(socket)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(error)) => return tracing::debug!(%peer, %error, "direct TLS handshake failed"),
+        Err(_) => return tracing::debug!(%peer, "direct TLS handshake timed out"),
+    };
+    crate::metrics::incr(&server.metrics.tls_handshakes);
+    run_transport(Transport::Tls(Box::new(tls)), peer, server).await
+}
+
+/// The same, over any transport: direct TLS, or a pipe from the WebSocket
+/// or BOSH adapter.
+pub(super) async fn run_transport(transport: Transport, peer: SocketAddr, server: Arc<Server>) {
     let span = tracing::debug_span!("c2s", %peer, jid = tracing::field::Empty);
     async move {
         let metrics = &server.metrics;
         metrics
             .connections_open
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut conn = Conn::new(Transport::Plain(socket), peer, server.clone());
+        let mut conn = Conn::new(transport, peer, server.clone());
         // Boxed: the negotiation's state is large and only needed briefly;
         // inline it would stay in every idle session's task.
         let negotiating = Box::pin(negotiate::negotiate(&mut conn));

@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 
 use starling_core::xml::{Element, ns};
 
@@ -15,10 +16,16 @@ use crate::metrics::incr;
 use crate::server::Server;
 use crate::stream;
 
-/// Accepts clients until shutdown. `max_connections` is the resolved cap
-/// (already derived from the open-file limit when the config says 0).
-pub async fn run(listener: TcpListener, server: Arc<Server>, max_connections: usize) {
-    let permits = Arc::new(Semaphore::new(max_connections));
+/// Accepts clients until shutdown. `permits` is the connection cap (the
+/// resolved `max_connections`), shared by every c2s listener of the node.
+/// With `direct_tls`, each connection starts with a TLS handshake (XEP-0368)
+/// instead of a plain stream with STARTTLS.
+pub async fn run(
+    listener: TcpListener,
+    server: Arc<Server>,
+    permits: Arc<Semaphore>,
+    direct_tls: Option<TlsAcceptor>,
+) {
     let tracker = tokio_util::task::TaskTracker::new();
     loop {
         let accepted = tokio::select! {
@@ -42,6 +49,10 @@ pub async fn run(listener: TcpListener, server: Arc<Server>, max_connections: us
         {
             incr(&server.metrics.connections_refused);
             tracing::debug!(%peer, "connection rate limit reached");
+            if direct_tls.is_some() {
+                // A TLS client cannot read a clear-text refusal.
+                continue;
+            }
             // Say why (RFC 6120 4.9.3.12), but only what fits the empty send
             // buffer right now: a flood must not cost a task or a wait each.
             let _ = socket.try_write(&refusal(
@@ -55,10 +66,17 @@ pub async fn run(listener: TcpListener, server: Arc<Server>, max_connections: us
         match permits.clone().try_acquire_owned() {
             Ok(permit) => {
                 let server = server.clone();
+                let direct_tls = direct_tls.clone();
                 tracker.spawn(async move {
-                    connection::run(socket, peer, server).await;
+                    match direct_tls {
+                        None => connection::run(socket, peer, server).await,
+                        Some(tls) => connection::run_direct_tls(socket, peer, server, tls).await,
+                    }
                     drop(permit);
                 });
+            }
+            Err(_) if direct_tls.is_some() => {
+                incr(&server.metrics.connections_refused);
             }
             Err(_) => {
                 incr(&server.metrics.connections_refused);

@@ -4,6 +4,7 @@
 //! - `connection`: one task per client, from accept to close.
 //! - `conn`: the socket side (events in, bytes out, stream errors).
 //! - `transport`: plain or TLS socket without a parked read buffer.
+//! - `pipe`: the stream of another transport (WebSocket, BOSH), fed by its adapter.
 //! - `negotiate`, `sasl`, `legacy`: everything before the session exists.
 //! - `session_loop`: the bound session; `stream_management`: XEP-0198 on it.
 //! - `detached`: a resumable session waiting for its client (XEP-0198).
@@ -16,7 +17,22 @@ mod legacy;
 pub mod limits;
 pub mod listener;
 mod negotiate;
+pub(crate) mod pipe;
 mod sasl;
 mod session_loop;
 mod stream_management;
 mod transport;
+
+/// Serves one client whose stream arrives through `pipe` (from the
+/// WebSocket or BOSH adapter): the same negotiation and session as TCP.
+pub(crate) async fn serve_pipe(
+    pipe: pipe::PipeEnd,
+    peer: std::net::SocketAddr,
+    server: std::sync::Arc<crate::server::Server>,
+) {
+    let transport = transport::Transport::Pipe(Box::new(pipe));
+    let tracker = server.pipe_connections.clone();
+    tracker
+        .track_future(connection::run_transport(transport, peer, server))
+        .await
+}

@@ -119,7 +119,7 @@ fn features(conn: &Conn, progress: &Progress) -> Element {
         }
         return features;
     }
-    if !tls {
+    if conn.transport.can_start_tls() {
         let mut starttls = Element::new("starttls", ns::TLS);
         if !config.allow_plain_without_tls {
             starttls.push_child(Element::new("required", ns::TLS));
@@ -162,7 +162,7 @@ async fn stream_turn(
         };
         let tls_allowed = conn.transport.is_tls() || conn.server.config.c2s.allow_plain_without_tls;
         match (element.ns(), element.name()) {
-            (ns::TLS, "starttls") if !conn.transport.is_tls() && progress.user.is_none() => {
+            (ns::TLS, "starttls") if conn.transport.can_start_tls() && progress.user.is_none() => {
                 start_tls(conn).await?;
                 return Ok(None);
             }

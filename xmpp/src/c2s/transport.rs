@@ -1,4 +1,5 @@
-//! The client socket, plain or TLS, read without a per-connection buffer.
+//! The client socket, plain or TLS, read without a per-connection buffer;
+//! or a [`PipeEnd`] when another transport carries the stream.
 //!
 //! An idle connection must cost a few KiB at most, so the connection task
 //! never parks a read buffer while it waits: it waits for the TCP socket to
@@ -15,6 +16,8 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
+use super::pipe::PipeEnd;
+
 const SCRATCH_SIZE: usize = 16 * 1024;
 
 thread_local! {
@@ -24,6 +27,8 @@ thread_local! {
 pub(super) enum Transport {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
+    /// A stream carried by another transport (WebSocket, BOSH) through an adapter task.
+    Pipe(Box<PipeEnd>),
     /// The socket is being handed to the TLS handshake (or it failed).
     Detached,
 }
@@ -45,25 +50,38 @@ pub(super) enum ReadState {
 }
 
 impl Transport {
-    fn tcp(&self) -> io::Result<&TcpStream> {
+    /// Whether the stream is encrypted: TLS here, or under the adapter.
+    pub(super) fn is_tls(&self) -> bool {
         match self {
-            Transport::Plain(tcp) => Ok(tcp),
-            Transport::Tls(tls) => Ok(tls.get_ref().0),
+            Transport::Tls(_) => true,
+            Transport::Pipe(pipe) => pipe.is_secure(),
+            Transport::Plain(_) | Transport::Detached => false,
+        }
+    }
+
+    /// STARTTLS is only for a plain TCP socket (never over WebSocket or BOSH).
+    pub(super) fn can_start_tls(&self) -> bool {
+        matches!(self, Transport::Plain(_))
+    }
+
+    /// Waits until the socket has something to read (or is closed). Cancel-safe.
+    pub(super) async fn readable(&mut self) -> io::Result<()> {
+        match self {
+            Transport::Plain(tcp) => tcp.readable().await,
+            Transport::Tls(tls) => tls.get_ref().0.readable().await,
+            Transport::Pipe(pipe) => pipe.readable().await,
             Transport::Detached => Err(detached()),
         }
     }
 
-    pub(super) fn is_tls(&self) -> bool {
-        matches!(self, Transport::Tls(_))
-    }
-
-    /// Waits until the socket has something to read (or is closed).
-    pub(super) async fn readable(&self) -> io::Result<()> {
-        self.tcp()?.readable().await
-    }
-
     /// Reads everything available now, without waiting, into `sink`.
     pub(super) fn read_available(&mut self, mut sink: impl FnMut(&[u8])) -> io::Result<ReadState> {
+        if let Transport::Pipe(pipe) = self {
+            return match pipe.read_available(sink)? {
+                (n, false) => Ok(ReadState::Open(n)),
+                (n, true) => Ok(ReadState::Closed(n)),
+            };
+        }
         SCRATCH.with_borrow_mut(|scratch| {
             let mut total = 0;
             loop {
@@ -75,7 +93,7 @@ impl Transport {
                     // A TLS record may arrive in pieces: a read that would
                     // wait means "nothing complete yet", not an error.
                     Transport::Tls(tls) => tls.read(scratch).now_or_never(),
-                    Transport::Detached => return Err(detached()),
+                    Transport::Pipe(_) | Transport::Detached => return Err(detached()),
                 };
                 match read {
                     None => return Ok(ReadState::Open(total)),
@@ -98,6 +116,7 @@ impl Transport {
                 tls.write_all(data).await?;
                 tls.flush().await
             }
+            Transport::Pipe(pipe) => pipe.write_all(data).await,
             Transport::Detached => Err(detached()),
         }
     }
@@ -107,6 +126,10 @@ impl Transport {
         match self {
             Transport::Plain(tcp) => tcp.shutdown().await,
             Transport::Tls(tls) => tls.shutdown().await,
+            Transport::Pipe(pipe) => {
+                pipe.shutdown();
+                Ok(())
+            }
             Transport::Detached => Ok(()),
         }
     }

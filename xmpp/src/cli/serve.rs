@@ -46,6 +46,14 @@ pub(super) async fn run(config: Config, reload: super::reload::ConfigLoader) -> 
     let c2s = TcpListener::bind(c2s_bind)
         .await
         .with_context(|| format!("cannot listen for clients on {c2s_bind}"))?;
+    let direct_tls = match server.config.c2s.direct_tls_addr() {
+        Some(bind) => Some(
+            TcpListener::bind(bind)
+                .await
+                .with_context(|| format!("cannot listen for direct TLS clients on {bind}"))?,
+        ),
+        None => None,
+    };
     // HTTP before the first client: a node that cannot serve its admin side
     // stops before it takes anyone.
     let http = start_http(&server).await?;
@@ -56,7 +64,24 @@ pub(super) async fn run(config: Config, reload: super::reload::ConfigLoader) -> 
         cluster = module.is_some(),
         "Starling is ready"
     );
-    let accept_loop = tokio::spawn(listener::run(c2s, server.clone(), cap));
+    let permits = server.connection_permits.clone();
+    let mut accept_loops = vec![tokio::spawn(listener::run(
+        c2s,
+        server.clone(),
+        permits.clone(),
+        None,
+    ))];
+    if let Some(direct_tls) = direct_tls {
+        let acceptor = crate::tls::direct_tls_acceptor(&server.tls);
+        tracing::info!(direct_tls = %direct_tls.local_addr().map_or_else(|_| String::new(), |a| a.to_string()), "direct TLS listener ready");
+        accept_loops.push(tokio::spawn(listener::run(
+            direct_tls,
+            server.clone(),
+            permits,
+            Some(acceptor),
+        )));
+    }
+    let accept_loop = futures_util::future::join_all(accept_loops);
     notify_service_manager(NotifyState::Ready);
     super::reload::watch(server.clone(), reload, sessions.clone());
     wait_for_signal().await;
@@ -67,10 +92,12 @@ pub(super) async fn run(config: Config, reload: super::reload::ConfigLoader) -> 
     server.modules.stopping(&server).await;
     sessions.cancel();
     server.sessions.close_all(CloseReason::Shutdown);
-    if tokio::time::timeout(DRAIN_TIMEOUT, accept_loop)
-        .await
-        .is_err()
-    {
+    server.pipe_connections.close();
+    let drained = async {
+        accept_loop.await;
+        server.pipe_connections.wait().await;
+    };
+    if tokio::time::timeout(DRAIN_TIMEOUT, drained).await.is_err() {
         tracing::warn!("some sessions did not close in time");
     }
     if let Some(module) = &module {

@@ -8,6 +8,9 @@
 //!  /metrics                                               metrics.rs (public)
 //!  /lb/{username}                                         lb.rs (public)
 //!  /cometd, /cometd/{*path}                               cometd/ (Bayeux)
+//!  /xmpp-websocket                                        websocket.rs (RFC 7395)
+//!  /.well-known/host-meta, /.well-known/host-meta.json    host_meta.rs (XEP-0156)
+//!  /http-bind                                             bosh/ (XEP-0124, XEP-0206)
 //! ```
 //!
 //! [`app`] builds the router over an [`HttpState`]; [`serve`] runs it on a
@@ -18,14 +21,18 @@
 mod admin;
 mod api;
 pub(crate) mod auth;
+mod bosh;
 mod cometd;
 mod error;
+mod host_meta;
 mod lb;
 mod listener;
 mod metrics;
+mod origin;
 mod prometheus;
 #[cfg(test)]
 mod tests;
+mod websocket;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -33,12 +40,13 @@ use std::sync::atomic::AtomicU64;
 use axum::Router;
 use axum::http::{HeaderValue, header};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use starling_core::shutdown::Shutdown;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 pub use self::auth::{AdminSessions, LOGIN_COOKIE, SESSION_COOKIE};
+pub use self::bosh::BoshSessions;
 pub use self::cometd::{Bayeux, BayeuxCounters};
 pub use self::error::HttpError;
 pub use self::listener::ClientAddr;
@@ -52,6 +60,8 @@ pub struct HttpState {
     pub counters: Arc<HttpCounters>,
     /// The Bayeux server at `/cometd`.
     pub cometd: Arc<Bayeux>,
+    /// The BOSH sessions at `/http-bind`.
+    pub bosh: Arc<BoshSessions>,
 }
 
 /// Counters of the HTTP side itself, on `/metrics`.
@@ -68,6 +78,7 @@ impl HttpState {
             admin: Arc::new(AdminSessions::new(auth::SESSION_IDLE)),
             counters: Arc::default(),
             cometd: Bayeux::new(server.clone()),
+            bosh: Arc::default(),
             server,
         }
     }
@@ -88,7 +99,11 @@ pub fn app(state: HttpState) -> Router {
         .route("/admin/assets/{file}", get(admin::asset))
         .nest("/api", api::routes())
         .route("/lb/{username}", get(lb::answer))
-        .merge(cometd::routes());
+        .merge(cometd::routes())
+        .merge(bosh::routes())
+        .route("/xmpp-websocket", any(websocket::endpoint))
+        .route("/.well-known/host-meta", get(host_meta::xrd))
+        .route("/.well-known/host-meta.json", get(host_meta::json));
     if http.metrics && http.metrics_addr().is_none() {
         router = router.route("/metrics", get(metrics::render));
     }

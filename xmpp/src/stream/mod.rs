@@ -20,6 +20,7 @@
 mod build;
 mod codec;
 mod error;
+pub mod framing;
 mod header;
 mod lexical;
 mod scan;

@@ -1,0 +1,309 @@
+//! XMPP over WebSocket (RFC 7395) for the test client: a byte pipe that looks like a TCP
+//! stream to [`crate::Client`], so every helper works unchanged over WebSocket.
+//!
+//! Each write becomes one WebSocket text message, so a test controls framing by how it
+//! calls `send` (two stanzas in one `send` are two stanzas in one frame). The client's
+//! stream header becomes `<open/>`, `</stream:stream>` becomes `<close/>`; in the other
+//! direction `<open/>` and `<close/>` become a stream header and its end, and every other
+//! message is passed on as it came.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::mpsc;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::{HeaderValue, Response};
+use tokio_tungstenite::tungstenite::{self, Message};
+
+use crate::transport::connect_tcp;
+
+/// The RFC 7395 framing namespace.
+pub const FRAMING: &str = "urn:ietf:params:xml:ns:xmpp-framing";
+
+/// How to open the WebSocket.
+#[derive(Debug, Clone)]
+pub struct WsOptions {
+    /// `wss` (TLS, any certificate accepted) instead of `ws`.
+    pub tls: bool,
+    pub path: String,
+    /// `Sec-WebSocket-Protocol`; None: none sent.
+    pub subprotocol: Option<String>,
+    pub origin: Option<String>,
+}
+
+impl Default for WsOptions {
+    fn default() -> Self {
+        WsOptions {
+            tls: false,
+            path: "/xmpp-websocket".into(),
+            subprotocol: Some("xmpp".into()),
+            origin: None,
+        }
+    }
+}
+
+/// Why a WebSocket could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum WsError {
+    #[error("connect: {0}")]
+    Io(#[from] io::Error),
+    /// The server refused the upgrade with this HTTP answer.
+    #[error("upgrade refused: {status} {body}")]
+    Refused { status: u16, body: String },
+    #[error("WebSocket handshake: {0}")]
+    Handshake(Box<tungstenite::Error>),
+}
+
+/// Opens `ws(s)://addr/path` and returns the pipe the client reads and writes.
+pub async fn connect(addr: SocketAddr, options: &WsOptions) -> Result<WsPipe, WsError> {
+    let scheme = if options.tls { "wss" } else { "ws" };
+    let url = format!("{scheme}://{addr}{}", options.path);
+    let mut request = url
+        .into_client_request()
+        .map_err(|error| WsError::Handshake(Box::new(error)))?;
+    let headers = request.headers_mut();
+    if let Some(protocol) = &options.subprotocol {
+        headers.insert(
+            "Sec-WebSocket-Protocol",
+            HeaderValue::from_str(protocol).expect("a header value"),
+        );
+    }
+    if let Some(origin) = &options.origin {
+        headers.insert(
+            "Origin",
+            HeaderValue::from_str(origin).expect("a header value"),
+        );
+    }
+    let tcp = connect_tcp(addr, None).await?;
+    if options.tls {
+        let connector = crate::tls::insecure_connector().map_err(io::Error::other)?;
+        let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+        let tls = connector.connect(name, tcp).await?;
+        let (socket, response) = tokio_tungstenite::client_async(request, tls)
+            .await
+            .map_err(refusal)?;
+        check_protocol(&response, options)?;
+        Ok(WsPipe::spawn(socket))
+    } else {
+        let (socket, response) = tokio_tungstenite::client_async(request, tcp)
+            .await
+            .map_err(refusal)?;
+        check_protocol(&response, options)?;
+        Ok(WsPipe::spawn(socket))
+    }
+}
+
+fn refusal(error: tungstenite::Error) -> WsError {
+    match error {
+        tungstenite::Error::Http(response) => WsError::Refused {
+            status: response.status().as_u16(),
+            body: response
+                .body()
+                .as_ref()
+                .map(|body| String::from_utf8_lossy(body).into_owned())
+                .unwrap_or_default(),
+        },
+        other => WsError::Handshake(Box::new(other)),
+    }
+}
+
+/// RFC 7395 3.2: the server must confirm the subprotocol.
+fn check_protocol<T>(response: &Response<T>, options: &WsOptions) -> Result<(), WsError> {
+    let chosen = response
+        .headers()
+        .get("Sec-WebSocket-Protocol")
+        .and_then(|value| value.to_str().ok());
+    if options.subprotocol.is_some() && chosen != Some("xmpp") {
+        return Err(WsError::Handshake(Box::new(tungstenite::Error::Protocol(
+            tungstenite::error::ProtocolError::SecWebSocketSubProtocolError(
+                tungstenite::error::SubProtocolError::NoSubProtocol,
+            ),
+        ))));
+    }
+    Ok(())
+}
+
+/// The client's side of a WebSocket, as a byte stream.
+#[derive(Debug)]
+pub struct WsPipe {
+    /// Translated server messages; None: the WebSocket closed.
+    incoming: mpsc::UnboundedReceiver<Vec<u8>>,
+    /// The rest of the message being read.
+    leftover: Vec<u8>,
+    outgoing: Option<mpsc::UnboundedSender<Message>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for WsPipe {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl WsPipe {
+    fn spawn<S>(socket: WebSocketStream<S>) -> WsPipe
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let (incoming_tx, incoming) = mpsc::unbounded_channel();
+        let (outgoing, mut outgoing_rx) = mpsc::unbounded_channel::<Message>();
+        let task = tokio::spawn(async move {
+            let (mut sink, mut stream) = socket.split();
+            loop {
+                tokio::select! {
+                    message = outgoing_rx.recv() => match message {
+                        Some(message) => {
+                            if sink.send(message).await.is_err() {
+                                break;
+                            }
+                        }
+                        None => {
+                            let _ = sink.close().await;
+                            // Keep reading what the server still says.
+                            while let Some(Ok(message)) = stream.next().await {
+                                if let Some(bytes) = from_server(message) {
+                                    let _ = incoming_tx.send(bytes);
+                                }
+                            }
+                            break;
+                        }
+                    },
+                    message = stream.next() => match message {
+                        Some(Ok(message)) => {
+                            if let Some(bytes) = from_server(message) {
+                                let _ = incoming_tx.send(bytes);
+                            }
+                        }
+                        _ => break,
+                    },
+                }
+            }
+        });
+        WsPipe {
+            incoming,
+            leftover: Vec::new(),
+            outgoing: Some(outgoing),
+            task,
+        }
+    }
+}
+
+/// A server message as bytes of an ordinary stream.
+fn from_server(message: Message) -> Option<Vec<u8>> {
+    let text = match message {
+        Message::Text(text) => text.as_str().to_owned(),
+        Message::Binary(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        _ => return None,
+    };
+    let trimmed = text.trim_start();
+    if trimmed.starts_with("<open") {
+        let attributes = trimmed
+            .trim_start_matches("<open")
+            .trim_end()
+            .trim_end_matches("/>")
+            .replace(&format!("xmlns=\"{FRAMING}\""), "")
+            .replace(&format!("xmlns='{FRAMING}'"), "");
+        return Some(
+            format!(
+                "<stream:stream xmlns='jabber:client' \
+                 xmlns:stream='http://etherx.jabber.org/streams' {attributes}>"
+            )
+            .into_bytes(),
+        );
+    }
+    if trimmed.starts_with("<close") {
+        return Some(b"</stream:stream>".to_vec());
+    }
+    Some(text.into_bytes())
+}
+
+/// One client write as a message.
+fn to_server(bytes: &[u8]) -> Message {
+    let text = String::from_utf8_lossy(bytes);
+    let trimmed = text.trim();
+    let header = trimmed
+        .strip_prefix("<?xml version='1.0'?>")
+        .unwrap_or(trimmed);
+    if header.starts_with("<stream:stream") {
+        let to = attribute(header, "to").unwrap_or_default();
+        return Message::text(format!(
+            "<open xmlns=\"{FRAMING}\" to=\"{to}\" version=\"1.0\" xml:lang=\"en\"/>"
+        ));
+    }
+    if trimmed == "</stream:stream>" {
+        return Message::text(format!("<close xmlns=\"{FRAMING}\"/>"));
+    }
+    Message::text(text.into_owned())
+}
+
+fn attribute<'a>(tag: &'a str, name: &str) -> Option<&'a str> {
+    for quote in ['\'', '"'] {
+        let start = format!(" {name}={quote}");
+        if let Some(at) = tag.find(&start) {
+            let rest = &tag[at + start.len()..];
+            return rest.find(quote).map(|end| &rest[..end]);
+        }
+    }
+    None
+}
+
+impl WsPipe {
+    /// Sends a binary message (RFC 7395 forbids them; for bad-input tests).
+    pub fn send_binary(&self, bytes: &[u8]) -> io::Result<()> {
+        self.send_message(Message::binary(bytes.to_vec()))
+    }
+
+    fn send_message(&self, message: Message) -> io::Result<()> {
+        self.outgoing
+            .as_ref()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::BrokenPipe, "WebSocket closed"))?
+            .send(message)
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "WebSocket closed"))
+    }
+}
+
+impl AsyncRead for WsPipe {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        // An empty read means the end of the stream: skip empty messages.
+        while this.leftover.is_empty() {
+            match this.incoming.poll_recv(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => return Poll::Ready(Ok(())),
+                Poll::Ready(Some(bytes)) => this.leftover = bytes,
+            }
+        }
+        let n = this.leftover.len().min(buf.remaining());
+        buf.put_slice(&this.leftover[..n]);
+        this.leftover.drain(..n);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for WsPipe {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Poll::Ready(self.send_message(to_server(buf)).map(|()| buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut().outgoing = None;
+        Poll::Ready(Ok(()))
+    }
+}

@@ -1,0 +1,154 @@
+//! A client stream that does not come straight off a socket: an adapter
+//! task (XMPP over WebSocket, BOSH) turns its transport's frames into the
+//! bytes of an ordinary client stream and back, and the connection reads
+//! and writes this pipe as it would a TCP socket. So negotiation and the
+//! session loop are the same code for every transport.
+//!
+//! ```text
+//!  adapter ──Inbound::Bytes──> PipeEnd::read_available ──> StreamParser
+//!  adapter <──────Bytes──────  PipeEnd::write_all      <── the session
+//! ```
+
+use std::io;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+/// Chunks waiting in each direction; the adapter reads its transport only
+/// when the session has room, so a flooding client is slowed, not buffered.
+const CAPACITY: usize = 8;
+
+/// What the adapter hands the connection.
+#[derive(Debug)]
+pub(crate) enum Inbound {
+    /// Bytes of the client stream.
+    Bytes(Bytes),
+    /// The client broke the transport's framing rules: the connection ends
+    /// with this stream error, sent the usual way.
+    Fault {
+        condition: &'static str,
+        text: String,
+    },
+}
+
+/// The stream error an adapter reported, carried through `io::Error` up to
+/// the connection, which sends it as a stream error.
+#[derive(Debug, thiserror::Error)]
+#[error("<{condition}/>: {text}")]
+pub(crate) struct PipeFault {
+    pub(crate) condition: &'static str,
+    pub(crate) text: String,
+}
+
+/// The connection's end.
+#[derive(Debug)]
+pub(crate) struct PipeEnd {
+    inbound: mpsc::Receiver<Inbound>,
+    /// Taken from the channel by `readable` before `read_available` asked.
+    waiting: Option<Inbound>,
+    /// None once the connection shut its side.
+    outbound: Option<mpsc::Sender<Bytes>>,
+    /// The transport under the adapter is encrypted (HTTPS).
+    secure: bool,
+    closed: bool,
+}
+
+/// The adapter's end.
+#[derive(Debug)]
+pub(crate) struct AdapterEnd {
+    pub(crate) inbound: mpsc::Sender<Inbound>,
+    pub(crate) outbound: mpsc::Receiver<Bytes>,
+}
+
+pub(crate) fn pipe(secure: bool) -> (PipeEnd, AdapterEnd) {
+    let (inbound_tx, inbound_rx) = mpsc::channel(CAPACITY);
+    let (outbound_tx, outbound_rx) = mpsc::channel(CAPACITY);
+    let end = PipeEnd {
+        inbound: inbound_rx,
+        waiting: None,
+        outbound: Some(outbound_tx),
+        secure,
+        closed: false,
+    };
+    let adapter = AdapterEnd {
+        inbound: inbound_tx,
+        outbound: outbound_rx,
+    };
+    (end, adapter)
+}
+
+fn closed() -> io::Error {
+    io::Error::new(io::ErrorKind::BrokenPipe, "the client's transport is gone")
+}
+
+impl PipeEnd {
+    pub(super) fn is_secure(&self) -> bool {
+        self.secure
+    }
+
+    /// Waits until there is input (or the adapter is gone). Cancel-safe.
+    pub(super) async fn readable(&mut self) -> io::Result<()> {
+        if self.waiting.is_some() || self.closed {
+            return Ok(());
+        }
+        match self.inbound.recv().await {
+            Some(inbound) => self.waiting = Some(inbound),
+            None => self.closed = true,
+        }
+        Ok(())
+    }
+
+    /// Hands everything available to `sink`; `Ok((n, closed))`.
+    pub(super) fn read_available(
+        &mut self,
+        mut sink: impl FnMut(&[u8]),
+    ) -> io::Result<(usize, bool)> {
+        let mut total = 0;
+        loop {
+            let next = match self.waiting.take() {
+                Some(inbound) => inbound,
+                None if self.closed => return Ok((total, true)),
+                None => match self.inbound.try_recv() {
+                    Ok(inbound) => inbound,
+                    Err(mpsc::error::TryRecvError::Empty) => return Ok((total, false)),
+                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                        self.closed = true;
+                        return Ok((total, true));
+                    }
+                },
+            };
+            match next {
+                Inbound::Bytes(bytes) => {
+                    total += bytes.len();
+                    sink(&bytes);
+                }
+                Inbound::Fault { condition, text } => {
+                    // What came before the fault is read first; nothing after.
+                    if total > 0 {
+                        self.waiting = Some(Inbound::Fault { condition, text });
+                        return Ok((total, false));
+                    }
+                    self.closed = true;
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        PipeFault { condition, text },
+                    ));
+                }
+            }
+        }
+    }
+
+    pub(super) async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        let sender = self.outbound.as_ref().ok_or_else(closed)?;
+        sender
+            .send(Bytes::copy_from_slice(data))
+            .await
+            .map_err(|_| closed())
+    }
+
+    /// Closes our side: the adapter ends its transport once it has sent
+    /// what is queued.
+    pub(super) fn shutdown(&mut self) {
+        self.outbound = None;
+    }
+}

@@ -1,0 +1,252 @@
+//! RFC 7395 XMPP over WebSocket at `/xmpp-websocket`.
+//!
+//! This module only moves frames: each client text message is checked
+//! (one complete element, within `limits.max_stanza_size`) and handed to the
+//! c2s connection as bytes of an ordinary stream through a pipe; what the
+//! session writes is split back into one message per element. Negotiation,
+//! the session, its limits and metrics are the c2s code's, unchanged.
+//!
+//! Security: the WebSocket counts as encrypted when the HTTP listener runs
+//! TLS (`[http] tls`). Over plain HTTP the upgrade is refused unless
+//! `[c2s] allow_plain_without_tls` allows authenticating without TLS, as it
+//! does for TCP clients. STARTTLS is never offered on a WebSocket.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::HttpState;
+use super::listener::ClientAddr;
+use super::origin;
+use crate::c2s::pipe::{self, AdapterEnd, Inbound};
+use crate::metrics::incr;
+use crate::server::Server;
+use crate::stream::framing::{self, ClientFrame, FrameSplitter};
+use crate::stream::{Limits, STREAM_CLOSE};
+
+/// The WebSocket subprotocol of RFC 7395.
+const SUBPROTOCOL: &str = "xmpp";
+
+pub(super) async fn endpoint(State(state): State<HttpState>, request: Request) -> Response {
+    let (mut parts, _body) = request.into_parts();
+    let peer = parts.extensions.get::<ConnectInfo<ClientAddr>>().map_or(
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+        |ConnectInfo(ClientAddr(addr))| *addr,
+    );
+    let server = state.server.clone();
+    if let Some(refusal) = origin::refusal(&server.config.http, &parts.headers) {
+        return refusal;
+    }
+    let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => return rejection.into_response(),
+    };
+    if !offers_subprotocol(&parts.headers) {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "XMPP over WebSocket needs the WebSocket subprotocol \"xmpp\" (RFC 7395)",
+        );
+    }
+    let secure = server.config.http.tls;
+    if !secure && !server.config.c2s.allow_plain_without_tls {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "XMPP over WebSocket needs HTTPS on this node ([http] tls = true)",
+        );
+    }
+    incr(&server.metrics.connections_accepted);
+    if !server
+        .ip_limits
+        .allow_connection(peer.ip(), Instant::now().into_std())
+    {
+        incr(&server.metrics.connections_refused);
+        return refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many new connections from your address; try again later",
+        );
+    }
+    // The same cap as TCP clients (see-other-host has no HTTP equivalent).
+    let Ok(permit) = server.connection_permits.clone().try_acquire_owned() else {
+        incr(&server.metrics.connections_refused);
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "This server has reached its connection limit",
+        );
+    };
+    let limits = Limits {
+        max_stanza_size: server.config.limits.max_stanza_size,
+        max_depth: server.config.limits.max_depth,
+    };
+    // A frame over the stanza limit gets a stream error from `pump`; only
+    // one far over it is cut off by the WebSocket layer itself.
+    let hard_limit = limits
+        .max_stanza_size
+        .saturating_mul(2)
+        .saturating_add(4096);
+    upgrade
+        .protocols([SUBPROTOCOL])
+        .max_message_size(hard_limit)
+        .max_frame_size(hard_limit)
+        .on_upgrade(move |socket| async move {
+            run(server, socket, peer, secure, limits).await;
+            drop(permit);
+        })
+}
+
+fn offers_subprotocol(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|protocol| protocol.trim() == SUBPROTOCOL)
+}
+
+fn refuse(status: StatusCode, text: &'static str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        text,
+    )
+        .into_response()
+}
+
+async fn run(
+    server: Arc<Server>,
+    socket: WebSocket,
+    peer: SocketAddr,
+    secure: bool,
+    limits: Limits,
+) {
+    let (end, adapter) = pipe::pipe(secure);
+    let session = crate::c2s::serve_pipe(end, peer, server);
+    tokio::join!(session, pump(socket, adapter, limits));
+}
+
+/// Moves frames between the WebSocket and the session until the session
+/// has closed its side (or the client is gone).
+async fn pump(mut socket: WebSocket, adapter: AdapterEnd, limits: Limits) {
+    let AdapterEnd {
+        inbound,
+        mut outbound,
+    } = adapter;
+    // None once the client's side is finished (closed, or a framing fault).
+    let mut inbound = Some(inbound);
+    let mut splitter = FrameSplitter::new();
+    let mut frames = Vec::new();
+    loop {
+        let client_done = tokio::select! {
+            chunk = outbound.recv() => {
+                let Some(chunk) = chunk else { break };
+                if let Err(error) = splitter.push(&chunk, &mut frames) {
+                    tracing::warn!(%error, "the session wrote something that is not XML");
+                    break;
+                }
+                for frame in frames.drain(..) {
+                    if socket.send(Message::Text(frame.into())).await.is_err() {
+                        return;
+                    }
+                }
+                false
+            }
+            received = next_frame(&mut socket, inbound.as_ref()) => {
+                // None: the session takes no more input; what it wrote is
+                // still sent before the loop ends.
+                match received {
+                    None => true,
+                    Some((permit, received)) => match to_inbound(received, limits) {
+                        Received::Forward(item) => {
+                            let fault = matches!(item, Inbound::Fault { .. });
+                            permit.send(item);
+                            fault
+                        }
+                        Received::Skip => false,
+                        Received::Gone => true,
+                    },
+                }
+            }
+        };
+        if client_done {
+            inbound = None;
+        }
+    }
+    // The session closed its stream: end the WebSocket too (RFC 7395 3.6).
+    let _closing = socket.send(Message::Close(None)).await;
+}
+
+/// The next client message once the session has room for it; never
+/// resolves once the client's side is finished. Cancel-safe.
+async fn next_frame<'a>(
+    socket: &mut WebSocket,
+    inbound: Option<&'a mpsc::Sender<Inbound>>,
+) -> Option<(
+    mpsc::Permit<'a, Inbound>,
+    Option<Result<Message, axum::Error>>,
+)> {
+    let Some(inbound) = inbound else {
+        return std::future::pending().await;
+    };
+    let permit = inbound.reserve().await.ok()?;
+    Some((permit, socket.recv().await))
+}
+
+/// What a client message means for the session.
+enum Received {
+    Forward(Inbound),
+    /// Nothing for the session (a WebSocket ping or pong).
+    Skip,
+    /// The client closed the WebSocket or it broke.
+    Gone,
+}
+
+fn to_inbound(received: Option<Result<Message, axum::Error>>, limits: Limits) -> Received {
+    let Some(received) = received else {
+        return Received::Gone;
+    };
+    let message = match received {
+        Ok(message) => message,
+        // The WebSocket layer's own cap on message size.
+        Err(error) if error.to_string().contains("too long") => {
+            return Received::Forward(Inbound::Fault {
+                condition: "policy-violation",
+                text: "The frame is over the size limit".into(),
+            });
+        }
+        Err(error) => {
+            tracing::debug!(%error, "WebSocket read failed");
+            return Received::Gone;
+        }
+    };
+    let text = match message {
+        Message::Text(text) => text,
+        Message::Binary(_) => {
+            return Received::Forward(Inbound::Fault {
+                condition: "policy-violation",
+                text: "XMPP over WebSocket uses text messages (RFC 7395 3.2)".into(),
+            });
+        }
+        // Answered by the WebSocket layer: nothing for the session (nor a
+        // sign of life, as TCP keepalives are not one either).
+        Message::Ping(_) | Message::Pong(_) => return Received::Skip,
+        // A client's close ends its stream.
+        Message::Close(_) => return Received::Gone,
+    };
+    let bytes = match framing::parse_client_frame(text.as_str(), limits) {
+        Ok(ClientFrame::Open(header)) => header.into(),
+        Ok(ClientFrame::Close) => bytes::Bytes::from_static(STREAM_CLOSE),
+        Ok(ClientFrame::Element) => bytes::Bytes::copy_from_slice(text.as_str().as_bytes()),
+        Err(error) => {
+            return Received::Forward(Inbound::Fault {
+                condition: error.condition,
+                text: error.text,
+            });
+        }
+    };
+    Received::Forward(Inbound::Bytes(bytes))
+}
