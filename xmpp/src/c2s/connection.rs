@@ -27,7 +27,7 @@ pub(super) async fn run_direct_tls(
     server: Arc<Server>,
     acceptor: TlsAcceptor,
 ) {
-    let timeout = Duration::from_secs(server.config.limits.negotiation_timeout_secs);
+    let timeout = Duration::from_secs(server.limits().negotiation_timeout_secs);
     let tls = match tokio::time::timeout(timeout, acceptor.accept(socket)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(error)) => return tracing::debug!(%peer, %error, "direct TLS handshake failed"),

@@ -80,8 +80,8 @@ pub(super) async fn endpoint(State(state): State<HttpState>, request: Request) -
         );
     };
     let limits = Limits {
-        max_stanza_size: server.config.limits.max_stanza_size,
-        max_depth: server.config.limits.max_depth,
+        max_stanza_size: server.limits().max_stanza_size,
+        max_depth: server.limits().max_depth,
     };
     // A frame over the stanza limit gets a stream error from `pump`; only
     // one far over it is cut off by the WebSocket layer itself.

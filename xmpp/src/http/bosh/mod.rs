@@ -66,8 +66,8 @@ async fn endpoint(State(state): State<HttpState>, request: Request) -> Response 
     );
     let limits = Limits {
         // A body holds a few stanzas; each is checked again by the session.
-        max_stanza_size: state.server.config.limits.max_stanza_size.saturating_mul(4),
-        max_depth: state.server.config.limits.max_depth + 1,
+        max_stanza_size: state.server.limits().max_stanza_size.saturating_mul(4),
+        max_depth: state.server.limits().max_depth + 1,
     };
     let mut response = match axum::body::to_bytes(body, limits.max_stanza_size).await {
         Ok(bytes) => handle(&state, peer, &bytes, limits).await,
