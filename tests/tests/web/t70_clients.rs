@@ -1,5 +1,6 @@
 //! Clients written by others: xmpp.js (`tests/xmppjs`, Node.js) over
-//! WebSocket and direct TLS, and slixmpp over direct TLS.
+//! WebSocket and direct TLS, StanzaJS (same folder) over WebSocket, and
+//! slixmpp over direct TLS.
 
 use std::path::Path;
 use std::process::Command;
@@ -38,6 +39,36 @@ fn t70_xmppjs_over_websocket_and_direct_tls() {
             node.log()
         ),
         None => panic!("xmpp.js tests killed after 120 s:\n{output}"),
+    }
+}
+
+#[test]
+#[ignore = "needs Node.js 20+ and `npm ci` in tests/xmppjs: run tests/run"]
+fn t72_stanzajs_over_websocket() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("xmppjs");
+    require_node_packages(&dir, &["stanza"]);
+    let node = https_node(&["alice", "bob"]).start();
+    let mut command = Command::new("node");
+    command
+        .current_dir(&dir)
+        .args(["--test", "--test-reporter=spec", "stanzajs.test.mjs"])
+        .env(
+            "STARLING_WS_URL",
+            format!("wss://{}/xmpp-websocket", node.http),
+        )
+        .env("STARLING_DOMAIN", &node.domain)
+        .env("STARLING_PASSWORD", PASSWORD)
+        // The node's certificate is self-signed.
+        .env("NODE_TLS_REJECT_UNAUTHORIZED", "0");
+    let log = node.dir().join("stanzajs.log");
+    let (status, output) = run_logged(command, &log, Duration::from_secs(120));
+    match status {
+        Some(status) if status.success() => println!("{output}"),
+        Some(status) => panic!(
+            "StanzaJS tests failed ({status}):\n{output}\nnode log:\n{}",
+            node.log()
+        ),
+        None => panic!("StanzaJS tests killed after 120 s:\n{output}"),
     }
 }
 
