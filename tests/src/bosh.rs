@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::http::{HttpRequest, Response};
+use crate::transport::Inbox;
 
 pub const HTTPBIND: &str = "http://jabber.org/protocol/httpbind";
 pub const XBOSH: &str = "urn:xmpp:xbosh";
@@ -90,8 +91,8 @@ pub fn children(xml: &str) -> &str {
 /// The client's side of a BOSH session, as a byte stream.
 #[derive(Debug)]
 pub struct BoshPipe {
-    incoming: mpsc::UnboundedReceiver<Vec<u8>>,
-    leftover: Vec<u8>,
+    /// Translated server messages.
+    inbox: Inbox,
     outgoing: Option<mpsc::UnboundedSender<Vec<u8>>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -116,8 +117,7 @@ impl BoshPipe {
         let (outgoing, outgoing_rx) = mpsc::unbounded_channel();
         let task = tokio::spawn(run(options, outgoing_rx, incoming_tx));
         BoshPipe {
-            incoming,
-            leftover: Vec::new(),
+            inbox: Inbox::new(incoming),
             outgoing: Some(outgoing),
             task,
         }
@@ -348,19 +348,7 @@ impl AsyncRead for BoshPipe {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        // An empty read means the end of the stream: skip empty messages.
-        while this.leftover.is_empty() {
-            match this.incoming.poll_recv(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(None) => return Poll::Ready(Ok(())),
-                Poll::Ready(Some(bytes)) => this.leftover = bytes,
-            }
-        }
-        let n = this.leftover.len().min(buf.remaining());
-        buf.put_slice(&this.leftover[..n]);
-        this.leftover.drain(..n);
-        Poll::Ready(Ok(()))
+        self.get_mut().inbox.poll_read(cx, buf)
     }
 }
 

@@ -150,18 +150,7 @@ impl Client {
         options: &LoginOptions,
     ) -> Result<Client, ClientError> {
         let connect = Self::connect_websocket(addr, ws, &options.domain);
-        let client = tokio::time::timeout(options.timeout, connect)
-            .await
-            .map_err(|_| ClientError::Timeout {
-                step: "connect",
-                waited: options.timeout,
-                received: "nothing".to_owned(),
-            })??;
-        let options = LoginOptions {
-            tls: TlsMode::Off,
-            ..options.clone()
-        };
-        client.finish_login(&options).await
+        Self::login_without_starttls(connect, options).await
     }
 
     /// [`Client::login`] over XEP-0368 direct TLS: TLS (ALPN `xmpp-client`) from the first
@@ -176,18 +165,7 @@ impl Client {
                 .map_err(|source| ClientError::Connect { addr, source })?;
             Self::connect_over(transport, &options.domain).await
         };
-        let client = tokio::time::timeout(options.timeout, connect)
-            .await
-            .map_err(|_| ClientError::Timeout {
-                step: "connect",
-                waited: options.timeout,
-                received: "nothing".to_owned(),
-            })??;
-        let options = LoginOptions {
-            tls: TlsMode::Off,
-            ..options.clone()
-        };
-        client.finish_login(&options).await
+        Self::login_without_starttls(connect, options).await
     }
 
     /// [`Client::login`] over BOSH (XEP-0206): no STARTTLS (the HTTP listener's TLS, if
@@ -198,6 +176,16 @@ impl Client {
     ) -> Result<Client, ClientError> {
         let pipe = crate::bosh::BoshPipe::new(bosh.clone());
         let connect = Self::connect_over(Transport::Bosh(Box::new(pipe)), &options.domain);
+        Self::login_without_starttls(connect, options).await
+    }
+
+    /// Opens the stream with `connect` within the options' timeout, then
+    /// authenticates and binds without STARTTLS (the transport has its own
+    /// security, or none).
+    async fn login_without_starttls(
+        connect: impl std::future::Future<Output = Result<Client, ClientError>>,
+        options: &LoginOptions,
+    ) -> Result<Client, ClientError> {
         let client = tokio::time::timeout(options.timeout, connect)
             .await
             .map_err(|_| ClientError::Timeout {

@@ -12,6 +12,7 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::mpsc;
 use tokio_rustls::client::TlsStream;
 
 /// Opens a TCP connection to `addr`, from `local` (any port) when given.
@@ -149,5 +150,44 @@ impl AsyncWrite for Transport {
             Transport::Bosh(pipe) => Pin::new(pipe.as_mut()).poll_shutdown(cx),
             Transport::Detached => Poll::Ready(Ok(())),
         }
+    }
+}
+
+/// The reading side of a message-based transport (WebSocket, BOSH) as a
+/// byte stream: messages from its task, read out in pieces.
+#[derive(Debug)]
+pub struct Inbox {
+    /// Translated server messages; closed: the transport ended.
+    incoming: mpsc::UnboundedReceiver<Vec<u8>>,
+    /// The rest of the message being read.
+    leftover: Vec<u8>,
+}
+
+impl Inbox {
+    pub fn new(incoming: mpsc::UnboundedReceiver<Vec<u8>>) -> Inbox {
+        Inbox {
+            incoming,
+            leftover: Vec::new(),
+        }
+    }
+
+    /// [`AsyncRead::poll_read`] for the transport holding it.
+    pub fn poll_read(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        // An empty read means the end of the stream: skip empty messages.
+        while self.leftover.is_empty() {
+            match self.incoming.poll_recv(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => return Poll::Ready(Ok(())),
+                Poll::Ready(Some(bytes)) => self.leftover = bytes,
+            }
+        }
+        let n = self.leftover.len().min(buf.remaining());
+        buf.put_slice(&self.leftover[..n]);
+        self.leftover.drain(..n);
+        Poll::Ready(Ok(()))
     }
 }

@@ -20,7 +20,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{HeaderValue, Response};
 use tokio_tungstenite::tungstenite::{self, Message};
 
-use crate::transport::connect_tcp;
+use crate::transport::{Inbox, connect_tcp};
 
 /// The RFC 7395 framing namespace.
 pub const FRAMING: &str = "urn:ietf:params:xml:ns:xmpp-framing";
@@ -131,10 +131,8 @@ fn check_protocol<T>(response: &Response<T>, options: &WsOptions) -> Result<(), 
 /// The client's side of a WebSocket, as a byte stream.
 #[derive(Debug)]
 pub struct WsPipe {
-    /// Translated server messages; None: the WebSocket closed.
-    incoming: mpsc::UnboundedReceiver<Vec<u8>>,
-    /// The rest of the message being read.
-    leftover: Vec<u8>,
+    /// Translated server messages.
+    inbox: Inbox,
     outgoing: Option<mpsc::UnboundedSender<Message>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -185,8 +183,7 @@ impl WsPipe {
             }
         });
         WsPipe {
-            incoming,
-            leftover: Vec::new(),
+            inbox: Inbox::new(incoming),
             outgoing: Some(outgoing),
             task,
         }
@@ -273,19 +270,7 @@ impl AsyncRead for WsPipe {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        // An empty read means the end of the stream: skip empty messages.
-        while this.leftover.is_empty() {
-            match this.incoming.poll_recv(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(None) => return Poll::Ready(Ok(())),
-                Poll::Ready(Some(bytes)) => this.leftover = bytes,
-            }
-        }
-        let n = this.leftover.len().min(buf.remaining());
-        buf.put_slice(&this.leftover[..n]);
-        this.leftover.drain(..n);
-        Poll::Ready(Ok(()))
+        self.get_mut().inbox.poll_read(cx, buf)
     }
 }
 
