@@ -12,6 +12,7 @@ into the exit code (0: passed, 1: failed) with one clear line on stderr.
 import argparse
 import asyncio
 import datetime as dt
+import inspect
 import logging
 import ssl
 import sys
@@ -97,7 +98,7 @@ class Session:
         self.xmpp.add_event_handler("failed_all_auth", lambda _: done("auth failed"))
         self.xmpp.add_event_handler("disconnected", lambda _: done("disconnected"))
         self.xmpp.add_event_handler("connection_failed", lambda e: done(f"connection failed: {e}"))
-        self.xmpp.connect((self.args.host, self.args.port), force_starttls=True)
+        connect_starttls(self.xmpp, self.args.host, self.args.port)
         try:
             outcome = await asyncio.wait_for(started, STEP_TIMEOUT)
         except asyncio.TimeoutError:
@@ -139,6 +140,19 @@ class Session:
             await asyncio.wait_for(self.closed.wait(), STEP_TIMEOUT)
         except asyncio.TimeoutError:
             raise Failure(f"{self.bare}: the stream did not close") from None
+
+
+def connect_starttls(xmpp, host, port):
+    """Connects `xmpp` to host:port over STARTTLS. Debian's slixmpp (1.8) takes an
+    address and flags; PyPI's (1.10 and later) takes host and port and reads which
+    kinds of connection to try from attributes."""
+    if "address" in inspect.signature(xmpp.connect).parameters:
+        xmpp.connect((host, port), force_starttls=True)
+    else:
+        xmpp.enable_direct_tls = False
+        xmpp.enable_plaintext = False
+        xmpp.enable_starttls = True
+        xmpp.connect(host, port)
 
 
 async def stored_roster(session):

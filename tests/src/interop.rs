@@ -20,7 +20,12 @@ pub fn script_path(name: &str) -> PathBuf {
 
 /// `python3 tests/interop/<name>`, writing no `__pycache__` into the source tree.
 pub fn python_script(name: &str) -> Command {
-    let mut command = Command::new(PYTHON);
+    python_script_in(Path::new(PYTHON), name)
+}
+
+/// `tests/interop/<name>` run by the interpreter `python`.
+pub fn python_script_in(python: &Path, name: &str) -> Command {
+    let mut command = Command::new(python);
     command
         .arg(script_path(name))
         .env("PYTHONDONTWRITEBYTECODE", "1");
@@ -61,7 +66,18 @@ pub fn run_logged(
 /// Runs `python3 tests/interop/<name> ARGS` with its log in `log_dir` and
 /// fails the test, with the script's output, unless it exits 0 within `limit`.
 pub fn run_script(name: &str, args: &[String], log_dir: &Path, limit: Duration) -> String {
-    let mut command = python_script(name);
+    run_script_in(Path::new(PYTHON), name, args, log_dir, limit)
+}
+
+/// [`run_script`] with another interpreter, e.g. [`crate::tools::pypi_python`].
+pub fn run_script_in(
+    python: &Path,
+    name: &str,
+    args: &[String],
+    log_dir: &Path,
+    limit: Duration,
+) -> String {
+    let mut command = python_script_in(python, name);
     command.args(args);
     let started = Instant::now();
     let (status, output) = run_logged(command, &log_dir.join(format!("{name}.log")), limit);

@@ -14,6 +14,31 @@ use std::process::{Command, Stdio};
 /// be another).
 pub const PYTHON: &str = "/usr/bin/python3";
 
+/// The interpreter of the virtual environment tests/run makes with the
+/// slixmpp of `tests/interop/requirements.txt` from PyPI, for the plugins
+/// Debian's older slixmpp lacks (xep_0402).
+pub fn pypi_python() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("interop/.venv/bin/python")
+}
+
+/// Fails the test with what to do when the PyPI slixmpp is missing.
+pub fn require_pypi_slixmpp() {
+    let python = pypi_python();
+    let found = Command::new(&python)
+        .args(["-c", "import slixmpp.plugins.xep_0402"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    assert!(
+        found,
+        "{} cannot import slixmpp's xep_0402: make the virtual environment with \
+         `python3 -m venv tests/interop/.venv` and `tests/interop/.venv/bin/pip install \
+         -r tests/interop/requirements.txt` (tests/run does)",
+        python.display()
+    );
+}
+
 /// The oldest Node.js the browser and Bayeux test runners work with.
 const NODE_MAJOR: u32 = 20;
 

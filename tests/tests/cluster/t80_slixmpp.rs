@@ -8,8 +8,8 @@
 use std::time::Duration;
 
 use starling_tests::TestCluster;
-use starling_tests::interop::run_script;
-use starling_tests::tools::require_slixmpp;
+use starling_tests::interop::run_script_in;
+use starling_tests::tools::{PYTHON, pypi_python, require_pypi_slixmpp, require_slixmpp};
 
 use crate::support::*;
 
@@ -46,9 +46,23 @@ fn slixmpp_carbons_and_archive_across_nodes() {
     run_on_cluster("slixmpp_devices.py");
 }
 
+/// PyPI slixmpp's xep_0402 plugin: a bookmark published on one node is
+/// notified on another, read on a third, also as XEP-0048 from private
+/// storage, and retracted (`tests/interop/slixmpp_bookmarks.py`).
+#[test]
+#[ignore = "needs the PyPI slixmpp: run tests/run"]
+fn slixmpp_pep_bookmarks_across_nodes() {
+    require_pypi_slixmpp();
+    run_on_cluster_with(&pypi_python(), "slixmpp_bookmarks.py");
+}
+
 /// Runs `tests/interop/<script>` against a new cluster with alice and bob.
 fn run_on_cluster(script: &str) {
     require_slixmpp();
+    run_on_cluster_with(std::path::Path::new(PYTHON), script);
+}
+
+fn run_on_cluster_with(python: &std::path::Path, script: &str) {
     // The scripts' convention: every password is the name followed by `-pw`.
     let cluster = TestCluster::builder(NODES)
         .user("alice", "alice-pw")
@@ -67,5 +81,5 @@ fn run_on_cluster(script: &str) {
         "--domain".into(),
         node(&cluster, 1).domain.clone(),
     ];
-    run_script(script, &args, cluster.dir(), SCRIPT_LIMIT);
+    run_script_in(python, script, &args, cluster.dir(), SCRIPT_LIMIT);
 }
