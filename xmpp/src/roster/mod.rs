@@ -6,12 +6,17 @@
 //! - [`query`]: the `jabber:iq:roster` payloads (section 2): typed items,
 //!   roster set validation, result and push builders.
 //!
+//! - [`cached`]: a user's roster as the cache keeps it, compact because
+//!   every online user's roster is cached; [`interned`]: the contact JIDs
+//!   those rosters share.
 //! - [`service`]: both applied with the store and the router: roster iqs,
 //!   pushes, subscription stanzas in and out, pending requests at login.
 //!
 //! `subscription` and `query` are pure; `service` does the I/O and counts
 //! every outcome.
 
+pub mod cached;
+pub mod interned;
 pub mod query;
 pub mod service;
 pub mod subscription;

@@ -6,7 +6,7 @@
 //! lock; a handler never holds two users' locks at once (the contact's side
 //! is processed when the routed stanza arrives there).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -15,12 +15,14 @@ use starling_core::cluster::{Cluster, StanzaKind};
 use starling_core::jid::{BareJid, Jid};
 use starling_core::xml::{Element, ns};
 
+use super::cached::{Entry, Roster};
+use super::interned::JidPool;
 use super::query::{
     ErrorCondition, RosterItem, RosterLimits, RosterSet, requested_version, roster_push,
     roster_query,
 };
 use super::subscription::{
-    Change, ContactState, Disposition, PresenceNotice, SubState, SubscriptionKind, inbound,
+    Change, ContactState, Disposition, PresenceNotice, SubscriptionKind, inbound,
     outbound, removal,
 };
 use crate::metrics::Outcome;
@@ -33,121 +35,6 @@ use crate::session::LocalSession;
 use crate::stanza::{Condition, IqType, Stanza, StanzaError};
 use crate::storage::{StorageError, Store, StoredRosterItem};
 
-/// One contact as the user's server keeps it.
-#[derive(Debug, Clone)]
-pub struct Entry {
-    pub state: ContactState,
-    pub name: Option<String>,
-    pub groups: Vec<String>,
-}
-
-impl Entry {
-    fn item(&self, jid: &BareJid) -> RosterItem {
-        RosterItem::from_view(
-            jid.clone(),
-            self.name.clone(),
-            self.groups.clone(),
-            self.state.view(),
-        )
-    }
-}
-
-/// A user's roster, read-only; changes go through [`Rosters`].
-#[derive(Debug, Default)]
-pub struct Roster {
-    entries: HashMap<BareJid, Entry>,
-    /// The version these entries are (RFC 6121 2.6), or an older one when a
-    /// write raced the read (a client is then sent the roster again).
-    version: i64,
-}
-
-impl Roster {
-    fn from_stored(owner: &str, items: Vec<StoredRosterItem>, version: i64) -> Roster {
-        let mut entries = HashMap::with_capacity(items.len());
-        for item in items {
-            let Ok(jid) = BareJid::new(&item.contact) else {
-                tracing::warn!(%owner, contact = %item.contact, "stored roster contact is not a JID; skipped");
-                continue;
-            };
-            let sub = SubState {
-                to: item.sub_to,
-                from: item.sub_from,
-                pending_out: item.pending_out,
-                pending_in: item.pending_in,
-                preapproved: item.preapproved,
-            };
-            let state = ContactState {
-                sub: sub.normalized(),
-                in_roster: item.in_roster,
-            };
-            entries.insert(
-                jid,
-                Entry {
-                    state,
-                    name: item.name,
-                    groups: item.groups,
-                },
-            );
-        }
-        Roster { entries, version }
-    }
-
-    /// The `ver` of this roster (RFC 6121 2.6).
-    pub fn version(&self) -> String {
-        self.version.to_string()
-    }
-
-    pub fn state(&self, contact: &BareJid) -> Option<ContactState> {
-        self.entries.get(contact).map(|entry| entry.state)
-    }
-
-    /// Contacts that receive the user's presence ('from' or 'both').
-    pub fn subscribers(&self) -> impl Iterator<Item = &BareJid> {
-        self.entries
-            .iter()
-            .filter(|(_, entry)| entry.state.sub.from)
-            .map(|(jid, _)| jid)
-    }
-
-    /// Contacts whose presence the user receives ('to' or 'both').
-    pub fn subscriptions(&self) -> impl Iterator<Item = &BareJid> {
-        self.entries
-            .iter()
-            .filter(|(_, entry)| entry.state.sub.to)
-            .map(|(jid, _)| jid)
-    }
-
-    pub fn is_subscriber(&self, contact: &BareJid) -> bool {
-        self.entries
-            .get(contact)
-            .is_some_and(|entry| entry.state.sub.from)
-    }
-
-    /// Contacts whose subscription request awaits the user's answer.
-    pub fn pending_requests(&self) -> impl Iterator<Item = &BareJid> {
-        self.entries
-            .iter()
-            .filter(|(_, entry)| entry.state.sub.pending_in)
-            .map(|(jid, _)| jid)
-    }
-
-    /// The items clients see (hidden pending-only entries excluded), by JID.
-    pub fn items(&self) -> Vec<RosterItem> {
-        let mut items: Vec<RosterItem> = self
-            .entries
-            .iter()
-            .filter(|(_, entry)| entry.state.in_roster)
-            .map(|(jid, entry)| entry.item(jid))
-            .collect();
-        items.sort_by(|a, b| a.jid.as_str().cmp(b.jid.as_str()));
-        items
-    }
-
-    fn entry(&self, contact: &BareJid) -> Option<&Entry> {
-        self.entries.get(contact)
-    }
-}
-
 /// Name of the roster cache (also in cluster invalidations).
 pub const ROSTER_CACHE: &str = "rosters";
 
@@ -159,6 +46,8 @@ pub struct Rosters {
     store: Store,
     cluster: Arc<dyn Cluster>,
     cache: Arc<Lru<String, Arc<Roster>>>,
+    /// The contact JIDs the cached rosters share.
+    jids: JidPool,
     locks: DeliveryLocks,
     push_ids: AtomicU64,
     /// Invalidations so far (of any roster), so that a read racing one is
@@ -180,6 +69,7 @@ impl Rosters {
             store,
             cluster,
             cache,
+            jids: JidPool::default(),
             locks: DeliveryLocks::default(),
             push_ids: AtomicU64::new(1),
             invalidations: AtomicU64::new(0),
@@ -204,6 +94,7 @@ impl Rosters {
             &owner,
             self.store.get_roster(&owner).await?,
             version,
+            &self.jids,
         ));
         // An invalidation that arrived while the store was read may be for
         // a write this read did not see: caching it would keep it stale.
@@ -354,13 +245,8 @@ async fn set_item(
         )
         .await
         .map_err(storage_error)?;
-    let item = Entry {
-        state,
-        name,
-        groups,
-    }
-    .item(contact);
-    push(server, user, &item, version.unwrap_or(roster.version));
+    let item = RosterItem::from_view(contact.clone(), name, groups, state.view());
+    push(server, user, &item, version.unwrap_or(roster.version_number()));
     Ok(())
 }
 
@@ -383,7 +269,7 @@ async fn remove_item(
             .save(user, contact, Change::Delete, None, Vec::new())
             .await
             .map_err(storage_error)?;
-        (sub, version.unwrap_or(roster.version))
+        (sub, version.unwrap_or(roster.version_number()))
     };
     push(server, user, &RosterItem::removed(contact.clone()), version);
     let effects = removal(sub);
@@ -531,7 +417,7 @@ pub async fn outbound_subscription(
         let outcome = outbound(roster.state(&contact), kind);
         let (name, groups) = roster
             .entry(&contact)
-            .map(|entry| (entry.name.clone(), entry.groups.clone()))
+            .map(Entry::name_and_groups)
             .unwrap_or_default();
         let version = match rosters
             .save(
@@ -543,7 +429,7 @@ pub async fn outbound_subscription(
             )
             .await
         {
-            Ok(version) => version.unwrap_or(roster.version),
+            Ok(version) => version.unwrap_or(roster.version_number()),
             Err(error) => return bounce(server, &stanza, storage_error(error)).await,
         };
         if let Some(view) = outcome.push {
@@ -599,7 +485,7 @@ pub async fn inbound_subscription(server: &Server, stanza: Stanza, to: Jid) {
         let outcome = inbound(roster.state(&contact), kind);
         let (name, groups) = roster
             .entry(&contact)
-            .map(|entry| (entry.name.clone(), entry.groups.clone()))
+            .map(Entry::name_and_groups)
             .unwrap_or_default();
         let version = match rosters
             .save(
@@ -611,7 +497,7 @@ pub async fn inbound_subscription(server: &Server, stanza: Stanza, to: Jid) {
             )
             .await
         {
-            Ok(version) => version.unwrap_or(roster.version),
+            Ok(version) => version.unwrap_or(roster.version_number()),
             Err(error) => {
                 tracing::error!(%user, %error, "roster write failed; subscription stanza dropped");
                 return count(server, Outcome::Discarded);

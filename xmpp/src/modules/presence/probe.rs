@@ -10,7 +10,7 @@ use starling_core::xml::{Element, ns};
 
 use crate::metrics::Outcome;
 use crate::modules::Delivery;
-use crate::roster::service::Roster;
+use crate::roster::cached::Roster;
 use crate::router::resources::{self, Target, send_to};
 use crate::router::{count, route};
 use crate::server::Server;
