@@ -23,7 +23,7 @@ impl FrameHandler for ClusterNode {
                 }
                 Frame::Envelope(wire) => {
                     self.counters.received.fetch_add(1, Ordering::Relaxed);
-                    match (self.to_envelope(wire), self.delivery()) {
+                    match (super::to_envelope(wire), self.delivery()) {
                         (Some(envelope), Some(delivery)) => delivery.deliver(envelope, node).await,
                         (None, _) => {
                             tracing::warn!(peer = %link.peer.name, "stanza with unreadable addresses from peer")
@@ -149,17 +149,16 @@ impl FrameHandler for ClusterNode {
 
     fn on_undelivered(&self, link: &Arc<Link>, envelopes: Vec<WireEnvelope>) {
         tracing::info!(peer = %link.peer.name, stanzas = envelopes.len(), "routing again what the peer did not acknowledge");
-        let (Some(node), Some(delivery)) = (self.this(), self.delivery().cloned()) else {
+        let Some(delivery) = self.delivery().cloned() else {
             return;
         };
-        // As if just received for a session that is gone: routed again by
-        // the usual rules, so a message to a user now unreachable is stored
-        // and an iq is answered with an error.
+        let envelopes: Vec<_> = envelopes
+            .into_iter()
+            .filter_map(super::to_envelope)
+            .collect();
         tokio::spawn(async move {
-            for wire in envelopes {
-                if let Some(envelope) = node.to_envelope(wire) {
-                    delivery.deliver(envelope, node.id).await;
-                }
+            for envelope in envelopes {
+                delivery.undelivered(envelope).await;
             }
         });
     }

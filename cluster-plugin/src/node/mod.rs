@@ -257,18 +257,17 @@ impl ClusterNode {
     pub(super) fn is_leader(&self) -> bool {
         self.view().leader == Some(self.id.0)
     }
+}
 
-    // ----- background tasks -----
-
-    pub(super) fn to_envelope(&self, wire: WireEnvelope) -> Option<Envelope> {
-        Some(Envelope {
-            from: Jid::new(&wire.from).ok()?,
-            to: Jid::new(&wire.to).ok()?,
-            kind: wire.kind.into(),
-            xml: wire.xml,
-            hops: wire.hops,
-        })
-    }
+/// A peer's envelope, or `None` when its addresses are unreadable.
+fn to_envelope(wire: WireEnvelope) -> Option<Envelope> {
+    Some(Envelope {
+        from: Jid::new(&wire.from).ok()?,
+        to: Jid::new(&wire.to).ok()?,
+        kind: wire.kind.into(),
+        xml: wire.xml,
+        hops: wire.hops,
+    })
 }
 
 /// Logs every change of the senior member or of the member list as this
