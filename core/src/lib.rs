@@ -8,6 +8,8 @@
 //! - [`cache`]: bounded LRU caches with counters, and the registry that
 //!   reports them.
 //! - [`shutdown`]: one signal for every task, and a way to wait for them.
+//! - [`tls_trust`]: the TLS verifier for peers trusted other than by the
+//!   web PKI (cluster links, the node's own command line, test clients).
 //!
 //! No XMPP protocol logic and no cluster logic live here.
 
@@ -16,4 +18,5 @@ pub mod cluster;
 pub mod config;
 pub mod jid;
 pub mod shutdown;
+pub mod tls_trust;
 pub mod xml;

@@ -10,6 +10,12 @@
 //! `Frame` only ever grows at the end (postcard encodes the variant index),
 //! and [`PROTOCOL_VERSION`] changes whenever an existing variant changes, so
 //! the handshake can refuse a peer it would misunderstand.
+//!
+//! The few lines of framing are kept here rather than taken from
+//! tokio-util's `LengthDelimitedCodec` (the same wire layout): the
+//! handshake reads exactly one frame from the bare socket before handing it
+//! to TLS, which a buffered codec would read past, so the plain reader
+//! would stay beside the codec and the code would grow, not shrink.
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};

@@ -301,6 +301,11 @@ pub trait LocalDelivery: Send + Sync + 'static {
     /// delivers it locally only; it never forwards it again.
     fn deliver(&self, envelope: Envelope, from: NodeId) -> BoxFuture<'_, ()>;
 
+    /// One of this member's own envelopes that a dying link gave back
+    /// unacknowledged: the peer may or may not have handled it. The server
+    /// routes it again as for a session that vanished.
+    fn undelivered(&self, envelope: Envelope) -> BoxFuture<'_, ()>;
+
     /// A member was declared down: these were its sessions.
     fn node_down(&self, node: NodeId, lost: Vec<FullJid>) -> BoxFuture<'_, ()>;
 

@@ -24,7 +24,7 @@ use crate::router;
 use crate::server::Server;
 use crate::session::{CloseReason, LocalSession};
 use crate::sm::{SmState, Taken, wire};
-use crate::stanza::{Condition, IqType, Stanza, StanzaError, StanzaParseError, error_reply};
+use crate::stanza::{Stanza, StanzaParseError, error_reply};
 use crate::stream::StreamEvent;
 
 /// Stanzas taken from the mailbox for one write.
@@ -169,7 +169,7 @@ pub(crate) async fn end_session(server: &Server, session: &Arc<LocalSession>, sm
     }
     undelivered.extend(session.shut_mailbox());
     for element in undelivered {
-        let rerouting = Box::pin(reroute_undelivered(server, session, *element));
+        let rerouting = Box::pin(reroute_undelivered(server, *element));
         rerouting.await;
     }
 }
@@ -465,22 +465,9 @@ async fn handle_element(
 
 /// A stanza was queued for this session but never written: give it another
 /// route so nothing is silently lost.
-async fn reroute_undelivered(server: &Server, session: &LocalSession, element: Element) {
-    let Ok(stanza) = Stanza::from_server(element) else {
-        return server.metrics.outcome(Outcome::Discarded);
-    };
-    match stanza.kind {
-        // The session is unbound now: routing again finds another resource
-        // or the offline store (RFC 6121 8.5.3.2.1).
-        StanzaKind::Message => router::route(server, stanza).await,
-        StanzaKind::Iq if matches!(stanza.iq_type(), Some(IqType::Get | IqType::Set)) => {
-            let error = StanzaError::new(Condition::ServiceUnavailable)
-                .with_text("The recipient disconnected");
-            router::bounce(server, &stanza, error).await
-        }
-        _ => {
-            tracing::trace!(jid = %session.jid, "queued presence or iq response dropped at close");
-            server.metrics.outcome(Outcome::Discarded);
-        }
+async fn reroute_undelivered(server: &Server, element: Element) {
+    match Stanza::from_server(element) {
+        Ok(stanza) => router::vanished::route_again(server, stanza).await,
+        Err(_) => server.metrics.outcome(Outcome::Discarded),
     }
 }

@@ -488,10 +488,7 @@ impl Module for BlockingModule {
 
     fn registration(&self) -> Registration {
         Registration {
-            iqs: vec![
-                IqRoute::get(NS_BLOCKING, Addressee::Account),
-                IqRoute::set(NS_BLOCKING, Addressee::Account),
-            ],
+            iqs: IqRoute::get_and_set(NS_BLOCKING, Addressee::Account),
             hooks: vec![
                 Hook::ClientStanza,
                 Hook::Inbound,
@@ -760,12 +757,7 @@ impl Module for BlockingModule {
         store: &'a Store,
         user: &'a BareJid,
     ) -> BoxFuture<'a, Result<(), StorageError>> {
-        Box::pin(async move {
-            match user.node() {
-                Some(owner) => store.clear_blocklist(owner.as_str()).await,
-                None => Ok(()),
-            }
-        })
+        super::delete_for_account(user, |owner| store.clear_blocklist(owner))
     }
 }
 

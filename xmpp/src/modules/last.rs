@@ -182,12 +182,7 @@ impl Module for LastModule {
         store: &'a Store,
         user: &'a BareJid,
     ) -> BoxFuture<'a, Result<(), StorageError>> {
-        Box::pin(async move {
-            match user.node() {
-                Some(username) => store.delete_last_logout(username.as_str()).await,
-                None => Ok(()),
-            }
-        })
+        super::delete_for_account(user, |owner| store.delete_last_logout(owner))
     }
 }
 
@@ -259,14 +254,10 @@ fn seconds(seconds: u64, status: &str) -> Element {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use starling_core::config::{Config, DEFAULT_CONFIG_TOML};
+    use starling_core::config::DEFAULT_CONFIG_TOML;
 
     fn module(toml: &str) -> Result<LastModule, ModuleConfigError> {
-        let config = Config::parse(toml).unwrap();
-        let mut table = config.modules.get("last").cloned().unwrap_or_default();
-        // The registry takes `enabled` out before the module sees the rest.
-        table.remove("enabled");
-        LastModule::new(Options::for_test("last", table))
+        LastModule::new(Options::from_config_for_test("last", toml))
     }
 
     #[test]

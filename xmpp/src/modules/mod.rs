@@ -103,6 +103,27 @@ impl IqRoute {
             to,
         }
     }
+
+    /// Both the get and the set of a namespace (a stored document the
+    /// account reads and writes).
+    pub fn get_and_set(ns: &'static str, to: Addressee) -> Vec<IqRoute> {
+        vec![IqRoute::get(ns, to), IqRoute::set(ns, to)]
+    }
+}
+
+/// The body of a `user_deleted` hook that removes what an account stored,
+/// by its username; a JID without one (the domain) owns nothing.
+pub(crate) fn delete_for_account<'a, F>(
+    user: &'a BareJid,
+    delete: impl FnOnce(&'a str) -> F,
+) -> BoxFuture<'a, Result<(), StorageError>>
+where
+    F: std::future::Future<Output = Result<(), StorageError>> + Send + 'a,
+{
+    match user.node() {
+        Some(owner) => Box::pin(delete(owner.as_str())),
+        None => Box::pin(async { Ok(()) }),
+    }
 }
 
 /// The events a module can hook, in the order a stanza meets them.

@@ -83,7 +83,7 @@ async fn store(server: &Server, stanza: Stanza, user: &BareJid) {
     let ty = stanza.message_type().unwrap_or(MessageType::Normal);
     let mut element = stanza.element;
     for target in message_recipients(resources::resources(server, user), ty) {
-        match deliver_to(server, &target, element, stanza.kind).await {
+        match deliver_to(server, &target, element, stanza.kind, stanza.hops).await {
             Ok(()) => return count(server, Outcome::Delivered),
             Err(returned) => element = returned,
         }

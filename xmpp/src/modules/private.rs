@@ -54,10 +54,7 @@ impl PrivateModule {
     pub fn new(options: Options) -> Result<PrivateModule, ModuleConfigError> {
         let options: PrivateOptions = options.parse()?;
         if options.max_bytes == 0 {
-            return Err(ModuleConfigError::Invalid {
-                module: "private",
-                message: "`max_bytes` must be at least 1".to_owned(),
-            });
+            return Err(ModuleConfigError::zero("private", "max_bytes"));
         }
         Ok(PrivateModule {
             max_bytes: options.max_bytes,
@@ -72,10 +69,7 @@ impl Module for PrivateModule {
 
     fn registration(&self) -> Registration {
         Registration {
-            iqs: vec![
-                IqRoute::get(NS_PRIVATE, Addressee::Account),
-                IqRoute::set(NS_PRIVATE, Addressee::Account),
-            ],
+            iqs: IqRoute::get_and_set(NS_PRIVATE, Addressee::Account),
             hooks: vec![Hook::UserDeleted],
             // Prosody and ejabberd list it on the account, where it is used.
             account_disco: vec![Disco::Feature(NS_PRIVATE)],
@@ -95,12 +89,7 @@ impl Module for PrivateModule {
         store: &'a Store,
         user: &'a BareJid,
     ) -> BoxFuture<'a, Result<(), StorageError>> {
-        Box::pin(async move {
-            match user.node() {
-                Some(username) => store.delete_private(username.as_str()).await,
-                None => Ok(()),
-            }
-        })
+        super::delete_for_account(user, |owner| store.delete_private(owner))
     }
 }
 
@@ -208,14 +197,9 @@ fn requested_elements(query: &Element) -> Result<Vec<&Element>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use starling_core::config::Config;
 
     fn module(toml: &str) -> Result<PrivateModule, ModuleConfigError> {
-        let config = Config::parse(toml).unwrap();
-        let mut table = config.modules.get("private").cloned().unwrap_or_default();
-        // The registry takes `enabled` out before the module sees the rest.
-        table.remove("enabled");
-        PrivateModule::new(Options::for_test("private", table))
+        PrivateModule::new(Options::from_config_for_test("private", toml))
     }
 
     fn query(xml: &str) -> Element {

@@ -36,6 +36,16 @@ impl Options {
         Options { module, table }
     }
 
+    /// The settings of `[modules.<module>]` in a config file's text, as
+    /// the registry hands them over (without `enabled`).
+    #[cfg(test)]
+    pub(crate) fn from_config_for_test(module: &'static str, toml: &str) -> Options {
+        let config = Config::parse(toml).expect("a valid test config");
+        let mut table = config.modules.get(module).cloned().unwrap_or_default();
+        table.remove("enabled");
+        Options { module, table }
+    }
+
     /// For modules without settings: anything but `enabled` is an error.
     pub fn none(self) -> Result<(), ModuleConfigError> {
         match self.table.keys().next() {
@@ -65,6 +75,16 @@ pub enum ModuleConfigError {
         second: &'static str,
         route: String,
     },
+}
+
+impl ModuleConfigError {
+    /// A setting that must be at least 1 was 0.
+    pub fn zero(module: &'static str, key: &str) -> ModuleConfigError {
+        ModuleConfigError::Invalid {
+            module,
+            message: format!("`{key}` must be at least 1"),
+        }
+    }
 }
 
 type Build = fn(&Config, Options) -> Result<Arc<dyn Module>, ModuleConfigError>;

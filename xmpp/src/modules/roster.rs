@@ -83,12 +83,7 @@ impl Module for RosterModule {
         store: &'a Store,
         user: &'a BareJid,
     ) -> BoxFuture<'a, Result<(), StorageError>> {
-        Box::pin(async move {
-            match user.node() {
-                Some(owner) => store.delete_roster_version(owner.as_str()).await,
-                None => Ok(()),
-            }
-        })
+        super::delete_for_account(user, |owner| store.delete_roster_version(owner))
     }
 
     fn deliver(&self, _server: &Server, session: &LocalSession, stanza: &Element) -> Delivery {

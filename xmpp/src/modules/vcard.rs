@@ -62,10 +62,7 @@ impl VcardModule {
     pub fn new(options: Options) -> Result<VcardModule, ModuleConfigError> {
         let options: VcardOptions = options.parse()?;
         if options.max_bytes == 0 {
-            return Err(ModuleConfigError::Invalid {
-                module: "vcard",
-                message: "`max_bytes` must be at least 1".to_owned(),
-            });
+            return Err(ModuleConfigError::zero("vcard", "max_bytes"));
         }
         Ok(VcardModule {
             max_bytes: options.max_bytes,
@@ -80,10 +77,7 @@ impl Module for VcardModule {
 
     fn registration(&self) -> Registration {
         Registration {
-            iqs: vec![
-                IqRoute::get(NS_VCARD, Addressee::Account),
-                IqRoute::set(NS_VCARD, Addressee::Account),
-            ],
+            iqs: IqRoute::get_and_set(NS_VCARD, Addressee::Account),
             hooks: vec![Hook::ClientStanza, Hook::UserDeleted],
             server_disco: vec![Disco::Feature(NS_VCARD)],
             account_disco: vec![Disco::Feature(NS_VCARD)],
@@ -115,12 +109,7 @@ impl Module for VcardModule {
         store: &'a Store,
         user: &'a BareJid,
     ) -> BoxFuture<'a, Result<(), StorageError>> {
-        Box::pin(async move {
-            match user.node() {
-                Some(username) => store.delete_vcard(username.as_str()).await,
-                None => Ok(()),
-            }
-        })
+        super::delete_for_account(user, |owner| store.delete_vcard(owner))
     }
 }
 
@@ -271,14 +260,9 @@ async fn add_photo_hash(server: &Server, session: &LocalSession, mut stanza: Sta
 #[cfg(test)]
 mod tests {
     use super::*;
-    use starling_core::config::Config;
 
     fn module(toml: &str) -> Result<VcardModule, ModuleConfigError> {
-        let config = Config::parse(toml).unwrap();
-        let mut table = config.modules.get("vcard").cloned().unwrap_or_default();
-        // The registry takes `enabled` out before the module sees the rest.
-        table.remove("enabled");
-        VcardModule::new(Options::for_test("vcard", table))
+        VcardModule::new(Options::from_config_for_test("vcard", toml))
     }
 
     fn parse(xml: &str) -> Element {

@@ -3,25 +3,26 @@
 //!
 //! A stanza from another member is delivered to the session it was sent to
 //! (the sender already chose it), never forwarded again, except when that
-//! session is gone: then it is routed once more by the usual rules, with
-//! its hop count, so stale directories cannot make it circle.
+//! session is gone: then it takes [`super::vanished`], with its hop count
+//! on the stanza, so stale directories cannot make it circle.
 
 use std::sync::{Arc, Weak};
 
-use starling_core::cluster::{
-    BoxFuture, Envelope, KickReason, LocalDelivery, NodeId, PubSubEvent, StanzaKind,
-};
+use starling_core::cluster::{BoxFuture, Envelope, KickReason, LocalDelivery, NodeId, PubSubEvent};
 use starling_core::jid::{BareJid, FullJid};
 
+use super::count;
 use super::resources;
-use super::{count, route};
 use crate::metrics::Outcome;
 use crate::server::Server;
 use crate::session::CloseReason;
-use crate::stanza::{Condition, IqType, PresenceType, Stanza, StanzaError};
+use crate::stanza::{PresenceType, Stanza};
 
 tokio::task_local! {
     /// Hops of the stanza being handled, when it came from another member.
+    /// The router reads the count on the stanza itself; this copy is for
+    /// the modules' hooks, which read it while the member's stanza is
+    /// handled.
     pub static HOPS: u8;
     /// Set while a module host handles one of this member's own envelopes
     /// that a dying link gave back unacknowledged.
@@ -38,7 +39,7 @@ pub fn returned_by_a_dying_link() -> bool {
 /// Most times a stanza may cross between members.
 pub const MAX_HOPS: u8 = 2;
 
-/// The hop count a stanza forwarded from the current task gets.
+/// The hop count a stanza a module forwards from the current task gets.
 pub fn next_hop() -> u8 {
     HOPS.try_with(|hops| *hops).unwrap_or(0).saturating_add(1)
 }
@@ -63,7 +64,19 @@ impl LocalDelivery for ServerDelivery {
                 return;
             };
             let hops = envelope.hops;
-            HOPS.scope(hops, deliver(&server, envelope, from)).await
+            HOPS.scope(hops, deliver(&server, envelope, from, false))
+                .await
+        })
+    }
+
+    fn undelivered(&self, envelope: Envelope) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let Some(server) = self.server.upgrade() else {
+                return;
+            };
+            let (from, hops) = (server.cluster.node_id(), envelope.hops);
+            HOPS.scope(hops, deliver(&server, envelope, from, true))
+                .await
         })
     }
 
@@ -189,7 +202,9 @@ fn close_if_removed(server: Arc<Server>, username: String) {
     });
 }
 
-async fn deliver(server: &Server, envelope: Envelope, from: NodeId) {
+/// A member's stanza, or (`returned`) one of this member's own that a dying
+/// link gave back.
+async fn deliver(server: &Server, envelope: Envelope, from: NodeId, returned: bool) {
     let element = match crate::stream::parse_element(&envelope.xml) {
         Ok(element) => element,
         Err(error) => {
@@ -198,7 +213,10 @@ async fn deliver(server: &Server, envelope: Envelope, from: NodeId) {
         }
     };
     let stanza = match Stanza::from_server(element) {
-        Ok(stanza) => stanza,
+        Ok(stanza) => Stanza {
+            hops: envelope.hops,
+            ..stanza
+        },
         Err(error) => {
             tracing::warn!(%from, %error, "invalid stanza from a cluster member");
             return count(server, Outcome::Discarded);
@@ -222,7 +240,6 @@ async fn deliver(server: &Server, envelope: Envelope, from: NodeId) {
     if let Some(module) = server.modules.host(envelope.to.domain().as_str()) {
         // Our own envelope that a dying link gave back: the module decides,
         // seeing it as a stanza of this member (hop count 0).
-        let returned = from == server.cluster.node_id();
         let hops = if returned { 0 } else { envelope.hops };
         let module = module.clone();
         let handled = HOPS.scope(hops, module.host_stanza(server, stanza));
@@ -234,34 +251,14 @@ async fn deliver(server: &Server, envelope: Envelope, from: NodeId) {
         .ok()
         .and_then(|jid| server.sessions.get(jid));
     let Some(session) = target else {
-        return session_gone(server, stanza).await;
+        return super::vanished::route_again(server, stanza).await;
     };
     match resources::deliver_local(server, &session, stanza.element) {
         Ok(()) => count(server, Outcome::Delivered),
         Err(element) => {
             let stanza = Stanza { element, ..stanza };
-            session_gone(server, stanza).await
+            super::vanished::route_again(server, stanza).await
         }
-    }
-}
-
-/// The session a member sent to is no longer here (RFC 6121 8.5.3.2.1 rules).
-async fn session_gone(server: &Server, stanza: Stanza) {
-    match stanza.kind {
-        StanzaKind::Message => {
-            // Another resource or the offline store; at most one more hop.
-            let mut stanza = stanza;
-            if let Some(to) = stanza.to.clone() {
-                stanza.set_to(to.to_bare().into());
-            }
-            route(server, stanza).await
-        }
-        StanzaKind::Iq if matches!(stanza.iq_type(), Some(IqType::Get | IqType::Set)) => {
-            let error = StanzaError::new(Condition::ServiceUnavailable)
-                .with_text("The recipient is not connected");
-            super::bounce(server, &stanza, error).await
-        }
-        _ => count(server, Outcome::Discarded),
     }
 }
 

@@ -7,7 +7,7 @@ use starling_core::cluster::StanzaKind;
 use starling_core::jid::Jid;
 
 use super::count;
-use super::resources::{self, Target, send_to};
+use super::resources::{self, Target, send_onward};
 use crate::metrics::Outcome;
 use crate::server::Server;
 use crate::stanza::Stanza;
@@ -23,7 +23,9 @@ pub(super) async fn deliver(server: &Server, stanza: Stanza, to: Jid) {
     };
     let mut delivered = false;
     for target in &targets {
-        delivered |= send_to(server, target, stanza.element.clone(), StanzaKind::Presence).is_ok();
+        let element = stanza.element.clone();
+        delivered |=
+            send_onward(server, target, element, StanzaKind::Presence, stanza.hops).is_ok();
     }
     count(
         server,

@@ -16,7 +16,7 @@ pub async fn deliver(server: &Server, stanza: Stanza, to: Jid) {
             let Some(target) = resources::locate(server, full).await else {
                 return no_such_resource(server, stanza, ty, full.to_bare()).await;
             };
-            match deliver_to(server, &target, stanza.element, stanza.kind).await {
+            match deliver_to(server, &target, stanza.element, stanza.kind, stanza.hops).await {
                 Ok(()) => return count(server, Outcome::Delivered),
                 Err(element) => {
                     let stanza = Stanza { element, ..stanza };
@@ -69,7 +69,7 @@ async fn to_bare(server: &Server, stanza: Stanza, ty: MessageType, bare: BareJid
             pending = Some(element);
             copy
         };
-        match deliver_to(server, target, copy, stanza.kind).await {
+        match deliver_to(server, target, copy, stanza.kind, stanza.hops).await {
             Ok(()) => delivered = true,
             Err(returned) => {
                 pending.get_or_insert(returned);

@@ -24,6 +24,7 @@ pub mod iq;
 pub mod locks;
 pub mod message;
 pub mod resources;
+pub mod vanished;
 
 use std::cell::Cell;
 use std::sync::Arc;
@@ -178,7 +179,9 @@ async fn iq_to_user(server: &Server, stanza: Stanza, to: Jid) {
 async fn iq_to_session(server: &Server, stanza: Stanza, full: &starling_core::jid::FullJid) {
     match resources::locate(server, full).await {
         Some(target) => {
-            match resources::deliver_to(server, &target, stanza.element, stanza.kind).await {
+            match resources::deliver_to(server, &target, stanza.element, stanza.kind, stanza.hops)
+                .await
+            {
                 Ok(()) => count(server, Outcome::Delivered),
                 Err(element) => {
                     let stanza = Stanza { element, ..stanza };
@@ -210,7 +213,17 @@ pub async fn bounce(server: &Server, stanza: &Stanza, error: StanzaError) {
     };
     report(server, Outcome::Bounced, Some(error.condition));
     match Stanza::from_server(reply) {
-        Ok(reply) if reply.to.is_some() => route(server, reply).await,
+        // The reply travels as far as the stanza it answers.
+        Ok(reply) if reply.to.is_some() => {
+            route(
+                server,
+                Stanza {
+                    hops: stanza.hops,
+                    ..reply
+                },
+            )
+            .await
+        }
         _ => {}
     }
 }

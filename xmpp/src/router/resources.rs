@@ -130,18 +130,31 @@ pub async fn locate(server: &Server, jid: &FullJid) -> Option<Target> {
     None
 }
 
-/// Hands a stanza to a session; gives it back when that session cannot take it.
+/// Hands a stanza made here to a session; gives it back when that session
+/// cannot take it.
 pub fn send_to(
     server: &Server,
     target: &Target,
     element: Element,
     kind: StanzaKind,
 ) -> Result<(), Element> {
+    send_onward(server, target, element, kind, 0)
+}
+
+/// Like [`send_to`], for a stanza that crossed between members `hops`
+/// times already.
+pub fn send_onward(
+    server: &Server,
+    target: &Target,
+    element: Element,
+    kind: StanzaKind,
+    hops: u8,
+) -> Result<(), Element> {
     match target {
         Target::Local(session) => deliver_local(server, session, element),
         Target::Remote { jid, node } => {
             let envelope =
-                envelope_for(server, jid, &element, kind).ok_or_else(|| element.clone())?;
+                envelope_for(server, jid, &element, kind, hops).ok_or_else(|| element.clone())?;
             forwarded(
                 server,
                 jid,
@@ -176,17 +189,19 @@ const FORWARD_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Like [`send_to`], but waits for room when another member's send queue is
 /// full, so a burst keeps its order instead of spilling into offline
-/// storage. For messages and requests; presence uses `send_to`.
+/// storage. For messages and requests; presence uses `send_to`. `hops`:
+/// the times the stanza crossed between members already.
 pub async fn deliver_to(
     server: &Server,
     target: &Target,
     element: Element,
     kind: StanzaKind,
+    hops: u8,
 ) -> Result<(), Element> {
     let Target::Remote { jid, node } = target else {
-        return send_to(server, target, element, kind);
+        return send_onward(server, target, element, kind, hops);
     };
-    let Some(envelope) = envelope_for(server, jid, &element, kind) else {
+    let Some(envelope) = envelope_for(server, jid, &element, kind, hops) else {
         return Err(element);
     };
     let result = server
@@ -203,8 +218,9 @@ fn envelope_for(
     jid: &FullJid,
     element: &Element,
     kind: StanzaKind,
+    hops: u8,
 ) -> Option<Envelope> {
-    let hops = super::cluster::next_hop();
+    let hops = hops.saturating_add(1);
     if hops > super::cluster::MAX_HOPS {
         return None;
     }

@@ -107,6 +107,11 @@ pub struct Stanza {
     pub ty: StanzaType,
     pub to: Option<Jid>,
     pub from: Option<Jid>,
+    /// Times it crossed between cluster members so far: 0 for a stanza
+    /// from a client or made here, the envelope's count for one from a
+    /// member. Routing passes it on, so stale directories cannot make a
+    /// stanza circle (see `router::cluster::MAX_HOPS`).
+    pub hops: u8,
 }
 
 impl Stanza {
@@ -119,6 +124,7 @@ impl Stanza {
                 ty,
                 to,
                 from,
+                hops: 0,
             }),
             Err(error) => Err((element, error)),
         }

@@ -128,10 +128,7 @@ impl Module for Mam {
 
     fn registration(&self) -> Registration {
         Registration {
-            iqs: vec![
-                IqRoute::set(MAM, Addressee::Account),
-                IqRoute::get(MAM, Addressee::Account),
-            ],
+            iqs: IqRoute::get_and_set(MAM, Addressee::Account),
             hooks: vec![
                 Hook::ClientStanza,
                 Hook::Inbound,
@@ -289,12 +286,9 @@ impl Module for Mam {
         store: &'a Store,
         user: &'a BareJid,
     ) -> BoxFuture<'a, Result<(), StorageError>> {
-        Box::pin(async move {
-            let Some(owner) = user.node() else {
-                return Ok(());
-            };
-            store.delete_archive(owner.as_str()).await?;
-            store.delete_archive_prefs(owner.as_str()).await
+        crate::modules::delete_for_account(user, |owner| async move {
+            store.delete_archive(owner).await?;
+            store.delete_archive_prefs(owner).await
         })
     }
 

@@ -286,12 +286,7 @@ impl Module for Pep {
         store: &'a Store,
         user: &'a BareJid,
     ) -> BoxFuture<'a, Result<(), StorageError>> {
-        Box::pin(async move {
-            match user.node() {
-                Some(owner) => store.delete_pep_owner(owner.as_str()).await,
-                None => Ok(()),
-            }
-        })
+        crate::modules::delete_for_account(user, |owner| store.delete_pep_owner(owner))
     }
 
     fn metrics(&self) -> Vec<Metric> {

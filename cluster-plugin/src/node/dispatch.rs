@@ -1,0 +1,171 @@
+//! What the node does with each frame a peer sends, and with links coming
+//! up, going down, or giving back what the peer did not acknowledge.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use starling_core::cluster::{BoxFuture, KickReason};
+use starling_core::jid::{BareJid, FullJid};
+
+use super::{ClusterNode, lock};
+use crate::transport::frame::{DirectoryMessage, Frame, WireEnvelope};
+use crate::transport::{FrameHandler, Link};
+
+impl FrameHandler for ClusterNode {
+    fn on_frame<'a>(&'a self, link: &'a Arc<Link>, frame: Frame) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let node = link.node();
+            match frame {
+                Frame::Heartbeat => {}
+                Frame::Status(status) => {
+                    lock(&self.peer_status).insert(node.0, status);
+                }
+                Frame::Envelope(wire) => {
+                    self.counters.received.fetch_add(1, Ordering::Relaxed);
+                    match (super::to_envelope(wire), self.delivery()) {
+                        (Some(envelope), Some(delivery)) => delivery.deliver(envelope, node).await,
+                        (None, _) => {
+                            tracing::warn!(peer = %link.peer.name, "stanza with unreadable addresses from peer")
+                        }
+                        (_, None) => {
+                            tracing::error!("stanza from a peer before the server was ready")
+                        }
+                    }
+                }
+                Frame::Directory(DirectoryMessage::ResyncRequest) => {
+                    self.counters.resyncs.fetch_add(1, Ordering::Relaxed);
+                    self.send_snapshot(link);
+                }
+                Frame::Directory(message) => {
+                    let applied = lock(&self.directory).apply(node, message);
+                    if applied.resync {
+                        let _ = link.send(Frame::Directory(DirectoryMessage::ResyncRequest));
+                    }
+                    if !applied.lost.is_empty() {
+                        if let Some(delivery) = self.delivery() {
+                            delivery.node_down(node, applied.lost).await;
+                        }
+                    }
+                    if !applied.regained.is_empty() {
+                        if let Some(delivery) = self.delivery() {
+                            delivery.sessions_regained(node, applied.regained).await;
+                        }
+                    }
+                }
+                Frame::RaftRequest { id, payload } => {
+                    if let Some(membership) = self.membership().cloned() {
+                        let link = link.clone();
+                        tokio::spawn(async move {
+                            let payload = membership.handle(&payload).await;
+                            let _ = link.send(Frame::RaftReply { id, payload });
+                        });
+                    }
+                }
+                Frame::HandoverRequest { id, request } => match self.delivery().cloned() {
+                    // Beside the link's reader: the holder of the session
+                    // may take a moment to let it go.
+                    Some(delivery) => {
+                        let link = link.clone();
+                        tokio::spawn(async move {
+                            let reply = delivery.handover(request, node).await;
+                            if link.send(Frame::HandoverReply { id, reply }).is_err() {
+                                tracing::warn!(peer = %link.peer.name, "session handover reply not queued; the peer's resumption fails");
+                            }
+                        });
+                    }
+                    None => tracing::error!("session handover request before the server was ready"),
+                },
+                Frame::Join { info } => self.on_join(info),
+                Frame::Leave => {
+                    // Before it goes: what it sent arrived, it need not
+                    // route it again.
+                    link.acknowledge();
+                    let transition = lock(&self.detector).leaving(node, Instant::now());
+                    if let Some(transition) = transition {
+                        self.on_transition(transition).await;
+                    }
+                    self.on_leave(node);
+                }
+                Frame::Kick { jid, admin } => match (FullJid::new(&jid), self.delivery()) {
+                    (Ok(jid), Some(delivery)) => delivery.kick(
+                        jid,
+                        if admin {
+                            KickReason::Admin
+                        } else {
+                            KickReason::Conflict
+                        },
+                    ),
+                    _ => tracing::warn!(%jid, "kick for an unreadable JID"),
+                },
+                Frame::Invalidate { id, cache, key } => {
+                    self.on_invalidate(link, id, cache, key).await;
+                }
+                Frame::InvalidateAck { id } => self.invalidations.acknowledged(id),
+                Frame::OfflineStored { user } => {
+                    if let (Ok(user), Some(delivery)) = (BareJid::new(&user), self.delivery()) {
+                        delivery.offline_stored(user).await;
+                    }
+                }
+                Frame::Interest(message) => self.on_interest(link, message),
+                Frame::InterestAck { seq } => self.on_interest_ack(link, seq),
+                Frame::PubSub(event) => {
+                    self.counters
+                        .pubsub_received
+                        .fetch_add(1, Ordering::Relaxed);
+                    match self.delivery() {
+                        Some(delivery) => delivery.pubsub_event(event, node),
+                        None => {
+                            tracing::error!("pub/sub event from a peer before the server was ready")
+                        }
+                    }
+                }
+                Frame::Hello { .. }
+                | Frame::Auth { .. }
+                | Frame::Goodbye { .. }
+                | Frame::RaftReply { .. }
+                | Frame::HandoverReply { .. }
+                | Frame::Received { .. } => {}
+            }
+        })
+    }
+
+    fn on_link_up(&self, link: &Arc<Link>) {
+        lock(&self.peers).insert(link.peer.node_id, link.peer.clone());
+        let transition = lock(&self.detector).heard(link.node(), Instant::now());
+        self.send_snapshot(link);
+        self.interest_link_up(link);
+        let _ = link.send(Frame::Status(self.own_status()));
+        if let Some(transition) = transition {
+            let name = link.peer.name.clone();
+            self.record_event(transition.node, &name, transition.to);
+            tracing::info!(peer = %name, node = transition.node.0, "cluster member is up");
+            if let Some(delivery) = self.delivery().cloned() {
+                let node = transition.node;
+                tokio::spawn(async move { delivery.member_up(node).await });
+            }
+        }
+    }
+
+    fn on_undelivered(&self, link: &Arc<Link>, envelopes: Vec<WireEnvelope>) {
+        tracing::info!(peer = %link.peer.name, stanzas = envelopes.len(), "routing again what the peer did not acknowledge");
+        let Some(delivery) = self.delivery().cloned() else {
+            return;
+        };
+        let envelopes: Vec<_> = envelopes
+            .into_iter()
+            .filter_map(super::to_envelope)
+            .collect();
+        tokio::spawn(async move {
+            for envelope in envelopes {
+                delivery.undelivered(envelope).await;
+            }
+        });
+    }
+
+    fn on_link_down(&self, link: &Arc<Link>, reason: &str) {
+        tracing::debug!(peer = %link.peer.name, %reason, "link closed; the failure detector decides");
+        lock(&self.peer_status).remove(&link.peer.node_id);
+        self.interest_link_down(link.node());
+    }
+}
