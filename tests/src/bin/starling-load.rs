@@ -90,6 +90,9 @@ enum Command {
         /// Do not send initial presence.
         #[arg(long)]
         no_presence: bool,
+        /// Enable resumable stream management (XEP-0198) on every session.
+        #[arg(long)]
+        sm: bool,
     },
     /// Pairs exchange messages at a total rate; report throughput, latency and loss.
     Chat {
@@ -461,6 +464,7 @@ fn main_with(cli: Cli) -> anyhow::Result<()> {
             server_pid,
             settle,
             no_presence,
+            sm,
         } => (
             target,
             Plan::Hold {
@@ -468,6 +472,7 @@ fn main_with(cli: Cli) -> anyhow::Result<()> {
                 rate,
                 duration_s: duration,
                 presence: !no_presence,
+                stream_management: sm,
                 server_pids: server_pid,
                 settle_s: settle,
             },

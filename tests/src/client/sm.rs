@@ -5,7 +5,8 @@
 //! The client counts every stanza it reads once enabled, whether or not a
 //! test has taken it yet: "handled" means "read from the socket".
 //! Answering `<r/>` writes from the read path, so a client with
-//! stream management is not cancel-safe in `recv`; load runs do not use it.
+//! stream management is not cancel-safe in `recv`: the load driver uses it
+//! only in `hold`, which cancels `recv` just before closing the stream.
 
 use std::net::SocketAddr;
 

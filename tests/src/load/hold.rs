@@ -28,6 +28,9 @@ pub struct HoldJob {
     pub duration_s: f64,
     /// Send initial presence after login.
     pub presence: bool,
+    /// Enable resumable stream management (XEP-0198) after login.
+    #[serde(default)]
+    pub stream_management: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -62,6 +65,7 @@ pub async fn run(job: HoldJob, gate: &mut Gate) -> Result<WorkerReport, WorkerEr
     let connection = Arc::new(job.connection);
     let users = Arc::new(job.users);
     let presence = job.presence;
+    let stream_management = job.stream_management;
     let first_index = job.first_index;
     let start = Instant::now();
     let count = users.count;
@@ -76,7 +80,7 @@ pub async fn run(job: HoldJob, gate: &mut Gate) -> Result<WorkerReport, WorkerEr
             let (outcome, client) = login_user(&connection, server, &users, index, scheduled).await;
             report.send(outcome).ok();
             match client {
-                Some(client) => hold(client, presence, stop).await,
+                Some(client) => hold(client, presence, stream_management, stop).await,
                 None => Held::NeverLoggedIn,
             }
         }
@@ -111,8 +115,20 @@ pub async fn run(job: HoldJob, gate: &mut Gate) -> Result<WorkerReport, WorkerEr
     })
 }
 
-/// Keeps a session open until `stop`, answering pings; then closes it.
-async fn hold(mut client: Client, presence: bool, mut stop: watch::Receiver<bool>) -> Held {
+/// Keeps a session open until `stop`, answering pings (and, with stream
+/// management, the server's ack requests, from the client's read path);
+/// then closes it.
+async fn hold(
+    mut client: Client,
+    presence: bool,
+    stream_management: bool,
+    mut stop: watch::Receiver<bool>,
+) -> Held {
+    if stream_management {
+        if let Err(error) = client.enable_sm(true).await {
+            return Held::Dropped(error.kind());
+        }
+    }
     if presence {
         if let Err(error) = client.send("<presence/>").await {
             return Held::Dropped(error.kind());

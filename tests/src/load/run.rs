@@ -47,6 +47,8 @@ pub enum Plan {
         rate: f64,
         duration_s: f64,
         presence: bool,
+        /// Enable resumable stream management (XEP-0198) after login.
+        stream_management: bool,
         /// Server processes to sample, one per server in order; empty: none.
         server_pids: Vec<u32>,
         /// Pause between the last login and the memory sample.
@@ -236,6 +238,7 @@ fn jobs(target: &Target, plan: &Plan, workers: usize) -> Result<Vec<Job>, RunErr
                 rate,
                 duration_s,
                 presence,
+                stream_management,
                 ..
             } => Job::Hold(HoldJob {
                 connection,
@@ -244,6 +247,7 @@ fn jobs(target: &Target, plan: &Plan, workers: usize) -> Result<Vec<Job>, RunErr
                 rate: rate * share,
                 duration_s: *duration_s,
                 presence: *presence,
+                stream_management: *stream_management,
             }),
             Plan::Chat {
                 pairs,
@@ -573,6 +577,7 @@ mod tests {
             rate: 10.0,
             duration_s: 1.0,
             presence: true,
+            stream_management: false,
             server_pids: Vec::new(),
             settle_s: 0.0,
         };
@@ -623,6 +628,7 @@ mod tests {
             rate: 10.0,
             duration_s: 1.0,
             presence: true,
+            stream_management: false,
             server_pids,
             settle_s: 0.0,
         };
