@@ -167,7 +167,7 @@ impl Initiating<'_> {
 
     /// Sends our header; reads the peer's and its features.
     async fn open(&mut self) -> Result<(StreamHeader, Element), String> {
-        let timeout = self.s2s.connect_timeout();
+        let timeout = self.read_timeout();
         self.wire
             .write(&stream::server_stream_header(self.local, self.remote, None))
             .await
@@ -192,7 +192,7 @@ impl Initiating<'_> {
     }
 
     async fn start_tls(&mut self) -> Result<(), String> {
-        let timeout = self.s2s.connect_timeout();
+        let timeout = self.read_timeout();
         self.send(&Element::new("starttls", ns::TLS)).await?;
         let answer = self.wire.next_element(timeout).await.map_err(describe)?;
         if !answer.is("proceed", ns::TLS) {
@@ -207,7 +207,7 @@ impl Initiating<'_> {
     /// SASL EXTERNAL when offered (the peer found our certificate valid),
     /// else dialback when allowed.
     async fn authenticate(&mut self, features: &Element, stream_id: &str) -> Result<Method, String> {
-        let timeout = self.s2s.connect_timeout();
+        let timeout = self.read_timeout();
         if offers_external(features) {
             // XEP-0178: the authorization identity is our domain.
             let authzid = base64::engine::general_purpose::STANDARD.encode(self.local);
@@ -250,7 +250,7 @@ impl Initiating<'_> {
 
     /// Waits for the dialback element `name`; a stream error ends the wait.
     async fn dialback_answer(&mut self, name: &str) -> Result<Element, String> {
-        let timeout = self.s2s.connect_timeout();
+        let timeout = self.read_timeout();
         loop {
             let element = self.wire.next_element(timeout).await.map_err(describe)?;
             if element.is(name, dialback::NS) {
@@ -260,6 +260,12 @@ impl Initiating<'_> {
                 return Err(format!("stream error: {}", stream_error_condition(&element)));
             }
         }
+    }
+
+    /// Longer than the whole attempt's bound (`connect_timeout_secs`, set
+    /// by the caller), so a silent peer ends as a timeout of the attempt.
+    fn read_timeout(&self) -> std::time::Duration {
+        self.s2s.connect_timeout() + std::time::Duration::from_secs(5)
     }
 
     async fn send(&mut self, element: &Element) -> Result<(), String> {

