@@ -3,6 +3,7 @@
 //! stream; s.test reaches the cluster through one member, so its dialback
 //! verifications check keys other members made.
 
+use starling_tests::http::HttpRequest;
 use starling_tests::{TestCluster, TestNode, free_port};
 
 use crate::support::*;
@@ -15,6 +16,7 @@ async fn a_cluster_federates_from_every_member() {
         .user("c1", PW)
         .user("c2", PW)
         .user("c3", PW)
+        .admin("admin", PW)
         .set("s2s.routes", &format!("\"s.test\" = \"127.0.0.1:{single_s2s}\""));
     for (index, port) in cluster_s2s.iter().enumerate() {
         builder = builder.set_on(index, "s2s", &format!("bind = \"127.0.0.1:{port}\""));
@@ -40,4 +42,18 @@ async fn a_cluster_federates_from_every_member() {
         assert_eq!(authentications(node, "out", "dialback").await, 1.0, "{}", node.log());
     }
     assert_eq!(authentications(&single, "in", "dialback").await, 3.0, "{}", single.log());
+    // Each member's /api/cluster lists the outgoing stream it holds.
+    for index in 0..3 {
+        let view = HttpRequest::new(cluster.node(index).http, "GET", "/api/cluster")
+            .basic("admin", PW)
+            .send()
+            .await
+            .unwrap()
+            .json();
+        assert_eq!(
+            view["s2s"]["outgoing"],
+            serde_json::json!([["localhost", "s.test"]]),
+            "{view}"
+        );
+    }
 }
