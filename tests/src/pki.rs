@@ -41,7 +41,9 @@ impl Pki {
             ExtendedKeyUsagePurpose::ServerAuth,
             ExtendedKeyUsagePurpose::ClientAuth,
         ];
-        let cert = params.signed_by(&key, &self.issuer).expect("a signed certificate");
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .expect("a signed certificate");
         let path = |ext: &str| self.dir.join(format!("{}-{name}.{ext}", self.label));
         std::fs::write(path("pem"), cert.pem()).expect("write the certificate");
         std::fs::write(path("key"), key.serialize_pem()).expect("write the key");

@@ -69,7 +69,9 @@ pub(crate) async fn expect_bounce(client: &mut Client, from: &str) -> String {
         )
         .await
         .unwrap_or_else(|error| panic!("no error from {from}: {error}"));
-    error_of(&error).map(|(_, condition)| condition).unwrap_or_default()
+    error_of(&error)
+        .map(|(_, condition)| condition)
+        .unwrap_or_default()
 }
 
 /// `starling_s2s_authentications_total` for a direction and method.
@@ -125,7 +127,9 @@ impl RawPeer {
                 let mut chunk = [0u8; 4096];
                 match self.socket.read(&mut chunk).await {
                     Ok(0) | Err(_) => return None,
-                    Ok(n) => self.received.push_str(&String::from_utf8_lossy(&chunk[..n])),
+                    Ok(n) => self
+                        .received
+                        .push_str(&String::from_utf8_lossy(&chunk[..n])),
                 }
             }
         };
@@ -142,7 +146,9 @@ impl RawPeer {
             loop {
                 match self.socket.read(&mut chunk).await {
                     Ok(0) | Err(_) => return,
-                    Ok(n) => self.received.push_str(&String::from_utf8_lossy(&chunk[..n])),
+                    Ok(n) => self
+                        .received
+                        .push_str(&String::from_utf8_lossy(&chunk[..n])),
                 }
             }
         };

@@ -19,13 +19,22 @@ async fn exchange(a: &TestNode, b: &TestNode) -> (Client, Client) {
         .await
         .unwrap();
     let seen = alice
-        .expect(|e| is_presence(e, &bob_jid, None) && has_status(e, "at lunch"), FEDERATION_WAIT)
+        .expect(
+            |e| is_presence(e, &bob_jid, None) && has_status(e, "at lunch"),
+            FEDERATION_WAIT,
+        )
         .await
         .unwrap_or_else(|error| panic!("alice did not see bob's presence: {error}"));
     assert_eq!(seen.attr("from"), Some(bob_jid.as_str()));
 
     // Iqs to the remote server and to a remote account.
-    let ping = iq(&mut alice, "get", Some("b.test"), "<ping xmlns='urn:xmpp:ping'/>").await;
+    let ping = iq(
+        &mut alice,
+        "get",
+        Some("b.test"),
+        "<ping xmlns='urn:xmpp:ping'/>",
+    )
+    .await;
     assert_result(&ping);
     assert_eq!(ping.attr("from"), Some("b.test"), "{ping}");
     let disco = iq(
@@ -44,7 +53,9 @@ async fn exchange(a: &TestNode, b: &TestNode) -> (Client, Client) {
     )
     .await;
     assert!(
-        assert_result(&disco).children().any(|c| c.name() == "query"),
+        assert_result(&disco)
+            .children()
+            .any(|c| c.name() == "query"),
         "{disco}"
     );
     // A message to a remote user who does not exist comes back as an error.
@@ -52,7 +63,10 @@ async fn exchange(a: &TestNode, b: &TestNode) -> (Client, Client) {
         .send("<message to='nobody@b.test' type='chat'><body>anyone?</body></message>")
         .await
         .unwrap();
-    assert_eq!(expect_bounce(&mut alice, "nobody@b.test").await, "service-unavailable");
+    assert_eq!(
+        expect_bounce(&mut alice, "nobody@b.test").await,
+        "service-unavailable"
+    );
     (alice, bob)
 }
 
@@ -75,10 +89,22 @@ async fn servers_without_valid_certificates_federate_with_dialback() {
     expect_presence(&mut bob, &alice_jid, Some("unavailable")).await;
 
     for node in [&a, &b] {
-        assert!(authentications(node, "out", "dialback").await >= 1.0, "{}", node.log());
-        assert!(authentications(node, "in", "dialback").await >= 1.0, "{}", node.log());
+        assert!(
+            authentications(node, "out", "dialback").await >= 1.0,
+            "{}",
+            node.log()
+        );
+        assert!(
+            authentications(node, "in", "dialback").await >= 1.0,
+            "{}",
+            node.log()
+        );
         assert_eq!(authentications(node, "in", "external").await, 0.0);
-        assert!(node.metric("starling_s2s_stanzas_total{direction=\"in\"}").await >= 3.0);
+        assert!(
+            node.metric("starling_s2s_stanzas_total{direction=\"in\"}")
+                .await
+                >= 3.0
+        );
     }
 }
 
@@ -94,8 +120,18 @@ async fn servers_with_certificates_of_a_trusted_ca_use_sasl_external() {
     chat(&mut alice, &mut bob, "certified hello").await;
     chat(&mut bob, &mut alice, "certified answer").await;
     for node in [&a, &b] {
-        assert_eq!(authentications(node, "in", "external").await, 1.0, "{}", node.log());
-        assert_eq!(authentications(node, "out", "external").await, 1.0, "{}", node.log());
+        assert_eq!(
+            authentications(node, "in", "external").await,
+            1.0,
+            "{}",
+            node.log()
+        );
+        assert_eq!(
+            authentications(node, "out", "external").await,
+            1.0,
+            "{}",
+            node.log()
+        );
         assert_eq!(authentications(node, "in", "dialback").await, 0.0);
     }
 }

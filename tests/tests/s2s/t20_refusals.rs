@@ -17,10 +17,21 @@ async fn require_valid_certificates_refuses_dialback() {
         .send("<message to='bob@b.test' type='chat'><body>let me in</body></message>")
         .await
         .unwrap();
-    assert_eq!(expect_bounce(&mut alice, "bob@b.test").await, "remote-server-not-found");
+    assert_eq!(
+        expect_bounce(&mut alice, "bob@b.test").await,
+        "remote-server-not-found"
+    );
     assert_eq!(authentications(&b, "in", "dialback").await, 0.0);
-    assert!(b.metric("starling_s2s_stream_errors_total").await >= 1.0, "{}", b.log());
-    assert!(b.log().contains("Dialback is not accepted here"), "{}", b.log());
+    assert!(
+        b.metric("starling_s2s_stream_errors_total").await >= 1.0,
+        "{}",
+        b.log()
+    );
+    assert!(
+        b.log().contains("Dialback is not accepted here"),
+        "{}",
+        b.log()
+    );
 }
 
 /// b.test with clear-text federation allowed (the fake peer speaks no
@@ -94,7 +105,9 @@ async fn a_peer_may_only_send_from_the_domain_it_authenticated() {
     assert!(end.contains("<invalid-from"), "{end}");
     authority.await.unwrap();
     sync(&mut bob).await;
-    assert_none(&bob, "the spoofed message", |e| is_message_with_body(e, "spoofed"));
+    assert_none(&bob, "the spoofed message", |e| {
+        is_message_with_body(e, "spoofed")
+    });
 }
 
 #[tokio::test]
@@ -114,7 +127,9 @@ async fn a_wrong_dialback_key_is_refused() {
 #[tokio::test]
 async fn stanzas_before_authentication_and_unknown_hosts_are_stream_errors() {
     let pb = free_port();
-    let b = server("b.test", pb, &[]).set("s2s", "require_tls = false").start();
+    let b = server("b.test", pb, &[])
+        .set("s2s", "require_tls = false")
+        .start();
 
     let mut early = RawPeer::connect(pb).await;
     early.open("evil.test", "b.test").await;

@@ -16,7 +16,10 @@ async fn an_unresolvable_domain_bounces() {
         .unwrap();
     let condition = expect_bounce(&mut alice, "someone@nowhere.invalid").await;
     assert!(
-        matches!(condition.as_str(), "remote-server-not-found" | "remote-server-timeout"),
+        matches!(
+            condition.as_str(),
+            "remote-server-not-found" | "remote-server-timeout"
+        ),
         "{condition}"
     );
     assert!(a.metric("starling_s2s_bounced_total").await >= 1.0);

@@ -17,7 +17,10 @@ async fn a_cluster_federates_from_every_member() {
         .user("c2", PW)
         .user("c3", PW)
         .admin("admin", PW)
-        .set("s2s.routes", &format!("\"s.test\" = \"127.0.0.1:{single_s2s}\""));
+        .set(
+            "s2s.routes",
+            &format!("\"s.test\" = \"127.0.0.1:{single_s2s}\""),
+        );
     for (index, port) in cluster_s2s.iter().enumerate() {
         builder = builder.set_on(index, "s2s", &format!("bind = \"127.0.0.1:{port}\""));
     }
@@ -39,9 +42,19 @@ async fn a_cluster_federates_from_every_member() {
     // verified each key through member 1.
     for index in 0..3 {
         let node: &TestNode = cluster.node(index);
-        assert_eq!(authentications(node, "out", "dialback").await, 1.0, "{}", node.log());
+        assert_eq!(
+            authentications(node, "out", "dialback").await,
+            1.0,
+            "{}",
+            node.log()
+        );
     }
-    assert_eq!(authentications(&single, "in", "dialback").await, 3.0, "{}", single.log());
+    assert_eq!(
+        authentications(&single, "in", "dialback").await,
+        3.0,
+        "{}",
+        single.log()
+    );
     // Each member's /api/cluster lists the outgoing stream it holds.
     for index in 0..3 {
         let view = HttpRequest::new(cluster.node(index).http, "GET", "/api/cluster")

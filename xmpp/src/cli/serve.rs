@@ -54,14 +54,13 @@ pub(super) async fn run(config: Config, reload: super::reload::ConfigLoader) -> 
         ),
         None => None,
     };
-    let s2s = match server.config.s2s.bind_addr() {
-        Some(bind) => Some(
-            TcpListener::bind(bind)
-                .await
-                .with_context(|| format!("cannot listen for other servers on {bind} ([s2s] bind)"))?,
-        ),
-        None => None,
-    };
+    let s2s =
+        match server.config.s2s.bind_addr() {
+            Some(bind) => Some(TcpListener::bind(bind).await.with_context(|| {
+                format!("cannot listen for other servers on {bind} ([s2s] bind)")
+            })?),
+            None => None,
+        };
     // HTTP before the first client: a node that cannot serve its admin side
     // stops before it takes anyone.
     let http = start_http(&server).await?;

@@ -7,10 +7,10 @@ use base64::Engine;
 use starling_core::xml::{Element, ns};
 use tokio::net::TcpStream;
 
+use super::S2s;
 use super::dialback;
 use super::resolve::Target;
 use super::wire::{Wire, WireError};
-use super::S2s;
 use crate::stanza::Condition;
 use crate::stream::{self, Limits, StreamEvent, StreamHeader};
 
@@ -145,10 +145,16 @@ impl Initiating<'_> {
                 }
             }
             if self.s2s.config.require_valid_certificates
-                && !self.s2s.trust.valid_for(self.wire.peer_certificates(), self.remote)
+                && !self
+                    .s2s
+                    .trust
+                    .valid_for(self.wire.peer_certificates(), self.remote)
             {
                 self.wire
-                    .fail("policy-violation", "Your certificate is not valid for your domain")
+                    .fail(
+                        "policy-violation",
+                        "Your certificate is not valid for your domain",
+                    )
                     .await;
                 return Err(format!("the certificate is not valid for {}", self.remote));
             }
@@ -177,8 +183,13 @@ impl Initiating<'_> {
             _ => return Err("expected a stream header".into()),
         };
         if header.ns != ns::SERVER {
-            self.wire.fail("invalid-namespace", "Expected jabber:server").await;
-            return Err(format!("the peer speaks {:?}, not jabber:server", header.ns));
+            self.wire
+                .fail("invalid-namespace", "Expected jabber:server")
+                .await;
+            return Err(format!(
+                "the peer speaks {:?}, not jabber:server",
+                header.ns
+            ));
         }
         if header.version.as_deref() != Some("1.0") {
             // Before RFC 3920 there were no features; dialback only.
@@ -186,7 +197,10 @@ impl Initiating<'_> {
         }
         let features = self.wire.next_element(timeout).await.map_err(describe)?;
         if !features.is("features", ns::STREAM) {
-            return Err(format!("expected stream features, got <{}/>", features.name()));
+            return Err(format!(
+                "expected stream features, got <{}/>",
+                features.name()
+            ));
         }
         Ok((header, features))
     }
@@ -206,7 +220,11 @@ impl Initiating<'_> {
 
     /// SASL EXTERNAL when offered (the peer found our certificate valid),
     /// else dialback when allowed.
-    async fn authenticate(&mut self, features: &Element, stream_id: &str) -> Result<Method, String> {
+    async fn authenticate(
+        &mut self,
+        features: &Element,
+        stream_id: &str,
+    ) -> Result<Method, String> {
         let timeout = self.read_timeout();
         if offers_external(features) {
             // XEP-0178: the authorization identity is our domain.
@@ -257,7 +275,10 @@ impl Initiating<'_> {
                 return Ok(element);
             }
             if element.is("error", ns::STREAM) {
-                return Err(format!("stream error: {}", stream_error_condition(&element)));
+                return Err(format!(
+                    "stream error: {}",
+                    stream_error_condition(&element)
+                ));
             }
         }
     }
@@ -269,16 +290,21 @@ impl Initiating<'_> {
     }
 
     async fn send(&mut self, element: &Element) -> Result<(), String> {
-        self.wire.send(element).await.map_err(|error| error.to_string())
+        self.wire
+            .send(element)
+            .await
+            .map_err(|error| error.to_string())
     }
 }
 
 fn offers_external(features: &Element) -> bool {
-    features.child("mechanisms", ns::SASL).is_some_and(|mechanisms| {
-        mechanisms
-            .children()
-            .any(|mechanism| mechanism.text().trim() == "EXTERNAL")
-    })
+    features
+        .child("mechanisms", ns::SASL)
+        .is_some_and(|mechanisms| {
+            mechanisms
+                .children()
+                .any(|mechanism| mechanism.text().trim() == "EXTERNAL")
+        })
 }
 
 fn describe(error: WireError) -> String {

@@ -46,7 +46,13 @@ impl DialbackKeys {
         hex(&mac.finalize().into_bytes())
     }
 
-    pub(crate) fn verify(&self, receiving: &str, originating: &str, stream_id: &str, key: &str) -> bool {
+    pub(crate) fn verify(
+        &self,
+        receiving: &str,
+        originating: &str,
+        stream_id: &str,
+        key: &str,
+    ) -> bool {
         let expected = self.key(receiving, originating, stream_id);
         expected.as_bytes().ct_eq(key.trim().as_bytes()).into()
     }
@@ -112,7 +118,10 @@ mod tests {
         assert!(key.bytes().all(|b| b.is_ascii_hexdigit()));
         assert_eq!(key, keys.key("example.net", "example.com", "D60000229F"));
         assert_ne!(key, keys.key("example.com", "example.net", "D60000229F"));
-        assert_ne!(key, keys("another secret").key("example.net", "example.com", "D60000229F"));
+        assert_ne!(
+            key,
+            keys("another secret").key("example.net", "example.com", "D60000229F")
+        );
     }
 
     #[test]

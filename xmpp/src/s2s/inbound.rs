@@ -128,7 +128,10 @@ impl Incoming<'_> {
         let peer_domain = header.from.clone().filter(|from| !from.is_empty());
         if let Some(peer) = &peer_domain {
             if self.server.s2s.blocked(peer) {
-                return refuse("policy-violation", format!("{peer} may not federate with this server"));
+                return refuse(
+                    "policy-violation",
+                    format!("{peer} may not federate with this server"),
+                );
             }
         }
         self.stream_id = crate::c2s::new_stream_id();
@@ -177,7 +180,12 @@ impl Incoming<'_> {
     }
 
     fn certificate_valid_for(&self, domain: &str) -> bool {
-        self.wire.is_tls() && self.server.s2s.trust.valid_for(self.wire.peer_certificates(), domain)
+        self.wire.is_tls()
+            && self
+                .server
+                .s2s
+                .trust
+                .valid_for(self.wire.peer_certificates(), domain)
     }
 
     /// First-level elements until a restart or the end of the stream.
@@ -190,7 +198,9 @@ impl Incoming<'_> {
                 Err(WireError::Io(error)) if error.kind() == std::io::ErrorKind::UnexpectedEof => {
                     return Ok(Next::Done);
                 }
-                Ok(StreamEvent::Header(_)) => return refuse("not-well-formed", "Unexpected header"),
+                Ok(StreamEvent::Header(_)) => {
+                    return refuse("not-well-formed", "Unexpected header");
+                }
                 // An authenticated peer that says nothing for long is closed quietly.
                 Err(WireError::Timeout(_)) if !self.authenticated.is_empty() => {
                     return Ok(Next::Done);
@@ -243,7 +253,11 @@ impl Incoming<'_> {
     }
 
     /// XEP-0178: EXTERNAL with the certificate valid for the claimed domain.
-    async fn sasl_external(&mut self, auth: &Element, peer_domain: Option<&str>) -> Result<bool, Refusal> {
+    async fn sasl_external(
+        &mut self,
+        auth: &Element,
+        peer_domain: Option<&str>,
+    ) -> Result<bool, Refusal> {
         let text = auth.text();
         let text = text.trim();
         let claimed = if text.is_empty() || text == "=" {
@@ -255,11 +269,12 @@ impl Incoming<'_> {
                 .and_then(|bytes| String::from_utf8(bytes).ok())
         };
         let accepted = auth.attr("mechanism") == Some("EXTERNAL")
-            && claimed
-                .as_deref()
-                .is_some_and(|domain| Some(domain) == peer_domain && self.certificate_valid_for(domain));
+            && claimed.as_deref().is_some_and(|domain| {
+                Some(domain) == peer_domain && self.certificate_valid_for(domain)
+            });
         if !accepted {
-            let failure = Element::new("failure", ns::SASL).with_child(Element::new("not-authorized", ns::SASL));
+            let failure = Element::new("failure", ns::SASL)
+                .with_child(Element::new("not-authorized", ns::SASL));
             self.wire.send(&failure).await.map_err(WireError::from)?;
             return Ok(false);
         }
@@ -269,7 +284,10 @@ impl Incoming<'_> {
             .await
             .map_err(WireError::from)?;
         tracing::info!(peer = %domain, "incoming stream authenticated with SASL EXTERNAL");
-        self.server.s2s.metrics.authenticated(Direction::In, Method::External);
+        self.server
+            .s2s
+            .metrics
+            .authenticated(Direction::In, Method::External);
         self.authenticated.insert(domain.to_ascii_lowercase());
         self.wire.restart();
         Ok(true)
@@ -287,10 +305,16 @@ impl Incoming<'_> {
             return refuse("host-unknown", format!("{receiving:?} is not served here"));
         }
         if s2s.blocked(&originating) {
-            return refuse("policy-violation", format!("{originating} may not federate with this server"));
+            return refuse(
+                "policy-violation",
+                format!("{originating} may not federate with this server"),
+            );
         }
         if s2s.config.require_valid_certificates {
-            return refuse("policy-violation", "Dialback is not accepted here; a certificate valid for your domain is required");
+            return refuse(
+                "policy-violation",
+                "Dialback is not accepted here; a certificate valid for your domain is required",
+            );
         }
         if s2s.config.require_tls && !self.wire.is_tls() {
             return refuse("policy-violation", "TLS is required");
@@ -298,7 +322,14 @@ impl Incoming<'_> {
         let key = request.text();
         let verified = tokio::time::timeout(
             s2s.connect_timeout(),
-            connect::verify_key(s2s, super::limits(self.server), &receiving, &originating, &self.stream_id, &key),
+            connect::verify_key(
+                s2s,
+                super::limits(self.server),
+                &receiving,
+                &originating,
+                &self.stream_id,
+                &key,
+            ),
         )
         .await;
         let valid = match verified {
@@ -317,7 +348,10 @@ impl Incoming<'_> {
             .await
             .map_err(WireError::from)?;
         if !valid {
-            return refuse("not-authorized", format!("The dialback key for {originating} is not valid"));
+            return refuse(
+                "not-authorized",
+                format!("The dialback key for {originating} is not valid"),
+            );
         }
         tracing::info!(peer = %originating, "incoming stream authenticated with dialback");
         s2s.metrics.authenticated(Direction::In, Method::Dialback);
@@ -327,7 +361,9 @@ impl Incoming<'_> {
 
     /// XEP-0220 2.1.2: we are the authoritative server; was this key ours?
     async fn dialback_verify(&mut self, request: &Element) -> Result<(), Refusal> {
-        let (Some(from), Some(to), Some(id)) = (request.attr("from"), request.attr("to"), request.attr("id")) else {
+        let (Some(from), Some(to), Some(id)) =
+            (request.attr("from"), request.attr("to"), request.attr("id"))
+        else {
             return refuse("improper-addressing", "db:verify needs from, to and id");
         };
         if !self.server.serves_domain(to) {
@@ -348,22 +384,38 @@ impl Incoming<'_> {
             return refuse("not-authorized", "Authenticate before sending stanzas");
         }
         let (Some(from), Some(to)) = (element.attr("from"), element.attr("to")) else {
-            return refuse("improper-addressing", "Stanzas between servers need from and to");
+            return refuse(
+                "improper-addressing",
+                "Stanzas between servers need from and to",
+            );
         };
         let Ok(from) = Jid::new(from) else {
             return refuse("invalid-from", format!("{from:?} is not a JID"));
         };
-        if !self.authenticated.contains(&from.domain().as_str().to_ascii_lowercase()) {
-            return refuse("invalid-from", format!("This stream is not authenticated for {}", from.domain()));
+        if !self
+            .authenticated
+            .contains(&from.domain().as_str().to_ascii_lowercase())
+        {
+            return refuse(
+                "invalid-from",
+                format!("This stream is not authenticated for {}", from.domain()),
+            );
         }
         let Ok(to) = Jid::new(to) else {
             return refuse("improper-addressing", format!("{to:?} is not a JID"));
         };
         if !self.server.serves_domain(to.domain().as_str()) {
-            return refuse("host-unknown", format!("{} is not served here", to.domain()));
+            return refuse(
+                "host-unknown",
+                format!("{} is not served here", to.domain()),
+            );
         }
         self.rate.wait().await;
-        self.server.s2s.metrics.stanzas_in.fetch_add(1, Ordering::Relaxed);
+        self.server
+            .s2s
+            .metrics
+            .stanzas_in
+            .fetch_add(1, Ordering::Relaxed);
         element.rename_ns(ns::SERVER, ns::CLIENT);
         match Stanza::parse(element) {
             Ok(stanza) => router::route(self.server, stanza).await,

@@ -49,19 +49,39 @@ impl S2sMetrics {
             .sample(name, &[("direction", "in")], load(&self.streams_in))
             .sample(name, &[("direction", "out")], load(&self.streams_out));
         let name = "starling_s2s_stanzas_total";
-        out.family(name, Kind::Counter, "Stanzas received from and sent to other servers.")
-            .sample(name, &[("direction", "in")], load(&self.stanzas_in))
-            .sample(name, &[("direction", "out")], load(&self.stanzas_out));
+        out.family(
+            name,
+            Kind::Counter,
+            "Stanzas received from and sent to other servers.",
+        )
+        .sample(name, &[("direction", "in")], load(&self.stanzas_in))
+        .sample(name, &[("direction", "out")], load(&self.stanzas_out));
         let name = "starling_s2s_authentications_total";
         out.family(
             name,
             Kind::Counter,
             "Server-to-server streams authenticated, by method (SASL EXTERNAL or dialback).",
         )
-        .sample(name, &[("direction", "in"), ("method", "external")], load(&self.external_in))
-        .sample(name, &[("direction", "in"), ("method", "dialback")], load(&self.dialback_in))
-        .sample(name, &[("direction", "out"), ("method", "external")], load(&self.external_out))
-        .sample(name, &[("direction", "out"), ("method", "dialback")], load(&self.dialback_out));
+        .sample(
+            name,
+            &[("direction", "in"), ("method", "external")],
+            load(&self.external_in),
+        )
+        .sample(
+            name,
+            &[("direction", "in"), ("method", "dialback")],
+            load(&self.dialback_in),
+        )
+        .sample(
+            name,
+            &[("direction", "out"), ("method", "external")],
+            load(&self.external_out),
+        )
+        .sample(
+            name,
+            &[("direction", "out"), ("method", "dialback")],
+            load(&self.dialback_out),
+        );
         out.single(
             "starling_s2s_stream_errors_total",
             Kind::Counter,

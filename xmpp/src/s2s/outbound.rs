@@ -81,7 +81,10 @@ pub async fn send(server: &Server, stanza: Stanza) {
 impl S2s {
     /// The link for `pair`, started if there is none.
     fn link(&self, server: &Arc<Server>, pair: &Pair) -> Arc<Link> {
-        let mut links = self.links.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut links = self
+            .links
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(link) = links.get(pair) {
             return link.clone();
         }
@@ -94,19 +97,36 @@ impl S2s {
 
     /// Removes `link` from the table if it is still the one for `pair`.
     fn forget(&self, pair: &Pair, link: &Arc<Link>) {
-        let mut links = self.links.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if links.get(pair).is_some_and(|current| Arc::ptr_eq(current, link)) {
+        let mut links = self
+            .links
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if links
+            .get(pair)
+            .is_some_and(|current| Arc::ptr_eq(current, link))
+        {
             links.remove(pair);
         }
     }
 }
 
 /// A link's task: connect, carry the queue, end when idle or broken.
-async fn run(server: Arc<Server>, pair: Pair, link: Arc<Link>, mut waiting: mpsc::Receiver<Stanza>) {
+async fn run(
+    server: Arc<Server>,
+    pair: Pair,
+    link: Arc<Link>,
+    mut waiting: mpsc::Receiver<Stanza>,
+) {
     let s2s = &server.s2s;
     let attempt = tokio::time::timeout(
         s2s.connect_timeout(),
-        connect::connect(s2s, super::limits(&server), &pair.local, &pair.remote, Purpose::Authenticate),
+        connect::connect(
+            s2s,
+            super::limits(&server),
+            &pair.local,
+            &pair.remote,
+            Purpose::Authenticate,
+        ),
     )
     .await;
     let established = match attempt {
@@ -141,7 +161,8 @@ async fn run(server: Arc<Server>, pair: Pair, link: Arc<Link>, mut waiting: mpsc
         }
     };
     tracing::info!(local = %pair.local, remote = %pair.remote, ?method, "outgoing stream up");
-    s2s.metrics.authenticated(super::metrics::Direction::Out, method);
+    s2s.metrics
+        .authenticated(super::metrics::Direction::Out, method);
     s2s.metrics.streams_out.fetch_add(1, Ordering::Relaxed);
     let unsent = carry(&server, &mut wire, &mut waiting).await;
     s2s.metrics.streams_out.fetch_sub(1, Ordering::Relaxed);

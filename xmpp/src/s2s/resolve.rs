@@ -54,7 +54,13 @@ impl Resolver {
                 Ok(lookup) => records.extend(lookup.iter().map(|srv| {
                     let host = srv.target().to_utf8();
                     let host = host.trim_end_matches('.').to_owned();
-                    (srv.priority(), std::cmp::Reverse(srv.weight()), !direct_tls, host, srv.port())
+                    (
+                        srv.priority(),
+                        std::cmp::Reverse(srv.weight()),
+                        !direct_tls,
+                        host,
+                        srv.port(),
+                    )
                 })),
                 Err(error) if error.is_no_records_found() || error.is_nx_domain() => {}
                 Err(error) => tracing::debug!(%domain, service, %error, "SRV lookup failed"),

@@ -34,7 +34,10 @@ impl PeerTrust {
     /// The system roots and the configured CA files. A CA file that cannot
     /// be read stops the start (the key is named); missing system roots
     /// only leave the configured ones.
-    pub(crate) fn from_config(config: &Config, provider: &Arc<CryptoProvider>) -> anyhow::Result<PeerTrust> {
+    pub(crate) fn from_config(
+        config: &Config,
+        provider: &Arc<CryptoProvider>,
+    ) -> anyhow::Result<PeerTrust> {
         let mut roots = RootCertStore::empty();
         let native = rustls_native_certs::load_native_certs();
         for error in &native.errors {
@@ -44,7 +47,9 @@ impl PeerTrust {
         for path in &config.s2s.ca_files {
             let certificates = CertificateDer::pem_file_iter(path)
                 .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
-                .map_err(|error| anyhow::anyhow!("s2s.ca_files: cannot read {}: {error}", path.display()))?;
+                .map_err(|error| {
+                    anyhow::anyhow!("s2s.ca_files: cannot read {}: {error}", path.display())
+                })?;
             if certificates.is_empty() {
                 anyhow::bail!("s2s.ca_files: no PEM certificate in {}", path.display());
             }
@@ -59,7 +64,8 @@ impl PeerTrust {
             return Ok(PeerTrust { verifier: None });
         }
         let verifier =
-            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone()).build()?;
+            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .build()?;
         Ok(PeerTrust {
             verifier: Some(verifier),
         })
@@ -67,7 +73,8 @@ impl PeerTrust {
 
     /// PKIX validation of `chain` (end entity first) for `domain` (RFC 6125).
     pub(crate) fn valid_for(&self, chain: &[CertificateDer<'static>], domain: &str) -> bool {
-        let (Some(verifier), Some((end_entity, intermediates))) = (&self.verifier, chain.split_first())
+        let (Some(verifier), Some((end_entity, intermediates))) =
+            (&self.verifier, chain.split_first())
         else {
             return false;
         };
@@ -120,12 +127,32 @@ pub(crate) fn connector(
 struct AnyCertificate(Arc<CryptoProvider>);
 
 impl AnyCertificate {
-    fn tls12(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    fn tls12(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
-    fn tls13(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    fn tls13(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn schemes(&self) -> Vec<SignatureScheme> {
@@ -145,11 +172,21 @@ impl ServerCertVerifier for AnyCertificate {
         Ok(ServerCertVerified::assertion())
     }
 
-    fn verify_tls12_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         self.tls12(message, cert, dss)
     }
 
-    fn verify_tls13_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         self.tls13(message, cert, dss)
     }
 
@@ -180,11 +217,21 @@ impl ClientCertVerifier for AnyCertificate {
         Ok(ClientCertVerified::assertion())
     }
 
-    fn verify_tls12_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         self.tls12(message, cert, dss)
     }
 
-    fn verify_tls13_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         self.tls13(message, cert, dss)
     }
 

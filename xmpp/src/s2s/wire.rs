@@ -135,7 +135,8 @@ impl Wire {
 
     /// Ends our half of the stream and the connection.
     pub(crate) async fn close(&mut self) {
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.write(stream::STREAM_CLOSE)).await;
+        let _ =
+            tokio::time::timeout(Duration::from_secs(5), self.write(stream::STREAM_CLOSE)).await;
         self.shutdown().await;
     }
 
