@@ -112,12 +112,12 @@ mod tests {
 
     #[test]
     fn keys_are_hex_hmacs_bound_to_every_input() {
-        let keys = keys("s3cr3tf0rd14lb4ck");
-        let key = keys.key("example.net", "example.com", "D60000229F");
+        let ours = keys("s3cr3tf0rd14lb4ck");
+        let key = ours.key("example.net", "example.com", "D60000229F");
         assert_eq!(key.len(), 64);
         assert!(key.bytes().all(|b| b.is_ascii_hexdigit()));
-        assert_eq!(key, keys.key("example.net", "example.com", "D60000229F"));
-        assert_ne!(key, keys.key("example.com", "example.net", "D60000229F"));
+        assert_eq!(key, ours.key("example.net", "example.com", "D60000229F"));
+        assert_ne!(key, ours.key("example.com", "example.net", "D60000229F"));
         assert_ne!(
             key,
             keys("another secret").key("example.net", "example.com", "D60000229F")
