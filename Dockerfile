@@ -23,7 +23,7 @@ USER starling
 WORKDIR /var/lib/starling
 VOLUME ["/var/lib/starling", "/etc/starling"]
 # Clients, HTTP (admin, APIs, metrics, CometD), cluster peers.
-EXPOSE 5222 5223 5280 7701
+EXPOSE 5222 5223 5269 5280 7701
 # With no --config the node reads /etc/starling/starling.toml.
 ENTRYPOINT ["starling"]
 CMD ["serve"]

@@ -223,6 +223,7 @@ class Starling:
                     f'[c2s]\nbind = "127.0.0.1:{self.c2s + i}"\nallow_plain_without_tls = true\n'
                     # Tsung speaks STARTTLS only; the default direct TLS port would collide.
                     'direct_tls_bind = ""\n\n'
+                    '[s2s]\nbind = ""\n\n'
                     f'[http]\nbind = "127.0.0.1:{self.http + i}"\n\n'
                     f'[storage]\nurl = "sqlite://{self.store}"\n\n'
                     "[limits]\nconnections_per_ip_per_sec = 0\nauth_failures_per_ip = 0\n"

@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+mod s2s;
+pub use s2s::S2sConfig;
+
 /// The embedded default configuration, printed by `starling generate-config`.
 pub const DEFAULT_CONFIG_TOML: &str = include_str!("default-config.toml");
 
@@ -54,6 +57,7 @@ pub struct Config {
     pub cometd: CometdConfig,
     pub bosh: BoshConfig,
     pub cluster: ClusterConfig,
+    pub s2s: S2sConfig,
     pub log: LogConfig,
     /// `[modules.<name>]`: each feature module's settings. The server's
     /// module registry knows the names and each module's keys, and rejects
@@ -485,6 +489,9 @@ impl Config {
         self.cluster.tls_ca = absolute(&self.cluster.tls_ca);
         self.cluster.tls_cert = absolute(&self.cluster.tls_cert);
         self.cluster.tls_key = absolute(&self.cluster.tls_key);
+        for ca in &mut self.s2s.ca_files {
+            *ca = absolute(ca);
+        }
     }
 
     /// Checks values that parse but make no sense together.
@@ -512,6 +519,7 @@ impl Config {
         }
         self.validate_http()?;
         self.validate_cometd()?;
+        self.s2s.validate()?;
         let url = &self.storage.url;
         if !(url.starts_with("sqlite:")
             || url.starts_with("postgres:")

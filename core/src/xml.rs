@@ -239,6 +239,18 @@ impl Element {
         out
     }
 
+    /// Moves this element and every descendant in namespace `from` to `to`:
+    /// a stanza crossing between a client stream (`jabber:client`) and a
+    /// server stream (`jabber:server`) changes its content namespace.
+    pub fn rename_ns(&mut self, from: &str, to: &'static str) {
+        if self.ns == from {
+            self.ns = to.into();
+        }
+        for child in self.children_mut() {
+            child.rename_ns(from, to);
+        }
+    }
+
     /// Serialises the element as a child of an element in namespace `parent_ns`.
     pub fn write_to(&self, out: &mut Vec<u8>, parent_ns: &str) {
         out.push(b'<');

@@ -60,6 +60,7 @@ class Starling:
             config.write(
                 f'[server]\ndata_dir = "data"\n'
                 f'[c2s]\nbind = "127.0.0.1:{port}"\ndirect_tls_bind = ""\n'
+                f'[s2s]\nbind = ""\n'
                 # Not the default 5280: a node already running there would stop this one.
                 f'[http]\nbind = "127.0.0.1:{port + 100}"\n'
                 f"[limits]\nconnections_per_ip_per_sec = 0\nauth_failures_per_ip = 0\n"

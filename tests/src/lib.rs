@@ -15,6 +15,7 @@
 //! - [`load`]: the `starling-load` driver (login, hold and chat runs over worker processes).
 //! - [`node`]: real `starling` processes on free ports for black-box tests.
 //! - [`cluster`]: several nodes forming a cluster, with one shared store.
+//! - [`pki`]: a test certificate authority (cluster links, federation).
 //! - [`latency`]: a TCP relay adding latency to peer links (distant members).
 //! - [`tools`]: the external tools some tests drive (slixmpp, Node.js, nftables ...), checked.
 //! - [`interop`]: running those tools with a log and a time bound.
@@ -29,6 +30,7 @@ pub mod interop;
 pub mod latency;
 pub mod load;
 pub mod node;
+pub mod pki;
 pub mod raw;
 pub mod sasl;
 pub mod stats;

@@ -376,6 +376,15 @@ fn write_config(
         ),
         ("http".into(), vec![format!("bind = \"{http}\"")]),
     ];
+    // Federation only where a test asks for it: the default port (5269)
+    // would be shared by every node a test run starts.
+    let s2s_set = builder
+        .extra
+        .iter()
+        .any(|(section, line)| section == "s2s" && line.starts_with("bind"));
+    if !s2s_set {
+        sections.push(("s2s".into(), vec!["bind = \"\"".into()]));
+    }
     if let Some(store) = &builder.shared_store {
         sections.push((
             "storage".into(),

@@ -12,6 +12,9 @@
 //! - `pubsub`: XEP-0060 on `pubsub.<domain>`, its cluster fan-out, and the
 //!   seam the CometD bridge subscribes and publishes through.
 //!
+//! Federation with other servers is `s2s` (the router's way out for other
+//! domains, and a listener whose stanzas enter the router).
+//!
 //! Around them: `auth` (SASL mechanisms and SCRAM credentials), `users`
 //! (accounts), `storage` (sqlx, SQLite or PostgreSQL), `tls`, `metrics`,
 //! `server` (the shared state), `piefxis` (the XEP-0227 import/export
@@ -28,6 +31,7 @@ pub mod piefxis;
 pub mod pubsub;
 pub mod roster;
 pub mod router;
+pub mod s2s;
 pub mod server;
 pub mod session;
 pub mod sm;

@@ -41,6 +41,8 @@ pub struct Server {
     pub modules: Arc<Modules>,
     /// XEP-0060 on `pubsub.<domain>`; the CometD bridge uses it too.
     pub pubsub: Arc<PubSub>,
+    /// Federation: outgoing streams, keys and TLS for other servers.
+    pub s2s: crate::s2s::S2s,
     pub metrics: Metrics,
     pub caches: CacheRegistry,
     pub tls: TlsAcceptor,
@@ -76,6 +78,8 @@ pub enum StartError {
     Tls(#[from] crate::tls::TlsError),
     #[error("{0}")]
     Modules(#[from] ModuleConfigError),
+    #[error("federation: {0}")]
+    S2s(String),
 }
 
 impl Server {
@@ -95,6 +99,8 @@ impl Server {
         })?;
         let store = open_store(&config).await?;
         let (tls, tls_certificate) = crate::tls::reloadable_acceptor(&config)?;
+        let s2s = crate::s2s::S2s::new(&config, tls_certificate.clone())
+            .map_err(|error| StartError::S2s(format!("{error:#}")))?;
         let caches = CacheRegistry::default();
         modules.register_caches(&caches);
         let users = UserDirectory::new(
@@ -128,6 +134,7 @@ impl Server {
                 &pubsub_domain,
             )),
             cluster,
+            s2s,
             modules,
             metrics: Metrics::default(),
             caches,
@@ -161,6 +168,12 @@ impl Server {
     /// A strong handle, for spawned tasks (`None` only during teardown).
     pub fn this(&self) -> Option<Arc<Server>> {
         self.this.upgrade()
+    }
+
+    /// Whether this server answers for `domain`: its own, or a module's
+    /// host (`pubsub.<domain>`, `conference.<domain>`).
+    pub fn serves_domain(&self, domain: &str) -> bool {
+        domain.eq_ignore_ascii_case(&self.domain) || self.modules.host(domain).is_some()
     }
 
     /// True when `jid` is an account of this server's domain.

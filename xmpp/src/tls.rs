@@ -84,6 +84,22 @@ impl ResolvesServerCert for ReloadableCertificate {
     }
 }
 
+/// Outgoing server-to-server streams present the same certificate as
+/// client certificate, for the peer's SASL EXTERNAL.
+impl rustls::client::ResolvesClientCert for ReloadableCertificate {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.load_full())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
 /// The configured (or generated) certificate chain with its key, checked to
 /// belong together.
 fn certified_key(config: &Config, provider: &CryptoProvider) -> Result<CertifiedKey, TlsError> {

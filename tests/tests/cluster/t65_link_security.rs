@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use rand::RngExt;
 use rustls::pki_types::{PrivateKeyDer, ServerName};
+use starling_tests::pki::Pki;
 use starling_tests::tap::Recorded;
 use starling_tests::tls::insecure_connector;
 use starling_tests::{TestCluster, TestNode, free_port, http};
@@ -287,55 +288,6 @@ async fn with_a_ca_only_members_it_signed_link() {
         .await
         .json();
     assert_eq!(status["link_security"], "tls_ca", "{status}");
-}
-
-/// A CA in a folder, issuing node certificates into it.
-struct Pki {
-    dir: std::path::PathBuf,
-    label: &'static str,
-    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
-}
-
-impl Pki {
-    fn new(dir: &std::path::Path, label: &'static str) -> Pki {
-        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca = params.self_signed(&key).unwrap();
-        std::fs::write(dir.join(format!("{label}-ca.pem")), ca.pem()).unwrap();
-        Pki {
-            dir: dir.to_owned(),
-            label,
-            issuer: Issuer::new(params, key),
-        }
-    }
-
-    fn ca_path(&self) -> String {
-        self.dir
-            .join(format!("{}-ca.pem", self.label))
-            .display()
-            .to_string()
-    }
-
-    /// A certificate naming `name` for links both ways; (cert, key) paths.
-    fn issue(&self, name: &str) -> (String, String) {
-        use rcgen::{CertificateParams, ExtendedKeyUsagePurpose, KeyPair};
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(vec![name.to_owned()]).unwrap();
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        let path = |ext: &str| self.dir.join(format!("{}-{name}.{ext}", self.label));
-        std::fs::write(path("pem"), cert.pem()).unwrap();
-        std::fs::write(path("key"), key.serialize_pem()).unwrap();
-        (
-            path("pem").display().to_string(),
-            path("key").display().to_string(),
-        )
-    }
 }
 
 // ----- helpers -----

@@ -95,6 +95,11 @@ fn example_config(dir: &Path) -> (PathBuf, std::net::SocketAddr) {
     );
     let text = replaced(
         &text,
+        "bind = \"0.0.0.0:5269\"",
+        &format!("bind = \"127.0.0.1:{}\"", free_port()),
+    );
+    let text = replaced(
+        &text,
         "bind = \"127.0.0.1:5280\"",
         &format!("bind = \"127.0.0.1:{}\"", free_port()),
     );

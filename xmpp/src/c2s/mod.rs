@@ -23,6 +23,8 @@ mod session_loop;
 mod stream_management;
 mod transport;
 
+pub(crate) use conn::new_stream_id;
+
 /// Serves one client whose stream arrives through `pipe` (from the
 /// WebSocket or BOSH adapter): the same negotiation and session as TCP.
 pub(crate) async fn serve_pipe(

@@ -35,6 +35,10 @@ pub struct UpArgs {
     /// the client and HTTP ranges so no node's port is another's.
     #[arg(long, default_value_t = 6222, hide = true)]
     pub direct_tls_base: u16,
+    /// First federation port (node i: this + i - 1); apart from every
+    /// other range, including the usual 5269.
+    #[arg(long, default_value_t = 6269, hide = true)]
+    pub s2s_base: u16,
     /// Cluster port base (node i: this + i).
     #[arg(long, default_value_t = 7700, hide = true)]
     pub cluster_base: u16,
@@ -152,6 +156,7 @@ fn write_configs(args: &UpArgs, dir: &Path, secret: &str) -> anyhow::Result<Vec<
         let c2s = args.c2s_base + i - 1;
         let http = args.http_base + i - 1;
         let direct_tls = args.direct_tls_base + i - 1;
+        let s2s = args.s2s_base + i - 1;
         let seeds: Vec<String> = (1..=args.nodes)
             .filter(|j| *j != i)
             .map(|j| format!("\"127.0.0.1:{}\"", cluster_port(j)))
@@ -162,6 +167,7 @@ fn write_configs(args: &UpArgs, dir: &Path, secret: &str) -> anyhow::Result<Vec<
              [server]\ndomain = {domain:?}\ndata_dir = {data:?}\n\n\
              [c2s]\nbind = \"127.0.0.1:{c2s}\"\n\
              direct_tls_bind = \"127.0.0.1:{direct_tls}\"\n\n\
+             [s2s]\nbind = \"127.0.0.1:{s2s}\"\n\n\
              [http]\nbind = \"127.0.0.1:{http}\"\n\n\
              [storage]\nurl = {url:?}\n\n\
              [cluster]\nenabled = true\nnode_name = {name:?}\nbind = \"127.0.0.1:{port}\"\n\

@@ -54,6 +54,13 @@ pub(super) async fn run(config: Config, reload: super::reload::ConfigLoader) -> 
         ),
         None => None,
     };
+    let s2s =
+        match server.config.s2s.bind_addr() {
+            Some(bind) => Some(TcpListener::bind(bind).await.with_context(|| {
+                format!("cannot listen for other servers on {bind} ([s2s] bind)")
+            })?),
+            None => None,
+        };
     // HTTP before the first client: a node that cannot serve its admin side
     // stops before it takes anyone.
     let http = start_http(&server).await?;
@@ -80,6 +87,10 @@ pub(super) async fn run(config: Config, reload: super::reload::ConfigLoader) -> 
             permits,
             Some(acceptor),
         )));
+    }
+    if let Some(s2s) = s2s {
+        tracing::info!(s2s = %s2s.local_addr().map_or_else(|_| String::new(), |a| a.to_string()), "federation listener ready");
+        accept_loops.push(tokio::spawn(crate::s2s::listener::run(s2s, server.clone())));
     }
     let accept_loop = futures_util::future::join_all(accept_loops);
     notify_service_manager(NotifyState::Ready);

@@ -229,6 +229,7 @@ pub(crate) fn exposition(state: &HttpState) -> String {
         load(&counters.messages_sent),
     );
     cometd(&mut out, state);
+    server.s2s.metrics.expose(&mut out);
     out.finish()
 }
 

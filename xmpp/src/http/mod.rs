@@ -29,7 +29,7 @@ mod lb;
 mod listener;
 mod metrics;
 mod origin;
-mod prometheus;
+pub(crate) mod prometheus;
 #[cfg(test)]
 mod tests;
 mod websocket;

@@ -11,7 +11,7 @@
 //!        │                                      ──▶ directed presence
 //!        │                                      ──▶ iq: full JID, or the account's module
 //!        ├──▶ our domain, no user ──▶ server iq ──▶ module
-//!        └──▶ any other domain ──▶ remote-server-not-found (no s2s)
+//!        └──▶ any other domain ──▶ s2s: the outgoing stream to that domain
 //! ```
 //!
 //! Sessions on other nodes are reached through `dyn Cluster`
@@ -129,9 +129,7 @@ pub fn route<'a>(server: &'a Server, stanza: Stanza) -> crate::BoxFuture<'a, ()>
             return module.clone().host_stanza(server, stanza).await;
         }
         if to.domain().as_str() != server.domain {
-            let error = StanzaError::new(Condition::RemoteServerNotFound)
-                .with_text(format!("{} is not served here", to.domain()));
-            return bounce(server, &stanza, error).await;
+            return crate::s2s::send(server, stanza).await;
         }
         if to.node().is_none() {
             return iq_or_discard_for_server(server, stanza).await;

@@ -41,6 +41,7 @@ pub enum Condition {
     RecipientUnavailable,
     RegistrationRequired,
     RemoteServerNotFound,
+    RemoteServerTimeout,
     ResourceConstraint,
     ServiceUnavailable,
     UndefinedCondition,
@@ -64,6 +65,7 @@ impl Condition {
             Condition::RecipientUnavailable => "recipient-unavailable",
             Condition::RegistrationRequired => "registration-required",
             Condition::RemoteServerNotFound => "remote-server-not-found",
+            Condition::RemoteServerTimeout => "remote-server-timeout",
             Condition::ResourceConstraint => "resource-constraint",
             Condition::ServiceUnavailable => "service-unavailable",
             Condition::UndefinedCondition => "undefined-condition",
@@ -83,6 +85,7 @@ impl Condition {
             }
             Condition::InternalServerError
             | Condition::RecipientUnavailable
+            | Condition::RemoteServerTimeout
             | Condition::ResourceConstraint
             | Condition::UnexpectedRequest => ErrorType::Wait,
             Condition::Conflict

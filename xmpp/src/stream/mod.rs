@@ -29,7 +29,8 @@ mod write;
 pub use codec::StreamParser;
 pub use error::{Malformed, Restricted, StreamError};
 pub use write::{
-    STREAM_CLOSE, element_to_bytes, stream_error, stream_error_bytes, stream_header, write_element,
+    STREAM_CLOSE, element_to_bytes, server_stream_header, stream_error, stream_error_bytes,
+    stream_header, write_element,
 };
 
 use starling_core::xml::{Element, Str};

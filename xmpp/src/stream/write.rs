@@ -26,23 +26,43 @@ pub fn stream_header(
         b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
           xmlns:stream='http://etherx.jabber.org/streams'",
     );
-    let mut attribute = |name: &[u8], value: &str| {
-        out.push(b' ');
-        out.extend_from_slice(name);
-        out.extend_from_slice(b"='");
-        escape_into(&mut out, value, true);
-        out.push(b'\'');
-    };
-    attribute(b"from", from_domain);
-    attribute(b"id", id);
+    push_attribute(&mut out, b"from", from_domain);
+    push_attribute(&mut out, b"id", id);
     if let Some(version) = version {
-        attribute(b"version", version);
+        push_attribute(&mut out, b"version", version);
     }
     if let Some(lang) = lang {
-        attribute(b"xml:lang", lang);
+        push_attribute(&mut out, b"xml:lang", lang);
     }
     out.push(b'>');
     out
+}
+
+/// The header of a server-to-server stream (RFC 6120 4.7, XEP-0220):
+/// content namespace `jabber:server`, the dialback prefix declared,
+/// version 1.0. The initiating side sends no `id`.
+pub fn server_stream_header(from: &str, to: &str, id: Option<&str>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(224);
+    out.extend_from_slice(
+        b"<?xml version='1.0'?><stream:stream xmlns='jabber:server' \
+          xmlns:db='jabber:server:dialback' xmlns:stream='http://etherx.jabber.org/streams'",
+    );
+    push_attribute(&mut out, b"from", from);
+    push_attribute(&mut out, b"to", to);
+    if let Some(id) = id {
+        push_attribute(&mut out, b"id", id);
+    }
+    push_attribute(&mut out, b"version", "1.0");
+    out.push(b'>');
+    out
+}
+
+fn push_attribute(out: &mut Vec<u8>, name: &[u8], value: &str) {
+    out.push(b' ');
+    out.extend_from_slice(name);
+    out.extend_from_slice(b"='");
+    escape_into(out, value, true);
+    out.push(b'\'');
 }
 
 /// `<stream:error><condition/><text>..</text></stream:error>` for an RFC 6120

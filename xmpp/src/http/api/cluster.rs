@@ -1,7 +1,7 @@
 //! `GET /api/cluster`: this node's view of the cluster (the cluster
 //! module's [`ClusterStatus`]) with what the admin page adds: session
 //! counts, whether a quorum stands, which peers see the cluster otherwise,
-//! and the router's counters.
+//! the router's counters and this node's federation streams.
 
 use std::sync::atomic::Ordering;
 
@@ -26,6 +26,18 @@ pub(crate) struct ClusterView {
     /// Names of up peers whose last report differs from this node's view.
     disagreement: Vec<String>,
     routing: Routing,
+    /// This node's federation: its own outgoing streams, and the streams
+    /// open now in each direction.
+    s2s: Federation,
+}
+
+#[derive(Debug, Serialize)]
+struct Federation {
+    /// (our domain, remote domain) of each outgoing stream this node holds
+    /// or is setting up.
+    outgoing: Vec<(String, String)>,
+    streams_in: u64,
+    streams_out: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -62,7 +74,13 @@ pub(crate) fn view(server: &Server) -> ClusterView {
         lookup_retries: metrics.lookup_retries.load(Ordering::Relaxed),
         lookup_misses: metrics.lookup_misses.load(Ordering::Relaxed),
     };
+    let s2s = Federation {
+        outgoing: server.s2s.outgoing(),
+        streams_in: server.s2s.metrics.streams_in.load(Ordering::Relaxed),
+        streams_out: server.s2s.metrics.streams_out.load(Ordering::Relaxed),
+    };
     ClusterView {
+        s2s,
         cluster_sessions: local_sessions + status.remote_sessions,
         local_sessions,
         quorum,

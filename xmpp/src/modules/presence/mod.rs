@@ -210,7 +210,16 @@ async fn broadcast(server: &Server, session: &Arc<LocalSession>, stanza: Stanza)
         if server.modules.outbound_presence(server, &user, &to) == Delivery::Withhold {
             continue;
         }
-        send_presence_to_bare(server, &element, contact);
+        if server.serves_domain(contact.domain().as_str()) {
+            send_presence_to_bare(server, &element, contact);
+        } else {
+            // A contact on another server: its server fans it out.
+            let mut copy = element.clone();
+            copy.set_attr("to", contact.as_str());
+            if let Ok(stanza) = Stanza::from_server(copy) {
+                crate::router::route(server, stanza).await;
+            }
+        }
     }
     // The user's own resources, the sender included (RFC 6121 4.2.2); a
     // newer session that took this one's JID over is not told it left.

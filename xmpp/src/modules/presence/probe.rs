@@ -26,6 +26,18 @@ pub(super) async fn probe_contacts(server: &Server, session: &Arc<LocalSession>,
     let prober = Jid::from(session.jid.clone());
     let mut unknown = Vec::new();
     for contact in roster.subscriptions() {
+        if !server.serves_domain(contact.domain().as_str()) {
+            // RFC 6121 4.3.1: a contact on another server is probed from
+            // the user's bare JID; its server answers for its sessions.
+            let probe = Element::new("presence", ns::CLIENT)
+                .with_attr("from", prober.to_bare().as_str())
+                .with_attr("to", contact.as_str())
+                .with_attr("type", "probe");
+            if let Ok(probe) = Stanza::from_server(probe) {
+                route(server, probe).await;
+            }
+            continue;
+        }
         let mut remote_nodes: HashMap<NodeId, FullJid> = HashMap::new();
         let candidates = resources::resources(server, contact);
         if candidates.is_empty() {
@@ -71,6 +83,22 @@ pub(super) async fn probe_contacts(server: &Server, session: &Arc<LocalSession>,
         }
     }
     probe_late_arrivals(server, session, unknown);
+}
+
+/// A probe from another server arrived on this member: the members that
+/// hold the user's other sessions answer for them (once each).
+fn forward_remote_probe(server: &Server, probe: &Stanza, user: &BareJid) {
+    let mut nodes = HashSet::new();
+    for entry in server.cluster.remote_resources(user) {
+        if !entry.available || !nodes.insert(entry.node) {
+            continue;
+        }
+        let target = Target::Remote {
+            jid: entry.jid,
+            node: entry.node,
+        };
+        let _unreachable = send_to(server, &target, probe.element.clone(), StanzaKind::Presence);
+    }
 }
 
 /// A contact who comes online on another member at the same moment as this
@@ -146,6 +174,9 @@ pub(super) async fn answer_probe(server: &Server, stanza: Stanza, to: Jid) {
         _ => return count(server, Outcome::Discarded),
     }
     count(server, Outcome::Handled);
+    if !server.serves_domain(prober.domain().as_str()) && crate::router::cluster::next_hop() == 1 {
+        forward_remote_probe(server, &stanza, &user);
+    }
     for session in server.sessions.resources(&user) {
         let last = session.presence().last.clone();
         let Some(mut last) = last else { continue };

@@ -1,0 +1,18 @@
+//! Black-box tests of federation (RFC 6120 server-to-server streams):
+//! real `starling` processes serving different domains on 127.0.0.1,
+//! finding each other through `[s2s.routes]`, with clients on each.
+//!
+//! - t10: two servers: messages, presence subscriptions and broadcast,
+//!   iqs to the remote server and accounts; dialback without valid
+//!   certificates, SASL EXTERNAL with a test CA.
+//! - t20: refusals: `require_valid_certificates`, a peer that spoofs its
+//!   `from`, a wrong dialback key, stanzas before authentication.
+//! - t30: no stream: an unresolvable domain, a peer that never answers.
+//! - t40: a three-node cluster federating with a single node.
+
+mod support;
+
+mod t10_two_servers;
+mod t20_refusals;
+mod t30_unreachable;
+mod t40_cluster;

@@ -1,0 +1,464 @@
+//! Incoming server-to-server streams: negotiation (STARTTLS, then SASL
+//! EXTERNAL for a peer whose certificate is valid for its domain, or
+//! XEP-0220 dialback), answers to dialback verifications, and the check of
+//! every stanza before it enters the router: `from` must be a domain this
+//! stream authenticated, `to` one we serve (RFC 6120 4.9.3, 8.1).
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use starling_core::jid::Jid;
+use starling_core::xml::{Element, ns};
+use tokio::net::TcpStream;
+
+use super::connect::{self, Method};
+use super::dialback;
+use super::metrics::Direction;
+use super::wire::{Wire, WireError};
+use crate::router;
+use crate::server::Server;
+use crate::stanza::Stanza;
+use crate::stream::{self, StreamEvent};
+
+/// A stream error to end the stream with.
+struct Refusal {
+    condition: &'static str,
+    text: String,
+}
+
+fn refuse<T>(condition: &'static str, text: impl Into<String>) -> Result<T, Refusal> {
+    Err(Refusal {
+        condition,
+        text: text.into(),
+    })
+}
+
+impl From<WireError> for Refusal {
+    fn from(error: WireError) -> Refusal {
+        match error {
+            WireError::Stream(error) => Refusal {
+                condition: error.condition(),
+                text: error.to_string(),
+            },
+            WireError::Timeout(_) => Refusal {
+                condition: "connection-timeout",
+                text: "Nothing received for too long".into(),
+            },
+            other => Refusal {
+                condition: "undefined-condition",
+                text: other.to_string(),
+            },
+        }
+    }
+}
+
+pub(super) async fn run(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr) {
+    let s2s = &server.s2s;
+    s2s.metrics.streams_in.fetch_add(1, Ordering::Relaxed);
+    let mut stream = Incoming {
+        wire: Wire::new(tcp, super::limits(&server)),
+        server: &server,
+        authenticated: HashSet::new(),
+        stream_id: String::new(),
+        rate: RateWindow::new(s2s.config.stanzas_per_sec),
+    };
+    match stream.serve().await {
+        Ok(()) => stream.wire.close().await,
+        Err(Refusal { condition, text }) => {
+            tracing::info!(%peer, condition, %text, "incoming server stream refused");
+            s2s.metrics.stream_errors_in.fetch_add(1, Ordering::Relaxed);
+            stream.wire.fail(condition, &text).await;
+        }
+    }
+    s2s.metrics.streams_in.fetch_sub(1, Ordering::Relaxed);
+}
+
+struct Incoming<'a> {
+    wire: Wire,
+    server: &'a Server,
+    /// Domains this stream may send from (one per dialback or SASL success).
+    authenticated: HashSet<String>,
+    stream_id: String,
+    rate: RateWindow,
+}
+
+/// What ends one stream (until a restart) of the connection.
+enum Next {
+    Restart,
+    Done,
+}
+
+impl Incoming<'_> {
+    async fn serve(&mut self) -> Result<(), Refusal> {
+        let mut sasl_done = false;
+        loop {
+            let peer_domain = self.open(sasl_done).await?;
+            match self.read(peer_domain.as_deref()).await? {
+                Next::Restart => sasl_done = !self.authenticated.is_empty(),
+                Next::Done => return Ok(()),
+            }
+        }
+    }
+
+    fn timeout(&self) -> Duration {
+        if self.authenticated.is_empty() {
+            Duration::from_secs(self.server.limits().negotiation_timeout_secs)
+        } else {
+            self.server.s2s.idle_timeout()
+        }
+    }
+
+    /// Reads the peer's header, answers it and offers the features.
+    async fn open(&mut self, sasl_done: bool) -> Result<Option<String>, Refusal> {
+        let header = match self.wire.next(self.timeout()).await? {
+            StreamEvent::Header(header) => header,
+            _ => return refuse("not-well-formed", "Expected a stream header"),
+        };
+        if header.ns != ns::SERVER {
+            return refuse("invalid-namespace", "Server streams use jabber:server");
+        }
+        let local = header.to.clone().unwrap_or_default();
+        if !self.server.serves_domain(&local) {
+            return refuse("host-unknown", format!("{local:?} is not served here"));
+        }
+        let peer_domain = header.from.clone().filter(|from| !from.is_empty());
+        if let Some(peer) = &peer_domain {
+            if self.server.s2s.blocked(peer) {
+                return refuse(
+                    "policy-violation",
+                    format!("{peer} may not federate with this server"),
+                );
+            }
+        }
+        self.stream_id = crate::c2s::new_stream_id();
+        self.wire
+            .write(&stream::server_stream_header(
+                &local,
+                peer_domain.as_deref().unwrap_or(""),
+                Some(&self.stream_id),
+            ))
+            .await
+            .map_err(WireError::from)?;
+        let features = self.features(peer_domain.as_deref(), sasl_done);
+        self.wire.send(&features).await.map_err(WireError::from)?;
+        Ok(peer_domain)
+    }
+
+    fn features(&self, peer_domain: Option<&str>, sasl_done: bool) -> Element {
+        let config = &self.server.s2s.config;
+        let mut features = Element::new("features", ns::STREAM);
+        if sasl_done {
+            return features;
+        }
+        if !self.wire.is_tls() {
+            let mut starttls = Element::new("starttls", ns::TLS);
+            if config.require_tls {
+                starttls.push_child(Element::new("required", ns::TLS));
+            }
+            features.push_child(starttls);
+            if config.require_tls {
+                return features;
+            }
+        }
+        if peer_domain.is_some_and(|peer| self.certificate_valid_for(peer)) {
+            features.push_child(
+                Element::new("mechanisms", ns::SASL)
+                    .with_child(Element::new("mechanism", ns::SASL).with_text("EXTERNAL")),
+            );
+        }
+        if !config.require_valid_certificates {
+            features.push_child(
+                Element::new("dialback", dialback::NS_FEATURE)
+                    .with_child(Element::new("errors", dialback::NS_FEATURE)),
+            );
+        }
+        features
+    }
+
+    fn certificate_valid_for(&self, domain: &str) -> bool {
+        self.wire.is_tls()
+            && self
+                .server
+                .s2s
+                .trust
+                .valid_for(self.wire.peer_certificates(), domain)
+    }
+
+    /// First-level elements until a restart or the end of the stream.
+    async fn read(&mut self, peer_domain: Option<&str>) -> Result<Next, Refusal> {
+        loop {
+            let element = match self.wire.next(self.timeout()).await {
+                Ok(StreamEvent::Stanza(element)) => element,
+                Ok(StreamEvent::End) | Err(WireError::Closed) => return Ok(Next::Done),
+                // A peer that drops the connection without closing TLS.
+                Err(WireError::Io(error)) if error.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    return Ok(Next::Done);
+                }
+                Ok(StreamEvent::Header(_)) => {
+                    return refuse("not-well-formed", "Unexpected header");
+                }
+                // An authenticated peer that says nothing for long is closed quietly.
+                Err(WireError::Timeout(_)) if !self.authenticated.is_empty() => {
+                    return Ok(Next::Done);
+                }
+                Err(error) => return Err(error.into()),
+            };
+            match (element.ns(), element.name()) {
+                (ns::TLS, "starttls") => {
+                    self.start_tls().await?;
+                    return Ok(Next::Restart);
+                }
+                (ns::SASL, "auth") => {
+                    if self.sasl_external(&element, peer_domain).await? {
+                        return Ok(Next::Restart);
+                    }
+                }
+                (dialback::NS, "result") => self.dialback_result(&element).await?,
+                (dialback::NS, "verify") => self.dialback_verify(&element).await?,
+                (ns::SERVER, "message" | "presence" | "iq") => self.stanza(element).await?,
+                (ns::STREAM, "error") => {
+                    let condition = connect::stream_error_condition(&element);
+                    tracing::info!(condition, "the peer ended its stream with an error");
+                    return Ok(Next::Done);
+                }
+                _ => {
+                    return refuse(
+                        "unsupported-stanza-type",
+                        format!("<{}/> is not understood here", element.name()),
+                    );
+                }
+            }
+        }
+    }
+
+    async fn start_tls(&mut self) -> Result<(), Refusal> {
+        if self.wire.is_tls() {
+            return refuse("policy-violation", "TLS is already active");
+        }
+        self.wire
+            .send(&Element::new("proceed", ns::TLS))
+            .await
+            .map_err(WireError::from)?;
+        let timeout = self.timeout();
+        let handshake = self.wire.accept_tls(&self.server.s2s.acceptor);
+        match tokio::time::timeout(timeout, handshake).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => refuse("undefined-condition", format!("TLS: {error}")),
+            Err(_) => refuse("connection-timeout", "TLS handshake took too long"),
+        }
+    }
+
+    /// XEP-0178: EXTERNAL with the certificate valid for the claimed domain.
+    async fn sasl_external(
+        &mut self,
+        auth: &Element,
+        peer_domain: Option<&str>,
+    ) -> Result<bool, Refusal> {
+        let text = auth.text();
+        let text = text.trim();
+        let claimed = if text.is_empty() || text == "=" {
+            peer_domain.map(str::to_owned)
+        } else {
+            base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .ok()
+                .and_then(|bytes| String::from_utf8(bytes).ok())
+        };
+        let accepted = auth.attr("mechanism") == Some("EXTERNAL")
+            && claimed.as_deref().is_some_and(|domain| {
+                Some(domain) == peer_domain && self.certificate_valid_for(domain)
+            });
+        if !accepted {
+            let failure = Element::new("failure", ns::SASL)
+                .with_child(Element::new("not-authorized", ns::SASL));
+            self.wire.send(&failure).await.map_err(WireError::from)?;
+            return Ok(false);
+        }
+        let domain = claimed.unwrap_or_default();
+        self.wire
+            .send(&Element::new("success", ns::SASL))
+            .await
+            .map_err(WireError::from)?;
+        tracing::info!(peer = %domain, "incoming stream authenticated with SASL EXTERNAL");
+        self.server
+            .s2s
+            .metrics
+            .authenticated(Direction::In, Method::External);
+        self.authenticated.insert(domain.to_ascii_lowercase());
+        self.wire.restart();
+        Ok(true)
+    }
+
+    /// XEP-0220 2.1.1: the peer asks to send from `from`; its authoritative
+    /// server (reached by DNS, so the peer cannot fake it) verifies the key.
+    async fn dialback_result(&mut self, request: &Element) -> Result<(), Refusal> {
+        let s2s = &self.server.s2s;
+        let (Some(from), Some(to)) = (request.attr("from"), request.attr("to")) else {
+            return refuse("improper-addressing", "db:result needs from and to");
+        };
+        let (originating, receiving) = (from.to_ascii_lowercase(), to.to_owned());
+        if !self.server.serves_domain(&receiving) {
+            return refuse("host-unknown", format!("{receiving:?} is not served here"));
+        }
+        if s2s.blocked(&originating) {
+            return refuse(
+                "policy-violation",
+                format!("{originating} may not federate with this server"),
+            );
+        }
+        if s2s.config.require_valid_certificates {
+            return refuse(
+                "policy-violation",
+                "Dialback is not accepted here; a certificate valid for your domain is required",
+            );
+        }
+        if s2s.config.require_tls && !self.wire.is_tls() {
+            return refuse("policy-violation", "TLS is required");
+        }
+        let key = request.text();
+        let verified = tokio::time::timeout(
+            s2s.connect_timeout(),
+            connect::verify_key(
+                s2s,
+                super::limits(self.server),
+                &receiving,
+                &originating,
+                &self.stream_id,
+                &key,
+            ),
+        )
+        .await;
+        let valid = match verified {
+            Ok(Ok(valid)) => valid,
+            Ok(Err(error)) => {
+                tracing::info!(%originating, %error, "dialback verification failed");
+                false
+            }
+            Err(_) => {
+                tracing::info!(%originating, "dialback verification timed out");
+                false
+            }
+        };
+        self.wire
+            .send(&dialback::result_answer(&receiving, &originating, valid))
+            .await
+            .map_err(WireError::from)?;
+        if !valid {
+            return refuse(
+                "not-authorized",
+                format!("The dialback key for {originating} is not valid"),
+            );
+        }
+        tracing::info!(peer = %originating, "incoming stream authenticated with dialback");
+        s2s.metrics.authenticated(Direction::In, Method::Dialback);
+        self.authenticated.insert(originating);
+        Ok(())
+    }
+
+    /// XEP-0220 2.1.2: we are the authoritative server; was this key ours?
+    async fn dialback_verify(&mut self, request: &Element) -> Result<(), Refusal> {
+        let (Some(from), Some(to), Some(id)) =
+            (request.attr("from"), request.attr("to"), request.attr("id"))
+        else {
+            return refuse("improper-addressing", "db:verify needs from, to and id");
+        };
+        if !self.server.serves_domain(to) {
+            return refuse("host-unknown", format!("{to:?} is not served here"));
+        }
+        // Keys we made: receiving = the peer (`from`), originating = us (`to`).
+        let valid = self.server.s2s.keys.verify(from, to, id, &request.text());
+        self.wire
+            .send(&dialback::verify_answer(to, from, id, valid))
+            .await
+            .map_err(WireError::from)?;
+        Ok(())
+    }
+
+    /// RFC 6120 8.1.1.1 / 8.1.2.1: check the addressing, then route.
+    async fn stanza(&mut self, mut element: Element) -> Result<(), Refusal> {
+        if self.authenticated.is_empty() {
+            return refuse("not-authorized", "Authenticate before sending stanzas");
+        }
+        let (Some(from), Some(to)) = (element.attr("from"), element.attr("to")) else {
+            return refuse(
+                "improper-addressing",
+                "Stanzas between servers need from and to",
+            );
+        };
+        let Ok(from) = Jid::new(from) else {
+            return refuse("invalid-from", format!("{from:?} is not a JID"));
+        };
+        if !self
+            .authenticated
+            .contains(&from.domain().as_str().to_ascii_lowercase())
+        {
+            return refuse(
+                "invalid-from",
+                format!("This stream is not authenticated for {}", from.domain()),
+            );
+        }
+        let Ok(to) = Jid::new(to) else {
+            return refuse("improper-addressing", format!("{to:?} is not a JID"));
+        };
+        if !self.server.serves_domain(to.domain().as_str()) {
+            return refuse(
+                "host-unknown",
+                format!("{} is not served here", to.domain()),
+            );
+        }
+        self.rate.wait().await;
+        self.server
+            .s2s
+            .metrics
+            .stanzas_in
+            .fetch_add(1, Ordering::Relaxed);
+        element.rename_ns(ns::SERVER, ns::CLIENT);
+        match Stanza::parse(element) {
+            Ok(stanza) => router::route(self.server, stanza).await,
+            Err((element, error)) => {
+                let reply = crate::stanza::error_reply(&element, &error.to_stanza_error());
+                if let Ok(reply) = Stanza::from_server(reply) {
+                    router::route(self.server, reply).await;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `[s2s] stanzas_per_sec`: a peer that sends faster is read more slowly.
+struct RateWindow {
+    per_sec: u32,
+    started: Instant,
+    seen: u32,
+}
+
+impl RateWindow {
+    fn new(per_sec: u32) -> RateWindow {
+        RateWindow {
+            per_sec,
+            started: Instant::now(),
+            seen: 0,
+        }
+    }
+
+    async fn wait(&mut self) {
+        if self.per_sec == 0 {
+            return;
+        }
+        if self.started.elapsed() >= Duration::from_secs(1) {
+            self.started = Instant::now();
+            self.seen = 0;
+        }
+        self.seen += 1;
+        if self.seen > self.per_sec {
+            tokio::time::sleep_until((self.started + Duration::from_secs(1)).into()).await;
+            self.started = Instant::now();
+            self.seen = 1;
+        }
+    }
+}
