@@ -79,9 +79,10 @@ pub enum ChannelBinding {
     Auto,
     /// This type (`tls-exporter`, `tls-server-end-point`), with the client's own data.
     Type(String),
-    /// This type with these bytes: what a man in the middle, holding another TLS
-    /// connection, would send.
-    Forged(String, Vec<u8>),
+    /// This type with these bytes: the data of another TLS connection is what a man in
+    /// the middle would send; data found elsewhere (the certificate's hash for a BOSH
+    /// client, which has no TLS connection of its own to read) binds like `Type`.
+    Data(String, Vec<u8>),
     /// `y` whatever the server offered: a client whose view of the features was altered.
     ClaimUnsupported,
 }

@@ -116,7 +116,7 @@ impl Client {
                 let plus_offered = offered.iter().any(|name| name.ends_with("-PLUS"));
                 match binding {
                     ChannelBinding::ClaimUnsupported => scram.claim_binding_unsupported(),
-                    ChannelBinding::Forged(name, data) => scram.bind(name, data),
+                    ChannelBinding::Data(name, data) => scram.bind(name, data),
                     ChannelBinding::Type(name) => {
                         let data = ours.data(name).ok_or_else(|| {
                             self.missing(STEP, &format!("channel binding {name} on this connection"))

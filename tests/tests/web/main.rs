@@ -13,3 +13,4 @@ mod t40_discovery;
 mod t50_bosh;
 mod t60_cluster;
 mod t70_clients;
+mod t80_scram_plus;
