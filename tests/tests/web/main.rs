@@ -14,3 +14,4 @@ mod t50_bosh;
 mod t60_cluster;
 mod t70_clients;
 mod t80_scram_plus;
+mod t90_stream_management;
