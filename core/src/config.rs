@@ -498,6 +498,7 @@ impl Config {
         self.server.data_dir = absolute(&self.server.data_dir);
         self.tls.cert = absolute(&self.tls.cert);
         self.tls.key = absolute(&self.tls.key);
+        self.http.chat_assets = absolute(&self.http.chat_assets);
         self.cluster.tls_ca = absolute(&self.cluster.tls_ca);
         self.cluster.tls_cert = absolute(&self.cluster.tls_cert);
         self.cluster.tls_key = absolute(&self.cluster.tls_key);
@@ -809,6 +810,29 @@ mod tests {
             toml::to_string(&parsed).unwrap(),
             toml::to_string(&defaults).unwrap()
         );
+    }
+
+    #[test]
+    fn chat_page_needs_the_converse_build() {
+        let dir = std::env::temp_dir().join(format!("starling-chat-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut config = Config::defaults();
+        config.http.chat_assets = dir.clone();
+        // Off: the folder is not looked at.
+        assert!(config.validate().is_ok());
+        config.http.chat_page = true;
+        match config.validate() {
+            Err(ConfigError::Invalid { key, message }) => {
+                assert_eq!(key, "http.chat_assets");
+                assert!(message.contains("converse.min.js"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        for file in CHAT_ASSET_FILES {
+            std::fs::write(dir.join(file), "").unwrap();
+        }
+        assert!(config.validate().is_ok());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

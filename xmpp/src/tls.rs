@@ -115,9 +115,7 @@ impl ResolvesServerCert for ReloadableCertificate {
 
 /// The `tls-exporter` channel binding of a connection (RFC 9266): only on TLS 1.3, where
 /// the exporter is bound to the whole handshake.
-pub fn exporter(
-    connection: &rustls::ServerConnection,
-) -> Option<[u8; crate::auth::EXPORTER_LEN]> {
+pub fn exporter(connection: &rustls::ServerConnection) -> Option<[u8; crate::auth::EXPORTER_LEN]> {
     if connection.protocol_version() != Some(rustls::ProtocolVersion::TLSv1_3) {
         return None;
     }

@@ -119,7 +119,10 @@ impl Client {
                     ChannelBinding::Data(name, data) => scram.bind(name, data),
                     ChannelBinding::Type(name) => {
                         let data = ours.data(name).ok_or_else(|| {
-                            self.missing(STEP, &format!("channel binding {name} on this connection"))
+                            self.missing(
+                                STEP,
+                                &format!("channel binding {name} on this connection"),
+                            )
                         })?;
                         scram.bind(name, data);
                     }

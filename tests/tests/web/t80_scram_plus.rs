@@ -70,7 +70,10 @@ async fn t80_plus_with_both_binding_types_over_starttls_and_direct_tls() {
                 .await
                 .unwrap_or_else(|error| panic!("{mechanism} with {binding}: {error}"));
             assert_eq!(used, mechanism);
-            client.bind(Some(&format!("{binding}-{used}"))).await.unwrap();
+            client
+                .bind(Some(&format!("{binding}-{used}")))
+                .await
+                .unwrap();
 
             let transport = connect_direct_tls(node.direct_tls).await.unwrap();
             let mut client = Client::connect_over(transport, &node.domain).await.unwrap();
@@ -209,9 +212,7 @@ async fn t82_forged_binding_is_refused() {
 
 #[tokio::test]
 async fn t83_downgrade_y_flag_is_refused_where_plus_is_offered() {
-    let node = https_node(&["alice"])
-        .plain_without_tls()
-        .start();
+    let node = https_node(&["alice"]).plain_without_tls().start();
     for mechanism in [Mechanism::ScramSha256, Mechanism::ScramSha1] {
         let mut client = starttls_probe(&node).await;
         assert_refused(

@@ -37,7 +37,10 @@ async fn receive_numbered(alice: &mut Client, prefix: &str) {
     for n in 0..COUNT {
         let expected = format!("{prefix}-{n}");
         let message = alice
-            .expect(|e| e.name() == "message" && body(e).starts_with(prefix), WAIT)
+            .expect(
+                |e| e.name() == "message" && body(e).starts_with(prefix),
+                WAIT,
+            )
             .await
             .unwrap_or_else(|error| panic!("missing {expected}: {error}"));
         assert_eq!(body(&message), expected);
@@ -47,7 +50,10 @@ async fn receive_numbered(alice: &mut Client, prefix: &str) {
     assert_eq!(pong.attr("type"), Some("result"), "{pong}");
     assert!(
         alice
-            .expect(|e| e.name() == "message" && body(e).starts_with(prefix), std::time::Duration::ZERO)
+            .expect(
+                |e| e.name() == "message" && body(e).starts_with(prefix),
+                std::time::Duration::ZERO
+            )
             .await
             .is_err(),
         "a {prefix} message arrived twice"
@@ -84,10 +90,15 @@ async fn t90_resume_from_websocket_to_tcp_and_back() {
     let handled = alice.sm_handled().unwrap();
     alice.drop_connection();
     send_numbered(&mut bob, "phone", "tcp-gone").await;
-    let (mut alice, _) =
-        Client::resume_websocket(one.http, &wss(), &options(one, "alice", "phone"), &previd, handled)
-            .await
-            .unwrap_or_else(|error| panic!("resuming a TCP session over WebSocket: {error}"));
+    let (mut alice, _) = Client::resume_websocket(
+        one.http,
+        &wss(),
+        &options(one, "alice", "phone"),
+        &previd,
+        handled,
+    )
+    .await
+    .unwrap_or_else(|error| panic!("resuming a TCP session over WebSocket: {error}"));
     receive_numbered(&mut alice, "tcp-gone").await;
     chat(&mut alice, &mut bob, "back over WebSocket").await;
     chat(&mut bob, &mut alice, "reachable over WebSocket").await;

@@ -82,7 +82,10 @@ async fn t95_converse_chat_across_the_cluster() {
     let cluster = TestCluster::builder(3)
         .set("http", "tls = true")
         .set("http", "chat_page = true")
-        .set("http", &format!("chat_assets = {:?}", assets.display().to_string()))
+        .set(
+            "http",
+            &format!("chat_assets = {:?}", assets.display().to_string()),
+        )
         .user("alice", PASSWORD)
         .user("bob", PASSWORD)
         .user("carol", PASSWORD)
@@ -99,7 +102,10 @@ async fn t95_converse_chat_across_the_cluster() {
             client.send("<presence/>").await.unwrap();
             let own = me.clone();
             client
-                .expect(|e| e.name() == "presence" && e.attr("from") == Some(&own), WAIT)
+                .expect(
+                    |e| e.name() == "presence" && e.attr("from") == Some(&own),
+                    WAIT,
+                )
                 .await
                 .unwrap();
         }
@@ -176,4 +182,78 @@ async fn t95_converse_chat_across_the_cluster() {
     }
     let carol = carol_side.await.expect("carol's side");
     drop(carol);
+}
+
+#[tokio::test]
+async fn t96_chat_page_off_by_default_and_its_files_on() {
+    use starling_tests::TestNode;
+    use starling_tests::http::HttpRequest;
+
+    let get = |addr, path: &str| HttpRequest::new(addr, "GET", path).tls().send();
+    let off = https_node(&[]).start();
+    assert_eq!(get(off.http, "/chat").await.unwrap().status, 404);
+
+    // A stand-in for the Converse.js build: the node serves whatever the
+    // folder holds, and nothing outside it.
+    let outer = tempfile::tempdir().unwrap();
+    std::fs::write(outer.path().join("secret.txt"), "not for the web").unwrap();
+    let build = outer.path().join("dist");
+    std::fs::create_dir_all(build.join("webfonts")).unwrap();
+    std::fs::write(build.join("converse.min.js"), "// converse").unwrap();
+    std::fs::write(build.join("converse.min.css"), "/* converse */").unwrap();
+    std::fs::write(build.join("webfonts/icons.woff2"), "font").unwrap();
+    let node = TestNode::builder()
+        .set("http", "tls = true")
+        .set("http", "chat_page = true")
+        .set(
+            "http",
+            &format!("chat_assets = {:?}", build.display().to_string()),
+        )
+        .start();
+    let page = get(node.http, "/chat").await.unwrap();
+    assert_eq!(page.status, 200);
+    let html = page.text();
+    assert!(html.contains("/chat/dist/converse.min.js"), "{html}");
+    assert!(
+        html.contains(&format!("data-domain=\"{}\"", node.domain)),
+        "{html}"
+    );
+    let policy = page
+        .header("content-security-policy")
+        .unwrap_or_default()
+        .to_owned();
+    assert!(policy.contains("default-src 'self'"), "{policy}");
+    assert!(
+        !policy.contains("script-src"),
+        "scripts only from the node: {policy}"
+    );
+
+    let script = get(node.http, "/chat/start.js").await.unwrap();
+    assert!(
+        script.text().contains("/xmpp-websocket"),
+        "{}",
+        script.text()
+    );
+    assert!(script.text().contains("/http-bind"), "{}", script.text());
+    let js = get(node.http, "/chat/dist/converse.min.js").await.unwrap();
+    assert_eq!(js.status, 200);
+    assert_eq!(js.text(), "// converse");
+    assert!(
+        js.header("content-type")
+            .unwrap_or_default()
+            .starts_with("text/javascript")
+    );
+    let font = get(node.http, "/chat/dist/webfonts/icons.woff2")
+        .await
+        .unwrap();
+    assert_eq!(font.header("content-type"), Some("font/woff2"));
+    for outside in [
+        "/chat/dist/../secret.txt",
+        "/chat/dist/%2e%2e/secret.txt",
+        "/chat/dist/..%2fsecret.txt",
+        "/chat/dist/missing.js",
+    ] {
+        let answer = get(node.http, outside).await.unwrap();
+        assert_eq!(answer.status, 404, "{outside}: {}", answer.text());
+    }
 }

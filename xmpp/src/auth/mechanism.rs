@@ -138,11 +138,15 @@ mod tests {
 
     #[test]
     fn offered_order_and_plain_gate() {
-        let with: Vec<_> = Mechanism::offered(true, false).map(Mechanism::name).collect();
+        let with: Vec<_> = Mechanism::offered(true, false)
+            .map(Mechanism::name)
+            .collect();
         assert_eq!(with, ["SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"]);
         let without: Vec<_> = Mechanism::offered(false, false).collect();
         assert_eq!(without, [Mechanism::ScramSha256, Mechanism::ScramSha1]);
-        let plus: Vec<_> = Mechanism::offered(true, true).map(Mechanism::name).collect();
+        let plus: Vec<_> = Mechanism::offered(true, true)
+            .map(Mechanism::name)
+            .collect();
         assert_eq!(
             plus,
             [

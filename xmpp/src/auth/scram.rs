@@ -205,8 +205,7 @@ impl ScramServer {
         // c= carries the GS2 header (and the binding data): a different header means it was
         // tampered with (a "y" turned into "n" to hide a downgrade), different data that the
         // client's TLS connection is not ours (a man in the middle).
-        let binding_ok =
-            crypto::constant_time_eq(&parts.channel_binding, &self.expected_binding);
+        let binding_ok = crypto::constant_time_eq(&parts.channel_binding, &self.expected_binding);
         if !binding_ok || parts.nonce != self.nonce {
             return Err(SaslError::NotAuthorized);
         }

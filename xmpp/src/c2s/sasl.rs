@@ -8,7 +8,8 @@ use tokio::time::Instant;
 
 use super::conn::{Conn, ConnError};
 use crate::auth::{
-    ChannelBindings, Mechanism, SaslError, ScramServer, authorize, decode_payload, encode_payload, parse_plain,
+    ChannelBindings, Mechanism, SaslError, ScramServer, authorize, decode_payload, encode_payload,
+    parse_plain,
 };
 use crate::metrics::incr;
 use crate::stream::StreamEvent;
@@ -27,7 +28,9 @@ pub(crate) fn mechanism_features(bindings: &ChannelBindings) -> Vec<Element> {
     if !bindings.is_empty() {
         let mut types = Element::new("sasl-channel-binding", SASL_CB);
         for kind in bindings.types() {
-            types.push_child(Element::new("channel-binding", SASL_CB).with_attr("type", kind.name()));
+            types.push_child(
+                Element::new("channel-binding", SASL_CB).with_attr("type", kind.name()),
+            );
         }
         features.push(types);
     }
@@ -53,7 +56,9 @@ pub(crate) enum Outcome {
     Success(String),
     /// `counted`: the attempt counts towards the per-connection limit (all
     /// but a channel-binding mismatch, see [`SaslError::is_binding_mismatch`]).
-    Failure { counted: bool },
+    Failure {
+        counted: bool,
+    },
 }
 
 /// Runs one exchange started by `auth`; `Err` ends the connection.

@@ -128,14 +128,24 @@ mod tests {
             inside(root, "webfonts/icons.woff2"),
             Some(root.join("webfonts/icons.woff2"))
         );
-        for bad in ["", "../etc/passwd", "a/../../b", "/etc/passwd", ".git/config", "a\\..\\b"] {
+        for bad in [
+            "",
+            "../etc/passwd",
+            "a/../../b",
+            "/etc/passwd",
+            ".git/config",
+            "a\\..\\b",
+        ] {
             assert_eq!(inside(root, bad), None, "{bad:?}");
         }
     }
 
     #[test]
     fn types_of_the_build_files() {
-        assert_eq!(content_type(Path::new("a.js")), "text/javascript; charset=utf-8");
+        assert_eq!(
+            content_type(Path::new("a.js")),
+            "text/javascript; charset=utf-8"
+        );
         assert_eq!(content_type(Path::new("a.wasm")), "application/wasm");
         assert_eq!(content_type(Path::new("x")), "application/octet-stream");
     }

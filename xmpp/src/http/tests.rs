@@ -105,7 +105,8 @@ fn request(method: &str, uri: &str) -> axum::http::request::Builder {
     Request::builder()
         .method(Method::from_bytes(method.as_bytes()).unwrap())
         .uri(uri)
-        .extension(ConnectInfo(ClientAddr::plain(SocketAddr::from(([192, 0, 2, 1],
+        .extension(ConnectInfo(ClientAddr::plain(SocketAddr::from((
+            [192, 0, 2, 1],
             4000,
         )))))
 }
@@ -499,7 +500,8 @@ async fn failed_logins_are_rate_limited_per_address() {
     let request = Request::builder()
         .uri("/api/session")
         .header("authorization", &right)
-        .extension(ConnectInfo(ClientAddr::plain(SocketAddr::from(([192, 0, 2, 2],
+        .extension(ConnectInfo(ClientAddr::plain(SocketAddr::from((
+            [192, 0, 2, 2],
             4000,
         )))))
         .body(Body::empty())
