@@ -9,6 +9,13 @@
 # STARLING_STORAGE_URL in the environment replace the file's values.
 # docker-compose.yml runs a 3-node cluster on PostgreSQL.
 
+# The Converse.js build the /chat page serves ([http] chat_page), from the
+# lock file in xmpp/web.
+FROM node:20-bookworm-slim AS converse
+WORKDIR /web
+COPY xmpp/web/package.json xmpp/web/package-lock.json ./
+RUN npm ci --no-audit --no-fund --ignore-scripts
+
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY . .
@@ -18,6 +25,7 @@ FROM debian:bookworm-slim
 RUN useradd --system --uid 10001 --user-group --home-dir /var/lib/starling starling \
     && install -d -o starling -g starling -m 0750 /var/lib/starling /etc/starling
 COPY --from=build /src/target/release/starling /usr/local/bin/starling
+COPY --from=converse /web/node_modules/converse.js/dist /usr/share/starling/converse
 COPY --chown=starling:starling packaging/docker.toml /etc/starling/starling.toml
 USER starling
 WORKDIR /var/lib/starling

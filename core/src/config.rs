@@ -139,6 +139,14 @@ pub struct HttpConfig {
     /// This listener's URL as clients reach it (`https://xmpp.example.com`),
     /// for XEP-0156 discovery; empty: from the request's `Host`.
     pub public_url: String,
+    /// Serve `/chat`, a page running Converse.js against this node's
+    /// `/xmpp-websocket` (or `/http-bind`). Off by default: a server shows
+    /// a web client only when its operator asks for one.
+    pub chat_page: bool,
+    /// The Converse.js `dist` folder `/chat` serves (`npm ci` in xmpp/web
+    /// fills `xmpp/web/node_modules/converse.js/dist`; packages install it
+    /// here). Checked only when `chat_page` is on.
+    pub chat_assets: PathBuf,
 }
 
 impl Default for HttpConfig {
@@ -150,6 +158,8 @@ impl Default for HttpConfig {
             metrics_bind: String::new(),
             allowed_origins: Vec::new(),
             public_url: String::new(),
+            chat_page: false,
+            chat_assets: PathBuf::from(DEFAULT_CHAT_ASSETS),
         }
     }
 }
@@ -160,6 +170,12 @@ impl C2sConfig {
         self.direct_tls_bind.parse().ok()
     }
 }
+
+/// Where packages install the Converse.js build.
+pub const DEFAULT_CHAT_ASSETS: &str = "/usr/share/starling/converse";
+
+/// The files of the Converse.js build the `/chat` page loads.
+pub const CHAT_ASSET_FILES: [&str; 2] = ["converse.min.js", "converse.min.css"];
 
 impl HttpConfig {
     /// The separate metrics address, if one is configured (and valid).
@@ -486,6 +502,7 @@ impl Config {
         self.server.data_dir = absolute(&self.server.data_dir);
         self.tls.cert = absolute(&self.tls.cert);
         self.tls.key = absolute(&self.tls.key);
+        self.http.chat_assets = absolute(&self.http.chat_assets);
         self.cluster.tls_ca = absolute(&self.cluster.tls_ca);
         self.cluster.tls_cert = absolute(&self.cluster.tls_cert);
         self.cluster.tls_key = absolute(&self.cluster.tls_key);
@@ -694,6 +711,22 @@ impl Config {
                 message: format!("{:?} is not an http:// or https:// URL", http.public_url),
             });
         }
+        if http.chat_page {
+            if let Some(missing) = CHAT_ASSET_FILES
+                .iter()
+                .find(|file| !http.chat_assets.join(file).is_file())
+            {
+                return Err(ConfigError::Invalid {
+                    key: "http.chat_assets",
+                    message: format!(
+                        "{} has no {missing}: it must be the dist folder of the Converse.js \
+                         build (npm ci in xmpp/web fills xmpp/web/node_modules/converse.js/dist), \
+                         or turn http.chat_page off",
+                        http.chat_assets.display()
+                    ),
+                });
+            }
+        }
         if let Some(bad) = http
             .allowed_origins
             .iter()
@@ -785,6 +818,29 @@ mod tests {
             toml::to_string(&parsed).unwrap(),
             toml::to_string(&defaults).unwrap()
         );
+    }
+
+    #[test]
+    fn chat_page_needs_the_converse_build() {
+        let dir = std::env::temp_dir().join(format!("starling-chat-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut config = Config::defaults();
+        config.http.chat_assets = dir.clone();
+        // Off: the folder is not looked at.
+        assert!(config.validate().is_ok());
+        config.http.chat_page = true;
+        match config.validate() {
+            Err(ConfigError::Invalid { key, message }) => {
+                assert_eq!(key, "http.chat_assets");
+                assert!(message.contains("converse.min.js"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        for file in CHAT_ASSET_FILES {
+            std::fs::write(dir.join(file), "").unwrap();
+        }
+        assert!(config.validate().is_ok());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -61,6 +61,8 @@ pub struct LoginOptions {
     pub tls: TlsMode,
     /// `None`: the strongest mechanism both sides support.
     pub mechanism: Option<Mechanism>,
+    /// What a SCRAM exchange binds to (by default: -PLUS where offered and possible).
+    pub channel_binding: crate::sasl::ChannelBinding,
     /// Send the RFC 3921 session iq when the server advertises it (even as optional).
     pub legacy_session: bool,
     /// Local address to connect from (any port).
@@ -78,6 +80,7 @@ impl LoginOptions {
             resource: None,
             tls: TlsMode::Required,
             mechanism: None,
+            channel_binding: crate::sasl::ChannelBinding::Auto,
             legacy_session: true,
             local_addr: None,
             timeout: DEFAULT_TIMEOUT,
@@ -252,7 +255,12 @@ impl Client {
             TlsMode::IfOffered | TlsMode::Off => {}
         }
         client
-            .authenticate(&options.username, &options.password, options.mechanism)
+            .authenticate_with(
+                &options.username,
+                &options.password,
+                options.mechanism,
+                &options.channel_binding,
+            )
             .await?;
         client.bind(options.resource.as_deref()).await?;
         if options.legacy_session {
@@ -312,6 +320,24 @@ impl Client {
 
     pub fn is_tls(&self) -> bool {
         self.transport.is_tls()
+    }
+
+    /// What this connection offers SCRAM -PLUS, from the client's side.
+    pub fn channel_bindings(&self) -> crate::sasl::ClientBindings {
+        self.transport.channel_bindings()
+    }
+
+    /// The channel-binding types the server advertises (XEP-0440).
+    pub fn advertised_binding_types(&self) -> Vec<String> {
+        self.features
+            .child("sasl-channel-binding", crate::sasl::SASL_CB)
+            .map(|types| {
+                types
+                    .children()
+                    .filter_map(|binding| binding.attr("type").map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// The certificate (DER) the server presented, once TLS is up.

@@ -2,8 +2,9 @@
 //! as used in XMPP (RFC 6120 §6).
 //!
 //! This module only computes messages; sending them inside `<auth/>`, `<response/>` and
-//! reading `<challenge/>` / `<success/>` is the client's job. Channel binding is not
-//! offered (GS2 header `n,,`). Usernames and passwords are used as given: test accounts are
+//! reading `<challenge/>` / `<success/>` is the client's job. SCRAM -PLUS binds to the
+//! client's side of the TLS connection: `tls-exporter` (RFC 9266) or `tls-server-end-point`
+//! (RFC 5929), computed here from what rustls gives the client. Usernames and passwords are used as given: test accounts are
 //! ASCII, so SASLprep would not change them.
 
 use std::fmt;
@@ -22,14 +23,19 @@ pub const MAX_ITERATIONS: u32 = 1_000_000;
 /// A SASL mechanism this client can use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Mechanism {
+    ScramSha256Plus,
+    ScramSha1Plus,
     ScramSha256,
     ScramSha1,
     Plain,
 }
 
 impl Mechanism {
-    /// Every mechanism, strongest first: the order used when the caller does not choose.
-    pub const PREFERENCE: [Mechanism; 3] = [
+    /// Every mechanism, strongest first: the order used when the caller does not choose
+    /// (a -PLUS one only where the client can bind to an advertised type).
+    pub const PREFERENCE: [Mechanism; 5] = [
+        Mechanism::ScramSha256Plus,
+        Mechanism::ScramSha1Plus,
         Mechanism::ScramSha256,
         Mechanism::ScramSha1,
         Mechanism::Plain,
@@ -38,6 +44,8 @@ impl Mechanism {
     /// The IANA name, as it appears in `<mechanism/>`.
     pub fn name(self) -> &'static str {
         match self {
+            Mechanism::ScramSha256Plus => "SCRAM-SHA-256-PLUS",
+            Mechanism::ScramSha1Plus => "SCRAM-SHA-1-PLUS",
             Mechanism::ScramSha256 => "SCRAM-SHA-256",
             Mechanism::ScramSha1 => "SCRAM-SHA-1",
             Mechanism::Plain => "PLAIN",
@@ -46,10 +54,113 @@ impl Mechanism {
 
     pub fn scram_hash(self) -> Option<ScramHash> {
         match self {
-            Mechanism::ScramSha256 => Some(ScramHash::Sha256),
-            Mechanism::ScramSha1 => Some(ScramHash::Sha1),
+            Mechanism::ScramSha256 | Mechanism::ScramSha256Plus => Some(ScramHash::Sha256),
+            Mechanism::ScramSha1 | Mechanism::ScramSha1Plus => Some(ScramHash::Sha1),
             Mechanism::Plain => None,
         }
+    }
+
+    /// SCRAM with channel binding.
+    pub fn is_plus(self) -> bool {
+        matches!(self, Mechanism::ScramSha256Plus | Mechanism::ScramSha1Plus)
+    }
+}
+
+/// XEP-0440: the stream feature listing the server's channel-binding types.
+pub const SASL_CB: &str = "urn:xmpp:sasl-cb:0";
+
+/// What the client binds a SCRAM exchange to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ChannelBinding {
+    /// With a -PLUS mechanism, the first type the server advertises that the client can
+    /// compute; otherwise `y` where the client could bind but no -PLUS is offered (RFC
+    /// 5802 section 6), else `n`.
+    #[default]
+    Auto,
+    /// This type (`tls-exporter`, `tls-server-end-point`), with the client's own data.
+    Type(String),
+    /// This type with these bytes: the data of another TLS connection is what a man in
+    /// the middle would send; data found elsewhere (the certificate's hash for a BOSH
+    /// client, which has no TLS connection of its own to read) binds like `Type`.
+    Data(String, Vec<u8>),
+    /// `y` whatever the server offered: a client whose view of the features was altered.
+    ClaimUnsupported,
+}
+
+/// The channel-binding data of the client's side of a TLS connection.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientBindings {
+    pub exporter: Option<Vec<u8>>,
+    pub end_point: Option<Vec<u8>>,
+}
+
+impl ClientBindings {
+    /// `tls-exporter` on TLS 1.3; `tls-server-end-point` from the server's certificate.
+    pub fn from_tls(connection: &rustls::ClientConnection) -> ClientBindings {
+        let exporter = (connection.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3))
+            .then(|| {
+                let mut data = vec![0u8; 32];
+                let exported = connection.export_keying_material(
+                    &mut data,
+                    b"EXPORTER-Channel-Binding",
+                    Some(&[]),
+                );
+                exported.is_ok().then_some(data)
+            })
+            .flatten();
+        let end_point = connection
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .and_then(|cert| end_point_hash(cert));
+        ClientBindings {
+            exporter,
+            end_point,
+        }
+    }
+
+    pub fn data(&self, name: &str) -> Option<&[u8]> {
+        match name {
+            "tls-exporter" => self.exporter.as_deref(),
+            "tls-server-end-point" => self.end_point.as_deref(),
+            _ => None,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.exporter.is_none() && self.end_point.is_none()
+    }
+}
+
+/// RFC 5929 section 4.1: the certificate hashed with its signature's hash, SHA-256 for
+/// MD5 and SHA-1. Only the algorithms test servers use are known (RSA and ECDSA).
+pub fn end_point_hash(certificate: &[u8]) -> Option<Vec<u8>> {
+    // Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm SEQUENCE { OID .. }, .. }
+    fn element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+        let (&tag, rest) = input.split_first()?;
+        let (&first, mut rest) = rest.split_first()?;
+        let mut len = usize::from(first);
+        if first >= 0x80 {
+            let count = usize::from(first & 0x7f);
+            let (bytes, after) = (rest.get(..count)?, rest.get(count..)?);
+            len = bytes.iter().fold(0, |n, b| (n << 8) | usize::from(*b));
+            rest = after;
+        }
+        Some((tag, rest.get(..len)?, rest.get(len..)?))
+    }
+    let (_, certificate_body, _) = element(certificate)?;
+    let (_, _, after_tbs) = element(certificate_body)?;
+    let (_, algorithm, _) = element(after_tbs)?;
+    let (_, oid, _) = element(algorithm)?;
+    let last = *oid.last()?;
+    let rsa = oid.starts_with(&[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01]);
+    let ecdsa = oid.starts_with(&[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04]);
+    match (rsa, ecdsa, last) {
+        (true, _, 0x04 | 0x05 | 0x0b) | (_, true, 0x01 | 0x02) => {
+            Some(Sha256::digest(certificate).to_vec())
+        }
+        (true, _, 0x0c) | (_, true, 0x03) => Some(sha2::Sha384::digest(certificate).to_vec()),
+        (true, _, 0x0d) | (_, true, 0x04) => Some(sha2::Sha512::digest(certificate).to_vec()),
+        _ => None,
     }
 }
 
@@ -176,6 +287,10 @@ pub fn plain_initial_response(username: &str, password: &str) -> Vec<u8> {
 /// then `verify_server_final` with the server's last message.
 pub struct ScramClient {
     hash: ScramHash,
+    /// `n,,`, `y,,` or `p=<type>,,`.
+    gs2_header: String,
+    /// Sent after the GS2 header in `c=` (channel binding only).
+    binding_data: Vec<u8>,
     password: String,
     client_nonce: String,
     client_first_bare: String,
@@ -192,8 +307,6 @@ impl fmt::Debug for ScramClient {
     }
 }
 
-const GS2_HEADER: &str = "n,,";
-
 impl ScramClient {
     /// Starts an exchange with a fresh random nonce.
     pub fn new(hash: ScramHash, username: &str, password: &str) -> Self {
@@ -207,6 +320,8 @@ impl ScramClient {
         let client_first_bare = format!("n={},r={nonce}", escape_username(username));
         ScramClient {
             hash,
+            gs2_header: "n,,".to_owned(),
+            binding_data: Vec::new(),
             password: password.to_owned(),
             client_nonce: nonce.to_owned(),
             client_first_bare,
@@ -214,9 +329,20 @@ impl ScramClient {
         }
     }
 
+    /// Sends the GS2 flag `y`: the client could bind but believes the server cannot.
+    pub fn claim_binding_unsupported(&mut self) {
+        "y,,".clone_into(&mut self.gs2_header);
+    }
+
+    /// Binds with `p=<name>`, sending `data` as the channel-binding data.
+    pub fn bind(&mut self, name: &str, data: &[u8]) {
+        self.gs2_header = format!("p={name},,");
+        self.binding_data = data.to_vec();
+    }
+
     /// The client-first-message, to send in `<auth/>`.
     pub fn client_first(&self) -> String {
-        format!("{GS2_HEADER}{}", self.client_first_bare)
+        format!("{}{}", self.gs2_header, self.client_first_bare)
     }
 
     /// Takes the server-first-message and returns the client-final-message.
@@ -247,7 +373,9 @@ impl ScramClient {
         let salted = hash.salted_password(self.password.as_bytes(), &salt, iterations);
         let client_key = hash.hmac(&salted, b"Client Key");
         let stored_key = hash.hash(&client_key);
-        let without_proof = format!("c={},r={nonce}", BASE64.encode(GS2_HEADER));
+        let mut binding = self.gs2_header.clone().into_bytes();
+        binding.extend_from_slice(&self.binding_data);
+        let without_proof = format!("c={},r={nonce}", BASE64.encode(binding));
         let auth_message = format!("{},{server_first},{without_proof}", self.client_first_bare);
         let client_signature = hash.hmac(&stored_key, auth_message.as_bytes());
         let proof: Vec<u8> = client_key

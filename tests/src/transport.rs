@@ -61,6 +61,18 @@ impl Transport {
         matches!(self, Transport::Tls(_))
     }
 
+    /// What SCRAM -PLUS can bind to on this connection (the WebSocket's own TLS for a
+    /// `wss:` pipe; nothing for BOSH or plain TCP).
+    pub fn channel_bindings(&self) -> crate::sasl::ClientBindings {
+        match self {
+            Transport::Tls(tls) => crate::sasl::ClientBindings::from_tls(tls.get_ref().1),
+            Transport::WebSocket(pipe) => pipe.channel_bindings().clone(),
+            Transport::Tcp(_) | Transport::Bosh(_) | Transport::Detached => {
+                crate::sasl::ClientBindings::default()
+            }
+        }
+    }
+
     /// The server's certificate (DER) once TLS is up.
     pub fn peer_certificate(&self) -> Option<Vec<u8>> {
         match self {

@@ -84,11 +84,14 @@ pub async fn connect(addr: SocketAddr, options: &WsOptions) -> Result<WsPipe, Ws
         let connector = crate::tls::insecure_connector().map_err(io::Error::other)?;
         let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
         let tls = connector.connect(name, tcp).await?;
+        let bindings = crate::sasl::ClientBindings::from_tls(tls.get_ref().1);
         let (socket, response) = tokio_tungstenite::client_async(request, tls)
             .await
             .map_err(refusal)?;
         check_protocol(&response, options)?;
-        Ok(WsPipe::spawn(socket))
+        let mut pipe = WsPipe::spawn(socket);
+        pipe.bindings = bindings;
+        Ok(pipe)
     } else {
         let (socket, response) = tokio_tungstenite::client_async(request, tcp)
             .await
@@ -135,6 +138,8 @@ pub struct WsPipe {
     inbox: Inbox,
     outgoing: Option<mpsc::UnboundedSender<Message>>,
     task: tokio::task::JoinHandle<()>,
+    /// The channel binding of the TLS connection under a `wss:` socket.
+    bindings: crate::sasl::ClientBindings,
 }
 
 impl Drop for WsPipe {
@@ -186,7 +191,12 @@ impl WsPipe {
             inbox: Inbox::new(incoming),
             outgoing: Some(outgoing),
             task,
+            bindings: crate::sasl::ClientBindings::default(),
         }
+    }
+
+    pub fn channel_bindings(&self) -> &crate::sasl::ClientBindings {
+        &self.bindings
     }
 }
 

@@ -47,7 +47,7 @@ pub fn reloadable_acceptor(
 ) -> Result<(TlsAcceptor, Arc<ReloadableCertificate>), TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let certificate = Arc::new(ReloadableCertificate {
-        current: ArcSwap::from_pointee(certified_key(config, &provider)?),
+        current: ArcSwap::from_pointee(Served::new(certified_key(config, &provider)?)),
         provider: provider.clone(),
     });
     let mut server_config = ServerConfig::builder_with_provider(provider)
@@ -63,8 +63,28 @@ pub fn reloadable_acceptor(
 /// The node's certificate and key, read again on [`reload`](Self::reload).
 #[derive(Debug)]
 pub struct ReloadableCertificate {
-    current: ArcSwap<CertifiedKey>,
+    current: ArcSwap<Served>,
     provider: Arc<CryptoProvider>,
+}
+
+/// The pair being served, with its `tls-server-end-point` channel binding.
+#[derive(Debug)]
+struct Served {
+    key: Arc<CertifiedKey>,
+    end_point: Option<Vec<u8>>,
+}
+
+impl Served {
+    fn new(key: CertifiedKey) -> Served {
+        let end_point = key
+            .cert
+            .first()
+            .and_then(|cert| crate::auth::end_point_hash(cert));
+        Served {
+            key: Arc::new(key),
+            end_point,
+        }
+    }
 }
 
 impl ReloadableCertificate {
@@ -73,14 +93,23 @@ impl ReloadableCertificate {
     /// stays. Returns the certificate file read.
     pub fn reload(&self, config: &Config) -> Result<PathBuf, TlsError> {
         let key = certified_key(config, &self.provider)?;
-        self.current.store(Arc::new(key));
+        self.current.store(Arc::new(Served::new(key)));
         Ok(certificate_path(config))
+    }
+}
+
+impl ReloadableCertificate {
+    /// The `tls-server-end-point` data of the certificate served now (RFC 5929), `None`
+    /// when its signature algorithm has no defined hash. A connection that shook hands
+    /// just before a reload would fail this binding and log in again.
+    pub fn end_point(&self) -> Option<Vec<u8>> {
+        self.current.load().end_point.clone()
     }
 }
 
 impl ResolvesServerCert for ReloadableCertificate {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.current.load_full())
+        Some(self.current.load().key.clone())
     }
 }
 
@@ -92,12 +121,25 @@ impl rustls::client::ResolvesClientCert for ReloadableCertificate {
         _root_hint_subjects: &[&[u8]],
         _sigschemes: &[rustls::SignatureScheme],
     ) -> Option<Arc<CertifiedKey>> {
-        Some(self.current.load_full())
+        Some(self.current.load().key.clone())
     }
 
     fn has_certs(&self) -> bool {
         true
     }
+}
+
+/// The `tls-exporter` channel binding of a connection (RFC 9266): only on TLS 1.3, where
+/// the exporter is bound to the whole handshake.
+pub fn exporter(connection: &rustls::ServerConnection) -> Option<[u8; crate::auth::EXPORTER_LEN]> {
+    if connection.protocol_version() != Some(rustls::ProtocolVersion::TLSv1_3) {
+        return None;
+    }
+    let mut data = [0u8; crate::auth::EXPORTER_LEN];
+    connection
+        .export_keying_material(&mut data, crate::auth::EXPORTER_LABEL, Some(&[]))
+        .ok()?;
+    Some(data)
 }
 
 /// The configured (or generated) certificate chain with its key, checked to

@@ -10,7 +10,7 @@ use tokio::time::{Instant, timeout_at};
 
 use super::{Client, unexpected};
 use crate::error::{ClientError, condition_of};
-use crate::sasl::{Mechanism, SaslError, ScramClient, plain_initial_response};
+use crate::sasl::{ChannelBinding, Mechanism, SaslError, ScramClient, plain_initial_response};
 use crate::tls::insecure_connector;
 use crate::transport::Transport;
 use crate::xml_reader::StreamEvent;
@@ -65,15 +65,43 @@ impl Client {
         password: &str,
         mechanism: Option<Mechanism>,
     ) -> Result<Mechanism, ClientError> {
+        self.authenticate_with(username, password, mechanism, &ChannelBinding::Auto)
+            .await
+    }
+
+    /// [`Client::authenticate`] with a chosen channel binding.
+    pub async fn authenticate_with(
+        &mut self,
+        username: &str,
+        password: &str,
+        mechanism: Option<Mechanism>,
+        binding: &ChannelBinding,
+    ) -> Result<Mechanism, ClientError> {
         const STEP: &str = "sasl";
         let offered = self.mechanisms();
         let is_offered = |mechanism: &Mechanism| offered.iter().any(|m| m == mechanism.name());
+        let ours = self.channel_bindings();
+        let advertised = self.advertised_binding_types();
+        // The first advertised type the client can compute (XEP-0440); without the
+        // feature, the strongest the client has.
+        let candidates: Vec<&str> = if advertised.is_empty() {
+            vec!["tls-exporter", "tls-server-end-point"]
+        } else {
+            advertised.iter().map(String::as_str).collect()
+        };
+        let auto_type = candidates
+            .into_iter()
+            .find(|name| ours.data(name).is_some())
+            .map(str::to_owned);
+        let can_bind = |mechanism: &Mechanism| {
+            !mechanism.is_plus() || *binding != ChannelBinding::Auto || auto_type.is_some()
+        };
         let chosen = match mechanism {
             Some(wanted) if is_offered(&wanted) => wanted,
             Some(wanted) => return Err(self.missing(STEP, wanted.name())),
             None => Mechanism::PREFERENCE
                 .into_iter()
-                .find(is_offered)
+                .find(|mechanism| is_offered(mechanism) && can_bind(mechanism))
                 .ok_or_else(|| self.missing(STEP, "a known SASL mechanism"))?,
         };
         match chosen.scram_hash() {
@@ -85,6 +113,33 @@ impl Client {
             }
             Some(hash) => {
                 let mut scram = ScramClient::new(hash, username, password);
+                let plus_offered = offered.iter().any(|name| name.ends_with("-PLUS"));
+                match binding {
+                    ChannelBinding::ClaimUnsupported => scram.claim_binding_unsupported(),
+                    ChannelBinding::Data(name, data) => scram.bind(name, data),
+                    ChannelBinding::Type(name) => {
+                        let data = ours.data(name).ok_or_else(|| {
+                            self.missing(
+                                STEP,
+                                &format!("channel binding {name} on this connection"),
+                            )
+                        })?;
+                        scram.bind(name, data);
+                    }
+                    ChannelBinding::Auto if chosen.is_plus() => {
+                        let name = auto_type.as_deref().unwrap_or("tls-exporter");
+                        let data = ours.data(name).ok_or_else(|| {
+                            self.missing(STEP, "a channel binding this client can compute")
+                        })?;
+                        scram.bind(name, data);
+                    }
+                    // RFC 5802 section 6: "y" when the client could bind but the server
+                    // offers no -PLUS.
+                    ChannelBinding::Auto if !ours.is_empty() && !plus_offered => {
+                        scram.claim_binding_unsupported();
+                    }
+                    ChannelBinding::Auto => {}
+                }
                 self.send_auth(chosen, scram.client_first().as_bytes())
                     .await?;
                 let mut verified = false;

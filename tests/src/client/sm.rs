@@ -112,8 +112,36 @@ impl Client {
         previd: &str,
         h: u32,
     ) -> Result<(Client, u32), ClientError> {
+        let client = Client::connect_from(addr, options.local_addr, &options.domain).await?;
+        client.resume_on(options, previd, h).await
+    }
+
+    /// [`Client::resume`] over XMPP over WebSocket at `addr` (no STARTTLS:
+    /// the WebSocket's TLS protects the stream).
+    pub async fn resume_websocket(
+        addr: SocketAddr,
+        ws: &crate::websocket::WsOptions,
+        options: &LoginOptions,
+        previd: &str,
+        h: u32,
+    ) -> Result<(Client, u32), ClientError> {
+        let client = Client::connect_websocket(addr, ws, &options.domain).await?;
+        let options = LoginOptions {
+            tls: TlsMode::Off,
+            ..options.clone()
+        };
+        client.resume_on(&options, previd, h).await
+    }
+
+    /// Authenticates on this freshly opened stream and resumes `previd`.
+    async fn resume_on(
+        self,
+        options: &LoginOptions,
+        previd: &str,
+        h: u32,
+    ) -> Result<(Client, u32), ClientError> {
         const STEP: &str = "resume";
-        let mut client = Client::connect_from(addr, options.local_addr, &options.domain).await?;
+        let mut client = self;
         client.timeout = options.timeout;
         let offers_tls = client.features.has_child("starttls", ns::TLS);
         match options.tls {

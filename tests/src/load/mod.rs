@@ -119,6 +119,7 @@ impl Connection {
                 TlsMode::Off
             },
             mechanism: Some(self.mechanism),
+            channel_binding: crate::sasl::ChannelBinding::Auto,
             legacy_session: true,
             local_addr: self.source,
             timeout: Duration::from_secs_f64(self.timeout_s.max(0.001)),

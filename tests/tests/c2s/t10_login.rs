@@ -123,11 +123,20 @@ async fn tls_offers_all_mechanisms_and_plain_text_auth_is_refused_before_it() {
     .await;
     assert_error(&reply, "modify", "policy-violation");
 
-    // After STARTTLS all three mechanisms are offered.
+    // After STARTTLS every mechanism is offered, SCRAM with channel binding too.
     client.starttls().await.unwrap();
     let mut mechanisms = client.mechanisms();
     mechanisms.sort();
-    assert_eq!(mechanisms, ["PLAIN", "SCRAM-SHA-1", "SCRAM-SHA-256"]);
+    assert_eq!(
+        mechanisms,
+        [
+            "PLAIN",
+            "SCRAM-SHA-1",
+            "SCRAM-SHA-1-PLUS",
+            "SCRAM-SHA-256",
+            "SCRAM-SHA-256-PLUS"
+        ]
+    );
     assert!(!client.features().has_child("starttls", ns::TLS));
     client
         .authenticate("alice", "secret", Some(Mechanism::Plain))

@@ -13,3 +13,6 @@ mod t40_discovery;
 mod t50_bosh;
 mod t60_cluster;
 mod t70_clients;
+mod t80_scram_plus;
+mod t90_stream_management;
+mod t95_chat_page;

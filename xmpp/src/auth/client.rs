@@ -16,7 +16,9 @@ pub(super) fn plain_message(authzid: Option<&str>, authcid: &str, password: &str
 pub(super) struct ScramClient {
     hash: ScramHash,
     password: String,
-    gs2_flag: &'static str,
+    gs2_flag: String,
+    /// Channel-binding data sent after the GS2 header in `c=`.
+    binding_data: Vec<u8>,
     authzid: Option<String>,
     client_first_bare: String,
     client_nonce: String,
@@ -37,7 +39,8 @@ impl ScramClient {
         Self {
             hash,
             password: password.to_owned(),
-            gs2_flag: "n",
+            gs2_flag: "n".to_owned(),
+            binding_data: Vec::new(),
             authzid: authzid.map(str::to_owned),
             client_first_bare: format!("n={},r={client_nonce}", encode_saslname(&username)),
             client_nonce: client_nonce.to_owned(),
@@ -48,7 +51,13 @@ impl ScramClient {
 
     /// Sends the GS2 flag `y` ("I could bind, I believe you cannot") instead of `n`.
     pub(super) fn set_gs2_flag(&mut self, flag: &'static str) {
-        self.gs2_flag = flag;
+        flag.clone_into(&mut self.gs2_flag);
+    }
+
+    /// Binds with `p=<name>`, sending `data` as the channel-binding data.
+    pub(super) fn set_channel_binding(&mut self, name: &str, data: &[u8]) {
+        self.gs2_flag = format!("p={name}");
+        self.binding_data = data.to_vec();
     }
 
     /// Makes the client-final message carry `nonce`, with a proof valid for it.
@@ -94,7 +103,9 @@ impl ScramClient {
         let stored_key = crypto::hash(self.hash, &client_key);
         let server_key = crypto::hmac(self.hash, &salted, b"Server Key");
 
-        let without_proof = format!("c={},r={nonce}", BASE64.encode(self.gs2_header()));
+        let mut binding = self.gs2_header().into_bytes();
+        binding.extend_from_slice(&self.binding_data);
+        let without_proof = format!("c={},r={nonce}", BASE64.encode(binding));
         let auth_message = format!("{},{server_first},{without_proof}", self.client_first_bare);
         let signature = crypto::hmac(self.hash, &stored_key, auth_message.as_bytes());
         let proof: Vec<u8> = client_key

@@ -29,15 +29,38 @@ pub enum SaslError {
     MalformedRequest(#[from] Malformed),
     #[error("the mechanism is too weak for this account")]
     MechanismTooWeak,
-    /// Wrong password, unknown user, or a proof that does not match the exchange.
+    /// Wrong password, unknown user, or a proof (or channel binding) that does not match
+    /// the exchange.
     #[error("authentication failed")]
     NotAuthorized,
+    /// The GS2 flag `y` ("I could bind, I believe the server cannot") on a stream where
+    /// -PLUS was offered: the offer was removed on the way, so the exchange is refused
+    /// (RFC 5802 section 6). Sent as `not-authorized`, but no password was tried.
+    #[error("channel binding was offered but the client did not see it: possible downgrade")]
+    BindingDowngrade,
     /// The server could not finish the check (e.g. the store did not answer).
     #[error("temporary authentication failure, try again later")]
     TemporaryAuthFailure,
 }
 
 impl SaslError {
+    /// A refusal about channel binding made before any password was tried: the client
+    /// and the server do not share a binding type, or the offer of -PLUS did not reach the
+    /// client. A legitimate client meets these while finding a mechanism that works
+    /// (one bound to a type we lack, then one with `y`), so they are not counted as
+    /// failed attempts.
+    pub fn is_binding_mismatch(&self) -> bool {
+        matches!(
+            self,
+            Self::BindingDowngrade
+                | Self::MalformedRequest(
+                    Malformed::UnsupportedBindingType(_)
+                        | Malformed::PlusWithoutBinding
+                        | Malformed::BindingWithoutPlus
+                )
+        )
+    }
+
     /// The name of the RFC 6120 failure condition element.
     pub fn condition(&self) -> &'static str {
         match self {
@@ -50,7 +73,7 @@ impl SaslError {
             Self::InvalidMechanism => "invalid-mechanism",
             Self::MalformedRequest(_) => "malformed-request",
             Self::MechanismTooWeak => "mechanism-too-weak",
-            Self::NotAuthorized => "not-authorized",
+            Self::NotAuthorized | Self::BindingDowngrade => "not-authorized",
             Self::TemporaryAuthFailure => "temporary-auth-failure",
         }
     }
@@ -63,9 +86,15 @@ pub enum Malformed {
     NotUtf8,
     #[error("the GS2 header is invalid")]
     Gs2Header,
-    /// A `p=` GS2 flag: channel binding is only for the -PLUS mechanisms, never offered.
-    #[error("channel binding was requested but no -PLUS mechanism is offered")]
-    ChannelBindingNotSupported,
+    /// A `p=` GS2 flag with a mechanism that is not -PLUS.
+    #[error("channel binding was requested with a mechanism that is not -PLUS")]
+    BindingWithoutPlus,
+    /// A -PLUS mechanism with the GS2 flag `n` or `y`.
+    #[error("a -PLUS mechanism needs the GS2 flag p=<channel-binding type>")]
+    PlusWithoutBinding,
+    /// A `p=` channel-binding type this stream does not offer.
+    #[error("the channel-binding type {0:?} is not offered on this stream")]
+    UnsupportedBindingType(String),
     /// An `m=` attribute, which RFC 5802 reserves for extensions the server must understand.
     #[error("mandatory extensions are not supported")]
     MandatoryExtension,
@@ -114,6 +143,7 @@ mod tests {
             (Malformed::Nonce.into(), "malformed-request"),
             (SaslError::MechanismTooWeak, "mechanism-too-weak"),
             (SaslError::NotAuthorized, "not-authorized"),
+            (SaslError::BindingDowngrade, "not-authorized"),
             (SaslError::TemporaryAuthFailure, "temporary-auth-failure"),
         ];
         for (error, condition) in all {

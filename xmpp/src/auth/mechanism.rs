@@ -1,7 +1,8 @@
 //! The SASL mechanisms Starling offers (RFC 4422 names), their order of preference in
 //! `<mechanisms/>`, and the choice of one from `<auth mechanism='...'/>`.
 //!
-//! No -PLUS variant is offered: the server does not do channel binding.
+//! The -PLUS variants (SCRAM with channel binding) are offered only on a stream that has
+//! something to bind to (see [`super::ChannelBindings`]).
 
 use std::fmt;
 use std::str::FromStr;
@@ -12,6 +13,10 @@ use super::error::SaslError;
 /// A SASL mechanism the server implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Mechanism {
+    /// SCRAM-SHA-256-PLUS: SCRAM-SHA-256 bound to the TLS channel.
+    ScramSha256Plus,
+    /// SCRAM-SHA-1-PLUS: SCRAM-SHA-1 bound to the TLS channel.
+    ScramSha1Plus,
     /// SCRAM-SHA-256 (RFC 7677).
     ScramSha256,
     /// SCRAM-SHA-1 (RFC 5802).
@@ -22,11 +27,19 @@ pub enum Mechanism {
 
 impl Mechanism {
     /// Every mechanism, strongest first: the order they are advertised in.
-    pub const ALL: [Mechanism; 3] = [Self::ScramSha256, Self::ScramSha1, Self::Plain];
+    pub const ALL: [Mechanism; 5] = [
+        Self::ScramSha256Plus,
+        Self::ScramSha1Plus,
+        Self::ScramSha256,
+        Self::ScramSha1,
+        Self::Plain,
+    ];
 
     /// The registered mechanism name.
     pub const fn name(self) -> &'static str {
         match self {
+            Self::ScramSha256Plus => "SCRAM-SHA-256-PLUS",
+            Self::ScramSha1Plus => "SCRAM-SHA-1-PLUS",
             Self::ScramSha256 => "SCRAM-SHA-256",
             Self::ScramSha1 => "SCRAM-SHA-1",
             Self::Plain => "PLAIN",
@@ -36,27 +49,37 @@ impl Mechanism {
     /// The hash of a SCRAM mechanism; `None` for PLAIN.
     pub const fn scram_hash(self) -> Option<ScramHash> {
         match self {
-            Self::ScramSha256 => Some(ScramHash::Sha256),
-            Self::ScramSha1 => Some(ScramHash::Sha1),
+            Self::ScramSha256 | Self::ScramSha256Plus => Some(ScramHash::Sha256),
+            Self::ScramSha1 | Self::ScramSha1Plus => Some(ScramHash::Sha1),
             Self::Plain => None,
         }
     }
 
+    /// Whether this is a SCRAM mechanism with channel binding.
+    pub const fn is_plus(self) -> bool {
+        matches!(self, Self::ScramSha256Plus | Self::ScramSha1Plus)
+    }
+
     /// The mechanisms to advertise, in order. `plain_allowed` is true on a TLS stream, or
-    /// without TLS where the configuration allows PLAIN (`allow_plain_without_tls`).
-    pub fn offered(plain_allowed: bool) -> impl Iterator<Item = Mechanism> {
+    /// without TLS where the configuration allows PLAIN (`allow_plain_without_tls`);
+    /// `plus` when the stream has a channel binding to offer.
+    pub fn offered(plain_allowed: bool, plus: bool) -> impl Iterator<Item = Mechanism> {
         Self::ALL
             .into_iter()
             .filter(move |m| plain_allowed || *m != Self::Plain)
+            .filter(move |m| plus || !m.is_plus())
     }
 
     /// The mechanism a client selected: `invalid-mechanism` for a name not implemented
-    /// (names are case-sensitive, RFC 4422 section 3.1), `encryption-required` for PLAIN
-    /// where it is not offered.
-    pub fn select(name: &str, plain_allowed: bool) -> Result<Mechanism, SaslError> {
+    /// (names are case-sensitive, RFC 4422 section 3.1) or a -PLUS one not offered here,
+    /// `encryption-required` for PLAIN where it is not offered.
+    pub fn select(name: &str, plain_allowed: bool, plus: bool) -> Result<Mechanism, SaslError> {
         let mechanism: Mechanism = name.parse()?;
         if mechanism == Self::Plain && !plain_allowed {
             return Err(SaslError::EncryptionRequired);
+        }
+        if mechanism.is_plus() && !plus {
+            return Err(SaslError::InvalidMechanism);
         }
         Ok(mechanism)
     }
@@ -92,13 +115,15 @@ mod tests {
         assert_eq!("SCRAM-SHA-256".parse(), Ok(Mechanism::ScramSha256));
         assert_eq!("SCRAM-SHA-1".parse(), Ok(Mechanism::ScramSha1));
         assert_eq!("PLAIN".parse(), Ok(Mechanism::Plain));
+        assert_eq!("SCRAM-SHA-1-PLUS".parse(), Ok(Mechanism::ScramSha1Plus));
+        assert_eq!("SCRAM-SHA-256-PLUS".parse(), Ok(Mechanism::ScramSha256Plus));
     }
 
     #[test]
-    fn unknown_plus_and_lowercase_names_are_invalid() {
+    fn unknown_and_lowercase_names_are_invalid() {
         for name in [
-            "SCRAM-SHA-1-PLUS",
-            "SCRAM-SHA-256-PLUS",
+            "SCRAM-SHA-512-PLUS",
+            "scram-sha-1-plus",
             "plain",
             "DIGEST-MD5",
             "",
@@ -113,27 +138,54 @@ mod tests {
 
     #[test]
     fn offered_order_and_plain_gate() {
-        let with: Vec<_> = Mechanism::offered(true).map(Mechanism::name).collect();
+        let with: Vec<_> = Mechanism::offered(true, false)
+            .map(Mechanism::name)
+            .collect();
         assert_eq!(with, ["SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"]);
-        let without: Vec<_> = Mechanism::offered(false).collect();
+        let without: Vec<_> = Mechanism::offered(false, false).collect();
         assert_eq!(without, [Mechanism::ScramSha256, Mechanism::ScramSha1]);
+        let plus: Vec<_> = Mechanism::offered(true, true)
+            .map(Mechanism::name)
+            .collect();
+        assert_eq!(
+            plus,
+            [
+                "SCRAM-SHA-256-PLUS",
+                "SCRAM-SHA-1-PLUS",
+                "SCRAM-SHA-256",
+                "SCRAM-SHA-1",
+                "PLAIN"
+            ]
+        );
     }
 
     #[test]
     fn select_refuses_plain_without_encryption() {
         assert_eq!(
-            Mechanism::select("PLAIN", false),
+            Mechanism::select("PLAIN", false, false),
             Err(SaslError::EncryptionRequired)
         );
-        assert_eq!(Mechanism::select("PLAIN", true), Ok(Mechanism::Plain));
         assert_eq!(
-            Mechanism::select("SCRAM-SHA-1", false),
+            Mechanism::select("PLAIN", true, false),
+            Ok(Mechanism::Plain)
+        );
+        assert_eq!(
+            Mechanism::select("SCRAM-SHA-1", false, false),
             Ok(Mechanism::ScramSha1)
         );
         assert_eq!(
-            Mechanism::select("X", true),
+            Mechanism::select("X", true, true),
             Err(SaslError::InvalidMechanism)
         );
+        assert_eq!(
+            Mechanism::select("SCRAM-SHA-256-PLUS", true, false),
+            Err(SaslError::InvalidMechanism)
+        );
+        assert_eq!(
+            Mechanism::select("SCRAM-SHA-256-PLUS", true, true),
+            Ok(Mechanism::ScramSha256Plus)
+        );
+        assert_eq!(Mechanism::ScramSha1Plus.scram_hash(), Some(ScramHash::Sha1));
         assert_eq!(Mechanism::ScramSha1.scram_hash(), Some(ScramHash::Sha1));
         assert_eq!(Mechanism::Plain.scram_hash(), None);
     }

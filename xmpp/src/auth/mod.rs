@@ -1,5 +1,6 @@
 //! SASL authentication of client streams (RFC 4422, as RFC 6120 section 6 uses it), server
-//! side: SCRAM-SHA-256 (RFC 7677), SCRAM-SHA-1 (RFC 5802) and PLAIN (RFC 4616), and the
+//! side: SCRAM-SHA-256 (RFC 7677), SCRAM-SHA-1 (RFC 5802), their -PLUS variants with
+//! channel binding, and PLAIN (RFC 4616), and the
 //! salted credentials they are checked against (passwords are never stored).
 //!
 //! This module owns the mechanisms, the exchanges and the failure conditions. It does no
@@ -7,7 +8,9 @@
 //! [`decode_payload`], looks the user's [`Credentials`] up between the SCRAM client-first
 //! and server-first messages, and writes whatever comes back.
 //!
-//! - `mechanism`: names, order of preference, PLAIN only where allowed.
+//! - `mechanism`: names, order of preference, PLAIN only where allowed, -PLUS only where
+//!   the stream can be bound.
+//! - `channel_binding`: `tls-exporter` and `tls-server-end-point` data ([`ChannelBindings`]).
 //! - `scram`: the SCRAM exchange as a state machine ([`ScramServer`]).
 //! - `plain`: PLAIN parsing; its password is checked with [`check_password`].
 //! - `hi`: PBKDF2 (`Hi()`) on the raw compression functions, for bulk provisioning speed.
@@ -16,6 +19,7 @@
 //! - `error`: [`SaslError`], one variant per RFC 6120 failure condition.
 //! - `payload`: the base64 payload of the SASL elements.
 
+mod channel_binding;
 mod credential;
 mod crypto;
 mod error;
@@ -30,6 +34,9 @@ mod scram_message;
 #[cfg(test)]
 mod client;
 
+pub use channel_binding::{
+    ChannelBindingType, ChannelBindings, EXPORTER_LABEL, EXPORTER_LEN, end_point_hash,
+};
 pub use credential::{
     CredentialError, Credentials, DEFAULT_ITERATIONS, SALT_LEN, ScramHash, StoredCredential,
     check_password, verify_password,

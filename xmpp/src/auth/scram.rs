@@ -1,5 +1,6 @@
-//! Server side of SCRAM-SHA-1 (RFC 5802) and SCRAM-SHA-256 (RFC 7677) without channel
-//! binding, as a state machine that does no I/O and never sees the store:
+//! Server side of SCRAM-SHA-1 (RFC 5802) and SCRAM-SHA-256 (RFC 7677), with or without
+//! channel binding (the -PLUS variants), as a state machine that does no I/O and never sees
+//! the store:
 //!
 //! ```text
 //!  client-first ──► ScramServer::parse_client_first ──► ClientFirst { username, authzid }
@@ -12,17 +13,23 @@
 //! An unknown user gets a challenge of the same shape as a real one, with a salt that is
 //! stable per username (so asking twice does not give it away), and fails only at `finish`
 //! with `not-authorized`, after the same work as a wrong password.
+//!
+//! Channel binding (RFC 5802 section 6): a -PLUS exchange must name, with `p=`, a type the
+//! stream offers, and `c=` must carry the GS2 header followed by that type's data from the
+//! server's own side of the TLS connection; anything else fails like a wrong password. A
+//! client sending `y` where -PLUS was offered is refused at once: someone removed the offer.
 
 use std::sync::OnceLock;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
+use super::channel_binding::ChannelBindings;
 use super::credential::{DEFAULT_ITERATIONS, SALT_LEN, ScramHash, StoredCredential};
 use super::crypto;
 use super::error::{Malformed, SaslError};
 use super::identity::prepare_username;
-use super::scram_message::{parse_client_final, parse_client_first};
+use super::scram_message::{Gs2Flag, parse_client_final, parse_client_first};
 
 /// Random bytes in a server nonce (24 base64 characters).
 const SERVER_NONCE_LEN: usize = 18;
@@ -31,7 +38,8 @@ const SERVER_NONCE_LEN: usize = 18;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientFirst {
     hash: ScramHash,
-    gs2_header: String,
+    /// What `c=` must decode to: the GS2 header, then the channel-binding data if any.
+    expected_binding: Vec<u8>,
     authzid: Option<String>,
     username: String,
     client_nonce: String,
@@ -71,7 +79,7 @@ pub struct ServerFinal {
 #[derive(Debug)]
 pub struct ScramServer {
     hash: ScramHash,
-    gs2_header: String,
+    expected_binding: Vec<u8>,
     authzid: Option<String>,
     username: String,
     /// Client nonce followed by server nonce: what `r=` must repeat.
@@ -88,11 +96,43 @@ impl ScramServer {
     /// Checks the client-first message of a SCRAM mechanism using `hash`. Syntax errors
     /// are `malformed-request`; a username SASLprep refuses is `not-authorized`. Neither
     /// depends on whether the account exists.
+    /// The stream has no channel binding to offer (no -PLUS mechanism was advertised).
     pub fn parse_client_first(hash: ScramHash, message: &[u8]) -> Result<ClientFirst, SaslError> {
+        Self::parse_client_first_bound(hash, false, &ChannelBindings::default(), message)
+    }
+
+    /// [`ScramServer::parse_client_first`] on a stream offering `bindings` (empty when
+    /// -PLUS was not advertised); `plus` when the client chose a -PLUS mechanism. Besides
+    /// the syntax errors: a -PLUS exchange without `p=`, or `p=` without -PLUS, is
+    /// `malformed-request`, as is a type not offered; `y` where -PLUS was offered is
+    /// [`SaslError::BindingDowngrade`].
+    pub fn parse_client_first_bound(
+        hash: ScramHash,
+        plus: bool,
+        bindings: &ChannelBindings,
+        message: &[u8],
+    ) -> Result<ClientFirst, SaslError> {
         let parts = parse_client_first(message)?;
+        let mut expected_binding = parts.gs2_header.as_bytes().to_vec();
+        match (parts.flag, plus) {
+            (Gs2Flag::Binding(name), true) => {
+                let data = bindings
+                    .data(name)
+                    .ok_or_else(|| Malformed::UnsupportedBindingType(name.to_owned()))?;
+                expected_binding.extend_from_slice(data);
+            }
+            (Gs2Flag::Binding(_), false) => return Err(Malformed::BindingWithoutPlus.into()),
+            (Gs2Flag::None | Gs2Flag::ClientOnly, true) => {
+                return Err(Malformed::PlusWithoutBinding.into());
+            }
+            (Gs2Flag::ClientOnly, false) if !bindings.is_empty() => {
+                return Err(SaslError::BindingDowngrade);
+            }
+            (Gs2Flag::None | Gs2Flag::ClientOnly, false) => {}
+        }
         Ok(ClientFirst {
             hash,
-            gs2_header: parts.gs2_header.to_owned(),
+            expected_binding,
             authzid: parts.authzid,
             username: prepare_username(&parts.username)?,
             client_nonce: parts.client_nonce.to_owned(),
@@ -119,7 +159,7 @@ impl ScramServer {
         debug_assert!(super::scram_message::is_nonce(server_nonce));
         let ClientFirst {
             hash,
-            gs2_header,
+            expected_binding,
             authzid,
             username,
             client_nonce,
@@ -138,7 +178,7 @@ impl ScramServer {
         let auth_message_prefix = format!("{bare},{server_first},");
         let server = Self {
             hash,
-            gs2_header,
+            expected_binding,
             authzid,
             username,
             nonce,
@@ -162,9 +202,11 @@ impl ScramServer {
             }
             .into());
         }
-        // Without channel binding, c= carries the GS2 header alone; a different one means the
-        // header was tampered with (e.g. a "y" turned into "n" to hide a downgrade).
-        if parts.channel_binding != self.gs2_header.as_bytes() || parts.nonce != self.nonce {
+        // c= carries the GS2 header (and the binding data): a different header means it was
+        // tampered with (a "y" turned into "n" to hide a downgrade), different data that the
+        // client's TLS connection is not ours (a man in the middle).
+        let binding_ok = crypto::constant_time_eq(&parts.channel_binding, &self.expected_binding);
+        if !binding_ok || parts.nonce != self.nonce {
             return Err(SaslError::NotAuthorized);
         }
 
@@ -542,7 +584,7 @@ mod tests {
         );
         assert_eq!(
             reason(b"p=tls-unique,,n=user,r=abc"),
-            Malformed::ChannelBindingNotSupported
+            Malformed::BindingWithoutPlus
         );
         assert_eq!(reason(b"n,,n=user"), Malformed::MissingAttribute('r'));
         assert_eq!(reason(b"n,,r=abc"), Malformed::MissingAttribute('n'));
@@ -565,6 +607,83 @@ mod tests {
         let client_final = client.client_final(&server_first);
         assert!(client_final.starts_with(b"c=eSws,"));
         assert!(server.finish(&client_final).is_ok());
+    }
+
+    #[test]
+    fn plus_exchanges_bind_to_the_offered_data() {
+        let creds = Credentials::with_iterations("pw", 16);
+        let bindings = ChannelBindings::new(Some([9; 32]), Some(vec![5; 32]));
+        for (name, data) in [("tls-exporter", [9; 32]), ("tls-server-end-point", [5; 32])] {
+            // The right data succeeds; data from another TLS connection fails.
+            for (sent, ok) in [(data, true), ([1; 32], false)] {
+                let mut client = ScramClient::new(ScramHash::Sha256, "bob", None, "pw", "abc");
+                client.set_channel_binding(name, &sent);
+                let first = ScramServer::parse_client_first_bound(
+                    ScramHash::Sha256,
+                    true,
+                    &bindings,
+                    &client.client_first(),
+                )
+                .unwrap();
+                let (server, server_first) = ScramServer::new(first, Some(creds.sha256.clone()));
+                let verdict = server.finish(&client.client_final(&server_first));
+                assert_eq!(verdict.is_ok(), ok, "{name} {sent:?}");
+                if !ok {
+                    assert_eq!(verdict, Err(SaslError::NotAuthorized));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn gs2_flags_must_match_the_mechanism_and_the_offer() {
+        let offered = ChannelBindings::new(None, Some(vec![5; 32]));
+        let none = ChannelBindings::default();
+        let parse = |plus, bindings: &ChannelBindings, message: &[u8]| {
+            ScramServer::parse_client_first_bound(ScramHash::Sha1, plus, bindings, message)
+                .map(|_| ())
+        };
+        // A downgrade: -PLUS was offered, the client says it believes it was not.
+        assert_eq!(
+            parse(false, &offered, b"y,,n=bob,r=abc"),
+            Err(SaslError::BindingDowngrade)
+        );
+        assert_eq!(parse(false, &none, b"y,,n=bob,r=abc"), Ok(()));
+        assert_eq!(parse(false, &offered, b"n,,n=bob,r=abc"), Ok(()));
+        assert_eq!(
+            parse(true, &offered, b"n,,n=bob,r=abc"),
+            Err(Malformed::PlusWithoutBinding.into())
+        );
+        assert_eq!(
+            parse(true, &offered, b"p=tls-exporter,,n=bob,r=abc"),
+            Err(Malformed::UnsupportedBindingType("tls-exporter".into()).into())
+        );
+        assert_eq!(
+            parse(true, &offered, b"p=tls-unique,,n=bob,r=abc"),
+            Err(Malformed::UnsupportedBindingType("tls-unique".into()).into())
+        );
+        assert_eq!(
+            parse(false, &offered, b"p=tls-server-end-point,,n=bob,r=abc"),
+            Err(Malformed::BindingWithoutPlus.into())
+        );
+        assert_eq!(
+            parse(true, &offered, b"p=tls-server-end-point,,n=bob,r=abc"),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn a_gs2_header_changed_between_messages_is_refused() {
+        // The client said "n" in client-first but signs "y" in c=: the header was altered.
+        let creds = Credentials::with_iterations("pw", 16);
+        let first = ScramServer::parse_client_first(ScramHash::Sha1, b"n,,n=bob,r=abc").unwrap();
+        let mut client = ScramClient::new(ScramHash::Sha1, "bob", None, "pw", "abc");
+        client.set_gs2_flag("y");
+        let (server, server_first) = ScramServer::new(first, Some(creds.sha1));
+        assert_eq!(
+            server.finish(&client.client_final(&server_first)),
+            Err(SaslError::NotAuthorized)
+        );
     }
 
     #[test]

@@ -7,9 +7,21 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 
 use super::error::Malformed;
 
+/// The GS2 channel-binding flag of a `client-first-message`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Gs2Flag<'a> {
+    /// `n`: the client does not do channel binding.
+    None,
+    /// `y`: the client could bind but believes the server cannot.
+    ClientOnly,
+    /// `p=<cb-name>`: the client binds with this type.
+    Binding(&'a str),
+}
+
 /// The parts of a `client-first-message`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct ClientFirstParts<'a> {
+    pub(super) flag: Gs2Flag<'a>,
     /// `gs2-header`, with its trailing comma: what `c=` must echo.
     pub(super) gs2_header: &'a str,
     /// The decoded `a=` saslname, if any.
@@ -36,12 +48,22 @@ pub(super) struct ClientFinalParts<'a> {
 pub(super) fn parse_client_first(message: &[u8]) -> Result<ClientFirstParts<'_>, Malformed> {
     let text = text(message)?;
     let (flag, rest) = text.split_once(',').ok_or(Malformed::Gs2Header)?;
-    match flag {
-        // "y": the client could bind but believes we cannot, which is true.
-        "n" | "y" => {}
-        _ if flag.starts_with("p=") => return Err(Malformed::ChannelBindingNotSupported),
-        _ => return Err(Malformed::Gs2Header),
-    }
+    let flag = match flag {
+        "n" => Gs2Flag::None,
+        "y" => Gs2Flag::ClientOnly,
+        _ => match flag.strip_prefix("p=") {
+            // cb-name = 1*(ALPHA / DIGIT / "." / "-")
+            Some(name)
+                if !name.is_empty()
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-') =>
+            {
+                Gs2Flag::Binding(name)
+            }
+            _ => return Err(Malformed::Gs2Header),
+        },
+    };
     let (authzid, bare) = rest.split_once(',').ok_or(Malformed::Gs2Header)?;
     let authzid = match authzid {
         "" => None,
@@ -63,6 +85,7 @@ pub(super) fn parse_client_first(message: &[u8]) -> Result<ClientFirstParts<'_>,
     }
     attributes.try_for_each(extension)?;
     Ok(ClientFirstParts {
+        flag,
         gs2_header,
         authzid,
         username,
@@ -173,6 +196,7 @@ mod tests {
     fn client_first_parts() {
         let parts = parse_client_first(b"n,,n=user,r=fyko+d2lbbFgONRv9qkxdawL").unwrap();
         assert_eq!(parts.gs2_header, "n,,");
+        assert_eq!(parts.flag, Gs2Flag::None);
         assert_eq!(parts.authzid, None);
         assert_eq!(parts.username, "user");
         assert_eq!(parts.client_nonce, "fyko+d2lbbFgONRv9qkxdawL");
@@ -180,9 +204,14 @@ mod tests {
 
         let parts = parse_client_first(b"y,a=me@x.org,n=a=2Cb=3Dc,r=abc,x=ext").unwrap();
         assert_eq!(parts.gs2_header, "y,a=me@x.org,");
+        assert_eq!(parts.flag, Gs2Flag::ClientOnly);
         assert_eq!(parts.authzid.as_deref(), Some("me@x.org"));
         assert_eq!(parts.username, "a,b=c");
         assert_eq!(parts.bare, "n=a=2Cb=3Dc,r=abc,x=ext");
+
+        let parts = parse_client_first(b"p=tls-exporter,,n=u,r=abc").unwrap();
+        assert_eq!(parts.flag, Gs2Flag::Binding("tls-exporter"));
+        assert_eq!(parts.gs2_header, "p=tls-exporter,,");
     }
 
     #[test]
@@ -213,10 +242,8 @@ mod tests {
             (b"n", Malformed::Gs2Header),
             (b"n,", Malformed::Gs2Header),
             (b"x,,n=user,r=abc", Malformed::Gs2Header),
-            (
-                b"p=tls-unique,,n=user,r=abc",
-                Malformed::ChannelBindingNotSupported,
-            ),
+            (b"p=,,n=user,r=abc", Malformed::Gs2Header),
+            (b"p=tls_unique,,n=user,r=abc", Malformed::Gs2Header),
             (b"n,user,n=user,r=abc", Malformed::Gs2Header),
             (b"n,a=,n=user,r=abc", Malformed::Saslname),
             (b"n,,m=ext,n=user,r=abc", Malformed::MandatoryExtension),

@@ -127,11 +127,10 @@ fn features(conn: &Conn, progress: &Progress) -> Element {
         features.push_child(starttls);
     }
     if tls || config.allow_plain_without_tls {
-        let mut mechanisms = Element::new("mechanisms", ns::SASL);
-        for mechanism in sasl::offered() {
-            mechanisms.push_child(Element::new("mechanism", ns::SASL).with_text(mechanism));
+        let bindings = conn.transport.channel_bindings(&conn.server);
+        for feature in sasl::mechanism_features(&bindings) {
+            features.push_child(feature);
         }
-        features.push_child(mechanisms);
         if config.legacy_auth {
             features.push_child(Element::new("auth", ns::AUTH_FEATURE));
         }
@@ -173,12 +172,13 @@ async fn stream_turn(
                     continue;
                 }
                 match sasl::authenticate(conn, &element, deadline).await? {
-                    Some(user) => {
+                    sasl::Outcome::Success(user) => {
                         conn.parser.reset();
                         progress.user = Some(user);
                         return Ok(None);
                     }
-                    None => count_failure(conn, progress)?,
+                    sasl::Outcome::Failure { counted: true } => count_failure(conn, progress)?,
+                    sasl::Outcome::Failure { counted: false } => {}
                 }
             }
             (ns::CLIENT, "iq") => {

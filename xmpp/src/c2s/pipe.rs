@@ -14,6 +14,8 @@ use std::io;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
+use crate::auth::ChannelBindings;
+
 /// Chunks waiting in each direction; the adapter reads its transport only
 /// when the session has room, so a flooding client is slowed, not buffered.
 const CAPACITY: usize = 8;
@@ -50,6 +52,8 @@ pub(crate) struct PipeEnd {
     outbound: Option<mpsc::Sender<Bytes>>,
     /// The transport under the adapter is encrypted (HTTPS).
     secure: bool,
+    /// What SCRAM -PLUS may bind to on that transport (empty: no -PLUS).
+    bindings: ChannelBindings,
     closed: bool,
 }
 
@@ -60,7 +64,7 @@ pub(crate) struct AdapterEnd {
     pub(crate) outbound: mpsc::Receiver<Bytes>,
 }
 
-pub(crate) fn pipe(secure: bool) -> (PipeEnd, AdapterEnd) {
+pub(crate) fn pipe(secure: bool, bindings: ChannelBindings) -> (PipeEnd, AdapterEnd) {
     let (inbound_tx, inbound_rx) = mpsc::channel(CAPACITY);
     let (outbound_tx, outbound_rx) = mpsc::channel(CAPACITY);
     let end = PipeEnd {
@@ -68,6 +72,7 @@ pub(crate) fn pipe(secure: bool) -> (PipeEnd, AdapterEnd) {
         waiting: None,
         outbound: Some(outbound_tx),
         secure,
+        bindings,
         closed: false,
     };
     let adapter = AdapterEnd {
@@ -84,6 +89,10 @@ fn closed() -> io::Error {
 impl PipeEnd {
     pub(super) fn is_secure(&self) -> bool {
         self.secure
+    }
+
+    pub(super) fn channel_bindings(&self) -> &ChannelBindings {
+        &self.bindings
     }
 
     /// Waits until there is input (or the adapter is gone). Cancel-safe.

@@ -8,17 +8,37 @@ use tokio::time::Instant;
 
 use super::conn::{Conn, ConnError};
 use crate::auth::{
-    Mechanism, SaslError, ScramServer, authorize, decode_payload, encode_payload, parse_plain,
+    ChannelBindings, Mechanism, SaslError, ScramServer, authorize, decode_payload, encode_payload,
+    parse_plain,
 };
 use crate::metrics::incr;
 use crate::stream::StreamEvent;
 use crate::users::UserDirectory;
 
-/// Mechanism names in the order they are advertised (features are only
-/// offered where PLAIN is allowed too: over TLS, or where configured).
-pub(crate) fn offered() -> impl Iterator<Item = &'static str> {
-    Mechanism::offered(true).map(Mechanism::name)
+/// `<mechanisms/>` in the order they are advertised (features are only
+/// offered where PLAIN is allowed too: over TLS, or where configured), and
+/// the XEP-0440 `<sasl-channel-binding/>` naming the types the -PLUS ones
+/// can use (none when the stream has nothing to bind to).
+pub(crate) fn mechanism_features(bindings: &ChannelBindings) -> Vec<Element> {
+    let mut mechanisms = Element::new("mechanisms", ns::SASL);
+    for mechanism in Mechanism::offered(true, !bindings.is_empty()) {
+        mechanisms.push_child(Element::new("mechanism", ns::SASL).with_text(mechanism.name()));
+    }
+    let mut features = vec![mechanisms];
+    if !bindings.is_empty() {
+        let mut types = Element::new("sasl-channel-binding", SASL_CB);
+        for kind in bindings.types() {
+            types.push_child(
+                Element::new("channel-binding", SASL_CB).with_attr("type", kind.name()),
+            );
+        }
+        features.push(types);
+    }
+    features
 }
+
+/// XEP-0440 SASL channel-binding type capability.
+const SASL_CB: &str = "urn:xmpp:sasl-cb:0";
 
 /// `<failure><condition/><text/></failure>`.
 pub(crate) fn failure(condition: &str, text: &str) -> Element {
@@ -31,14 +51,22 @@ pub(crate) fn failure(condition: &str, text: &str) -> Element {
         )
 }
 
-/// Runs one exchange started by `auth`. `Ok(Some(username))` on success
-/// (the `<success/>` is sent); `Ok(None)` when it failed (the `<failure/>`
-/// is sent); `Err` ends the connection.
+/// How one exchange ended (its `<success/>` or `<failure/>` is sent).
+pub(crate) enum Outcome {
+    Success(String),
+    /// `counted`: the attempt counts towards the per-connection limit (all
+    /// but a channel-binding mismatch, see [`SaslError::is_binding_mismatch`]).
+    Failure {
+        counted: bool,
+    },
+}
+
+/// Runs one exchange started by `auth`; `Err` ends the connection.
 pub(crate) async fn authenticate(
     conn: &mut Conn,
     auth: &Element,
     deadline: Instant,
-) -> Result<Option<String>, ConnError> {
+) -> Result<Outcome, ConnError> {
     let ip = conn.peer.ip();
     let now = Instant::now().into_std();
     let outcome = if !conn.server.ip_limits.may_authenticate(ip, now) {
@@ -57,9 +85,11 @@ pub(crate) async fn authenticate(
             }
             conn.send(&success).await?;
             incr(&conn.server.metrics.logins);
-            Ok(Some(username))
+            Ok(Outcome::Success(username))
         }
         Err(error) => {
+            // Only a tried password counts towards the per-IP limit (a refused
+            // downgrade or binding type is not a guess).
             if matches!(error, SaslError::NotAuthorized) {
                 conn.server
                     .ip_limits
@@ -69,7 +99,9 @@ pub(crate) async fn authenticate(
             tracing::debug!(peer = %conn.peer, %error, "SASL failure");
             conn.send(&failure(error.condition(), &error.to_string()))
                 .await?;
-            Ok(None)
+            Ok(Outcome::Failure {
+                counted: !error.is_binding_mismatch(),
+            })
         }
     }
 }
@@ -81,7 +113,10 @@ async fn exchange(
     auth: &Element,
     deadline: Instant,
 ) -> Result<Result<(String, Option<Vec<u8>>), SaslError>, ConnError> {
-    let mechanism = match Mechanism::select(auth.attr("mechanism").unwrap_or_default(), true) {
+    // The same bindings the features advertised (they depend only on the connection).
+    let bindings = conn.transport.channel_bindings(&conn.server);
+    let name = auth.attr("mechanism").unwrap_or_default();
+    let mechanism = match Mechanism::select(name, true, !bindings.is_empty()) {
         Ok(mechanism) => mechanism,
         Err(error) => return Ok(Err(error)),
     };
@@ -93,7 +128,9 @@ async fn exchange(
     match mechanism.scram_hash() {
         None => Ok(plain(&conn.server.users, &initial, &domain).await),
         Some(hash) => {
-            let client_first = match ScramServer::parse_client_first(hash, &initial) {
+            let plus = mechanism.is_plus();
+            let parsed = ScramServer::parse_client_first_bound(hash, plus, &bindings, &initial);
+            let client_first = match parsed {
                 Ok(client_first) => client_first,
                 Err(error) => return Ok(Err(error)),
             };

@@ -17,6 +17,8 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 use super::pipe::PipeEnd;
+use crate::auth::ChannelBindings;
+use crate::server::Server;
 
 const SCRATCH_SIZE: usize = 16 * 1024;
 
@@ -56,6 +58,19 @@ impl Transport {
             Transport::Tls(_) => true,
             Transport::Pipe(pipe) => pipe.is_secure(),
             Transport::Plain(_) | Transport::Detached => false,
+        }
+    }
+
+    /// What SCRAM -PLUS can bind to on this stream: both types on our own TLS
+    /// connection, whatever the adapter found for a pipe, nothing in the clear.
+    pub(super) fn channel_bindings(&self, server: &Server) -> ChannelBindings {
+        match self {
+            Transport::Tls(tls) => ChannelBindings::new(
+                crate::tls::exporter(tls.get_ref().1),
+                server.tls_certificate.end_point(),
+            ),
+            Transport::Pipe(pipe) => pipe.channel_bindings().clone(),
+            Transport::Plain(_) | Transport::Detached => ChannelBindings::default(),
         }
     }
 

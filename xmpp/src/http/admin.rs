@@ -92,7 +92,7 @@ pub(crate) async fn not_found(uri: Uri, admin: Result<AdminUser, HttpError>) -> 
 }
 
 /// HTML-escapes text for an element or a quoted attribute.
-fn escape(text: &str) -> String {
+pub(super) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

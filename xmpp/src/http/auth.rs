@@ -355,7 +355,7 @@ fn client_ip(parts: &Parts) -> Option<IpAddr> {
     parts
         .extensions
         .get::<ConnectInfo<ClientAddr>>()
-        .map(|ConnectInfo(ClientAddr(addr))| addr.ip())
+        .map(|ConnectInfo(ClientAddr { addr, .. })| addr.ip())
 }
 
 /// The admin behind the request's Basic credentials or session cookie.
@@ -417,7 +417,7 @@ pub(crate) struct LoginForm {
 /// form token) or 429 (too many failures from this address).
 pub(crate) async fn login(
     State(state): State<HttpState>,
-    ConnectInfo(ClientAddr(peer)): ConnectInfo<ClientAddr>,
+    ConnectInfo(ClientAddr { addr: peer, .. }): ConnectInfo<ClientAddr>,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {

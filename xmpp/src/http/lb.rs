@@ -23,7 +23,7 @@ pub(crate) struct Assignment {
 
 pub(crate) async fn answer(
     State(state): State<HttpState>,
-    ConnectInfo(ClientAddr(peer)): ConnectInfo<ClientAddr>,
+    ConnectInfo(ClientAddr { addr: peer, .. }): ConnectInfo<ClientAddr>,
     Path(username): Path<String>,
 ) -> Result<Json<Assignment>, HttpError> {
     let server = &state.server;

@@ -23,19 +23,37 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Finished handshakes waiting for the server to take them.
 const READY_QUEUE: usize = 64;
 
-/// The address of the client of a request (for per-IP limits and logs).
+/// The client of a request's connection: its address (for per-IP limits and
+/// logs) and, on HTTPS with TLS 1.3, the connection's `tls-exporter` channel
+/// binding, which a WebSocket on it may use for SCRAM -PLUS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClientAddr(pub SocketAddr);
+pub struct ClientAddr {
+    pub addr: SocketAddr,
+    pub tls_exporter: Option<[u8; crate::auth::EXPORTER_LEN]>,
+}
+
+impl ClientAddr {
+    /// A client on a connection without TLS.
+    pub fn plain(addr: SocketAddr) -> ClientAddr {
+        ClientAddr {
+            addr,
+            tls_exporter: None,
+        }
+    }
+}
 
 impl Connected<IncomingStream<'_, TcpListener>> for ClientAddr {
     fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Self {
-        ClientAddr(*stream.remote_addr())
+        ClientAddr::plain(*stream.remote_addr())
     }
 }
 
 impl Connected<IncomingStream<'_, TlsListener>> for ClientAddr {
     fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
-        ClientAddr(*stream.remote_addr())
+        ClientAddr {
+            addr: *stream.remote_addr(),
+            tls_exporter: crate::tls::exporter(stream.io().get_ref().1),
+        }
     }
 }
 

@@ -11,6 +11,7 @@
 //!  /xmpp-websocket                                        websocket.rs (RFC 7395)
 //!  /.well-known/host-meta, /.well-known/host-meta.json    host_meta.rs (XEP-0156)
 //!  /http-bind                                             bosh/ (XEP-0124, XEP-0206)
+//!  /chat, /chat/start.js, /chat/dist/*                     chat.rs (Converse.js, optional)
 //! ```
 //!
 //! [`app`] builds the router over an [`HttpState`]; [`serve`] runs it on a
@@ -22,6 +23,7 @@ mod admin;
 mod api;
 pub(crate) mod auth;
 mod bosh;
+mod chat;
 mod cometd;
 mod error;
 mod host_meta;
@@ -104,6 +106,9 @@ pub fn app(state: HttpState) -> Router {
         .route("/xmpp-websocket", any(websocket::endpoint))
         .route("/.well-known/host-meta", get(host_meta::xrd))
         .route("/.well-known/host-meta.json", get(host_meta::json));
+    if http.chat_page {
+        router = router.merge(chat::routes());
+    }
     if http.metrics && http.metrics_addr().is_none() {
         router = router.route("/metrics", get(metrics::render));
     }
@@ -137,7 +142,8 @@ async fn security_headers(mut response: Response) -> Response {
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
         .is_some_and(|value| value.starts_with("text/html"));
-    if is_html {
+    // A page may set its own policy (/chat); the default is the strict one.
+    if is_html && !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
         headers.insert(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(

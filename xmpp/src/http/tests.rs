@@ -105,7 +105,7 @@ fn request(method: &str, uri: &str) -> axum::http::request::Builder {
     Request::builder()
         .method(Method::from_bytes(method.as_bytes()).unwrap())
         .uri(uri)
-        .extension(ConnectInfo(ClientAddr(SocketAddr::from((
+        .extension(ConnectInfo(ClientAddr::plain(SocketAddr::from((
             [192, 0, 2, 1],
             4000,
         )))))
@@ -500,7 +500,7 @@ async fn failed_logins_are_rate_limited_per_address() {
     let request = Request::builder()
         .uri("/api/session")
         .header("authorization", &right)
-        .extension(ConnectInfo(ClientAddr(SocketAddr::from((
+        .extension(ConnectInfo(ClientAddr::plain(SocketAddr::from((
             [192, 0, 2, 2],
             4000,
         )))))

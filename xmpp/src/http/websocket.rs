@@ -10,6 +10,10 @@
 //! TLS (`[http] tls`). Over plain HTTP the upgrade is refused unless
 //! `[c2s] allow_plain_without_tls` allows authenticating without TLS, as it
 //! does for TCP clients. STARTTLS is never offered on a WebSocket.
+//!
+//! Channel binding: a WebSocket lives on one TLS connection, so SCRAM -PLUS
+//! binds to that connection (`tls-exporter`, on TLS 1.3) or to the node's
+//! certificate (`tls-server-end-point`), exactly as on a TCP client's TLS.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -24,6 +28,7 @@ use tokio::time::Instant;
 use super::HttpState;
 use super::listener::ClientAddr;
 use super::origin;
+use crate::auth::ChannelBindings;
 use crate::c2s::pipe::{self, AdapterEnd, Inbound};
 use crate::metrics::incr;
 use crate::server::Server;
@@ -35,10 +40,11 @@ const SUBPROTOCOL: &str = "xmpp";
 
 pub(super) async fn endpoint(State(state): State<HttpState>, request: Request) -> Response {
     let (mut parts, _body) = request.into_parts();
-    let peer = parts.extensions.get::<ConnectInfo<ClientAddr>>().map_or(
-        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
-        |ConnectInfo(ClientAddr(addr))| *addr,
+    let client = parts.extensions.get::<ConnectInfo<ClientAddr>>().map_or(
+        ClientAddr::plain(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0)),
+        |ConnectInfo(client)| *client,
     );
+    let peer = client.addr;
     let server = state.server.clone();
     if let Some(refusal) = origin::refusal(&server.config.http, &parts.headers) {
         return refusal;
@@ -60,6 +66,11 @@ pub(super) async fn endpoint(State(state): State<HttpState>, request: Request) -
             "XMPP over WebSocket needs HTTPS on this node ([http] tls = true)",
         );
     }
+    let bindings = if secure {
+        ChannelBindings::new(client.tls_exporter, server.tls_certificate.end_point())
+    } else {
+        ChannelBindings::default()
+    };
     incr(&server.metrics.connections_accepted);
     if !server
         .ip_limits
@@ -94,7 +105,7 @@ pub(super) async fn endpoint(State(state): State<HttpState>, request: Request) -
         .max_message_size(hard_limit)
         .max_frame_size(hard_limit)
         .on_upgrade(move |socket| async move {
-            run(server, socket, peer, secure, limits).await;
+            run(server, socket, peer, (secure, bindings), limits).await;
             drop(permit);
         })
 }
@@ -121,10 +132,10 @@ async fn run(
     server: Arc<Server>,
     socket: WebSocket,
     peer: SocketAddr,
-    secure: bool,
+    (secure, bindings): (bool, ChannelBindings),
     limits: Limits,
 ) {
-    let (end, adapter) = pipe::pipe(secure);
+    let (end, adapter) = pipe::pipe(secure, bindings);
     let session = crate::c2s::serve_pipe(end, peer, server);
     tokio::join!(session, pump(socket, adapter, limits));
 }

@@ -62,7 +62,7 @@ async fn endpoint(State(state): State<HttpState>, request: Request) -> Response 
     }
     let peer = parts.extensions.get::<ConnectInfo<ClientAddr>>().map_or(
         SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
-        |ConnectInfo(ClientAddr(addr))| *addr,
+        |ConnectInfo(ClientAddr { addr, .. })| *addr,
     );
     let limits = Limits {
         // A body holds a few stanzas; each is checked again by the session.

@@ -24,6 +24,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::{Instant, sleep_until};
 
 use super::body::{self, Kind, Request, XBOSH};
+use crate::auth::ChannelBindings;
 use crate::c2s::pipe::{self, Inbound};
 use crate::server::Server;
 use crate::stream::framing::{FrameSplitter, element_frame};
@@ -67,7 +68,15 @@ impl BoshSessions {
         permit: tokio::sync::OwnedSemaphorePermit,
     ) -> Arc<BoshSession> {
         let config = &server.config.bosh;
-        let (end, adapter) = pipe::pipe(secure);
+        // The requests of one BOSH session may come over several TLS
+        // connections, so only the certificate can be bound to, not one
+        // connection's exporter.
+        let bindings = if secure {
+            ChannelBindings::new(None, server.tls_certificate.end_point())
+        } else {
+            ChannelBindings::default()
+        };
+        let (end, adapter) = pipe::pipe(secure, bindings);
         let sid = new_sid();
         let session = Arc::new(BoshSession {
             sid: sid.clone(),

@@ -54,7 +54,7 @@ async fn endpoint(State(state): State<HttpState>, request: Request) -> Response 
     let (mut parts, body) = request.into_parts();
     let ip = parts.extensions.get::<ConnectInfo<ClientAddr>>().map_or(
         IpAddr::V4(Ipv4Addr::LOCALHOST),
-        |ConnectInfo(ClientAddr(addr))| addr.ip(),
+        |ConnectInfo(ClientAddr { addr, .. })| addr.ip(),
     );
     let bayeux = state.cometd.clone();
     if parts.method == Method::GET {
