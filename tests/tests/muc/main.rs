@@ -12,3 +12,4 @@ mod t40_slixmpp;
 mod t50_moderation;
 mod t60_registration;
 mod t70_occupant_iqs;
+mod t80_load;
