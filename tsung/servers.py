@@ -231,7 +231,12 @@ class Starling:
                     "[offline]\nmax_per_user = 100000\n\n"
                     f'[cluster]\nenabled = {"true" if self.nodes > 1 else "false"}\n'
                     f'node_name = "node{i + 1}"\nbind = "127.0.0.1:{self.peer + i}"\n'
-                    f'seeds = [{seeds}]\nsecret = "{secret}"\n'
+                    f'seeds = [{seeds}]\nsecret = "{secret}"\n\n'
+                    # As Tsung's muc:join expects: new rooms open at once (instant
+                    # rooms), no occupant or rate limit below the load's.
+                    "[modules.muc]\nlock_new_rooms = false\nmax_occupants = 100000\n"
+                    "messages_per_second = 1000.0\nmessage_burst = 1000\n\n"
+                    "[modules.muc.default_room]\nmax_users = 0\n"
                 )
             self.configs.append(config)
         for prefix, count, password, roster in [
@@ -409,6 +414,10 @@ VirtualHost "{plan.domain}"
 
 -- Prosody lets only admins create pub/sub nodes: the load-test accounts
 -- (any of them may be a publisher) are admins of this component only.
+Component "conference.{plan.domain}" "muc"
+    -- As Tsung's muc:join expects: new rooms open at once (instant rooms).
+    muc_room_locking = false
+
 Component "pubsub.{plan.domain}" "pubsub"
     admins = {{ {", ".join(lua_string(f"{plan.prefix}{i}@{plan.domain}") for i in range(1, plan.count + 1))} }}
 """)
@@ -544,6 +553,8 @@ modules:
   mod_roster:
     versioning: false
   mod_version: {{}}
+  mod_muc:
+    max_users: 100000
   mod_pubsub:
     plugins: [flat]
     access_createnode: all

@@ -97,3 +97,28 @@ fn tsung_pubsub_on_three_nodes() {
         ],
     );
 }
+
+/// About 60 Tsung users in 3 rooms, each sending 3 groupchat messages.
+#[test]
+#[ignore = "needs tsung: run tests/run"]
+fn tsung_muc_on_three_nodes() {
+    tsung_run(
+        "muc",
+        &[
+            "--scenario",
+            "muc",
+            "--rate",
+            "10",
+            "--duration",
+            "6",
+            "--rooms",
+            "3",
+            "--messages",
+            "3",
+            "--interval",
+            "1",
+            "--hold",
+            "2",
+        ],
+    );
+}

@@ -22,6 +22,8 @@
 //!     --users load --password-prefix pw --subscribers 1000 --rate 10 --tls
 //! starling-load pep-storm --users load --password-prefix pw --count 2000 --rate 20 \
 //!     --tls --server-pid 1234
+//! starling-load muc --server 127.0.0.1:5222,127.0.0.1:5223,127.0.0.1:5224 --users load \
+//!     --password-prefix pw --rooms 1 --occupants 1000 --rate 20 --duration 30 --tls
 //! starling-load prosody-users --data-dir /tmp/prosody/data --domain localhost \
 //!     --users load --password-prefix pw --count 500 --roster-size 200
 //! ```
@@ -33,6 +35,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use starling_tests::load::fanout::{FanoutPlan, FanoutTransport};
+use starling_tests::load::muc::MucPlan;
 use starling_tests::load::pep::PepStormPlan;
 use starling_tests::load::prosody::ProsodyUsers;
 use starling_tests::load::report::RunReport;
@@ -144,6 +147,33 @@ enum Command {
         /// Seconds a round waits for its message before it counts as not delivered live.
         #[arg(long, default_value_t = 2.0)]
         wait: f64,
+    },
+    /// Rooms of occupants spread over the servers, groupchat messages at a total rate;
+    /// report deliveries/s, loss and latency from the scheduled send to each arrival.
+    ///
+    /// Users PREFIX<first>.. are the occupants, room r holding users r*M..r*M+M-1, user i
+    /// on server i mod n. Each room's first occupant creates it as an instant room.
+    Muc {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Number of rooms.
+        #[arg(long, default_value_t = 1)]
+        rooms: u64,
+        /// Occupants per room.
+        #[arg(long, default_value_t = 10)]
+        occupants: u64,
+        /// The chat service.
+        #[arg(long, default_value = "conference.localhost")]
+        service: String,
+        /// Messages per second over all rooms.
+        #[arg(long, default_value_t = 10.0)]
+        rate: f64,
+        /// Seconds of sending.
+        #[arg(long, default_value_t = 30.0)]
+        duration: f64,
+        /// Seconds to wait for messages in flight after sending stops.
+        #[arg(long, default_value_t = 5.0)]
+        drain: f64,
     },
     /// Kill the second server's process and time until watchers on the first server see
     /// their contacts on it go unavailable.
@@ -448,6 +478,31 @@ fn main_with(cli: Cli) -> anyhow::Result<()> {
                     "{} login(s) got none of their contacts' PEP items",
                     storm.empty
                 )),
+                _ => Ok(()),
+            };
+        }
+        Command::Muc {
+            target,
+            rooms,
+            occupants,
+            service,
+            rate,
+            duration,
+            drain,
+        } => {
+            let plan = MucPlan {
+                rooms,
+                occupants,
+                service,
+                rate,
+                duration_s: duration,
+                drain_s: drain,
+            };
+            let report =
+                runtime.block_on(starling_tests::load::muc::run(&target.into_target(), &plan))?;
+            print_report(&report, cli.json)?;
+            return match &report.muc {
+                Some(muc) if muc.joined == 0 => Err(anyhow::anyhow!("no occupant joined")),
                 _ => Ok(()),
             };
         }

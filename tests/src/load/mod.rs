@@ -14,6 +14,8 @@
 //! - [`failover`]: kill a node, measure how soon its users' contacts elsewhere see them go.
 //! - [`fanout`]: many subscribers of one pub/sub node (Bayeux over WebSocket, or XMPP), one
 //!   publisher at a fixed rate: deliveries/s, latency and loss. [`bayeux`] is its client.
+//! - [`muc`]: rooms of occupants spread over the servers, groupchat at a fixed rate:
+//!   deliveries/s, loss and latency.
 //! - [`servers`]: which node each connection goes to.
 //! - [`worker`]: the parent/worker protocol and process handling.
 //! - [`report`]: merging worker results and printing them.
@@ -34,6 +36,7 @@ pub mod failover;
 pub mod fanout;
 pub mod hold;
 pub mod login;
+pub mod muc;
 pub mod pep;
 pub mod progress;
 pub mod prosody;

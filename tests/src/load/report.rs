@@ -44,6 +44,8 @@ pub struct RunReport {
     pub fanout: Option<FanoutSummary>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pep_storm: Option<PepStormSummary>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub muc: Option<super::muc::MucSummary>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -283,6 +285,9 @@ impl RunReport {
         }
         if let Some(storm) = &self.pep_storm {
             pep_storm_lines(&mut out, storm);
+        }
+        if let Some(muc) = &self.muc {
+            super::muc::lines(&mut out, muc, latency_line);
         }
         out
     }

@@ -465,6 +465,7 @@ pub async fn run(target: &Target, plan: &Plan) -> Result<RunReport, RunError> {
             _ => None,
         },
         pep_storm: None,
+        muc: None,
     })
 }
 

@@ -9,3 +9,7 @@ mod t10_single_node;
 mod t20_cluster;
 mod t30_bad_input;
 mod t40_slixmpp;
+mod t50_moderation;
+mod t60_registration;
+mod t70_occupant_iqs;
+mod t80_load;

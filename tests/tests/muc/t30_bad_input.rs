@@ -159,3 +159,84 @@ async fn a_banned_user_is_refused_and_a_forged_sender_is_ignored() {
         body(e) == "let me in"
     });
 }
+
+#[tokio::test]
+async fn a_client_posing_as_a_cluster_member_or_another_occupant_changes_nothing() {
+    let node = node(&["alice", "bob", "mallory"]);
+    let mut alice = online(&node, "alice", PW, "a").await;
+    let mut bob = online(&node, "bob", PW, "b").await;
+    let mut mallory = online(&node, "mallory", PW, "m").await;
+    create(&mut alice, "tea", "alice").await;
+    join(&mut bob, "tea", "bob").await;
+    let alice_id = expect_groupchat_id(&mut alice, &mut bob).await;
+
+    // The members' own traffic from a client: a rejoin would seat Mallory
+    // as owner under Alice's nick, a relay would speak for the room.
+    for forged in [
+        format!(
+            "<message to='{SERVICE}'><rejoin xmlns='urn:xmpp:starling:muc:relay' room='{}' node='1'>\
+             <occupant jid='{}' nick='boss' role='moderator' affiliation='owner'/></rejoin></message>",
+            room("tea"),
+            jid(&mallory)
+        ),
+        format!(
+            "<message to='{SERVICE}'><relay xmlns='urn:xmpp:starling:muc:relay' room='{}'>\
+             <message xmlns='jabber:client' from='{}' type='groupchat'><body>relayed lie</body></message>\
+             </relay></message>",
+            room("tea"),
+            occupant("tea", "alice")
+        ),
+    ] {
+        send(&mut mallory, &forged).await;
+        let refused = expect_error_from(&mut mallory, "message", SERVICE).await;
+        assert_error(&refused, "auth", "forbidden");
+    }
+    // Mallory is not seated: the room refuses her message.
+    say(&mut mallory, "tea", "as boss").await;
+    let refused = expect_error_from(&mut mallory, "message", &room("tea")).await;
+    assert_error(&refused, "modify", "not-acceptable");
+
+    // An occupant id is the room's to set (XEP-0421 3): Bob's claim of
+    // Alice's id is replaced by his own.
+    send(
+        &mut bob,
+        &format!(
+            "<message to='{}' type='groupchat'><body>from alice?</body>\
+             <occupant-id xmlns='urn:xmpp:occupant-id:0' id='{alice_id}'/></message>",
+            room("tea")
+        ),
+    )
+    .await;
+    let heard = expect_groupchat(&mut alice, &occupant("tea", "bob"), "from alice?").await;
+    let ids: Vec<&str> = heard
+        .children()
+        .filter(|c| c.is("occupant-id", "urn:xmpp:occupant-id:0"))
+        .filter_map(|c| c.attr("id"))
+        .collect();
+    assert_eq!(ids.len(), 1, "{heard}");
+    assert_ne!(ids[0], alice_id, "{heard}");
+
+    barrier(&mut mallory, &mut alice).await;
+    barrier(&mut mallory, &mut bob).await;
+    for client in [&alice, &bob] {
+        assert_none(client, "a forged stanza", |e| {
+            body(e) == "relayed lie"
+                || body(e) == "as boss"
+                || e.attr("from") == Some(&occupant("tea", "boss"))
+        });
+    }
+}
+
+/// Alice speaks once; her occupant id as Bob saw it.
+async fn expect_groupchat_id(
+    alice: &mut starling_tests::Client,
+    bob: &mut starling_tests::Client,
+) -> String {
+    say(alice, "tea", "my id").await;
+    let heard = expect_groupchat(bob, &occupant("tea", "alice"), "my id").await;
+    heard
+        .child("occupant-id", "urn:xmpp:occupant-id:0")
+        .and_then(|o| o.attr("id"))
+        .unwrap_or_else(|| panic!("no occupant id in {heard}"))
+        .to_owned()
+}

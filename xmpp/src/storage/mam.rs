@@ -71,6 +71,24 @@ impl Store {
         Ok(())
     }
 
+    /// Puts `stanza` in place of an archived message (a XEP-0425
+    /// tombstone); `false` when the archive has no message with that id.
+    pub async fn replace_archived_message(
+        &self,
+        owner: &str,
+        stanza_id: &str,
+        stanza: &str,
+    ) -> Result<bool, StorageError> {
+        let done =
+            sqlx::query("UPDATE mam_messages SET stanza = $3 WHERE owner = $1 AND stanza_id = $2")
+                .bind(owner)
+                .bind(stanza_id)
+                .bind(stanza)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     /// The row of an archive id, for paging; `None` when the archive has no
     /// such message.
     async fn archive_row(&self, owner: &str, stanza_id: &str) -> Result<Option<i64>, StorageError> {

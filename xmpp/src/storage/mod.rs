@@ -128,6 +128,11 @@ const SQLITE_MIGRATIONS: &[EmbeddedMigration] = &[
         name: "0008_mam_prefs",
         sql: include_str!("../../migrations/sqlite/0008_mam_prefs.sql"),
     },
+    EmbeddedMigration {
+        version: 9,
+        name: "0009_muc_nicks",
+        sql: include_str!("../../migrations/sqlite/0009_muc_nicks.sql"),
+    },
 ];
 
 const POSTGRES_MIGRATIONS: &[EmbeddedMigration] = &[
@@ -170,6 +175,11 @@ const POSTGRES_MIGRATIONS: &[EmbeddedMigration] = &[
         version: 8,
         name: "0008_mam_prefs",
         sql: include_str!("../../migrations/postgres/0008_mam_prefs.sql"),
+    },
+    EmbeddedMigration {
+        version: 9,
+        name: "0009_muc_nicks",
+        sql: include_str!("../../migrations/postgres/0009_muc_nicks.sql"),
     },
 ];
 

@@ -12,6 +12,8 @@ pub struct StoredRoom {
     pub subject_by: String,
     /// (bare JID, affiliation name), ordered by JID.
     pub affiliations: Vec<(String, String)>,
+    /// (bare JID, reserved nick), for JIDs among the affiliations.
+    pub nicks: Vec<(String, String)>,
 }
 
 impl Store {
@@ -37,12 +39,19 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         for (jid, affiliation) in &room.affiliations {
+            let nick = room
+                .nicks
+                .iter()
+                .find(|(holder, _)| holder == jid)
+                .map_or("", |(_, nick)| nick.as_str());
             sqlx::query(
-                "INSERT INTO muc_affiliations (room, jid, affiliation) VALUES ($1, $2, $3)",
+                "INSERT INTO muc_affiliations (room, jid, affiliation, nick) \
+                 VALUES ($1, $2, $3, $4)",
             )
             .bind(&room.room)
             .bind(jid)
             .bind(affiliation)
+            .bind(nick)
             .execute(&mut *tx)
             .await?;
         }
@@ -59,18 +68,28 @@ impl Store {
         let Some((config, subject, subject_by)) = row else {
             return Ok(None);
         };
-        let affiliations: Vec<(String, String)> = sqlx::query_as(
-            "SELECT jid, affiliation FROM muc_affiliations WHERE room = $1 ORDER BY jid",
+        let rows: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT jid, affiliation, nick FROM muc_affiliations WHERE room = $1 ORDER BY jid",
         )
         .bind(room)
         .fetch_all(&self.pool)
         .await?;
+        let nicks = rows
+            .iter()
+            .filter(|(_, _, nick)| !nick.is_empty())
+            .map(|(jid, _, nick)| (jid.clone(), nick.clone()))
+            .collect();
+        let affiliations = rows
+            .into_iter()
+            .map(|(jid, affiliation, _)| (jid, affiliation))
+            .collect();
         Ok(Some(StoredRoom {
             room: room.to_owned(),
             config,
             subject,
             subject_by,
             affiliations,
+            nicks,
         }))
     }
 
@@ -116,6 +135,10 @@ mod tests {
                 .iter()
                 .map(|(j, a)| ((*j).to_owned(), (*a).to_owned()))
                 .collect(),
+            nicks: affiliations
+                .first()
+                .map(|(j, _)| vec![((*j).to_owned(), "boss".to_owned())])
+                .unwrap_or_default(),
         }
     }
 

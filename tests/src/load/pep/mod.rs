@@ -348,6 +348,7 @@ pub async fn run(target: &Target, plan: &PepStormPlan) -> Result<RunReport, RunE
             marginal_memory,
             ..summary(plan, setup, &storm, cpu)
         }),
+        muc: None,
     })
 }
 

@@ -68,6 +68,9 @@ pub struct RoomConfig {
     pub allow_pm: AllowPm,
     /// The room's messages are archived (announced with status 170).
     pub logging: bool,
+    /// Occupants may send iqs to each other through the room (vCards
+    /// included).
+    pub allow_query_users: bool,
 }
 
 impl Default for RoomConfig {
@@ -86,6 +89,7 @@ impl Default for RoomConfig {
             allow_invites: false,
             allow_pm: AllowPm::Anyone,
             logging: false,
+            allow_query_users: true,
         }
     }
 }
@@ -158,6 +162,12 @@ impl RoomConfig {
             &["anyone", "participants", "moderators", "none"],
         );
         form.boolean("muc#roomconfig_enablelogging", "Archived", self.logging);
+        // Not in XEP-0045's registry; the name other servers use.
+        form.boolean(
+            "allow_query_users",
+            "Occupants may send requests to each other",
+            self.allow_query_users,
+        );
         form.build()
     }
 
@@ -210,6 +220,7 @@ impl RoomConfig {
                     }
                 }
                 "muc#roomconfig_enablelogging" => next.logging = flag()?,
+                "allow_query_users" => next.allow_query_users = flag()?,
                 // Fields of other servers' forms: ignored, as XEP-0004 allows.
                 _ => {}
             }
@@ -280,6 +291,7 @@ mod tests {
             whois: Whois::Anyone,
             max_users: 7,
             allow_pm: AllowPm::Moderators,
+            allow_query_users: false,
             ..RoomConfig::default()
         };
         let mut form = config.to_form();

@@ -46,6 +46,15 @@ impl History {
         });
     }
 
+    /// Puts `stanza` in place of the kept messages `which` picks (a
+    /// retracted message's tombstone), keeping their time.
+    pub fn replace(&mut self, which: impl Fn(&Element) -> bool, stanza: &Element) {
+        for entry in self.entries.iter_mut().filter(|e| which(&e.stanza)) {
+            entry.stanza = stanza.clone();
+            entry.chars = stanza.to_bytes().len();
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }

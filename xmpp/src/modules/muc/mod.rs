@@ -4,7 +4,7 @@
 //! Each room lives on one member, its host, chosen by rendezvous hashing
 //! over the members that are up (`hosting.rs`); a stanza to a room is
 //! forwarded there from the sender's member. The room's rules are pure
-//! logic (`room.rs`) that returns the stanzas to send; `relay.rs` sends
+//! logic (`room/`, one file per job) that returns the stanzas to send; `relay.rs` sends
 //! them, one relay per member with recipients, and keeps this member's
 //! records of its own occupants; `failover.rs` rebuilds rooms whose host
 //! died, `handover.rs` hands rooms to a member that came up. Persistent
@@ -23,6 +23,7 @@ mod failover;
 mod handover;
 pub mod history;
 pub mod hosting;
+mod moderation;
 mod records;
 mod relay;
 pub mod room;

@@ -12,7 +12,7 @@ use starling_core::xml::{Element, ns};
 
 use super::affiliation::Affiliation;
 use super::config_form::RoomConfig;
-use super::room::{Out, Persistent, Room};
+use super::room::{Out, Persistent, REGISTER, ROOMUSER_NODE, Registration, Room};
 use super::{Creators, MUC, MUC_ADMIN, MUC_OWNER, MUC_USER, Muc, RELAY, failover, hosting, relay};
 use crate::metrics::Outcome;
 use crate::router::iq::{answer, reply};
@@ -35,6 +35,11 @@ pub(super) fn restore(muc: &Muc, jid: BareJid, stored: StoredRoom) -> Room {
             Some((BareJid::new(jid).ok()?, Affiliation::parse(affiliation)?))
         })
         .collect();
+    let nicks = stored
+        .nicks
+        .iter()
+        .filter_map(|(jid, nick)| Some((BareJid::new(jid).ok()?, nick.clone())))
+        .collect();
     Room::restore(
         jid,
         Persistent {
@@ -42,6 +47,7 @@ pub(super) fn restore(muc: &Muc, jid: BareJid, stored: StoredRoom) -> Room {
             subject: stored.subject,
             subject_by: stored.subject_by,
             affiliations,
+            nicks,
         },
         muc.limits.history_size,
         &muc.salt,
@@ -64,7 +70,10 @@ pub(super) async fn handle(muc: &Muc, server: &Server, stanza: Stanza) {
         return to_service(muc, server, stanza).await;
     }
     let room_jid = to.to_bare();
-    if sender(&stanza).is_none() {
+    // An answer to an iq the room passed on may come from an account's
+    // bare JID (its server answering a vCard request).
+    let answering = matches!(stanza.iq_type(), Some(IqType::Result | IqType::Error));
+    if sender(&stanza).is_none() && !answering {
         // A client may send from its bare JID; a room needs the session.
         let error = StanzaError::new(Condition::BadRequest)
             .with_text("Rooms take stanzas from a full JID (a session)");
@@ -206,9 +215,16 @@ async fn to_service(muc: &Muc, server: &Server, stanza: Stanza) {
         .iter()
         .any(|name| stanza.element.has_child(name, RELAY))
     {
-        // Our own relay that a dying link gave back: its recipients were
-        // on that member, and are gone with it.
-        return count(server, Outcome::Discarded);
+        if crate::router::cluster::returned_by_a_dying_link() {
+            // Our own relay that a dying link gave back: its recipients
+            // were on that member, and are gone with it.
+            return count(server, Outcome::Discarded);
+        }
+        // A client posing as a member (a rejoin would seat it as any
+        // occupant it names): refused, and nothing happens.
+        let error = StanzaError::new(Condition::Forbidden)
+            .with_text("Only members of the cluster send this");
+        return bounce(server, &stanza, error).await;
     }
     let request = match stanza.iq_type() {
         Some(IqType::Get | IqType::Set) => stanza.payload().cloned(),
@@ -573,6 +589,11 @@ async fn save(server: &Server, room: &Room) -> Result<(), StanzaError> {
                     .iter()
                     .map(|(jid, a)| (jid.to_string(), a.as_str().to_owned()))
                     .collect(),
+                nicks: stored
+                    .nicks
+                    .iter()
+                    .map(|(jid, nick)| (jid.to_string(), nick.clone()))
+                    .collect(),
             },
             now_ms(),
         )
@@ -581,6 +602,9 @@ async fn save(server: &Server, room: &Room) -> Result<(), StanzaError> {
 }
 
 async fn iq(muc: &Muc, server: &Server, stanza: Stanza, room_jid: BareJid, nick: Option<String>) {
+    if matches!(stanza.iq_type(), Some(IqType::Result | IqType::Error)) {
+        return iq_answer(muc, server, stanza, room_jid, nick).await;
+    }
     let (Some(ty @ (IqType::Get | IqType::Set)), Some(payload)) =
         (stanza.iq_type(), stanza.payload().cloned())
     else {
@@ -601,20 +625,50 @@ async fn iq(muc: &Muc, server: &Server, stanza: Stanza, room_jid: BareJid, nick:
     }
     if let Some(nick) = nick {
         // XEP-0410: a client checks it is still in the room.
-        let result = match room.occupant(&from) {
-            None => {
-                Err(StanzaError::new(Condition::NotAcceptable).with_text("You are not in the room"))
-            }
-            Some(occupant) if payload.is("ping", ns::PING) && occupant.nick == nick => Ok(None),
-            Some(_) => Err(StanzaError::new(Condition::ServiceUnavailable)
-                .with_text("The room does not pass requests on to occupants")),
-        };
+        let self_ping =
+            payload.is("ping", ns::PING) && room.occupant(&from).is_some_and(|o| o.nick == nick);
+        if self_ping {
+            drop(room);
+            return answer(server, &stanza, Ok(None)).await;
+        }
+        let forwarded = room.forward_iq(&from, &nick, &stanza.element);
+        // Unlocked first: the answer may come back at once (a vCard the
+        // account's server answers) and needs the room.
         drop(room);
-        return answer(server, &stanza, result).await;
+        return match forwarded {
+            Ok(out) => relay::send(muc, server, vec![out]).await,
+            Err(error) => bounce(server, &stanza, error).await,
+        };
     }
     let get = ty == IqType::Get;
+    if !get {
+        match super::moderation::parse(&payload) {
+            Ok(None) => {}
+            Ok(Some(request)) => {
+                let result = super::moderation::retract(server, &mut room, &from, &request).await;
+                let result = match result {
+                    Ok(outs) => {
+                        relay::send(muc, server, outs).await;
+                        Ok(None)
+                    }
+                    Err(error) => Err(error),
+                };
+                drop(room);
+                return answer(server, &stanza, result).await;
+            }
+            Err(error) => {
+                drop(room);
+                return bounce(server, &stanza, error).await;
+            }
+        }
+    }
     let result: Result<Option<Element>, StanzaError> = match (get, payload.ns()) {
+        (true, ns::DISCO_INFO) if payload.attr("node") == Some(ROOMUSER_NODE) => {
+            Ok(Some(room.reserved_nick_info(&from)))
+        }
         (true, ns::DISCO_INFO) => Ok(Some(room.disco_info())),
+        (true, REGISTER) => room.registration_form(&from).map(Some),
+        (false, REGISTER) => register(muc, server, &mut room, &from, &payload).await,
         (true, ns::DISCO_ITEMS) => Ok(Some(room.disco_items())),
         (true, MUC_ADMIN) => room.admin_get(&from, &payload).map(Some),
         (false, MUC_ADMIN) => match room.admin_set(&from, &payload) {
@@ -645,6 +699,54 @@ async fn iq(muc: &Muc, server: &Server, stanza: Stanza, room_jid: BareJid, nick:
     };
     drop(room);
     answer(server, &stanza, result).await
+}
+
+/// A result or error from an occupant (or its account) answering an iq
+/// the room passed on: back to the asker, from the answerer's room JID.
+async fn iq_answer(
+    muc: &Muc,
+    server: &Server,
+    stanza: Stanza,
+    room_jid: BareJid,
+    nick: Option<String>,
+) {
+    let (Some(nick), Some(from)) = (nick, stanza.from.clone()) else {
+        return count(server, Outcome::Discarded);
+    };
+    let Ok(Some(cell)) = muc.load(server, &room_jid).await else {
+        return count(server, Outcome::Discarded);
+    };
+    let mut room = cell.lock().await;
+    if room.moved {
+        drop(room);
+        return relocate(muc, server, stanza, room_jid).await;
+    }
+    let out = room.answer_iq(&from, &nick, &stanza.element);
+    drop(room);
+    match out {
+        Some(out) => relay::send(muc, server, vec![out]).await,
+        // Nothing asked for it (or the request was forgotten): dropped.
+        None => count(server, Outcome::Discarded),
+    }
+}
+
+/// Registration set (XEP-0045 7.12): reserving a nick, cancelling, or
+/// giving the reservation up.
+async fn register(
+    muc: &Muc,
+    server: &Server,
+    room: &mut Room,
+    from: &FullJid,
+    payload: &Element,
+) -> Result<Option<Element>, StanzaError> {
+    let request = Registration::parse(payload)?;
+    if let Registration::Nick(nick) = &request {
+        check_nick(nick, muc.config.max_nick_chars)?;
+    }
+    if room.register(from, &request)? {
+        save(server, room).await?;
+    }
+    Ok(None)
 }
 
 /// `muc#owner` set: a configuration form or the room's destruction.

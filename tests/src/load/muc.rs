@@ -1,0 +1,478 @@
+//! `muc`: N rooms of M occupants each, occupants spread over the servers (user `i` on
+//! server `i mod n`), groupchat messages at a fixed total rate; every occupant counts
+//! what it receives. Reports deliveries/s, loss, duplicates and latency.
+//!
+//! Room `r`'s messages are sent every N/R seconds, room `r` offset by r/R, so sends are
+//! spread evenly; message `j` of a room is sent by its occupant `j mod M`, which keeps
+//! each occupant far below the service's rate limit. A body carries the room, the
+//! message's number and its *scheduled* send time, so latency runs from the schedule to
+//! the arrival and a driver or server that falls behind cannot hide it. Every occupant
+//! should get every message of its room (its own included, as the reflection), so the
+//! expected deliveries are `sent × joined occupants` per room.
+//!
+//! One process holds every client (one clock); it holds up to
+//! [`super::SOCKETS_PER_WORKER`] sockets.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use starling_core::xml::{Element, ns};
+use tokio::sync::watch;
+use tokio::time::{Instant, sleep_until, timeout};
+
+use super::chat::SequenceTracker;
+use super::hold::answer_ping;
+use super::login::{login_user, record};
+use super::report::{self, RunInfo, RunReport};
+use super::run::{RunError, Target};
+use super::{Connection, ErrorCounts, LoginStats, SOCKETS_PER_WORKER, Users, count_error};
+use crate::client::Client;
+use crate::stats::{Histogram, Summary};
+
+const MUC: &str = "http://jabber.org/protocol/muc";
+const MUC_USER: &str = "http://jabber.org/protocol/muc#user";
+const MUC_OWNER: &str = "http://jabber.org/protocol/muc#owner";
+/// Logins and joins in flight at once.
+const PARALLEL: usize = 64;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct MucPlan {
+    pub rooms: u64,
+    pub occupants: u64,
+    /// The chat service, e.g. `conference.localhost`.
+    pub service: String,
+    /// Messages per second over all rooms.
+    pub rate: f64,
+    pub duration_s: f64,
+    /// How long to wait for messages in flight once sending stops.
+    pub drain_s: f64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MucSummary {
+    pub rooms: u64,
+    pub occupants_per_room: u64,
+    /// Occupants that joined (of rooms × occupants).
+    pub joined: u64,
+    pub offered_rate: f64,
+    pub sent: u64,
+    /// Sum over rooms of messages sent × occupants joined.
+    pub expected: u64,
+    pub delivered: u64,
+    pub lost: u64,
+    pub duplicates: u64,
+    pub out_of_order: u64,
+    /// Deliveries per second over the sending window.
+    pub deliveries_per_s: f64,
+    /// Scheduled send to arrival.
+    pub latency: Summary,
+    pub errors: ErrorCounts,
+    pub duration_s: f64,
+}
+
+/// What one occupant saw and sent.
+#[derive(Debug, Default)]
+struct OccupantStats {
+    sent: u64,
+    tracker: SequenceTracker,
+    latency: Histogram,
+    errors: ErrorCounts,
+}
+
+/// The shared clock, fixed when sending starts.
+#[derive(Debug, Clone, Copy)]
+struct Clock {
+    epoch: Instant,
+    end: Instant,
+    deadline: Instant,
+}
+
+pub async fn run(target: &Target, plan: &MucPlan) -> Result<RunReport, RunError> {
+    let total = plan.rooms * plan.occupants;
+    if plan.rooms == 0 || plan.occupants == 0 {
+        return Err(RunError::Plan(
+            "--rooms and --occupants must be above 0".into(),
+        ));
+    }
+    if total > SOCKETS_PER_WORKER {
+        return Err(RunError::Plan(format!(
+            "{total} occupants need more than the {SOCKETS_PER_WORKER} sockets of one process"
+        )));
+    }
+    let connection = Arc::new(Connection {
+        servers: target.servers.clone(),
+        domain: target.domain.clone(),
+        tls: target.tls,
+        mechanism: target.mechanism,
+        resource: target.resource.clone(),
+        timeout_s: target.timeout_s,
+        source: target.source_base,
+    });
+    let users = Users {
+        count: total,
+        ..target.users.clone()
+    };
+    // A fresh set of room names per run.
+    let run_id = format!("{:x}", rand::random::<u32>());
+    let room_jid = |room: u64| format!("load{run_id}r{room}@{}", plan.service);
+
+    // Log everyone in.
+    let start = Instant::now();
+    let servers = connection.servers.len() as u64;
+    let mut logins: Vec<_> = futures_util::stream::iter(0..total)
+        .map(|index| {
+            let connection = connection.clone();
+            let users = users.clone();
+            async move {
+                let server = (index % servers) as usize;
+                let (outcome, client) =
+                    login_user(&connection, server, &users, index, Instant::now()).await;
+                (index, outcome, client)
+            }
+        })
+        .buffer_unordered(PARALLEL)
+        .collect()
+        .await;
+    logins.sort_by_key(|(index, _, _)| *index);
+    let mut login = LoginStats::default();
+    let mut clients: Vec<Option<Client>> = Vec::with_capacity(total as usize);
+    for (_, outcome, client) in logins {
+        record(&mut login, &outcome);
+        clients.push(client);
+    }
+    login.elapsed_s = start.elapsed().as_secs_f64();
+
+    // Owners create their rooms, then everyone else joins.
+    let mut errors = ErrorCounts::new();
+    let wait = Duration::from_secs_f64(target.timeout_s.max(1.0));
+    let mut joined: Vec<Option<Client>> = (0..total).map(|_| None).collect();
+    for pass in [true, false] {
+        let entering: Vec<(u64, Client)> = (0..total)
+            .filter(|index| (index % plan.occupants == 0) == pass)
+            .filter_map(|index| Some((index, clients[index as usize].take()?)))
+            .collect();
+        let results: Vec<_> = futures_util::stream::iter(entering)
+            .map(|(index, mut client)| {
+                let room = room_jid(index / plan.occupants);
+                let nick = format!("o{}", index % plan.occupants);
+                async move {
+                    let result = timeout(wait, enter(&mut client, &room, &nick)).await;
+                    (index, client, result)
+                }
+            })
+            .buffer_unordered(PARALLEL)
+            .collect()
+            .await;
+        for (index, client, result) in results {
+            match result {
+                Ok(Ok(())) => joined[index as usize] = Some(client),
+                Ok(Err(kind)) => count_error(&mut errors, format!("join:{kind}")),
+                Err(_) => count_error(&mut errors, "join:timeout".to_owned()),
+            }
+        }
+    }
+    let mut per_room: BTreeMap<u64, u64> = BTreeMap::new();
+    for index in (0..total).filter(|i| joined[*i as usize].is_some()) {
+        *per_room.entry(index / plan.occupants).or_default() += 1;
+    }
+
+    // Send and receive.
+    let (clock_tx, clock_rx) = watch::channel::<Option<Clock>>(None);
+    let interval = Duration::from_secs_f64(plan.rooms as f64 / plan.rate.max(f64::MIN_POSITIVE));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (index, client) in joined.into_iter().enumerate() {
+        let Some(client) = client else { continue };
+        let index = index as u64;
+        let room = index / plan.occupants;
+        let occupant = Occupant {
+            room_jid: room_jid(room),
+            room,
+            member: index % plan.occupants,
+            members: plan.occupants,
+            offset: Duration::from_secs_f64(room as f64 / plan.rate.max(f64::MIN_POSITIVE)),
+            interval,
+        };
+        let clock = clock_rx.clone();
+        tasks.spawn(async move { (room, occupant.run(client, clock).await) });
+    }
+    let epoch = Instant::now();
+    let end = epoch + Duration::from_secs_f64(plan.duration_s.max(0.0));
+    clock_tx.send_replace(Some(Clock {
+        epoch,
+        end,
+        deadline: end + Duration::from_secs_f64(plan.drain_s.max(0.0)),
+    }));
+    let mut summary = MucSummary {
+        rooms: plan.rooms,
+        occupants_per_room: plan.occupants,
+        joined: per_room.values().sum(),
+        offered_rate: plan.rate,
+        duration_s: plan.duration_s,
+        ..MucSummary::default()
+    };
+    let mut sent_per_room: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut latency = Histogram::new();
+    while let Some(done) = tasks.join_next().await {
+        let Ok((room, stats)) = done else {
+            count_error(&mut errors, "task:panicked".to_owned());
+            continue;
+        };
+        *sent_per_room.entry(room).or_default() += stats.sent;
+        summary.sent += stats.sent;
+        summary.delivered += stats.tracker.unique;
+        summary.duplicates += stats.tracker.duplicates;
+        summary.out_of_order += stats.tracker.out_of_order;
+        latency.merge(&stats.latency);
+        super::merge_errors(&mut errors, &stats.errors);
+    }
+    summary.expected = sent_per_room
+        .iter()
+        .map(|(room, sent)| sent * per_room.get(room).copied().unwrap_or(0))
+        .sum();
+    summary.lost = summary.expected.saturating_sub(summary.delivered);
+    summary.deliveries_per_s = summary.delivered as f64 / plan.duration_s.max(f64::MIN_POSITIVE);
+    summary.latency = latency.summary();
+    summary.errors = errors;
+    Ok(RunReport {
+        info: RunInfo {
+            command: "muc".to_owned(),
+            server: target.servers.to_string(),
+            domain: target.domain.clone(),
+            tls: target.tls,
+            mechanism: target.mechanism.name().to_owned(),
+            workers: 1,
+        },
+        login: report::login_summary(&login, 0.0),
+        hold: None,
+        chat: None,
+        converge: None,
+        failover: None,
+        fanout: None,
+        pep_storm: None,
+        muc: Some(summary),
+    })
+}
+
+/// Joins `room` as `nick`; a new room is opened as an instant room with no occupant
+/// limit but the service's. The error is a short kind for the report.
+async fn enter(client: &mut Client, room: &str, nick: &str) -> Result<(), String> {
+    let me = format!("{room}/{nick}");
+    client
+        .send(&format!(
+            "<presence to='{me}'><x xmlns='{MUC}'><history maxstanzas='0'/></x></presence>"
+        ))
+        .await
+        .map_err(|error| error.kind())?;
+    let created = loop {
+        let stanza = client.recv().await.map_err(|error| error.kind())?;
+        if stanza.name() == "presence" && stanza.attr("from") == Some(me.as_str()) {
+            if stanza.attr("type") == Some("error") {
+                return Err(error_condition(&stanza));
+            }
+            let codes = status_codes(&stanza);
+            if codes.contains(&"110".to_owned()) {
+                break codes.contains(&"201".to_owned());
+            }
+        }
+    };
+    if created {
+        let id = client.next_id();
+        client
+            .send(&format!(
+                "<iq type='set' id='{id}' to='{room}'><query xmlns='{MUC_OWNER}'>\
+                 <x xmlns='jabber:x:data' type='submit'>\
+                 <field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#roomconfig</value></field>\
+                 <field var='muc#roomconfig_maxusers'><value>none</value></field>\
+                 </x></query></iq>"
+            ))
+            .await
+            .map_err(|error| error.kind())?;
+        loop {
+            let stanza = client.recv().await.map_err(|error| error.kind())?;
+            if stanza.name() == "iq" && stanza.attr("id") == Some(id.as_str()) {
+                if stanza.attr("type") == Some("result") {
+                    break;
+                }
+                return Err(format!("configure:{}", error_condition(&stanza)));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn status_codes(presence: &Element) -> Vec<String> {
+    presence
+        .child("x", MUC_USER)
+        .map(|x| {
+            x.children()
+                .filter(|c| c.name() == "status")
+                .filter_map(|c| c.attr("code").map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn error_condition(stanza: &Element) -> String {
+    stanza
+        .child("error", ns::CLIENT)
+        .and_then(|error| error.children().find(|c| c.ns() == ns::STANZAS))
+        .map_or_else(|| "error".to_owned(), |c| c.name().to_owned())
+}
+
+/// One occupant: sends its share of its room's messages and counts what arrives.
+struct Occupant {
+    room_jid: String,
+    room: u64,
+    member: u64,
+    members: u64,
+    offset: Duration,
+    interval: Duration,
+}
+
+impl Occupant {
+    async fn run(
+        self,
+        mut client: Client,
+        mut clock: watch::Receiver<Option<Clock>>,
+    ) -> OccupantStats {
+        let mut stats = OccupantStats::default();
+        let Some(clock) = clock.wait_for(Option::is_some).await.ok().and_then(|c| *c) else {
+            return stats;
+        };
+        let prefix = format!("<message to='{}' type='groupchat'><body>", self.room_jid);
+        // This occupant's messages: numbers member, member + M, ...
+        let mut number = self.member;
+        loop {
+            let scheduled = clock.epoch
+                + self.offset
+                + self
+                    .interval
+                    .saturating_mul(u32::try_from(number).unwrap_or(u32::MAX));
+            let sending = scheduled < clock.end && !self.interval.is_zero();
+            let wake = if sending { scheduled } else { clock.deadline };
+            tokio::select! {
+                biased;
+                () = sleep_until(wake) => {
+                    if !sending {
+                        break;
+                    }
+                    let stamp = scheduled.saturating_duration_since(clock.epoch).as_micros();
+                    let xml = format!("{prefix}{} {number} {stamp}</body></message>", self.room);
+                    if let Err(error) = client.send(&xml).await {
+                        count_error(&mut stats.errors, format!("send:{}", error.kind()));
+                        break;
+                    }
+                    super::progress::sent();
+                    stats.sent += 1;
+                    number += self.members;
+                }
+                stanza = client.recv() => match stanza {
+                    Ok(stanza) => self.received(&mut client, &mut stats, clock, &stanza).await,
+                    Err(error) => {
+                        count_error(&mut stats.errors, format!("receive:{}", error.kind()));
+                        break;
+                    }
+                },
+            }
+        }
+        if let Err(error) = client.close().await {
+            count_error(&mut stats.errors, format!("close:{}", error.kind()));
+        }
+        stats
+    }
+
+    async fn received(
+        &self,
+        client: &mut Client,
+        stats: &mut OccupantStats,
+        clock: Clock,
+        stanza: &Element,
+    ) {
+        if let Some((room, number, stamp)) = parse_room_message(stanza) {
+            if room != self.room {
+                count_error(&mut stats.errors, "other-room".to_owned());
+                return;
+            }
+            let arrived = Instant::now().saturating_duration_since(clock.epoch);
+            let micros = u64::try_from(arrived.as_micros()).unwrap_or(u64::MAX);
+            stats.latency.record(micros.saturating_sub(stamp));
+            stats.tracker.see(number);
+            super::progress::received();
+            return;
+        }
+        match (stanza.name(), stanza.attr("type")) {
+            ("message", Some("error")) => {
+                count_error(
+                    &mut stats.errors,
+                    format!("message-error:{}", error_condition(stanza)),
+                );
+            }
+            ("iq", Some("get")) => {
+                if let Err(error) = answer_ping(client, stanza).await {
+                    count_error(&mut stats.errors, format!("ping:{}", error.kind()));
+                }
+            }
+            // Presence of others joining or leaving, the subject.
+            _ => {}
+        }
+    }
+}
+
+/// `ROOM NUMBER STAMP` from a groupchat message of this run.
+fn parse_room_message(stanza: &Element) -> Option<(u64, u64, u64)> {
+    if !stanza.is("message", ns::CLIENT) || stanza.attr("type") != Some("groupchat") {
+        return None;
+    }
+    let body = stanza.child("body", ns::CLIENT)?.text();
+    let mut fields = body.split(' ');
+    let room = fields.next()?.parse().ok()?;
+    let number = fields.next()?.parse().ok()?;
+    let stamp = fields.next()?.parse().ok()?;
+    Some((room, number, stamp))
+}
+
+/// Report lines for a run.
+pub fn lines(out: &mut String, muc: &MucSummary, latency_line: impl Fn(&Summary) -> String) {
+    use std::fmt::Write as _;
+    let _ = writeln!(
+        out,
+        "rooms: {} of {} occupants, {} joined; {:.1} msg/s offered for {:.1} s",
+        muc.rooms, muc.occupants_per_room, muc.joined, muc.offered_rate, muc.duration_s
+    );
+    let _ = writeln!(
+        out,
+        "deliveries: {}/{} ({} lost, {} duplicate, {} out of order) of {} sent: {:.1}/s",
+        muc.delivered,
+        muc.expected,
+        muc.lost,
+        muc.duplicates,
+        muc.out_of_order,
+        muc.sent,
+        muc.deliveries_per_s
+    );
+    let _ = writeln!(out, "  latency {}", latency_line(&muc.latency));
+    for (kind, count) in &muc.errors {
+        let _ = writeln!(out, "  error {kind}: {count}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn room_messages_are_read_and_others_ignored() {
+        let message = Element::new("message", ns::CLIENT)
+            .with_attr("type", "groupchat")
+            .with_child(Element::new("body", ns::CLIENT).with_text("3 12 4500"));
+        assert_eq!(parse_room_message(&message), Some((3, 12, 4500)));
+        let chat = message.clone().with_attr("type", "chat");
+        assert_eq!(parse_room_message(&chat), None);
+        let subject = Element::new("message", ns::CLIENT).with_attr("type", "groupchat");
+        assert_eq!(parse_room_message(&subject), None);
+    }
+}
