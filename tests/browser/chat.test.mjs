@@ -12,7 +12,7 @@
 //   STARLING_CHROMIUM        the browser (default /usr/bin/chromium)
 //
 // Carol (the Rust side) sends each browser user a message once both are
-// online and waits for their answers.
+// online, waits for their answers and confirms each.
 
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -141,6 +141,10 @@ describe('/chat: Converse.js from the node, across the cluster', () => {
       await openChat(pages[user], 'carol');
       await hears(pages[user], 'carol', `Hi ${user}, carol here over TCP`);
       await say(pages[user], 'carol', `Hi carol, ${user} here`);
+    }
+    // Carol confirms each answer: the page stays open until it has left.
+    for (const user of ['alice', 'bob']) {
+      await hears(pages[user], 'carol', `Got it, ${user}`);
     }
     await pages.bob.screenshot({ path: path.join(SHOTS, 'bob-chat.png') });
   });
