@@ -116,7 +116,7 @@ fn tsung_muc_on_three_nodes() {
             "--messages",
             "3",
             "--interval",
-            "1",
+            "2",
             "--hold",
             "2",
         ],
