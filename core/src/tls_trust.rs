@@ -1,8 +1,10 @@
-//! One rustls server-certificate verifier for the places that trust a peer
-//! by other means than the web PKI: cluster links (any certificate, the
+//! One rustls certificate verifier for the places that trust a peer by
+//! other means than the web PKI: cluster links (any certificate, the
 //! secret authenticates; or the operators' CA), the `starling` command
-//! talking to its own node (the pinned certificate), and the test clients
-//! (any). Whatever the trust, the handshake signatures are checked against
+//! talking to its own node (the pinned certificate), the test clients
+//! (any), and server-to-server streams (any certificate in the handshake,
+//! in both roles; whether it is valid for the peer's domain is checked
+//! afterwards). Whatever the trust, the handshake signatures are checked against
 //! the certificate's key, so the session belongs to whoever holds that key.
 
 use std::sync::Arc;
@@ -11,7 +13,11 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::ParsedCertificate;
-use rustls::{CertificateError, DigitallySignedStruct, Error, RootCertStore, SignatureScheme};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{
+    CertificateError, DigitallySignedStruct, DistinguishedName, Error, RootCertStore,
+    SignatureScheme,
+};
 
 /// Which server certificate is accepted.
 #[derive(Debug)]
@@ -49,15 +55,13 @@ impl TrustVerifier {
     }
 }
 
-impl ServerCertVerifier for TrustVerifier {
-    fn verify_server_cert(
+impl TrustVerifier {
+    fn verify_certificate(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
         now: UnixTime,
-    ) -> Result<ServerCertVerified, Error> {
+    ) -> Result<(), Error> {
         match &self.trust {
             Trust::Any => {}
             Trust::Pinned(pinned) => {
@@ -78,10 +82,10 @@ impl ServerCertVerifier for TrustVerifier {
                 )?;
             }
         }
-        Ok(ServerCertVerified::assertion())
+        Ok(())
     }
 
-    fn verify_tls12_signature(
+    fn tls12_signature(
         &self,
         message: &[u8],
         cert: &CertificateDer<'_>,
@@ -91,6 +95,77 @@ impl ServerCertVerifier for TrustVerifier {
             return Err(Error::General("TLS 1.3 only".into()));
         }
         rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+}
+
+impl ServerCertVerifier for TrustVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, Error> {
+        self.verify_certificate(end_entity, intermediates, now)?;
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        self.tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// As a server: asks for the client's certificate without requiring one,
+/// and checks one that comes with the same trust.
+impl ClientCertVerifier for TrustVerifier {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, Error> {
+        self.verify_certificate(end_entity, intermediates, now)?;
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        self.tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(

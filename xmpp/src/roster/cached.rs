@@ -31,8 +31,8 @@ struct Details {
 
 impl Entry {
     fn new(state: ContactState, name: Option<String>, groups: Vec<String>) -> Entry {
-        let details = (name.is_some() || !groups.is_empty())
-            .then(|| Box::new(Details { name, groups }));
+        let details =
+            (name.is_some() || !groups.is_empty()).then(|| Box::new(Details { name, groups }));
         Entry { state, details }
     }
 
@@ -125,7 +125,8 @@ impl Roster {
     }
 
     pub fn is_subscriber(&self, contact: &BareJid) -> bool {
-        self.entry(contact).is_some_and(|entry| entry.state.sub.from)
+        self.entry(contact)
+            .is_some_and(|entry| entry.state.sub.from)
     }
 
     /// Contacts whose subscription request awaits the user's answer.

@@ -46,7 +46,10 @@ impl JidPool {
     /// contacts takes the lock once.
     pub fn interner(&self) -> Interner<'_> {
         Interner {
-            pool: self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner()),
+            pool: self
+                .inner
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
         }
     }
 
@@ -75,7 +78,8 @@ impl Interner<'_> {
         }
         let pool = &mut *self.pool;
         if pool.jids.len() >= pool.sweep_at {
-            pool.jids.retain(|interned| Arc::strong_count(&interned.0) > 1);
+            pool.jids
+                .retain(|interned| Arc::strong_count(&interned.0) > 1);
             pool.sweep_at = (pool.jids.len() * 2).max(MIN_SWEEP_AT);
         }
         pool.jids.insert(Interned(jid.clone()));
@@ -142,7 +146,11 @@ mod tests {
     fn jids_no_one_holds_are_swept_as_the_pool_grows() {
         let pool = JidPool::default();
         let kept: Vec<_> = (0..10)
-            .map(|n| pool.interner().intern(&format!("kept{n}@example.org")).unwrap())
+            .map(|n| {
+                pool.interner()
+                    .intern(&format!("kept{n}@example.org"))
+                    .unwrap()
+            })
             .collect();
         for n in 0..MIN_SWEEP_AT * 3 {
             pool.interner()

@@ -22,8 +22,7 @@ use super::query::{
     roster_query,
 };
 use super::subscription::{
-    Change, ContactState, Disposition, PresenceNotice, SubscriptionKind, inbound,
-    outbound, removal,
+    Change, ContactState, Disposition, PresenceNotice, SubscriptionKind, inbound, outbound, removal,
 };
 use crate::metrics::Outcome;
 use crate::router::iq::reply;
@@ -246,7 +245,12 @@ async fn set_item(
         .await
         .map_err(storage_error)?;
     let item = RosterItem::from_view(contact.clone(), name, groups, state.view());
-    push(server, user, &item, version.unwrap_or(roster.version_number()));
+    push(
+        server,
+        user,
+        &item,
+        version.unwrap_or(roster.version_number()),
+    );
     Ok(())
 }
 
