@@ -25,6 +25,11 @@ function start(username, resource) {
     resource,
     transports: { websocket: env("STARLING_WS_URL"), bosh: false },
   });
+  // StanzaJS picks a -PLUS mechanism whenever one is offered, then aborts
+  // for want of a tls-unique binding, which it never has over WebSocket: a
+  // StanzaJS app must turn them off for any server offering -PLUS there.
+  client.sasl.disable("SCRAM-SHA-256-PLUS");
+  client.sasl.disable("SCRAM-SHA-1-PLUS");
   return new Promise((resolve, reject) => {
     client.once("session:started", () => resolve(client));
     client.once("auth:failed", () => reject(new Error(`${username}: authentication failed`)));
