@@ -8,6 +8,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 
+use crate::TestCluster;
 use crate::tools::PYTHON;
 use std::time::{Duration, Instant};
 
@@ -89,4 +90,24 @@ pub fn run_script_in(
         Some(status) => panic!("{name} failed ({status}):\n{output}"),
         None => panic!("{name} was killed after {limit:?}:\n{output}"),
     }
+}
+
+/// The scripts' arguments for a cluster: the first node's c2s port, every
+/// node's, and the domain (`--host --port --ports --domain`).
+pub fn cluster_args(cluster: &TestCluster) -> Vec<String> {
+    let ports: Vec<String> = cluster
+        .nodes
+        .iter()
+        .map(|node| node.c2s.port().to_string())
+        .collect();
+    vec![
+        "--host".into(),
+        "127.0.0.1".into(),
+        "--port".into(),
+        ports[0].clone(),
+        "--ports".into(),
+        ports.join(","),
+        "--domain".into(),
+        cluster.node(0).domain.clone(),
+    ]
 }

@@ -24,14 +24,8 @@ pub fn pypi_python() -> PathBuf {
 /// Fails the test with what to do when the PyPI slixmpp is missing.
 pub fn require_pypi_slixmpp() {
     let python = pypi_python();
-    let found = Command::new(&python)
-        .args(["-c", "import slixmpp.plugins.xep_0402"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
     assert!(
-        found,
+        imports(&python, "slixmpp.plugins.xep_0402"),
         "{} cannot import slixmpp's xep_0402: make the virtual environment with \
          `python3 -m venv tests/interop/.venv` and `tests/interop/.venv/bin/pip install \
          -r tests/interop/requirements.txt` (tests/run does)",
@@ -39,19 +33,23 @@ pub fn require_pypi_slixmpp() {
     );
 }
 
+/// Whether `python` can import `module`.
+fn imports(python: &Path, module: &str) -> bool {
+    Command::new(python)
+        .args(["-c", &format!("import {module}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
 /// The oldest Node.js the browser and Bayeux test runners work with.
 const NODE_MAJOR: u32 = 20;
 
 /// Fails the test with what to install when slixmpp is missing.
 pub fn require_slixmpp() {
-    let found = Command::new(PYTHON)
-        .args(["-c", "import slixmpp"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
     assert!(
-        found,
+        imports(Path::new(PYTHON), "slixmpp"),
         "{PYTHON} cannot import slixmpp: install the Debian package python3-slixmpp \
          (tests/run does)"
     );

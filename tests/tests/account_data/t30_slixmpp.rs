@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use starling_tests::TestCluster;
-use starling_tests::interop::run_script;
+use starling_tests::interop::{cluster_args, run_script};
 use starling_tests::tools::require_slixmpp;
 
 /// Bound for the script; it bounds itself well below this.
@@ -22,21 +22,7 @@ fn slixmpp_account_data_across_nodes() {
         .user("alice", "alice-pw")
         .user("bob", "bob-pw")
         .start();
-    let ports: Vec<String> = cluster
-        .nodes
-        .iter()
-        .map(|node| node.c2s.port().to_string())
-        .collect();
-    let args = [
-        "--host".into(),
-        "127.0.0.1".into(),
-        "--port".into(),
-        ports[0].clone(),
-        "--ports".into(),
-        ports.join(","),
-        "--domain".into(),
-        cluster.node(0).domain.clone(),
-    ];
+    let args = cluster_args(&cluster);
     run_script(
         "slixmpp_account_data.py",
         &args,

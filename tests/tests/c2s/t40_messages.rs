@@ -78,6 +78,27 @@ async fn a_message_to_a_full_jid_reaches_that_resource_only() {
     });
 }
 
+/// A client that puts its bare JID in `from` still sends from its full JID:
+/// the server stamps the session's address (RFC 6120 8.1.2.1), so replies can
+/// reach the resource that wrote.
+#[tokio::test]
+async fn a_bare_jid_from_is_stamped_with_the_full_jid() {
+    let node = TestNode::builder()
+        .user("alice", "pw")
+        .user("bob", "pw")
+        .start();
+    let mut alice = online(&node, "alice", "pw", "a").await;
+    let mut bob = online(&node, "bob", "pw", "b").await;
+    send(
+        &mut alice,
+        "<message from='alice@localhost' to='bob@localhost/b' type='chat' id='m2'>\
+         <body>stamped</body></message>",
+    )
+    .await;
+    let message = expect_body(&mut bob, "stamped").await;
+    assert_eq!(message.attr("from"), Some("alice@localhost/a"));
+}
+
 #[tokio::test]
 async fn bare_jid_messages_go_to_the_highest_priority_resources() {
     let node = TestNode::builder()

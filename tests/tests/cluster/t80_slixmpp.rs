@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use starling_tests::TestCluster;
-use starling_tests::interop::run_script_in;
+use starling_tests::interop::{cluster_args, run_script_in};
 use starling_tests::tools::{PYTHON, pypi_python, require_pypi_slixmpp, require_slixmpp};
 
 use crate::support::*;
@@ -68,18 +68,6 @@ fn run_on_cluster_with(python: &std::path::Path, script: &str) {
         .user("alice", "alice-pw")
         .user("bob", "bob-pw")
         .start();
-    let ports: Vec<String> = (1..=NODES)
-        .map(|n| node(&cluster, n).c2s.port().to_string())
-        .collect();
-    let args = [
-        "--host".into(),
-        "127.0.0.1".into(),
-        "--port".into(),
-        ports[0].clone(),
-        "--ports".into(),
-        ports.join(","),
-        "--domain".into(),
-        node(&cluster, 1).domain.clone(),
-    ];
+    let args = cluster_args(&cluster);
     run_script_in(python, script, &args, cluster.dir(), SCRIPT_LIMIT);
 }

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use starling_tests::TestCluster;
-use starling_tests::interop::run_script;
+use starling_tests::interop::{cluster_args, run_script};
 use starling_tests::tools::require_slixmpp;
 
 /// Bound for the script; it bounds itself well below this.
@@ -22,20 +22,6 @@ fn slixmpp_resumes_on_the_same_node_and_on_another() {
         .user("sam", "sam-pw")
         .user("pat", "pat-pw")
         .start();
-    let ports: Vec<String> = cluster
-        .nodes
-        .iter()
-        .map(|node| node.c2s.port().to_string())
-        .collect();
-    let args = [
-        "--host".into(),
-        "127.0.0.1".into(),
-        "--port".into(),
-        ports[0].clone(),
-        "--ports".into(),
-        ports.join(","),
-        "--domain".into(),
-        cluster.node(0).domain.clone(),
-    ];
+    let args = cluster_args(&cluster);
     run_script("slixmpp_sm.py", &args, cluster.dir(), SCRIPT_LIMIT);
 }

@@ -447,11 +447,12 @@ async fn handle_element(
     // from here on, even if this connection is lost while it travels.
     sm_stream::received(sm);
     server.metrics.stanza_in(stanza.kind);
+    // The server stamps the session's full JID, also over a bare JID the
+    // client put there (RFC 6120 8.1.2.1); any other JID is spoofing.
     match &stanza.from {
         None => stanza.stamp_from(&session.jid),
         Some(from) if *from == Jid::from(session.jid.clone()) => {}
-        // A client may put its bare JID; anything else is spoofing (RFC 6120 8.1.2.1).
-        Some(from) if *from == Jid::from(session.jid.to_bare()) => {}
+        Some(from) if *from == Jid::from(session.jid.to_bare()) => stanza.stamp_from(&session.jid),
         Some(from) => {
             return Err(ConnError::stream(
                 "invalid-from",
