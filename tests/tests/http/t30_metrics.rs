@@ -228,6 +228,57 @@ async fn metrics_are_prometheus_text_with_every_family() {
         value(&samples, "starling_storage_seconds", &[("op", "get_user")]).is_some(),
         "storage latency by operation"
     );
+
+    // The same families in OpenMetrics when the scraper asks for it.
+    let open = HttpRequest::new(n1.http, "GET", "/metrics")
+        .header(
+            "accept",
+            "application/openmetrics-text;version=1.0.0;q=0.9,text/plain;version=0.0.4;q=0.5",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(open.status, 200);
+    assert!(
+        open.header("content-type")
+            .is_some_and(|t| t.starts_with("application/openmetrics-text; version=1.0.0")),
+        "{:?}",
+        open.header("content-type")
+    );
+    let open_types = openmetrics_types(&open.text());
+    let expected: BTreeMap<String, String> = types
+        .iter()
+        .map(|(name, kind)| match kind.as_str() {
+            // OpenMetrics names a counter family without `_total`; its
+            // samples keep it.
+            "counter" => (
+                name.strip_suffix("_total").unwrap().to_owned(),
+                kind.clone(),
+            ),
+            _ => (name.clone(), kind.clone()),
+        })
+        .collect();
+    assert_eq!(open_types, expected);
+    assert!(
+        open.text()
+            .lines()
+            .any(|line| line.starts_with("starling_logins_total ")),
+        "counter samples end in _total"
+    );
+}
+
+/// The `# TYPE` lines of an OpenMetrics exposition, which must end in
+/// `# EOF` and have nothing after it.
+fn openmetrics_types(text: &str) -> BTreeMap<String, String> {
+    assert!(text.ends_with("\n# EOF\n"), "no # EOF at the end: {text}");
+    assert_eq!(text.matches("# EOF").count(), 1);
+    text.lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .map(|rest| {
+            let (name, kind) = rest.split_once(' ').expect("TYPE name kind");
+            (name.to_owned(), kind.to_owned())
+        })
+        .collect()
 }
 
 #[tokio::test]

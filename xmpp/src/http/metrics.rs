@@ -1,346 +1,292 @@
-//! `GET /metrics`: the node's counters in the Prometheus text format.
-//! Public unless `[http] metrics = false`; may live on its own address
+//! `GET /metrics`: the node's counters, in the Prometheus text format, or
+//! in OpenMetrics 1.0 when the request's `Accept` asks for it. Public
+//! unless `[http] metrics = false`; may live on its own address
 //! (`[http] metrics_bind`).
 //!
 //! Families: connections, sessions (local and cluster), logins and
 //! authentication failures, stanzas in and out by kind, routing outcomes
 //! and tasks (local, remote, lookups retried and missed), the session
 //! directory, every cache, cluster membership and each peer link, store
-//! latency, the HTTP side's own logins, and the Bayeux clients.
+//! latency, pub/sub, each module's figures, the HTTP side's own logins,
+//! the Bayeux clients and federation.
+//!
+//! The counters themselves are relaxed atomics where the work happens;
+//! [`Node`] reads them at each scrape and writes them with
+//! `prometheus-client` (see [`super::prometheus`]).
 
+use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{HeaderMap, header};
 use axum::response::IntoResponse;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::DescriptorEncoder;
 use starling_core::cluster::{PeerState, StanzaKind};
 
 use super::HttpState;
-use super::prometheus::{Exposition, Kind, count};
+use super::prometheus::{Families, Format};
 use crate::metrics::Outcome;
-use crate::storage::BUCKETS_US;
 
-const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-
-pub(crate) async fn render(State(state): State<HttpState>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, CONTENT_TYPE)], exposition(&state))
+pub(crate) async fn render(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+) -> impl IntoResponse {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|value| value.to_str().ok());
+    let format = Format::from_accept(accept);
+    (
+        [(header::CONTENT_TYPE, format.content_type())],
+        format.encode(Node(state)),
+    )
 }
 
-fn load(counter: &AtomicU64) -> f64 {
-    count(counter.load(Ordering::Relaxed))
+fn load(counter: &AtomicU64) -> u64 {
+    counter.load(Ordering::Relaxed)
 }
 
-pub(crate) fn exposition(state: &HttpState) -> String {
+/// Everything this node exposes, read at each scrape.
+struct Node(HttpState);
+
+impl fmt::Debug for Node {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Node")
+    }
+}
+
+impl Collector for Node {
+    fn encode(&self, encoder: DescriptorEncoder) -> fmt::Result {
+        let mut out = Families::new(encoder);
+        node(&mut out, &self.0)
+    }
+}
+
+fn node(out: &mut Families<'_>, state: &HttpState) -> fmt::Result {
     let server = &state.server;
     let metrics = &server.metrics;
     let status = server.cluster.status();
-    let mut out = Exposition::default();
 
-    out.single(
+    out.gauge(
         "starling_uptime_seconds",
-        Kind::Gauge,
         "Seconds since this node started.",
         server.started.elapsed().as_secs_f64(),
-    );
-
-    out.single(
+    )?;
+    out.counter(
         "starling_connections_accepted_total",
-        Kind::Counter,
         "Client connections accepted.",
         load(&metrics.connections_accepted),
-    );
-    out.single(
+    )?;
+    out.counter(
         "starling_connections_refused_total",
-        Kind::Counter,
         "Client connections refused (rate limit, or this node full).",
         load(&metrics.connections_refused),
-    );
-    out.single(
+    )?;
+    out.gauge(
         "starling_connections_open",
-        Kind::Gauge,
         "Client connections open now.",
         load(&metrics.connections_open),
-    );
-    out.single(
+    )?;
+    out.counter(
         "starling_tls_handshakes_total",
-        Kind::Counter,
         "STARTTLS handshakes completed.",
         load(&metrics.tls_handshakes),
-    );
-    out.single(
+    )?;
+    out.counter(
         "starling_stream_errors_total",
-        Kind::Counter,
         "Streams ended with a stream error.",
         load(&metrics.stream_errors),
-    );
+    )?;
 
-    let local = server.sessions.count();
-    out.family(
+    let local = server.sessions.count() as u64;
+    let remote = status.remote_sessions as u64;
+    out.gauges(
         "starling_sessions",
-        Kind::Gauge,
         "Bound sessions: on this node, and in the whole cluster.",
-    )
-    .sample(
-        "starling_sessions",
-        &[("scope", "local")],
-        count(local as u64),
-    )
-    .sample(
-        "starling_sessions",
-        &[("scope", "cluster")],
-        count((local + status.remote_sessions) as u64),
-    );
-
-    out.single(
+        [
+            ([("scope", "local")], local),
+            ([("scope", "cluster")], local + remote),
+        ],
+    )?;
+    out.counter(
         "starling_logins_total",
-        Kind::Counter,
         "Successful client authentications.",
         load(&metrics.logins),
-    );
-    out.single(
+    )?;
+    out.counter(
         "starling_auth_failures_total",
-        Kind::Counter,
         "Failed client authentications.",
         load(&metrics.auth_failures),
-    );
+    )?;
 
     let kinds = [
         (StanzaKind::Message, "message"),
         (StanzaKind::Presence, "presence"),
         (StanzaKind::Iq, "iq"),
     ];
-    out.family(
+    out.counters(
         "starling_stanzas_in_total",
-        Kind::Counter,
         "Stanzas received, from clients and from other members.",
-    );
-    for (kind, name) in kinds {
-        out.sample(
-            "starling_stanzas_in_total",
-            &[("kind", name)],
-            count(metrics.stanzas_in(kind)),
-        );
-    }
-    out.family(
+        kinds.map(|(kind, name)| ([("kind", name)], metrics.stanzas_in(kind))),
+    )?;
+    out.counters(
         "starling_stanzas_out_total",
-        Kind::Counter,
         "Stanzas written to clients.",
-    );
-    for (kind, name) in kinds {
-        out.sample(
-            "starling_stanzas_out_total",
-            &[("kind", name)],
-            count(metrics.stanzas_out(kind)),
-        );
-    }
-
-    out.family(
+        kinds.map(|(kind, name)| ([("kind", name)], metrics.stanzas_out(kind))),
+    )?;
+    out.counters(
         "starling_routing_outcomes_total",
-        Kind::Counter,
         "How the routing of each stanza ended.",
-    );
-    for outcome in Outcome::ALL {
-        out.sample(
-            "starling_routing_outcomes_total",
-            &[("outcome", outcome.name())],
-            count(metrics.outcomes(outcome)),
-        );
-    }
-    out.family(
+        Outcome::ALL.map(|outcome| ([("outcome", outcome.name())], metrics.outcomes(outcome))),
+    )?;
+    out.counters(
         "starling_routing_tasks_total",
-        Kind::Counter,
         "Stanzas handed to a session on this node (local) or to another member (remote).",
-    )
-    .sample(
-        "starling_routing_tasks_total",
-        &[("target", "local")],
-        load(&metrics.routed_local),
-    )
-    .sample(
-        "starling_routing_tasks_total",
-        &[("target", "remote")],
-        load(&metrics.routed_remote),
-    );
-    out.single(
+        [
+            ([("target", "local")], load(&metrics.routed_local)),
+            ([("target", "remote")], load(&metrics.routed_remote)),
+        ],
+    )?;
+    out.counter(
         "starling_routing_lookup_retries_total",
-        Kind::Counter,
         "Session-directory lookups retried after a miss.",
         load(&metrics.lookup_retries),
-    );
-    out.single(
+    )?;
+    out.counter(
         "starling_routing_lookup_misses_total",
-        Kind::Counter,
         "Lookups that missed after every retry (handled as for an offline user).",
         load(&metrics.lookup_misses),
-    );
-    out.single(
+    )?;
+    out.counter(
         "starling_offline_delivered_total",
-        Kind::Counter,
         "Offline messages delivered at login.",
         load(&metrics.offline_delivered),
-    );
-
-    out.family(
+    )?;
+    out.gauges(
         "starling_directory_entries",
-        Kind::Gauge,
         "Session-directory entries: this node's sessions, and those replicated from other members.",
-    )
-    .sample(
-        "starling_directory_entries",
-        &[("owner", "local")],
-        count(local as u64),
-    )
-    .sample(
-        "starling_directory_entries",
-        &[("owner", "remote")],
-        count(status.remote_sessions as u64),
-    );
+        [
+            ([("owner", "local")], local),
+            ([("owner", "remote")], remote),
+        ],
+    )?;
 
-    caches(&mut out, state);
-    cluster(&mut out, &status, server.config.cluster.enabled);
-    storage(&mut out, state);
-    pubsub(&mut out, state);
+    caches(out, state)?;
+    cluster(out, &status, server.config.cluster.enabled)?;
+    server.store.timings().expose(out)?;
+    pubsub(out, state)?;
     for metric in server.modules.metrics() {
-        let kind = if metric.counter {
-            Kind::Counter
+        if metric.counter {
+            out.counter(metric.name, metric.help, metric.value)?;
         } else {
-            Kind::Gauge
-        };
-        out.single(metric.name, kind, metric.help, count(metric.value));
+            out.gauge(metric.name, metric.help, metric.value)?;
+        }
     }
 
     let counters = &state.counters;
-    out.single(
+    out.counter(
         "starling_admin_logins_total",
-        Kind::Counter,
         "Admin logins on the HTTP side.",
         load(&counters.admin_logins),
-    );
-    out.single(
+    )?;
+    out.counter(
         "starling_admin_login_failures_total",
-        Kind::Counter,
         "Refused admin logins (form or HTTP Basic).",
         load(&counters.admin_login_failures),
-    );
-    out.single(
+    )?;
+    out.counter(
         "starling_http_messages_total",
-        Kind::Counter,
         "Messages sent with POST /api/messages.",
         load(&counters.messages_sent),
-    );
-    cometd(&mut out, state);
-    server.s2s.metrics.expose(&mut out);
-    out.finish()
+    )?;
+    cometd(out, state)?;
+    server.s2s.metrics.expose(out)
 }
 
-fn cometd(out: &mut Exposition, state: &HttpState) {
+fn cometd(out: &mut Families<'_>, state: &HttpState) -> fmt::Result {
     let bayeux = &state.cometd;
     let counters = &bayeux.counters;
-    out.single(
+    out.gauge(
         "starling_cometd_clients",
-        Kind::Gauge,
         "Bayeux clients on this node.",
-        count(bayeux.client_count() as u64),
-    );
-    out.single(
+        bayeux.client_count() as u64,
+    )?;
+    out.gauge(
         "starling_cometd_channels",
-        Kind::Gauge,
         "Channels with a Bayeux subscriber on this node.",
-        count(bayeux.channel_count() as u64),
-    );
+        bayeux.channel_count() as u64,
+    )?;
     for (name, help, counter) in [
         (
-            "handshakes",
+            "starling_cometd_handshakes_total",
             "Bayeux handshakes accepted.",
             &counters.handshakes,
         ),
         (
-            "handshake_failures",
+            "starling_cometd_handshake_failures_total",
             "Bayeux handshakes refused (bad input, credentials, or a limit).",
             &counters.handshake_failures,
         ),
         (
-            "expired",
+            "starling_cometd_expired_total",
             "Bayeux clients removed after maxInterval without a connect.",
             &counters.expired,
         ),
         (
-            "write_timeouts",
+            "starling_cometd_write_timeouts_total",
             "Bayeux WebSockets closed because the client read nothing for write_timeout_ms.",
             &counters.write_timeouts,
         ),
         (
-            "dropped_slow",
+            "starling_cometd_dropped_slow_total",
             "Bayeux clients removed because their queue was full.",
             &counters.dropped_slow,
         ),
         (
-            "events_queued",
+            "starling_cometd_events_queued_total",
             "Events queued for Bayeux clients.",
             &counters.events_queued,
         ),
         (
-            "publishes",
+            "starling_cometd_publishes_total",
             "Bayeux publishes turned into pub/sub items.",
             &counters.publishes,
         ),
     ] {
-        out.single(
-            &format!("starling_cometd_{name}_total"),
-            Kind::Counter,
-            help,
-            load(counter),
-        );
+        out.counter(name, help, load(counter))?;
     }
-    out.family(
+    out.counters(
         "starling_cometd_handshakes_refused_total",
-        Kind::Counter,
         "Bayeux handshakes refused by a limit: this node full (max_clients), the address full (max_clients_per_ip), or its handshake rate.",
-    );
-    for (reason, counter) in [
-        ("node_full", &counters.refused_node_full),
-        ("address_full", &counters.refused_address_full),
-        ("rate", &counters.refused_rate),
-    ] {
-        out.sample(
-            "starling_cometd_handshakes_refused_total",
-            &[("reason", reason)],
-            load(counter),
-        );
-    }
+        [
+            ([("reason", "node_full")], load(&counters.refused_node_full)),
+            ([("reason", "address_full")], load(&counters.refused_address_full)),
+            ([("reason", "rate")], load(&counters.refused_rate)),
+        ],
+    )
 }
 
-fn caches(out: &mut Exposition, state: &HttpState) {
+fn caches(out: &mut Families<'_>, state: &HttpState) -> fmt::Result {
     let snapshot = super::api::cache_snapshot(&state.server);
-    out.family(
+    out.gauges(
         "starling_cache_entries",
-        Kind::Gauge,
         "Entries held by each cache.",
-    );
-    for cache in &snapshot {
-        let kind = match cache.kind {
-            starling_core::cache::CacheKind::Replicated => "replicated",
-            starling_core::cache::CacheKind::Invalidated => "invalidated",
-            starling_core::cache::CacheKind::Local => "local",
-        };
-        out.sample(
-            "starling_cache_entries",
-            &[("cache", &cache.name), ("kind", kind)],
-            count(cache.size),
-        );
-    }
-    out.family(
+        snapshot.iter().map(|cache| {
+            let kind = match cache.kind {
+                starling_core::cache::CacheKind::Replicated => "replicated",
+                starling_core::cache::CacheKind::Invalidated => "invalidated",
+                starling_core::cache::CacheKind::Local => "local",
+            };
+            ([("cache", cache.name.as_str()), ("kind", kind)], cache.size)
+        }),
+    )?;
+    out.gauges(
         "starling_cache_limit",
-        Kind::Gauge,
         "Entry limit of each cache (0: never evicted).",
-    );
-    for cache in &snapshot {
-        out.sample(
-            "starling_cache_limit",
-            &[("cache", &cache.name)],
-            count(cache.limit),
-        );
-    }
+        snapshot
+            .iter()
+            .map(|cache| ([("cache", cache.name.as_str())], cache.limit)),
+    )?;
     let counters: [(&str, &str, fn(&starling_core::cache::CacheStats) -> u64); 3] = [
         (
             "starling_cache_hits_total",
@@ -359,97 +305,84 @@ fn caches(out: &mut Exposition, state: &HttpState) {
         ),
     ];
     for (name, help, value) in counters {
-        out.family(name, Kind::Counter, help);
-        for cache in &snapshot {
-            out.sample(name, &[("cache", &cache.name)], count(value(cache)));
-        }
+        out.counters(
+            name,
+            help,
+            snapshot
+                .iter()
+                .map(|cache| ([("cache", cache.name.as_str())], value(cache))),
+        )?;
     }
+    Ok(())
 }
 
-fn cluster(out: &mut Exposition, status: &starling_core::cluster::ClusterStatus, enabled: bool) {
+fn cluster(
+    out: &mut Families<'_>,
+    status: &starling_core::cluster::ClusterStatus,
+    enabled: bool,
+) -> fmt::Result {
     let states = [
         (PeerState::Up, "up"),
         (PeerState::Suspect, "suspect"),
         (PeerState::Down, "down"),
         (PeerState::Leaving, "leaving"),
     ];
-    out.family(
+    out.gauges(
         "starling_cluster_members",
-        Kind::Gauge,
         "Members by state, as this node sees them.",
-    );
-    for (state, name) in states {
-        let members = status.members.iter().filter(|m| m.state == state).count();
-        out.sample(
-            "starling_cluster_members",
-            &[("state", name)],
-            count(members as u64),
-        );
-    }
+        states.map(|(state, name)| {
+            let members = status.members.iter().filter(|m| m.state == state).count();
+            ([("state", name)], members as u64)
+        }),
+    )?;
     let quorum = !enabled || super::api::cluster::has_quorum(status);
-    out.single(
+    out.gauge(
         "starling_cluster_quorum",
-        Kind::Gauge,
         "1 while a senior member is known and a majority of the members is up.",
-        if quorum { 1.0 } else { 0.0 },
-    );
-    out.single(
+        u64::from(quorum),
+    )?;
+    out.gauge(
         "starling_cluster_ready",
-        Kind::Gauge,
         "1 once this node holds the session directory and accepts logins.",
-        if status.ready { 1.0 } else { 0.0 },
-    );
-    out.single(
+        u64::from(status.ready),
+    )?;
+    out.gauge(
         "starling_cluster_term",
-        Kind::Gauge,
         "The Raft term this node knows.",
-        count(status.term),
-    );
+        status.term,
+    )?;
     let peers: Vec<_> = status
         .members
         .iter()
         .filter(|member| member.id != status.this_node)
         .collect();
-    out.family(
+    out.gauges(
         "starling_cluster_peer_up",
-        Kind::Gauge,
         "1 when the peer is up and its link established.",
-    );
-    for peer in &peers {
-        let up = peer.state == PeerState::Up && peer.link.is_some();
-        out.sample(
-            "starling_cluster_peer_up",
-            &[("peer", &peer.name)],
-            if up { 1.0 } else { 0.0 },
-        );
-    }
-    out.family(
+        peers.iter().map(|peer| {
+            let up = peer.state == PeerState::Up && peer.link.is_some();
+            ([("peer", peer.name.as_str())], u64::from(up))
+        }),
+    )?;
+    out.gauges(
         "starling_cluster_peer_queue_depth",
-        Kind::Gauge,
         "Frames waiting in the send queue to each peer.",
-    );
-    for peer in &peers {
-        let depth = peer.link.as_ref().map_or(0, |link| link.queue_depth);
-        out.sample(
-            "starling_cluster_peer_queue_depth",
-            &[("peer", &peer.name)],
-            count(depth as u64),
-        );
-    }
-    out.family(
+        peers.iter().map(|peer| {
+            let depth = peer.link.as_ref().map_or(0, |link| link.queue_depth);
+            ([("peer", peer.name.as_str())], depth as u64)
+        }),
+    )?;
+    out.gauges(
         "starling_cluster_peer_heard_seconds",
-        Kind::Gauge,
         "Seconds since anything arrived from each linked peer.",
-    );
-    for peer in &peers {
-        if let Some(link) = &peer.link {
-            out.sample(
-                "starling_cluster_peer_heard_seconds",
-                &[("peer", &peer.name)],
+        peers.iter().filter_map(|peer| {
+            let link = peer.link.as_ref()?;
+            Some((
+                [("peer", peer.name.as_str())],
                 link.heard_ms_ago as f64 / 1000.0,
-            );
-        }
-    }
+            ))
+        }),
+    )?;
     let counters = &status.counters;
     for (name, help, value) in [
         (
@@ -503,11 +436,12 @@ fn cluster(out: &mut Exposition, status: &starling_core::cluster::ClusterStatus,
             counters.interest_ack_timeouts,
         ),
     ] {
-        out.single(name, Kind::Counter, help, count(value));
+        out.counter(name, help, value)?;
     }
+    Ok(())
 }
 
-fn pubsub(out: &mut Exposition, state: &HttpState) {
+fn pubsub(out: &mut Families<'_>, state: &HttpState) -> fmt::Result {
     let pubsub = &state.server.pubsub;
     let counters = &pubsub.counters;
     for (name, help, value) in [
@@ -562,56 +496,16 @@ fn pubsub(out: &mut Exposition, state: &HttpState) {
             &counters.late_overflow,
         ),
     ] {
-        out.single(name, Kind::Counter, help, load(value));
+        out.counter(name, help, load(value))?;
     }
-    out.single(
+    out.gauge(
         "starling_pubsub_notify_waiting_subscribers",
-        Kind::Gauge,
         "Subscribers (per pub/sub node) whose notifications wait for a repeated directory lookup.",
-        count(pubsub.waiting_subscribers() as u64),
-    );
-    out.single(
+        pubsub.waiting_subscribers() as u64,
+    )?;
+    out.gauge(
         "starling_pubsub_watched_nodes",
-        Kind::Gauge,
         "Pub/sub nodes with local watchers.",
-        count(pubsub.watched_nodes() as u64),
-    );
-}
-
-fn storage(out: &mut Exposition, state: &HttpState) {
-    const NAME: &str = "starling_storage_seconds";
-    out.family(
-        NAME,
-        Kind::Histogram,
-        "Latency of store calls on users' paths, by operation.",
-    );
-    let bounds: Vec<String> = BUCKETS_US
-        .iter()
-        .map(|us| (*us as f64 / 1_000_000.0).to_string())
-        .collect();
-    for histogram in state.server.store.timings().snapshot() {
-        let op = histogram.op.name();
-        for (bound, cumulative) in bounds.iter().zip(histogram.cumulative) {
-            out.sample(
-                "starling_storage_seconds_bucket",
-                &[("op", op), ("le", bound)],
-                count(cumulative),
-            );
-        }
-        out.sample(
-            "starling_storage_seconds_bucket",
-            &[("op", op), ("le", "+Inf")],
-            count(histogram.count),
-        );
-        out.sample(
-            "starling_storage_seconds_sum",
-            &[("op", op)],
-            histogram.sum_us as f64 / 1_000_000.0,
-        );
-        out.sample(
-            "starling_storage_seconds_count",
-            &[("op", op)],
-            count(histogram.count),
-        );
-    }
+        pubsub.watched_nodes() as u64,
+    )
 }

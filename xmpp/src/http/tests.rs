@@ -514,7 +514,34 @@ async fn metrics_and_lb_are_public_and_metrics_can_be_turned_off() {
     let fx = fixture(|_| {}).await;
     let response = fx.call("GET", "/metrics", "", &[]).await;
     assert_eq!(response.status(), StatusCode::OK);
-    assert!(text(response).await.contains("starling_sessions"));
+    assert_eq!(
+        response.headers()[header::CONTENT_TYPE],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let plain = text(response).await;
+    assert!(
+        plain.contains("\n# TYPE starling_sessions gauge\n"),
+        "{plain}"
+    );
+    assert!(
+        plain.contains("\n# TYPE starling_logins_total counter\n"),
+        "{plain}"
+    );
+    assert!(!plain.contains("# EOF"), "{plain}");
+    let accept = [("accept", "application/openmetrics-text; version=1.0.0")];
+    let response = fx.call("GET", "/metrics", "", &accept).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()[header::CONTENT_TYPE],
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    let open = text(response).await;
+    assert!(
+        open.contains("\n# TYPE starling_logins counter\n"),
+        "{open}"
+    );
+    assert!(open.contains("\nstarling_logins_total 0\n"), "{open}");
+    assert!(open.ends_with("\n# EOF\n"), "{open}");
     let response = fx.call("GET", "/lb/plain", "", &[]).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(json(response).await["node"], "node1");

@@ -295,8 +295,17 @@ pub trait Module: Send + Sync + 'static {
     }
 
     /// A stanza to one of the module's hosts (not an iq the registry routed).
-    fn host_stanza<'a>(&'a self, server: &'a Server, stanza: Stanza) -> BoxFuture<'a, ()> {
-        let _ = (server, stanza);
+    /// `stanza.hops` says whether it crossed from another member (above 0)
+    /// and how often. `returned`: one of this member's own stanzas that a
+    /// peer's dying link gave back unacknowledged; the peer may or may not
+    /// have handled it.
+    fn host_stanza<'a>(
+        &'a self,
+        server: &'a Server,
+        stanza: Stanza,
+        returned: bool,
+    ) -> BoxFuture<'a, ()> {
+        let _ = (server, stanza, returned);
         Box::pin(async {})
     }
 

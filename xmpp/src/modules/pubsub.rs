@@ -47,7 +47,12 @@ impl Module for PubSubModule {
         }
     }
 
-    fn host_stanza<'a>(&'a self, server: &'a Server, stanza: Stanza) -> BoxFuture<'a, ()> {
+    fn host_stanza<'a>(
+        &'a self,
+        server: &'a Server,
+        stanza: Stanza,
+        _returned: bool,
+    ) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             let addressed_to_service = stanza
                 .to

@@ -18,31 +18,8 @@ use crate::server::Server;
 use crate::session::CloseReason;
 use crate::stanza::{PresenceType, Stanza};
 
-tokio::task_local! {
-    /// Hops of the stanza being handled, when it came from another member.
-    /// The router reads the count on the stanza itself; this copy is for
-    /// the modules' hooks, which read it while the member's stanza is
-    /// handled.
-    pub static HOPS: u8;
-    /// Set while a module host handles one of this member's own envelopes
-    /// that a dying link gave back unacknowledged.
-    static RETURNED: bool;
-}
-
-/// True while a module host handles a stanza this member had sent to a
-/// peer whose link died before acknowledging it: the peer may or may not
-/// have handled it.
-pub fn returned_by_a_dying_link() -> bool {
-    RETURNED.try_with(|returned| *returned).unwrap_or(false)
-}
-
 /// Most times a stanza may cross between members.
 pub const MAX_HOPS: u8 = 2;
-
-/// The hop count a stanza a module forwards from the current task gets.
-pub fn next_hop() -> u8 {
-    HOPS.try_with(|hops| *hops).unwrap_or(0).saturating_add(1)
-}
 
 /// The server's side of the cluster seam.
 pub struct ServerDelivery {
@@ -63,9 +40,7 @@ impl LocalDelivery for ServerDelivery {
             let Some(server) = self.server.upgrade() else {
                 return;
             };
-            let hops = envelope.hops;
-            HOPS.scope(hops, deliver(&server, envelope, from, false))
-                .await
+            deliver(&server, envelope, from, false).await
         })
     }
 
@@ -74,9 +49,8 @@ impl LocalDelivery for ServerDelivery {
             let Some(server) = self.server.upgrade() else {
                 return;
             };
-            let (from, hops) = (server.cluster.node_id(), envelope.hops);
-            HOPS.scope(hops, deliver(&server, envelope, from, true))
-                .await
+            let from = server.cluster.node_id();
+            deliver(&server, envelope, from, true).await
         })
     }
 
@@ -236,14 +210,12 @@ async fn deliver(server: &Server, envelope: Envelope, from: NodeId, returned: bo
     }
     // A stanza for a module's host (a group chat room on the member that
     // hosts it, or a room's relay): the module takes it, knowing from the
-    // hop count that it came from a member.
+    // stanza's hop count that it came from a member, and from `returned`
+    // that it is our own envelope that a dying link gave back (then it is
+    // not a member's stanza, whatever its hop count).
     if let Some(module) = server.modules.host(envelope.to.domain().as_str()) {
-        // Our own envelope that a dying link gave back: the module decides,
-        // seeing it as a stanza of this member (hop count 0).
-        let hops = if returned { 0 } else { envelope.hops };
         let module = module.clone();
-        let handled = HOPS.scope(hops, module.host_stanza(server, stanza));
-        return RETURNED.scope(returned, handled).await;
+        return module.host_stanza(server, stanza, returned).await;
     }
     let target = envelope
         .to

@@ -126,7 +126,7 @@ pub fn route<'a>(server: &'a Server, stanza: Stanza) -> crate::BoxFuture<'a, ()>
             return iq_or_discard_for_server(server, stanza).await;
         };
         if let Some(module) = server.modules.host(to.domain().as_str()) {
-            return module.clone().host_stanza(server, stanza).await;
+            return module.clone().host_stanza(server, stanza, false).await;
         }
         if to.domain().as_str() != server.domain {
             return crate::s2s::send(server, stanza).await;

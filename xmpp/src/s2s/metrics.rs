@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::connect::Method;
-use crate::http::prometheus::{Exposition, Kind, count};
+use crate::http::prometheus::Families;
 
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Direction {
@@ -42,63 +42,60 @@ impl S2sMetrics {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn expose(&self, out: &mut Exposition) {
-        let load = |counter: &AtomicU64| count(counter.load(Ordering::Relaxed));
-        let name = "starling_s2s_streams";
-        out.family(name, Kind::Gauge, "Server-to-server streams open now.")
-            .sample(name, &[("direction", "in")], load(&self.streams_in))
-            .sample(name, &[("direction", "out")], load(&self.streams_out));
-        let name = "starling_s2s_stanzas_total";
-        out.family(
-            name,
-            Kind::Counter,
+    pub(crate) fn expose(&self, out: &mut Families<'_>) -> std::fmt::Result {
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        out.gauges(
+            "starling_s2s_streams",
+            "Server-to-server streams open now.",
+            [
+                ([("direction", "in")], load(&self.streams_in)),
+                ([("direction", "out")], load(&self.streams_out)),
+            ],
+        )?;
+        out.counters(
+            "starling_s2s_stanzas_total",
             "Stanzas received from and sent to other servers.",
-        )
-        .sample(name, &[("direction", "in")], load(&self.stanzas_in))
-        .sample(name, &[("direction", "out")], load(&self.stanzas_out));
-        let name = "starling_s2s_authentications_total";
-        out.family(
-            name,
-            Kind::Counter,
+            [
+                ([("direction", "in")], load(&self.stanzas_in)),
+                ([("direction", "out")], load(&self.stanzas_out)),
+            ],
+        )?;
+        out.counters(
+            "starling_s2s_authentications_total",
             "Server-to-server streams authenticated, by method (SASL EXTERNAL or dialback).",
-        )
-        .sample(
-            name,
-            &[("direction", "in"), ("method", "external")],
-            load(&self.external_in),
-        )
-        .sample(
-            name,
-            &[("direction", "in"), ("method", "dialback")],
-            load(&self.dialback_in),
-        )
-        .sample(
-            name,
-            &[("direction", "out"), ("method", "external")],
-            load(&self.external_out),
-        )
-        .sample(
-            name,
-            &[("direction", "out"), ("method", "dialback")],
-            load(&self.dialback_out),
-        );
-        out.single(
+            [
+                (
+                    [("direction", "in"), ("method", "external")],
+                    load(&self.external_in),
+                ),
+                (
+                    [("direction", "in"), ("method", "dialback")],
+                    load(&self.dialback_in),
+                ),
+                (
+                    [("direction", "out"), ("method", "external")],
+                    load(&self.external_out),
+                ),
+                (
+                    [("direction", "out"), ("method", "dialback")],
+                    load(&self.dialback_out),
+                ),
+            ],
+        )?;
+        out.counter(
             "starling_s2s_stream_errors_total",
-            Kind::Counter,
             "Incoming server-to-server streams ended with a stream error.",
             load(&self.stream_errors_in),
-        );
-        out.single(
+        )?;
+        out.counter(
             "starling_s2s_connect_failures_total",
-            Kind::Counter,
             "Outgoing server-to-server streams that could not be set up.",
             load(&self.connect_failures),
-        );
-        out.single(
+        )?;
+        out.counter(
             "starling_s2s_bounced_total",
-            Kind::Counter,
             "Stanzas to other servers bounced because no stream took them.",
             load(&self.bounced),
-        );
+        )
     }
 }

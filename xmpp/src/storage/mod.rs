@@ -60,7 +60,7 @@ pub use pep::{LastPepItem, PepItem};
 pub use private::PrivateWrite;
 pub use pubsub::{StoredItem, StoredNode, StoredSubscription};
 pub use roster::StoredRosterItem;
-pub use timing::{BUCKETS_US, HistogramSnapshot, StoreOp, StoreTimings};
+pub use timing::{BUCKETS_US, StoreOp, StoreTimings};
 pub use users::{NewUser, UserRecord, UserSummary};
 pub use vcard::StoredVcard;
 

@@ -3,10 +3,12 @@
 //!
 //! The calls measured are those on a user's path: account lookups at login,
 //! roster reads and writes, offline store and flush. `/metrics` reads them
-//! through [`StoreTimings::snapshot`].
+//! through [`StoreTimings::expose`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
+
+use crate::http::prometheus::{Families, Histogram};
 
 /// Upper bounds of the histogram buckets, in microseconds (Prometheus `le`).
 pub const BUCKETS_US: [u64; 12] = [
@@ -52,27 +54,17 @@ impl StoreOp {
 }
 
 #[derive(Debug, Default)]
-struct Histogram {
+struct Buckets {
     /// Non-cumulative counts per bucket; the last slot is "above every bound".
     buckets: [AtomicU64; BUCKETS_US.len() + 1],
     sum_us: AtomicU64,
     count: AtomicU64,
 }
 
-/// One histogram as read at one moment.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HistogramSnapshot {
-    pub op: StoreOp,
-    /// Cumulative counts for each bound of [`BUCKETS_US`] (Prometheus style).
-    pub cumulative: [u64; BUCKETS_US.len()],
-    pub sum_us: u64,
-    pub count: u64,
-}
-
 /// Latency histograms of the store calls, shared by every clone of a `Store`.
 #[derive(Debug, Default)]
 pub struct StoreTimings {
-    ops: [Histogram; StoreOp::ALL.len()],
+    ops: [Buckets; StoreOp::ALL.len()],
 }
 
 impl StoreTimings {
@@ -97,25 +89,30 @@ impl StoreTimings {
         histogram.count.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn snapshot(&self) -> Vec<HistogramSnapshot> {
-        StoreOp::ALL
-            .iter()
-            .map(|op| {
-                let histogram = &self.ops[op.index()];
-                let mut cumulative = [0; BUCKETS_US.len()];
-                let mut running = 0;
-                for (slot, bucket) in cumulative.iter_mut().zip(&histogram.buckets) {
-                    running += bucket.load(Ordering::Relaxed);
-                    *slot = running;
-                }
-                HistogramSnapshot {
-                    op: *op,
-                    cumulative,
-                    sum_us: histogram.sum_us.load(Ordering::Relaxed),
-                    count: histogram.count.load(Ordering::Relaxed),
-                }
-            })
-            .collect()
+    /// One operation's histogram as read now: sum in seconds, count, and
+    /// each bucket's own count (not cumulative).
+    pub(crate) fn read(&self, op: StoreOp) -> Histogram {
+        let histogram = &self.ops[op.index()];
+        Histogram {
+            sum: histogram.sum_us.load(Ordering::Relaxed) as f64 / 1_000_000.0,
+            count: histogram.count.load(Ordering::Relaxed),
+            buckets: BUCKETS_US
+                .iter()
+                .zip(&histogram.buckets)
+                .map(|(bound, bucket)| {
+                    (*bound as f64 / 1_000_000.0, bucket.load(Ordering::Relaxed))
+                })
+                .collect(),
+        }
+    }
+
+    /// `starling_storage_seconds{op}` for `/metrics`.
+    pub(crate) fn expose(&self, out: &mut Families<'_>) -> std::fmt::Result {
+        out.histograms(
+            "starling_storage_seconds",
+            "Latency of store calls on users' paths, by operation.",
+            StoreOp::ALL.map(|op| ([("op", op.name())], self.read(op))),
+        )
     }
 }
 
@@ -138,40 +135,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn buckets_are_cumulative_and_the_sum_adds_up() {
+    fn buckets_count_each_call_once_and_the_sum_adds_up() {
         let timings = StoreTimings::default();
         timings.record(StoreOp::GetUser, 100);
         timings.record(StoreOp::GetUser, 3_000);
         timings.record(StoreOp::GetUser, 9_000_000);
         timings.record(StoreOp::TakeOffline, 250);
-        let snapshot = timings.snapshot();
-        let get_user = snapshot.iter().find(|h| h.op == StoreOp::GetUser).unwrap();
+        let get_user = timings.read(StoreOp::GetUser);
         assert_eq!(get_user.count, 3);
-        assert_eq!(get_user.sum_us, 9_003_100);
-        assert_eq!(get_user.cumulative[0], 1, "100 us <= 250 us");
-        assert_eq!(get_user.cumulative[3], 1, "3 ms is above 2.5 ms");
-        assert_eq!(get_user.cumulative[4], 2, "3 ms <= 5 ms");
+        assert_eq!(get_user.sum, 9.0031);
+        assert_eq!(get_user.buckets[0], (0.00025, 1), "100 us <= 250 us");
+        assert_eq!(get_user.buckets[3].1, 0, "3 ms is above 2.5 ms");
+        assert_eq!(get_user.buckets[4], (0.005, 1), "3 ms <= 5 ms");
         assert_eq!(
-            *get_user.cumulative.last().unwrap(),
+            get_user.buckets.iter().map(|(_, n)| n).sum::<u64>(),
             2,
             "9 s is above every bound: only in the count"
         );
-        let take = snapshot
-            .iter()
-            .find(|h| h.op == StoreOp::TakeOffline)
-            .unwrap();
-        assert_eq!(take.cumulative[0], 1, "a bound is inclusive");
+        let take = timings.read(StoreOp::TakeOffline);
+        assert_eq!(take.buckets[0].1, 1, "a bound is inclusive");
     }
 
     #[test]
     fn a_timer_records_when_dropped() {
         let timings = StoreTimings::default();
         drop(timings.start(StoreOp::StoreOffline));
-        let snapshot = timings.snapshot();
-        let stored = snapshot
-            .iter()
-            .find(|h| h.op == StoreOp::StoreOffline)
-            .unwrap();
-        assert_eq!(stored.count, 1);
+        assert_eq!(timings.read(StoreOp::StoreOffline).count, 1);
     }
 }

@@ -270,8 +270,13 @@ impl Module for Muc {
         }
     }
 
-    fn host_stanza<'a>(&'a self, server: &'a Server, stanza: Stanza) -> BoxFuture<'a, ()> {
-        Box::pin(service::handle(self, server, stanza))
+    fn host_stanza<'a>(
+        &'a self,
+        server: &'a Server,
+        stanza: Stanza,
+        returned: bool,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(service::handle(self, server, stanza, returned))
     }
 
     fn peer_sessions<'a>(

@@ -19,7 +19,7 @@ use super::room::Out;
 use super::{Muc, RELAY};
 use crate::metrics::Outcome;
 use crate::router::resources::deliver_local;
-use crate::router::{cluster::next_hop, count, route};
+use crate::router::{count, route};
 use crate::server::Server;
 use crate::stanza::Stanza;
 
@@ -58,7 +58,9 @@ pub(super) async fn send(muc: &Muc, server: &Server, outs: Vec<Out>) {
             to: Jid::new(&muc.host).expect("the host is a domain"),
             kind: StanzaKind::Message,
             xml: Bytes::from(relay.to_bytes()),
-            hops: next_hop(),
+            // Straight from the room's host to the members with occupants,
+            // which only deliver it to their sessions: one crossing.
+            hops: 1,
         };
         match server
             .cluster

@@ -16,7 +16,7 @@ use super::room::{Out, Persistent, REGISTER, ROOMUSER_NODE, Registration, Room};
 use super::{Creators, MUC, MUC_ADMIN, MUC_OWNER, MUC_USER, Muc, RELAY, failover, hosting, relay};
 use crate::metrics::Outcome;
 use crate::router::iq::{answer, reply};
-use crate::router::{bounce, cluster::HOPS, cluster::next_hop, count};
+use crate::router::{bounce, count};
 use crate::server::Server;
 use crate::stanza::{Condition, IqType, MessageType, PresenceType, Stanza, StanzaError};
 use crate::storage::StoredRoom;
@@ -54,20 +54,20 @@ pub(super) fn restore(muc: &Muc, jid: BareJid, stored: StoredRoom) -> Room {
     )
 }
 
-/// True when the stanza being handled came from another member.
-fn from_peer() -> bool {
-    HOPS.try_with(|hops| *hops > 0).unwrap_or(false)
-}
-
-pub(super) async fn handle(muc: &Muc, server: &Server, stanza: Stanza) {
+/// A stanza for the service or a room. `returned`: one this member had
+/// forwarded, given back by a dying link (see [`returned`]); it counts as
+/// this member's own, whatever its hop count.
+pub(super) async fn handle(muc: &Muc, server: &Server, stanza: Stanza, returned: bool) {
     let Some(to) = stanza.to.clone() else {
         return count(server, Outcome::Discarded);
     };
+    // Crossed from another member (and not our own, given back).
+    let from_peer = !returned && stanza.hops > 0;
     if to.node().is_none() {
-        if from_peer() {
+        if from_peer {
             return member_traffic(muc, server, stanza).await;
         }
-        return to_service(muc, server, stanza).await;
+        return to_service(muc, server, stanza, returned).await;
     }
     let room_jid = to.to_bare();
     // An answer to an iq the room passed on may come from an account's
@@ -79,17 +79,17 @@ pub(super) async fn handle(muc: &Muc, server: &Server, stanza: Stanza) {
             .with_text("Rooms take stanzas from a full JID (a session)");
         return bounce(server, &stanza, error).await;
     }
-    if crate::router::cluster::returned_by_a_dying_link() {
-        return returned(muc, server, stanza).await;
+    if returned {
+        return self::returned(muc, server, stanza).await;
     }
     // A member with an older view of the membership sent it here, and the
     // room is not here: it goes on to the host (at most one more hop).
-    let misrouted = from_peer()
+    let misrouted = from_peer
         && muc.room(&room_jid).is_none()
-        && HOPS.try_with(|hops| *hops).unwrap_or(0) < crate::router::cluster::MAX_HOPS
+        && stanza.hops < crate::router::cluster::MAX_HOPS
         && hosting::host_of(room_jid.as_str(), &muc.candidates(server))
             .is_some_and(|host| host != server.cluster.node_id());
-    if !from_peer() || misrouted {
+    if !from_peer || misrouted {
         let Some(stanza) = forward(muc, server, stanza, &room_jid).await else {
             return;
         };
@@ -165,7 +165,8 @@ async fn forward(muc: &Muc, server: &Server, stanza: Stanza, room: &BareJid) -> 
             to,
             kind: stanza.kind,
             xml: Bytes::from(stanza.element.to_bytes()),
-            hops: next_hop(),
+            // One more crossing than the stanza has made so far.
+            hops: stanza.hops.saturating_add(1),
         };
         let error = match server
             .cluster
@@ -206,16 +207,17 @@ async fn member_traffic(muc: &Muc, server: &Server, stanza: Stanza) {
         return super::handover::take_over(muc, handover).await;
     }
     // An ordinary stanza to the service that crossed (it should not).
-    to_service(muc, server, stanza).await
+    to_service(muc, server, stanza, false).await
 }
 
-/// Disco and ping on the service itself (XEP-0045 6.1-6.3).
-async fn to_service(muc: &Muc, server: &Server, stanza: Stanza) {
+/// Disco and ping on the service itself (XEP-0045 6.1-6.3). `returned`:
+/// as for [`handle`].
+async fn to_service(muc: &Muc, server: &Server, stanza: Stanza, returned: bool) {
     if ["relay", "rejoin", "handover"]
         .iter()
         .any(|name| stanza.element.has_child(name, RELAY))
     {
-        if crate::router::cluster::returned_by_a_dying_link() {
+        if returned {
             // Our own relay that a dying link gave back: its recipients
             // were on that member, and are gone with it.
             return count(server, Outcome::Discarded);

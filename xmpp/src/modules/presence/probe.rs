@@ -174,7 +174,7 @@ pub(super) async fn answer_probe(server: &Server, stanza: Stanza, to: Jid) {
         _ => return count(server, Outcome::Discarded),
     }
     count(server, Outcome::Handled);
-    if !server.serves_domain(prober.domain().as_str()) && crate::router::cluster::next_hop() == 1 {
+    if !server.serves_domain(prober.domain().as_str()) && stanza.hops == 0 {
         forward_remote_probe(server, &stanza, &user);
     }
     for session in server.sessions.resources(&user) {
