@@ -24,6 +24,11 @@ pub struct ClusterBuilder {
     link_latency: Option<Duration>,
     /// Every peer link goes through a recording relay.
     tapped_links: bool,
+    /// The served domain (default `localhost`).
+    domain: Option<String>,
+    /// Members run in this network namespace, each listening on its own
+    /// address of it (by index).
+    netns: Option<(String, Vec<std::net::IpAddr>)>,
 }
 
 impl ClusterBuilder {
@@ -70,6 +75,21 @@ impl ClusterBuilder {
         self
     }
 
+    /// Serves `domain` instead of `localhost`.
+    pub fn domain(mut self, domain: &str) -> Self {
+        self.domain = Some(domain.to_owned());
+        self
+    }
+
+    /// Runs member `i` inside `netns`, its client, HTTP and federation
+    /// listeners on `addresses[i]` (peer links stay on the namespace's
+    /// 127.0.0.1).
+    pub fn netns(mut self, netns: &crate::netns::NetNs, addresses: &[std::net::IpAddr]) -> Self {
+        assert_eq!(addresses.len(), self.nodes, "one address per member");
+        self.netns = Some((netns.name.clone(), addresses.to_vec()));
+        self
+    }
+
     pub fn start(self) -> TestCluster {
         TestCluster::start(self)
     }
@@ -99,6 +119,8 @@ impl TestCluster {
             plain_without_tls: false,
             link_latency: None,
             tapped_links: false,
+            domain: None,
+            netns: None,
         }
     }
 
@@ -236,7 +258,14 @@ fn node_builder(
     cluster_ports: &[u16],
     secret: &str,
 ) -> NodeBuilder {
-    let mut node = TestNode::builder()
+    let mut node = TestNode::builder();
+    if let Some(domain) = &builder.domain {
+        node = node.domain(domain);
+    }
+    if let Some((netns, addresses)) = &builder.netns {
+        node = node.netns_named(netns, addresses[index]);
+    }
+    let mut node = node
         .shared_store(store)
         .set("cluster", "enabled = true")
         .set("cluster", &format!("node_name = \"node{}\"", index + 1))

@@ -15,6 +15,8 @@
 //! - [`load`]: the `starling-load` driver (login, hold and chat runs over worker processes).
 //! - [`node`]: real `starling` processes on free ports for black-box tests.
 //! - [`cluster`]: several nodes forming a cluster, with one shared store.
+//! - [`netns`]: a network namespace with its own DNS server (federation by DNS).
+//! - [`peers`]: Prosody and ejabberd as federation peers in such a namespace.
 //! - [`pki`]: a test certificate authority (cluster links, federation).
 //! - [`latency`]: a TCP relay adding latency to peer links (distant members).
 //! - [`tools`]: the external tools some tests drive (slixmpp, Node.js, nftables ...), checked.
@@ -29,7 +31,9 @@ pub mod http;
 pub mod interop;
 pub mod latency;
 pub mod load;
+pub mod netns;
 pub mod node;
+pub mod peers;
 pub mod pki;
 pub mod raw;
 pub mod sasl;

@@ -7,7 +7,7 @@
 //! readable through [`TestNode::log`] until then.
 
 use std::io::Write;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -85,6 +85,9 @@ pub struct NodeBuilder {
     shared_store: Option<PathBuf>,
     /// Ports chosen by the caller (cluster tests need them before start).
     ports: Option<(u16, u16)>,
+    /// Run inside this network namespace, listening on this address of it
+    /// (federation tests with their own DNS, see [`crate::netns`]).
+    netns: Option<(String, IpAddr)>,
 }
 
 impl Default for NodeBuilder {
@@ -96,6 +99,7 @@ impl Default for NodeBuilder {
             plain_without_tls: false,
             shared_store: None,
             ports: None,
+            netns: None,
         }
     }
 }
@@ -140,6 +144,17 @@ impl NodeBuilder {
         self
     }
 
+    /// Runs the node inside the network namespace `netns`, its listeners on
+    /// `address` (one of the namespace's) instead of 127.0.0.1.
+    pub fn netns(self, netns: &crate::netns::NetNs, address: IpAddr) -> Self {
+        self.netns_named(&netns.name, address)
+    }
+
+    pub(crate) fn netns_named(mut self, netns: &str, address: IpAddr) -> Self {
+        self.netns = Some((netns.to_owned(), address));
+        self
+    }
+
     pub fn start(self) -> TestNode {
         TestNode::start(self)
     }
@@ -156,6 +171,8 @@ pub struct TestNode {
     pub config: PathBuf,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// The network namespace the process runs in, if not this one.
+    netns: Option<String>,
 }
 
 impl TestNode {
@@ -198,11 +215,13 @@ impl TestNode {
             .tempdir()
             .expect("a temporary folder");
         let (c2s_port, http_port) = builder.ports.unwrap_or_else(|| (free_port(), free_port()));
-        let c2s: SocketAddr = format!("127.0.0.1:{c2s_port}").parse().expect("address");
-        let http: SocketAddr = format!("127.0.0.1:{http_port}").parse().expect("address");
-        let direct_tls: SocketAddr = format!("127.0.0.1:{}", free_port())
-            .parse()
-            .expect("address");
+        let ip = builder
+            .netns
+            .as_ref()
+            .map_or(IpAddr::from([127, 0, 0, 1]), |(_, ip)| *ip);
+        let c2s = SocketAddr::new(ip, c2s_port);
+        let http = SocketAddr::new(ip, http_port);
+        let direct_tls = SocketAddr::new(ip, free_port());
         let config = dir.path().join("starling.toml");
         write_config(&config, &builder, c2s, http, direct_tls);
         let mut node = TestNode {
@@ -213,6 +232,7 @@ impl TestNode {
             config,
             dir,
             child: None,
+            netns: builder.netns.as_ref().map(|(name, _)| name.clone()),
         };
         for (name, password, admin) in &builder.users {
             let mut args = vec!["user", "add", name.as_str(), password.as_str()];
@@ -238,7 +258,17 @@ impl TestNode {
             .append(true)
             .open(self.log_path())
             .expect("log file");
-        let child = Command::new(starling_binary())
+        let mut command = match &self.netns {
+            Some(netns) => {
+                let mut command = Command::new("ip");
+                command
+                    .args(["netns", "exec", netns])
+                    .arg(starling_binary());
+                command
+            }
+            None => Command::new(starling_binary()),
+        };
+        let child = command
             .args(["serve", "--config"])
             .arg(&self.config)
             .env(

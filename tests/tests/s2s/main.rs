@@ -9,6 +9,9 @@
 //!   `from`, a wrong dialback key, stanzas before authentication.
 //! - t30: no stream: an unresolvable domain, a peer that never answers.
 //! - t40: a three-node cluster federating with a single node.
+//! - t50: peers found through DNS (SRV, then the address) in a private
+//!   network namespace with its own DNS server; unresolvable domains.
+//! - t60: a three-node cluster and Prosody, both ways, found by DNS.
 
 mod support;
 
@@ -16,3 +19,5 @@ mod t10_two_servers;
 mod t20_refusals;
 mod t30_unreachable;
 mod t40_cluster;
+mod t50_dns;
+mod t60_prosody;

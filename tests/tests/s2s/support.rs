@@ -169,3 +169,27 @@ pub(crate) fn attribute(xml: &str, name: &str) -> String {
     }
     panic!("no {name} attribute in {xml}")
 }
+
+/// A server for `domain` inside `netns` on `address`, federating on
+/// `address:s2s_port` and finding peers through the namespace's DNS (no
+/// routes), with users alice and bob.
+pub(crate) fn dns_server(
+    netns: &starling_tests::netns::NetNs,
+    domain: &str,
+    address: std::net::IpAddr,
+    s2s_port: u16,
+) -> NodeBuilder {
+    TestNode::builder()
+        .domain(domain)
+        .user("alice", PW)
+        .user("bob", PW)
+        .set("s2s", &format!("bind = \"{address}:{s2s_port}\""))
+        .netns(netns, address)
+}
+
+/// Skips nothing: fails with what to install when namespaces, dnsmasq or
+/// root are missing (the tests that call it are ignored under plain
+/// `cargo test`).
+pub(crate) fn require_private_network() {
+    starling_tests::netns::require_netns();
+}

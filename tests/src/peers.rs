@@ -1,0 +1,226 @@
+//! Other XMPP servers as federation peers: Debian's Prosody and ejabberd,
+//! each in its own temporary folder, run inside a test's network namespace
+//! ([`crate::netns`]) so they find Starling, and Starling finds them,
+//! through the test's DNS server. Accounts are written before the start;
+//! the test's own [`crate::Client`] logs in to their client port.
+
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::netns::NetNs;
+use crate::sasl::Mechanism;
+use crate::{Client, LoginOptions, TlsMode};
+
+/// Fails the test with what to install when Prosody is missing.
+pub fn require_prosody() {
+    crate::tools::require_program("prosody", "prosody");
+}
+
+/// Fails the test with what to install when ejabberd is missing.
+pub fn require_ejabberd() {
+    crate::tools::require_program("ejabberdctl", "ejabberd");
+}
+
+/// The federation port every peer listens on in the namespace (each has an
+/// address of its own there, so the default port needs no SRV record).
+pub const S2S_PORT: u16 = 5269;
+
+/// What a peer server needs to start.
+pub struct PeerSpec<'a> {
+    pub domain: &'a str,
+    /// Its address in the namespace.
+    pub address: IpAddr,
+    /// (username, password).
+    pub users: &'a [(&'a str, &'a str)],
+    /// Certificate and key for `domain` (PEM files).
+    pub cert: (String, String),
+    /// The CA that peers' certificates come from.
+    pub ca_file: String,
+}
+
+/// A running Prosody.
+pub struct Prosody {
+    pub domain: String,
+    pub c2s: SocketAddr,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Prosody {
+    /// Writes the configuration and the accounts, starts Prosody inside
+    /// `netns` and waits until its client port answers.
+    ///
+    /// Federation: `mod_s2s` with `mod_dialback`, TLS required both ways
+    /// (Prosody 0.12's default), peers' certificates checked against the
+    /// test CA so certificate authentication (SASL EXTERNAL) works where
+    /// the peer's certificate names its domain.
+    pub fn start(netns: &NetNs, spec: &PeerSpec<'_>) -> Prosody {
+        require_prosody();
+        let dir = tempfile::Builder::new()
+            .prefix("starling-prosody-")
+            .tempdir()
+            .expect("a temporary folder");
+        let root = dir.path();
+        let data = root.join("data");
+        let accounts = data.join(prosody_encode(spec.domain)).join("accounts");
+        std::fs::create_dir_all(&accounts).expect("Prosody's account folder");
+        for (user, password) in spec.users {
+            std::fs::write(
+                accounts.join(format!("{}.dat", prosody_encode(user))),
+                format!("return {{ [\"password\"] = {}; }};\n", lua_string(password)),
+            )
+            .expect("a Prosody account");
+        }
+        let c2s_port = crate::free_port();
+        let (cert, key) = &spec.cert;
+        let config = format!(
+            r#"run_as_root = true
+pidfile = {pidfile}
+data_path = {data}
+log = {{ {{ levels = {{ min = "debug" }}, to = "file", filename = {log} }} }}
+interfaces = {{ "{address}" }}
+c2s_ports = {{ {c2s_port} }}
+s2s_ports = {{ {S2S_PORT} }}
+authentication = "internal_plain"
+storage = "internal"
+modules_enabled = {{ "roster", "saslauth", "tls", "dialback", "disco", "ping", "version" }}
+s2s_require_encryption = true
+s2s_secure_auth = false
+ssl = {{ certificate = {cert}, key = {key}, cafile = {ca} }}
+
+VirtualHost "{domain}"
+"#,
+            pidfile = lua_path(&root.join("prosody.pid")),
+            data = lua_path(&data),
+            log = lua_path(&root.join("prosody.log")),
+            address = spec.address,
+            cert = lua_string(cert),
+            key = lua_string(key),
+            ca = lua_string(&spec.ca_file),
+            domain = spec.domain,
+        );
+        let config_path = root.join("prosody.cfg.lua");
+        std::fs::write(&config_path, config).expect("Prosody's configuration");
+        let out = std::fs::File::create(root.join("prosody.out")).expect("Prosody's output");
+        let child = netns
+            .command("prosody")
+            .arg("--config")
+            .arg(&config_path)
+            .arg("-F")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("Prosody's output"))
+            .stderr(out)
+            .spawn()
+            .expect("starting prosody");
+        let mut prosody = Prosody {
+            domain: spec.domain.to_owned(),
+            c2s: SocketAddr::new(spec.address, c2s_port),
+            dir,
+            child: Some(child),
+        };
+        let child = prosody.child.as_mut().expect("just started");
+        wait_listening(prosody.c2s, "prosody", Some(child), || {
+            read(&prosody.dir.path().join("prosody.out"))
+        });
+        prosody
+    }
+
+    /// Logs `user` in to Prosody's client port (STARTTLS, PLAIN, `resource`).
+    pub async fn login(&self, user: &str, password: &str, resource: &str) -> Client {
+        login(self.c2s, &self.domain, user, password, resource).await
+    }
+
+    /// Prosody's debug log so far.
+    pub fn log(&self) -> String {
+        read(&self.dir.path().join("prosody.log"))
+    }
+}
+
+impl Drop for Prosody {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("--- prosody log ---\n{}", tail(&self.log(), 400));
+        }
+    }
+}
+
+/// A client login to a peer's client port: STARTTLS (the test client
+/// accepts any certificate), SASL PLAIN, a bound `resource`.
+pub async fn login(
+    c2s: SocketAddr,
+    domain: &str,
+    user: &str,
+    password: &str,
+    resource: &str,
+) -> Client {
+    let mut options = LoginOptions::new(domain, user, password);
+    options.resource = Some(resource.to_owned());
+    options.tls = TlsMode::Required;
+    options.mechanism = Some(Mechanism::Plain);
+    Client::login(c2s, &options)
+        .await
+        .unwrap_or_else(|error| panic!("{user}@{domain} cannot log in: {error}"))
+}
+
+/// Waits until `address` accepts connections (60 s at most), failing with
+/// `output()` if the process exits first.
+fn wait_listening(
+    address: SocketAddr,
+    what: &str,
+    mut child: Option<&mut Child>,
+    output: impl Fn() -> String,
+) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok() {
+            return;
+        }
+        if let Some(child) = child.as_mut() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("{what} exited with {status}:\n{}", output());
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not listen on {address} within 60 s:\n{}",
+            output()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Prosody's datamanager file-name encoding.
+fn prosody_encode(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_string()
+            } else {
+                format!("%{:02x}", c as u32)
+            }
+        })
+        .collect()
+}
+
+fn lua_string(text: &str) -> String {
+    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+fn lua_path(path: &PathBuf) -> String {
+    lua_string(&path.display().to_string())
+}

@@ -1,0 +1,246 @@
+//! A three-node Starling cluster (starling.test) federating with Prosody
+//! (prosody.test) in a private network whose DNS server lists every
+//! member under `_xmpp-server._tcp.starling.test`. Users on every member
+//! talk to a Prosody user: messages, presence subscriptions and broadcast,
+//! iqs, both ways.
+
+use starling_tests::netns::{NetNs, Zone};
+use starling_tests::peers::{PeerSpec, Prosody, S2S_PORT};
+use starling_tests::pki::Pki;
+use starling_tests::{Client, TestCluster};
+
+use crate::support::*;
+
+const STARLING: &str = "starling.test";
+
+/// The zone: members 1-3 at addresses 1-3, `peer` at address 4.
+pub(crate) fn zone(peer: &str) -> Zone {
+    let mut zone = Zone::new();
+    for index in 1..=3u8 {
+        let host = format!("node{index}.{STARLING}");
+        zone = zone
+            .host(&host, index)
+            .xmpp_server(STARLING, &host, S2S_PORT, 10, 1);
+    }
+    zone.host(peer, 4).xmpp_server(peer, peer, S2S_PORT, 10, 1)
+}
+
+/// Three members serving starling.test in `netns`, each federating on its
+/// own address, port 5269, with a certificate of `pki` for starling.test;
+/// users c1, c2, c3.
+pub(crate) fn cluster(netns: &NetNs, pki: &Pki) -> TestCluster {
+    let (cert, key) = pki.issue(STARLING);
+    let addresses: Vec<_> = (1..=3).map(|index| netns.addr(index)).collect();
+    let mut builder = TestCluster::builder(3)
+        .domain(STARLING)
+        .netns(netns, &addresses)
+        .user("c1", PW)
+        .user("c2", PW)
+        .user("c3", PW)
+        .set("tls", &format!("cert = {cert:?}"))
+        .set("tls", &format!("key = {key:?}"))
+        .set("s2s", &format!("ca_files = [{:?}]", pki.ca_path()));
+    for (index, address) in addresses.iter().enumerate() {
+        builder = builder.set_on(index, "s2s", &format!("bind = \"{address}:{S2S_PORT}\""));
+    }
+    builder.start()
+}
+
+/// Logs c1, c2, c3 in, one on each member, available.
+pub(crate) async fn members_online(cluster: &TestCluster) -> Vec<Client> {
+    let mut members = Vec::new();
+    for (index, user) in ["c1", "c2", "c3"].iter().enumerate() {
+        members.push(online(cluster.node(index), user, PW, "m").await);
+    }
+    members
+}
+
+/// Everything across the two servers, for each member's user and `peer`
+/// (a user of the other server, online and available).
+pub(crate) async fn exchange(members: &mut [Client], peer: &mut Client, peer_domain: &str) {
+    for (index, member) in members.iter_mut().enumerate() {
+        let n = index + 1;
+        chat(member, peer, &format!("hello from member {n}")).await;
+        chat(peer, member, &format!("hello to member {n}")).await;
+    }
+    for member in members.iter_mut() {
+        federated_befriend(member, peer).await;
+    }
+    // Presence broadcast from each member's user to the remote contact...
+    let peer_jid = jid(peer);
+    for (index, member) in members.iter_mut().enumerate() {
+        let member_jid = jid(member);
+        member.send("<presence type='unavailable'/>").await.unwrap();
+        expect_presence_long(peer, &member_jid, Some("unavailable")).await;
+        let status = format!("back on member {}", index + 1);
+        member
+            .send(&format!("<presence><status>{status}</status></presence>"))
+            .await
+            .unwrap();
+        let seen = expect_presence_long(peer, &member_jid, None).await;
+        assert!(has_status(&seen, &status), "{seen}");
+    }
+    // ...and from the remote contact to every member's user.
+    peer.send("<presence type='unavailable'/>").await.unwrap();
+    for member in members.iter_mut() {
+        expect_presence_long(member, &peer_jid, Some("unavailable")).await;
+    }
+    peer.send("<presence><status>back</status></presence>")
+        .await
+        .unwrap();
+    // Earlier available presences of the peer (answers to the probes sent
+    // when each member came back) may still be unread: wait for this one.
+    for member in members.iter_mut() {
+        member
+            .expect(
+                |e| is_presence(e, &peer_jid, None) && has_status(e, "back"),
+                FEDERATION_WAIT,
+            )
+            .await
+            .unwrap_or_else(|error| panic!("{} did not see {peer_jid} back: {error}", jid(member)));
+    }
+    // Iqs both ways: software version of the other server, disco#info of
+    // the other server and of an account there.
+    for member in members.iter_mut() {
+        let version = remote_iq(member, peer_domain, "<query xmlns='jabber:iq:version'/>").await;
+        assert!(version.children().any(|c| c.name() == "query"), "{version}");
+        let disco = remote_iq(
+            member,
+            &bare(peer),
+            "<query xmlns='http://jabber.org/protocol/disco#info'/>",
+        )
+        .await;
+        assert!(disco.children().any(|c| c.name() == "query"), "{disco}");
+    }
+    let disco = remote_iq(
+        peer,
+        STARLING,
+        "<query xmlns='http://jabber.org/protocol/disco#info'/>",
+    )
+    .await;
+    assert!(
+        disco
+            .children()
+            .flat_map(|query| query.children())
+            .any(|c| c.name() == "identity" && c.attr("category") == Some("server")),
+        "{disco}"
+    );
+    let ping = remote_iq(peer, STARLING, "<ping xmlns='urn:xmpp:ping'/>").await;
+    assert_eq!(ping.attr("from"), Some(STARLING), "{ping}");
+    let disco = remote_iq(
+        peer,
+        &bare(&members[0]),
+        "<query xmlns='http://jabber.org/protocol/disco#info'/>",
+    )
+    .await;
+    assert_eq!(disco.attr("type"), Some("result"), "{disco}");
+}
+
+/// An iq `get` to a remote entity; the result (a failure names the reply).
+pub(crate) async fn remote_iq(client: &mut Client, to: &str, payload: &str) -> Element {
+    let id = client.next_id();
+    client
+        .send(&format!(
+            "<iq type='get' id='{id}' to='{to}'>{payload}</iq>"
+        ))
+        .await
+        .unwrap();
+    let reply = client
+        .expect(
+            |e| {
+                e.name() == "iq"
+                    && e.attr("id") == Some(id.as_str())
+                    && matches!(e.attr("type"), Some("result" | "error"))
+            },
+            FEDERATION_WAIT,
+        )
+        .await
+        .unwrap_or_else(|error| panic!("no reply from {to} to iq {id}: {error}"));
+    assert_eq!(reply.attr("type"), Some("result"), "{reply}");
+    assert_eq!(reply.attr("from"), Some(to), "{reply}");
+    reply
+}
+
+pub(crate) use starling_core::xml::Element;
+
+fn has_status(presence: &Element, text: &str) -> bool {
+    presence
+        .children()
+        .any(|child| child.name() == "status" && child.text() == text)
+}
+
+pub(crate) async fn expect_presence_long(
+    client: &mut Client,
+    from: &str,
+    ty: Option<&str>,
+) -> Element {
+    client
+        .expect(|e| is_presence(e, from, ty), FEDERATION_WAIT)
+        .await
+        .unwrap_or_else(|error| {
+            panic!(
+                "no presence type {ty:?} from {from} for {}: {error}",
+                jid(client)
+            )
+        })
+}
+
+/// A subscription each way between `a` and `b` (on different servers),
+/// each approved by the contact; each then sees the other's presence.
+pub(crate) async fn federated_befriend(a: &mut Client, b: &mut Client) {
+    federated_subscribe(a, b).await;
+    federated_subscribe(b, a).await;
+}
+
+async fn federated_subscribe(from: &mut Client, to: &mut Client) {
+    let (from_bare, to_bare, to_full) = (bare(from), bare(to), jid(to));
+    from.send(&format!("<presence to='{to_bare}' type='subscribe'/>"))
+        .await
+        .unwrap();
+    expect_presence_long(to, &from_bare, Some("subscribe")).await;
+    to.send(&format!("<presence to='{from_bare}' type='subscribed'/>"))
+        .await
+        .unwrap();
+    expect_presence_long(from, &to_bare, Some("subscribed")).await;
+    // RFC 6121 3.1.5: the contact's available resources' presence follows.
+    expect_presence_long(from, &to_full, None).await;
+}
+
+#[tokio::test]
+#[ignore = "needs root, iproute2, dnsmasq-base and prosody: run tests/run"]
+async fn a_cluster_and_prosody_federate_both_ways() {
+    require_private_network();
+    starling_tests::peers::require_prosody();
+    let netns = NetNs::start(&zone("prosody.test"));
+    let pki = Pki::new(netns.dir(), "federation");
+    let cluster = cluster(&netns, &pki);
+    let prosody = Prosody::start(
+        &netns,
+        &PeerSpec {
+            domain: "prosody.test",
+            address: netns.addr(4),
+            users: &[("pat", PW)],
+            cert: pki.issue("prosody.test"),
+            ca_file: pki.ca_path(),
+        },
+    );
+    let mut members = members_online(&cluster).await;
+    let mut pat = prosody.login("pat", PW, "desk").await;
+    roster_get(&mut pat).await;
+    available(&mut pat, "<presence/>").await;
+
+    exchange(&mut members, &mut pat, "prosody.test").await;
+
+    // Every member opened its own stream to Prosody.
+    for index in 0..3 {
+        let node = cluster.node(index);
+        let out = authentications(node, "out", "external").await
+            + authentications(node, "out", "dialback").await;
+        assert!(
+            out >= 1.0,
+            "member {} never authenticated:\n{}",
+            index + 1,
+            node.log()
+        );
+    }
+}
