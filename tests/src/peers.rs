@@ -1,5 +1,5 @@
-//! Other XMPP servers as federation peers: Debian's Prosody and ejabberd,
-//! each in its own temporary folder, run inside a test's network namespace
+//! Other XMPP servers as federation peers: Debian's Prosody, in its own
+//! temporary folder, run inside a test's network namespace
 //! ([`crate::netns`]) so they find Starling, and Starling finds them,
 //! through the test's DNS server. Accounts are written before the start;
 //! the test's own [`crate::Client`] logs in to their client port.
@@ -16,11 +16,6 @@ use crate::{Client, LoginOptions, TlsMode};
 /// Fails the test with what to install when Prosody is missing.
 pub fn require_prosody() {
     crate::tools::require_program("prosody", "prosody");
-}
-
-/// Fails the test with what to install when ejabberd is missing.
-pub fn require_ejabberd() {
-    crate::tools::require_program("ejabberdctl", "ejabberd");
 }
 
 /// The federation port every peer listens on in the namespace (each has an
