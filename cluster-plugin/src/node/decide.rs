@@ -128,16 +128,14 @@ fn join_targets(view: &NodeView) -> Vec<u64> {
         .collect()
 }
 
-/// Whether this node's Raft should answer a request from `peer`: a member
-/// of its cluster, or while it is outside any cluster, a member of the one it
-/// would join. Requests from elsewhere (the rest of a cluster this node left
-/// to merge, a member since removed) are ignored, so another cluster's votes
-/// and terms never reach this one.
+/// Whether this node's Raft should answer a request from `peer`. Inside a
+/// cluster, always: a member removed while cut off holds elections until it
+/// is added back, and answering its votes is how both sides learn the
+/// higher term and settle. Outside any cluster (just started, or just left
+/// one to merge), only the members of the cluster it would join: the rest of
+/// a cluster it left must not win its vote and take it back.
 pub(super) fn answers_raft_from(view: &NodeView, peer: u64) -> bool {
-    if view.membership.initialized {
-        return view.membership.members.contains_key(&peer) || view.membership.leader == Some(peer);
-    }
-    join_targets(view).contains(&peer)
+    view.membership.initialized || join_targets(view).contains(&peer)
 }
 
 /// The actions of one tick.
@@ -530,11 +528,12 @@ mod tests {
     }
 
     #[test]
-    fn raft_requests_are_answered_only_within_the_cluster() {
+    fn raft_requests_are_filtered_only_outside_a_cluster() {
         let mut view = fresh();
         view.membership = cluster(20, &[ME, 20]);
         assert!(answers_raft_from(&view, 20));
-        assert!(!answers_raft_from(&view, 30));
+        // A member removed while cut off: its votes settle the term.
+        assert!(answers_raft_from(&view, 30));
         // Not yet in any cluster, no status known: anyone may be the one
         // adding us (a peer passes a join on to its leader).
         let fresh = fresh();
