@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::latency::LatencyRelay;
+use crate::latency::{Gate, LatencyRelay};
 use crate::node::{NodeBuilder, TestNode, free_port};
 use crate::tap::TapRelay;
 
@@ -29,6 +29,9 @@ pub struct ClusterBuilder {
     /// Members run in this network namespace, each listening on its own
     /// address of it (by index).
     netns: Option<(String, Vec<std::net::IpAddr>)>,
+    /// This node and the others reach each other only through gates that
+    /// start shut: each side forms its own cluster.
+    cut_off: Option<usize>,
 }
 
 impl ClusterBuilder {
@@ -43,6 +46,16 @@ impl ClusterBuilder {
     /// accepting member's peer port ([`TestCluster::taps`]).
     pub fn tapped_links(mut self) -> Self {
         self.tapped_links = true;
+        self
+    }
+
+    /// Starts node `index` cut off from the others (its seeds, and theirs
+    /// for it, go through relays that close every connection), so each side
+    /// forms a cluster of its own; [`TestCluster::heal`] opens the way.
+    /// Set a short `[cluster] join_timeout_ms`: each side waits it out
+    /// before forming.
+    pub fn cut_off(mut self, index: usize) -> Self {
+        self.cut_off = Some(index);
         self
     }
 
@@ -106,6 +119,11 @@ pub struct TestCluster {
     /// Recording relays in front of the peer ports, by node index (with
     /// [`ClusterBuilder::tapped_links`]).
     pub taps: Vec<TapRelay>,
+    /// The gated relays of [`ClusterBuilder::cut_off`] and their gate.
+    _gates: Vec<LatencyRelay>,
+    gate: Gate,
+    /// The gate of the latency relays.
+    links: Gate,
     dir: tempfile::TempDir,
 }
 
@@ -121,6 +139,7 @@ impl TestCluster {
             tapped_links: false,
             domain: None,
             netns: None,
+            cut_off: None,
         }
     }
 
@@ -132,12 +151,16 @@ impl TestCluster {
         let store = dir.path().join("starling.db");
         let secret = format!("test-secret-{}", std::process::id());
         let cluster_ports: Vec<u16> = (0..builder.nodes).map(|_| free_port()).collect();
+        // The latency relays' gate: open, but [`TestCluster::cut_links`]
+        // can close what they carry.
+        let links = Gate::shut();
+        links.open();
         let relays: Vec<LatencyRelay> = match builder.link_latency {
             Some(delay) => cluster_ports
                 .iter()
                 .map(|port| {
                     let local = |port| std::net::SocketAddr::from(([127, 0, 0, 1], port));
-                    LatencyRelay::start(local(free_port()), local(*port), delay)
+                    LatencyRelay::gated(local(free_port()), local(*port), delay, links.clone())
                 })
                 .collect(),
             None => Vec::new(),
@@ -159,6 +182,21 @@ impl TestCluster {
         } else {
             cluster_ports.clone()
         };
+        let gate = Gate::shut();
+        let mut gates = Vec::new();
+        // Through a shut gate: node `index`'s way to the peer at `port`.
+        let mut gated = |port: u16| {
+            let local = |port| std::net::SocketAddr::from(([127, 0, 0, 1], port));
+            let relay = LatencyRelay::gated(
+                local(free_port()),
+                local(port),
+                Duration::ZERO,
+                gate.clone(),
+            );
+            let port = relay.addr.port();
+            gates.push(relay);
+            port
+        };
         let mut nodes = Vec::new();
         for index in 0..builder.nodes {
             let mut node = node_builder(&builder, index, &store, &cluster_ports, &secret);
@@ -168,7 +206,15 @@ impl TestCluster {
                     &format!("advertise = \"127.0.0.1:{}\"", peer_ports[index]),
                 );
             }
-            node = node.set("cluster", &seeds(index, &peer_ports));
+            let mut ways = peer_ports.clone();
+            if let Some(cut) = builder.cut_off {
+                for (other, port) in ways.iter_mut().enumerate() {
+                    if other != index && (index == cut || other == cut) {
+                        *port = gated(*port);
+                    }
+                }
+            }
+            node = node.set("cluster", &seeds(index, &ways));
             if index == 0 {
                 for (name, password, admin) in &builder.users {
                     node = match admin {
@@ -185,12 +231,32 @@ impl TestCluster {
             cluster_ports,
             _relays: relays,
             taps,
+            _gates: gates,
+            gate,
+            links,
             dir,
         };
         for index in 0..cluster.nodes.len() {
             cluster.wait_ready(index);
         }
         cluster
+    }
+
+    /// Ends the cut of [`ClusterBuilder::cut_off`]: the gates pass
+    /// connections from now on.
+    pub fn heal(&self) {
+        self.gate.open();
+    }
+
+    /// Closes every peer link at once, as a network flap does; the members
+    /// link again at once. Needs [`ClusterBuilder::link_latency`] (zero
+    /// will do): the links must pass its relays.
+    pub fn cut_links(&self) {
+        assert!(
+            !self._relays.is_empty(),
+            "cut_links needs the links to pass relays (ClusterBuilder::link_latency)"
+        );
+        self.links.cut();
     }
 
     pub fn dir(&self) -> &Path {

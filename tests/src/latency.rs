@@ -2,15 +2,23 @@
 //! centres: each chunk read is written to the other side `delay` later, in
 //! order. Cluster tests put one in front of each member's peer port.
 //!
+//! A relay can also be a gate: while its [`Gate`] is shut, every connection
+//! it accepts is closed at once, as across a partition (cluster tests start
+//! members cut off from each other this way, then heal); and
+//! [`Gate::cut`] closes every connection the gate's relays carry, as a
+//! link flap does.
+//!
 //! It runs on its own thread and runtime, so it serves sync and async
 //! tests alike, and stops when dropped.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 /// A listening relay; dropping it stops it and its connections.
@@ -20,9 +28,54 @@ pub struct LatencyRelay {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+/// Whether gated relays pass connections; shared by every relay made with it.
+#[derive(Debug, Clone)]
+pub struct Gate {
+    open: Arc<AtomicBool>,
+    /// Bumped by [`Gate::cut`]; each relayed connection ends when it changes.
+    cuts: Arc<watch::Sender<u64>>,
+}
+
+impl Gate {
+    /// A gate that starts shut.
+    pub fn shut() -> Gate {
+        Gate {
+            open: Arc::new(AtomicBool::new(false)),
+            cuts: Arc::new(watch::channel(0).0),
+        }
+    }
+
+    pub fn open(&self) {
+        self.open.store(true, Ordering::SeqCst);
+    }
+
+    /// Closes every connection the gate's relays carry now (both sides see
+    /// the connection end); new ones pass if the gate is open.
+    pub fn cut(&self) {
+        self.cuts.send_modify(|cuts| *cuts += 1);
+    }
+
+    fn is_open(&self) -> bool {
+        self.open.load(Ordering::SeqCst)
+    }
+}
+
 impl LatencyRelay {
     /// Relays connections to `listen` on to `target`, `delay` late each way.
     pub fn start(listen: SocketAddr, target: SocketAddr, delay: Duration) -> LatencyRelay {
+        let open = Gate::shut();
+        open.open();
+        LatencyRelay::gated(listen, target, delay, open)
+    }
+
+    /// Like [`LatencyRelay::start`], but connections accepted while `gate`
+    /// is shut are closed at once.
+    pub fn gated(
+        listen: SocketAddr,
+        target: SocketAddr,
+        delay: Duration,
+        gate: Gate,
+    ) -> LatencyRelay {
         let (stop, stopped) = oneshot::channel();
         let (bound, is_bound) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
@@ -43,7 +96,7 @@ impl LatencyRelay {
                     }
                 };
                 tokio::select! {
-                    () = accept_loop(listener, target, delay) => {}
+                    () = accept_loop(listener, target, delay, gate) => {}
                     _ = stopped => {}
                 }
             });
@@ -71,8 +124,13 @@ impl Drop for LatencyRelay {
     }
 }
 
-async fn accept_loop(listener: TcpListener, target: SocketAddr, delay: Duration) {
+async fn accept_loop(listener: TcpListener, target: SocketAddr, delay: Duration, gate: Gate) {
     while let Ok((client, _)) = listener.accept().await {
+        if !gate.is_open() {
+            drop(client);
+            continue;
+        }
+        let mut cuts = gate.cuts.subscribe();
         tokio::spawn(async move {
             let Ok(server) = TcpStream::connect(target).await else {
                 return;
@@ -81,10 +139,16 @@ async fn accept_loop(listener: TcpListener, target: SocketAddr, delay: Duration)
             let _ = server.set_nodelay(true);
             let (client_read, client_write) = client.into_split();
             let (server_read, server_write) = server.into_split();
-            tokio::join!(
-                pump(client_read, server_write, delay),
-                pump(server_read, client_write, delay)
-            );
+            // A cut drops both pumps, so both connections close.
+            tokio::select! {
+                _ = async {
+                    tokio::join!(
+                        pump(client_read, server_write, delay),
+                        pump(server_read, client_write, delay)
+                    )
+                } => {}
+                _ = cuts.changed() => {}
+            }
         });
     }
 }

@@ -32,7 +32,7 @@ pub struct Counters {
 }
 
 impl Counters {
-    fn snapshot(&self) -> ClusterCounters {
+    fn snapshot(&self, transport: &crate::transport::Transport) -> ClusterCounters {
         ClusterCounters {
             forwarded: self.forwarded.load(Ordering::Relaxed),
             forward_failures: self.forward_failures.load(Ordering::Relaxed),
@@ -46,19 +46,42 @@ impl Counters {
             pubsub_received: self.pubsub_received.load(Ordering::Relaxed),
             interest_changes: self.interest_changes.load(Ordering::Relaxed),
             interest_ack_timeouts: self.interest_ack_timeouts.load(Ordering::Relaxed),
+            resent: transport.resent.load(Ordering::Relaxed),
+            duplicates_dropped: transport.duplicates_dropped.load(Ordering::Relaxed),
         }
     }
 }
 
 impl ClusterNode {
     pub(super) fn record_event(&self, node: NodeId, name: &str, state: PeerState) {
-        let mut history = lock(&self.history);
-        history.push_back(MemberEvent {
+        self.push_event(MemberEvent {
             at_ms: now_ms(),
             node: node.0,
             name: name.to_owned(),
             state,
+            note: None,
         });
+    }
+
+    /// This node left the cluster it had formed apart to join the one led
+    /// by `leader`.
+    pub(super) fn record_merge(&self, leader: u64, leader_name: &str, members: usize) {
+        self.push_event(MemberEvent {
+            at_ms: now_ms(),
+            node: leader,
+            name: leader_name.to_owned(),
+            state: PeerState::Up,
+            note: Some(format!(
+                "merged: {} left the cluster it had formed apart to join {leader_name}'s \
+                 ({members} members)",
+                self.me.name
+            )),
+        });
+    }
+
+    fn push_event(&self, event: MemberEvent) {
+        let mut history = lock(&self.history);
+        history.push_back(event);
         while history.len() > HISTORY {
             history.pop_front();
         }
@@ -160,7 +183,7 @@ impl ClusterNode {
             members,
             history: lock(&self.history).iter().cloned().collect(),
             remote_sessions: directory.remote_sessions(),
-            counters: self.counters.snapshot(),
+            counters: self.counters.snapshot(&self.transport),
         }
     }
 }

@@ -4,6 +4,7 @@
 //! runtime (`upkeep`) gathers a [`NodeView`], asks here, and carries the
 //! actions out, so every rule can be tested on plain values.
 
+use std::cmp::Reverse;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -39,6 +40,8 @@ pub(super) struct NodeView {
     pub my_addr: String,
     pub seeds: Vec<String>,
     pub membership: MembershipView,
+    /// Since this node's membership started: at start, or when it left a
+    /// separately formed cluster to merge.
     pub since_start: Duration,
     pub join_timeout: Duration,
     pub links: Vec<LinkedPeer>,
@@ -64,6 +67,75 @@ pub(super) enum Action {
     ForwardJoin { leader: u64, joiner: PeerInfo },
     /// Senior member: remove a member that is down or leaving.
     RemoveMember(u64),
+    /// This node's cluster formed apart from a larger one it now reaches
+    /// (say both sides of a partition bootstrapped): leave it, start the
+    /// membership afresh and join the one led by `leader`. Sessions stay.
+    MergeInto { leader: u64, members: usize },
+}
+
+/// How clusters that formed apart are ordered when they meet: more members
+/// first, then the lowest member id. Both sides compute the same order from
+/// the statuses they exchange, so exactly one side gives way.
+pub(super) fn rank(members: &[u64]) -> (usize, Reverse<u64>) {
+    (
+        members.len(),
+        Reverse(members.iter().copied().min().unwrap_or(u64::MAX)),
+    )
+}
+
+/// A linked peer in a cluster other than this node's: its senior member is
+/// not one of ours and it does not count us. (A senior member of our own
+/// cluster that dropped us is not foreign: we ask it to add us back.)
+fn foreign<'a>(view: &NodeView, link: &'a LinkedPeer) -> Option<(u64, &'a MemberStatus)> {
+    let status = link.status.as_ref().filter(|status| status.initialized)?;
+    let leader = status.leader?;
+    let ours = view.membership.members.contains_key(&leader) || leader == view.me;
+    (!ours && !status.members.contains(&view.me)).then_some((leader, status))
+}
+
+/// The best-ranked foreign cluster this node reaches, if it outranks ours.
+fn stronger_cluster(view: &NodeView) -> Option<Action> {
+    let ours: Vec<u64> = view.membership.members.keys().copied().collect();
+    view.links
+        .iter()
+        .filter_map(|link| foreign(view, link))
+        .filter(|(_, status)| rank(&status.members) > rank(&ours))
+        .max_by_key(|(_, status)| rank(&status.members))
+        .map(|(leader, status)| Action::MergeInto {
+            leader,
+            members: status.members.len(),
+        })
+}
+
+/// The peers an uninitialized node asks to join: those of the best-ranked
+/// cluster among the linked peers' statuses, or every linked peer while no
+/// initialized status is known (a peer passes the request on).
+fn join_targets(view: &NodeView) -> Vec<u64> {
+    let best = view
+        .links
+        .iter()
+        .filter_map(|link| link.status.as_ref().filter(|status| status.initialized))
+        .map(|status| rank(&status.members))
+        .max();
+    view.links
+        .iter()
+        .filter(|link| match (best, &link.status) {
+            (None, _) => true,
+            (Some(best), Some(status)) => status.initialized && rank(&status.members) == best,
+            (Some(_), None) => false,
+        })
+        .map(|link| link.node)
+        .collect()
+}
+
+/// Whether this node's Raft should answer a request from `peer`. Inside a
+/// cluster, always: a member removed while cut off holds elections until it
+/// is added back, and answering its votes is how both sides learn the
+/// higher term and settle. Outside any cluster (just started, or just left
+/// one to merge), only the members of the cluster it would join: the rest of
+/// a cluster it left must not win its vote and take it back.
+pub(super) fn answers_raft_from(view: &NodeView, peer: u64) -> bool {
+    view.membership.initialized || join_targets(view).contains(&peer)
 }
 
 /// The actions of one tick.
@@ -72,18 +144,23 @@ pub(super) fn upkeep(view: &NodeView) -> Vec<Action> {
         if should_form(view) {
             return vec![Action::Bootstrap];
         }
-        return view
-            .links
-            .iter()
-            .map(|link| Action::RequestJoin(link.node))
+        return join_targets(view)
+            .into_iter()
+            .map(Action::RequestJoin)
             .collect();
     }
+    if let Some(merge) = stronger_cluster(view) {
+        return vec![merge];
+    }
     let mut actions = Vec::new();
-    // A leader that does not list this node (after a removal) is asked to
-    // add it back.
+    // A leader of our cluster that does not list this node (after a
+    // removal) is asked to add it back.
     for link in &view.links {
         if let Some(status) = &link.status {
-            if status.leader == Some(link.node) && !status.members.contains(&view.me) {
+            if status.leader == Some(link.node)
+                && !status.members.contains(&view.me)
+                && foreign(view, link).is_none()
+            {
                 actions.push(Action::RequestJoin(link.node));
             }
         }
@@ -366,6 +443,107 @@ mod tests {
         view.membership.leader = Some(20);
         view.down = vec![30];
         assert_eq!(upkeep(&view), Vec::new());
+    }
+
+    #[test]
+    fn a_smaller_cluster_formed_apart_merges_into_the_larger() {
+        // Both sides of a partition formed a cluster: we are {ME}, alone;
+        // peer 20 leads {20, 30}.
+        let mut view = fresh();
+        view.ready = true;
+        view.membership = cluster(ME, &[ME]);
+        view.links = vec![link(20, "b:7000", Some(status(true, Some(20), &[20, 30])))];
+        assert_eq!(
+            upkeep(&view),
+            vec![Action::MergeInto {
+                leader: 20,
+                members: 2
+            }]
+        );
+    }
+
+    #[test]
+    fn the_larger_cluster_stays_and_does_not_ask_the_smaller() {
+        let mut view = fresh();
+        view.ready = true;
+        view.membership = cluster(ME, &[ME, 30]);
+        // 20 leads a cluster of one: it merges into ours, we do nothing
+        // (not even ask its leader to add us).
+        view.links = vec![link(20, "b:7000", Some(status(true, Some(20), &[20])))];
+        assert_eq!(upkeep(&view), Vec::new());
+    }
+
+    #[test]
+    fn equal_clusters_are_ordered_by_their_lowest_member() {
+        assert!(rank(&[5, 40]) > rank(&[ME, 20]));
+        let mut view = fresh();
+        view.ready = true;
+        view.membership = cluster(ME, &[ME, 20]);
+        view.links = vec![link(40, "c:7000", Some(status(true, Some(40), &[5, 40])))];
+        assert_eq!(
+            upkeep(&view),
+            vec![Action::MergeInto {
+                leader: 40,
+                members: 2
+            }]
+        );
+        view.links = vec![link(40, "c:7000", Some(status(true, Some(40), &[40, 50])))];
+        assert_eq!(upkeep(&view), Vec::new());
+    }
+
+    #[test]
+    fn a_member_of_our_cluster_that_merged_elsewhere_draws_us_after_it() {
+        // We are 20 of {ME=10.., 20}: our old fellow 30 already joined the
+        // cluster led by 5, which now counts 30 and is larger than ours.
+        let mut view = fresh();
+        view.ready = true;
+        view.membership = cluster(30, &[ME, 30]);
+        view.links = vec![link(30, "c:7000", Some(status(true, Some(5), &[5, 6, 30])))];
+        assert_eq!(
+            upkeep(&view),
+            vec![Action::MergeInto {
+                leader: 5,
+                members: 3
+            }]
+        );
+    }
+
+    #[test]
+    fn outside_a_cluster_only_the_strongest_cluster_is_asked() {
+        let mut view = fresh();
+        view.ready = true;
+        view.links = vec![
+            // What is left of the cluster this node left to merge.
+            link(30, "c:7000", Some(status(true, Some(30), &[ME, 30]))),
+            link(20, "b:7000", Some(status(true, Some(20), &[20, 21, 22]))),
+            link(21, "d:7000", Some(status(true, Some(20), &[20, 21, 22]))),
+        ];
+        view.since_start = view.join_timeout;
+        assert_eq!(
+            upkeep(&view),
+            vec![Action::RequestJoin(20), Action::RequestJoin(21)]
+        );
+        assert!(answers_raft_from(&view, 20));
+        assert!(!answers_raft_from(&view, 30));
+    }
+
+    #[test]
+    fn raft_requests_are_filtered_only_outside_a_cluster() {
+        let mut view = fresh();
+        view.membership = cluster(20, &[ME, 20]);
+        assert!(answers_raft_from(&view, 20));
+        // A member removed while cut off: its votes settle the term.
+        assert!(answers_raft_from(&view, 30));
+        // Not yet in any cluster, no status known: anyone may be the one
+        // adding us (a peer passes a join on to its leader).
+        let fresh = fresh();
+        assert!(answers_raft_from(
+            &NodeView {
+                links: vec![link(30, "c:7000", None)],
+                ..fresh
+            },
+            30
+        ));
     }
 
     fn hello(id: u64, name: &str) -> PeerInfo {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use starling_core::cluster::{BoxFuture, KickReason};
+use starling_core::cluster::{BoxFuture, KickReason, NodeId};
 use starling_core::jid::{BareJid, FullJid};
 
 use super::{ClusterNode, lock};
@@ -47,14 +47,21 @@ impl FrameHandler for ClusterNode {
                             delivery.node_down(node, applied.lost).await;
                         }
                     }
-                    if !applied.regained.is_empty() {
+                    // Both kinds of session may be unknown to contacts here.
+                    let mut unknown = applied.regained;
+                    unknown.extend(applied.met);
+                    if !unknown.is_empty() {
                         if let Some(delivery) = self.delivery() {
-                            delivery.sessions_regained(node, applied.regained).await;
+                            delivery.sessions_regained(node, unknown).await;
                         }
                     }
                 }
                 Frame::RaftRequest { id, payload } => {
-                    if let Some(membership) = self.membership().cloned() {
+                    if !self.answers_raft_from(node.0) {
+                        tracing::debug!(peer = %link.peer.name, "raft request from outside this node's cluster ignored");
+                        return;
+                    }
+                    if let Some(membership) = self.membership() {
                         let link = link.clone();
                         tokio::spawn(async move {
                             let payload = membership.handle(&payload).await;
@@ -147,8 +154,12 @@ impl FrameHandler for ClusterNode {
         }
     }
 
-    fn on_undelivered(&self, link: &Arc<Link>, envelopes: Vec<WireEnvelope>) {
-        tracing::info!(peer = %link.peer.name, stanzas = envelopes.len(), "routing again what the peer did not acknowledge");
+    fn on_undelivered(&self, peer: NodeId, envelopes: Vec<WireEnvelope>) {
+        let name = lock(&self.peers)
+            .get(&peer.0)
+            .map(|info| info.name.clone())
+            .unwrap_or_default();
+        tracing::info!(peer = %name, node = peer.0, stanzas = envelopes.len(), "routing again what the peer did not acknowledge");
         let Some(delivery) = self.delivery().cloned() else {
             return;
         };

@@ -107,7 +107,11 @@ pub struct ClusterNode {
     /// Who applied which of this member's interest changes; taken after
     /// `interest` when both are needed.
     interest_acks: Mutex<InterestAcks>,
-    membership: OnceLock<Membership>,
+    /// Replaced when this node leaves a separately formed cluster to merge
+    /// into a larger one.
+    membership: Mutex<Option<Membership>>,
+    /// When the current membership started (the join timeout counts from it).
+    membership_started: Mutex<Instant>,
     delivery: OnceLock<Arc<dyn LocalDelivery>>,
     detector: Mutex<FailureDetector>,
     ready: AtomicBool,
@@ -172,7 +176,8 @@ impl ClusterNode {
             directory: Mutex::new(Directory::new(incarnation)),
             interest: Mutex::new(Interest::default()),
             interest_acks: Mutex::new(InterestAcks::default()),
-            membership: OnceLock::new(),
+            membership: Mutex::new(None),
+            membership_started: Mutex::new(Instant::now()),
             delivery: OnceLock::new(),
             detector: Mutex::new(detector),
             ready: AtomicBool::new(false),
@@ -232,7 +237,7 @@ impl ClusterNode {
         .await
         .map_err(|error| ClusterError::Membership(error.to_string()))?;
         let views = membership.subscribe();
-        let _first = self.membership.set(membership);
+        *lock(&self.membership) = Some(membership);
         self.transport.set_handler(self.clone());
         tokio::spawn(self.transport.clone().accept_loop(listener));
         tokio::spawn(self.clone().dial_loop());
@@ -242,8 +247,33 @@ impl ClusterNode {
         Ok(())
     }
 
-    pub(super) fn membership(&self) -> Option<&Membership> {
-        self.membership.get()
+    pub(super) fn membership(&self) -> Option<Membership> {
+        lock(&self.membership).clone()
+    }
+
+    /// Starts a fresh, empty membership in place of the current one, for a
+    /// node that leaves its cluster to join another: the old Raft node stops
+    /// (its old peers stop hearing it), and the new one is in no cluster
+    /// until a leader adds it. Links, sessions and readiness are untouched.
+    pub(super) async fn restart_membership(&self) -> Result<(), ClusterError> {
+        let raft_transport: Arc<dyn RaftTransport> =
+            Arc::new(RaftOverLinks(self.transport.clone()));
+        let fresh = Membership::start(
+            self.id.0,
+            decide::member_info(&self.me),
+            raft_transport,
+            Timings::default(),
+        )
+        .await
+        .map_err(|error| ClusterError::Membership(error.to_string()))?;
+        let views = fresh.subscribe();
+        let old = lock(&self.membership).replace(fresh);
+        *lock(&self.membership_started) = Instant::now();
+        if let Some(old) = old {
+            old.shutdown().await;
+        }
+        tokio::spawn(log_views(views, self.shutdown.clone()));
+        Ok(())
     }
 
     pub(super) fn delivery(&self) -> Option<&Arc<dyn LocalDelivery>> {
@@ -251,7 +281,9 @@ impl ClusterNode {
     }
 
     pub(super) fn view(&self) -> MembershipView {
-        self.membership().map(Membership::view).unwrap_or_default()
+        self.membership()
+            .map(|membership| membership.view())
+            .unwrap_or_default()
     }
 
     pub(super) fn is_leader(&self) -> bool {

@@ -31,6 +31,8 @@ fn to_wire(envelope: Envelope) -> WireEnvelope {
         kind: envelope.kind.into(),
         xml: envelope.xml,
         hops: envelope.hops,
+        // Numbered by the pair it is sent through.
+        seq: 0,
     }
 }
 
@@ -77,10 +79,10 @@ impl Cluster for ClusterNode {
     ) -> BoxFuture<'_, Result<(), ForwardError>> {
         Box::pin(async move {
             self.flush_now();
-            let result = match self.transport.link(node.0) {
-                Some(link) => link.send_waiting(to_wire(envelope), patience).await,
-                None => Err(ForwardError::LinkDown(node)),
-            };
+            let result = self
+                .transport
+                .send_waiting(node, to_wire(envelope), patience)
+                .await;
             self.count_forward(result)
         })
     }

@@ -86,6 +86,8 @@ impl ClusterNode {
                         link.close();
                     }
                 }
+                // What it did not acknowledge goes another way now.
+                self.transport.abandon(node.0);
                 let lost = lock(&self.directory).purge(node);
                 lock(&self.interest).sets.purge(node);
                 if let Some(delivery) = self.delivery() {

@@ -27,6 +27,13 @@ impl ClusterNode {
         }
     }
 
+    /// Whether this node's Raft answers a request from `peer` (see
+    /// [`decide::answers_raft_from`]).
+    pub(super) fn answers_raft_from(&self, peer: u64) -> bool {
+        self.node_view()
+            .is_some_and(|view| decide::answers_raft_from(&view, peer))
+    }
+
     /// What the decisions read, gathered under the locks once.
     fn node_view(&self) -> Option<NodeView> {
         let membership = self.membership()?.view();
@@ -66,7 +73,7 @@ impl ClusterNode {
             my_addr: self.me.cluster_addr.clone(),
             seeds: self.seeds.iter().map(ToString::to_string).collect(),
             membership,
-            since_start: self.started.elapsed(),
+            since_start: lock(&self.membership_started).elapsed(),
             join_timeout: Duration::from_millis(self.config.join_timeout_ms),
             links,
             members,
@@ -112,6 +119,7 @@ impl ClusterNode {
                     .transport
                     .send(NodeId(leader), Frame::Join { info: joiner });
             }
+            Action::MergeInto { leader, members } => self.merge_into(leader, members),
             Action::RemoveMember(id) => {
                 self.change_membership("remove a member", move |membership| {
                     Box::pin(async move {
@@ -134,7 +142,7 @@ impl ClusterNode {
     where
         F: FnOnce(Membership) -> BoxFuture<'static, Result<(), String>> + Send + 'static,
     {
-        let Some(membership) = self.membership().cloned() else {
+        let Some(membership) = self.membership() else {
             return;
         };
         let Some(node) = self.this() else {
@@ -146,6 +154,37 @@ impl ClusterNode {
         tokio::spawn(async move {
             if let Err(error) = change(membership).await {
                 tracing::debug!(what, %error, "membership change did not complete");
+            }
+            node.changing.store(false, Ordering::Release);
+        });
+    }
+
+    /// Leaves this node's separately formed cluster for a larger one: the
+    /// membership starts afresh, and the next ticks ask the other cluster's
+    /// members to add this node. Clients stay connected throughout; the
+    /// session directories already flow over the links.
+    fn merge_into(&self, leader: u64, members: usize) {
+        let Some(node) = self.this() else {
+            return;
+        };
+        if self.changing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let leader_name = lock(&self.peers)
+            .get(&leader)
+            .map_or_else(|| leader.to_string(), |peer| peer.name.clone());
+        let ours = self.view().members.len();
+        tracing::warn!(
+            node = %self.me.name,
+            senior = %leader_name,
+            their_members = members,
+            our_members = ours,
+            "this node's cluster formed apart from a larger one: leaving it to merge"
+        );
+        tokio::spawn(async move {
+            match node.restart_membership().await {
+                Ok(()) => node.record_merge(leader, &leader_name, members),
+                Err(error) => tracing::error!(%error, "could not restart the membership to merge"),
             }
             node.changing.store(false, Ordering::Release);
         });

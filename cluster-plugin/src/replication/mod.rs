@@ -70,6 +70,11 @@ pub struct Applied {
     /// not restarted). Their contacts were told they were gone and must
     /// learn their presence again.
     pub regained: Vec<FullJid>,
+    /// Sessions of an owner whose directory this node held for the first
+    /// time: they may have logged in while the two could not reach each
+    /// other (clusters formed apart, then merged), so contacts on either
+    /// side must learn each other's presence as for regained ones.
+    pub met: Vec<FullJid>,
 }
 
 pub struct Directory {
@@ -243,6 +248,7 @@ impl Directory {
             return Applied::default();
         }
         let incoming = replica.incoming.take().unwrap_or_default();
+        let first_replica = !replica.complete;
         replica.incarnation = incarnation;
         replica.seq = seq;
         replica.complete = true;
@@ -265,17 +271,23 @@ impl Directory {
             .into_iter()
             .filter(|jid| !now_present.contains(jid))
             .collect();
-        let regained = match self.dropped.remove(&owner) {
-            Some((dropped_incarnation, dropped)) if dropped_incarnation == incarnation => dropped
-                .into_iter()
-                .filter(|jid| now_present.contains(jid))
-                .collect(),
-            _ => Vec::new(),
+        let (regained, met) = match self.dropped.remove(&owner) {
+            Some((dropped_incarnation, dropped)) if dropped_incarnation == incarnation => {
+                let regained = dropped
+                    .into_iter()
+                    .filter(|jid| now_present.contains(jid))
+                    .collect();
+                (regained, Vec::new())
+            }
+            Some(_) => (Vec::new(), Vec::new()),
+            None if first_replica => (Vec::new(), now_present.into_iter().collect()),
+            None => (Vec::new(), Vec::new()),
         };
         Applied {
             resync: false,
             lost,
             regained,
+            met,
         }
     }
 

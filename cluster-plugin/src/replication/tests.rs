@@ -222,3 +222,30 @@ fn sessions_back_after_a_purge_are_reported_regained_unless_the_owner_restarted(
         assert!(replica.apply(A, message).regained.is_empty());
     }
 }
+
+#[test]
+fn an_owner_first_met_with_sessions_reports_them_met_once() {
+    // Clusters formed apart: the owner's users logged in before this node
+    // ever held its directory.
+    let (owner, _) = owner_with(10, &[bound("a@x/1"), bound("b@x/1")]);
+    let mut replica = Directory::new(99);
+    let mut met = Vec::new();
+    for message in owner.snapshot() {
+        let applied = replica.apply(A, message);
+        assert!(applied.regained.is_empty());
+        met.extend(applied.met);
+    }
+    met.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    assert_eq!(met, vec![jid("a@x/1"), jid("b@x/1")]);
+    // A link that comes back with the same owner brings nothing new.
+    for message in owner.snapshot() {
+        assert!(replica.apply(A, message).met.is_empty());
+    }
+    // Back after a purge, its sessions are regained, not met.
+    replica.purge(A);
+    for message in owner.snapshot() {
+        let applied = replica.apply(A, message);
+        assert!(applied.met.is_empty());
+        assert_eq!(applied.regained.len(), 2);
+    }
+}

@@ -28,8 +28,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 /// pub/sub notifications, `PubSubEventKind::Notification`; 7: links are TLS
 /// by default and the secret's proof covers the TLS exporter value; 8:
 /// session handover for XEP-0198 resumption on another member, and a
-/// member's status carries its client stanza count).
-pub const PROTOCOL_VERSION: u32 = 8;
+/// member's status carries its client stanza count; 9: envelopes are
+/// numbered per pair of incarnations, `Received` says up to which number, and
+/// what a dead link left unacknowledged is sent again on the next one).
+pub const PROTOCOL_VERSION: u32 = 9;
 
 /// Frames larger than this are refused (a stanza is at most 256 KiB by
 /// default; a directory snapshot is sent in chunks well below this).
@@ -93,6 +95,9 @@ pub struct WireEnvelope {
     pub kind: WireKind,
     pub xml: Bytes,
     pub hops: u8,
+    /// Its number in the sender's pair with the receiver (set by the pair
+    /// when sent; see `transport::pair`).
+    pub seq: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -181,11 +186,11 @@ pub enum Frame {
     /// The sender's view of the membership, sent every heartbeat period:
     /// lets members notice that their views disagree.
     Status(MemberStatus),
-    /// How many [`Frame::Envelope`]s the sender has received on this link
-    /// so far; the peer forgets those, and takes back the rest if the link
-    /// dies (see `transport`).
+    /// The sender delivered the peer's envelopes up to this number; the peer
+    /// forgets those and keeps the rest for the next link (see
+    /// `transport::pair`).
     Received {
-        envelopes: u64,
+        up_to: u64,
     },
     /// The sender's set of pub/sub nodes with local watchers (see
     /// `replication::interest`).
@@ -319,6 +324,7 @@ mod tests {
                 kind: WireKind::Message,
                 xml: Bytes::from_static(b"<message><body>hi</body></message>"),
                 hops: 1,
+                seq: 7,
             }),
             Frame::Directory(DirectoryMessage::Delta {
                 incarnation: 7,

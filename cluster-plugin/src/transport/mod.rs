@@ -12,21 +12,26 @@
 //! peer). The transport never decides that a member is down; it reports
 //! links going up and down, and when it last heard from each peer.
 //!
-//! Stanzas are acknowledged: each side counts the envelopes it received on
-//! a link and says so ([`Frame::Received`]) with its heartbeats, and every
-//! few hundred envelopes. A link keeps what it sent until acknowledged, and
-//! when it dies hands the rest back ([`FrameHandler::on_undelivered`]): a
-//! link that was cut silently (a partition, a half-open connection) takes
-//! nothing with it. The price is that envelopes received but not yet
-//! acknowledged when a link dies are handed back too, so they may arrive
-//! twice.
+//! Stanzas are numbered per pair of incarnations and acknowledged: each
+//! side says how far it delivered ([`Frame::Received`]) with its heartbeats
+//! and every few hundred envelopes. What a link did not get acknowledged
+//! stays with the [`Pair`] when the link dies and is sent first on the next
+//! link to the same incarnation, where the receiver skips what it delivered
+//! already: a flap loses nothing and delivers nothing twice. Only when the
+//! peer is given up ([`Transport::abandon`]) or comes back as a new
+//! incarnation is the rest handed back for routing again
+//! ([`FrameHandler::on_undelivered`]); the peer may have delivered some of
+//! it before it went, so there delivery is at least once.
 
 pub mod frame;
 pub mod handshake;
+mod pair;
 mod secured;
 pub mod tls;
 
-use std::collections::{HashMap, VecDeque};
+pub use pair::Pair;
+
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -63,19 +68,9 @@ pub trait FrameHandler: Send + Sync + 'static {
     fn on_link_up(&self, link: &Arc<Link>);
     /// A link closed.
     fn on_link_down(&self, link: &Arc<Link>, reason: &str);
-    /// A closed link's envelopes that the peer did not acknowledge, oldest
+    /// Envelopes a given-up (or restarted) peer did not acknowledge, oldest
     /// first: they may never have arrived.
-    fn on_undelivered(&self, link: &Arc<Link>, envelopes: Vec<WireEnvelope>);
-}
-
-/// Envelopes sent on a link and not acknowledged yet.
-#[derive(Default)]
-struct Unacked {
-    /// Envelopes sent before the first one in `envelopes`.
-    base: u64,
-    envelopes: VecDeque<WireEnvelope>,
-    /// Handed back: the link takes no more.
-    taken: bool,
+    fn on_undelivered(&self, peer: NodeId, envelopes: Vec<WireEnvelope>);
 }
 
 /// One established link to a peer.
@@ -89,13 +84,8 @@ pub struct Link {
     closed: Shutdown,
     pub established: Instant,
     epoch: Instant,
-    unacked: Mutex<Unacked>,
-    /// At most this many envelopes are kept for a peer that does not
-    /// acknowledge (the send queue's size); older ones are forgotten.
-    keep: usize,
-    /// Envelopes received from the peer, and the count last told to it.
-    received: AtomicU64,
-    acknowledged: AtomicU64,
+    /// What this node and the peer's incarnation owe each other.
+    pub pair: Arc<Pair>,
 }
 
 impl Link {
@@ -104,53 +94,16 @@ impl Link {
     }
 
     /// Queues a frame; fails at once when the queue is full or the link
-    /// closed. An envelope is also kept until the peer acknowledges it.
+    /// closed. An envelope goes through the [`Pair`], which numbers and
+    /// keeps it until the peer acknowledges it.
     pub fn send(&self, frame: Frame) -> Result<(), ForwardError> {
-        let Frame::Envelope(envelope) = &frame else {
-            return self.enqueue(frame);
-        };
-        let kept = envelope.clone();
-        // Under the lock, so that the kept order is the sent order.
-        let mut unacked = self.unacked.lock().unwrap_or_else(|p| p.into_inner());
-        if unacked.taken {
-            return Err(ForwardError::LinkDown(self.node()));
-        }
-        self.enqueue(frame)?;
-        self.keep_unacked(&mut unacked, kept);
-        Ok(())
-    }
-
-    /// Queues a stanza, waiting up to `patience` for room in a full queue:
-    /// a busy peer slows its senders down instead of failing them.
-    pub async fn send_waiting(
-        &self,
-        envelope: WireEnvelope,
-        patience: Duration,
-    ) -> Result<(), ForwardError> {
-        let permit = match tokio::time::timeout(patience, self.queue.reserve()).await {
-            Ok(Ok(permit)) => permit,
-            Ok(Err(_)) => return Err(ForwardError::LinkDown(self.node())),
-            Err(_) => return Err(ForwardError::QueueFull(self.node())),
-        };
-        let kept = envelope.clone();
-        let mut unacked = self.unacked.lock().unwrap_or_else(|p| p.into_inner());
-        if unacked.taken {
-            return Err(ForwardError::LinkDown(self.node()));
-        }
-        permit.send(Frame::Envelope(envelope));
-        self.keep_unacked(&mut unacked, kept);
-        Ok(())
-    }
-
-    fn keep_unacked(&self, unacked: &mut Unacked, kept: WireEnvelope) {
-        unacked.envelopes.push_back(kept);
-        if unacked.envelopes.len() > self.keep {
-            unacked.envelopes.pop_front();
-            unacked.base += 1;
+        match frame {
+            Frame::Envelope(envelope) => self.pair.send(envelope),
+            frame => self.enqueue(frame),
         }
     }
 
-    fn enqueue(&self, frame: Frame) -> Result<(), ForwardError> {
+    pub(crate) fn enqueue(&self, frame: Frame) -> Result<(), ForwardError> {
         self.queue.try_send(frame).map_err(|error| match error {
             mpsc::error::TrySendError::Full(_) => ForwardError::QueueFull(self.node()),
             mpsc::error::TrySendError::Closed(_) => ForwardError::LinkDown(self.node()),
@@ -182,43 +135,13 @@ impl Link {
         self.closed.cancel();
     }
 
-    /// The peer received `count` envelopes in all: forget those.
-    fn acknowledged_by_peer(&self, count: u64) {
-        let mut unacked = self.unacked.lock().unwrap_or_else(|p| p.into_inner());
-        while unacked.base < count && unacked.envelopes.pop_front().is_some() {
-            unacked.base += 1;
-        }
-    }
-
-    /// The envelopes never acknowledged; the link keeps no more after this.
-    /// Stanzas sent on this link that the peer has not acknowledged yet.
-    fn unacknowledged(&self) -> usize {
-        self.unacked
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .envelopes
-            .len()
-    }
-
-    fn take_unacked(&self) -> Vec<WireEnvelope> {
-        let mut unacked = self.unacked.lock().unwrap_or_else(|p| p.into_inner());
-        unacked.taken = true;
-        unacked.envelopes.drain(..).collect()
-    }
-
-    /// Tells the peer how many envelopes arrived, if that changed.
+    /// Tells the peer how far its envelopes were delivered, if that changed.
     pub fn acknowledge(&self) {
-        let received = self.received.load(Ordering::Acquire);
-        if self.acknowledged.swap(received, Ordering::AcqRel) != received {
+        if let Some(up_to) = self.pair.take_acknowledgement() {
             // A full queue: forget that it was said, so that the next
             // heartbeat says it again.
-            if self
-                .enqueue(Frame::Received {
-                    envelopes: received,
-                })
-                .is_err()
-            {
-                self.acknowledged.store(0, Ordering::Release);
+            if self.enqueue(Frame::Received { up_to }).is_err() {
+                self.pair.acknowledgement_lost();
             }
         }
     }
@@ -236,6 +159,11 @@ pub struct Transport {
     queue_size: usize,
     heartbeat: Duration,
     links: Mutex<HashMap<u64, Arc<Link>>>,
+    /// Per peer: the pair with its current incarnation (outlives links).
+    pairs: Mutex<HashMap<u64, Arc<Pair>>>,
+    /// Envelopes queued again on a new link, and copies dropped on arrival.
+    pub resent: AtomicU64,
+    pub duplicates_dropped: AtomicU64,
     handler: std::sync::OnceLock<Arc<dyn FrameHandler>>,
     calls: Mutex<HashMap<u64, oneshot::Sender<Vec<u8>>>>,
     next_call: AtomicU64,
@@ -275,6 +203,9 @@ impl Transport {
             queue_size,
             heartbeat,
             links: Mutex::new(HashMap::new()),
+            pairs: Mutex::new(HashMap::new()),
+            resent: AtomicU64::new(0),
+            duplicates_dropped: AtomicU64::new(0),
             handler: std::sync::OnceLock::new(),
             calls: Mutex::new(HashMap::new()),
             next_call: AtomicU64::new(1),
@@ -317,11 +248,92 @@ impl Transport {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Queues a frame for a peer.
+    /// Queues a frame for a peer. An envelope is taken while the peer has
+    /// not been given up, even between two links (see [`Pair`]).
     pub fn send(&self, node: NodeId, frame: Frame) -> Result<(), ForwardError> {
-        match self.link(node.0) {
-            Some(link) => link.send(frame),
-            None => Err(ForwardError::LinkDown(node)),
+        match frame {
+            Frame::Envelope(envelope) => match self.pair(node.0) {
+                Some(pair) => pair.send(envelope),
+                None => Err(ForwardError::LinkDown(node)),
+            },
+            frame => match self.link(node.0) {
+                Some(link) => link.send(frame),
+                None => Err(ForwardError::LinkDown(node)),
+            },
+        }
+    }
+
+    /// Like [`Transport::send`] for a stanza, waiting up to `patience` for
+    /// room while the peer's queue is full: a busy peer slows its senders
+    /// down instead of failing them.
+    pub async fn send_waiting(
+        &self,
+        node: NodeId,
+        envelope: WireEnvelope,
+        patience: Duration,
+    ) -> Result<(), ForwardError> {
+        let Some(pair) = self.pair(node.0) else {
+            return Err(ForwardError::LinkDown(node));
+        };
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            match pair.send(envelope.clone()) {
+                Err(ForwardError::QueueFull(_)) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    fn pair(&self, node: u64) -> Option<Arc<Pair>> {
+        self.pairs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&node)
+            .cloned()
+    }
+
+    /// The pair for `peer`'s incarnation: the current one, or a new one in
+    /// place of an older incarnation's, whose kept envelopes are handed back
+    /// (the restarted peer never had them). `None` for a link from an
+    /// incarnation older than the pair's.
+    fn pair_for(&self, peer: &PeerInfo) -> Option<Arc<Pair>> {
+        let (pair, replaced) = {
+            let mut pairs = self.pairs.lock().unwrap_or_else(|p| p.into_inner());
+            match pairs.get(&peer.node_id) {
+                Some(pair) if pair.incarnation == peer.incarnation => (pair.clone(), None),
+                Some(pair) if pair.incarnation > peer.incarnation => return None,
+                _ => {
+                    let pair = Arc::new(Pair::new(
+                        NodeId(peer.node_id),
+                        peer.incarnation,
+                        self.queue_size,
+                    ));
+                    let replaced = pairs.insert(peer.node_id, pair.clone());
+                    (pair, replaced)
+                }
+            }
+        };
+        if let Some(old) = replaced {
+            self.hand_back(peer.node_id, &old);
+        }
+        Some(pair)
+    }
+
+    /// The peer was given up (down, or gone): what it did not acknowledge
+    /// is handed back for routing again, and new envelopes are refused
+    /// until a link to it comes back.
+    pub fn abandon(&self, node: u64) {
+        if let Some(pair) = self.pair(node) {
+            self.hand_back(node, &pair);
+        }
+    }
+
+    fn hand_back(&self, node: u64, pair: &Pair) {
+        let envelopes = pair.abandon();
+        if let (false, Some(handler)) = (envelopes.is_empty(), self.handler.get()) {
+            handler.on_undelivered(NodeId(node), envelopes);
         }
     }
 
@@ -454,6 +466,15 @@ impl Transport {
         let Some(handler) = self.handler.get().cloned() else {
             return;
         };
+        let Some(pair) = self.pair_for(&peer) else {
+            tokio::spawn(async move {
+                let goodbye = Frame::Goodbye {
+                    reason: "a link from an earlier incarnation".into(),
+                };
+                secured.say_goodbye(&goodbye).await;
+            });
+            return;
+        };
         let (queue, outbox) = mpsc::channel(self.queue_size);
         let link = Arc::new(Link {
             peer,
@@ -463,10 +484,7 @@ impl Transport {
             closed: self.shutdown.child_token(),
             established: Instant::now(),
             epoch: self.epoch,
-            unacked: Mutex::new(Unacked::default()),
-            keep: self.queue_size,
-            received: AtomicU64::new(0),
-            acknowledged: AtomicU64::new(0),
+            pair,
         });
         link.heard();
         let replaced = {
@@ -490,6 +508,12 @@ impl Transport {
         };
         if let Some(old) = replaced {
             old.close();
+        }
+        // Before anything new: what the last link left unacknowledged.
+        let resent = link.pair.attach(&link);
+        if resent > 0 {
+            self.resent.fetch_add(resent as u64, Ordering::Relaxed);
+            tracing::info!(peer = %link.peer.name, stanzas = resent, "sending again what the last link left unacknowledged");
         }
         let (reader, writer) = secured.split();
         tokio::spawn(write_loop(link.clone(), writer, outbox));
@@ -526,17 +550,18 @@ impl Transport {
                     link.heard();
                     self.complete_call(id, reply.to_vec());
                 }
-                Ok(Some(Frame::Received { envelopes })) => {
+                Ok(Some(Frame::Received { up_to })) => {
                     link.heard();
-                    link.acknowledged_by_peer(envelopes);
+                    link.pair.acknowledged_up_to(up_to);
                 }
-                Ok(Some(frame @ Frame::Envelope(_))) => {
+                Ok(Some(Frame::Envelope(envelope))) => {
                     link.heard();
-                    handler.on_frame(&link, frame).await;
-                    let received = link.received.fetch_add(1, Ordering::AcqRel) + 1;
-                    if received.saturating_sub(link.acknowledged.load(Ordering::Acquire))
-                        >= ACK_EVERY
-                    {
+                    if link.pair.first_delivery(envelope.seq) {
+                        handler.on_frame(&link, Frame::Envelope(envelope)).await;
+                    } else {
+                        self.duplicates_dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if link.pair.unacknowledged_deliveries() >= ACK_EVERY {
                         link.acknowledge();
                     }
                 }
@@ -559,13 +584,11 @@ impl Transport {
                 _ => false,
             }
         };
+        // What it carried unacknowledged waits for the next link.
+        link.pair.detach(&link);
         if removed {
             tracing::info!(peer = %link.peer.name, node = link.peer.node_id, %reason, "cluster link down");
             handler.on_link_down(&link, &reason);
-        }
-        let undelivered = link.take_unacked();
-        if !undelivered.is_empty() {
-            handler.on_undelivered(&link, undelivered);
         }
     }
 
@@ -579,7 +602,10 @@ impl Transport {
     /// sent to it, so a leaving node hands nothing back for routing again.
     pub async fn wait_acknowledged(&self, bound: Duration) {
         let deadline = tokio::time::Instant::now() + bound;
-        while self.links().iter().any(|link| link.unacknowledged() > 0)
+        while self
+            .links()
+            .iter()
+            .any(|link| link.pair.unacknowledged() > 0)
             && tokio::time::Instant::now() < deadline
         {
             tokio::time::sleep(Duration::from_millis(10)).await;

@@ -39,6 +39,12 @@ pub struct ClusterCounters {
     pub interest_changes: u64,
     /// Waits for peers to apply an interest change that ended in the timeout.
     pub interest_ack_timeouts: u64,
+    /// Stanzas a dead link left unacknowledged, sent again on the next link
+    /// to the same peer.
+    pub resent: u64,
+    /// Stanzas from a peer dropped as copies of ones delivered already
+    /// (sent again after a link flap).
+    pub duplicates_dropped: u64,
 }
 
 /// How peer links are protected (`[cluster] insecure_plaintext`, `tls_ca`).
@@ -114,4 +120,8 @@ pub struct MemberEvent {
     pub node: u64,
     pub name: String,
     pub state: PeerState,
+    /// What happened beyond the state change, when there is more to say
+    /// (this node merged into another cluster).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }

@@ -1,12 +1,14 @@
 //! Order and completeness under load and under races: bursts between nodes
-//! arrive whole and in order, and a user messaged on one node the moment
+//! arrive whole and in order, also when the link between the two members
+//! is cut in the middle of one, and a user messaged on one node the moment
 //! it logs in on another gets every message exactly once, live or from
 //! offline storage.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use starling_core::xml::Element;
-use starling_tests::{Client, ClientError};
+use starling_tests::{Client, ClientError, TestCluster};
 use tokio::task::JoinHandle;
 
 use crate::support::*;
@@ -101,6 +103,71 @@ async fn bursts_between_nodes_arrive_complete_and_in_order() {
         sync(sender).await;
         assert_none(sender, "an error", |e| e.attr("type") == Some("error"));
     }
+}
+
+/// Messages in the burst whose link is cut.
+const LONG_BURST: usize = 10_000;
+
+/// 10,000 messages from node 1 to node 2; when 2,000 have arrived, every
+/// peer link is closed at once (both members see their connection end).
+/// The members link again, what the dead link left unacknowledged is sent
+/// again first, and the receiver skips what it already delivered: the
+/// burst arrives complete, in order, once, and nothing goes to offline
+/// storage.
+#[tokio::test]
+async fn a_burst_whose_link_is_cut_midway_arrives_complete_and_once() {
+    let cluster = TestCluster::builder(2)
+        .link_latency(Duration::ZERO)
+        .user("flap_s", PW)
+        .user("flap_r", PW)
+        .start();
+    let mut sender = online(node(&cluster, 1), "flap_s", PW, "s").await;
+    let mut receiver = online(node(&cluster, 2), "flap_r", PW, "r").await;
+    barrier(&mut receiver, &mut sender).await;
+    let from = jid(&sender);
+    let burst = burst(sender, "flap_r@localhost/r".to_owned(), "flap", LONG_BURST);
+    for n in 0..LONG_BURST {
+        if n == 2_000 {
+            cluster.cut_links();
+        }
+        let message = receiver
+            .expect(is_message, WAIT)
+            .await
+            .unwrap_or_else(|error| panic!("message {n} of {LONG_BURST} missing: {error}"));
+        assert_eq!(body(&message), format!("flap {n}"), "lost or reordered");
+        assert_eq!(message.attr("from"), Some(from.as_str()), "{message}");
+        assert!(
+            !message.has_child("delay", "urn:xmpp:delay"),
+            "went offline: {message}"
+        );
+    }
+    let mut sender = burst.await.unwrap();
+    barrier(&mut sender, &mut receiver).await;
+    assert_none(&receiver, "a second copy", is_payload_message);
+    sync(&mut sender).await;
+    assert_none(&sender, "an error", |e| e.attr("type") == Some("error"));
+    let down = |index: usize| {
+        cluster
+            .node(index)
+            .log()
+            .matches("cluster link down")
+            .count()
+    };
+    assert!(
+        down(0) + down(1) > 0,
+        "the cut closed no link:\n{}",
+        cluster.node(0).log()
+    );
+    eprintln!(
+        "links closed {} times; sent again: {:?}",
+        down(0) + down(1),
+        cluster
+            .node(0)
+            .log()
+            .lines()
+            .filter(|line| line.contains("sending again"))
+            .collect::<Vec<_>>()
+    );
 }
 
 /// What one session of the race's target received.

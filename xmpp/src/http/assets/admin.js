@@ -500,6 +500,7 @@ function renderHistory(events) {
   const away = new Set();
   const described = events.map((e) => {
     let words = STATE_WORDS[e.state] || e.state;
+    if (e.note) return { ...e, words: e.note };
     if (e.state === 'up' && away.has(String(e.node))) words = 'came back up';
     if (e.state === 'up') away.delete(String(e.node));
     else away.add(String(e.node));
@@ -515,7 +516,7 @@ function renderHistory(events) {
         h('td', { class: 'mono muted nowrap' },
           h('time', { datetime: new Date(e.at_ms).toISOString(), title: fmtStamp(e.at_ms) }, fmtClock(e.at_ms))),
         h('td', {}, statePill(e.state)),
-        h('td', {}, h('strong', {}, e.name || `#${e.node}`), ' ', e.words),
+        h('td', {}, e.note ? e.words : [h('strong', {}, e.name || `#${e.node}`), ' ', e.words]),
         h('td', { class: 'num muted ago', dataset: { at: e.at_ms } }, fmtAgo(e.at_ms)))));
   } else {
     for (const ago of body.querySelectorAll('.ago')) setText(ago, fmtAgo(Number(ago.dataset.at)));

@@ -50,6 +50,11 @@ pub(super) async fn sessions_lost(server: &Server, jid: &FullJid) {
 ///   is subscribed to that have sessions here, so nobody there keeps seeing
 ///   our users as offline.
 pub(super) async fn sessions_regained(server: &Server, node: NodeId, regained: &[FullJid]) {
+    // No client here: nobody to tell, nobody to ask for (a node that just
+    // joined meets every member's sessions at once).
+    if server.sessions.count() == 0 {
+        return;
+    }
     let mut probed = std::collections::HashSet::new();
     for jid in regained {
         let user = jid.to_bare();
