@@ -28,8 +28,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 /// pub/sub notifications, `PubSubEventKind::Notification`; 7: links are TLS
 /// by default and the secret's proof covers the TLS exporter value; 8:
 /// session handover for XEP-0198 resumption on another member, and a
-/// member's status carries its client stanza count).
-pub const PROTOCOL_VERSION: u32 = 8;
+/// member's status carries its client stanza count; 9: a node's web URL,
+/// for see-other-uri).
+pub const PROTOCOL_VERSION: u32 = 9;
 
 /// Frames larger than this are refused (a stanza is at most 256 KiB by
 /// default; a directory snapshot is sent in chunks well below this).
@@ -45,6 +46,8 @@ pub struct PeerInfo {
     pub cluster_addr: String,
     pub c2s_addr: String,
     pub http_addr: String,
+    /// The base URL web clients reach the node at (see-other-uri).
+    pub web_url: String,
     pub max_connections: u32,
 }
 
