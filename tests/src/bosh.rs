@@ -308,7 +308,7 @@ fn request_for(
 }
 
 /// Adds `xmlns='jabber:client'` to first-level elements that declare no namespace.
-fn qualify(xml: &str) -> String {
+pub(crate) fn qualify(xml: &str) -> String {
     let mut out = String::with_capacity(xml.len() + 32);
     let mut depth = 0usize;
     let mut rest = xml;

@@ -323,6 +323,11 @@ fn to_server(bytes: &[u8]) -> Message {
     if trimmed == "</stream:stream>" {
         return Message::text(format!("<close xmlns=\"{FRAMING}\"/>"));
     }
+    // RFC 7395 3.3.3: a message stands alone, so its stanza declares its
+    // namespace (Prosody takes an undeclared one as no namespace at all).
+    if trimmed.starts_with('<') && !trimmed.starts_with("<?") {
+        return Message::text(crate::bosh::qualify(&text));
+    }
     Message::text(text.into_owned())
 }
 
