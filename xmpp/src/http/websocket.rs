@@ -111,6 +111,11 @@ pub(super) async fn endpoint(State(state): State<HttpState>, request: Request) -
         .saturating_add(4096);
     upgrade
         .protocols([SUBPROTOCOL])
+        // tungstenite reads in 128 KiB chunks by default, held per
+        // connection: most of an idle session's memory. Messages larger
+        // than a chunk are still read whole (up to `hard_limit`).
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
         .max_message_size(hard_limit)
         .max_frame_size(hard_limit)
         .on_upgrade(move |socket| async move {
@@ -118,6 +123,11 @@ pub(super) async fn endpoint(State(state): State<HttpState>, request: Request) -
             drop(permit);
         })
 }
+
+/// Bytes read from the socket at once (the CometD WebSocket's figure).
+const READ_BUFFER: usize = 4 * 1024;
+/// Bytes of frames gathered before a write.
+const WRITE_BUFFER: usize = 4 * 1024;
 
 /// The largest message a client being redirected may send (its `<open/>`).
 const REDIRECT_FRAME_LIMIT: usize = 4096;
