@@ -385,6 +385,10 @@ class Prosody:
         self.dir = os.path.join(work, "prosody")
         self.iterations = iterations
         self.process = None
+        # For other runners (tests/bench/web.py): more modules, and global
+        # settings written before the VirtualHost.
+        self.extra_modules = ()
+        self.extra_global = ""
 
     def setup(self, plan):
         self.data = os.path.join(self.dir, "data")
@@ -406,9 +410,10 @@ allow_unencrypted_plain_auth = true
 allow_registration = false
 authentication = "internal_hashed"
 storage = "internal"
-modules_enabled = {{ "roster", "saslauth", "tls", "disco", "ping", "version", "offline" }}
+modules_enabled = {{ "roster", "saslauth", "tls", "disco", "ping", "version", "offline"{"".join(", " + lua_string(m) for m in self.extra_modules)} }}
 modules_disabled = {{ "s2s" }}
 ssl = {{ certificate = "{cert}", key = "{key}" }}
+{self.extra_global}
 
 VirtualHost "{plan.domain}"
 
@@ -498,6 +503,10 @@ class Ejabberd:
         self.dir = os.path.join(work, "ejabberd")
         self.node = f"tsungbench{os.getpid()}@localhost"
         self.pid = None
+        # For other runners (tests/bench/web.py): YAML appended to the
+        # listen list and to the modules (indented as those entries).
+        self.extra_listen = ""
+        self.extra_modules = ""
 
     def ctl(self, *args, check=True, timeout=600):
         # --no-timeout: a large import_piefxis takes longer than the RPC default.
@@ -538,7 +547,7 @@ listen:
     module: ejabberd_c2s
     max_stanza_size: 262144
     shaper: none
-auth_method: internal
+{self.extra_listen}auth_method: internal
 auth_password_format: scram
 auth_scram_hash: sha
 default_db: mnesia
@@ -558,7 +567,7 @@ modules:
   mod_pubsub:
     plugins: [flat]
     access_createnode: all
-""")
+{self.extra_modules}""")
         self.xep227 = os.path.join(self.dir, "accounts.xml")
         piefxis.write(plan, self.xep227)
         subprocess.run(["chown", "-R", "ejabberd:ejabberd", self.dir], check=True)

@@ -137,7 +137,9 @@ pub struct HttpConfig {
     /// the WebSocket and BOSH endpoints; `"*"`: any; empty: same origin only.
     pub allowed_origins: Vec<String>,
     /// This listener's URL as clients reach it (`https://xmpp.example.com`),
-    /// for XEP-0156 discovery; empty: from the request's `Host`.
+    /// for XEP-0156 discovery and for the see-other-uri redirects other
+    /// members of a cluster send; empty: from the request's `Host` (and
+    /// `http(s)://bind` for the redirects).
     pub public_url: String,
     /// Serve `/chat`, a page running Converse.js against this node's
     /// `/xmpp-websocket` (or `/http-bind`). Off by default: a server shows
@@ -178,6 +180,18 @@ pub const DEFAULT_CHAT_ASSETS: &str = "/usr/share/starling/converse";
 pub const CHAT_ASSET_FILES: [&str; 2] = ["converse.min.js", "converse.min.css"];
 
 impl HttpConfig {
+    /// The base URL clients reach this listener at, without a trailing
+    /// slash: `public_url` when set, else `http(s)://bind`. Other members
+    /// of a cluster send web clients here when they are full.
+    pub fn advertised_url(&self) -> String {
+        if self.public_url.is_empty() {
+            let scheme = if self.tls { "https" } else { "http" };
+            format!("{scheme}://{}", self.bind)
+        } else {
+            self.public_url.trim_end_matches('/').to_owned()
+        }
+    }
+
     /// The separate metrics address, if one is configured (and valid).
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         if self.metrics_bind.is_empty() {
@@ -704,11 +718,10 @@ impl Config {
 
     fn validate_http(&self) -> Result<(), ConfigError> {
         let http = &self.http;
-        let url = &http.public_url;
-        if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
+        if let Some(problem) = public_url_problem(&http.public_url) {
             return Err(ConfigError::Invalid {
                 key: "http.public_url",
-                message: format!("{:?} is not an http:// or https:// URL", http.public_url),
+                message: format!("{:?} {problem}", http.public_url),
             });
         }
         if http.chat_page {
@@ -803,9 +816,71 @@ fn is_dns_name(name: &str) -> bool {
         })
 }
 
+/// What is wrong with an `[http] public_url`, if anything: the endpoint
+/// paths are appended to it and other members send clients to it.
+fn public_url_problem(url: &str) -> Option<&'static str> {
+    if url.is_empty() {
+        return None;
+    }
+    let Some(rest) = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+    else {
+        return Some("is not an http:// or https:// URL");
+    };
+    if rest.is_empty() || rest.starts_with('/') {
+        return Some("names no host");
+    }
+    if url
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || "\"'<>`{}|\\^".contains(c))
+    {
+        return Some("has characters a URL may not hold");
+    }
+    if url.contains(['?', '#']) {
+        return Some("has a query or fragment (the endpoint paths are appended to it)");
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn public_url_is_checked_and_advertised() {
+        let mut config = Config::defaults();
+        assert_eq!(config.http.advertised_url(), "http://127.0.0.1:5280");
+        config.http.tls = true;
+        assert_eq!(config.http.advertised_url(), "https://127.0.0.1:5280");
+        for good in [
+            "https://xmpp.example.com/",
+            "http://10.0.0.2:5280",
+            "https://a.example/xmpp",
+        ] {
+            config.http.public_url = good.into();
+            assert!(config.validate().is_ok(), "{good}");
+        }
+        assert_eq!(config.http.advertised_url(), "https://a.example/xmpp");
+        for bad in [
+            "xmpp.example.com",
+            "wss://xmpp.example.com",
+            "https://",
+            "https:///path",
+            "https://a b.example",
+            "https://a.example/\"x",
+            "https://a.example/?q=1",
+            "https://a.example/#top",
+        ] {
+            config.http.public_url = bad.into();
+            match config.validate() {
+                Err(ConfigError::Invalid { key, .. }) => {
+                    assert_eq!(key, "http.public_url", "{bad}")
+                }
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+    }
 
     #[test]
     fn embedded_default_file_matches_the_defaults() {

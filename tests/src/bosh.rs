@@ -149,6 +149,13 @@ async fn run(
         while sid.is_some() && in_flight.len() < 2 && !waiting.is_empty() && !ended {
             let bytes = waiting.remove(0);
             let (body, purpose) = request_for(&bytes, rid, sid.as_deref(), &options);
+            if purpose == Purpose::Restart {
+                // The new stream starts now: whatever arrives from here on,
+                // in any answer, is in it. A server may push the new
+                // features on an older held request (Prosody does) rather
+                // than on the restart request.
+                let _ = incoming.send(stream_header(&from, &authid));
+            }
             spawn_request(&mut in_flight, &options, rid, purpose, body);
             rid += 1;
         }
@@ -227,15 +234,9 @@ fn flush(
     while let Some((purpose, text)) = answers.remove(next) {
         *next += 1;
         let mut bytes = Vec::new();
-        if purpose != Purpose::Other {
-            bytes.extend_from_slice(
-                format!(
-                    "<stream:stream xmlns='jabber:client' \
-                     xmlns:stream='http://etherx.jabber.org/streams' from='{from}' \
-                     id='{authid}' version='1.0'>"
-                )
-                .as_bytes(),
-            );
+        // A restart's header went out when it was asked for (see `run`).
+        if purpose == Purpose::Create {
+            bytes.extend_from_slice(&stream_header(from, authid));
         }
         bytes.extend_from_slice(children(&text).as_bytes());
         let terminated = attribute(&text, "type").as_deref() == Some("terminate");
@@ -248,6 +249,16 @@ fn flush(
         }
     }
     false
+}
+
+/// The stream header the client reads for a new stream.
+fn stream_header(from: &str, authid: &str) -> Vec<u8> {
+    format!(
+        "<stream:stream xmlns='jabber:client' \
+         xmlns:stream='http://etherx.jabber.org/streams' from='{from}' \
+         id='{authid}' version='1.0'>"
+    )
+    .into_bytes()
 }
 
 fn spawn_request(
@@ -308,7 +319,7 @@ fn request_for(
 }
 
 /// Adds `xmlns='jabber:client'` to first-level elements that declare no namespace.
-fn qualify(xml: &str) -> String {
+pub(crate) fn qualify(xml: &str) -> String {
     let mut out = String::with_capacity(xml.len() + 32);
     let mut depth = 0usize;
     let mut rest = xml;

@@ -34,6 +34,9 @@ pub struct WsOptions {
     /// `Sec-WebSocket-Protocol`; None: none sent.
     pub subprotocol: Option<String>,
     pub origin: Option<String>,
+    /// Local address to connect from (the load driver's workers each use
+    /// their own); None: the system's choice.
+    pub local_addr: Option<std::net::IpAddr>,
 }
 
 impl Default for WsOptions {
@@ -43,6 +46,7 @@ impl Default for WsOptions {
             path: "/xmpp-websocket".into(),
             subprotocol: Some("xmpp".into()),
             origin: None,
+            local_addr: None,
         }
     }
 }
@@ -79,7 +83,7 @@ pub async fn connect(addr: SocketAddr, options: &WsOptions) -> Result<WsPipe, Ws
             HeaderValue::from_str(origin).expect("a header value"),
         );
     }
-    let tcp = connect_tcp(addr, None).await?;
+    let tcp = connect_tcp(addr, options.local_addr).await?;
     if options.tls {
         let connector = crate::tls::insecure_connector().map_err(io::Error::other)?;
         let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
@@ -99,6 +103,80 @@ pub async fn connect(addr: SocketAddr, options: &WsOptions) -> Result<WsPipe, Ws
         check_protocol(&response, options)?;
         Ok(WsPipe::spawn(socket))
     }
+}
+
+/// Opens `ws(s)://addr/path`, sends `open` as one text message and returns
+/// the server's first text message, and whether the server then closed the
+/// WebSocket (within `wait`). For frame-level checks such as RFC 7395
+/// see-other-uri, which the byte pipe of [`connect`] cannot show.
+pub async fn first_answer(
+    addr: SocketAddr,
+    options: &WsOptions,
+    open: &str,
+    wait: std::time::Duration,
+) -> Result<(String, bool), WsError> {
+    let scheme = if options.tls { "wss" } else { "ws" };
+    let mut request = format!("{scheme}://{addr}{}", options.path)
+        .into_client_request()
+        .map_err(|error| WsError::Handshake(Box::new(error)))?;
+    if let Some(protocol) = &options.subprotocol {
+        request.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            HeaderValue::from_str(protocol).expect("a header value"),
+        );
+    }
+    let tcp = connect_tcp(addr, None).await?;
+    if options.tls {
+        let connector = crate::tls::insecure_connector().map_err(io::Error::other)?;
+        let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+        let tls = connector.connect(name, tcp).await?;
+        let (socket, _) = tokio_tungstenite::client_async(request, tls)
+            .await
+            .map_err(refusal)?;
+        exchange(socket, open, wait).await
+    } else {
+        let (socket, _) = tokio_tungstenite::client_async(request, tcp)
+            .await
+            .map_err(refusal)?;
+        exchange(socket, open, wait).await
+    }
+}
+
+async fn exchange<S>(
+    mut socket: WebSocketStream<S>,
+    open: &str,
+    wait: std::time::Duration,
+) -> Result<(String, bool), WsError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let timed_out = || io::Error::new(io::ErrorKind::TimedOut, "no answer from the server");
+    let failed = |error: tungstenite::Error| WsError::Handshake(Box::new(error));
+    socket
+        .send(Message::text(open.to_owned()))
+        .await
+        .map_err(failed)?;
+    let first = loop {
+        match tokio::time::timeout(wait, socket.next())
+            .await
+            .map_err(|_| timed_out())?
+        {
+            Some(Ok(Message::Text(text))) => break text.as_str().to_owned(),
+            Some(Ok(Message::Close(_))) | None => {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed").into());
+            }
+            Some(Ok(_)) => continue,
+            Some(Err(error)) => return Err(failed(error)),
+        }
+    };
+    let closed = loop {
+        match tokio::time::timeout(wait, socket.next()).await {
+            Err(_) => break false,
+            Ok(Some(Ok(Message::Close(_))) | None | Some(Err(_))) => break true,
+            Ok(Some(Ok(_))) => continue,
+        }
+    };
+    Ok((first, closed))
 }
 
 fn refusal(error: tungstenite::Error) -> WsError {
@@ -244,6 +322,11 @@ fn to_server(bytes: &[u8]) -> Message {
     }
     if trimmed == "</stream:stream>" {
         return Message::text(format!("<close xmlns=\"{FRAMING}\"/>"));
+    }
+    // RFC 7395 3.3.3: a message stands alone, so its stanza declares its
+    // namespace (Prosody takes an undeclared one as no namespace at all).
+    if trimmed.starts_with('<') && !trimmed.starts_with("<?") {
+        return Message::text(crate::bosh::qualify(&text));
     }
     Message::text(text.into_owned())
 }

@@ -1,7 +1,8 @@
 //! The load-balancing policy: which member a client should connect to.
 //!
 //! One pure function over the cluster status drives both `/lb/{username}`
-//! and the c2s see-other-host redirect (RFC 6120 4.9.3.19): a user who
+//! and the c2s see-other-host redirect (RFC 6120 4.9.3.19), and its web
+//! equivalents (RFC 7395 see-other-uri, XEP-0124 `see-other-uri`): a user who
 //! already has a session goes back to that member (so all of a user's
 //! resources share a node); anyone else goes to the up member with the most
 //! free capacity, a member's capacity being its configured
@@ -100,6 +101,57 @@ pub(crate) fn see_other_host(server: &Server) -> Option<String> {
         .filter(|addr| !addr.is_empty())
 }
 
+/// The web endpoint a see-other-uri redirect names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WebEndpoint {
+    /// `/xmpp-websocket` with a `ws(s)://` scheme (RFC 7395 3.6.1).
+    WebSocket,
+    /// `/http-bind` (XEP-0124's `see-other-uri` terminal condition).
+    Bosh,
+}
+
+/// Where a new web client goes when this node is full: the endpoint on the
+/// web URL (`[http] public_url`, else from the HTTP bind address) of
+/// another member with room. A client on HTTPS is never sent to plain HTTP
+/// (RFC 7395 3.6.1 has clients refuse a lower security context), so such
+/// members are left out before choosing.
+pub(crate) fn see_other_uri(server: &Server, endpoint: WebEndpoint) -> Option<String> {
+    let status = server.cluster.status();
+    let secure = server.config.http.tls;
+    let members: Vec<MemberRow> = status
+        .members
+        .into_iter()
+        .filter(|member| web_endpoint(&member.web_url, endpoint, secure).is_some())
+        .collect();
+    let request = Request {
+        current: None,
+        exclude: Some(status.this_node),
+        unlimited_capacity: unlimited_capacity(),
+    };
+    choose(&members, request).and_then(|member| web_endpoint(&member.web_url, endpoint, secure))
+}
+
+/// `endpoint` under a member's web URL, or `None` when the URL is unusable
+/// (empty, not http(s), or plain HTTP while the client came over HTTPS).
+fn web_endpoint(web_url: &str, endpoint: WebEndpoint, secure: bool) -> Option<String> {
+    let base = web_url.trim_end_matches('/');
+    let (tls, rest) = if let Some(rest) = base.strip_prefix("https://") {
+        (true, rest)
+    } else if let Some(rest) = base.strip_prefix("http://") {
+        (false, rest)
+    } else {
+        return None;
+    };
+    if rest.is_empty() || (secure && !tls) {
+        return None;
+    }
+    Some(match (endpoint, tls) {
+        (WebEndpoint::WebSocket, true) => format!("wss://{rest}/xmpp-websocket"),
+        (WebEndpoint::WebSocket, false) => format!("ws://{rest}/xmpp-websocket"),
+        (WebEndpoint::Bosh, _) => format!("{base}/http-bind"),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,6 +163,7 @@ mod tests {
             cluster_addr: String::new(),
             c2s_addr: format!("127.0.0.1:{}", 5221 + id),
             http_addr: format!("127.0.0.1:{}", 5279 + id),
+            web_url: format!("https://127.0.0.1:{}", 5279 + id),
             max_connections,
             incarnation: 1,
             joined_at_ms: 0,
@@ -207,6 +260,32 @@ mod tests {
             ..anyone()
         };
         assert_eq!(chosen(&members, request), Some(2));
+    }
+
+    #[test]
+    fn web_endpoints_follow_the_scheme_and_never_lower_security() {
+        use WebEndpoint::{Bosh, WebSocket};
+        assert_eq!(
+            web_endpoint("https://node2.example.com/", WebSocket, true).as_deref(),
+            Some("wss://node2.example.com/xmpp-websocket")
+        );
+        assert_eq!(
+            web_endpoint("https://example.com/xmpp", Bosh, true).as_deref(),
+            Some("https://example.com/xmpp/http-bind")
+        );
+        assert_eq!(
+            web_endpoint("http://127.0.0.1:5281", WebSocket, false).as_deref(),
+            Some("ws://127.0.0.1:5281/xmpp-websocket")
+        );
+        assert_eq!(
+            web_endpoint("http://127.0.0.1:5281", Bosh, false).as_deref(),
+            Some("http://127.0.0.1:5281/http-bind")
+        );
+        assert_eq!(web_endpoint("http://127.0.0.1:5281", WebSocket, true), None);
+        assert_eq!(web_endpoint("http://127.0.0.1:5281", Bosh, true), None);
+        assert_eq!(web_endpoint("", WebSocket, false), None);
+        assert_eq!(web_endpoint("ftp://x", Bosh, false), None);
+        assert_eq!(web_endpoint("https://", Bosh, true), None);
     }
 
     #[test]

@@ -79,6 +79,7 @@ fn info(id: MemberId) -> MemberInfo {
         cluster_addr: format!("10.0.0.{id}:7701"),
         c2s_addr: format!("10.0.0.{id}:5222"),
         http_addr: format!("10.0.0.{id}:5280"),
+        web_url: format!("https://10.0.0.{id}:5280"),
         max_connections: 10_000,
         joined_at_ms: 0,
     }

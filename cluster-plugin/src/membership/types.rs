@@ -28,6 +28,9 @@ pub struct MemberInfo {
     pub c2s_addr: String,
     /// `host:port` of the HTTP surface (admin page, WebSocket, CometD).
     pub http_addr: String,
+    /// The base URL web clients reach the member at (`[http] public_url`,
+    /// else from the HTTP bind address): where see-other-uri points.
+    pub web_url: String,
     /// The member's configured client connection limit.
     pub max_connections: u32,
     /// Milliseconds since the Unix epoch at which the leader added the member;
@@ -44,6 +47,7 @@ impl MemberInfo {
             && self.cluster_addr == other.cluster_addr
             && self.c2s_addr == other.c2s_addr
             && self.http_addr == other.http_addr
+            && self.web_url == other.web_url
             && self.max_connections == other.max_connections
     }
 }

@@ -145,6 +145,10 @@ impl ClusterNode {
                         .map(|m| m.http_addr.clone())
                         .or_else(|| peer.map(|p| p.http_addr.clone()))
                         .unwrap_or_default(),
+                    web_url: member
+                        .map(|m| m.web_url.clone())
+                        .or_else(|| peer.map(|p| p.web_url.clone()))
+                        .unwrap_or_default(),
                     max_connections: member
                         .map(|m| m.max_connections)
                         .or_else(|| peer.map(|p| p.max_connections))

@@ -251,6 +251,7 @@ pub(super) fn member_info(peer: &PeerInfo) -> MemberInfo {
         cluster_addr: peer.cluster_addr.clone(),
         c2s_addr: peer.c2s_addr.clone(),
         http_addr: peer.http_addr.clone(),
+        web_url: peer.web_url.clone(),
         max_connections: peer.max_connections,
         joined_at_ms: 0,
     }
@@ -554,6 +555,7 @@ mod tests {
             cluster_addr: format!("{name}:7000"),
             c2s_addr: String::new(),
             http_addr: String::new(),
+            web_url: String::new(),
             max_connections: 0,
         }
     }

@@ -153,6 +153,7 @@ impl ClusterNode {
             cluster_addr: advertise,
             c2s_addr: config.c2s.bind.to_string(),
             http_addr: config.http.bind.to_string(),
+            web_url: config.http.advertised_url(),
             max_connections: config.c2s.max_connections,
         };
         let transport = Transport::new(

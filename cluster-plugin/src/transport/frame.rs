@@ -29,8 +29,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 /// by default and the secret's proof covers the TLS exporter value; 8:
 /// session handover for XEP-0198 resumption on another member, and a
 /// member's status carries its client stanza count; 9: envelopes are
-/// numbered per pair of incarnations, `Received` says up to which number, and
-/// what a dead link left unacknowledged is sent again on the next one).
+/// numbered per pair of incarnations, `Received` says up to which number,
+/// what a dead link left unacknowledged is sent again on the next one, and a
+/// node's hello carries its web URL, for see-other-uri).
 pub const PROTOCOL_VERSION: u32 = 9;
 
 /// Frames larger than this are refused (a stanza is at most 256 KiB by
@@ -47,6 +48,8 @@ pub struct PeerInfo {
     pub cluster_addr: String,
     pub c2s_addr: String,
     pub http_addr: String,
+    /// The base URL web clients reach the node at (see-other-uri).
+    pub web_url: String,
     pub max_connections: u32,
 }
 

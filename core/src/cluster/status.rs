@@ -90,6 +90,10 @@ pub struct MemberRow {
     pub cluster_addr: String,
     pub c2s_addr: String,
     pub http_addr: String,
+    /// The base URL web clients reach the member at (`[http] public_url`,
+    /// else `http(s)://` and its HTTP bind address).
+    #[serde(default)]
+    pub web_url: String,
     pub max_connections: u32,
     pub incarnation: u64,
     pub joined_at_ms: i64,

@@ -24,6 +24,8 @@
 //!     --tls --server-pid 1234
 //! starling-load muc --server 127.0.0.1:5222,127.0.0.1:5223,127.0.0.1:5224 --users load \
 //!     --password-prefix pw --rooms 1 --occupants 1000 --rate 20 --duration 30 --tls
+//! starling-load hold --client-transport websocket --server 127.0.0.1:5280 --users load \
+//!     --password-prefix pw --count 2000 --rate 200 --duration 10 --server-pid 1234
 //! starling-load prosody-users --data-dir /tmp/prosody/data --domain localhost \
 //!     --users load --password-prefix pw --count 500 --roster-size 200
 //! ```
@@ -41,7 +43,7 @@ use starling_tests::load::prosody::ProsodyUsers;
 use starling_tests::load::report::RunReport;
 use starling_tests::load::run::{Plan, Target, run};
 use starling_tests::load::servers::Servers;
-use starling_tests::load::{Users, worker};
+use starling_tests::load::{ClientTransport, Users, worker};
 use starling_tests::sasl::{Mechanism, ScramHash};
 
 #[derive(Parser)]
@@ -341,6 +343,19 @@ struct TargetArgs {
     /// Let the system choose source addresses (e.g. for a non-loopback server).
     #[arg(long)]
     no_bind: bool,
+    /// What the clients speak: `websocket` (RFC 7395 at /xmpp-websocket) and
+    /// `bosh` (XEP-0206 at /http-bind) take the servers' HTTP addresses in
+    /// --server, with --tls meaning wss:// and https://.
+    #[arg(long, value_enum, default_value_t = ClientTransportArg::Tcp)]
+    client_transport: ClientTransportArg,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ClientTransportArg {
+    Tcp,
+    #[value(name = "websocket")]
+    WebSocket,
+    Bosh,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -387,6 +402,11 @@ impl TargetArgs {
             timeout_s: self.timeout,
             workers: self.workers,
             source_base: (!self.no_bind).then_some(self.source_base),
+            transport: match self.client_transport {
+                ClientTransportArg::Tcp => ClientTransport::Tcp,
+                ClientTransportArg::WebSocket => ClientTransport::WebSocket,
+                ClientTransportArg::Bosh => ClientTransport::Bosh,
+            },
         }
     }
 }

@@ -365,6 +365,7 @@ mod tests {
                 resource: "load".to_owned(),
                 timeout_s: 5.0,
                 source: None,
+                transport: Default::default(),
             },
             users: Users {
                 prefix: "u".to_owned(),

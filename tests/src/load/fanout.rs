@@ -860,6 +860,7 @@ mod tests {
                 resource: "r".to_owned(),
                 timeout_s: 1.0,
                 source: None,
+                transport: Default::default(),
             },
             transport: FanoutTransport::Bayeux,
             http: None,

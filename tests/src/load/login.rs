@@ -59,7 +59,22 @@ pub async fn login_with(
     options: &LoginOptions,
     scheduled: Instant,
 ) -> (LoginOutcome, Option<Client>) {
-    let result = Client::login(connection.server(server), options).await;
+    let addr = connection.server(server);
+    let result = match connection.transport {
+        super::ClientTransport::Tcp => Client::login(addr, options).await,
+        super::ClientTransport::WebSocket => {
+            let websocket = crate::websocket::WsOptions {
+                tls: connection.tls,
+                local_addr: connection.source,
+                ..crate::websocket::WsOptions::default()
+            };
+            Client::login_websocket(addr, &websocket, options).await
+        }
+        super::ClientTransport::Bosh => {
+            let bosh = crate::bosh::BoshOptions::new(addr, connection.tls);
+            Client::login_bosh(&bosh, options).await
+        }
+    };
     let finished = Instant::now();
     let latency = finished.saturating_duration_since(scheduled);
     match result {

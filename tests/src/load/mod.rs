@@ -90,6 +90,19 @@ impl Users {
     }
 }
 
+/// What the clients of a run speak to the server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientTransport {
+    /// RFC 6120 over TCP (STARTTLS with `tls`) to the c2s port.
+    #[default]
+    Tcp,
+    /// RFC 7395 at `/xmpp-websocket` of the HTTP port (`wss:` with `tls`).
+    WebSocket,
+    /// XEP-0206 BOSH at `/http-bind` of the HTTP port (`https:` with `tls`).
+    Bosh,
+}
+
 /// How every connection of a run reaches and logs in to the server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Connection {
@@ -102,6 +115,9 @@ pub struct Connection {
     pub timeout_s: f64,
     /// Local address for this worker's sockets.
     pub source: Option<IpAddr>,
+    /// TCP, or a web transport (then `servers` are HTTP addresses).
+    #[serde(default)]
+    pub transport: ClientTransport,
 }
 
 impl Connection {

@@ -111,6 +111,7 @@ pub async fn run(target: &Target, plan: &MucPlan) -> Result<RunReport, RunError>
         resource: target.resource.clone(),
         timeout_s: target.timeout_s,
         source: target.source_base,
+        transport: target.transport,
     });
     let users = Users {
         count: total,

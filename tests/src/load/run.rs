@@ -33,6 +33,8 @@ pub struct Target {
     pub workers: Option<usize>,
     /// Worker `k` connects from `source_base + k`; `None`: the system's choice.
     pub source_base: Option<IpAddr>,
+    /// TCP, WebSocket or BOSH (`servers` are then HTTP addresses).
+    pub transport: super::ClientTransport,
 }
 
 /// What to run.
@@ -330,6 +332,7 @@ pub(super) fn connection(target: &Target, source: Option<IpAddr>) -> Connection 
         resource: target.resource.clone(),
         timeout_s: target.timeout_s,
         source,
+        transport: target.transport,
     }
 }
 
@@ -507,6 +510,7 @@ mod tests {
             timeout_s: 10.0,
             workers: None,
             source_base: "127.0.0.2".parse().ok(),
+            transport: Default::default(),
         }
     }
 

@@ -252,6 +252,7 @@ fn hello(protocol_version: u32, nonce: [u8; 32]) -> Frame {
             cluster_addr: "127.0.0.1:9".into(),
             c2s_addr: "127.0.0.1:9".into(),
             http_addr: "127.0.0.1:9".into(),
+            web_url: "http://127.0.0.1:9".into(),
             max_connections: 0,
         },
         nonce,

@@ -12,6 +12,7 @@ mod t30_direct_tls;
 mod t40_discovery;
 mod t50_bosh;
 mod t60_cluster;
+mod t65_see_other_uri;
 mod t70_clients;
 mod t80_scram_plus;
 mod t90_stream_management;

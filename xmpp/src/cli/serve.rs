@@ -234,6 +234,7 @@ fn single_node_identity(config: &Config) -> starling_core::cluster::MemberRow {
         cluster_addr: String::new(),
         c2s_addr: config.c2s.bind.to_string(),
         http_addr: config.http.bind.to_string(),
+        web_url: config.http.advertised_url(),
         max_connections: config.c2s.max_connections,
         incarnation: 0,
         // Joined the (one-member) cluster when it started.

@@ -77,6 +77,7 @@ async fn fixture(configure: impl FnOnce(&mut Config)) -> Fixture {
         cluster_addr: String::new(),
         c2s_addr: config.c2s.bind.to_string(),
         http_addr: config.http.bind.to_string(),
+        web_url: config.http.advertised_url(),
         max_connections: 0,
         incarnation: 0,
         joined_at_ms: 0,

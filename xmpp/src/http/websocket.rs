@@ -29,6 +29,7 @@ use super::HttpState;
 use super::listener::ClientAddr;
 use super::origin;
 use crate::auth::ChannelBindings;
+use crate::balance::{self, WebEndpoint};
 use crate::c2s::pipe::{self, AdapterEnd, Inbound};
 use crate::metrics::incr;
 use crate::server::Server;
@@ -82,13 +83,21 @@ pub(super) async fn endpoint(State(state): State<HttpState>, request: Request) -
             "Too many new connections from your address; try again later",
         );
     }
-    // The same cap as TCP clients (see-other-host has no HTTP equivalent).
+    // The same cap as TCP clients. A full node sends the client to a
+    // member with room, as see-other-host does for TCP; 503 when none has.
     let Ok(permit) = server.connection_permits.clone().try_acquire_owned() else {
         incr(&server.metrics.connections_refused);
-        return refuse(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "This server has reached its connection limit",
-        );
+        let Some(other) = balance::see_other_uri(&server, WebEndpoint::WebSocket) else {
+            return refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "This server has reached its connection limit",
+            );
+        };
+        return upgrade
+            .protocols([SUBPROTOCOL])
+            .max_message_size(REDIRECT_FRAME_LIMIT)
+            .max_frame_size(REDIRECT_FRAME_LIMIT)
+            .on_upgrade(move |socket| redirect(socket, other));
     };
     let limits = Limits {
         max_stanza_size: server.limits().max_stanza_size,
@@ -102,12 +111,54 @@ pub(super) async fn endpoint(State(state): State<HttpState>, request: Request) -
         .saturating_add(4096);
     upgrade
         .protocols([SUBPROTOCOL])
+        // tungstenite reads in 128 KiB chunks by default, held per
+        // connection: most of an idle session's memory. Messages larger
+        // than a chunk are still read whole (up to `hard_limit`).
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
         .max_message_size(hard_limit)
         .max_frame_size(hard_limit)
         .on_upgrade(move |socket| async move {
             run(server, socket, peer, (secure, bindings), limits).await;
             drop(permit);
         })
+}
+
+/// Bytes read from the socket at once (the CometD WebSocket's figure).
+const READ_BUFFER: usize = 4 * 1024;
+/// Bytes of frames gathered before a write.
+const WRITE_BUFFER: usize = 4 * 1024;
+
+/// The largest message a client being redirected may send (its `<open/>`).
+const REDIRECT_FRAME_LIMIT: usize = 4096;
+
+/// How long a redirect may take in all: the client's `<open/>`, our
+/// `<close/>`, the closing handshake. It holds no connection permit, so it
+/// must end by itself.
+const REDIRECT_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// RFC 7395 3.6.1: answers the client's `<open/>` with `<close
+/// see-other-uri='…'/>` instead of an `<open/>`, then closes the WebSocket.
+async fn redirect(mut socket: WebSocket, other: String) {
+    let goodbye = async {
+        loop {
+            match socket.recv().await {
+                Some(Ok(Message::Text(_))) => break,
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                _ => return,
+            }
+        }
+        let frame = framing::see_other_uri_frame(&other);
+        if socket.send(Message::Text(frame.into())).await.is_err() {
+            return;
+        }
+        if socket.send(Message::Close(None)).await.is_err() {
+            return;
+        }
+        // Until the client answers the close (or drops the connection).
+        while let Some(Ok(_)) = socket.recv().await {}
+    };
+    let _bounded = tokio::time::timeout(REDIRECT_WITHIN, goodbye).await;
 }
 
 fn offers_subprotocol(headers: &HeaderMap) -> bool {

@@ -227,6 +227,15 @@ pub fn close_frame() -> Vec<u8> {
     format!("<close xmlns=\"{FRAMING}\"/>").into_bytes()
 }
 
+/// `<close see-other-uri='…'/>`: go to that WebSocket endpoint instead
+/// (RFC 7395 3.6.1).
+pub fn see_other_uri_frame(uri: &str) -> String {
+    format!(
+        "<close xmlns=\"{FRAMING}\" see-other-uri=\"{}\"/>",
+        starling_core::xml::escape(uri)
+    )
+}
+
 /// One element as a frame: its namespace declared, since a frame has no
 /// stream around it; `stream:` elements declare the prefix (RFC 7395 3.4).
 pub fn element_frame(element: &Element) -> Vec<u8> {

@@ -487,6 +487,7 @@ mod tests {
             timeout_s: 10.0,
             workers: None,
             source_base: "127.0.0.2".parse().ok(),
+            transport: Default::default(),
         }
     }
 

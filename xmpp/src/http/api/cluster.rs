@@ -115,6 +115,7 @@ mod tests {
             cluster_addr: String::new(),
             c2s_addr: String::new(),
             http_addr: String::new(),
+            web_url: String::new(),
             max_connections: 0,
             incarnation: 1,
             joined_at_ms: 0,

@@ -127,6 +127,13 @@ pub(super) fn terminate(condition: Option<&str>, children: &[Vec<u8>]) -> String
     answer(&attributes, children)
 }
 
+/// `<body type='terminate' condition='see-other-uri'><uri>…</uri></body>`:
+/// start the session at that BOSH endpoint instead (XEP-0124).
+pub(super) fn see_other_uri(uri: &str) -> String {
+    let child = format!("<uri>{}</uri>", escape(uri)).into_bytes();
+    terminate(Some("see-other-uri"), &[child])
+}
+
 /// Whether a frame the session wrote is a stream error.
 pub(super) fn is_stream_error(element: &Element) -> bool {
     element.is("error", ns::STREAM)

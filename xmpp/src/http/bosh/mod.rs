@@ -29,6 +29,7 @@ use self::session::Receipt;
 use super::HttpState;
 use super::listener::ClientAddr;
 use super::origin;
+use crate::balance::{self, WebEndpoint};
 use crate::metrics::incr;
 use crate::stream::Limits;
 
@@ -119,9 +120,14 @@ async fn handle(state: &HttpState, peer: SocketAddr, bytes: &[u8], limits: Limit
                     "Too many new connections from your address; try again later",
                 );
             }
-            // The same cap as TCP clients, held for the session's life.
+            // The same cap as TCP clients, held for the session's life. A
+            // full node names a member with room (XEP-0124's terminal
+            // condition see-other-uri); 503 when none has.
             let Ok(permit) = server.connection_permits.clone().try_acquire_owned() else {
                 incr(&server.metrics.connections_refused);
+                if let Some(other) = balance::see_other_uri(server, WebEndpoint::Bosh) {
+                    return xml(StatusCode::OK, body::see_other_uri(&other));
+                }
                 return text(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "This server has reached its connection limit",

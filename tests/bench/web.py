@@ -1,0 +1,388 @@
+#!/usr/bin/env python3
+"""Web transports benchmark: Starling, Prosody and ejabberd over XMPP over
+WebSocket (RFC 7395) and BOSH (XEP-0206), in the same run.
+
+Run from the repository root as root (ejabberd's folder is chowned to its
+user), with release builds and Debian's prosody and ejabberd installed
+(their system services stopped: each server here gets its own folder and
+ports):
+
+    cargo build --release -p starling-xmpp -p starling-tests
+    python3 tests/bench/web.py [--quick] [--ports 22000-22999] [--out web.json]
+
+The servers are set up as tsung/servers.py sets them up (same accounts,
+SCRAM-SHA-1 credentials with the same iteration count, plain listeners with
+PLAIN and SCRAM allowed without TLS), plus each one's HTTP listener with
+WebSocket at /xmpp-websocket and BOSH at /http-bind: Prosody's mod_websocket
+and mod_bosh, ejabberd's ejabberd_http with ejabberd_http_ws and mod_bosh.
+All of them are measured over plain ws:// and http:// (no TLS on any),
+with `starling-load --client-transport websocket|bosh` on the same machine:
+
+  - memory per idle WebSocket session and per idle BOSH session (the
+    server's resident memory before the logins and once every session is
+    up, divided by the sessions; BOSH sessions keep one request waiting);
+  - logins/s over WebSocket with SCRAM-SHA-1, offered faster than any of
+    them logs in, and server CPU per login;
+  - messages/s between WebSocket clients and server CPU per message: two
+    chat runs at the same rate that differ only in their sending time, so
+    the difference in server CPU over the difference in messages leaves
+    the logins and set-up out.
+
+Every run stops by itself (each starling-load call has a bound). The
+servers run one after the other, never together; the figures and the
+Starling/best-peer ratios are printed as Markdown and, with --out, JSON.
+"""
+
+import argparse
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import shutil
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "tsung"))
+
+import piefxis  # noqa: E402
+import servers  # noqa: E402
+
+DOMAIN = "localhost"
+PREFIX = "web"
+PASSWORD = "pw"
+ITERATIONS = 4096
+# Longest any one starling-load call may take.
+CALL_BOUND_S = 300
+
+# ---------------------------------------------------------------- ports
+
+
+class PortRange:
+    """Hands out ports of one range, each once, checked free on 127.0.0.1."""
+
+    def __init__(self, low, high):
+        self.low, self.high = low, high
+        self.given = set()
+
+    def block(self, count, avoid=()):
+        for base in range(self.low, self.high - count + 2):
+            ports = range(base, base + count)
+            if any(p in self.given or p in avoid for p in ports):
+                continue
+            if all(self._free(p) for p in ports):
+                self.given.update(ports)
+                return base
+        raise SystemExit(f"no {count} free ports left in {self.low}-{self.high}")
+
+    @staticmethod
+    def _free(port):
+        s = socket.socket()
+        try:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+        finally:
+            s.close()
+
+
+# ---------------------------------------------------------------- servers
+
+
+class Starling(servers.Starling):
+    """One node, as tsung/servers.py configures it (plain HTTP listener:
+    WebSocket and BOSH need allow_plain_without_tls, which it sets), with
+    message archiving off: the peers here archive nothing either."""
+
+    name = "Starling"
+
+    def setup(self, plan):
+        super().setup(plan)
+        with open(self.configs[0], "a") as out:
+            out.write("\n[modules.mam]\nenabled = false\n")
+
+    def restart(self):
+        self.stop()
+        self.processes = []
+        self.start()
+
+    def http_addr(self):
+        return f"127.0.0.1:{self.http}"
+
+
+class Prosody(servers.Prosody):
+    name = "Prosody"
+
+    def __init__(self, work, iterations, ports):
+        super().__init__(work, iterations)
+        self.http = ports.block(1)
+        self.extra_modules = ("websocket", "bosh")
+        self.extra_global = (
+            f'http_ports = {{ {self.http} }}\n'
+            'http_interfaces = { "127.0.0.1" }\n'
+            "https_ports = { }\n"
+            # Plain ws:// and http:// here, as for the others.
+            "consider_websocket_secure = true\n"
+            "consider_bosh_secure = true\n"
+        )
+
+    def http_addr(self):
+        return f"127.0.0.1:{self.http}"
+
+    def start(self):
+        super().start()
+        servers.wait_for_port(self.http, "prosody http", process=self.process)
+
+    def restart(self):
+        self.stop()
+        self.start()
+
+
+class Ejabberd(servers.Ejabberd):
+    name = "ejabberd"
+
+    def __init__(self, work, ports):
+        super().__init__(work)
+        self.http = ports.block(1)
+        self.extra_listen = (
+            "  -\n"
+            f"    port: {self.http}\n"
+            '    ip: "127.0.0.1"\n'
+            "    module: ejabberd_http\n"
+            "    request_handlers:\n"
+            '      "/xmpp-websocket": ejabberd_http_ws\n'
+            '      "/http-bind": mod_bosh\n'
+        )
+        self.extra_modules = "  mod_bosh: {}\n"
+
+    def http_addr(self):
+        return f"127.0.0.1:{self.http}"
+
+    def start(self):
+        # Running since the import (tsung/servers.py); its HTTP side too.
+        servers.wait_for_port(self.http, "ejabberd http")
+
+    def restart(self):
+        self.stop()
+        self._start_node()
+        self.start()
+
+
+# ---------------------------------------------------------------- load
+
+
+def version(command):
+    try:
+        out = subprocess.run(command, capture_output=True, text=True, timeout=30)
+        return (out.stdout or out.stderr).strip().splitlines()[0]
+    except (OSError, IndexError, subprocess.TimeoutExpired):
+        return "unknown"
+
+
+def load(args, log):
+    command = [LOAD, "--json"] + [str(a) for a in args]
+    log.append(" ".join(command))
+    result = subprocess.run(command, capture_output=True, text=True, timeout=CALL_BOUND_S)
+    if result.returncode != 0:
+        sys.stderr.write(result.stderr[-4000:])
+        raise SystemExit(f"starling-load failed: {' '.join(command)}")
+    return json.loads(result.stdout)
+
+
+def target(server, transport, first=1):
+    return ["--client-transport", transport, "--server", server.http_addr(), "--domain", DOMAIN,
+            "--users", PREFIX, "--password-prefix", PASSWORD, "--first", first,
+            "--resource", "bench", "--timeout", 30]
+
+
+def fresh(server):
+    """The server restarted, so memory figures do not carry over; its pid."""
+    server.restart()
+    time.sleep(1)
+    return server.pids()[0]
+
+
+def measure(server, plan, log):
+    """Every figure of one started server."""
+    results = {}
+    cpu = servers.cpu_seconds
+    for transport, count, rate in (("websocket", plan["hold_ws"], plan["hold_rate"]),
+                                   ("bosh", plan["hold_bosh"], plan["hold_rate"] / 2)):
+        pid = fresh(server)
+        print(f"  {server.name}: {count} idle {transport} sessions", file=sys.stderr, flush=True)
+        report = load(["hold"] + target(server, transport)
+                      + ["--count", count, "--rate", rate, "--duration", plan["hold_seconds"],
+                         "--settle", plan["settle_seconds"], "--server-pid", pid,
+                         "--mechanism", "plain"], log)
+        hold = report["hold"]
+        memory = hold.get("memory") or {}
+        results[f"hold_{transport}"] = {
+            "held": hold["held"], "dropped": hold["dropped"],
+            "login_failed": report["login"]["failed"],
+            "errors": report["login"]["errors"] | hold["errors"],
+            "kib_per_session": memory.get("per_session_kib"),
+        }
+
+    pid = fresh(server)
+    print(f"  {server.name}: WebSocket logins", file=sys.stderr, flush=True)
+    before = cpu(pid)
+    report = load(["login"] + target(server, "websocket")
+                  + ["--count", plan["login_count"], "--rate", plan["login_rate"],
+                     "--mechanism", "scram-sha-1"], log)
+    used = cpu(pid) - before
+    login = report["login"]
+    results["login_websocket"] = {
+        "offered": login["offered_rate"], "achieved": login["achieved_rate"],
+        "succeeded": login["succeeded"], "failed": login["failed"], "errors": login["errors"],
+        "p50_ms": login["latency"]["p50_ms"], "p99_ms": login["latency"]["p99_ms"],
+        "cpu_ms_per_login": 1000 * used / max(login["succeeded"], 1),
+    }
+
+    print(f"  {server.name}: WebSocket chat", file=sys.stderr, flush=True)
+    runs = []
+    for seconds in (plan["chat_short_s"], plan["chat_long_s"]):
+        before = cpu(pid)
+        report = load(["chat"] + target(server, "websocket")
+                      + ["--pairs", plan["pairs"], "--rate", plan["chat_rate"],
+                         "--duration", seconds, "--drain", 3, "--login-rate", 200,
+                         "--mechanism", "plain"], log)
+        runs.append((report["chat"], cpu(pid) - before))
+    (short, short_cpu), (long, long_cpu) = runs
+    extra = long["received"] - short["received"]
+    results["chat_websocket"] = {
+        "offered": long["offered_rate"], "received_per_s": long["received_per_s"],
+        "received": long["received"], "lost": long["lost"] + short["lost"],
+        "p50_ms": long["latency"]["p50_ms"], "p99_ms": long["latency"]["p99_ms"],
+        "cpu_us_per_message": 1e6 * (long_cpu - short_cpu) / extra if extra > 0 else None,
+    }
+    return results
+
+
+# ---------------------------------------------------------------- report
+
+
+def ratio(ours, peers, lower_is_better=True):
+    values = [p for p in peers if p]
+    if ours is None or not values:
+        return "-", None
+    best = min(values) if lower_is_better else max(values)
+    return f"{ours / best:.2f}", best
+
+
+def fmt(value, digits=1):
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+ROWS = [
+    ("hold_websocket", "kib_per_session", "memory per idle WebSocket session, KiB", True),
+    ("hold_bosh", "kib_per_session", "memory per idle BOSH session, KiB", True),
+    ("login_websocket", "achieved", "WebSocket logins/s (SCRAM-SHA-1)", False),
+    ("login_websocket", "p99_ms", "WebSocket login p99 latency, ms", True),
+    ("login_websocket", "cpu_ms_per_login", "server CPU per WebSocket login, ms", True),
+    ("chat_websocket", "received_per_s", "messages/s between WebSocket clients", False),
+    ("chat_websocket", "p99_ms", "message p99 latency, ms", True),
+    ("chat_websocket", "cpu_us_per_message", "server CPU per message, µs", True),
+]
+
+
+def table(results, names):
+    peers = [n for n in names if n != "Starling"]
+    head = "| figure | " + " | ".join(names) + " | Starling / best peer |"
+    rows = [head, "|---" * (len(names) + 2) + "|"]
+    for scenario, field, label, lower in ROWS:
+        values = {n: results[n].get(scenario, {}).get(field) for n in names}
+        text, _ = ratio(values.get("Starling"), [values[p] for p in peers], lower)
+        rows.append(f"| {label} | " + " | ".join(fmt(values[n]) for n in names) + f" | {text} |")
+    return "\n".join(rows)
+
+
+# ---------------------------------------------------------------- main
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small counts, for a smoke run")
+    parser.add_argument("--ports", default="22000-22999", help="port range for the servers")
+    parser.add_argument("--servers", default="starling,prosody,ejabberd")
+    parser.add_argument("--bin-dir", default=os.path.join(ROOT, "target", "release"))
+    parser.add_argument("--out", help="write every figure as JSON here")
+    parser.add_argument("--keep", action="store_true", help="keep the servers' folders (logs)")
+    args = parser.parse_args()
+    global LOAD
+    starling_bin = os.path.join(args.bin_dir, "starling")
+    LOAD = os.path.join(args.bin_dir, "starling-load")
+    for path in (starling_bin, LOAD):
+        if not os.path.exists(path):
+            raise SystemExit(f"missing {path}: cargo build --release -p starling-xmpp -p starling-tests")
+    low, high = (int(p) for p in args.ports.split("-"))
+    ports = PortRange(low, high)
+    servers.free_port_block = ports.block
+
+    plan = {
+        "hold_ws": 500 if args.quick else 2000,
+        "hold_bosh": 200 if args.quick else 500,
+        "hold_rate": 200,
+        "hold_seconds": 3 if args.quick else 5,
+        "settle_seconds": 3,
+        "login_count": 300 if args.quick else 1500,
+        "login_rate": 1000,
+        "pairs": 50 if args.quick else 100,
+        "chat_rate": 1000 if args.quick else 2000,
+        "chat_short_s": 2,
+        "chat_long_s": 5 if args.quick else 12,
+    }
+    users = max(plan["hold_ws"], plan["hold_bosh"], plan["login_count"], 2 * plan["pairs"])
+    accounts = piefxis.Plan(domain=DOMAIN, prefix=PREFIX, password=PASSWORD, count=users,
+                            roster_size=0, offline_prefix="webaway", offline_count=1)
+    work = tempfile.mkdtemp(prefix="web-bench-", dir="/tmp")
+    os.chmod(work, 0o755)
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    machine = (f"{os.cpu_count()} vCPU ({platform.processor() or platform.machine()}), "
+               f"{platform.system()} {platform.release()}, driver on the same machine")
+    versions = {
+        "Starling": version([starling_bin, "--version"]),
+        "Prosody": version(["prosodyctl", "about"]) if shutil.which("prosodyctl") else "-",
+        "ejabberd": subprocess.run(["dpkg-query", "-W", "-f=${Version}", "ejabberd"],
+                                   capture_output=True, text=True).stdout,
+        "prosody_package": subprocess.run(["dpkg-query", "-W", "-f=${Version}", "prosody"],
+                                          capture_output=True, text=True).stdout,
+    }
+    results, log, names = {}, [], []
+    try:
+        for key in args.servers.split(","):
+            if key == "starling":
+                server = Starling(starling_bin, 1, work, ITERATIONS)
+            elif key == "prosody":
+                server = Prosody(work, ITERATIONS, ports)
+            elif key == "ejabberd":
+                server = Ejabberd(work, ports)
+            else:
+                raise SystemExit(f"unknown server {key}")
+            print(f"setting up {server.name} ...", file=sys.stderr, flush=True)
+            server.setup(accounts)
+            try:
+                server.start()
+                results[server.name] = measure(server, plan, log)
+                names.append(server.name)
+            finally:
+                server.stop()
+    finally:
+        if args.keep:
+            print(f"servers' folders kept in {work}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    print(f"Web transports, {started}; {machine}; plan {json.dumps(plan)}\n")
+    print(table(results, names))
+    if args.out:
+        with open(args.out, "w") as out:
+            json.dump({"started": started, "machine": machine, "versions": versions,
+                       "plan": plan, "results": results, "commands": log}, out, indent=2)
+
+
+if __name__ == "__main__":
+    main()
