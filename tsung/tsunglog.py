@@ -7,6 +7,7 @@ Tsung writes a block of `stats:` lines every 10 s (`# stats: dump at T`):
 Sample totals are the count-weighted mean of the interval and everything before.
 """
 
+import muclog
 import pubsublog
 
 INTERVAL = 10  # seconds between Tsung's dumps
@@ -134,6 +135,8 @@ def print_summary(result):
             result.get("pubsub_server"),
             t["transactions"].get("publish", {}).get("count", 0),
         )
+    elif result["scenario"] == "muc" and result.get("muc"):
+        muclog.print_summary(result["muc"], result["server"])
     elif stored is None:
         print(f"  offline messages          {sent} sent; stored unknown (external server)")
     else:
@@ -180,6 +183,13 @@ def _figures(result):
         if server
         else None,
     }
+    if result.get("muc"):
+        muc = result["muc"]
+        figures["groupchat sent"] = muc["sent"]
+        figures["groupchat delivered (live)"] = muc["delivered"]
+        figures["server CPU µs per delivery"] = (
+            1e6 * server["cpu_seconds"] / muc["delivered"] if server and muc["delivered"] else None
+        )
     if result.get("pubsub"):
         ps = result["pubsub"]
         for name in ("create", "subscribe", "publish"):

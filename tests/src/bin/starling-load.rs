@@ -23,7 +23,8 @@
 //! starling-load pep-storm --users load --password-prefix pw --count 2000 --rate 20 \
 //!     --tls --server-pid 1234
 //! starling-load muc --server 127.0.0.1:5222,127.0.0.1:5223,127.0.0.1:5224 --users load \
-//!     --password-prefix pw --rooms 1 --occupants 1000 --rate 20 --duration 30 --tls
+//!     --password-prefix pw --rooms 1 --occupants 1000 --rate 20 --duration 30 --tls \
+//!     --server-pid 1201,1202,1203
 //! starling-load hold --client-transport websocket --server 127.0.0.1:5280 --users load \
 //!     --password-prefix pw --count 2000 --rate 200 --duration 10 --server-pid 1234
 //! starling-load prosody-users --data-dir /tmp/prosody/data --domain localhost \
@@ -176,6 +177,10 @@ enum Command {
         /// Seconds to wait for messages in flight after sending stops.
         #[arg(long, default_value_t = 5.0)]
         drain: f64,
+        /// Server processes (every node) whose CPU time is read before sending and
+        /// after the drain: reports CPU per delivery. Comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        server_pid: Vec<u32>,
     },
     /// Kill the second server's process and time until watchers on the first server see
     /// their contacts on it go unavailable.
@@ -509,6 +514,7 @@ fn main_with(cli: Cli) -> anyhow::Result<()> {
             rate,
             duration,
             drain,
+            server_pid,
         } => {
             let plan = MucPlan {
                 rooms,
@@ -517,6 +523,7 @@ fn main_with(cli: Cli) -> anyhow::Result<()> {
                 rate,
                 duration_s: duration,
                 drain_s: drain,
+                server_pids: server_pid,
             };
             let report =
                 runtime.block_on(starling_tests::load::muc::run(&target.into_target(), &plan))?;
@@ -740,6 +747,22 @@ mod tests {
             }
         ));
         assert!(parse(&["pep-storm"]).is_err(), "--count is required");
+    }
+
+    #[test]
+    fn muc_reads_server_cpu_only_when_given_pids() {
+        let Command::Muc { server_pid, .. } = parse(&["muc"]).unwrap().command else {
+            panic!("not muc")
+        };
+        assert!(server_pid.is_empty());
+        let cli = parse(&["muc", "--rooms", "2", "--server-pid", "3,4,5"]).unwrap();
+        let Command::Muc {
+            rooms, server_pid, ..
+        } = cli.command
+        else {
+            panic!("not muc")
+        };
+        assert_eq!((rooms, server_pid), (2, vec![3, 4, 5]));
     }
 
     #[test]

@@ -50,6 +50,9 @@ pub struct MucPlan {
     pub duration_s: f64,
     /// How long to wait for messages in flight once sending stops.
     pub drain_s: f64,
+    /// Server processes whose CPU time (`/proc/PID/stat`) is read when sending starts
+    /// and after the drain: every node of the cluster, for CPU per delivery.
+    pub server_pids: Vec<u32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -72,6 +75,18 @@ pub struct MucSummary {
     pub latency: Summary,
     pub errors: ErrorCounts,
     pub duration_s: f64,
+    /// CPU seconds the server processes used from the start of sending to the end of
+    /// the drain (all of `--server-pid` added up); `None` without `--server-pid`.
+    #[serde(default)]
+    pub server_cpu_s: Option<f64>,
+    /// `server_cpu_s` per delivery, in microseconds.
+    #[serde(default)]
+    pub cpu_us_per_delivery: Option<f64>,
+}
+
+/// Microseconds of server CPU per delivery; `None` when nothing was delivered.
+pub fn cpu_us_per_delivery(cpu_s: f64, delivered: u64) -> Option<f64> {
+    (delivered > 0).then(|| cpu_s * 1e6 / delivered as f64)
 }
 
 /// What one occupant saw and sent.
@@ -200,6 +215,21 @@ pub async fn run(target: &Target, plan: &MucPlan) -> Result<RunReport, RunError>
         let clock = clock_rx.clone();
         tasks.spawn(async move { (room, occupant.run(client, clock).await) });
     }
+    let cpu_before = if plan.server_pids.is_empty() {
+        None
+    } else {
+        Some(
+            super::cpu::total_seconds(&plan.server_pids).map_err(|(pid, error)| {
+                RunError::Plan(format!("reading the CPU time of process {pid}: {error}"))
+            })?,
+        )
+    };
+    // A harness reading the servers' counters takes its "before" here: from now on
+    // the rooms carry only this run's messages (every join is done).
+    eprintln!(
+        "starling-load: {} of {total} occupants joined; running",
+        per_room.values().sum::<u64>()
+    );
     let epoch = Instant::now();
     let end = epoch + Duration::from_secs_f64(plan.duration_s.max(0.0));
     clock_tx.send_replace(Some(Clock {
@@ -237,6 +267,17 @@ pub async fn run(target: &Target, plan: &MucPlan) -> Result<RunReport, RunError>
     summary.lost = summary.expected.saturating_sub(summary.delivered);
     summary.deliveries_per_s = summary.delivered as f64 / plan.duration_s.max(f64::MIN_POSITIVE);
     summary.latency = latency.summary();
+    if let Some(before) = cpu_before {
+        match super::cpu::total_seconds(&plan.server_pids) {
+            Ok(after) => {
+                let used = (after - before).max(0.0);
+                summary.server_cpu_s = Some(used);
+                summary.cpu_us_per_delivery = cpu_us_per_delivery(used, summary.delivered);
+            }
+            // A server that died during the run: the report says so.
+            Err((pid, _)) => count_error(&mut errors, format!("cpu:process-{pid}-gone")),
+        }
+    }
     summary.errors = errors;
     Ok(RunReport {
         info: RunInfo {
@@ -456,6 +497,15 @@ pub fn lines(out: &mut String, muc: &MucSummary, latency_line: impl Fn(&Summary)
         muc.deliveries_per_s
     );
     let _ = writeln!(out, "  latency {}", latency_line(&muc.latency));
+    if let Some(cpu) = muc.server_cpu_s {
+        let per = muc
+            .cpu_us_per_delivery
+            .map_or_else(|| "-".to_owned(), |us| format!("{us:.2}"));
+        let _ = writeln!(
+            out,
+            "server CPU: {cpu:.2} s while sending and draining, {per} µs per delivery"
+        );
+    }
     for (kind, count) in &muc.errors {
         let _ = writeln!(out, "  error {kind}: {count}");
     }
@@ -464,6 +514,28 @@ pub fn lines(out: &mut String, muc: &MucSummary, latency_line: impl Fn(&Summary)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_per_delivery_and_its_report_line() {
+        assert_eq!(cpu_us_per_delivery(1.5, 0), None);
+        let per = cpu_us_per_delivery(1.5, 300_000).unwrap();
+        assert!((per - 5.0).abs() < 1e-9, "{per}");
+        let summary = MucSummary {
+            delivered: 300_000,
+            server_cpu_s: Some(1.5),
+            cpu_us_per_delivery: Some(per),
+            ..MucSummary::default()
+        };
+        let mut out = String::new();
+        lines(&mut out, &summary, |_| String::new());
+        assert!(
+            out.contains("server CPU: 1.50 s while sending and draining, 5.00 µs per delivery"),
+            "{out}"
+        );
+        let mut out = String::new();
+        lines(&mut out, &MucSummary::default(), |_| String::new());
+        assert!(!out.contains("server CPU"), "{out}");
+    }
 
     #[test]
     fn room_messages_are_read_and_others_ignored() {

@@ -222,3 +222,62 @@ async fn killing_the_host_moves_the_room_and_the_survivors_chat_on() {
         assert_result(&pong);
     }
 }
+
+/// A host that is only suspect (frozen past `suspect_after_ms`, far from
+/// `down_after_ms`) keeps its rooms: a message sent meanwhile from another
+/// member waits for it and reaches everyone once it answers again. Rooms
+/// used to be hashed over the members up only, so the sender's member sent
+/// the message to a member without the room, which answered item-not-found
+/// (seen under load in the group chat benchmark, issue 13).
+#[tokio::test]
+async fn a_suspect_host_keeps_its_rooms_and_messages_wait_for_it() {
+    let mut builder =
+        starling_tests::TestCluster::builder(NODES).set("cluster", "down_after_ms = 60000");
+    for user in ["alice", "bob", "carol"] {
+        builder = builder.user(user, PW);
+    }
+    let cluster = builder.start();
+    let mut clients = Vec::new();
+    for (number, user) in [(1, "alice"), (2, "bob"), (3, "carol")] {
+        clients.push(online(node(&cluster, number), user, PW, "r").await);
+    }
+    create(&mut clients[0], "tea", "alice").await;
+    join(&mut clients[1], "tea", "bob").await;
+    join(&mut clients[2], "tea", "carol").await;
+    let host = host_of_the_only_room(&cluster).await;
+    let nicks = ["alice", "bob", "carol"];
+    // A speaker on another member, and the third member apart from both.
+    let speaker = if host == 1 { 2 } else { 1 };
+    let third = 6 - host - speaker;
+
+    let pid = node(&cluster, host).pid().expect("the host runs");
+    stop_signal("-STOP", pid);
+    // Both other members see the host as suspect (not down: 60 s away); the
+    // host is the only member silent, so any suspicion they log is of it.
+    let suspect = "cluster member is suspect";
+    cluster.wait_log(speaker - 1, suspect, std::time::Duration::from_secs(30));
+    cluster.wait_log(third - 1, suspect, std::time::Duration::from_secs(30));
+    say(&mut clients[speaker - 1], "tea", "while suspect").await;
+    stop_signal("-CONT", pid);
+
+    let from = occupant("tea", nicks[speaker - 1]);
+    for client in clients.iter_mut() {
+        let got = expect_groupchat(client, &from, "while suspect").await;
+        assert_ne!(got.attr("type"), Some("error"));
+    }
+    let errors: Vec<String> = clients[speaker - 1]
+        .pending()
+        .filter(|e| e.attr("type") == Some("error"))
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "the speaker got errors: {errors:?}");
+}
+
+fn stop_signal(which: &str, pid: u32) {
+    let status = std::process::Command::new("kill")
+        .arg(which)
+        .arg(pid.to_string())
+        .status()
+        .expect("running kill");
+    assert!(status.success(), "kill {which} {pid} failed");
+}

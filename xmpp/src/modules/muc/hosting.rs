@@ -1,5 +1,5 @@
 //! Which member hosts a room: rendezvous (highest random weight) hashing
-//! over the members that are up. Every member computes the same answer
+//! over the members that are up or suspect. Every member computes the same answer
 //! from its own view of the membership, and a member joining or leaving
 //! moves only the rooms whose best score it has (or had).
 

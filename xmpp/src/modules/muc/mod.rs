@@ -2,7 +2,7 @@
 //! occupant ids and XEP-0410 self-ping.
 //!
 //! Each room lives on one member, its host, chosen by rendezvous hashing
-//! over the members that are up (`hosting.rs`); a stanza to a room is
+//! over the members that are up or suspect (`hosting.rs`); a stanza to a room is
 //! forwarded there from the sender's member. The room's rules are pure
 //! logic (`room/`, one file per job) that returns the stanzas to send; `relay.rs` sends
 //! them, one relay per member with recipients, and keeps this member's
@@ -187,10 +187,29 @@ impl Muc {
         })
     }
 
-    /// The members rooms may be hosted by: those up, without this one
-    /// once it is stopping.
+    /// The members rooms may be hosted by: those up and those merely
+    /// suspect, without this one once it is stopping. A room moves only
+    /// when its host is declared down (or leaves): a host slow to answer
+    /// heartbeats on a busy machine is suspect for a moment, and while it
+    /// is, stanzas for its rooms wait for it (the service's `forward`)
+    /// rather than go to a member that has no such room and answers
+    /// item-not-found.
     fn candidates(&self, server: &Server) -> Vec<starling_core::cluster::NodeId> {
-        let mut up = server.cluster.up_members();
+        use starling_core::cluster::{NodeId, PeerState};
+        let me = server.cluster.node_id();
+        let mut up: Vec<NodeId> = server
+            .cluster
+            .status()
+            .members
+            .iter()
+            .filter(|row| matches!(row.state, PeerState::Up | PeerState::Suspect))
+            .map(|row| NodeId(row.id))
+            .collect();
+        if !up.contains(&me) {
+            up.push(me);
+        }
+        up.sort_unstable();
+        up.dedup();
         if self.stopping.load(std::sync::atomic::Ordering::Relaxed) {
             let me = server.cluster.node_id();
             up.retain(|node| *node != me);
