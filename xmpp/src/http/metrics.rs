@@ -435,6 +435,16 @@ fn cluster(
             "Bayeux subscribes answered before every peer confirmed the interest change (timeout).",
             counters.interest_ack_timeouts,
         ),
+        (
+            "starling_cluster_resent_total",
+            "Stanzas a dead peer link left unacknowledged, sent again on the next link to the same peer.",
+            counters.resent,
+        ),
+        (
+            "starling_cluster_duplicates_dropped_total",
+            "Stanzas from a peer dropped as copies of ones already delivered (sent again after a link flap).",
+            counters.duplicates_dropped,
+        ),
     ] {
         out.counter(name, help, value)?;
     }
