@@ -30,8 +30,11 @@ impl ClusterNode {
     /// Whether this node's Raft answers a request from `peer` (see
     /// [`decide::answers_raft_from`]).
     pub(super) fn answers_raft_from(&self, peer: u64) -> bool {
-        self.node_view()
-            .is_some_and(|view| decide::answers_raft_from(&view, peer))
+        // Most requests come inside a cluster: no need to gather the rest.
+        self.view().initialized
+            || self
+                .node_view()
+                .is_some_and(|view| decide::answers_raft_from(&view, peer))
     }
 
     /// What the decisions read, gathered under the locks once.

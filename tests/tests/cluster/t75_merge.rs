@@ -18,7 +18,7 @@
 use std::collections::BTreeSet;
 use std::time::Instant;
 
-use starling_tests::TestCluster;
+use starling_tests::{TestCluster, http};
 
 use crate::t50_faults::{
     DOWN_WAIT, WAIT, assert_none, chat_once, friend_online, friends, jid, plain_log,
@@ -34,6 +34,7 @@ async fn clusters_formed_apart_merge_when_they_meet() {
     let cluster = quick(TestCluster::builder(3))
         .set("cluster", "join_timeout_ms = 1500")
         .cut_off(2)
+        .admin("root", "rootpw")
         .start();
     wait_view(
         cluster.node(0),
@@ -100,6 +101,18 @@ async fn clusters_formed_apart_merge_when_they_meet() {
             index + 1
         );
     }
+    // The admin API (and page) shows the merge in node 3's history.
+    let status = http::get(cluster.node(2).http, "/api/cluster", "root", "rootpw")
+        .await
+        .json();
+    let merged = status["history"].as_array().is_some_and(|events| {
+        events.iter().any(|event| {
+            event["note"]
+                .as_str()
+                .is_some_and(|note| note.starts_with("merged"))
+        })
+    });
+    assert!(merged, "no merge in node3's history: {status}");
 
     // Contacts across the old cut see each other online...
     let (j1, j2, j3, j4) = (jid(&m1), jid(&m2), jid(&m3), jid(&m4));
