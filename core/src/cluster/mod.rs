@@ -233,24 +233,24 @@ pub trait Cluster: Send + Sync + 'static {
     /// This node's view of the cluster, for the admin side.
     fn status(&self) -> ClusterStatus;
 
-    /// The members this node sees up, itself included, by id. Modules that
-    /// place work on one member (group chat rooms) hash over this list.
-    fn up_members(&self) -> Vec<NodeId> {
+    /// This node and the members it sees in one of `states`, in id order.
+    /// Modules that place work on one member (group chat rooms) hash over
+    /// this list. The state is what counts, committed or not: a member
+    /// joining is linked and heard by all before Raft commits it.
+    fn members_in(&self, states: &[PeerState]) -> Vec<NodeId> {
         let me = self.node_id();
-        let mut up: Vec<NodeId> = self
+        let mut members: Vec<NodeId> = self
             .status()
             .members
             .iter()
-            // Up is what counts, committed or not: a member joining is
-            // linked and heard by all before Raft commits it.
-            .filter(|row| row.state == PeerState::Up)
+            .filter(|row| states.contains(&row.state))
             .map(|row| NodeId(row.id))
             .collect();
-        if !up.contains(&me) {
-            up.push(me);
+        if !members.contains(&me) {
+            members.push(me);
         }
-        up.sort_unstable();
-        up
+        members.sort_unstable();
+        members
     }
 
     /// This node gained (`true`) or lost its last local watcher of pub/sub

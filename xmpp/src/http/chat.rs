@@ -22,7 +22,10 @@ const CHAT_JS: &str = include_str!("assets/chat.js");
 
 /// Converse.js styles its elements inline and shows avatars and uploads
 /// from `data:` and `blob:` URLs; scripts still come only from this origin.
-const CHAT_CSP: &str = "default-src 'self'; img-src 'self' data: blob:; media-src 'self' data: blob:; \
+/// Its OMEMO encryption compiles a WebAssembly module (libsignal), which
+/// `'wasm-unsafe-eval'` allows without allowing JavaScript's `eval`.
+const CHAT_CSP: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; \
+     img-src 'self' data: blob:; media-src 'self' data: blob:; \
      style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; form-action 'self'";
 
 /// The routes, when the page is on.

@@ -195,21 +195,10 @@ impl Muc {
     /// rather than go to a member that has no such room and answers
     /// item-not-found.
     fn candidates(&self, server: &Server) -> Vec<starling_core::cluster::NodeId> {
-        use starling_core::cluster::{NodeId, PeerState};
-        let me = server.cluster.node_id();
-        let mut up: Vec<NodeId> = server
+        use starling_core::cluster::PeerState;
+        let mut up = server
             .cluster
-            .status()
-            .members
-            .iter()
-            .filter(|row| matches!(row.state, PeerState::Up | PeerState::Suspect))
-            .map(|row| NodeId(row.id))
-            .collect();
-        if !up.contains(&me) {
-            up.push(me);
-        }
-        up.sort_unstable();
-        up.dedup();
+            .members_in(&[PeerState::Up, PeerState::Suspect]);
         if self.stopping.load(std::sync::atomic::Ordering::Relaxed) {
             let me = server.cluster.node_id();
             up.retain(|node| *node != me);
