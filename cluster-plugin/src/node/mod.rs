@@ -227,16 +227,7 @@ impl ClusterNode {
                 addr: self.bind,
                 source,
             })?;
-        let raft_transport: Arc<dyn RaftTransport> =
-            Arc::new(RaftOverLinks(self.transport.clone()));
-        let membership = Membership::start(
-            self.id.0,
-            decide::member_info(&self.me),
-            raft_transport,
-            Timings::default(),
-        )
-        .await
-        .map_err(|error| ClusterError::Membership(error.to_string()))?;
+        let membership = self.new_membership().await?;
         let views = membership.subscribe();
         *lock(&self.membership) = Some(membership);
         self.transport.set_handler(self.clone());
@@ -248,6 +239,20 @@ impl ClusterNode {
         Ok(())
     }
 
+    /// A Raft node for this node over its peer links, in no cluster yet.
+    async fn new_membership(&self) -> Result<Membership, ClusterError> {
+        let raft_transport: Arc<dyn RaftTransport> =
+            Arc::new(RaftOverLinks(self.transport.clone()));
+        Membership::start(
+            self.id.0,
+            decide::member_info(&self.me),
+            raft_transport,
+            Timings::default(),
+        )
+        .await
+        .map_err(|error| ClusterError::Membership(error.to_string()))
+    }
+
     pub(super) fn membership(&self) -> Option<Membership> {
         lock(&self.membership).clone()
     }
@@ -257,16 +262,7 @@ impl ClusterNode {
     /// (its old peers stop hearing it), and the new one is in no cluster
     /// until a leader adds it. Links, sessions and readiness are untouched.
     pub(super) async fn restart_membership(&self) -> Result<(), ClusterError> {
-        let raft_transport: Arc<dyn RaftTransport> =
-            Arc::new(RaftOverLinks(self.transport.clone()));
-        let fresh = Membership::start(
-            self.id.0,
-            decide::member_info(&self.me),
-            raft_transport,
-            Timings::default(),
-        )
-        .await
-        .map_err(|error| ClusterError::Membership(error.to_string()))?;
+        let fresh = self.new_membership().await?;
         let views = fresh.subscribe();
         let old = lock(&self.membership).replace(fresh);
         *lock(&self.membership_started) = Instant::now();
