@@ -60,7 +60,7 @@ pub struct Zone {
 
 #[derive(Debug, Clone)]
 struct Srv {
-    /// `_xmpp-server._tcp.DOMAIN` or `_xmpps-server._tcp.DOMAIN`.
+    /// `_xmpp-server._tcp.DOMAIN`.
     name: String,
     target: String,
     port: u16,
@@ -91,18 +91,6 @@ impl Zone {
         weight: u16,
     ) -> Zone {
         self.srv("_xmpp-server._tcp", domain, target, port, priority, weight)
-    }
-
-    /// `_xmpps-server._tcp.DOMAIN ...` (XEP-0368, direct TLS).
-    pub fn xmpps_server(
-        self,
-        domain: &str,
-        target: &str,
-        port: u16,
-        priority: u16,
-        weight: u16,
-    ) -> Zone {
-        self.srv("_xmpps-server._tcp", domain, target, port, priority, weight)
     }
 
     fn srv(
