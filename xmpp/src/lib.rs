@@ -20,6 +20,7 @@
 //! `server` (the shared state), `piefxis` (the XEP-0227 import/export
 //! format) and `cli` (the commands of the binary).
 
+pub mod accept;
 pub mod auth;
 pub mod balance;
 pub mod c2s;

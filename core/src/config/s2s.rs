@@ -37,6 +37,12 @@ pub struct S2sConfig {
     /// Stanzas per second read from one incoming stream (0: no limit);
     /// a faster peer is read more slowly.
     pub stanzas_per_sec: u32,
+    /// XEP-0288 bidirectional streams: offer them to peers and ask for
+    /// them, so one TCP connection carries both directions.
+    pub bidi: bool,
+    /// Incoming server streams open at once on this node; more are
+    /// refused with the stream error `resource-constraint`.
+    pub max_inbound_streams: usize,
     /// Static routes: remote domain -> "host:port", used instead of DNS.
     pub routes: BTreeMap<String, String>,
 }
@@ -54,6 +60,8 @@ impl Default for S2sConfig {
             connect_timeout_secs: 15,
             max_queued: 1000,
             stanzas_per_sec: 0,
+            bidi: true,
+            max_inbound_streams: 1000,
             routes: BTreeMap::new(),
         }
     }
@@ -77,10 +85,14 @@ impl S2sConfig {
             ("s2s.idle_timeout_secs", self.idle_timeout_secs),
             ("s2s.connect_timeout_secs", self.connect_timeout_secs),
             ("s2s.max_queued", self.max_queued as u64),
+            ("s2s.max_inbound_streams", self.max_inbound_streams as u64),
         ] {
             if value == 0 {
                 return invalid(key, "must be greater than 0".into());
             }
+        }
+        if self.max_inbound_streams > 1_000_000 {
+            return invalid("s2s.max_inbound_streams", "must be at most 1000000".into());
         }
         for (domain, target) in &self.routes {
             if jid::BareJid::new(domain).map_or(true, |jid| jid.node().is_some()) {
@@ -128,6 +140,13 @@ mod tests {
         let config = Config::parse("[s2s]\nbind = \"nowhere\"\n").unwrap();
         let error = config.validate().unwrap_err().to_string();
         assert!(error.contains("s2s.bind"), "{error}");
+        let config = Config::parse("[s2s]\nmax_inbound_streams = 0\n").unwrap();
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("s2s.max_inbound_streams"), "{error}");
+        let config = Config::parse("[s2s]\nbidi = false\n").unwrap();
+        assert!(config.validate().is_ok());
+        assert!(!config.s2s.bidi);
+        assert!(Config::defaults().s2s.bidi);
         let config = Config::parse("[s2s]\nbind = \"\"\n").unwrap();
         assert!(config.validate().is_ok());
         assert!(config.s2s.bind_addr().is_none());

@@ -1,17 +1,18 @@
-//! The c2s accept loop: connection limits, per-IP rate limits, and one task
-//! per client.
+//! The c2s listeners (STARTTLS and direct TLS): the shared accept loop
+//! (`accept.rs`: backoff, per-IP rate, the connection cap) with the
+//! client's way to run and to refuse a connection.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
-use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use starling_core::xml::{Element, ns};
 
 use super::connection;
+use crate::accept::{self, Connection};
 use crate::metrics::incr;
 use crate::server::Server;
 use crate::stream;
@@ -26,67 +27,58 @@ pub async fn run(
     permits: Arc<Semaphore>,
     direct_tls: Option<TlsAcceptor>,
 ) {
-    let tracker = tokio_util::task::TaskTracker::new();
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            () = server.shutdown.cancelled() => break,
-        };
-        let (socket, peer) = match accepted {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                // Out of file descriptors or a transient network error: pause
-                // rather than spin; established clients are unaffected.
-                tracing::warn!(%error, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        incr(&server.metrics.connections_accepted);
-        if !server
-            .ip_limits
-            .allow_connection(peer.ip(), Instant::now().into_std())
-        {
-            incr(&server.metrics.connections_refused);
-            tracing::debug!(%peer, "connection rate limit reached");
-            if direct_tls.is_some() {
-                // A TLS client cannot read a clear-text refusal.
-                continue;
-            }
-            // Say why (RFC 6120 4.9.3.12), but only what fits the empty send
-            // buffer right now: a flood must not cost a task or a wait each.
-            let _ = socket.try_write(&refusal(
-                &server.domain,
-                "policy-violation",
-                "Too many new connections from your address; try again later",
-            ));
-            continue;
-        }
-        let _ = socket.set_nodelay(true);
-        match permits.clone().try_acquire_owned() {
-            Ok(permit) => {
-                let server = server.clone();
-                let direct_tls = direct_tls.clone();
-                tracker.spawn(async move {
-                    match direct_tls {
-                        None => connection::run(socket, peer, server).await,
-                        Some(tls) => connection::run_direct_tls(socket, peer, server, tls).await,
-                    }
-                    drop(permit);
-                });
-            }
-            Err(_) if direct_tls.is_some() => {
-                incr(&server.metrics.connections_refused);
-            }
-            Err(_) => {
-                incr(&server.metrics.connections_refused);
-                let refusal = full_refusal(&server.domain, crate::balance::see_other_host(&server));
-                tracker.spawn(refuse_full(socket, refusal));
-            }
+    let clients = Clients {
+        server: server.clone(),
+        direct_tls,
+    };
+    accept::run(listener, server, permits, clients).await;
+}
+
+struct Clients {
+    server: Arc<Server>,
+    direct_tls: Option<TlsAcceptor>,
+}
+
+impl accept::Service for Clients {
+    fn name(&self) -> &'static str {
+        "c2s"
+    }
+
+    fn serve(&self, socket: TcpStream, peer: SocketAddr) -> Connection {
+        let server = self.server.clone();
+        match self.direct_tls.clone() {
+            None => Box::pin(connection::run(socket, peer, server)),
+            Some(tls) => Box::pin(connection::run_direct_tls(socket, peer, server, tls)),
         }
     }
-    tracker.close();
-    tracker.wait().await;
+
+    fn rate_refusal(&self) -> Option<Vec<u8>> {
+        // A TLS client cannot read a clear-text refusal.
+        self.direct_tls.is_none().then(|| {
+            // RFC 6120 4.9.3.12.
+            refusal(
+                &self.server.domain,
+                "policy-violation",
+                "Too many new connections from your address; try again later",
+            )
+        })
+    }
+
+    fn full_refusal(&self) -> Option<Vec<u8>> {
+        self.direct_tls.is_none().then(|| {
+            full_refusal(
+                &self.server.domain,
+                crate::balance::see_other_host(&self.server),
+            )
+        })
+    }
+
+    fn count(&self, admitted: bool) {
+        incr(&self.server.metrics.connections_accepted);
+        if !admitted {
+            incr(&self.server.metrics.connections_refused);
+        }
+    }
 }
 
 /// What a full node says to a new client: go to `other` (RFC 6120
@@ -111,22 +103,6 @@ fn full_refusal(domain: &str, other: Option<String>) -> Vec<u8> {
     stream::write_element(&error, &mut out);
     out.extend_from_slice(stream::STREAM_CLOSE);
     out
-}
-
-/// Sends a refusal within a short bound, then closes our side and reads
-/// what the client still sends (its stream header) until it closes too:
-/// closing with unread input would reset the connection, and a reset can
-/// make the client lose the refusal before it reads it.
-async fn refuse_full(mut socket: TcpStream, refusal: Vec<u8>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let goodbye = async {
-        socket.write_all(&refusal).await?;
-        socket.shutdown().await?;
-        let mut sink = [0u8; 1024];
-        while socket.read(&mut sink).await? > 0 {}
-        Ok::<(), std::io::Error>(())
-    };
-    let _bounded = tokio::time::timeout(Duration::from_secs(2), goodbye).await;
 }
 
 /// A whole stream that only refuses: our header, the error, the close.

@@ -30,7 +30,12 @@ pub(super) enum Method {
 }
 
 pub(super) enum Established {
-    Authenticated(Box<Wire>, Method),
+    Authenticated {
+        wire: Box<Wire>,
+        method: Method,
+        /// XEP-0288: the peer sends its stanzas to us on this stream too.
+        bidi: bool,
+    },
     Verified(bool),
 }
 
@@ -95,8 +100,12 @@ pub(super) async fn connect(
                     wire.close().await;
                     return Ok(Established::Verified(verdict));
                 }
-                Ok(Negotiated::Authenticated(method)) => {
-                    return Ok(Established::Authenticated(Box::new(wire), method));
+                Ok(Negotiated::Authenticated(method, bidi)) => {
+                    return Ok(Established::Authenticated {
+                        wire: Box::new(wire),
+                        method,
+                        bidi,
+                    });
                 }
                 Err(error) => {
                     tracing::debug!(%remote, %address, %error, "outgoing stream failed");
@@ -109,7 +118,7 @@ pub(super) async fn connect(
 }
 
 enum Negotiated {
-    Authenticated(Method),
+    Authenticated(Method, bool),
     Verified(bool),
 }
 
@@ -163,10 +172,12 @@ impl Initiating<'_> {
             };
             return match purpose {
                 Purpose::Verify { id, key } => self.verify(id, key).await.map(Negotiated::Verified),
-                Purpose::Authenticate => self
-                    .authenticate(&features, &stream_id)
-                    .await
-                    .map(Negotiated::Authenticated),
+                Purpose::Authenticate => {
+                    let bidi = self.request_bidi(&features).await?;
+                    self.authenticate(&features, &stream_id)
+                        .await
+                        .map(|method| Negotiated::Authenticated(method, bidi))
+                }
             };
         }
     }
@@ -216,6 +227,21 @@ impl Initiating<'_> {
             .connect_tls(&self.s2s.connector, self.remote)
             .await
             .map_err(|error| format!("TLS: {error}"))
+    }
+
+    /// XEP-0288: asks for a bidirectional stream when the peer offers one
+    /// (before authenticating, as the XEP and Prosody do). There is no
+    /// answer; the request holds once the stream is authenticated.
+    async fn request_bidi(&mut self, features: &Element) -> Result<bool, String> {
+        let secure_enough = self.wire.is_tls() || !self.s2s.config.require_tls;
+        if !self.s2s.config.bidi
+            || !secure_enough
+            || !features.has_child("bidi", super::bidi::NS_FEATURE)
+        {
+            return Ok(false);
+        }
+        self.send(&Element::new("bidi", super::bidi::NS)).await?;
+        Ok(true)
     }
 
     /// SASL EXTERNAL when offered (the peer found our certificate valid),
@@ -332,6 +358,6 @@ pub(super) async fn verify_key(
     let purpose = Purpose::Verify { id, key };
     match connect(s2s, limits, receiving, originating, purpose).await? {
         Established::Verified(valid) => Ok(valid),
-        Established::Authenticated(..) => Ok(false),
+        Established::Authenticated { .. } => Ok(false),
     }
 }

@@ -1,70 +1,48 @@
 //! Incoming server-to-server streams: negotiation (STARTTLS, then SASL
 //! EXTERNAL for a peer whose certificate is valid for its domain, or
-//! XEP-0220 dialback), answers to dialback verifications, and the check of
-//! every stanza before it enters the router: `from` must be a domain this
-//! stream authenticated, `to` one we serve (RFC 6120 4.9.3, 8.1).
+//! XEP-0220 dialback, verified beside the stream by `verify.rs`), answers
+//! to dialback verifications, and the check of every stanza before it
+//! enters the router (`check.rs`). A peer that asks for a bidirectional
+//! stream (XEP-0288) also gets this member's stanzas for the domains it
+//! authenticated on it (`bidi.rs`).
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
-use starling_core::jid::Jid;
 use starling_core::xml::{Element, ns};
 use tokio::net::TcpStream;
 
+use super::bidi::{self, Carried};
+use super::check::{self, RateWindow, Refusal, refuse};
 use super::connect::{self, Method};
 use super::dialback;
 use super::metrics::Direction;
+use super::outbound::Pair;
+use super::verify::{Verdict, Verifications};
 use super::wire::{Wire, WireError};
-use crate::router;
 use crate::server::Server;
 use crate::stanza::Stanza;
 use crate::stream::{self, StreamEvent};
-
-/// A stream error to end the stream with.
-struct Refusal {
-    condition: &'static str,
-    text: String,
-}
-
-fn refuse<T>(condition: &'static str, text: impl Into<String>) -> Result<T, Refusal> {
-    Err(Refusal {
-        condition,
-        text: text.into(),
-    })
-}
-
-impl From<WireError> for Refusal {
-    fn from(error: WireError) -> Refusal {
-        match error {
-            WireError::Stream(error) => Refusal {
-                condition: error.condition(),
-                text: error.to_string(),
-            },
-            WireError::Timeout(_) => Refusal {
-                condition: "connection-timeout",
-                text: "Nothing received for too long".into(),
-            },
-            other => Refusal {
-                condition: "undefined-condition",
-                text: other.to_string(),
-            },
-        }
-    }
-}
 
 pub(super) async fn run(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr) {
     let s2s = &server.s2s;
     s2s.metrics.streams_in.fetch_add(1, Ordering::Relaxed);
     let mut stream = Incoming {
         wire: Wire::new(tcp, super::limits(&server)),
-        server: &server,
+        server: server.clone(),
+        local: String::new(),
         authenticated: HashSet::new(),
+        pairs: Vec::new(),
         stream_id: String::new(),
         rate: RateWindow::new(s2s.config.stanzas_per_sec),
+        bidi: false,
+        carried: Carried::default(),
+        verifications: Verifications::default(),
+        unsent: None,
     };
     match stream.serve().await {
         Ok(()) => stream.wire.close().await,
@@ -74,16 +52,34 @@ pub(super) async fn run(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr) {
             stream.wire.fail(condition, &text).await;
         }
     }
+    if !stream.carried.is_empty() {
+        s2s.metrics.bidi_in.fetch_sub(1, Ordering::Relaxed);
+    }
+    let Incoming {
+        carried, unsent, ..
+    } = stream;
+    carried.release(&server, unsent).await;
     s2s.metrics.streams_in.fetch_sub(1, Ordering::Relaxed);
 }
 
-struct Incoming<'a> {
+struct Incoming {
     wire: Wire,
-    server: &'a Server,
+    server: Arc<Server>,
+    /// Our domain, from the peer's stream header.
+    local: String,
     /// Domains this stream may send from (one per dialback or SASL success).
     authenticated: HashSet<String>,
+    /// (our domain, the peer's) for each authentication, for XEP-0288.
+    pairs: Vec<Pair>,
     stream_id: String,
     rate: RateWindow,
+    /// The peer asked for a bidirectional stream (XEP-0288).
+    bidi: bool,
+    /// The links this stream sends for, when bidirectional.
+    carried: Carried,
+    verifications: Verifications,
+    /// A stanza taken from a carried link that could not be written.
+    unsent: Option<Stanza>,
 }
 
 /// What ends one stream (until a restart) of the connection.
@@ -92,7 +88,15 @@ enum Next {
     Done,
 }
 
-impl Incoming<'_> {
+/// What the stream's loop waits for.
+enum Event {
+    Read(Result<StreamEvent, WireError>),
+    Send(Stanza),
+    Verified(Verdict),
+    Shutdown,
+}
+
+impl Incoming {
     async fn serve(&mut self) -> Result<(), Refusal> {
         let mut sasl_done = false;
         loop {
@@ -105,8 +109,12 @@ impl Incoming<'_> {
     }
 
     fn timeout(&self) -> Duration {
-        if self.authenticated.is_empty() {
-            Duration::from_secs(self.server.limits().negotiation_timeout_secs)
+        let negotiation = Duration::from_secs(self.server.limits().negotiation_timeout_secs);
+        if self.authenticated.is_empty() && !self.verifications.is_empty() {
+            // The peer waits for our verdict and may say nothing meanwhile.
+            negotiation + self.server.s2s.connect_timeout()
+        } else if self.authenticated.is_empty() {
+            negotiation
         } else {
             self.server.s2s.idle_timeout()
         }
@@ -134,6 +142,7 @@ impl Incoming<'_> {
                 );
             }
         }
+        self.local = local.to_ascii_lowercase();
         self.stream_id = crate::c2s::new_stream_id();
         self.wire
             .write(&stream::server_stream_header(
@@ -176,7 +185,17 @@ impl Incoming<'_> {
                     .with_child(Element::new("errors", dialback::NS_FEATURE)),
             );
         }
+        if self.bidi_allowed() {
+            features.push_child(Element::new("bidi", bidi::NS_FEATURE));
+        }
         features
+    }
+
+    /// XEP-0288 is offered where the stream is as secure as federation
+    /// must be here.
+    fn bidi_allowed(&self) -> bool {
+        let config = &self.server.s2s.config;
+        config.bidi && (self.wire.is_tls() || !config.require_tls)
     }
 
     fn certificate_valid_for(&self, domain: &str) -> bool {
@@ -188,24 +207,45 @@ impl Incoming<'_> {
                 .valid_for(self.wire.peer_certificates(), domain)
     }
 
-    /// First-level elements until a restart or the end of the stream.
+    /// First-level elements until a restart or the end of the stream;
+    /// meanwhile stanzas of carried links go out and verdicts come in.
     async fn read(&mut self, peer_domain: Option<&str>) -> Result<Next, Refusal> {
         loop {
-            let element = match self.wire.next(self.timeout()).await {
-                Ok(StreamEvent::Stanza(element)) => element,
-                Ok(StreamEvent::End) | Err(WireError::Closed) => return Ok(Next::Done),
-                // A peer that drops the connection without closing TLS.
-                Err(WireError::Io(error)) if error.kind() == std::io::ErrorKind::UnexpectedEof => {
+            let timeout = self.timeout();
+            let event = tokio::select! {
+                event = self.wire.next(timeout) => Event::Read(event),
+                stanza = self.carried.next() => Event::Send(stanza),
+                verdict = self.verifications.next() => Event::Verified(verdict),
+                () = self.server.shutdown.cancelled() => Event::Shutdown,
+            };
+            let element = match event {
+                Event::Read(Ok(StreamEvent::Stanza(element))) => element,
+                Event::Send(stanza) => {
+                    self.send_stanza(stanza).await?;
+                    continue;
+                }
+                Event::Verified(verdict) => {
+                    self.verified(verdict).await?;
+                    continue;
+                }
+                Event::Shutdown => return Ok(Next::Done),
+                Event::Read(Ok(StreamEvent::End) | Err(WireError::Closed)) => {
                     return Ok(Next::Done);
                 }
-                Ok(StreamEvent::Header(_)) => {
+                // A peer that drops the connection without closing TLS.
+                Event::Read(Err(WireError::Io(error)))
+                    if error.kind() == std::io::ErrorKind::UnexpectedEof =>
+                {
+                    return Ok(Next::Done);
+                }
+                Event::Read(Ok(StreamEvent::Header(_))) => {
                     return refuse("not-well-formed", "Unexpected header");
                 }
                 // An authenticated peer that says nothing for long is closed quietly.
-                Err(WireError::Timeout(_)) if !self.authenticated.is_empty() => {
+                Event::Read(Err(WireError::Timeout(_))) if !self.authenticated.is_empty() => {
                     return Ok(Next::Done);
                 }
-                Err(error) => return Err(error.into()),
+                Event::Read(Err(error)) => return Err(error.into()),
             };
             match (element.ns(), element.name()) {
                 (ns::TLS, "starttls") => {
@@ -215,6 +255,12 @@ impl Incoming<'_> {
                 (ns::SASL, "auth") => {
                     if self.sasl_external(&element, peer_domain).await? {
                         return Ok(Next::Restart);
+                    }
+                }
+                (bidi::NS, "bidi") if self.bidi_allowed() => {
+                    self.bidi = true;
+                    for pair in self.pairs.clone() {
+                        self.carry(pair);
                     }
                 }
                 (dialback::NS, "result") => self.dialback_result(&element).await?,
@@ -232,6 +278,44 @@ impl Incoming<'_> {
                     );
                 }
             }
+        }
+    }
+
+    /// Writes a stanza of a carried link; one that cannot be written is
+    /// kept to go out again on another stream.
+    async fn send_stanza(&mut self, stanza: Stanza) -> Result<(), Refusal> {
+        if let Err(error) = self.wire.send_stanza(stanza.element.clone()).await {
+            self.unsent = Some(stanza);
+            return Err(error.into());
+        }
+        self.server
+            .s2s
+            .metrics
+            .stanzas_out
+            .fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The stream is authenticated for `pair`: the peer may send from its
+    /// domain, and, on a bidirectional stream, gets our stanzas for it.
+    fn authenticated_for(&mut self, pair: Pair) {
+        self.authenticated.insert(pair.remote.clone());
+        if !self.pairs.contains(&pair) {
+            self.pairs.push(pair.clone());
+        }
+        if self.bidi {
+            self.carry(pair);
+        }
+    }
+
+    fn carry(&mut self, pair: Pair) {
+        let first = self.carried.is_empty();
+        if self.carried.adopt(&self.server, pair) && first {
+            self.server
+                .s2s
+                .metrics
+                .bidi_in
+                .fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -288,7 +372,10 @@ impl Incoming<'_> {
             .s2s
             .metrics
             .authenticated(Direction::In, Method::External);
-        self.authenticated.insert(domain.to_ascii_lowercase());
+        self.authenticated_for(Pair {
+            local: self.local.clone(),
+            remote: domain.to_ascii_lowercase(),
+        });
         self.wire.restart();
         Ok(true)
     }
@@ -319,30 +406,29 @@ impl Incoming<'_> {
         if s2s.config.require_tls && !self.wire.is_tls() {
             return refuse("policy-violation", "TLS is required");
         }
-        let key = request.text();
-        let verified = tokio::time::timeout(
-            s2s.connect_timeout(),
-            connect::verify_key(
-                s2s,
-                super::limits(self.server),
-                &receiving,
-                &originating,
-                &self.stream_id,
-                &key,
-            ),
-        )
-        .await;
-        let valid = match verified {
-            Ok(Ok(valid)) => valid,
-            Ok(Err(error)) => {
-                tracing::info!(%originating, %error, "dialback verification failed");
-                false
-            }
-            Err(_) => {
-                tracing::info!(%originating, "dialback verification timed out");
-                false
-            }
-        };
+        if self.verifications.is_full() {
+            // Bounded per stream: this one waits for a free place.
+            let verdict = self.verifications.next().await;
+            self.verified(verdict).await?;
+        }
+        self.verifications.start(
+            self.server.clone(),
+            receiving,
+            originating,
+            self.stream_id.clone(),
+            request.text(),
+        );
+        Ok(())
+    }
+
+    /// The authoritative server answered: tell the peer; a key that is not
+    /// valid ends the stream.
+    async fn verified(&mut self, verdict: Verdict) -> Result<(), Refusal> {
+        let Verdict {
+            receiving,
+            originating,
+            valid,
+        } = verdict;
         self.wire
             .send(&dialback::result_answer(&receiving, &originating, valid))
             .await
@@ -354,8 +440,14 @@ impl Incoming<'_> {
             );
         }
         tracing::info!(peer = %originating, "incoming stream authenticated with dialback");
-        s2s.metrics.authenticated(Direction::In, Method::Dialback);
-        self.authenticated.insert(originating);
+        self.server
+            .s2s
+            .metrics
+            .authenticated(Direction::In, Method::Dialback);
+        self.authenticated_for(Pair {
+            local: receiving.to_ascii_lowercase(),
+            remote: originating,
+        });
         Ok(())
     }
 
@@ -379,86 +471,17 @@ impl Incoming<'_> {
     }
 
     /// RFC 6120 8.1.1.1 / 8.1.2.1: check the addressing, then route.
-    async fn stanza(&mut self, mut element: Element) -> Result<(), Refusal> {
+    async fn stanza(&mut self, element: Element) -> Result<(), Refusal> {
         if self.authenticated.is_empty() {
             return refuse("not-authorized", "Authenticate before sending stanzas");
         }
-        let (Some(from), Some(to)) = (element.attr("from"), element.attr("to")) else {
-            return refuse(
-                "improper-addressing",
-                "Stanzas between servers need from and to",
-            );
-        };
-        let Ok(from) = Jid::new(from) else {
-            return refuse("invalid-from", format!("{from:?} is not a JID"));
-        };
-        if !self
-            .authenticated
-            .contains(&from.domain().as_str().to_ascii_lowercase())
-        {
-            return refuse(
-                "invalid-from",
-                format!("This stream is not authenticated for {}", from.domain()),
-            );
-        }
-        let Ok(to) = Jid::new(to) else {
-            return refuse("improper-addressing", format!("{to:?} is not a JID"));
-        };
-        if !self.server.serves_domain(to.domain().as_str()) {
-            return refuse(
-                "host-unknown",
-                format!("{} is not served here", to.domain()),
-            );
-        }
-        self.rate.wait().await;
-        self.server
-            .s2s
-            .metrics
-            .stanzas_in
-            .fetch_add(1, Ordering::Relaxed);
-        element.rename_ns(ns::SERVER, ns::CLIENT);
-        match Stanza::parse(element) {
-            Ok(stanza) => router::route(self.server, stanza).await,
-            Err((element, error)) => {
-                let reply = crate::stanza::error_reply(&element, &error.to_stanza_error());
-                if let Ok(reply) = Stanza::from_server(reply) {
-                    router::route(self.server, reply).await;
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-/// `[s2s] stanzas_per_sec`: a peer that sends faster is read more slowly.
-struct RateWindow {
-    per_sec: u32,
-    started: Instant,
-    seen: u32,
-}
-
-impl RateWindow {
-    fn new(per_sec: u32) -> RateWindow {
-        RateWindow {
-            per_sec,
-            started: Instant::now(),
-            seen: 0,
-        }
-    }
-
-    async fn wait(&mut self) {
-        if self.per_sec == 0 {
-            return;
-        }
-        if self.started.elapsed() >= Duration::from_secs(1) {
-            self.started = Instant::now();
-            self.seen = 0;
-        }
-        self.seen += 1;
-        if self.seen > self.per_sec {
-            tokio::time::sleep_until((self.started + Duration::from_secs(1)).into()).await;
-            self.started = Instant::now();
-            self.seen = 1;
-        }
+        let authenticated = &self.authenticated;
+        check::receive(
+            &self.server,
+            |domain| authenticated.contains(domain),
+            &mut self.rate,
+            element,
+        )
+        .await
     }
 }

@@ -16,6 +16,10 @@ pub struct S2sMetrics {
     /// Streams open now.
     pub streams_in: AtomicU64,
     pub streams_out: AtomicU64,
+    /// Of those, XEP-0288 bidirectional ones: incoming streams that carry
+    /// our stanzas, outgoing streams that carry the peer's.
+    pub bidi_in: AtomicU64,
+    pub bidi_out: AtomicU64,
     pub stanzas_in: AtomicU64,
     pub stanzas_out: AtomicU64,
     /// Streams authenticated, by direction and method.
@@ -23,6 +27,9 @@ pub struct S2sMetrics {
     dialback_in: AtomicU64,
     external_out: AtomicU64,
     dialback_out: AtomicU64,
+    /// Incoming connections refused before their stream: over the per-IP
+    /// rate or `max_inbound_streams`.
+    pub refused_in: AtomicU64,
     /// Incoming streams ended with a stream error we sent.
     pub stream_errors_in: AtomicU64,
     /// Outgoing streams that could not be set up.
@@ -50,6 +57,14 @@ impl S2sMetrics {
             [
                 ([("direction", "in")], load(&self.streams_in)),
                 ([("direction", "out")], load(&self.streams_out)),
+            ],
+        )?;
+        out.gauges(
+            "starling_s2s_bidi_streams",
+            "Server-to-server streams open now that carry stanzas both ways (XEP-0288).",
+            [
+                ([("direction", "in")], load(&self.bidi_in)),
+                ([("direction", "out")], load(&self.bidi_out)),
             ],
         )?;
         out.counters(
@@ -86,6 +101,11 @@ impl S2sMetrics {
             "starling_s2s_stream_errors_total",
             "Incoming server-to-server streams ended with a stream error.",
             load(&self.stream_errors_in),
+        )?;
+        out.counter(
+            "starling_s2s_refused_total",
+            "Incoming server connections refused: over the per-IP rate or max_inbound_streams.",
+            load(&self.refused_in),
         )?;
         out.counter(
             "starling_s2s_connect_failures_total",

@@ -7,10 +7,16 @@
 //!  listener ──▶ inbound: negotiation, checks on every stanza ──▶ router
 //! ```
 //!
+//! XEP-0288: a stream either side asked to be bidirectional carries
+//! stanzas both ways (`bidi.rs` on the receiving side, `outbound.rs` on
+//! the initiating side); `check.rs` checks what a peer sends on either.
+//!
 //! Every member runs its own listener and its own outgoing streams; keys
 //! for dialback (`dialback.rs`) verify on any member. See ARCHITECTURE.md,
 //! "Federation".
 
+mod bidi;
+mod check;
 mod connect;
 pub(crate) mod dialback;
 mod inbound;
@@ -19,6 +25,7 @@ pub mod metrics;
 mod outbound;
 mod resolve;
 mod tls;
+mod verify;
 mod wire;
 
 use std::collections::HashMap;
@@ -45,6 +52,8 @@ pub struct S2s {
     direct_connector: TlsConnector,
     resolver: resolve::Resolver,
     links: Mutex<HashMap<outbound::Pair, Arc<outbound::Link>>>,
+    /// `max_inbound_streams`: one permit per incoming stream.
+    inbound_permits: Arc<tokio::sync::Semaphore>,
     pub metrics: S2sMetrics,
 }
 
@@ -63,6 +72,7 @@ impl S2s {
             direct_connector: tls::connector(certificate, provider, true)?,
             resolver: resolve::Resolver::new(config.s2s.routes.clone()),
             links: Mutex::new(HashMap::new()),
+            inbound_permits: Arc::new(tokio::sync::Semaphore::new(config.s2s.max_inbound_streams)),
             metrics: S2sMetrics::default(),
         })
     }

@@ -36,6 +36,9 @@ struct Federation {
     /// (our domain, remote domain) of each outgoing stream this node holds
     /// or is setting up.
     outgoing: Vec<(String, String)>,
+    /// Those of `outgoing` whose stanzas go over an incoming stream the
+    /// peer made bidirectional (XEP-0288) instead of one of ours.
+    outgoing_over_inbound: Vec<(String, String)>,
     streams_in: u64,
     streams_out: u64,
 }
@@ -76,6 +79,7 @@ pub(crate) fn view(server: &Server) -> ClusterView {
     };
     let s2s = Federation {
         outgoing: server.s2s.outgoing(),
+        outgoing_over_inbound: server.s2s.sending_over_inbound(),
         streams_in: server.s2s.metrics.streams_in.load(Ordering::Relaxed),
         streams_out: server.s2s.metrics.streams_out.load(Ordering::Relaxed),
     };
