@@ -33,6 +33,8 @@ pub struct PeerSpec<'a> {
     pub cert: (String, String),
     /// The CA that peers' certificates come from.
     pub ca_file: String,
+    /// Loads `mod_s2s_bidi` (XEP-0288 bidirectional server streams).
+    pub bidi: bool,
 }
 
 /// A running Prosody.
@@ -50,7 +52,8 @@ impl Prosody {
     /// Federation: `mod_s2s` with `mod_dialback`, TLS required both ways
     /// (Prosody 0.12's default), peers' certificates checked against the
     /// test CA so certificate authentication (SASL EXTERNAL) works where
-    /// the peer's certificate names its domain.
+    /// the peer's certificate names its domain; with `spec.bidi`,
+    /// `mod_s2s_bidi` too.
     pub fn start(netns: &NetNs, spec: &PeerSpec<'_>) -> Prosody {
         require_prosody();
         let dir = tempfile::Builder::new()
@@ -80,7 +83,7 @@ c2s_ports = {{ {c2s_port} }}
 s2s_ports = {{ {S2S_PORT} }}
 authentication = "internal_plain"
 storage = "internal"
-modules_enabled = {{ "roster", "saslauth", "tls", "dialback", "disco", "ping", "version" }}
+modules_enabled = {{ "roster", "saslauth", "tls", "dialback", "disco", "ping", "version"{bidi} }}
 s2s_require_encryption = true
 s2s_secure_auth = false
 ssl = {{ certificate = {cert}, key = {key}, cafile = {ca} }}
@@ -95,6 +98,7 @@ VirtualHost "{domain}"
             key = lua_string(key),
             ca = lua_string(&spec.ca_file),
             domain = spec.domain,
+            bidi = if spec.bidi { ", \"s2s_bidi\"" } else { "" },
         );
         let config_path = root.join("prosody.cfg.lua");
         std::fs::write(&config_path, config).expect("Prosody's configuration");

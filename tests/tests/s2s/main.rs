@@ -12,6 +12,9 @@
 //! - t50: peers found through DNS (SRV, then the address) in a private
 //!   network namespace with its own DNS server; unresolvable domains.
 //! - t60: a three-node cluster and Prosody, both ways, found by DNS.
+//! - t70: XEP-0288 bidirectional streams between two servers.
+//! - t75: XEP-0288 with Prosody, either side dialing.
+//! - t80: a hanging dialback verification; `max_inbound_streams`.
 
 mod support;
 
@@ -21,3 +24,6 @@ mod t30_unreachable;
 mod t40_cluster;
 mod t50_dns;
 mod t60_prosody;
+mod t70_bidi;
+mod t75_prosody_bidi;
+mod t80_limits;

@@ -44,7 +44,10 @@ fn lenient_b(pb: u16, evil_port: u16) -> starling_tests::TestNode {
 
 /// Plays evil.test's authoritative server for one dialback verification,
 /// answering `verdict`.
-fn authoritative(listener: TcpListener, verdict: &'static str) -> tokio::task::JoinHandle<()> {
+pub(crate) fn authoritative(
+    listener: TcpListener,
+    verdict: &'static str,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let (socket, _) = listener.accept().await.unwrap();
         let mut peer = RawPeer::new(socket);

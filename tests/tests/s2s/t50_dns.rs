@@ -31,9 +31,10 @@ async fn a_peer_is_found_by_its_srv_record() {
             "no SRV query for {service}:\n{queries}"
         );
     }
-    for node in [&a, &b] {
+    // a.test dialed; b.test answered on the same (bidirectional) stream.
+    for (node, direction) in [(&a, "out"), (&b, "in")] {
         assert_eq!(
-            authentications(node, "out", "dialback").await,
+            authentications(node, direction, "dialback").await,
             1.0,
             "{}",
             node.log()
