@@ -16,6 +16,7 @@ impl Pki {
         let key = KeyPair::generate().expect("a CA key");
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name = common_name(&format!("{label} test CA"));
         let ca = params.self_signed(&key).expect("a self-signed CA");
         std::fs::write(dir.join(format!("{label}-ca.pem")), ca.pem()).expect("write the CA");
         Pki {
@@ -37,6 +38,9 @@ impl Pki {
         use rcgen::{CertificateParams, ExtendedKeyUsagePurpose, KeyPair};
         let key = KeyPair::generate().expect("a key");
         let mut params = CertificateParams::new(vec![name.to_owned()]).expect("parameters");
+        // Not rcgen's default name, which the CA has too: OpenSSL (Prosody)
+        // takes a certificate whose issuer is its subject for self-signed.
+        params.distinguished_name = common_name(name);
         params.extended_key_usages = vec![
             ExtendedKeyUsagePurpose::ServerAuth,
             ExtendedKeyUsagePurpose::ClientAuth,
@@ -52,4 +56,10 @@ impl Pki {
             path("key").display().to_string(),
         )
     }
+}
+
+fn common_name(name: &str) -> rcgen::DistinguishedName {
+    let mut dn = rcgen::DistinguishedName::new();
+    dn.push(rcgen::DnType::CommonName, name);
+    dn
 }
