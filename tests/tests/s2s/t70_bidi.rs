@@ -3,6 +3,7 @@
 //! streams as before; a stream closed from either side is replaced by the
 //! next stanza, and nothing is lost.
 
+use starling_tests::http::HttpRequest;
 use starling_tests::{TestNode, free_port};
 
 use crate::support::*;
@@ -53,7 +54,9 @@ async fn streams_settle(a: &TestNode, b: &TestNode, out: f64, inbound: f64) {
 async fn two_servers_with_bidi_use_one_connection_both_ways() {
     let (pa, pb) = (free_port(), free_port());
     let a = server("a.test", pa, &[("b.test", pb)]).start();
-    let b = server("b.test", pb, &[("a.test", pa)]).start();
+    let b = server("b.test", pb, &[("a.test", pa)])
+        .admin("admin", PW)
+        .start();
     // alice on a.test speaks first: a.test dials, b.test answers on it.
     let (_alice, _bob) = exchange(&a, &b).await;
     streams_settle(&a, &b, 1.0, 1.0).await;
@@ -61,6 +64,16 @@ async fn two_servers_with_bidi_use_one_connection_both_ways() {
     assert_eq!(b.metric(STREAMS_IN).await, 1.0, "{}", b.log());
     assert_eq!(a.metric(BIDI_OUT).await, 1.0, "{}", a.log());
     assert_eq!(b.metric(BIDI_IN).await, 1.0, "{}", b.log());
+    // /api/cluster shows b.test's link to a.test carried by the incoming stream.
+    let view = HttpRequest::new(b.http, "GET", "/api/cluster")
+        .basic("admin", PW)
+        .send()
+        .await
+        .unwrap()
+        .json();
+    let pair = serde_json::json!([["b.test", "a.test"]]);
+    assert_eq!(view["s2s"]["outgoing"], pair, "{view}");
+    assert_eq!(view["s2s"]["outgoing_over_inbound"], pair, "{view}");
     // b.test never authenticated a stream of its own.
     assert_eq!(authentications(&b, "out", "dialback").await, 0.0);
     assert_eq!(authentications(&a, "in", "dialback").await, 0.0);
