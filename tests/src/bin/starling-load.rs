@@ -129,6 +129,11 @@ enum Command {
         /// Without it both are on server k mod n.
         #[arg(long)]
         cross: bool,
+        /// A server's process id, once per server in --server order: the report adds
+        /// the CPU time each used from the start of sending to the end of the drain,
+        /// and that time per message received.
+        #[arg(long)]
+        server_pid: Vec<u32>,
     },
     /// Time from a fresh session's bind on one server to the arrival of a message sent to
     /// it from another server at that moment (the cluster directory's convergence).
@@ -319,8 +324,11 @@ struct TargetArgs {
     /// spread over them round-robin.
     #[arg(long, default_value = "127.0.0.1:5222")]
     server: Servers,
-    #[arg(long, default_value = "localhost")]
-    domain: String,
+    /// The users' domain; or one per server, comma-separated in --server
+    /// order, when the servers are different ones federating with each other
+    /// (users logging in on server i are on domain i).
+    #[arg(long, default_value = "localhost", value_delimiter = ',')]
+    domain: Vec<String>,
     /// User name prefix: users are PREFIX<first>, PREFIX<first+1>, ...
     #[arg(long, default_value = "user")]
     users: String,
@@ -387,10 +395,21 @@ enum HashArg {
 }
 
 impl TargetArgs {
-    fn into_target(self) -> Target {
-        Target {
+    fn into_target(self) -> Result<Target, String> {
+        let server_domains = match self.domain.len() {
+            1 => Vec::new(),
+            count if count == self.server.len() => self.domain.clone(),
+            count => {
+                return Err(format!(
+                    "--domain names {count} domains for {} servers: give one, or one per server",
+                    self.server.len()
+                ));
+            }
+        };
+        Ok(Target {
             servers: self.server,
-            domain: self.domain,
+            domain: self.domain[0].clone(),
+            server_domains,
             users: Users {
                 prefix: self.users,
                 password_prefix: self.password_prefix,
@@ -412,7 +431,7 @@ impl TargetArgs {
                 ClientTransportArg::WebSocket => ClientTransport::WebSocket,
                 ClientTransportArg::Bosh => ClientTransport::Bosh,
             },
-        }
+        })
     }
 }
 
@@ -495,7 +514,7 @@ fn main_with(cli: Cli) -> anyhow::Result<()> {
                 settle_s: settle,
                 server_pids: server_pid,
             };
-            let target = target.into_target();
+            let target = target.into_target().map_err(anyhow::Error::msg)?;
             let report = runtime.block_on(starling_tests::load::pep::run(&target, &plan))?;
             print_report(&report, cli.json)?;
             return match report.pep_storm {
@@ -525,8 +544,10 @@ fn main_with(cli: Cli) -> anyhow::Result<()> {
                 drain_s: drain,
                 server_pids: server_pid,
             };
-            let report =
-                runtime.block_on(starling_tests::load::muc::run(&target.into_target(), &plan))?;
+            let report = runtime.block_on(starling_tests::load::muc::run(
+                &target.into_target().map_err(anyhow::Error::msg)?,
+                &plan,
+            ))?;
             print_report(&report, cli.json)?;
             return match &report.muc {
                 Some(muc) if muc.joined == 0 => Err(anyhow::anyhow!("no occupant joined")),
@@ -569,6 +590,7 @@ fn main_with(cli: Cli) -> anyhow::Result<()> {
             body_size,
             no_presence,
             cross,
+            server_pid,
         } => (
             target,
             Plan::Chat {
@@ -580,6 +602,7 @@ fn main_with(cli: Cli) -> anyhow::Result<()> {
                 body_size,
                 presence: !no_presence,
                 cross,
+                server_pids: server_pid,
             },
         ),
         Command::Converge {
@@ -649,7 +672,8 @@ fn main_with(cli: Cli) -> anyhow::Result<()> {
             )
         }
     };
-    let report = runtime.block_on(run(&target.into_target(), &plan))?;
+    let target = target.into_target().map_err(anyhow::Error::msg)?;
+    let report = runtime.block_on(run(&target, &plan))?;
     print_report(&report, cli.json)
 }
 
