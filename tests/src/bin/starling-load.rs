@@ -37,6 +37,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use starling_tests::load::churn::Churn;
 use starling_tests::load::fanout::{FanoutPlan, FanoutTransport};
 use starling_tests::load::muc::MucPlan;
 use starling_tests::load::pep::PepStormPlan;
@@ -129,11 +130,22 @@ enum Command {
         /// Without it both are on server k mod n.
         #[arg(long)]
         cross: bool,
-        /// A server's process id, once per server in --server order: the report adds
+        /// The servers' process ids, comma-separated in --server order: the report adds
         /// the CPU time each used from the start of sending to the end of the drain,
         /// and that time per message received.
-        #[arg(long)]
+        #[arg(long, value_delimiter = ',')]
         server_pid: Vec<u32>,
+        /// Enable resumable stream management (XEP-0198) on every session; the
+        /// clients answer the server's ack requests.
+        #[arg(long)]
+        sm: bool,
+        /// With --sm: this percentage of the receivers drop their socket (without
+        /// closing the stream) in every --churn-every seconds and resume their
+        /// session at once on a server picked at random; 0: none.
+        #[arg(long, default_value_t = 0.0)]
+        churn_percent: f64,
+        #[arg(long, default_value_t = 60.0)]
+        churn_every: f64,
     },
     /// Time from a fresh session's bind on one server to the arrival of a message sent to
     /// it from another server at that moment (the cluster directory's convergence).
@@ -591,6 +603,9 @@ fn main_with(cli: Cli) -> anyhow::Result<()> {
             no_presence,
             cross,
             server_pid,
+            sm,
+            churn_percent,
+            churn_every,
         } => (
             target,
             Plan::Chat {
@@ -603,6 +618,11 @@ fn main_with(cli: Cli) -> anyhow::Result<()> {
                 presence: !no_presence,
                 cross,
                 server_pids: server_pid,
+                stream_management: sm,
+                churn: (churn_percent > 0.0).then_some(Churn {
+                    fraction: churn_percent / 100.0,
+                    every_s: churn_every,
+                }),
             },
         ),
         Command::Converge {

@@ -30,6 +30,7 @@
 
 pub mod bayeux;
 pub mod chat;
+pub mod churn;
 pub mod converge;
 pub mod cpu;
 pub mod failover;

@@ -138,6 +138,18 @@ pub struct ChatSummary {
     /// All of `server_cpu_s` per message received, in microseconds.
     #[serde(default)]
     pub cpu_us_per_message: Option<f64>,
+    /// Each `--server-pid`'s memory with every session logged in, before the
+    /// first message; empty without `--server-pid`.
+    #[serde(default)]
+    pub memory: Vec<MemoryReport>,
+    /// Receivers' sessions resumed after a dropped socket (`--churn-percent`).
+    #[serde(default)]
+    pub resumed: u64,
+    #[serde(default)]
+    pub resume_failed: u64,
+    /// From dropping the socket to `<resumed/>`.
+    #[serde(default)]
+    pub resume_latency: Option<Summary>,
 }
 
 /// Adds up the workers' reports.
@@ -221,6 +233,7 @@ pub fn chat_summary(
     offered_rate: f64,
     cross: bool,
     server_cpu_s: Vec<f64>,
+    memory: Vec<MemoryReport>,
 ) -> ChatSummary {
     let cpu_us_per_message = (!server_cpu_s.is_empty() && stats.received > 0)
         .then(|| server_cpu_s.iter().sum::<f64>() * 1e6 / stats.received as f64);
@@ -242,6 +255,10 @@ pub fn chat_summary(
         errors: stats.errors.clone(),
         server_cpu_s,
         cpu_us_per_message,
+        memory,
+        resumed: stats.resumed,
+        resume_failed: stats.resume_failed,
+        resume_latency: (stats.resumed > 0).then(|| stats.resume_latency.summary()),
     }
 }
 
@@ -372,6 +389,22 @@ fn chat_lines(out: &mut String, chat: &ChatSummary) {
             } else {
                 "by server"
             },
+        );
+    }
+    for memory in &chat.memory {
+        let _ = writeln!(
+            out,
+            "  server pid {}: {} sessions, {:.1} KiB per session before the first message",
+            memory.pid, memory.sessions, memory.per_session_kib
+        );
+    }
+    if let Some(latency) = &chat.resume_latency {
+        let _ = writeln!(
+            out,
+            "  resumed {} sessions ({} failed), drop to <resumed/> {}",
+            chat.resumed,
+            chat.resume_failed,
+            latency_line(latency)
         );
     }
     errors_lines(out, &chat.errors);
@@ -576,7 +609,13 @@ mod tests {
         let login = login_summary(&total.login, 200.0);
         assert_eq!(login.succeeded, 200);
         assert_eq!(login.achieved_rate, 100.0);
-        let chat = chat_summary(total.chat.as_ref().unwrap(), 2.0, false, Vec::new());
+        let chat = chat_summary(
+            total.chat.as_ref().unwrap(),
+            2.0,
+            false,
+            Vec::new(),
+            Vec::new(),
+        );
         assert_eq!(chat.sent_per_s, 2.0);
         // A queueing server delivers after the window: the rate is over the longer span.
         assert_eq!(chat.received_per_s, 1.0);

@@ -73,6 +73,10 @@ pub enum Plan {
         /// sending to the end of the drain, one per server in order; empty:
         /// none.
         server_pids: Vec<u32>,
+        /// Resumable stream management on every session.
+        stream_management: bool,
+        /// Receivers that drop their socket and resume.
+        churn: Option<super::churn::Churn>,
     },
     Converge {
         rounds: u64,
@@ -164,6 +168,13 @@ impl Plan {
                     server_pids.len()
                 )))
             }
+            Plan::Chat {
+                stream_management: false,
+                churn: Some(_),
+                ..
+            } => Err(RunError::Plan(
+                "churn resumes sessions: it needs stream management (--sm)".to_owned(),
+            )),
             Plan::Converge { targets: 0, .. } => Err(RunError::Plan(
                 "converge needs at least one target user".to_owned(),
             )),
@@ -268,6 +279,8 @@ fn jobs(target: &Target, plan: &Plan, workers: usize) -> Result<Vec<Job>, RunErr
                 presence,
                 cross,
                 server_pids: _,
+                stream_management,
+                churn,
             } => Job::Chat(ChatJob {
                 connection,
                 users: target.users.slice(start * 2, count * 2),
@@ -280,6 +293,8 @@ fn jobs(target: &Target, plan: &Plan, workers: usize) -> Result<Vec<Job>, RunErr
                 login_rate: login_rate * share,
                 body_size: *body_size,
                 presence: *presence,
+                stream_management: *stream_management,
+                churn: *churn,
             }),
             Plan::Converge {
                 rounds,
@@ -363,7 +378,7 @@ pub async fn run(target: &Target, plan: &Plan) -> Result<RunReport, RunError> {
     plan.check(target)?;
     let workers = worker_count(plan, target.workers);
     let server_pids: &[u32] = match plan {
-        Plan::Hold { server_pids, .. } => server_pids,
+        Plan::Hold { server_pids, .. } | Plan::Chat { server_pids, .. } => server_pids,
         Plan::Fanout(fan) => &fan.server_pids,
         _ => &[],
     };
@@ -393,6 +408,8 @@ pub async fn run(target: &Target, plan: &Plan) -> Result<RunReport, RunError> {
     let settle = match plan {
         Plan::Hold { settle_s, .. } => Some(*settle_s),
         Plan::Fanout(fan) => Some(fan.settle_s),
+        // Memory per session: everyone logged in, before the first message.
+        Plan::Chat { .. } => Some(1.0),
         _ => None,
     };
     if let Some(settle_s) = settle
@@ -402,7 +419,7 @@ pub async fn run(target: &Target, plan: &Plan) -> Result<RunReport, RunError> {
         after = sample(server_pids)?;
     }
     let cpu_pids: &[u32] = match plan {
-        Plan::Chat { server_pids, .. } => server_pids,
+        Plan::Chat { .. } => server_pids,
         _ => &[],
     };
     let cpu_at_start = cpu_times(cpu_pids)?;
@@ -463,7 +480,7 @@ pub async fn run(target: &Target, plan: &Plan) -> Result<RunReport, RunError> {
         chat: total
             .chat
             .as_ref()
-            .map(|chat| report::chat_summary(chat, chat_rate, cross, server_cpu_s)),
+            .map(|chat| report::chat_summary(chat, chat_rate, cross, server_cpu_s, memory.clone())),
         converge: match (plan, &total.converge) {
             (Plan::Converge { rate, wait_s, .. }, Some(stats)) => {
                 Some(converge::summary(stats, *rate, *wait_s))
@@ -563,6 +580,8 @@ mod tests {
             presence: true,
             cross: false,
             server_pids: Vec::new(),
+            stream_management: false,
+            churn: None,
         };
         assert_eq!(worker_count(&chat, None), 2);
         let converge = Plan::Converge {
@@ -586,6 +605,8 @@ mod tests {
             presence: true,
             cross: true,
             server_pids: Vec::new(),
+            stream_management: false,
+            churn: None,
         };
         let jobs = jobs(&target(), &plan, 2).unwrap();
         let Job::Chat(second) = &jobs[1] else {
