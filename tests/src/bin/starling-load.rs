@@ -39,10 +39,12 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use starling_tests::load::churn::Churn;
 use starling_tests::load::fanout::{FanoutPlan, FanoutTransport};
+use starling_tests::load::mam::MamPlan;
 use starling_tests::load::muc::MucPlan;
 use starling_tests::load::pep::PepStormPlan;
 use starling_tests::load::prosody::ProsodyUsers;
 use starling_tests::load::report::RunReport;
+use starling_tests::load::report::latency_line;
 use starling_tests::load::run::{Plan, Target, run};
 use starling_tests::load::servers::Servers;
 use starling_tests::load::{ClientTransport, Users, worker};
@@ -167,6 +169,24 @@ enum Command {
         /// Seconds a round waits for its message before it counts as not delivered live.
         #[arg(long, default_value_t = 2.0)]
         wait: f64,
+    },
+    /// One session reads a conversation from its message archive (XEP-0313) as a
+    /// client opening it does: the latest page, then pages further back; reports
+    /// the time of each query.
+    Mam {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// The contact whose conversation user PREFIX<first> reads (a bare JID).
+        #[arg(long)]
+        with: String,
+        #[arg(long, default_value_t = 100)]
+        rounds: u64,
+        /// Pages read back after the latest, per round.
+        #[arg(long, default_value_t = 10)]
+        pages: u64,
+        /// Messages per page.
+        #[arg(long, default_value_t = 50)]
+        max: u32,
     },
     /// Rooms of occupants spread over the servers, groupchat messages at a total rate;
     /// report deliveries/s, loss and latency from the scheduled send to each arrival.
@@ -536,6 +556,39 @@ fn main_with(cli: Cli) -> anyhow::Result<()> {
                 )),
                 _ => Ok(()),
             };
+        }
+        Command::Mam {
+            target,
+            with,
+            rounds,
+            pages,
+            max,
+        } => {
+            let target = target.into_target().map_err(anyhow::Error::msg)?;
+            let plan = MamPlan {
+                username: target.users.username(0),
+                password: target.users.password(0),
+                with,
+                rounds,
+                pages,
+                max,
+                timeout_s: target.timeout_s,
+            };
+            let connection = starling_tests::load::run::connection(&target, None);
+            let summary = runtime.block_on(starling_tests::load::mam::run(&connection, &plan))?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&summary)?);
+            } else {
+                println!(
+                    "mam: {} rounds with {}, {} messages: latest page {}; each page back {}",
+                    summary.rounds,
+                    summary.with,
+                    summary.messages,
+                    latency_line(&summary.latest),
+                    latency_line(&summary.page_back)
+                );
+            }
+            return Ok(());
         }
         Command::Muc {
             target,

@@ -37,6 +37,7 @@ pub mod failover;
 pub mod fanout;
 pub mod hold;
 pub mod login;
+pub mod mam;
 pub mod muc;
 pub mod pep;
 pub mod progress;

@@ -570,7 +570,7 @@ fn pep_storm_lines(out: &mut String, storm: &PepStormSummary) {
     errors_lines(out, &storm.errors);
 }
 
-fn latency_line(summary: &Summary) -> String {
+pub fn latency_line(summary: &Summary) -> String {
     format!(
         "p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms (n={})",
         summary.p50_ms, summary.p90_ms, summary.p99_ms, summary.max_ms, summary.count

@@ -346,7 +346,7 @@ fn jobs(target: &Target, plan: &Plan, workers: usize) -> Result<Vec<Job>, RunErr
 }
 
 /// How every connection of a worker whose sockets come from `source` logs in.
-pub(super) fn connection(target: &Target, source: Option<IpAddr>) -> Connection {
+pub fn connection(target: &Target, source: Option<IpAddr>) -> Connection {
     Connection {
         servers: target.servers.clone(),
         domain: target.domain.clone(),
