@@ -487,6 +487,13 @@ async fn pep_events_and_roster_items_cross_to_prosody_and_back() {
         is_tune_event(e, &c1_bare, "s3")
     })
     .await;
+    // c1's member tracks pat's resource.
+    let tracked = federation
+        .cluster
+        .node(1)
+        .metric("starling_pep_remote_resources")
+        .await;
+    assert!(tracked >= 1.0, "{tracked}");
     assert_none(&pat, "events of a node pat does not want", |e| {
         e.child("event", ns::PUBSUB_EVENT).is_some_and(|event| {
             event
