@@ -54,7 +54,9 @@ impl Prosody {
     /// Federation: `mod_s2s` with `mod_dialback`, TLS required both ways
     /// (Prosody 0.12's default), peers' certificates checked against the
     /// test CA so certificate authentication (SASL EXTERNAL) works where
-    /// the peer's certificate names its domain.
+    /// the peer's certificate names its domain. `spec.modules` are
+    /// enabled too (`pep`: Prosody's PEP), and `spec.muc` adds a MUC
+    /// component on that host.
     pub fn start(netns: &NetNs, spec: &PeerSpec<'_>) -> Prosody {
         require_prosody();
         let dir = tempfile::Builder::new()

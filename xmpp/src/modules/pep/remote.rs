@@ -239,3 +239,77 @@ pub(super) async fn answered(
     super::notify::last_items_to(&server, &asker.to_bare(), &pending.jid, &new).await;
     verified
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn presence(ty: Option<&str>, ver: Option<&str>) -> Element {
+        let mut presence = Element::new("presence", ns::CLIENT);
+        if let Some(ty) = ty {
+            presence.set_attr("type", ty);
+        }
+        if let Some(ver) = ver {
+            presence.push_child(
+                Element::new("c", ns::CAPS)
+                    .with_attr("hash", "sha-1")
+                    .with_attr("node", "https://client.example")
+                    .with_attr("ver", ver),
+            );
+        }
+        presence
+    }
+
+    #[test]
+    fn resources_follow_presence_and_want_what_their_capabilities_say() {
+        let caps = Caps::new(10);
+        let remote = Remote::default();
+        let desk = FullJid::new("pat@remote.example/desk").unwrap();
+        let phone = FullJid::new("pat@remote.example/phone").unwrap();
+        let pat = desk.to_bare();
+
+        // An unknown hash is to be resolved; meanwhile nothing is wanted.
+        let learnt = remote.observe(&caps, &desk, &presence(None, Some("v1")));
+        assert!(matches!(learnt, Learnt::Resolve(ref a) if a.ver == "v1"));
+        assert!(remote.wanting(&pat, "tune").is_empty());
+        // The same presence again asks nothing more.
+        let again = remote.observe(&caps, &desk, &presence(None, Some("v1")));
+        assert!(matches!(again, Learnt::Nothing));
+        // The answer: the new nodes are reported once.
+        let new = remote.learnt(&desk, "sha-1 v1", caps::interest(["tune+notify"]));
+        assert_eq!(new, ["tune"]);
+        assert!(
+            remote
+                .learnt(&desk, "sha-1 v1", caps::interest(["tune+notify"]))
+                .is_empty()
+        );
+        assert_eq!(remote.wanting(&pat, "tune"), [desk.clone()]);
+        assert!(remote.wanting(&pat, "mood").is_empty());
+        // An answer about a hash the resource no longer has is ignored.
+        assert!(
+            remote
+                .learnt(&desk, "sha-1 old", caps::interest(["mood+notify"]))
+                .is_empty()
+        );
+        assert!(remote.wanting(&pat, "mood").is_empty());
+
+        // A hash the cache knows needs no question.
+        caps.cache
+            .insert("sha-1 v2".to_owned(), caps::interest(["mood+notify"]));
+        let known = remote.observe(&caps, &phone, &presence(None, Some("v2")));
+        assert!(matches!(known, Learnt::Nothing));
+        assert_eq!(remote.wanting(&pat, "mood"), [phone.clone()]);
+        assert_eq!(remote.tracked(), 2);
+
+        // Subscriptions and probes change nothing; unavailable forgets.
+        remote.observe(&caps, &desk, &presence(Some("subscribed"), None));
+        assert_eq!(remote.wanting(&pat, "tune"), [desk.clone()]);
+        remote.observe(&caps, &desk, &presence(Some("unavailable"), None));
+        assert!(remote.wanting(&pat, "tune").is_empty());
+        assert_eq!(remote.tracked(), 1);
+        // No capabilities: available, wanting nothing.
+        remote.observe(&caps, &phone, &presence(None, None));
+        assert!(remote.wanting(&pat, "mood").is_empty());
+        assert_eq!(remote.tracked(), 1);
+    }
+}
