@@ -487,6 +487,31 @@ async fn pep_events_and_roster_items_cross_to_prosody_and_back() {
         is_tune_event(e, &c1_bare, "s3")
     })
     .await;
+    // Each reads the other's items across the servers (presence access).
+    let items = remote_iq(
+        &mut pat,
+        &c1_bare,
+        &pubsub(&format!("<items node='{TUNE}'/>")),
+    )
+    .await;
+    assert!(items.to_string().contains("s3"), "{items}");
+    let items = remote_iq(
+        &mut c1,
+        &pat_bare,
+        &pubsub(&format!("<items node='{TUNE}'/>")),
+    )
+    .await;
+    assert!(items.to_string().contains("p2"), "{items}");
+    // A stranger on Prosody may not read them.
+    let mut sam = federation.prosody("sam", "desk").await;
+    let refused = remote_request(
+        &mut sam,
+        "get",
+        &c1_bare,
+        &pubsub(&format!("<items node='{TUNE}'/>")),
+    )
+    .await;
+    assert_error(&refused, "auth", "not-authorized");
     // c1's member tracks pat's resource.
     let tracked = federation
         .cluster

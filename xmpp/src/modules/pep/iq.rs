@@ -78,8 +78,12 @@ async fn answer(
     let (Some(owner), Some(from)) = (request.account.clone(), request.from()) else {
         return Err(PubSubError::new(Condition::BadRequest));
     };
-    if !server.is_local_user(&from.to_bare().into()) {
-        return Err(PubSubError::forbidden().with_text("Only local users may use PEP here"));
+    // Users of other servers (over federation) are contacts like local
+    // ones: they read what the access model lets them, and only the owner
+    // changes anything.
+    let user_elsewhere = from.node().is_some() && !server.serves_domain(from.domain().as_str());
+    if !server.is_local_user(&from.to_bare().into()) && !user_elsewhere {
+        return Err(PubSubError::forbidden().with_text("Only users may use PEP here"));
     }
     let parties = Parties {
         owner,

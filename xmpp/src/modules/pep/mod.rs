@@ -361,9 +361,14 @@ impl Pep {
         session: &LocalSession,
         stanza: &Element,
     ) -> Option<Delivery> {
-        let from = stanza.attr("from")?;
         let name = stanza.name();
         if name != "presence" && name != "iq" {
+            return None;
+        }
+        let from = stanza.attr("from")?;
+        // Most deliveries are from our own users: decided without parsing.
+        let domain = from.split('/').next()?.rsplit('@').next()?;
+        if server.serves_domain(domain) {
             return None;
         }
         let from = starling_core::jid::FullJid::new(from).ok()?;
