@@ -33,6 +33,10 @@ pub struct PeerSpec<'a> {
     pub cert: (String, String),
     /// The CA that peers' certificates come from.
     pub ca_file: String,
+    /// Modules enabled besides the base set (e.g. `pep`).
+    pub modules: &'a [&'a str],
+    /// A `muc` component on this host (e.g. `conference.prosody.test`).
+    pub muc: Option<&'a str>,
 }
 
 /// A running Prosody.
@@ -50,7 +54,9 @@ impl Prosody {
     /// Federation: `mod_s2s` with `mod_dialback`, TLS required both ways
     /// (Prosody 0.12's default), peers' certificates checked against the
     /// test CA so certificate authentication (SASL EXTERNAL) works where
-    /// the peer's certificate names its domain.
+    /// the peer's certificate names its domain. `spec.modules` are
+    /// enabled too (`pep`: Prosody's PEP), and `spec.muc` adds a MUC
+    /// component on that host.
     pub fn start(netns: &NetNs, spec: &PeerSpec<'_>) -> Prosody {
         require_prosody();
         let dir = tempfile::Builder::new()
@@ -80,13 +86,13 @@ c2s_ports = {{ {c2s_port} }}
 s2s_ports = {{ {S2S_PORT} }}
 authentication = "internal_plain"
 storage = "internal"
-modules_enabled = {{ "roster", "saslauth", "tls", "dialback", "disco", "ping", "version" }}
+modules_enabled = {{ "roster", "saslauth", "tls", "dialback", "disco", "ping", "version"{modules} }}
 s2s_require_encryption = true
 s2s_secure_auth = false
 ssl = {{ certificate = {cert}, key = {key}, cafile = {ca} }}
 
 VirtualHost "{domain}"
-"#,
+{component}"#,
             pidfile = lua_path(&root.join("prosody.pid")),
             data = lua_path(&data),
             log = lua_path(&root.join("prosody.log")),
@@ -95,6 +101,15 @@ VirtualHost "{domain}"
             key = lua_string(key),
             ca = lua_string(&spec.ca_file),
             domain = spec.domain,
+            modules = spec
+                .modules
+                .iter()
+                .map(|module| format!(", {}", lua_string(module)))
+                .collect::<String>(),
+            component = spec
+                .muc
+                .map(|host| format!("\nComponent {} \"muc\"\n", lua_string(host)))
+                .unwrap_or_default(),
         );
         let config_path = root.join("prosody.cfg.lua");
         std::fs::write(&config_path, config).expect("Prosody's configuration");

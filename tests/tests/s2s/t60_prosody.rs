@@ -222,6 +222,8 @@ async fn a_cluster_and_prosody_federate_both_ways() {
             users: &[("pat", PW)],
             cert: pki.issue("prosody.test"),
             ca_file: pki.ca_path(),
+            modules: &[],
+            muc: None,
         },
     );
     let mut members = members_online(&cluster).await;

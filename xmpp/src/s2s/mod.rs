@@ -31,7 +31,7 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 use crate::stream::Limits;
 
 pub use self::metrics::S2sMetrics;
-pub use self::outbound::send;
+pub use self::outbound::{queue, send};
 
 /// The node's federation service: configuration, TLS, keys, and the
 /// outgoing streams this node holds.

@@ -33,24 +33,35 @@ pub(super) struct Link {
 
 /// Sends a stanza to a remote domain: the router's way out of the server.
 pub async fn send(server: &Server, stanza: Stanza) {
+    match queue(server, stanza) {
+        Ok(outcome) => router::count(server, outcome),
+        Err((stanza, error)) => router::bounce(server, &stanza, error).await,
+    }
+}
+
+/// Queues a stanza for its remote domain's link without waiting: what a
+/// caller that must not await (a fan-out under a lock, keeping its order)
+/// uses. `Ok` with the outcome to count (queued, or discarded as not
+/// ours to send); `Err` with the error to bounce the stanza with.
+pub fn queue(server: &Server, stanza: Stanza) -> Result<Outcome, (Stanza, StanzaError)> {
     let s2s = &server.s2s;
     let (Some(to), Some(from)) = (&stanza.to, &stanza.from) else {
-        return router::count(server, Outcome::Discarded);
+        return Ok(Outcome::Discarded);
     };
     let remote = to.domain().as_str().to_owned();
     let local = from.domain().as_str().to_owned();
     if s2s.blocked(&remote) {
         let error = StanzaError::new(Condition::RemoteServerNotFound)
             .with_text(format!("This server does not federate with {remote}"));
-        return router::bounce(server, &stanza, error).await;
+        return Err((stanza, error));
     }
     if !server.serves_domain(&local) {
         // Only what our own entities send leaves; nothing is relayed.
         tracing::warn!(from = %from, to = %to, "not relaying a stanza between two other domains");
-        return router::count(server, Outcome::Discarded);
+        return Ok(Outcome::Discarded);
     }
     let Some(this) = server.this() else {
-        return router::count(server, Outcome::Discarded);
+        return Ok(Outcome::Discarded);
     };
     let pair = Pair { local, remote };
     let mut stanza = stanza;
@@ -58,14 +69,14 @@ pub async fn send(server: &Server, stanza: Stanza) {
     for _ in 0..2 {
         let link = s2s.link(&this, &pair);
         match link.queue.try_send(stanza) {
-            Ok(()) => return router::count(server, Outcome::Delivered),
+            Ok(()) => return Ok(Outcome::Delivered),
             Err(mpsc::error::TrySendError::Full(refused)) => {
                 let error = StanzaError::new(Condition::RemoteServerTimeout).with_text(format!(
                     "Too many stanzas are waiting for the stream to {}",
                     pair.remote
                 ));
                 s2s.metrics.bounced.fetch_add(1, Ordering::Relaxed);
-                return router::bounce(server, &refused, error).await;
+                return Err((refused, error));
             }
             Err(mpsc::error::TrySendError::Closed(refused)) => {
                 s2s.forget(&pair, &link);
@@ -75,7 +86,7 @@ pub async fn send(server: &Server, stanza: Stanza) {
     }
     let error = StanzaError::new(Condition::RemoteServerNotFound)
         .with_text(format!("No stream to {} could be opened", pair.remote));
-    router::bounce(server, &stanza, error).await
+    Err((stanza, error))
 }
 
 impl S2s {
