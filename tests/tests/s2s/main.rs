@@ -12,6 +12,8 @@
 //! - t50: peers found through DNS (SRV, then the address) in a private
 //!   network namespace with its own DNS server; unresolvable domains.
 //! - t60: a three-node cluster and Prosody, both ways, found by DNS.
+//! - t90: a member killed while its users' messages flow to another
+//!   server: nothing a client saw acknowledged is lost.
 
 mod support;
 
@@ -21,3 +23,4 @@ mod t30_unreachable;
 mod t40_cluster;
 mod t50_dns;
 mod t60_prosody;
+mod t90_member_killed;
