@@ -2,41 +2,48 @@
 //! server loses none that a client saw acknowledged.
 //!
 //! A three-node cluster (localhost) federates with a single node (r.test)
-//! that reads each incoming stream slowly (`[s2s] stanzas_per_sec`), so
-//! stanzas pile up in the sending member: in its link's queue, its
-//! buffers and the sockets'. Client 1 (stream management, member 1) and
-//! client 2 (member 2) each send numbered messages to rita@r.test as fast
-//! as they can, reading acks. Member 1 is killed mid-flow; client 1 cannot
-//! resume (the session died with it), logs in again on member 2 and sends
-//! every message its last `h` did not cover, as XEP-0198 asks. Rita must
-//! get every number of both senders; duplicates are allowed only among
-//! what client 1 sent again (delivered, but not yet confirmed when the
-//! member died).
+//! that reads each incoming stream at a bounded rate (`[s2s]
+//! stanzas_per_sec`); member 1 reaches r.test over a slow link (a latency
+//! relay), so what it sends is long on its way. Client 1 (stream
+//! management, member 1) and client 2 (member 2) send numbered messages to
+//! rita@r.test as fast as they can, pipelining their ack requests. Client 1
+//! waits until its first 100 are acknowledged, sends 300 more at once, and
+//! member 1 is killed while they travel; client 1 cannot resume (the
+//! session died with it), logs in again on member 2 and sends every
+//! message its last `h` did not cover, as XEP-0198 asks. Rita must get
+//! every number of both senders; duplicates are allowed only among what
+//! client 1 sent again (delivered, but not yet confirmed when the member
+//! died).
 //!
 //! A stanza to another server counts in `h` only once that server answered
-//! a barrier behind it; before that change, `h` counted it as soon as it
-//! was queued, and what member 1 held at the kill was lost silently.
+//! a barrier behind it. Before, `h` counted it as soon as it was queued for
+//! the outgoing stream, and what member 1 held at the kill (here: all of
+//! client 1's messages, the stream still being set up over the slow link)
+//! was lost although acknowledged.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use starling_tests::latency::LatencyRelay;
 use starling_tests::{Client, ClientError, TestCluster, TestNode, free_port};
 
 use crate::support::*;
 
 /// Messages each client sends.
 const COUNT: u32 = 500;
-/// Client 1 is killed under once it sent this many...
+/// Client 1 waits until these are acknowledged (member 1's stream is up)...
+const FIRST_ACKED: u32 = 100;
+/// ... then sends up to this many at once, and member 1 is killed.
 const KILL_AFTER_SENT: u32 = 400;
-/// ... and saw at least this many acknowledged.
-const KILL_AFTER_ACKED: u32 = 100;
 /// Messages between two `<r/>`.
 const PER_REQUEST: u32 = 10;
 /// `<r/>`s a client leaves unanswered before it waits for an `<a/>`.
 const REQUESTS_IN_FLIGHT: u32 = 40;
 /// Body padding: enough bytes that the sockets' buffers cannot hold what
 /// a slow peer has not read.
-const PADDING: usize = 8 * 1024;
+const PADDING: usize = 1024;
+/// One-way latency between member 1 and r.test.
+const LATENCY: Duration = Duration::from_millis(300);
 /// r.test reads this many stanzas per second from each incoming stream.
 const PEER_RATE: u32 = 200;
 const STREAMS_IN: &str = "starling_s2s_streams{direction=\"in\"}";
@@ -115,6 +122,20 @@ impl Sender {
         Ok(())
     }
 
+    /// The `<a/>`s already read from the socket (kept while waiting for
+    /// something else): the newest `h` among them.
+    fn take_buffered_acks(&mut self) {
+        let newest = self
+            .client
+            .pending()
+            .filter(|e| e.is("a", "urn:xmpp:sm:3"))
+            .filter_map(|e| e.attr("h")?.parse::<u32>().ok())
+            .max();
+        if let Some(h) = newest {
+            self.acked = self.acked.max(h);
+        }
+    }
+
     /// Asks until everything sent is acknowledged.
     async fn settle(&mut self) -> Result<(), ClientError> {
         while self.acked < self.sent.len() as u32 {
@@ -137,18 +158,28 @@ impl Sender {
 async fn a_member_killed_while_messages_flow_to_another_server_loses_none() {
     let cluster_s2s: Vec<u16> = (0..3).map(|_| free_port()).collect();
     let peer_s2s = free_port();
+    // Member 1 reaches r.test over a slow link (a relay in the test).
+    let local = |port| std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let slow = LatencyRelay::start(local(free_port()), local(peer_s2s), LATENCY);
     let mut builder = TestCluster::builder(3)
         .user("c1", PW)
         .user("c2", PW)
         .set("cluster", "heartbeat_ms = 250")
         .set("cluster", "suspect_after_ms = 1000")
-        .set("cluster", "down_after_ms = 2000")
-        .set(
-            "s2s.routes",
-            &format!("\"r.test\" = \"127.0.0.1:{peer_s2s}\""),
-        );
+        .set("cluster", "down_after_ms = 2000");
     for (index, port) in cluster_s2s.iter().enumerate() {
-        builder = builder.set_on(index, "s2s", &format!("bind = \"127.0.0.1:{port}\""));
+        let route = if index == 0 {
+            slow.addr.port()
+        } else {
+            peer_s2s
+        };
+        builder = builder
+            .set_on(index, "s2s", &format!("bind = \"127.0.0.1:{port}\""))
+            .set_on(
+                index,
+                "s2s.routes",
+                &format!("\"r.test\" = \"127.0.0.1:{route}\""),
+            );
     }
     let mut cluster = builder.start();
     // r.test reaches the cluster through member 3, which lives: the answers
@@ -180,12 +211,29 @@ async fn a_member_killed_while_messages_flow_to_another_server_loses_none() {
         second
     });
 
-    for number in 0..KILL_AFTER_SENT {
+    // Member 1's stream is up once these are acknowledged (the old code
+    // acknowledged them at once, whether or not it was).
+    for number in 0..FIRST_ACKED {
         first.send(number).await.expect("client 1 sends");
     }
-    while first.acked < KILL_AFTER_ACKED {
-        first.read_ack().await.expect("client 1 reads acks");
+    first
+        .settle()
+        .await
+        .expect("client 1's first messages acknowledged");
+    // Then a burst: written by member 1 (or waiting to be) and on its way
+    // when member 1 dies. The ping's answer comes after every <a/> the
+    // server gave so far: the client has seen its newest h.
+    for number in FIRST_ACKED..KILL_AFTER_SENT {
+        first.send(number).await.expect("client 1 sends");
     }
+    iq(
+        &mut first.client,
+        "get",
+        None,
+        "<ping xmlns='urn:xmpp:ping'/>",
+    )
+    .await;
+    first.take_buffered_acks();
     // Incoming streams at r.test: member 1's is one of them.
     let streams_before_kill = peer.metric(STREAMS_IN).await;
     cluster.kill(0);
@@ -229,13 +277,24 @@ async fn a_member_killed_while_messages_flow_to_another_server_loses_none() {
         .settle()
         .await
         .expect("client 1's messages acknowledged");
-    let second = flooding.await.unwrap();
+    let mut second = flooding.await.unwrap();
     assert_eq!(second.acked, COUNT);
+    // Markers behind everything each client sent through member 2's stream:
+    // what went that way has reached rita when they do.
+    for sender in [&mut first_again, &mut second] {
+        let marker = format!("end-{}", sender.name);
+        sender
+            .client
+            .send(&format!(
+                "<message to='{rita_jid}' type='chat'><body>{marker}</body></message>"
+            ))
+            .await
+            .unwrap();
+    }
 
-    // Everything acknowledged was handled by r.test, so it is in rita's
-    // mailbox; member 1's dead stream may still be read there (its
-    // copies): once r.test holds one incoming stream fewer, that one is
-    // done too. Then ray's marker follows everything in the mailbox.
+    // Member 1's dead stream may still be read at r.test: once r.test holds
+    // one incoming stream fewer, all it carried is in rita's mailbox, and
+    // ray's marker follows it there.
     wait_streams_in(&peer, streams_before_kill - 1.0).await;
     let mut ray = online(&peer, "ray", PW, "r").await;
     ray.send(&format!(
@@ -288,10 +347,12 @@ async fn a_member_killed_while_messages_flow_to_another_server_loses_none() {
     assert_eq!(two.metric("starling_s2s_unconfirmed").await, 0.0);
 }
 
-/// Rita's bodies, in arrival order, until ray's "end".
+/// Rita's bodies, in arrival order, until ray's "end" and both senders'
+/// markers came.
 async fn read_until_end(mut rita: Client) -> Vec<String> {
     let mut bodies = Vec::new();
-    loop {
+    let mut ends = std::collections::BTreeSet::new();
+    while ends.len() < 3 {
         let message = rita
             .expect(
                 |e| e.is("message", starling_core::xml::ns::CLIENT),
@@ -305,14 +366,16 @@ async fn read_until_end(mut rita: Client) -> Vec<String> {
                 )
             });
         let text = body(&message);
-        if text == "end" {
-            return bodies;
+        if ["end", "end-first", "end-second"].contains(&text.as_str()) {
+            ends.insert(text);
+            continue;
         }
         if message.attr("type") == Some("error") {
             panic!("rita got an error: {message}");
         }
         bodies.push(text);
     }
+    bodies
 }
 
 /// Waits until `node` holds `count` incoming federation streams (a stream
