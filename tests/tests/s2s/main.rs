@@ -13,6 +13,8 @@
 //!   network namespace with its own DNS server; unresolvable domains.
 //! - t60: a three-node cluster and Prosody, both ways, found by DNS.
 //! - t80: pub/sub, PEP, rosters and MUC between that cluster and Prosody.
+//! - t90: a member killed while its users' messages flow to another
+//!   server: nothing a client saw acknowledged is lost.
 
 mod support;
 
@@ -23,3 +25,4 @@ mod t40_cluster;
 mod t50_dns;
 mod t60_prosody;
 mod t80_remote_services;
+mod t90_member_killed;

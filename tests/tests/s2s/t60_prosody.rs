@@ -244,5 +244,17 @@ async fn a_cluster_and_prosody_federate_both_ways() {
             index + 1,
             node.log()
         );
+        // Prosody answers the barriers (XEP-0199 pings) that confirm what
+        // each member's stream wrote.
+        let deadline = std::time::Instant::now() + FEDERATION_WAIT;
+        while node.metric("starling_s2s_confirmed_total").await < 1.0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "member {}: Prosody confirmed nothing:\n{}",
+                index + 1,
+                node.log()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
     }
 }

@@ -31,7 +31,7 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 use crate::stream::Limits;
 
 pub use self::metrics::S2sMetrics;
-pub use self::outbound::{queue, send};
+pub use self::outbound::{answered, queue, send};
 
 /// The node's federation service: configuration, TLS, keys, and the
 /// outgoing streams this node holds.
@@ -45,6 +45,8 @@ pub struct S2s {
     direct_connector: TlsConnector,
     resolver: resolve::Resolver,
     links: Mutex<HashMap<outbound::Pair, Arc<outbound::Link>>>,
+    /// Numbers the links, for the ids of their barriers.
+    next_link: std::sync::atomic::AtomicU64,
     pub metrics: S2sMetrics,
 }
 
@@ -63,6 +65,7 @@ impl S2s {
             direct_connector: tls::connector(certificate, provider, true)?,
             resolver: resolve::Resolver::new(config.s2s.routes.clone()),
             links: Mutex::new(HashMap::new()),
+            next_link: std::sync::atomic::AtomicU64::new(0),
             metrics: S2sMetrics::default(),
         })
     }
