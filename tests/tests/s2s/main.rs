@@ -12,6 +12,7 @@
 //! - t50: peers found through DNS (SRV, then the address) in a private
 //!   network namespace with its own DNS server; unresolvable domains.
 //! - t60: a three-node cluster and Prosody, both ways, found by DNS.
+//! - t70: a three-node cluster and ejabberd, both ways, found by DNS.
 
 mod support;
 
@@ -21,3 +22,4 @@ mod t30_unreachable;
 mod t40_cluster;
 mod t50_dns;
 mod t60_prosody;
+mod t70_ejabberd;

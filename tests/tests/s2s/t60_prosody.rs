@@ -26,20 +26,25 @@ pub(crate) fn zone(peer: &str) -> Zone {
 }
 
 /// Three members serving starling.test in `netns`, each federating on its
-/// own address, port 5269, with a certificate of `pki` for starling.test;
-/// users c1, c2, c3.
-pub(crate) fn cluster(netns: &NetNs, pki: &Pki) -> TestCluster {
-    let (cert, key) = pki.issue(STARLING);
+/// own address, port 5269, with a certificate of `pki` for starling.test
+/// and `pki` trusted for peers (without one: the generated self-signed
+/// certificate and the system roots only, so dialback both ways); users
+/// c1, c2, c3.
+pub(crate) fn cluster(netns: &NetNs, pki: Option<&Pki>) -> TestCluster {
     let addresses: Vec<_> = (1..=3).map(|index| netns.addr(index)).collect();
     let mut builder = TestCluster::builder(3)
         .domain(STARLING)
         .netns(netns, &addresses)
         .user("c1", PW)
         .user("c2", PW)
-        .user("c3", PW)
-        .set("tls", &format!("cert = {cert:?}"))
-        .set("tls", &format!("key = {key:?}"))
-        .set("s2s", &format!("ca_files = [{:?}]", pki.ca_path()));
+        .user("c3", PW);
+    if let Some(pki) = pki {
+        let (cert, key) = pki.issue(STARLING);
+        builder = builder
+            .set("tls", &format!("cert = {cert:?}"))
+            .set("tls", &format!("key = {key:?}"))
+            .set("s2s", &format!("ca_files = [{:?}]", pki.ca_path()));
+    }
     for (index, address) in addresses.iter().enumerate() {
         builder = builder.set_on(index, "s2s", &format!("bind = \"{address}:{S2S_PORT}\""));
     }
@@ -56,8 +61,16 @@ pub(crate) async fn members_online(cluster: &TestCluster) -> Vec<Client> {
 }
 
 /// Everything across the two servers, for each member's user and `peer`
-/// (a user of the other server, online and available).
-pub(crate) async fn exchange(members: &mut [Client], peer: &mut Client, peer_domain: &str) {
+/// (a user of the other server, online and available). `account_disco`:
+/// whether the peer's server answers disco#info on an account to its
+/// contacts (ejabberd 23.01 refuses it to anyone but the account's owner,
+/// `not-allowed`: "Query to another users is forbidden").
+pub(crate) async fn exchange(
+    members: &mut [Client],
+    peer: &mut Client,
+    peer_domain: &str,
+    account_disco: bool,
+) {
     for (index, member) in members.iter_mut().enumerate() {
         let n = index + 1;
         chat(member, peer, &format!("hello from member {n}")).await;
@@ -106,11 +119,27 @@ pub(crate) async fn exchange(members: &mut [Client], peer: &mut Client, peer_dom
         assert!(version.children().any(|c| c.name() == "query"), "{version}");
         let disco = remote_iq(
             member,
-            &bare(peer),
+            peer_domain,
             "<query xmlns='http://jabber.org/protocol/disco#info'/>",
         )
         .await;
         assert!(disco.children().any(|c| c.name() == "query"), "{disco}");
+        let disco = remote_iq_reply(
+            member,
+            &bare(peer),
+            "<query xmlns='http://jabber.org/protocol/disco#info'/>",
+        )
+        .await;
+        if account_disco {
+            assert_eq!(disco.attr("type"), Some("result"), "{disco}");
+            assert!(disco.children().any(|c| c.name() == "query"), "{disco}");
+        } else {
+            assert_eq!(
+                error_of(&disco).map(|(_, condition)| condition).as_deref(),
+                Some("not-allowed"),
+                "{disco}"
+            );
+        }
     }
     let disco = remote_iq(
         peer,
@@ -127,6 +156,9 @@ pub(crate) async fn exchange(members: &mut [Client], peer: &mut Client, peer_dom
     );
     let ping = remote_iq(peer, STARLING, "<ping xmlns='urn:xmpp:ping'/>").await;
     assert_eq!(ping.attr("from"), Some(STARLING), "{ping}");
+    for member in members.iter_mut() {
+        remote_iq(member, peer_domain, "<ping xmlns='urn:xmpp:ping'/>").await;
+    }
     let disco = remote_iq(
         peer,
         &bare(&members[0]),
@@ -138,6 +170,13 @@ pub(crate) async fn exchange(members: &mut [Client], peer: &mut Client, peer_dom
 
 /// An iq `get` to a remote entity; the result (a failure names the reply).
 pub(crate) async fn remote_iq(client: &mut Client, to: &str, payload: &str) -> Element {
+    let reply = remote_iq_reply(client, to, payload).await;
+    assert_eq!(reply.attr("type"), Some("result"), "{reply}");
+    reply
+}
+
+/// An iq `get` to a remote entity; its reply, result or error, from it.
+pub(crate) async fn remote_iq_reply(client: &mut Client, to: &str, payload: &str) -> Element {
     let id = client.next_id();
     client
         .send(&format!(
@@ -156,7 +195,6 @@ pub(crate) async fn remote_iq(client: &mut Client, to: &str, payload: &str) -> E
         )
         .await
         .unwrap_or_else(|error| panic!("no reply from {to} to iq {id}: {error}"));
-    assert_eq!(reply.attr("type"), Some("result"), "{reply}");
     assert_eq!(reply.attr("from"), Some(to), "{reply}");
     reply
 }
@@ -213,7 +251,7 @@ async fn a_cluster_and_prosody_federate_both_ways() {
     starling_tests::peers::require_prosody();
     let netns = NetNs::start(&zone("prosody.test"));
     let pki = Pki::new(netns.dir(), "federation");
-    let cluster = cluster(&netns, &pki);
+    let cluster = cluster(&netns, Some(&pki));
     let prosody = Prosody::start(
         &netns,
         &PeerSpec {
@@ -222,6 +260,7 @@ async fn a_cluster_and_prosody_federate_both_ways() {
             users: &[("pat", PW)],
             cert: pki.issue("prosody.test"),
             ca_file: pki.ca_path(),
+            secure_auth: false,
         },
     );
     let mut members = members_online(&cluster).await;
@@ -229,7 +268,7 @@ async fn a_cluster_and_prosody_federate_both_ways() {
     roster_get(&mut pat).await;
     available(&mut pat, "<presence/>").await;
 
-    exchange(&mut members, &mut pat, "prosody.test").await;
+    exchange(&mut members, &mut pat, "prosody.test", true).await;
 
     // Every member opened its own stream to Prosody.
     for index in 0..3 {
