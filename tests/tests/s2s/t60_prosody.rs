@@ -2,7 +2,9 @@
 //! (prosody.test) in a private network whose DNS server lists every
 //! member under `_xmpp-server._tcp.starling.test`. Users on every member
 //! talk to a Prosody user: messages, presence subscriptions and broadcast,
-//! iqs, both ways.
+//! iqs, both ways: with dialback (Starling's self-signed certificate), and
+//! with certificates of one test CA on both sides (SASL EXTERNAL both
+//! ways, Prosody's `s2s_secure_auth`).
 
 use starling_tests::netns::{NetNs, Zone};
 use starling_tests::peers::{PeerSpec, Prosody, S2S_PORT};
@@ -244,42 +246,91 @@ async fn federated_subscribe(from: &mut Client, to: &mut Client) {
     expect_presence_long(from, &to_full, None).await;
 }
 
-#[tokio::test]
-#[ignore = "needs root, iproute2, dnsmasq-base and prosody: run tests/run"]
-async fn a_cluster_and_prosody_federate_both_ways() {
-    require_private_network();
-    starling_tests::peers::require_prosody();
-    let netns = NetNs::start(&zone("prosody.test"));
-    let pki = Pki::new(netns.dir(), "federation");
-    let cluster = cluster(&netns, Some(&pki));
+/// prosody.test at address 4 with pat, a certificate of `pki` and `pki`
+/// trusted for peers (`secure_auth`: certificates only); pat online and
+/// available.
+async fn prosody_with_pat(netns: &NetNs, pki: &Pki, secure_auth: bool) -> (Prosody, Client) {
     let prosody = Prosody::start(
-        &netns,
+        netns,
         &PeerSpec {
             domain: "prosody.test",
             address: netns.addr(4),
             users: &[("pat", PW)],
             cert: pki.issue("prosody.test"),
             ca_file: pki.ca_path(),
-            secure_auth: false,
+            secure_auth,
         },
     );
-    let mut members = members_online(&cluster).await;
     let mut pat = prosody.login("pat", PW, "desk").await;
     roster_get(&mut pat).await;
     available(&mut pat, "<presence/>").await;
+    (prosody, pat)
+}
+
+/// Starling without a certificate of the test CA (its self-signed one,
+/// the system roots only): dialback both ways.
+#[tokio::test]
+#[ignore = "needs root, iproute2, dnsmasq-base and prosody: run tests/run"]
+async fn a_cluster_and_prosody_federate_both_ways_with_dialback() {
+    require_private_network();
+    starling_tests::peers::require_prosody();
+    let netns = NetNs::start(&zone("prosody.test"));
+    let pki = Pki::new(netns.dir(), "federation");
+    let cluster = cluster(&netns, None);
+    let (_prosody, mut pat) = prosody_with_pat(&netns, &pki, false).await;
+    let mut members = members_online(&cluster).await;
 
     exchange(&mut members, &mut pat, "prosody.test", true).await;
 
-    // Every member opened its own stream to Prosody.
+    // Every member opened its own stream to Prosody; Prosody's reached one.
+    let mut incoming = 0.0;
     for index in 0..3 {
         let node = cluster.node(index);
-        let out = authentications(node, "out", "external").await
-            + authentications(node, "out", "dialback").await;
-        assert!(
-            out >= 1.0,
-            "member {} never authenticated:\n{}",
+        assert_eq!(
+            authentications(node, "out", "dialback").await,
+            1.0,
+            "member {}:\n{}",
             index + 1,
             node.log()
         );
+        assert_eq!(authentications(node, "out", "external").await, 0.0);
+        assert_eq!(authentications(node, "in", "external").await, 0.0);
+        incoming += authentications(node, "in", "dialback").await;
     }
+    assert!(incoming >= 1.0, "no stream from Prosody authenticated");
+}
+
+/// Certificates of one test CA on both sides and `s2s_secure_auth` on
+/// Prosody: SASL EXTERNAL both ways, dialback never.
+#[tokio::test]
+#[ignore = "needs root, iproute2, dnsmasq-base and prosody: run tests/run"]
+async fn a_cluster_and_prosody_authenticate_with_certificates_both_ways() {
+    require_private_network();
+    starling_tests::peers::require_prosody();
+    let netns = NetNs::start(&zone("prosody.test"));
+    let pki = Pki::new(netns.dir(), "federation");
+    let cluster = cluster(&netns, Some(&pki));
+    let (prosody, mut pat) = prosody_with_pat(&netns, &pki, true).await;
+    let mut members = members_online(&cluster).await;
+
+    exchange(&mut members, &mut pat, "prosody.test", true).await;
+
+    let mut incoming = 0.0;
+    for index in 0..3 {
+        let node = cluster.node(index);
+        assert_eq!(
+            authentications(node, "out", "external").await,
+            1.0,
+            "member {}:\n{}",
+            index + 1,
+            node.log()
+        );
+        assert_eq!(authentications(node, "out", "dialback").await, 0.0);
+        assert_eq!(authentications(node, "in", "dialback").await, 0.0);
+        incoming += authentications(node, "in", "external").await;
+    }
+    assert!(incoming >= 1.0, "no stream from Prosody authenticated");
+    let log = prosody.log();
+    assert!(log.contains("Accepting SASL EXTERNAL identity from starling.test"), "{log}");
+    assert!(log.contains("SASL EXTERNAL with starling.test succeeded"), "{log}");
 }
