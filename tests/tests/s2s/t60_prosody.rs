@@ -331,6 +331,12 @@ async fn a_cluster_and_prosody_authenticate_with_certificates_both_ways() {
     }
     assert!(incoming >= 1.0, "no stream from Prosody authenticated");
     let log = prosody.log();
-    assert!(log.contains("Accepting SASL EXTERNAL identity from starling.test"), "{log}");
-    assert!(log.contains("SASL EXTERNAL with starling.test succeeded"), "{log}");
+    assert!(
+        log.contains("Accepting SASL EXTERNAL identity from starling.test"),
+        "{log}"
+    );
+    assert!(
+        log.contains("SASL EXTERNAL with starling.test succeeded"),
+        "{log}"
+    );
 }
