@@ -55,8 +55,9 @@ fn authoritative(listener: TcpListener, verdict: &'static str) -> tokio::task::J
              id='auth1' version='1.0'><stream:features/>",
         )
         .await;
-        let verify = peer.until("</verify>").await;
-        let id = attribute(&verify[verify.find("<verify").unwrap()..], "id");
+        // Dialback elements come with the db: prefix (ejabberd needs it).
+        let verify = peer.until("</db:verify>").await;
+        let id = attribute(&verify[verify.find("<db:verify").unwrap()..], "id");
         peer.send(&format!(
             "<db:verify from='evil.test' to='b.test' id='{id}' type='{verdict}'/>"
         ))
