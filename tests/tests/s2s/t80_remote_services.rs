@@ -69,7 +69,7 @@ fn federation() -> Federation {
     starling_tests::peers::require_prosody();
     let netns = NetNs::start(&zone());
     let pki = Pki::new(netns.dir(), "federation");
-    let cluster = cluster(&netns, &pki);
+    let cluster = cluster(&netns, Some(&pki));
     let prosody = Prosody::start(
         &netns,
         &PeerSpec {
@@ -80,6 +80,7 @@ fn federation() -> Federation {
             ca_file: pki.ca_path(),
             modules: &["pep"],
             muc: Some(PROSODY_MUC),
+            secure_auth: false,
         },
     );
     Federation {

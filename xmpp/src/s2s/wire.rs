@@ -112,6 +112,8 @@ impl Wire {
         let mut out = Vec::with_capacity(128);
         if element.ns() == ns::STREAM {
             stream::write_element(element, &mut out);
+        } else if element.ns() == super::dialback::NS {
+            super::dialback::write(element, &mut out);
         } else {
             element.write_to(&mut out, ns::SERVER);
         }
