@@ -1,5 +1,12 @@
 //! A test certificate authority in a folder, issuing certificates for
 //! names (cluster members, XMPP domains) valid for TLS servers and clients.
+//!
+//! Everything is valid from a day ago for 30 days: ejabberd 23.01 arms a
+//! timer for the expiry of its certificates and crashes on one that ends
+//! more than 49 days (2^32 ms) away, as rcgen's default (year 4096) does.
+//! The CA and each certificate have names of their own (rcgen gives all
+//! the same one): OpenSSL, under Prosody and ejabberd, takes a certificate
+//! whose issuer is its own subject for a self-signed one and rejects it.
 
 use std::path::{Path, PathBuf};
 
@@ -16,7 +23,11 @@ impl Pki {
         let key = KeyPair::generate().expect("a CA key");
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name = common_name(&format!("{label} test CA"));
+        params.distinguished_name.push(
+            rcgen::DnType::CommonName,
+            format!("Starling test CA {label}"),
+        );
+        validity(&mut params);
         let ca = params.self_signed(&key).expect("a self-signed CA");
         std::fs::write(dir.join(format!("{label}-ca.pem")), ca.pem()).expect("write the CA");
         Pki {
@@ -38,9 +49,10 @@ impl Pki {
         use rcgen::{CertificateParams, ExtendedKeyUsagePurpose, KeyPair};
         let key = KeyPair::generate().expect("a key");
         let mut params = CertificateParams::new(vec![name.to_owned()]).expect("parameters");
-        // Not rcgen's default name, which the CA has too: OpenSSL (Prosody)
-        // takes a certificate whose issuer is its subject for self-signed.
-        params.distinguished_name = common_name(name);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        validity(&mut params);
         params.extended_key_usages = vec![
             ExtendedKeyUsagePurpose::ServerAuth,
             ExtendedKeyUsagePurpose::ClientAuth,
@@ -58,8 +70,9 @@ impl Pki {
     }
 }
 
-fn common_name(name: &str) -> rcgen::DistinguishedName {
-    let mut dn = rcgen::DistinguishedName::new();
-    dn.push(rcgen::DnType::CommonName, name);
-    dn
+/// From a day ago for 30 days.
+fn validity(params: &mut rcgen::CertificateParams) {
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(1);
+    params.not_after = now + time::Duration::days(30);
 }

@@ -37,11 +37,14 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use starling_tests::load::churn::Churn;
 use starling_tests::load::fanout::{FanoutPlan, FanoutTransport};
+use starling_tests::load::mam::MamPlan;
 use starling_tests::load::muc::MucPlan;
 use starling_tests::load::pep::PepStormPlan;
 use starling_tests::load::prosody::ProsodyUsers;
 use starling_tests::load::report::RunReport;
+use starling_tests::load::report::latency_line;
 use starling_tests::load::run::{Plan, Target, run};
 use starling_tests::load::servers::Servers;
 use starling_tests::load::{ClientTransport, Users, worker};
@@ -129,6 +132,22 @@ enum Command {
         /// Without it both are on server k mod n.
         #[arg(long)]
         cross: bool,
+        /// The servers' process ids, comma-separated in --server order: the report adds
+        /// the CPU time each used from the start of sending to the end of the drain,
+        /// and that time per message received.
+        #[arg(long, value_delimiter = ',')]
+        server_pid: Vec<u32>,
+        /// Enable resumable stream management (XEP-0198) on every session; the
+        /// clients answer the server's ack requests.
+        #[arg(long)]
+        sm: bool,
+        /// With --sm: this percentage of the receivers drop their socket (without
+        /// closing the stream) in every --churn-every seconds and resume their
+        /// session at once on a server picked at random; 0: none.
+        #[arg(long, default_value_t = 0.0)]
+        churn_percent: f64,
+        #[arg(long, default_value_t = 60.0)]
+        churn_every: f64,
     },
     /// Time from a fresh session's bind on one server to the arrival of a message sent to
     /// it from another server at that moment (the cluster directory's convergence).
@@ -150,6 +169,24 @@ enum Command {
         /// Seconds a round waits for its message before it counts as not delivered live.
         #[arg(long, default_value_t = 2.0)]
         wait: f64,
+    },
+    /// One session reads a conversation from its message archive (XEP-0313) as a
+    /// client opening it does: the latest page, then pages further back; reports
+    /// the time of each query.
+    Mam {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// The contact whose conversation user PREFIX<first> reads (a bare JID).
+        #[arg(long)]
+        with: String,
+        #[arg(long, default_value_t = 100)]
+        rounds: u64,
+        /// Pages read back after the latest, per round.
+        #[arg(long, default_value_t = 10)]
+        pages: u64,
+        /// Messages per page.
+        #[arg(long, default_value_t = 50)]
+        max: u32,
     },
     /// Rooms of occupants spread over the servers, groupchat messages at a total rate;
     /// report deliveries/s, loss and latency from the scheduled send to each arrival.
@@ -319,8 +356,11 @@ struct TargetArgs {
     /// spread over them round-robin.
     #[arg(long, default_value = "127.0.0.1:5222")]
     server: Servers,
-    #[arg(long, default_value = "localhost")]
-    domain: String,
+    /// The users' domain; or one per server, comma-separated in --server
+    /// order, when the servers are different ones federating with each other
+    /// (users logging in on server i are on domain i).
+    #[arg(long, default_value = "localhost", value_delimiter = ',')]
+    domain: Vec<String>,
     /// User name prefix: users are PREFIX<first>, PREFIX<first+1>, ...
     #[arg(long, default_value = "user")]
     users: String,
@@ -387,10 +427,21 @@ enum HashArg {
 }
 
 impl TargetArgs {
-    fn into_target(self) -> Target {
-        Target {
+    fn into_target(self) -> Result<Target, String> {
+        let server_domains = match self.domain.len() {
+            1 => Vec::new(),
+            count if count == self.server.len() => self.domain.clone(),
+            count => {
+                return Err(format!(
+                    "--domain names {count} domains for {} servers: give one, or one per server",
+                    self.server.len()
+                ));
+            }
+        };
+        Ok(Target {
             servers: self.server,
-            domain: self.domain,
+            domain: self.domain[0].clone(),
+            server_domains,
             users: Users {
                 prefix: self.users,
                 password_prefix: self.password_prefix,
@@ -412,7 +463,7 @@ impl TargetArgs {
                 ClientTransportArg::WebSocket => ClientTransport::WebSocket,
                 ClientTransportArg::Bosh => ClientTransport::Bosh,
             },
-        }
+        })
     }
 }
 
@@ -495,7 +546,7 @@ fn main_with(cli: Cli) -> anyhow::Result<()> {
                 settle_s: settle,
                 server_pids: server_pid,
             };
-            let target = target.into_target();
+            let target = target.into_target().map_err(anyhow::Error::msg)?;
             let report = runtime.block_on(starling_tests::load::pep::run(&target, &plan))?;
             print_report(&report, cli.json)?;
             return match report.pep_storm {
@@ -505,6 +556,39 @@ fn main_with(cli: Cli) -> anyhow::Result<()> {
                 )),
                 _ => Ok(()),
             };
+        }
+        Command::Mam {
+            target,
+            with,
+            rounds,
+            pages,
+            max,
+        } => {
+            let target = target.into_target().map_err(anyhow::Error::msg)?;
+            let plan = MamPlan {
+                username: target.users.username(0),
+                password: target.users.password(0),
+                with,
+                rounds,
+                pages,
+                max,
+                timeout_s: target.timeout_s,
+            };
+            let connection = starling_tests::load::run::connection(&target, None);
+            let summary = runtime.block_on(starling_tests::load::mam::run(&connection, &plan))?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&summary)?);
+            } else {
+                println!(
+                    "mam: {} rounds with {}, {} messages: latest page {}; each page back {}",
+                    summary.rounds,
+                    summary.with,
+                    summary.messages,
+                    latency_line(&summary.latest),
+                    latency_line(&summary.page_back)
+                );
+            }
+            return Ok(());
         }
         Command::Muc {
             target,
@@ -525,8 +609,10 @@ fn main_with(cli: Cli) -> anyhow::Result<()> {
                 drain_s: drain,
                 server_pids: server_pid,
             };
-            let report =
-                runtime.block_on(starling_tests::load::muc::run(&target.into_target(), &plan))?;
+            let report = runtime.block_on(starling_tests::load::muc::run(
+                &target.into_target().map_err(anyhow::Error::msg)?,
+                &plan,
+            ))?;
             print_report(&report, cli.json)?;
             return match &report.muc {
                 Some(muc) if muc.joined == 0 => Err(anyhow::anyhow!("no occupant joined")),
@@ -569,6 +655,10 @@ fn main_with(cli: Cli) -> anyhow::Result<()> {
             body_size,
             no_presence,
             cross,
+            server_pid,
+            sm,
+            churn_percent,
+            churn_every,
         } => (
             target,
             Plan::Chat {
@@ -580,6 +670,12 @@ fn main_with(cli: Cli) -> anyhow::Result<()> {
                 body_size,
                 presence: !no_presence,
                 cross,
+                server_pids: server_pid,
+                stream_management: sm,
+                churn: (churn_percent > 0.0).then_some(Churn {
+                    fraction: churn_percent / 100.0,
+                    every_s: churn_every,
+                }),
             },
         ),
         Command::Converge {
@@ -649,7 +745,8 @@ fn main_with(cli: Cli) -> anyhow::Result<()> {
             )
         }
     };
-    let report = runtime.block_on(run(&target.into_target(), &plan))?;
+    let target = target.into_target().map_err(anyhow::Error::msg)?;
+    let report = runtime.block_on(run(&target, &plan))?;
     print_report(&report, cli.json)
 }
 

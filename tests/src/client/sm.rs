@@ -92,11 +92,20 @@ impl Client {
 
     /// Sends `<r/>` and returns the `h` of the server's `<a/>`.
     pub async fn request_ack(&mut self) -> Result<u32, ClientError> {
+        self.send_ack_request().await?;
+        self.expect_ack(self.timeout).await
+    }
+
+    /// Sends `<r/>` without waiting for the answer (see
+    /// [`Client::expect_ack`]): a client that pipelines its requests.
+    pub async fn send_ack_request(&mut self) -> Result<(), ClientError> {
+        self.send(&format!("<r xmlns='{SM}'/>")).await
+    }
+
+    /// Waits up to `timeout` for the server's next `<a/>`; returns its `h`.
+    pub async fn expect_ack(&mut self, timeout: std::time::Duration) -> Result<u32, ClientError> {
         const STEP: &str = "ack request";
-        self.send(&format!("<r xmlns='{SM}'/>")).await?;
-        let answer = self
-            .expect_in(STEP, |e| e.is("a", SM), self.timeout)
-            .await?;
+        let answer = self.expect_in(STEP, |e| e.is("a", SM), timeout).await?;
         answer
             .attr("h")
             .and_then(|h| h.parse().ok())

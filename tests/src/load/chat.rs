@@ -19,11 +19,13 @@ use starling_core::xml::{Element, escape, ns};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep_until};
 
+use super::churn::{Churn, Resumable};
 use super::hold::answer_ping;
 use super::login::{LoginOutcome, login_user, record, schedule_offset, spawn_on_schedule};
 use super::worker::{Gate, ReadyInfo, WorkerError};
 use super::{Connection, ErrorCounts, LoginStats, Users, WorkerReport, count_error, merge_errors};
-use crate::client::Client;
+use crate::client::{Client, SM};
+use crate::error::ClientError;
 use crate::stats::Histogram;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -47,6 +49,12 @@ pub struct ChatJob {
     /// Pad bodies to at least this many bytes.
     pub body_size: usize,
     pub presence: bool,
+    /// Resumable stream management (XEP-0198) on every session.
+    #[serde(default)]
+    pub stream_management: bool,
+    /// Receivers that drop their socket and resume (needs stream management).
+    #[serde(default)]
+    pub churn: Option<Churn>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -70,6 +78,14 @@ pub struct ChatStats {
     /// From the start of sending to the last arrival, seconds: longer than the window
     /// when the server queues.
     pub last_arrival_s: f64,
+    /// Receivers' sessions resumed after a dropped socket, and those that could not be.
+    #[serde(default)]
+    pub resumed: u64,
+    #[serde(default)]
+    pub resume_failed: u64,
+    /// From dropping the socket to `<resumed/>`, microseconds.
+    #[serde(default)]
+    pub resume_latency: Histogram,
 }
 
 impl ChatStats {
@@ -85,6 +101,9 @@ impl ChatStats {
         self.send_lag.merge(&other.send_lag);
         self.duration_s = self.duration_s.max(other.duration_s);
         self.last_arrival_s = self.last_arrival_s.max(other.last_arrival_s);
+        self.resumed += other.resumed;
+        self.resume_failed += other.resume_failed;
+        self.resume_latency.merge(&other.resume_latency);
     }
 }
 
@@ -194,6 +213,24 @@ async fn run_pair(
     report.send(outcome).ok();
     drop(report);
     let (mut receiver, mut sender) = (receiver?, sender?);
+    let mut resumable = None;
+    if job.stream_management {
+        let enabled = sender.enable_sm(true).await;
+        let resumption = receiver.enable_sm(true).await.ok()?.id;
+        enabled.ok()?;
+        // Acks are answered by the chat loops, outside a cancellable read.
+        sender.set_auto_ack(false);
+        receiver.set_auto_ack(false);
+        let username = job.users.username(pair * 2 + 1);
+        let mut options = connection.login_options(username, job.users.password(pair * 2 + 1));
+        options.domain = connection.domain_of(receiver_server).to_owned();
+        resumable = resumption.map(|previd| Resumable {
+            pair: global,
+            previd,
+            options,
+            period: 0,
+        });
+    }
     if job.presence {
         let sent = sender.send("<presence/>").await;
         let received = receiver.send("<presence/>").await;
@@ -217,14 +254,21 @@ async fn run_pair(
         final_tx,
     );
     let drain = Duration::from_secs_f64(job.drain_s.max(0.0));
-    let receiving = receive_loop(&mut receiver, clock, drain, final_rx);
-    let (mut stats, received) = tokio::join!(sending, receiving);
+    let churn = job.churn.zip(resumable).map(|(churn, resumable)| Churning {
+        churn,
+        resumable,
+        connection,
+    });
+    let receiving = receive_loop(receiver, churn, clock, drain, final_rx);
+    let (mut stats, (received, receiver)) = tokio::join!(sending, receiving);
     stats.pairs = 1;
     stats.merge(&received);
     if let Err(error) = sender.close().await {
         count_error(&mut stats.errors, format!("close:{}", error.kind()));
     }
-    if let Err(error) = receiver.close().await {
+    if let Some(receiver) = receiver
+        && let Err(error) = receiver.close().await
+    {
         count_error(&mut stats.errors, format!("close:{}", error.kind()));
     }
     Some(stats)
@@ -265,7 +309,7 @@ async fn send_loop(
             stanza = client.recv() => match stanza {
                 Ok(stanza) => {
                     note_stray(&mut stats, &stanza);
-                    if let Err(error) = answer_ping(client, &stanza).await {
+                    if let Err(error) = answer(client, &stanza).await {
                         count_error(&mut stats.errors, format!("sender:{}", error.kind()));
                         break;
                     }
@@ -282,13 +326,22 @@ async fn send_loop(
     stats
 }
 
-/// Receives until every sent message is in, or the drain time after sending stopped ends.
+/// A receiver that drops its socket and resumes on the churn's schedule.
+struct Churning<'a> {
+    churn: Churn,
+    resumable: Resumable,
+    connection: &'a Connection,
+}
+
+/// Receives until every sent message is in, or the drain time after sending stopped ends;
+/// returns the client unless it was lost (a resumption that failed).
 async fn receive_loop(
-    client: &mut Client,
+    mut client: Client,
+    mut churning: Option<Churning<'_>>,
     clock: Clock,
     drain: Duration,
     mut sent: watch::Receiver<Option<u64>>,
-) -> ChatStats {
+) -> (ChatStats, Option<Client>) {
     let mut stats = ChatStats::default();
     let mut tracker = SequenceTracker::default();
     // Until the sender is done, the drain deadline is the end of sending plus the drain.
@@ -298,6 +351,11 @@ async fn receive_loop(
         if total.is_some_and(|total| tracker.unique >= total) {
             break;
         }
+        // Drops happen while messages are being sent; none after.
+        let next_drop = churning
+            .as_ref()
+            .map(|c| c.resumable.next_drop(&c.churn, clock.epoch))
+            .filter(|&at| at < clock.end);
         tokio::select! {
             stanza = client.recv() => match stanza {
                 Ok(stanza) => {
@@ -310,7 +368,7 @@ async fn receive_loop(
                         super::progress::received();
                     } else {
                         note_stray(&mut stats, &stanza);
-                        if let Err(error) = answer_ping(client, &stanza).await {
+                        if let Err(error) = answer(&mut client, &stanza).await {
                             count_error(&mut stats.errors, format!("receiver:{}", error.kind()));
                             break;
                         }
@@ -321,6 +379,26 @@ async fn receive_loop(
                     break;
                 }
             },
+            () = sleep_until(next_drop.unwrap_or(deadline)), if next_drop.is_some() => {
+                let Some(churning) = churning.as_mut() else { continue };
+                let dropped = Instant::now();
+                match churning
+                    .resumable
+                    .drop_and_resume(&churning.churn, churning.connection, client)
+                    .await
+                {
+                    Ok(resumed) => {
+                        client = resumed;
+                        stats.resumed += 1;
+                        stats.resume_latency.record_duration(dropped.elapsed());
+                    }
+                    Err(error) => {
+                        stats.resume_failed += 1;
+                        count_error(&mut stats.errors, format!("resume:{}", error.kind()));
+                        return (tally(stats, &tracker, total.or(*sent.borrow())), None);
+                    }
+                }
+            }
             changed = sent.changed(), if total.is_none() => {
                 // The sender always reports its count before it goes; a closed channel
                 // without one means it never started.
@@ -333,12 +411,28 @@ async fn receive_loop(
             () = sleep_until(deadline) => break,
         }
     }
+    (
+        tally(stats, &tracker, total.or(*sent.borrow())),
+        Some(client),
+    )
+}
+
+/// The receiver's counts, given how many messages were sent (if known).
+fn tally(mut stats: ChatStats, tracker: &SequenceTracker, total: Option<u64>) -> ChatStats {
     stats.received = tracker.unique;
     stats.out_of_order = tracker.out_of_order;
     stats.duplicates = tracker.duplicates;
-    let total = total.or(*sent.borrow());
     stats.lost = total.unwrap_or(0).saturating_sub(tracker.unique);
     stats
+}
+
+/// Answers what the server asks of a chat session: pings, and with stream
+/// management its ack requests.
+async fn answer(client: &mut Client, stanza: &Element) -> Result<(), ClientError> {
+    if stanza.is("r", SM) {
+        return client.send_ack().await;
+    }
+    answer_ping(client, stanza).await
 }
 
 fn sequence_u32(sequence: u64) -> u32 {
@@ -350,7 +444,7 @@ fn note_stray(stats: &mut ChatStats, stanza: &Element) {
     let kind = match (stanza.name(), stanza.attr("type")) {
         ("message", Some("error")) => "message-error",
         ("iq", Some("get")) if stanza.has_child("ping", ns::PING) => return,
-        ("presence", _) => return,
+        ("presence", _) | ("r", _) => return,
         _ => "unexpected-stanza",
     };
     count_error(&mut stats.errors, kind.to_owned());

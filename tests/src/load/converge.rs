@@ -360,6 +360,7 @@ mod tests {
             connection: Connection {
                 servers: servers.parse::<Servers>().unwrap(),
                 domain: "localhost".to_owned(),
+                server_domains: Vec::new(),
                 tls: false,
                 mechanism: Mechanism::Plain,
                 resource: "load".to_owned(),

@@ -855,6 +855,7 @@ mod tests {
             connection: Connection {
                 servers: "127.0.0.1:1".parse().unwrap(),
                 domain: "localhost".to_owned(),
+                server_domains: Vec::new(),
                 tls: false,
                 mechanism: crate::sasl::Mechanism::Plain,
                 resource: "r".to_owned(),

@@ -48,7 +48,8 @@ pub async fn login_user(
     index: u64,
     scheduled: Instant,
 ) -> (LoginOutcome, Option<Client>) {
-    let options = connection.login_options(users.username(index), users.password(index));
+    let mut options = connection.login_options(users.username(index), users.password(index));
+    options.domain = connection.domain_of(server).to_owned();
     login_with(connection, server, &options, scheduled).await
 }
 

@@ -30,12 +30,14 @@
 
 pub mod bayeux;
 pub mod chat;
+pub mod churn;
 pub mod converge;
 pub mod cpu;
 pub mod failover;
 pub mod fanout;
 pub mod hold;
 pub mod login;
+pub mod mam;
 pub mod muc;
 pub mod pep;
 pub mod progress;
@@ -108,6 +110,11 @@ pub enum ClientTransport {
 pub struct Connection {
     pub servers: Servers,
     pub domain: String,
+    /// The domain of each server, in `servers` order, when they are different
+    /// servers (federation): users logging in on server `i` are on
+    /// `server_domains[i]`. Empty: every server serves `domain`.
+    #[serde(default)]
+    pub server_domains: Vec<String>,
     pub tls: bool,
     pub mechanism: Mechanism,
     pub resource: String,
@@ -124,6 +131,14 @@ impl Connection {
     /// The address of server `index` of [`Connection::servers`].
     pub fn server(&self, index: usize) -> SocketAddr {
         self.servers.address(index)
+    }
+
+    /// The domain of the users who log in on server `index`.
+    pub fn domain_of(&self, index: usize) -> &str {
+        match self.server_domains.len() {
+            0 => &self.domain,
+            count => &self.server_domains[index % count],
+        }
     }
 
     pub fn login_options(&self, username: String, password: String) -> LoginOptions {

@@ -28,7 +28,7 @@ use super::hold::answer_ping;
 use super::login::{login_user, record};
 use super::report::{self, RunInfo, RunReport};
 use super::run::{RunError, Target};
-use super::{Connection, ErrorCounts, LoginStats, SOCKETS_PER_WORKER, Users, count_error};
+use super::{ErrorCounts, LoginStats, SOCKETS_PER_WORKER, Users, count_error};
 use crate::client::Client;
 use crate::stats::{Histogram, Summary};
 
@@ -118,16 +118,7 @@ pub async fn run(target: &Target, plan: &MucPlan) -> Result<RunReport, RunError>
             "{total} occupants need more than the {SOCKETS_PER_WORKER} sockets of one process"
         )));
     }
-    let connection = Arc::new(Connection {
-        servers: target.servers.clone(),
-        domain: target.domain.clone(),
-        tls: target.tls,
-        mechanism: target.mechanism,
-        resource: target.resource.clone(),
-        timeout_s: target.timeout_s,
-        source: target.source_base,
-        transport: target.transport,
-    });
+    let connection = Arc::new(super::run::connection(target, target.source_base));
     let users = Users {
         count: total,
         ..target.users.clone()

@@ -131,6 +131,25 @@ pub struct ChatSummary {
     /// Scheduled send to actual send (the driver's own lateness).
     pub send_lag: Summary,
     pub errors: ErrorCounts,
+    /// CPU seconds each `--server-pid` used from the start of sending to the
+    /// end of the drain, in --server order; empty without `--server-pid`.
+    #[serde(default)]
+    pub server_cpu_s: Vec<f64>,
+    /// All of `server_cpu_s` per message received, in microseconds.
+    #[serde(default)]
+    pub cpu_us_per_message: Option<f64>,
+    /// Each `--server-pid`'s memory with every session logged in, before the
+    /// first message; empty without `--server-pid`.
+    #[serde(default)]
+    pub memory: Vec<MemoryReport>,
+    /// Receivers' sessions resumed after a dropped socket (`--churn-percent`).
+    #[serde(default)]
+    pub resumed: u64,
+    #[serde(default)]
+    pub resume_failed: u64,
+    /// From dropping the socket to `<resumed/>`.
+    #[serde(default)]
+    pub resume_latency: Option<Summary>,
 }
 
 /// Adds up the workers' reports.
@@ -209,7 +228,15 @@ pub fn hold_summary(stats: &HoldStats, mut memory: Vec<MemoryReport>) -> HoldSum
     }
 }
 
-pub fn chat_summary(stats: &ChatStats, offered_rate: f64, cross: bool) -> ChatSummary {
+pub fn chat_summary(
+    stats: &ChatStats,
+    offered_rate: f64,
+    cross: bool,
+    server_cpu_s: Vec<f64>,
+    memory: Vec<MemoryReport>,
+) -> ChatSummary {
+    let cpu_us_per_message = (!server_cpu_s.is_empty() && stats.received > 0)
+        .then(|| server_cpu_s.iter().sum::<f64>() * 1e6 / stats.received as f64);
     ChatSummary {
         pairs: stats.pairs,
         cross,
@@ -226,6 +253,12 @@ pub fn chat_summary(stats: &ChatStats, offered_rate: f64, cross: bool) -> ChatSu
         latency: stats.latency.summary(),
         send_lag: stats.send_lag.summary(),
         errors: stats.errors.clone(),
+        server_cpu_s,
+        cpu_us_per_message,
+        memory,
+        resumed: stats.resumed,
+        resume_failed: stats.resume_failed,
+        resume_latency: (stats.resumed > 0).then(|| stats.resume_latency.summary()),
     }
 }
 
@@ -341,6 +374,39 @@ fn chat_lines(out: &mut String, chat: &ChatSummary) {
     }
     let _ = writeln!(out, "  latency  {}", latency_line(&chat.latency));
     let _ = writeln!(out, "  send lag {}", latency_line(&chat.send_lag));
+    if let Some(per_message) = chat.cpu_us_per_message {
+        let each: Vec<String> = chat
+            .server_cpu_s
+            .iter()
+            .map(|s| format!("{s:.2}"))
+            .collect();
+        let _ = writeln!(
+            out,
+            "  server CPU {} s ({}), {per_message:.1} µs per message received",
+            each.join(" + "),
+            if chat.server_cpu_s.len() == 1 {
+                "one server"
+            } else {
+                "by server"
+            },
+        );
+    }
+    for memory in &chat.memory {
+        let _ = writeln!(
+            out,
+            "  server pid {}: {} sessions, {:.1} KiB per session before the first message",
+            memory.pid, memory.sessions, memory.per_session_kib
+        );
+    }
+    if let Some(latency) = &chat.resume_latency {
+        let _ = writeln!(
+            out,
+            "  resumed {} sessions ({} failed), drop to <resumed/> {}",
+            chat.resumed,
+            chat.resume_failed,
+            latency_line(latency)
+        );
+    }
     errors_lines(out, &chat.errors);
 }
 
@@ -504,7 +570,7 @@ fn pep_storm_lines(out: &mut String, storm: &PepStormSummary) {
     errors_lines(out, &storm.errors);
 }
 
-fn latency_line(summary: &Summary) -> String {
+pub fn latency_line(summary: &Summary) -> String {
     format!(
         "p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms (n={})",
         summary.p50_ms, summary.p90_ms, summary.p99_ms, summary.max_ms, summary.count
@@ -543,7 +609,13 @@ mod tests {
         let login = login_summary(&total.login, 200.0);
         assert_eq!(login.succeeded, 200);
         assert_eq!(login.achieved_rate, 100.0);
-        let chat = chat_summary(total.chat.as_ref().unwrap(), 2.0, false);
+        let chat = chat_summary(
+            total.chat.as_ref().unwrap(),
+            2.0,
+            false,
+            Vec::new(),
+            Vec::new(),
+        );
         assert_eq!(chat.sent_per_s, 2.0);
         // A queueing server delivers after the window: the rate is over the longer span.
         assert_eq!(chat.received_per_s, 1.0);

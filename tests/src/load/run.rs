@@ -23,6 +23,9 @@ use crate::sasl::Mechanism;
 pub struct Target {
     pub servers: Servers,
     pub domain: String,
+    /// The domain of each server when they serve different ones (see
+    /// [`Connection::server_domains`]); empty: all serve `domain`.
+    pub server_domains: Vec<String>,
     /// Prefixes and first index; the count comes from the plan.
     pub users: Users,
     pub tls: bool,
@@ -66,6 +69,14 @@ pub enum Plan {
         presence: bool,
         /// Each pair's receiver on the server after its sender's.
         cross: bool,
+        /// Server processes whose CPU time is counted from the start of
+        /// sending to the end of the drain, one per server in order; empty:
+        /// none.
+        server_pids: Vec<u32>,
+        /// Resumable stream management on every session.
+        stream_management: bool,
+        /// Receivers that drop their socket and resume.
+        churn: Option<super::churn::Churn>,
     },
     Converge {
         rounds: u64,
@@ -148,7 +159,7 @@ impl Plan {
         }
         let servers = target.servers.len();
         match self {
-            Plan::Hold { server_pids, .. }
+            Plan::Hold { server_pids, .. } | Plan::Chat { server_pids, .. }
                 if !server_pids.is_empty() && server_pids.len() != servers =>
             {
                 Err(RunError::Plan(format!(
@@ -157,6 +168,13 @@ impl Plan {
                     server_pids.len()
                 )))
             }
+            Plan::Chat {
+                stream_management: false,
+                churn: Some(_),
+                ..
+            } => Err(RunError::Plan(
+                "churn resumes sessions: it needs stream management (--sm)".to_owned(),
+            )),
             Plan::Converge { targets: 0, .. } => Err(RunError::Plan(
                 "converge needs at least one target user".to_owned(),
             )),
@@ -260,6 +278,9 @@ fn jobs(target: &Target, plan: &Plan, workers: usize) -> Result<Vec<Job>, RunErr
                 body_size,
                 presence,
                 cross,
+                server_pids: _,
+                stream_management,
+                churn,
             } => Job::Chat(ChatJob {
                 connection,
                 users: target.users.slice(start * 2, count * 2),
@@ -272,6 +293,8 @@ fn jobs(target: &Target, plan: &Plan, workers: usize) -> Result<Vec<Job>, RunErr
                 login_rate: login_rate * share,
                 body_size: *body_size,
                 presence: *presence,
+                stream_management: *stream_management,
+                churn: *churn,
             }),
             Plan::Converge {
                 rounds,
@@ -323,10 +346,11 @@ fn jobs(target: &Target, plan: &Plan, workers: usize) -> Result<Vec<Job>, RunErr
 }
 
 /// How every connection of a worker whose sockets come from `source` logs in.
-pub(super) fn connection(target: &Target, source: Option<IpAddr>) -> Connection {
+pub fn connection(target: &Target, source: Option<IpAddr>) -> Connection {
     Connection {
         servers: target.servers.clone(),
         domain: target.domain.clone(),
+        server_domains: target.server_domains.clone(),
         tls: target.tls,
         mechanism: target.mechanism,
         resource: target.resource.clone(),
@@ -334,6 +358,13 @@ pub(super) fn connection(target: &Target, source: Option<IpAddr>) -> Connection 
         source,
         transport: target.transport,
     }
+}
+
+/// CPU seconds each of `pids` has used so far.
+fn cpu_times(pids: &[u32]) -> Result<Vec<f64>, RunError> {
+    pids.iter()
+        .map(|&pid| super::cpu::seconds(pid).map_err(|source| RunError::Cpu { pid, source }))
+        .collect()
 }
 
 fn sample(pids: &[u32]) -> Result<Vec<MemorySample>, RunError> {
@@ -347,7 +378,7 @@ pub async fn run(target: &Target, plan: &Plan) -> Result<RunReport, RunError> {
     plan.check(target)?;
     let workers = worker_count(plan, target.workers);
     let server_pids: &[u32] = match plan {
-        Plan::Hold { server_pids, .. } => server_pids,
+        Plan::Hold { server_pids, .. } | Plan::Chat { server_pids, .. } => server_pids,
         Plan::Fanout(fan) => &fan.server_pids,
         _ => &[],
     };
@@ -377,6 +408,8 @@ pub async fn run(target: &Target, plan: &Plan) -> Result<RunReport, RunError> {
     let settle = match plan {
         Plan::Hold { settle_s, .. } => Some(*settle_s),
         Plan::Fanout(fan) => Some(fan.settle_s),
+        // Memory per session: everyone logged in, before the first message.
+        Plan::Chat { .. } => Some(1.0),
         _ => None,
     };
     if let Some(settle_s) = settle
@@ -385,6 +418,11 @@ pub async fn run(target: &Target, plan: &Plan) -> Result<RunReport, RunError> {
         tokio::time::sleep(Duration::from_secs_f64(settle_s.max(0.0))).await;
         after = sample(server_pids)?;
     }
+    let cpu_pids: &[u32] = match plan {
+        Plan::Chat { .. } => server_pids,
+        _ => &[],
+    };
+    let cpu_at_start = cpu_times(cpu_pids)?;
     fleet.go().await?;
     let (reports, published) = match (&mut publisher, plan) {
         (Some(publisher), Plan::Fanout(fan)) => {
@@ -406,6 +444,11 @@ pub async fn run(target: &Target, plan: &Plan) -> Result<RunReport, RunError> {
     {
         eprintln!("starling-load: removing the fan-out node: {error}");
     }
+    let server_cpu_s: Vec<f64> = cpu_times(cpu_pids)?
+        .iter()
+        .zip(&cpu_at_start)
+        .map(|(end, start)| end - start)
+        .collect();
     let total = report::merge(&reports);
 
     let info = RunInfo {
@@ -437,7 +480,7 @@ pub async fn run(target: &Target, plan: &Plan) -> Result<RunReport, RunError> {
         chat: total
             .chat
             .as_ref()
-            .map(|chat| report::chat_summary(chat, chat_rate, cross)),
+            .map(|chat| report::chat_summary(chat, chat_rate, cross, server_cpu_s, memory.clone())),
         converge: match (plan, &total.converge) {
             (Plan::Converge { rate, wait_s, .. }, Some(stats)) => {
                 Some(converge::summary(stats, *rate, *wait_s))
@@ -498,6 +541,7 @@ mod tests {
         Target {
             servers: "127.0.0.1:5222".parse().unwrap(),
             domain: "localhost".to_owned(),
+            server_domains: Vec::new(),
             users: Users {
                 prefix: "u".to_owned(),
                 password_prefix: "p".to_owned(),
@@ -535,6 +579,9 @@ mod tests {
             body_size: 0,
             presence: true,
             cross: false,
+            server_pids: Vec::new(),
+            stream_management: false,
+            churn: None,
         };
         assert_eq!(worker_count(&chat, None), 2);
         let converge = Plan::Converge {
@@ -557,6 +604,9 @@ mod tests {
             body_size: 0,
             presence: true,
             cross: true,
+            server_pids: Vec::new(),
+            stream_management: false,
+            churn: None,
         };
         let jobs = jobs(&target(), &plan, 2).unwrap();
         let Job::Chat(second) = &jobs[1] else {

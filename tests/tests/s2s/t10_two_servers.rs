@@ -78,7 +78,7 @@ fn has_status(presence: &starling_core::xml::Element, text: &str) -> bool {
 
 #[tokio::test]
 async fn servers_without_valid_certificates_federate_with_dialback() {
-    // Without XEP-0288 (t70 has it), so each server dials its own stream.
+    // Without XEP-0288 (t65 has it), so each server dials its own stream.
     let (pa, pb) = (free_port(), free_port());
     let a = server("a.test", pa, &[("b.test", pb)])
         .set("s2s", "bidi = false")

@@ -58,8 +58,9 @@ pub(crate) fn authoritative(
              id='auth1' version='1.0'><stream:features/>",
         )
         .await;
-        let verify = peer.until("</verify>").await;
-        let id = attribute(&verify[verify.find("<verify").unwrap()..], "id");
+        // Dialback elements come with the db: prefix (ejabberd needs it).
+        let verify = peer.until("</db:verify>").await;
+        let id = attribute(&verify[verify.find("<db:verify").unwrap()..], "id");
         peer.send(&format!(
             "<db:verify from='evil.test' to='b.test' id='{id}' type='{verdict}'/>"
         ))
@@ -158,4 +159,75 @@ async fn stanzas_before_authentication_and_unknown_hosts_are_stream_errors() {
     let end = client_ns.until_closed().await;
     assert!(end.contains("<invalid-namespace"), "{end}");
     assert!(b.metric("starling_s2s_stream_errors_total").await >= 3.0);
+}
+
+/// b.test's opening and features: SASL EXTERNAL and dialback offered.
+async fn offer_external(peer: &mut RawPeer, id: &str) {
+    peer.until("version='1.0'>").await;
+    peer.send(&format!(
+        "<stream:stream xmlns='jabber:server' xmlns:db='jabber:server:dialback' \
+         xmlns:stream='http://etherx.jabber.org/streams' from='b.test' to='a.test' \
+         id='{id}' version='1.0'><stream:features>\
+         <mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>EXTERNAL</mechanism></mechanisms>\
+         <dialback xmlns='urn:xmpp:features:dialback'><errors/></dialback></stream:features>"
+    ))
+    .await;
+}
+
+/// A peer that offers SASL EXTERNAL and then refuses our certificate (as
+/// ejabberd does with one it cannot verify): dialback follows on the same
+/// stream, its elements written with the `db:` prefix, which ejabberd
+/// 23.01 needs (it ignores `<result xmlns='jabber:server:dialback'/>`).
+#[tokio::test]
+async fn a_refused_sasl_external_falls_back_to_prefixed_dialback() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let pa = free_port();
+    let a = server(
+        "a.test",
+        pa,
+        &[("b.test", listener.local_addr().unwrap().port())],
+    )
+    .set("s2s", "require_tls = false")
+    .start();
+    let mut alice = online(&a, "alice", PW, "phone").await;
+    alice
+        .send("<message to='bob@b.test' type='chat'><body>after a refusal</body></message>")
+        .await
+        .unwrap();
+
+    let (socket, _) = listener.accept().await.unwrap();
+    let mut b = RawPeer::new(socket);
+    offer_external(&mut b, "s1").await;
+    let auth = b.until("</auth>").await;
+    assert!(auth.contains("mechanism=\"EXTERNAL\""), "{auth}");
+    b.send("<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><not-authorized/></failure>")
+        .await;
+    let request = b.until("</db:result>").await;
+    assert!(
+        request.contains("<db:result from=\"a.test\" to=\"b.test\">"),
+        "{request}"
+    );
+    let request = request.strip_suffix("</db:result>").unwrap();
+    let key = &request[request.rfind('>').unwrap() + 1..];
+    // b.test checks the key with a.test, the authoritative server, whose
+    // answer is prefixed too.
+    let mut verifier = RawPeer::connect(pa).await;
+    verifier.open("b.test", "a.test").await;
+    verifier.until("</stream:features>").await;
+    verifier
+        .send(&format!(
+            "<db:verify from='b.test' to='a.test' id='s1'>{key}</db:verify>"
+        ))
+        .await;
+    let verdict = verifier.until("/>").await;
+    assert!(
+        verdict.contains("<db:verify from=\"a.test\" to=\"b.test\" id=\"s1\" type=\"valid\"/>"),
+        "{verdict}"
+    );
+    b.send("<db:result from='b.test' to='a.test' type='valid'/>")
+        .await;
+    let message = b.until("</message>").await;
+    assert!(message.contains("after a refusal"), "{message}");
+    assert_eq!(authentications(&a, "out", "dialback").await, 1.0);
+    assert_eq!(authentications(&a, "out", "external").await, 0.0);
 }

@@ -2,7 +2,9 @@
 //! (prosody.test) in a private network whose DNS server lists every
 //! member under `_xmpp-server._tcp.starling.test`. Users on every member
 //! talk to a Prosody user: messages, presence subscriptions and broadcast,
-//! iqs, both ways.
+//! iqs, both ways: with dialback (Starling's self-signed certificate), and
+//! with certificates of one test CA on both sides (SASL EXTERNAL both
+//! ways, Prosody's `s2s_secure_auth`).
 
 use starling_tests::netns::{NetNs, Zone};
 use starling_tests::peers::{PeerSpec, Prosody, S2S_PORT};
@@ -26,20 +28,25 @@ pub(crate) fn zone(peer: &str) -> Zone {
 }
 
 /// Three members serving starling.test in `netns`, each federating on its
-/// own address, port 5269, with a certificate of `pki` for starling.test;
-/// users c1, c2, c3.
-pub(crate) fn cluster(netns: &NetNs, pki: &Pki) -> TestCluster {
-    let (cert, key) = pki.issue(STARLING);
+/// own address, port 5269, with a certificate of `pki` for starling.test
+/// and `pki` trusted for peers (without one: the generated self-signed
+/// certificate and the system roots only, so dialback both ways); users
+/// c1, c2, c3.
+pub(crate) fn cluster(netns: &NetNs, pki: Option<&Pki>) -> TestCluster {
     let addresses: Vec<_> = (1..=3).map(|index| netns.addr(index)).collect();
     let mut builder = TestCluster::builder(3)
         .domain(STARLING)
         .netns(netns, &addresses)
         .user("c1", PW)
         .user("c2", PW)
-        .user("c3", PW)
-        .set("tls", &format!("cert = {cert:?}"))
-        .set("tls", &format!("key = {key:?}"))
-        .set("s2s", &format!("ca_files = [{:?}]", pki.ca_path()));
+        .user("c3", PW);
+    if let Some(pki) = pki {
+        let (cert, key) = pki.issue(STARLING);
+        builder = builder
+            .set("tls", &format!("cert = {cert:?}"))
+            .set("tls", &format!("key = {key:?}"))
+            .set("s2s", &format!("ca_files = [{:?}]", pki.ca_path()));
+    }
     for (index, address) in addresses.iter().enumerate() {
         builder = builder.set_on(index, "s2s", &format!("bind = \"{address}:{S2S_PORT}\""));
     }
@@ -56,8 +63,16 @@ pub(crate) async fn members_online(cluster: &TestCluster) -> Vec<Client> {
 }
 
 /// Everything across the two servers, for each member's user and `peer`
-/// (a user of the other server, online and available).
-pub(crate) async fn exchange(members: &mut [Client], peer: &mut Client, peer_domain: &str) {
+/// (a user of the other server, online and available). `account_disco`:
+/// whether the peer's server answers disco#info on an account to its
+/// contacts (ejabberd 23.01 refuses it to anyone but the account's owner,
+/// `not-allowed`: "Query to another users is forbidden").
+pub(crate) async fn exchange(
+    members: &mut [Client],
+    peer: &mut Client,
+    peer_domain: &str,
+    account_disco: bool,
+) {
     for (index, member) in members.iter_mut().enumerate() {
         let n = index + 1;
         chat(member, peer, &format!("hello from member {n}")).await;
@@ -106,11 +121,27 @@ pub(crate) async fn exchange(members: &mut [Client], peer: &mut Client, peer_dom
         assert!(version.children().any(|c| c.name() == "query"), "{version}");
         let disco = remote_iq(
             member,
-            &bare(peer),
+            peer_domain,
             "<query xmlns='http://jabber.org/protocol/disco#info'/>",
         )
         .await;
         assert!(disco.children().any(|c| c.name() == "query"), "{disco}");
+        let disco = remote_iq_reply(
+            member,
+            &bare(peer),
+            "<query xmlns='http://jabber.org/protocol/disco#info'/>",
+        )
+        .await;
+        if account_disco {
+            assert_eq!(disco.attr("type"), Some("result"), "{disco}");
+            assert!(disco.children().any(|c| c.name() == "query"), "{disco}");
+        } else {
+            assert_eq!(
+                error_of(&disco).map(|(_, condition)| condition).as_deref(),
+                Some("not-allowed"),
+                "{disco}"
+            );
+        }
     }
     let disco = remote_iq(
         peer,
@@ -127,6 +158,9 @@ pub(crate) async fn exchange(members: &mut [Client], peer: &mut Client, peer_dom
     );
     let ping = remote_iq(peer, STARLING, "<ping xmlns='urn:xmpp:ping'/>").await;
     assert_eq!(ping.attr("from"), Some(STARLING), "{ping}");
+    for member in members.iter_mut() {
+        remote_iq(member, peer_domain, "<ping xmlns='urn:xmpp:ping'/>").await;
+    }
     let disco = remote_iq(
         peer,
         &bare(&members[0]),
@@ -138,6 +172,13 @@ pub(crate) async fn exchange(members: &mut [Client], peer: &mut Client, peer_dom
 
 /// An iq `get` to a remote entity; the result (a failure names the reply).
 pub(crate) async fn remote_iq(client: &mut Client, to: &str, payload: &str) -> Element {
+    let reply = remote_iq_reply(client, to, payload).await;
+    assert_eq!(reply.attr("type"), Some("result"), "{reply}");
+    reply
+}
+
+/// An iq `get` to a remote entity; its reply, result or error, from it.
+pub(crate) async fn remote_iq_reply(client: &mut Client, to: &str, payload: &str) -> Element {
     let id = client.next_id();
     client
         .send(&format!(
@@ -156,7 +197,6 @@ pub(crate) async fn remote_iq(client: &mut Client, to: &str, payload: &str) -> E
         )
         .await
         .unwrap_or_else(|error| panic!("no reply from {to} to iq {id}: {error}"));
-    assert_eq!(reply.attr("type"), Some("result"), "{reply}");
     assert_eq!(reply.attr("from"), Some(to), "{reply}");
     reply
 }
@@ -206,42 +246,112 @@ async fn federated_subscribe(from: &mut Client, to: &mut Client) {
     expect_presence_long(from, &to_full, None).await;
 }
 
-#[tokio::test]
-#[ignore = "needs root, iproute2, dnsmasq-base and prosody: run tests/run"]
-async fn a_cluster_and_prosody_federate_both_ways() {
-    require_private_network();
-    starling_tests::peers::require_prosody();
-    let netns = NetNs::start(&zone("prosody.test"));
-    let pki = Pki::new(netns.dir(), "federation");
-    let cluster = cluster(&netns, &pki);
+/// prosody.test at address 4 with pat, a certificate of `pki` and `pki`
+/// trusted for peers (`secure_auth`: certificates only); pat online and
+/// available.
+async fn prosody_with_pat(netns: &NetNs, pki: &Pki, secure_auth: bool) -> (Prosody, Client) {
     let prosody = Prosody::start(
-        &netns,
+        netns,
         &PeerSpec {
             domain: "prosody.test",
             address: netns.addr(4),
             users: &[("pat", PW)],
             cert: pki.issue("prosody.test"),
             ca_file: pki.ca_path(),
+            modules: &[],
+            muc: None,
+            secure_auth,
             bidi: false,
         },
     );
-    let mut members = members_online(&cluster).await;
     let mut pat = prosody.login("pat", PW, "desk").await;
     roster_get(&mut pat).await;
     available(&mut pat, "<presence/>").await;
+    (prosody, pat)
+}
 
-    exchange(&mut members, &mut pat, "prosody.test").await;
+/// Starling without a certificate of the test CA (its self-signed one,
+/// the system roots only): dialback both ways.
+#[tokio::test]
+#[ignore = "needs root, iproute2, dnsmasq-base and prosody: run tests/run"]
+async fn a_cluster_and_prosody_federate_both_ways_with_dialback() {
+    require_private_network();
+    starling_tests::peers::require_prosody();
+    let netns = NetNs::start(&zone("prosody.test"));
+    let pki = Pki::new(netns.dir(), "federation");
+    let cluster = cluster(&netns, None);
+    let (_prosody, mut pat) = prosody_with_pat(&netns, &pki, false).await;
+    let mut members = members_online(&cluster).await;
 
-    // Every member opened its own stream to Prosody.
+    exchange(&mut members, &mut pat, "prosody.test", true).await;
+
+    // Every member opened its own stream to Prosody; Prosody's reached one.
+    let mut incoming = 0.0;
     for index in 0..3 {
         let node = cluster.node(index);
-        let out = authentications(node, "out", "external").await
-            + authentications(node, "out", "dialback").await;
-        assert!(
-            out >= 1.0,
-            "member {} never authenticated:\n{}",
+        assert_eq!(
+            authentications(node, "out", "dialback").await,
+            1.0,
+            "member {}:\n{}",
             index + 1,
             node.log()
         );
+        // Prosody answers the barriers (XEP-0199 pings) that confirm what
+        // each member's stream wrote.
+        let deadline = std::time::Instant::now() + FEDERATION_WAIT;
+        while node.metric("starling_s2s_confirmed_total").await < 1.0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "member {}: Prosody confirmed nothing:\n{}",
+                index + 1,
+                node.log()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert_eq!(authentications(node, "out", "external").await, 0.0);
+        assert_eq!(authentications(node, "in", "external").await, 0.0);
+        incoming += authentications(node, "in", "dialback").await;
     }
+    assert!(incoming >= 1.0, "no stream from Prosody authenticated");
+}
+
+/// Certificates of one test CA on both sides and `s2s_secure_auth` on
+/// Prosody: SASL EXTERNAL both ways, dialback never.
+#[tokio::test]
+#[ignore = "needs root, iproute2, dnsmasq-base and prosody: run tests/run"]
+async fn a_cluster_and_prosody_authenticate_with_certificates_both_ways() {
+    require_private_network();
+    starling_tests::peers::require_prosody();
+    let netns = NetNs::start(&zone("prosody.test"));
+    let pki = Pki::new(netns.dir(), "federation");
+    let cluster = cluster(&netns, Some(&pki));
+    let (prosody, mut pat) = prosody_with_pat(&netns, &pki, true).await;
+    let mut members = members_online(&cluster).await;
+
+    exchange(&mut members, &mut pat, "prosody.test", true).await;
+
+    let mut incoming = 0.0;
+    for index in 0..3 {
+        let node = cluster.node(index);
+        assert_eq!(
+            authentications(node, "out", "external").await,
+            1.0,
+            "member {}:\n{}",
+            index + 1,
+            node.log()
+        );
+        assert_eq!(authentications(node, "out", "dialback").await, 0.0);
+        assert_eq!(authentications(node, "in", "dialback").await, 0.0);
+        incoming += authentications(node, "in", "external").await;
+    }
+    assert!(incoming >= 1.0, "no stream from Prosody authenticated");
+    let log = prosody.log();
+    assert!(
+        log.contains("Accepting SASL EXTERNAL identity from starling.test"),
+        "{log}"
+    );
+    assert!(
+        log.contains("SASL EXTERNAL with starling.test succeeded"),
+        "{log}"
+    );
 }

@@ -95,8 +95,9 @@ pub(crate) async fn resumed(conn: &mut Conn, resumed: Resumed) -> Ended {
         taken: Taken { session, sm },
         previd,
     } = resumed;
+    let mut sm = sm;
     let mut out = Vec::new();
-    wire::resumed(&previd, sm.inbound()).write_to(&mut out, ns::CLIENT);
+    wire::resumed(&previd, sm.settle()).write_to(&mut out, ns::CLIENT);
     for stanza in sm.unacked() {
         stanza.write_to(&mut out, ns::CLIENT);
     }
@@ -163,7 +164,7 @@ pub(crate) async fn end_session(server: &Server, session: &Arc<LocalSession>, sm
             let user = session.jid.to_bare();
             service
                 .registry
-                .ended(resumption.key, user, sm.inbound(), keep);
+                .ended(resumption.key, user, sm.settle(), keep);
         }
         undelivered = sm.take_unacked();
     }
@@ -230,6 +231,9 @@ async fn serve(conn: &mut Conn, session: &Arc<LocalSession>, sm: &mut Sm) -> Res
             }
             return Err(ConnError::stream(reason.condition(), reason.text()));
         }
+        // <r/>s that waited for confirmations of stanzas to other servers.
+        let answering = Box::pin(sm_stream::answer_confirmed(conn, sm));
+        answering.await?;
         if session.has_queued() && sm_stream::room(&server, sm) > 0 {
             let writing = Box::pin(write_queued(conn, session, sm));
             writing.await?;
@@ -443,8 +447,9 @@ async fn handle_element(
             return Ok(());
         }
     };
-    // Counted as handled before it is routed: the stanza is the server's
-    // from here on, even if this connection is lost while it travels.
+    // Counted before it is routed: the stanza is the server's from here
+    // on, even if this connection is lost while it travels (one to another
+    // server is reported handled only once confirmed, below).
     sm_stream::received(sm);
     server.metrics.stanza_in(stanza.kind);
     // The server stamps the session's full JID, also over a bare JID the
@@ -460,8 +465,22 @@ async fn handle_element(
             ));
         }
     }
+    // To another server: counted in `h` once that server confirmed it.
+    if let Some(state) = sm.as_deref_mut() {
+        if goes_to_another_server(&server, &stanza) {
+            stanza.confirm = state.await_confirmation(Arc::downgrade(session));
+        }
+    }
     Box::pin(router::from_client(&server, session, stanza)).await;
     Ok(())
+}
+
+/// Whether the router sends `stanza` to another server's stream.
+fn goes_to_another_server(server: &Server, stanza: &Stanza) -> bool {
+    stanza.to.as_ref().is_some_and(|to| {
+        let domain = to.domain().as_str();
+        domain != server.domain && server.modules.host(domain).is_none()
+    })
 }
 
 /// A stanza was queued for this session but never written: give it another

@@ -94,6 +94,22 @@ pub(crate) async fn request_if_due(
     conn.send(&wire::request()).await
 }
 
+/// Answers the `<r/>`s that waited for confirmations now given.
+pub(crate) async fn answer_confirmed(conn: &mut Conn, sm: &mut Sm) -> Result<(), ConnError> {
+    let Some(state) = sm.as_deref_mut() else {
+        return Ok(());
+    };
+    let (due, h) = state.answerable();
+    if due == 0 {
+        return Ok(());
+    }
+    let mut out = Vec::new();
+    for _ in 0..due {
+        wire::ack(h).write_to(&mut out, ns::CLIENT);
+    }
+    conn.write(&out).await
+}
+
 /// Whether a resumption elsewhere waits for this session.
 pub(crate) fn takeover_waiting(server: &Server, sm: &Sm) -> bool {
     match (
@@ -169,7 +185,12 @@ pub(crate) async fn element(
             conn.send(&enabled).await
         }
         "r" => match sm {
-            Some(state) => conn.send(&wire::ack(state.inbound())).await,
+            // Answered now, or once the stanzas to other servers it covers
+            // are confirmed (`answer_confirmed`).
+            Some(state) => match state.ack_request() {
+                Some(h) => conn.send(&wire::ack(h)).await,
+                None => Ok(()),
+            },
             None => {
                 let failed = wire::failed(
                     "unexpected-request",

@@ -111,6 +111,9 @@ pub(super) async fn run(config: Config, reload: super::reload::ConfigLoader) -> 
     if tokio::time::timeout(DRAIN_TIMEOUT, drained).await.is_err() {
         tracing::warn!("some sessions did not close in time");
     }
+    // Modules write what they hold back (the archive's batch) while the
+    // store is open.
+    server.modules.stopped(&server).await;
     if let Some(module) = &module {
         module.leave().await;
     }

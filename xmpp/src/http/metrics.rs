@@ -466,6 +466,11 @@ fn pubsub(out: &mut Families<'_>, state: &HttpState) -> fmt::Result {
             &counters.notifications_local,
         ),
         (
+            "starling_pubsub_federated_notifications_total",
+            "Event notifications queued for subscribers of other servers.",
+            &counters.notifications_remote_servers,
+        ),
+        (
             "starling_pubsub_watcher_events_total",
             "Events handed to local watchers (CometD subscribers), once per watch.",
             &counters.watcher_events,

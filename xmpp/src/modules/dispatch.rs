@@ -340,6 +340,12 @@ impl Modules {
         }
     }
 
+    pub async fn stopped(&self, server: &Server) {
+        for module in self.hooked(Hook::Stopped) {
+            module.stopped(server).await;
+        }
+    }
+
     pub fn started(&self, server: &Arc<Server>) {
         for module in self.hooked(Hook::Started) {
             module.started(server);

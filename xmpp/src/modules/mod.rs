@@ -150,6 +150,8 @@ pub enum Hook {
     MemberUp,
     /// The node is shutting down, before its sessions are closed.
     Stopping,
+    /// The node's sessions are closed; the store is still open.
+    Stopped,
     UserDeleted,
     /// The node is up: background tasks (purges) start here.
     Started,
@@ -438,6 +440,13 @@ pub trait Module: Send + Sync + 'static {
     /// The node is shutting down; its sessions are still open (they are
     /// closed when every module returned).
     fn stopping<'a>(&'a self, server: &'a Server) -> BoxFuture<'a, ()> {
+        let _ = server;
+        Box::pin(async {})
+    }
+
+    /// Every session of the node is closed and the store is still open:
+    /// write what is pending before the process ends.
+    fn stopped<'a>(&'a self, server: &'a Server) -> BoxFuture<'a, ()> {
         let _ = server;
         Box::pin(async {})
     }

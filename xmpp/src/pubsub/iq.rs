@@ -42,15 +42,38 @@ pub async fn handle(server: &Server, stanza: Stanza) {
     }
 }
 
-/// Only this server's users act on the service.
+/// Users act on the service: this server's, and those of other servers
+/// (their stanzas arrive over federation, `from` checked against the
+/// stream's authenticated domains). Only this server's users create
+/// nodes; for the rest, remote users are subject to the same affiliations
+/// and access models as local ones.
 fn requester(server: &Server, stanza: &Stanza) -> Result<FullJid, PubSubError> {
-    match &stanza.from {
-        Some(from) if server.is_local_user(from) => match from.try_as_full() {
-            Ok(full) => Ok(full.clone()),
-            Err(_) => Err(PubSubError::new(Condition::NotAuthorized)),
-        },
-        _ => Err(PubSubError::forbidden().with_text("Only local users may use this service")),
+    let Some(from) = &stanza.from else {
+        return Err(PubSubError::forbidden().with_text("Only users may use this service"));
+    };
+    let local = server.is_local_user(from);
+    let remote = from.node().is_some() && !server.serves_domain(from.domain().as_str());
+    if !local && !remote {
+        return Err(PubSubError::forbidden().with_text("Only users may use this service"));
     }
+    let full = from
+        .try_as_full()
+        .map_err(|_| PubSubError::new(Condition::NotAuthorized))?;
+    if !local && creates(stanza) {
+        return Err(
+            PubSubError::forbidden().with_text("Only users of this server create nodes here")
+        );
+    }
+    Ok(full.clone())
+}
+
+/// A `<pubsub><create/>` request.
+fn creates(stanza: &Stanza) -> bool {
+    stanza
+        .payload()
+        .filter(|payload| payload.is("pubsub", ns::PUBSUB))
+        .and_then(|payload| payload.children().next())
+        .is_some_and(|first| first.is("create", ns::PUBSUB))
 }
 
 async fn answer(

@@ -104,6 +104,8 @@ pub struct PubSubCounters {
     pub published: AtomicU64,
     /// Notifications handed to sessions on this node.
     pub notifications_local: AtomicU64,
+    /// Notifications queued for subscribers of other servers (federation).
+    pub notifications_remote_servers: AtomicU64,
     /// Events handed to local watchers (once per watch).
     pub watcher_events: AtomicU64,
     /// Events sent to other members (once per member and event).

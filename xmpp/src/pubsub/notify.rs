@@ -115,6 +115,11 @@ impl PubSub {
                 let Ok(jid) = Jid::new(&subscription.jid) else {
                     continue;
                 };
+                // A user of another server: its server finds the sessions.
+                if !server.serves_domain(jid.domain().as_str()) {
+                    self.send_remote(&server, template, &jid);
+                    continue;
+                }
                 // An earlier event for this subscriber is still being retried.
                 if let Some(lanes) = lanes.as_mut() {
                     if self.queue_behind(lanes, node, &subscription.jid, &mut notice, template) {
@@ -230,6 +235,34 @@ impl PubSub {
             Ok(()) => incr(&self.counters.notifications_local),
             Err(_) => {
                 tracing::debug!(%jid, "pub/sub notification for a closing session dropped")
+            }
+        }
+    }
+
+    /// Sends a copy of the notification to a subscriber of another server
+    /// (its bare or full JID, as subscribed), over federation from the
+    /// service's domain. Queued at once, so the node's events leave in
+    /// order on the stream to that server.
+    fn send_remote(&self, server: &Arc<Server>, template: &Element, jid: &Jid) {
+        let mut message = template.clone();
+        message.set_attr("to", jid.as_str());
+        let stanza = match crate::stanza::Stanza::from_server(message) {
+            Ok(stanza) => stanza,
+            Err(error) => {
+                tracing::error!(%jid, %error, "a pub/sub notification that does not parse");
+                return;
+            }
+        };
+        match crate::s2s::queue(server, stanza) {
+            Ok(outcome) => {
+                crate::router::count(server, outcome);
+                incr(&self.counters.notifications_remote_servers);
+            }
+            Err((stanza, error)) => {
+                let server = server.clone();
+                tokio::spawn(async move {
+                    crate::router::bounce(&server, &stanza, error).await;
+                });
             }
         }
     }

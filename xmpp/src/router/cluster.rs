@@ -197,6 +197,11 @@ async fn deliver(server: &Server, envelope: Envelope, from: NodeId, returned: bo
         }
     };
     server.metrics.stanza_in(stanza.kind);
+    // A remote server's answer to a barrier of ours, which reached another
+    // member: its outgoing stream is here.
+    if crate::s2s::answered(server, &stanza) {
+        return count(server, Outcome::Handled);
+    }
     // A probe asks this node to answer for its sessions of the user: the
     // presence module does, in its inbound hook, here where they are.
     if stanza.presence_type() == Some(PresenceType::Probe) {

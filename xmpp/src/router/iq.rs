@@ -34,6 +34,9 @@ pub async fn from_client(server: &Server, session: &Arc<LocalSession>, stanza: S
 /// An iq to the domain from anyone else (a server-made stanza, a member).
 pub async fn to_server(server: &Server, stanza: Stanza) {
     if matches!(stanza.iq_type(), Some(IqType::Result | IqType::Error)) {
+        // Answers to the server's own requests: keepalive pings, and the
+        // barriers that confirm what an outgoing stream wrote.
+        crate::s2s::answered(server, &stanza);
         return count(server, Outcome::Handled);
     }
     dispatch(server, stanza, &[Addressee::Server], None, None).await

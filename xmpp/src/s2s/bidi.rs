@@ -2,16 +2,19 @@
 //! stream whose peer sent `<bidi/>` carries this member's stanzas for each
 //! pair (our domain, the peer's domain) it authenticates, instead of a
 //! stream of our own. It takes the pair's link queue (`outbound.rs`), even
-//! from a link still dialing; when the stream ends, the links are given
-//! back and what they hold goes out again on a new stream.
+//! from a link still dialing, and writes it the way an outgoing stream
+//! does: with barriers, keeping each stanza until the peer confirmed it.
+//! When the stream ends, the links are given back: what was not confirmed
+//! and what they hold goes out again on a new stream.
 
 use std::future::poll_fn;
 use std::sync::Arc;
 use std::task::Poll;
 
-use tokio::sync::mpsc;
+use tokio::time::sleep_until;
 
-use super::outbound::{self, Link, Pair};
+use super::outbound::{self, Confirming, Ended, Link, Pair, Receivers};
+use super::wire::Wire;
 use crate::server::Server;
 use crate::stanza::Stanza;
 
@@ -20,26 +23,50 @@ pub(crate) const NS_FEATURE: &str = "urn:xmpp:features:bidi";
 /// The element the initiating server sends to ask for it.
 pub(crate) const NS: &str = "urn:xmpp:bidi";
 
+/// One link an incoming stream carries.
+struct Carrying {
+    pair: Pair,
+    link: Arc<Link>,
+    receivers: Receivers,
+    stream: Confirming,
+    /// How this link's carrying ended, once it did.
+    ended: Option<Ended>,
+}
+
 /// The links an incoming stream carries.
 #[derive(Default)]
 pub(super) struct Carried {
-    links: Vec<(Pair, Arc<Link>, mpsc::Receiver<Stanza>)>,
+    links: Vec<Carrying>,
+}
+
+/// Work for one carried link (its index in [`Carried`]).
+pub(super) enum Work {
+    Send(usize, Stanza),
+    Answer(usize, u64),
+    Due(usize),
 }
 
 impl Carried {
     /// Takes the queue of `pair`, unless a stream already carries it.
-    pub(super) fn adopt(&mut self, server: &Server, pair: Pair) -> bool {
-        if self.links.iter().any(|(carried, ..)| *carried == pair) {
+    pub(super) fn adopt(&mut self, server: &Arc<Server>, pair: Pair) -> bool {
+        if self.links.iter().any(|carrying| carrying.pair == pair) {
             return true;
         }
-        let Some((link, waiting)) = server.s2s.adopt(&pair) else {
+        let Some((link, receivers)) = server.s2s.adopt(&pair) else {
             tracing::debug!(local = %pair.local, remote = %pair.remote,
                 "a stream of our own already carries the pair");
             return false;
         };
         tracing::info!(local = %pair.local, remote = %pair.remote,
             "sending over the incoming bidirectional stream");
-        self.links.push((pair, link, waiting));
+        let stream = Confirming::new(server.clone(), pair.clone(), link.id());
+        self.links.push(Carrying {
+            pair,
+            link,
+            receivers,
+            stream,
+            ended: None,
+        });
         true
     }
 
@@ -47,28 +74,88 @@ impl Carried {
         self.links.is_empty()
     }
 
-    /// The next stanza any carried link has to send; pending while none
-    /// has. Cancel-safe.
-    pub(super) async fn next(&mut self) -> Stanza {
-        poll_fn(|context| {
-            for (_, _, waiting) in &mut self.links {
-                if let Poll::Ready(Some(stanza)) = waiting.poll_recv(context) {
-                    return Poll::Ready(stanza);
+    /// The next thing a carried link has to do: write a stanza, take an
+    /// answer to a barrier, or act on its deadline; pending while there is
+    /// none. Cancel-safe.
+    pub(super) async fn next(&mut self) -> Work {
+        let deadline = self
+            .links
+            .iter()
+            .enumerate()
+            .filter_map(|(index, carrying)| Some((carrying.stream.deadline()?, index)))
+            .min();
+        let links = &mut self.links;
+        let ready = poll_fn(|context| {
+            for (index, carrying) in links.iter_mut().enumerate() {
+                if let Poll::Ready(Some(number)) = carrying.receivers.answered.poll_recv(context) {
+                    return Poll::Ready(Work::Answer(index, number));
+                }
+                if carrying.stream.room() > 0 {
+                    if let Poll::Ready(Some(stanza)) = carrying.receivers.waiting.poll_recv(context)
+                    {
+                        return Poll::Ready(Work::Send(index, stanza));
+                    }
                 }
             }
             Poll::Pending
-        })
-        .await
+        });
+        match deadline {
+            Some((at, index)) => tokio::select! {
+                work = ready => work,
+                () = sleep_until(at) => Work::Due(index),
+            },
+            None => ready.await,
+        }
     }
 
-    /// Gives every link back: `unsent` and what the queues hold are routed
-    /// again, to new streams.
-    pub(super) async fn release(self, server: &Server, mut unsent: Option<Stanza>) {
-        for (pair, link, waiting) in self.links {
-            outbound::release(server, &pair, link, waiting, unsent.take()).await;
+    /// Does `work` on `wire`; `Err` when the stream must end (it broke,
+    /// or the peer confirmed nothing for too long).
+    pub(super) async fn work(&mut self, wire: &mut Wire, work: Work) -> Result<(), ()> {
+        let (index, result) = match work {
+            Work::Send(index, stanza) => {
+                let carrying = &mut self.links[index];
+                let result = carrying
+                    .stream
+                    .send(wire, stanza, &mut carrying.receivers.waiting)
+                    .await;
+                (index, result)
+            }
+            Work::Answer(index, number) => {
+                (index, self.links[index].stream.answer(wire, number).await)
+            }
+            Work::Due(index) => (index, self.links[index].stream.due(wire).await),
+        };
+        match result {
+            Ok(()) => Ok(()),
+            Err(ended) => {
+                self.links[index].ended = Some(ended);
+                Err(())
+            }
         }
-        if let Some(stanza) = unsent {
-            crate::router::route(server, stanza).await;
+    }
+
+    /// The node stops: what was written and not confirmed is not sent
+    /// again, as on an outgoing stream.
+    pub(super) fn shutting_down(&mut self) {
+        for carrying in &mut self.links {
+            carrying.ended.get_or_insert(Ended::Closed);
+        }
+    }
+
+    /// Gives every link back: what was not confirmed (unless the peer
+    /// confirmed nothing for too long: that bounces) and what the queues
+    /// hold are routed again, to new streams.
+    pub(super) async fn release(self, server: &Server) {
+        for carrying in self.links {
+            let ended = carrying.ended.unwrap_or(Ended::Broken);
+            outbound::release(
+                server,
+                carrying.link,
+                carrying.receivers,
+                carrying.stream,
+                ended,
+            )
+            .await;
         }
     }
 }

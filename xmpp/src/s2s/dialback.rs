@@ -9,7 +9,7 @@
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 use starling_core::config::Config;
-use starling_core::xml::Element;
+use starling_core::xml::{Element, Node, escape_into, ns};
 use subtle::ConstantTimeEq;
 
 pub(crate) const NS: &str = "jabber:server:dialback";
@@ -100,9 +100,63 @@ fn verdict(valid: bool) -> &'static str {
     if valid { "valid" } else { "invalid" }
 }
 
+/// Writes a dialback element with the `db:` prefix the stream header
+/// declares (`<db:result/>`, `<db:verify/>`), as XEP-0220 shows them.
+/// The same element with `xmlns='jabber:server:dialback'` on it means the
+/// same in XML, but ejabberd 23.01 matches the prefixed name and ignores
+/// it otherwise, so its dialback never completes.
+pub(crate) fn write(element: &Element, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"<db:");
+    out.extend_from_slice(element.name().as_bytes());
+    for (key, value) in element.attrs() {
+        out.push(b' ');
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(b"=\"");
+        escape_into(out, value, true);
+        out.push(b'"');
+    }
+    if element.nodes().is_empty() {
+        out.extend_from_slice(b"/>");
+        return;
+    }
+    out.push(b'>');
+    for node in element.nodes() {
+        match node {
+            // The prefix leaves the default namespace at jabber:server.
+            Node::Element(child) => child.write_to(out, ns::SERVER),
+            Node::Text(text) => escape_into(out, text, false),
+        }
+    }
+    out.extend_from_slice(b"</db:");
+    out.extend_from_slice(element.name().as_bytes());
+    out.push(b'>');
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn written(element: &Element) -> String {
+        let mut out = Vec::new();
+        write(element, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn dialback_elements_are_written_with_the_db_prefix() {
+        assert_eq!(
+            written(&result_request("a.test", "b.test", "k&1")),
+            "<db:result from=\"a.test\" to=\"b.test\">k&amp;1</db:result>"
+        );
+        assert_eq!(
+            written(&result_answer("b.test", "a.test", true)),
+            "<db:result from=\"b.test\" to=\"a.test\" type=\"valid\"/>"
+        );
+        let verify = written(&verify_request("b.test", "a.test", "id1", "key"));
+        assert!(verify.starts_with("<db:verify "), "{verify}");
+        assert!(verify.ends_with(">key</db:verify>"), "{verify}");
+        assert!(!verify.contains("xmlns"), "{verify}");
+    }
 
     fn keys(secret: &str) -> DialbackKeys {
         let mut config = Config::defaults();

@@ -16,7 +16,7 @@ use base64::Engine;
 use starling_core::xml::{Element, ns};
 use tokio::net::TcpStream;
 
-use super::bidi::{self, Carried};
+use super::bidi::{self, Carried, Work};
 use super::check::{self, RateWindow, Refusal, refuse};
 use super::connect::{self, Method};
 use super::dialback;
@@ -25,7 +25,6 @@ use super::outbound::Pair;
 use super::verify::{Verdict, Verifications};
 use super::wire::{Wire, WireError};
 use crate::server::Server;
-use crate::stanza::Stanza;
 use crate::stream::{self, StreamEvent};
 
 pub(super) async fn run(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr) {
@@ -42,7 +41,6 @@ pub(super) async fn run(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr) {
         bidi: false,
         carried: Carried::default(),
         verifications: Verifications::default(),
-        unsent: None,
     };
     match stream.serve().await {
         Ok(()) => stream.wire.close().await,
@@ -55,10 +53,8 @@ pub(super) async fn run(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr) {
     if !stream.carried.is_empty() {
         s2s.metrics.bidi_in.fetch_sub(1, Ordering::Relaxed);
     }
-    let Incoming {
-        carried, unsent, ..
-    } = stream;
-    carried.release(&server, unsent).await;
+    let Incoming { carried, .. } = stream;
+    carried.release(&server).await;
     s2s.metrics.streams_in.fetch_sub(1, Ordering::Relaxed);
 }
 
@@ -78,8 +74,6 @@ struct Incoming {
     /// The links this stream sends for, when bidirectional.
     carried: Carried,
     verifications: Verifications,
-    /// A stanza taken from a carried link that could not be written.
-    unsent: Option<Stanza>,
 }
 
 /// What ends one stream (until a restart) of the connection.
@@ -91,7 +85,7 @@ enum Next {
 /// What the stream's loop waits for.
 enum Event {
     Read(Result<StreamEvent, WireError>),
-    Send(Stanza),
+    Carry(Work),
     Verified(Verdict),
     Shutdown,
 }
@@ -214,21 +208,28 @@ impl Incoming {
             let timeout = self.timeout();
             let event = tokio::select! {
                 event = self.wire.next(timeout) => Event::Read(event),
-                stanza = self.carried.next() => Event::Send(stanza),
+                work = self.carried.next() => Event::Carry(work),
                 verdict = self.verifications.next() => Event::Verified(verdict),
                 () = self.server.shutdown.cancelled() => Event::Shutdown,
             };
             let element = match event {
                 Event::Read(Ok(StreamEvent::Stanza(element))) => element,
-                Event::Send(stanza) => {
-                    self.send_stanza(stanza).await?;
+                Event::Carry(work) => {
+                    if self.carried.work(&mut self.wire, work).await.is_err() {
+                        // Broken, or the peer confirmed nothing for too
+                        // long: the carried links go to new streams.
+                        return Ok(Next::Done);
+                    }
                     continue;
                 }
                 Event::Verified(verdict) => {
                     self.verified(verdict).await?;
                     continue;
                 }
-                Event::Shutdown => return Ok(Next::Done),
+                Event::Shutdown => {
+                    self.carried.shutting_down();
+                    return Ok(Next::Done);
+                }
                 Event::Read(Ok(StreamEvent::End) | Err(WireError::Closed)) => {
                     return Ok(Next::Done);
                 }
@@ -279,21 +280,6 @@ impl Incoming {
                 }
             }
         }
-    }
-
-    /// Writes a stanza of a carried link; one that cannot be written is
-    /// kept to go out again on another stream.
-    async fn send_stanza(&mut self, stanza: Stanza) -> Result<(), Refusal> {
-        if let Err(error) = self.wire.send_stanza(stanza.element.clone()).await {
-            self.unsent = Some(stanza);
-            return Err(error.into());
-        }
-        self.server
-            .s2s
-            .metrics
-            .stanzas_out
-            .fetch_add(1, Ordering::Relaxed);
-        Ok(())
     }
 
     /// The stream is authenticated for `pair`: the peer may send from its

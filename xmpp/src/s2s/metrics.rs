@@ -36,6 +36,12 @@ pub struct S2sMetrics {
     pub connect_failures: AtomicU64,
     /// Stanzas bounced because no outgoing stream took them.
     pub bounced: AtomicU64,
+    /// Barriers (pings answered in order) sent on outgoing streams.
+    pub barriers: AtomicU64,
+    /// Stanzas written to a peer that its answer to a barrier confirmed.
+    pub confirmed: AtomicU64,
+    /// Stanzas written to a peer and awaiting its confirmation now.
+    pub unconfirmed: AtomicU64,
 }
 
 impl S2sMetrics {
@@ -116,6 +122,21 @@ impl S2sMetrics {
             "starling_s2s_bounced_total",
             "Stanzas to other servers bounced because no stream took them.",
             load(&self.bounced),
+        )?;
+        out.counter(
+            "starling_s2s_barriers_total",
+            "Barriers (pings the peer answers in order) sent to confirm stanzas.",
+            load(&self.barriers),
+        )?;
+        out.counter(
+            "starling_s2s_confirmed_total",
+            "Stanzas sent to other servers that the peer confirmed.",
+            load(&self.confirmed),
+        )?;
+        out.gauge(
+            "starling_s2s_unconfirmed",
+            "Stanzas written to other servers and awaiting their confirmation.",
+            load(&self.unconfirmed),
         )
     }
 }

@@ -38,7 +38,7 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 use crate::stream::Limits;
 
 pub use self::metrics::S2sMetrics;
-pub use self::outbound::send;
+pub use self::outbound::{answered, queue, send};
 
 /// The node's federation service: configuration, TLS, keys, and the
 /// outgoing streams this node holds.
@@ -54,6 +54,8 @@ pub struct S2s {
     links: Mutex<HashMap<outbound::Pair, Arc<outbound::Link>>>,
     /// `max_inbound_streams`: one permit per incoming stream.
     inbound_permits: Arc<tokio::sync::Semaphore>,
+    /// Numbers the links, for the ids of their barriers.
+    next_link: std::sync::atomic::AtomicU64,
     pub metrics: S2sMetrics,
 }
 
@@ -73,6 +75,7 @@ impl S2s {
             resolver: resolve::Resolver::new(config.s2s.routes.clone()),
             links: Mutex::new(HashMap::new()),
             inbound_permits: Arc::new(tokio::sync::Semaphore::new(config.s2s.max_inbound_streams)),
+            next_link: std::sync::atomic::AtomicU64::new(0),
             metrics: S2sMetrics::default(),
         })
     }

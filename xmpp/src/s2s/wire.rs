@@ -112,18 +112,19 @@ impl Wire {
         let mut out = Vec::with_capacity(128);
         if element.ns() == ns::STREAM {
             stream::write_element(element, &mut out);
+        } else if element.ns() == super::dialback::NS {
+            super::dialback::write(element, &mut out);
         } else {
             element.write_to(&mut out, ns::SERVER);
         }
         self.write(&out).await
     }
 
-    /// Writes a stanza, moving it into the server namespace.
-    pub(crate) async fn send_stanza(&mut self, mut stanza: Element) -> io::Result<()> {
+    /// Appends a stanza to `out`, moved into the server namespace.
+    pub(crate) fn serialize_stanza(stanza: &Element, out: &mut Vec<u8>) {
+        let mut stanza = stanza.clone();
         stanza.rename_ns(ns::CLIENT, ns::SERVER);
-        let mut out = Vec::with_capacity(256);
-        stanza.write_to(&mut out, ns::SERVER);
-        self.write(&out).await
+        stanza.write_to(out, ns::SERVER);
     }
 
     /// Ends the stream with a stream error, as far as the socket lets us.

@@ -164,7 +164,7 @@ async fn export(server: &Server, request: &Request) -> Option<Moved> {
         last_presence: presence.last.as_ref().map(text),
         directed: presence.directed.iter().map(Jid::to_string).collect(),
         roster_interest: presence.interested,
-        inbound: sm.inbound(),
+        inbound: sm.settle(),
         acked: sm.acked(),
         max_secs: sm.resumption.as_ref().map_or(0, |r| r.max_secs),
         unacked: sm

@@ -2,6 +2,7 @@
 //! of a session on any member of the cluster.
 //!
 //! - `state`: the counters and the unacknowledged queue (no I/O).
+//! - `confirm`: stanzas to other servers counted once confirmed (no I/O).
 //! - `token`: resumption ids: the creating member and 128 random bits.
 //! - `wire`: the elements the server sends.
 //! - `registry`: this member's resumable sessions and pending takeovers.
@@ -13,6 +14,7 @@
 //! resumption). The `sm` module (`modules::sm`) offers the feature and
 //! holds the service below.
 
+pub mod confirm;
 pub mod handover;
 pub mod registry;
 pub mod resume;
@@ -25,6 +27,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use self::confirm::Confirm;
 pub use self::registry::{Registry, Taken};
 pub use self::state::{Resumption, SmState};
 

@@ -8,7 +8,9 @@ use std::collections::VecDeque;
 
 use starling_core::xml::Element;
 
+use super::confirm::{Confirm, Pending};
 use super::token::Key;
+use crate::session::LocalSession;
 
 /// What a resumable session was told in `<enabled/>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +42,9 @@ pub struct SmState {
     /// When an `<r/>` goes out if no more stanzas make one due sooner.
     pub request_due: Option<tokio::time::Instant>,
     pub resumption: Option<Resumption>,
+    /// Stanzas to other servers awaiting their confirmation, and `<r/>`s
+    /// waiting for them; boxed and allocated only while any wait.
+    pending: Option<Box<Pending>>,
 }
 
 /// The client acknowledged more than was sent (XEP-0198 4: a
@@ -80,7 +85,79 @@ impl SmState {
         self.inbound = self.inbound.wrapping_add(1);
     }
 
+    /// Stanzas received from the client, confirmed or not.
     pub fn inbound(&self) -> u32 {
+        self.inbound
+    }
+
+    /// The stanza just counted goes to another server: it is handled once
+    /// the returned handle resolves (see `sm::confirm`).
+    pub fn await_confirmation(&mut self, session: std::sync::Weak<LocalSession>) -> Confirm {
+        let inbound = self.inbound;
+        self.pending
+            .get_or_insert_with(Box::default)
+            .push(inbound, session)
+    }
+
+    /// The `h` to report: stanzas received up to the oldest one whose
+    /// confirmation is still awaited.
+    pub fn handled(&mut self) -> u32 {
+        let Some(pending) = &mut self.pending else {
+            return self.inbound;
+        };
+        let handled = pending.handled(self.inbound);
+        if pending.is_idle() {
+            self.pending = None;
+        }
+        handled
+    }
+
+    /// Stanzas whose confirmation is awaited.
+    pub fn awaiting(&self) -> usize {
+        self.pending.as_ref().map_or(0, |pending| pending.waiting())
+    }
+
+    /// The client's `<r/>`: the `h` to answer with now, or `None` when
+    /// stanzas it sent before wait for their confirmation (answered by
+    /// [`SmState::answerable`] once they are).
+    pub fn ack_request(&mut self) -> Option<u32> {
+        let handled = self.handled();
+        if handled == self.inbound {
+            return Some(handled);
+        }
+        let inbound = self.inbound;
+        self.pending
+            .get_or_insert_with(Box::default)
+            .defer_request(inbound);
+        None
+    }
+
+    /// How many waiting `<r/>`s can be answered now, and with which `h`.
+    pub fn answerable(&mut self) -> (usize, u32) {
+        if self.pending.is_none() {
+            return (0, self.inbound);
+        }
+        let handled = self.handled();
+        let due = self
+            .pending
+            .as_mut()
+            .map_or(0, |pending| pending.answerable(handled));
+        if self
+            .pending
+            .as_ref()
+            .is_some_and(|pending| pending.is_idle())
+        {
+            self.pending = None;
+        }
+        (due, handled)
+    }
+
+    /// The session is resumed or ends: what is confirmed is the count from
+    /// now on; the client sends the rest again (XEP-0198 4), and stanzas
+    /// still travelling may then reach their server twice.
+    pub fn settle(&mut self) -> u32 {
+        self.inbound = self.handled();
+        self.pending = None;
         self.inbound
     }
 
@@ -194,6 +271,30 @@ mod tests {
         assert!(size <= 160, "SmState is {size} bytes");
         let sm = SmState::new(None);
         assert_eq!(sm.unacked.capacity(), 0);
+    }
+
+    #[test]
+    fn an_ack_request_waits_for_confirmations_and_resumption_settles() {
+        let mut sm = SmState::default();
+        sm.received();
+        sm.received();
+        let confirm = sm.await_confirmation(std::sync::Weak::new());
+        sm.received();
+        assert_eq!(sm.handled(), 1, "stanza 2 waits, and 3 after it");
+        assert_eq!(sm.ack_request(), None);
+        assert_eq!(sm.answerable(), (0, 1));
+        drop(confirm);
+        assert_eq!(sm.answerable(), (1, 3));
+        assert_eq!(sm.awaiting(), 0);
+        assert_eq!(sm.ack_request(), Some(3));
+        assert!(sm.pending.is_none(), "nothing kept once nothing waits");
+
+        sm.received();
+        let _travelling = sm.await_confirmation(std::sync::Weak::new());
+        assert_eq!(sm.settle(), 3, "the client sends stanza 4 again");
+        assert_eq!(sm.inbound(), 3);
+        sm.received();
+        assert_eq!(sm.handled(), 4);
     }
 
     #[test]

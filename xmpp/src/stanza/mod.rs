@@ -112,6 +112,11 @@ pub struct Stanza {
     /// member. Routing passes it on, so stale directories cannot make a
     /// stanza circle (see `router::cluster::MAX_HOPS`).
     pub hops: u8,
+    /// For a stanza a stream-managed client sent to another server: its
+    /// place in the client's `h`, resolved when the stanza is dropped
+    /// (confirmed by that server, bounced, or consumed here); see
+    /// `sm::confirm`. Empty for every other stanza, and in a clone.
+    pub confirm: crate::sm::Confirm,
 }
 
 impl Stanza {
@@ -125,6 +130,7 @@ impl Stanza {
                 to,
                 from,
                 hops: 0,
+                confirm: crate::sm::Confirm::default(),
             }),
             Err(error) => Err((element, error)),
         }

@@ -47,7 +47,79 @@ pub struct Page {
     pub complete: bool,
 }
 
+/// A message to archive (see [`Store::archive_messages`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewArchived {
+    /// Whose archive: a username, or a room's bare JID.
+    pub owner: String,
+    pub stanza_id: String,
+    /// The other party's bare JID.
+    pub with: String,
+    pub stamp_ms: i64,
+    pub stanza: String,
+}
+
+/// Rows per INSERT: five parameters each, well under every backend's
+/// limit on parameters in one statement.
+const ROWS_PER_INSERT: usize = 100;
+
+/// One multi-row INSERT of at most [`ROWS_PER_INSERT`] messages.
+async fn insert_archived<'c, E>(chunk: &[NewArchived], on: E) -> Result<(), StorageError>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    if chunk.is_empty() {
+        return Ok(());
+    }
+    let placeholders: Vec<String> = (0..chunk.len())
+        .map(|row| {
+            let n = row * 5;
+            format!(
+                "(${}, ${}, ${}, ${}, ${})",
+                n + 1,
+                n + 2,
+                n + 3,
+                n + 4,
+                n + 5
+            )
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO mam_messages (owner, stanza_id, with_jid, stamp_ms, stanza) VALUES {} \
+         ON CONFLICT DO NOTHING",
+        placeholders.join(", ")
+    );
+    // Only placeholders are formatted in; every value is bound.
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for message in chunk {
+        query = query
+            .bind(&message.owner)
+            .bind(&message.stanza_id)
+            .bind(&message.with)
+            .bind(message.stamp_ms)
+            .bind(&message.stanza);
+    }
+    query.execute(on).await?;
+    Ok(())
+}
+
 impl Store {
+    /// Archives many messages with one statement per hundred (in one
+    /// transaction when there are more): a round trip to the database for a
+    /// batch instead of one per message. Ids an archive holds already are
+    /// kept as they are. All or nothing: on an error none is archived.
+    pub async fn archive_messages(&self, messages: &[NewArchived]) -> Result<(), StorageError> {
+        if messages.len() <= ROWS_PER_INSERT {
+            return insert_archived(messages, &self.pool).await;
+        }
+        let mut tx = self.begin_write().await?;
+        for chunk in messages.chunks(ROWS_PER_INSERT) {
+            insert_archived(chunk, &mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Archives a message; an id the archive holds already is kept as it is.
     pub async fn archive_message(
         &self,
@@ -335,6 +407,42 @@ mod tests {
                 .unwrap()
                 .unwrap();
             assert!(empty.messages.is_empty() && empty.complete);
+        }
+    }
+
+    backend_test! {
+        #[tokio::test]
+        async fn a_batch_is_archived_in_order_over_several_statements(db) {
+            let store = db.store().await;
+            let message = |n: usize, id: String| NewArchived {
+                owner: if n % 2 == 0 { "alice" } else { "bob" }.to_owned(),
+                stanza_id: id,
+                with: "carol@x".to_owned(),
+                stamp_ms: n as i64,
+                stanza: format!("<message id='{n}'/>"),
+            };
+            // More than one statement's worth, and an id alice has already.
+            store
+                .archive_message("alice", "a0", "carol@x", 0, "<first/>")
+                .await
+                .unwrap();
+            let batch: Vec<NewArchived> = (0..250)
+                .map(|n| message(n, format!("{}{n}", if n % 2 == 0 { 'a' } else { 'b' })))
+                .collect();
+            store.archive_messages(&batch).await.unwrap();
+            store.archive_messages(&[]).await.unwrap();
+            let all = ArchiveQuery {
+                max: 1000,
+                ..ArchiveQuery::default()
+            };
+            let alice = store.query_archive("alice", &all).await.unwrap().unwrap();
+            assert_eq!(alice.messages.len(), 125);
+            assert_eq!(alice.messages[0].stanza, "<first/>", "a duplicate id is ignored");
+            let expected: Vec<String> = (0..250).step_by(2).map(|n| format!("a{n}")).collect();
+            assert_eq!(ids(&alice), expected);
+            let bob = store.query_archive("bob", &all).await.unwrap().unwrap();
+            assert_eq!(bob.messages.len(), 125);
+            assert_eq!(bob.messages[124].stanza, "<message id='249'/>");
         }
     }
 }

@@ -52,7 +52,7 @@ use sqlx::{AnyConnection, AnyPool};
 
 pub use error::StorageError;
 pub use last::LastLogout;
-pub use mam::{ArchiveEnds, ArchiveQuery, ArchivedMessage, Page};
+pub use mam::{ArchiveEnds, ArchiveQuery, ArchivedMessage, NewArchived, Page};
 pub use mam_prefs::StoredArchivePrefs;
 pub use muc::StoredRoom;
 pub use offline::{OfflineMessage, OfflineStore};

@@ -475,6 +475,7 @@ mod tests {
         Target {
             servers: "127.0.0.1:5222".parse().unwrap(),
             domain: "localhost".to_owned(),
+            server_domains: Vec::new(),
             users: Users {
                 prefix: "u".to_owned(),
                 password_prefix: "p".to_owned(),

@@ -9,6 +9,7 @@
 //! query and nothing is lost with a member.
 
 pub mod prefs;
+mod writer;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,9 +32,10 @@ use crate::router::{bounce, message};
 use crate::server::Server;
 use crate::session::LocalSession;
 use crate::stanza::{Condition, IqType, MessageType, Stanza, StanzaError};
-use crate::storage::{ArchiveQuery, StorageError, Store};
+use crate::storage::{ArchiveQuery, NewArchived, StorageError, Store};
 use crate::util::time::{now_ms, parse_xep0082, xep0082};
 use prefs::{ArchivePrefs, Decision, DefaultMode};
+use writer::ArchiveWriter;
 
 pub const MAM: &str = "urn:xmpp:mam:2";
 const SID: &str = "urn:xmpp:sid:0";
@@ -82,8 +84,8 @@ impl Default for MamConfig {
 
 pub struct Mam {
     config: MamConfig,
-    archived: AtomicU64,
-    failures: AtomicU64,
+    /// Writes archived messages in batches.
+    writer: ArchiveWriter,
     queries: AtomicU64,
     expired: Arc<AtomicU64>,
     /// Each user's preferences, read on every archived message.
@@ -106,8 +108,7 @@ impl Mam {
         }
         Ok(Mam {
             config: config.clone(),
-            archived: AtomicU64::new(0),
-            failures: AtomicU64::new(0),
+            writer: ArchiveWriter::new(),
             queries: AtomicU64::new(0),
             expired: Arc::new(AtomicU64::new(0)),
             prefs: Arc::new(Lru::new(
@@ -134,6 +135,7 @@ impl Module for Mam {
                 Hook::Inbound,
                 Hook::UserDeleted,
                 Hook::Started,
+                Hook::Stopped,
             ],
             account_disco: vec![
                 Disco::Feature(MAM),
@@ -250,6 +252,7 @@ impl Module for Mam {
     }
 
     fn started(&self, server: &Arc<Server>) {
+        self.writer.start(server.store.clone());
         if self.config.max_age_days == 0 {
             return;
         }
@@ -286,10 +289,19 @@ impl Module for Mam {
         store: &'a Store,
         user: &'a BareJid,
     ) -> BoxFuture<'a, Result<(), StorageError>> {
-        crate::modules::delete_for_account(user, |owner| async move {
-            store.delete_archive(owner).await?;
-            store.delete_archive_prefs(owner).await
+        Box::pin(async move {
+            // Nothing handed over before the deletion may be written after it.
+            self.writer.flush().await;
+            crate::modules::delete_for_account(user, |owner| async move {
+                store.delete_archive(owner).await?;
+                store.delete_archive_prefs(owner).await
+            })
+            .await
         })
+    }
+
+    fn stopped<'a>(&'a self, _server: &'a Server) -> BoxFuture<'a, ()> {
+        Box::pin(self.writer.flush())
     }
 
     fn caches(&self) -> Vec<Arc<dyn StatsSource>> {
@@ -314,12 +326,12 @@ impl Module for Mam {
             counter(
                 "starling_mam_archived_total",
                 "Messages archived (once per archive).",
-                &self.archived,
+                &self.writer.archived,
             ),
             counter(
                 "starling_mam_archive_failures_total",
                 "Messages delivered but not archived because the store failed.",
-                &self.failures,
+                &self.writer.failures,
             ),
             counter(
                 "starling_mam_skipped_total",
@@ -427,22 +439,14 @@ impl Mam {
         element: &Element,
     ) {
         let Some(username) = owner.node() else { return };
-        let xml = String::from_utf8_lossy(&element.to_bytes()).into_owned();
-        match server
-            .store
-            .archive_message(username.as_str(), id, with.as_str(), now_ms(), &xml)
-            .await
-        {
-            Ok(()) => {
-                self.archived.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(error) => {
-                // The message still goes on: losing it to keep the archive
-                // whole would be worse.
-                self.failures.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(%owner, %error, "archiving a message failed; delivered unarchived");
-            }
-        }
+        let message = NewArchived {
+            owner: username.to_string(),
+            stanza_id: id.to_owned(),
+            with: with.to_string(),
+            stamp_ms: now_ms(),
+            stanza: String::from_utf8_lossy(&element.to_bytes()).into_owned(),
+        };
+        self.writer.write(&server.store, message).await;
     }
 
     /// Answers a query: one message per result, then the `<fin/>`.

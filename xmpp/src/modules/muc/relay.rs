@@ -41,9 +41,15 @@ pub(super) async fn send(muc: &Muc, server: &Server, outs: Vec<Out>) {
                     remote.entry(node).or_default().push(out);
                 } else {
                     // Gone (most often: a local session that just closed,
-                    // whose leave this is): its seat here is cleared.
-                    muc.records
-                        .observe(&full, &out.stanza, out.about.as_ref(), me);
+                    // whose leave this is): its seat here is cleared. An
+                    // occupant of another server is on no member: its
+                    // stanzas go out over federation, and it has no seat
+                    // in this member's records (which are of local
+                    // sessions, for rebuilding rooms).
+                    if server.serves_domain(full.domain().as_str()) {
+                        muc.records
+                            .observe(&full, &out.stanza, out.about.as_ref(), me);
+                    }
                     route_one(server, out.stanza).await;
                 }
             }

@@ -167,7 +167,7 @@ async fn follow_legacy(
         }
     }
     for jid in current.keys().filter(|jid| !wanted.contains_key(*jid)) {
-        retract_as_owner(server, owner, BOOKMARKS, jid).await?;
+        retract_as_owner(pep, server, owner, BOOKMARKS, jid).await?;
     }
     Ok(())
 }

@@ -78,8 +78,12 @@ async fn answer(
     let (Some(owner), Some(from)) = (request.account.clone(), request.from()) else {
         return Err(PubSubError::new(Condition::BadRequest));
     };
-    if !server.is_local_user(&from.to_bare().into()) {
-        return Err(PubSubError::forbidden().with_text("Only local users may use PEP here"));
+    // Users of other servers (over federation) are contacts like local
+    // ones: they read what the access model lets them, and only the owner
+    // changes anything.
+    let user_elsewhere = from.node().is_some() && !server.serves_domain(from.domain().as_str());
+    if !server.is_local_user(&from.to_bare().into()) && !user_elsewhere {
+        return Err(PubSubError::forbidden().with_text("Only users may use PEP here"));
     }
     let parties = Parties {
         owner,
@@ -108,7 +112,7 @@ async fn answer(
             .await
         }
         (ns::PUBSUB, "items", false) => items(server, &parties, first).await,
-        (ns::PUBSUB, "retract", true) => retract(server, &parties, first).await,
+        (ns::PUBSUB, "retract", true) => retract(pep, server, &parties, first).await,
         (ns::PUBSUB, "create", true) => {
             create(pep, server, &parties, first, form_in(sibling("configure"))).await
         }
@@ -131,8 +135,8 @@ async fn answer(
                     .with_child(default_config().to_form("form")),
             ),
         )),
-        (ns::PUBSUB_OWNER, "delete", true) => delete(server, &parties, first).await,
-        (ns::PUBSUB_OWNER, "purge", true) => purge(server, &parties, first).await,
+        (ns::PUBSUB_OWNER, "delete", true) => delete(pep, server, &parties, first).await,
+        (ns::PUBSUB_OWNER, "purge", true) => purge(pep, server, &parties, first).await,
         (ns::PUBSUB, "subscribe" | "unsubscribe" | "options", _) => {
             // Contacts get notifications through presence and capabilities.
             Err(PubSubError::unsupported("subscribe"))
@@ -304,7 +308,7 @@ async fn publish(
     };
     notified(
         pep,
-        notify::event(server, &parties.owner, node, &config, &event).await,
+        notify::event(server, &pep.remote, &parties.owner, node, &config, &event).await,
     );
     Ok(Some(
         Element::new("pubsub", ns::PUBSUB).with_child(
@@ -345,6 +349,7 @@ pub(super) async fn publish_as_owner(
 /// Retracts one item of the owner's own node, notifying as a client's
 /// retract with `notify` would.
 pub(super) async fn retract_as_owner(
+    pep: &Pep,
     server: &Server,
     owner: &BareJid,
     node: &str,
@@ -358,7 +363,7 @@ pub(super) async fn retract_as_owner(
         .with_attr("node", node)
         .with_attr("notify", "true")
         .with_child(Element::new("item", ns::PUBSUB).with_attr("id", item_id));
-    retract(server, &parties, &request).await.map(drop)
+    retract(pep, server, &parties, &request).await.map(drop)
 }
 
 fn notified(pep: &Pep, (local, remote): (u64, u64)) {
@@ -493,6 +498,7 @@ async fn items(
 }
 
 async fn retract(
+    pep: &Pep,
     server: &Server,
     parties: &Parties,
     retract: &Element,
@@ -519,7 +525,7 @@ async fn retract(
         let event = Event::Retracted {
             item_id: item_id.to_owned(),
         };
-        notify::event(server, &parties.owner, node, &config, &event).await;
+        notify::event(server, &pep.remote, &parties.owner, node, &config, &event).await;
     }
     Ok(None)
 }
@@ -565,6 +571,7 @@ async fn configure(
 }
 
 async fn delete(
+    pep: &Pep,
     server: &Server,
     parties: &Parties,
     delete: &Element,
@@ -578,12 +585,21 @@ async fn delete(
         .await
         .map_err(storage)?;
     if config.notify_delete {
-        notify::event(server, &parties.owner, node, &config, &Event::Deleted).await;
+        notify::event(
+            server,
+            &pep.remote,
+            &parties.owner,
+            node,
+            &config,
+            &Event::Deleted,
+        )
+        .await;
     }
     Ok(None)
 }
 
 async fn purge(
+    pep: &Pep,
     server: &Server,
     parties: &Parties,
     purge: &Element,
@@ -596,6 +612,14 @@ async fn purge(
         .purge_pep_items(parties.owner_name(), node)
         .await
         .map_err(storage)?;
-    notify::event(server, &parties.owner, node, &config, &Event::Purged).await;
+    notify::event(
+        server,
+        &pep.remote,
+        &parties.owner,
+        node,
+        &config,
+        &Event::Purged,
+    )
+    .await;
     Ok(None)
 }

@@ -10,6 +10,8 @@
 //!   says what it wants.
 //! - `caps.rs`: XEP-0115 capabilities, which say which nodes a client
 //!   wants (`+notify`), cached per member and in the store.
+//! - `remote.rs`: contacts on other servers, their available resources
+//!   and what each wants, learnt from the presence delivered here.
 //!
 //! In a cluster: nodes and items live in the store (any member answers,
 //! nothing is lost with a member); a notification is sent to each available
@@ -22,6 +24,7 @@ mod bookmarks;
 mod caps;
 mod iq;
 mod notify;
+mod remote;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -80,7 +83,9 @@ struct Counters {
 
 pub struct Pep {
     config: PepConfig,
-    caps: Caps,
+    caps: Arc<Caps>,
+    /// Contacts of other servers whose presence sessions here received.
+    remote: Arc<remote::Remote>,
     /// The nodes each session here wants, from its capabilities.
     interests: SessionMap<caps::Interest>,
     counters: Counters,
@@ -90,7 +95,8 @@ impl Pep {
     pub fn new(options: Options) -> Result<Pep, ModuleConfigError> {
         let config: PepConfig = options.parse()?;
         Ok(Pep {
-            caps: Caps::new(config.caps_cache_entries),
+            caps: Arc::new(Caps::new(config.caps_cache_entries)),
+            remote: Arc::default(),
             interests: SessionMap::default(),
             counters: Counters::default(),
             config,
@@ -229,7 +235,10 @@ impl Module for Pep {
         })
     }
 
-    fn deliver(&self, _server: &Server, session: &LocalSession, stanza: &Element) -> Delivery {
+    fn deliver(&self, server: &Server, session: &LocalSession, stanza: &Element) -> Delivery {
+        if let Some(delivery) = self.from_remote_contact(server, session, stanza) {
+            return delivery;
+        }
         let Some(node) = notify::event_node(stanza) else {
             return Delivery::Deliver;
         };
@@ -329,6 +338,11 @@ impl Module for Pep {
                 &c.caps_unverified,
             ),
             Metric::gauge(
+                "starling_pep_remote_resources",
+                "Available resources of contacts on other servers tracked on this member.",
+                self.remote.tracked() as u64,
+            ),
+            Metric::gauge(
                 "starling_pep_interested_sessions",
                 "Sessions on this member whose wanted PEP nodes are known.",
                 self.interests.len() as u64,
@@ -338,6 +352,67 @@ impl Module for Pep {
 }
 
 impl Pep {
+    /// A presence from a contact of another server (its resources and
+    /// capabilities are noted) or its client's answer to our capabilities
+    /// question (taken: `Withhold`). `None` for anything else.
+    fn from_remote_contact(
+        &self,
+        server: &Server,
+        session: &LocalSession,
+        stanza: &Element,
+    ) -> Option<Delivery> {
+        let name = stanza.name();
+        if name != "presence" && name != "iq" {
+            return None;
+        }
+        let from = stanza.attr("from")?;
+        // Most deliveries are from our own users: decided without parsing.
+        let domain = from.split('/').next()?.rsplit('@').next()?;
+        if server.serves_domain(domain) {
+            return None;
+        }
+        let from = starling_core::jid::FullJid::new(from).ok()?;
+        if server.serves_domain(from.domain().as_str()) {
+            return None;
+        }
+        let this = server.this()?;
+        if name == "presence" {
+            if let remote::Learnt::Resolve(advertised) =
+                self.remote.observe(&self.caps, &from, stanza)
+            {
+                self.counters.caps_queries.fetch_add(1, Ordering::Relaxed);
+                tokio::spawn(remote::resolve(
+                    this,
+                    self.caps.clone(),
+                    self.remote.clone(),
+                    from,
+                    session.jid.clone(),
+                    advertised,
+                ));
+            }
+            return Some(Delivery::Deliver);
+        }
+        let answer = matches!(stanza.attr("type"), Some("result" | "error"))
+            && stanza
+                .attr("id")
+                .is_some_and(|id| id.starts_with(caps::ID_PREFIX));
+        if !answer {
+            return None;
+        }
+        let pending = self.caps.answered(stanza.attr("id")?, &from)?;
+        let (caps, remote, asker) = (self.caps.clone(), self.remote.clone(), session.jid.clone());
+        let answer = stanza.clone();
+        tokio::spawn(async move {
+            let verified = remote::answered(this, caps, remote, asker, pending, answer).await;
+            if !verified {
+                tracing::debug!(
+                    "a remote contact's capabilities answer does not match its hash; used for that resource only"
+                );
+            }
+        });
+        Some(Delivery::Withhold)
+    }
+
     fn is_caps_answer(&self, stanza: &Stanza) -> bool {
         matches!(stanza.iq_type(), Some(IqType::Result | IqType::Error))
             && stanza

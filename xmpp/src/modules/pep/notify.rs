@@ -4,9 +4,10 @@
 use std::sync::Arc;
 
 use starling_core::cluster::StanzaKind;
-use starling_core::jid::BareJid;
+use starling_core::jid::{BareJid, FullJid};
 use starling_core::xml::{Element, ns};
 
+use super::remote::Remote;
 use crate::pubsub::config::{AccessModel, NodeConfig, NotificationType, SendLast};
 use crate::router::resources::{self, Target, deliver_local, send_to};
 use crate::server::Server;
@@ -88,11 +89,95 @@ async fn recipients(server: &Server, owner: &BareJid, config: &NodeConfig) -> Ve
         .collect()
 }
 
+/// The resources of the owner's contacts on other servers (with a
+/// subscription to the owner's presence) that want `node`.
+async fn remote_recipients(
+    server: &Server,
+    contacts: &Remote,
+    owner: &BareJid,
+    node: &str,
+) -> Vec<FullJid> {
+    let roster = match server.rosters.get(owner).await {
+        Ok(roster) => roster,
+        Err(_) => return Vec::new(),
+    };
+    roster
+        .subscribers()
+        .filter(|contact| !server.serves_domain(contact.domain().as_str()))
+        .flat_map(|contact| contacts.wanting(contact, node))
+        .collect()
+}
+
+/// Sends a contact's resource on another server the newest item of each of
+/// `nodes` of `owner` (a local account) it may read: what a resource that
+/// starts wanting a node gets (XEP-0163 4.3.2). Returns how many were sent.
+pub(super) async fn last_items_to(
+    server: &Server,
+    owner: &BareJid,
+    to: &FullJid,
+    nodes: &[String],
+) -> u64 {
+    if nodes.is_empty() || !server.is_local_user(&owner.clone().into()) {
+        return 0;
+    }
+    let Some(username) = owner.node().map(|node| node.to_string()) else {
+        return 0;
+    };
+    match server.rosters.get(owner).await {
+        Ok(roster) if roster.subscribers().any(|contact| *contact == to.to_bare()) => {}
+        Ok(_) => return 0,
+        Err(error) => {
+            tracing::error!(%owner, %error, "roster unavailable; no last PEP items sent");
+            return 0;
+        }
+    }
+    let items = match server.store.last_pep_items(&[username], nodes).await {
+        Ok(items) => items,
+        Err(error) => {
+            tracing::error!(%owner, %error, "reading last PEP items failed");
+            return 0;
+        }
+    };
+    let mut sent = 0;
+    for last in items {
+        let Some(config) = NodeConfig::from_json(&last.config) else {
+            continue;
+        };
+        if config.send_last_published_item == SendLast::Never
+            || config.access_model == AccessModel::Whitelist
+        {
+            continue;
+        }
+        let Ok(payload) = crate::stream::parse_element(last.item.payload.as_bytes()) else {
+            continue;
+        };
+        let event = Event::Published {
+            item_id: last.item.item_id,
+            payload,
+        };
+        let mut notification = message(owner, &config, event_element(&last.node, &event));
+        notification.set_attr("to", to.as_str());
+        notification.push_child(
+            Element::new("delay", ns::DELAY)
+                .with_attr("from", owner.as_str())
+                .with_attr("stamp", xep0082(last.item.stamp_ms)),
+        );
+        if let Ok(stanza) = crate::stanza::Stanza::from_server(notification) {
+            crate::router::route(server, stanza).await;
+            sent += 1;
+        }
+    }
+    sent
+}
+
 /// Sends an event to every recipient; the member holding each session
-/// delivers it only if the session wants the node. Returns (local, remote)
-/// sends.
+/// delivers it only if the session wants the node. Contacts of other
+/// servers get it at each available resource whose capabilities want the
+/// node (`remote.rs`), over federation. Returns (local, remote) sends,
+/// remote counting sessions on other members.
 pub(super) async fn event(
     server: &Server,
+    contacts: &Remote,
     owner: &BareJid,
     node: &str,
     config: &NodeConfig,
@@ -103,6 +188,15 @@ pub(super) async fn event(
     }
     let template = message(owner, config, event_element(node, event));
     let (mut local, mut remote) = (0, 0);
+    if config.access_model != AccessModel::Whitelist {
+        for to in remote_recipients(server, contacts, owner, node).await {
+            let mut copy = template.clone();
+            copy.set_attr("to", to.as_str());
+            if let Ok(stanza) = crate::stanza::Stanza::from_server(copy) {
+                crate::router::route(server, stanza).await;
+            }
+        }
+    }
     for target in recipients(server, owner, config).await {
         let mut copy = template.clone();
         copy.set_attr("to", target.jid().as_str());

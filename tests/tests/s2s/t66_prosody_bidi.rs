@@ -46,6 +46,9 @@ fn start() -> Pair {
             users: &[("pat", PW)],
             cert: pki.issue(PROSODY),
             ca_file: pki.ca_path(),
+            modules: &[],
+            muc: None,
+            secure_auth: false,
             bidi: true,
         },
     );

@@ -91,6 +91,30 @@ async fn two_servers_with_bidi_use_one_connection_both_ways() {
         "{}",
         b.log()
     );
+    // What b.test wrote over the incoming stream is confirmed with barriers
+    // there too (it has no stream of its own), and nothing is left waiting.
+    let confirmed = async {
+        loop {
+            if b.metric("starling_s2s_confirmed_total").await >= 3.0
+                && b.metric("starling_s2s_unconfirmed").await == 0.0
+            {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    };
+    if tokio::time::timeout(FEDERATION_WAIT, confirmed)
+        .await
+        .is_err()
+    {
+        panic!(
+            "b.test confirmed {} and waits for {}\n{}",
+            b.metric("starling_s2s_confirmed_total").await,
+            b.metric("starling_s2s_unconfirmed").await,
+            b.log()
+        );
+    }
+    assert!(b.metric("starling_s2s_barriers_total").await >= 1.0);
 }
 
 #[tokio::test]

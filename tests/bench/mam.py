@@ -1,0 +1,296 @@
+#!/usr/bin/env python3
+"""Message archive benchmark (issue 12): Starling and Prosody's mod_mam side
+by side on the same archive and the same queries, and what archiving costs
+per message.
+
+Run from the repository root (needs release builds, Debian's prosody and
+lua-dbi-sqlite3 for Prosody's SQL storage; builds nothing):
+
+    cargo build --release -p starling-xmpp -p starling-tests --bin starling --bin starling-load
+    apt-get install prosody lua-dbi-sqlite3
+    python3 tests/bench/mam.py                      # 1,000,000 archived messages
+    python3 tests/bench/mam.py --messages 100000 --rounds 20   # smoke
+
+The archive: `--messages` rows in SQLite for 1,000 users of `localhost`.
+user1 owns a tenth of them, in conversations with user2..user101 taking
+turns (so one conversation is a hundredth of user1's archive, spread over
+all of it); the rest belong to the other users. The same rows are written
+into Starling's `mam_messages` and into Prosody's `prosodyarchive` (its
+mod_storage_sql, archive store `archive`), straight into each database
+after the server created its tables, with the servers stopped.
+
+The queries (`starling-load mam`): user1 opens the conversation with
+user8@localhost: the latest 50 messages (`<before/>`), then 10 pages of 50
+back, `--rounds` times, each query timed from the iq to its result with
+every message read. Target: p99 at most 20 ms for both kinds.
+
+The cost: `starling-load chat` at `--chat-rate` msg/s between 500 pairs
+(STARTTLS), Starling's CPU per message with the archive module on and off
+(target: archiving adds at most 25 %).
+"""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+USERS = 1000
+CONVERSATIONS = 100
+WITH = "user8@localhost"
+STAMP0 = 1_700_000_000  # seconds
+
+
+def wait_port(port, timeout=60):
+    import socket
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"nothing listens on {port}")
+
+
+def rows(messages):
+    """(owner, with, stamp seconds, outgoing, number) for every archived message."""
+    own = messages // 10
+    for n in range(own):
+        yield "user1", f"user{2 + n % CONVERSATIONS}@localhost", STAMP0 + n, n % 2 == 0, n
+    others = messages - own
+    for n in range(others):
+        owner = 2 + n % (USERS - 1)
+        contact = 1 + (owner + 1 + (n // (USERS - 1)) % 50) % USERS
+        yield f"user{owner}", f"user{contact}@localhost", STAMP0 + n, n % 2 == 0, own + n
+
+
+def stanza(owner, with_jid, outgoing, number, xmlns):
+    me = f"{owner}@localhost"
+    sender, recipient = (me, with_jid) if outgoing else (with_jid, me)
+    namespace = " xmlns='jabber:client'" if xmlns else ""
+    return (f"<message{namespace} from='{sender}/phone' to='{recipient}' type='chat' id='m{number}'>"
+            f"<body>Message number {number}, a line of ordinary chat.</body></message>")
+
+
+class Starling:
+    name = "Starling"
+
+    def __init__(self, bins, work, port, mam=True, folder="starling"):
+        self.bins, self.port = bins, port
+        self.dir = os.path.join(work, folder)
+        os.makedirs(self.dir)
+        self.db = os.path.join(self.dir, "starling.db")
+        self.config = os.path.join(self.dir, "node.toml")
+        with open(self.config, "w") as out:
+            out.write(f'[server]\ndata_dir = "{self.dir}"\n'
+                      f'[c2s]\nbind = "127.0.0.1:{port}"\ndirect_tls_bind = ""\n'
+                      f'[s2s]\nbind = ""\n[http]\nbind = "127.0.0.1:{port + 100}"\n'
+                      f'[storage]\nurl = "sqlite://{self.db}"\n'
+                      "[limits]\nconnections_per_ip_per_sec = 0\nauth_failures_per_ip = 0\n"
+                      f"[modules.mam]\nenabled = {'true' if mam else 'false'}\n")
+        # Provisioning creates the database and runs the migrations.
+        subprocess.run([bins["starling"], "user", "provision", "--config", self.config, "--prefix", "user",
+                        "--count", str(USERS), "--password", "pass", "--roster-size", "0",
+                        "--iterations", "4096"], check=True, capture_output=True)
+        self.process = None
+
+    def fill(self, messages):
+        db = sqlite3.connect(self.db)
+        db.executemany(
+            "INSERT INTO mam_messages (owner, stanza_id, with_jid, stamp_ms, stanza) VALUES (?, ?, ?, ?, ?)",
+            ((owner, f"a{number:08d}", with_jid, stamp * 1000, stanza(owner, with_jid, out, number, True))
+             for owner, with_jid, stamp, out, number in rows(messages)))
+        db.commit()
+        db.execute("ANALYZE")
+        db.close()
+
+    def start(self):
+        log = open(os.path.join(self.dir, "server.log"), "a")
+        self.process = subprocess.Popen([self.bins["starling"], "serve", "--config", self.config],
+                                        stdout=log, stderr=log, env=dict(os.environ, RUST_LOG="warn"))
+        wait_port(self.port)
+        return self.process.pid
+
+    def stop(self):
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=60)
+
+
+class Prosody:
+    name = "Prosody"
+
+    def __init__(self, bins, work, port):
+        self.bins, self.port = bins, port
+        self.dir = os.path.join(work, "prosody")
+        os.makedirs(os.path.join(self.dir, "data"))
+        self.db = os.path.join(self.dir, "prosody.sqlite")
+        cert, key = os.path.join(self.dir, "cert.pem"), os.path.join(self.dir, "key.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                        "-subj", "/CN=localhost", "-keyout", key, "-out", cert], check=True, capture_output=True)
+        self.config = os.path.join(self.dir, "prosody.cfg.lua")
+        with open(self.config, "w") as out:
+            out.write(f"""run_as_root = true
+pidfile = "{self.dir}/prosody.pid"
+data_path = "{self.dir}/data"
+log = {{ {{ levels = {{ min = "warn" }}, to = "file", filename = "{self.dir}/prosody.log" }} }}
+network_backend = "epoll"
+network_settings = {{ nagle = false }}
+interfaces = {{ "127.0.0.1" }}
+c2s_ports = {{ {port} }}
+c2s_require_encryption = false
+authentication = "internal_hashed"
+storage = {{ archive = "sql" }}
+sql = {{ driver = "SQLite3", database = "{self.db}" }}
+archive_expires_after = "never"
+modules_enabled = {{ "roster", "saslauth", "tls", "disco", "ping", "mam" }}
+modules_disabled = {{ "s2s", "offline" }}
+ssl = {{ certificate = "{cert}", key = "{key}" }}
+
+VirtualHost "localhost"
+    password_hash = "SHA-256"
+""")
+        subprocess.run([bins["starling-load"], "prosody-users", "--data-dir", os.path.join(self.dir, "data"),
+                        "--domain", "localhost", "--users", "user", "--password-prefix", "pass",
+                        "--count", str(USERS), "--iterations", "4096"], check=True, capture_output=True)
+        self.process = None
+
+    def fill(self, messages):
+        # Prosody creates its tables on the store's first use: one query.
+        self.start()
+        try:
+            load(self.bins, ["mam", "--server", f"127.0.0.1:{self.port}", "--users", "user",
+                             "--password-prefix", "pass", "--tls", "--with", WITH, "--rounds", "1", "--pages", "0"])
+        finally:
+            self.stop()
+        db = sqlite3.connect(self.db)
+        db.executemany(
+            'INSERT INTO prosodyarchive (host, user, store, key, "when", "with", type, value) '
+            "VALUES ('localhost', ?, 'archive', ?, ?, ?, 'xml', ?)",
+            ((owner, f"a{number:08d}", stamp, with_jid, stanza(owner, with_jid, out, number, False))
+             for owner, with_jid, stamp, out, number in rows(messages)))
+        db.commit()
+        db.execute("ANALYZE")
+        db.close()
+
+    def start(self):
+        log = open(os.path.join(self.dir, "prosody.out"), "a")
+        self.process = subprocess.Popen(["prosody", "--config", self.config, "-F"], stdout=log, stderr=log)
+        wait_port(self.port)
+        return self.process.pid
+
+    def stop(self):
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=60)
+
+
+def load(bins, args):
+    result = subprocess.run([bins["starling-load"], "--json"] + args, capture_output=True, text=True, timeout=1800)
+    if result.returncode != 0:
+        sys.stderr.write(result.stderr[-3000:])
+        raise SystemExit("starling-load failed")
+    return json.loads(result.stdout)
+
+
+def queries(bins, server, rounds):
+    pid = server.start()
+    try:
+        load(bins, ["mam", "--server", f"127.0.0.1:{server.port}", "--users", "user",
+                    "--password-prefix", "pass", "--tls", "--with", WITH, "--rounds", "2"])  # warm-up
+        before = cpu_seconds(pid)
+        report = load(bins, ["mam", "--server", f"127.0.0.1:{server.port}", "--users", "user",
+                             "--password-prefix", "pass", "--tls", "--with", WITH, "--rounds", str(rounds)])
+        report["server_cpu_s"] = cpu_seconds(pid) - before
+        return report
+    finally:
+        server.stop()
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def archiving_cost(bins, work, port, rate, seconds):
+    results = {}
+    for mam in (True, False):
+        server = Starling(bins, work, port, mam=mam, folder=f"starling-archive-{'on' if mam else 'off'}")
+        pid = server.start()
+        try:
+            report = load(bins, ["chat", "--server", f"127.0.0.1:{port}", "--users", "user",
+                                 "--password-prefix", "pass", "--tls", "--pairs", "500", "--rate", str(rate),
+                                 "--duration", str(seconds), "--login-rate", "500", "--no-presence",
+                                 "--server-pid", str(pid)])["chat"]
+        finally:
+            server.stop()
+        results["on" if mam else "off"] = {
+            "received_per_s": report["received_per_s"], "lost": report["lost"],
+            "p99_ms": report["latency"]["p99_ms"], "cpu_us_per_message": report["cpu_us_per_message"],
+        }
+    return results
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--bin-dir", default=os.path.join(ROOT, "target", "release"))
+    p.add_argument("--messages", type=int, default=1_000_000)
+    p.add_argument("--rounds", type=int, default=100)
+    p.add_argument("--chat-rate", type=int, default=5000)
+    p.add_argument("--chat-seconds", type=int, default=10)
+    p.add_argument("--base", type=int, default=21500)
+    p.add_argument("--out", default="")
+    args = p.parse_args()
+    bins = {name: os.path.join(args.bin_dir, name) for name in ("starling", "starling-load")}
+    for path in bins.values():
+        if not os.path.exists(path):
+            raise SystemExit(f"missing {path}: cargo build --release -p starling-xmpp -p starling-tests")
+    if not shutil.which("prosody"):
+        raise SystemExit("prosody is missing: apt-get install prosody lua-dbi-sqlite3")
+    work = tempfile.mkdtemp(prefix="starling-mam-bench-")
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    try:
+        servers = [Starling(bins, work, args.base), Prosody(bins, work, args.base + 1)]
+        results = {}
+        for server in servers:
+            began = time.time()
+            server.fill(args.messages)
+            print(f"{server.name}: {args.messages} messages written in {time.time() - began:.0f} s, "
+                  f"database {os.path.getsize(server.db) / 2**20:.0f} MiB", file=sys.stderr)
+            results[server.name] = queries(bins, server, args.rounds)
+            results[server.name]["database_mib"] = os.path.getsize(server.db) / 2**20
+        cost = archiving_cost(bins, work, args.base + 2, args.chat_rate, args.chat_seconds)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    s, pr = results["Starling"], results["Prosody"]
+    print(f"Message archive, {started}, {os.cpu_count()} cores, {args.messages} archived messages, "
+          f"{args.rounds} rounds of 1 + 10 pages of 50\n")
+    print("| query | Starling p50 / p99 ms | Prosody p50 / p99 ms | p99 Starling/Prosody |")
+    print("|---|---|---|---|")
+    for key, label in (("latest", "latest 50 of one conversation"), ("page_back", "each page of 50 back")):
+        a, b = s[key], pr[key]
+        print(f"| {label} | {a['p50_ms']:.2f} / {a['p99_ms']:.2f} | {b['p50_ms']:.2f} / {b['p99_ms']:.2f} | "
+              f"{a['p99_ms'] / b['p99_ms']:.2f} |")
+    print(f"| server CPU for all queries, s | {s['server_cpu_s']:.2f} | {pr['server_cpu_s']:.2f} | "
+          f"{s['server_cpu_s'] / max(pr['server_cpu_s'], 1e-9):.2f} |")
+    print(f"| database size, MiB | {s['database_mib']:.0f} | {pr['database_mib']:.0f} | |\n")
+    on, off = cost["on"], cost["off"]
+    print(f"Archiving cost at {args.chat_rate} msg/s offered (500 pairs, {args.chat_seconds} s):\n")
+    print("| archive module | received/s | lost | p99 ms | server CPU µs/message |")
+    print("|---|---|---|---|---|")
+    for label, r in (("on", on), ("off", off)):
+        print(f"| {label} | {r['received_per_s']:.0f} | {r['lost']} | {r['p99_ms']:.1f} | {r['cpu_us_per_message']:.1f} |")
+    print(f"\narchiving adds {100 * (on['cpu_us_per_message'] / off['cpu_us_per_message'] - 1):.0f} % CPU per message")
+    if args.out:
+        with open(args.out, "w") as out:
+            json.dump({"started": started, "args": vars(args), "queries": results, "cost": cost}, out, indent=2)
+
+
+if __name__ == "__main__":
+    main()

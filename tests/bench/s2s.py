@@ -1,0 +1,260 @@
+#!/usr/bin/env python3
+"""Federation benchmark (issue 17): messages/s and server CPU per message over
+server-to-server streams, three pairs of servers measured in the same run:
+
+    Starling <-> Starling   (a.test, b.test)
+    Starling <-> Prosody    (a.test, p1.test)
+    Prosody  <-> Prosody    (p1.test, p2.test)
+
+Run from the repository root as root (needs `ip`, dnsmasq, Debian's prosody and
+release builds; builds nothing):
+
+    cargo build --release -p starling-xmpp -p starling-tests --bin starling --bin starling-load
+    python3 tests/bench/s2s.py --rates 1000,3000 --duration 10
+
+Every server and the driver run in a network namespace of their own, each
+server on its own loopback address with the default ports (5222, 5269), and
+a dnsmasq there answers the address record of each `.test` domain, so the
+servers find each other as on the Internet (no SRV records: port 5269) and
+nothing leaves the machine. Each server has a self-signed certificate, so
+the pairs authenticate with dialback over TLS, as most of the network does.
+
+For each pair and rate, `starling-load chat --cross` runs pairs of users,
+the sender of pair k on server k mod 2 and its receiver on the other, so
+half the messages cross one way and half the other: each direction has its
+own stream (no bidi). A short run first sets the streams up; the measured
+run counts both servers' CPU from the start of sending to the end of the
+drain (`--server-pid`), divided by the messages received.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DOMAINS = {"a.test": "127.0.1.1", "b.test": "127.0.1.2", "p1.test": "127.0.1.3", "p2.test": "127.0.1.4"}
+PAIRS = [("Starling", "a.test", "Starling", "b.test"),
+         ("Starling", "a.test", "Prosody", "p1.test"),
+         ("Prosody", "p1.test", "Prosody", "p2.test")]
+
+
+class Namespace:
+    """A network namespace with loopback up and a DNS server for the domains."""
+
+    def __init__(self, work):
+        self.name = f"starling-s2s-bench-{os.getpid()}"
+        self.resolv = f"/etc/netns/{self.name}"
+        subprocess.run(["ip", "netns", "add", self.name], check=True)
+        subprocess.run(["ip", "-n", self.name, "link", "set", "lo", "up"], check=True)
+        os.makedirs(self.resolv, exist_ok=True)
+        with open(os.path.join(self.resolv, "resolv.conf"), "w") as resolv:
+            resolv.write("nameserver 127.0.0.1\n")
+        records = [f"--host-record={domain},{address}" for domain, address in DOMAINS.items()]
+        self.dns = subprocess.Popen(
+            self.command(["dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv",
+                          "--no-hosts", "--user=root", "--pid-file=", "--listen-address=127.0.0.1",
+                          "--bind-interfaces", "--local=/test/", *records]),
+            stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "dnsmasq.log"), "w"))
+
+    def command(self, argv):
+        return ["ip", "netns", "exec", self.name, *argv]
+
+    def close(self):
+        self.dns.terminate()
+        self.dns.wait(timeout=10)
+        subprocess.run(["ip", "netns", "delete", self.name], check=False)
+        shutil.rmtree(self.resolv, ignore_errors=True)
+
+
+def self_signed(directory, domain):
+    cert, key = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", f"/CN={domain}", "-addext", f"subjectAltName=DNS:{domain}",
+                    "-keyout", key, "-out", cert], check=True, capture_output=True)
+    return cert, key
+
+
+class Starling:
+    def __init__(self, netns, work, domain, users):
+        self.netns, self.domain, self.address = netns, domain, DOMAINS[domain]
+        self.dir = os.path.join(work, domain)
+        os.makedirs(self.dir)
+        cert, key = self_signed(self.dir, domain)
+        self.config = os.path.join(self.dir, "node.toml")
+        with open(self.config, "w") as config:
+            config.write(
+                f'[server]\ndomain = "{domain}"\ndata_dir = "{self.dir}/data"\n'
+                f'[c2s]\nbind = "{self.address}:5222"\ndirect_tls_bind = ""\n'
+                f'[s2s]\nbind = "{self.address}:5269"\n'
+                f'[http]\nbind = "{self.address}:5280"\n'
+                f'[tls]\ncert = "{cert}"\nkey = "{key}"\n'
+                "[limits]\nconnections_per_ip_per_sec = 0\nauth_failures_per_ip = 0\n")
+        subprocess.run([BIN["starling"], "user", "provision", "--config", self.config, "--prefix", "user",
+                        "--count", str(users), "--password", "pass", "--roster-size", "0"],
+                       check=True, capture_output=True)
+        log = open(os.path.join(self.dir, "server.log"), "w")
+        self.process = subprocess.Popen(netns.command([BIN["starling"], "serve", "--config", self.config]),
+                                        stdout=log, stderr=log, env=dict(os.environ, RUST_LOG="warn"))
+        self.pid = self.process.pid
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+class Prosody:
+    def __init__(self, netns, work, domain, users):
+        self.netns, self.domain, self.address = netns, domain, DOMAINS[domain]
+        self.dir = os.path.join(work, domain)
+        os.makedirs(os.path.join(self.dir, "data"))
+        cert, key = self_signed(self.dir, domain)
+        config = os.path.join(self.dir, "prosody.cfg.lua")
+        with open(config, "w") as out:
+            out.write(f"""run_as_root = true
+pidfile = "{self.dir}/prosody.pid"
+data_path = "{self.dir}/data"
+log = {{ {{ levels = {{ min = "warn" }}, to = "file", filename = "{self.dir}/prosody.log" }} }}
+network_backend = "epoll"
+network_settings = {{ nagle = false }}
+interfaces = {{ "{self.address}" }}
+c2s_ports = {{ 5222 }}
+s2s_ports = {{ 5269 }}
+c2s_require_encryption = false
+allow_unencrypted_plain_auth = true
+authentication = "internal_hashed"
+storage = "internal"
+modules_enabled = {{ "roster", "saslauth", "tls", "dialback", "disco", "ping" }}
+modules_disabled = {{ "offline" }}
+s2s_require_encryption = true
+s2s_secure_auth = false
+ssl = {{ certificate = "{cert}", key = "{key}" }}
+
+VirtualHost "{domain}"
+    password_hash = "SHA-256"
+""")
+        subprocess.run([BIN["starling-load"], "prosody-users", "--data-dir", os.path.join(self.dir, "data"),
+                        "--domain", domain, "--users", "user", "--password-prefix", "pass",
+                        "--count", str(users), "--iterations", "4096"], check=True, capture_output=True)
+        log = open(os.path.join(self.dir, "prosody.out"), "w")
+        self.process = subprocess.Popen(netns.command(["prosody", "--config", config, "-F"]),
+                                        stdout=log, stderr=log)
+        self.pid = self.process.pid
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+def wait_listening(netns, address, port=5222, timeout=30):
+    deadline = time.time() + timeout
+    probe = f"import socket; socket.create_connection(('{address}', {port}), timeout=0.5).close()"
+    while time.time() < deadline:
+        if subprocess.run(netns.command([sys.executable, "-c", probe]), capture_output=True).returncode == 0:
+            return
+        time.sleep(0.2)
+    raise SystemExit(f"nothing listens on {address}:{port}")
+
+
+def chat(netns, servers, pairs, rate, duration, pids=()):
+    argv = [BIN["starling-load"], "--json", "chat", "--cross", "--no-presence",
+            "--server", ",".join(f"{s.address}:5222" for s in servers),
+            "--domain", ",".join(s.domain for s in servers),
+            "--users", "user", "--password-prefix", "pass", "--mechanism", "scram-sha-256", "--tls",
+            "--pairs", str(pairs), "--rate", str(rate), "--duration", str(duration),
+            "--drain", "5", "--login-rate", "200"]
+    for pid in pids:
+        argv += ["--server-pid", str(pid)]
+    result = subprocess.run(netns.command(argv), capture_output=True, text=True, timeout=600)
+    if result.returncode != 0:
+        sys.stderr.write(result.stderr)
+        raise SystemExit("starling-load failed")
+    return json.loads(result.stdout)["chat"]
+
+
+def measure_pair(netns, work, pair, plan):
+    kinds = {"Starling": Starling, "Prosody": Prosody}
+    users = 2 * plan["pairs"]
+    servers = [kinds[pair[0]](netns, work, pair[1], users), kinds[pair[2]](netns, work, pair[3], users)]
+    try:
+        for server in servers:
+            wait_listening(netns, server.address)
+        chat(netns, servers, 10, 20, 1)  # sets up both streams
+        results = {}
+        for rate in plan["rates"]:
+            report = chat(netns, servers, plan["pairs"], rate, plan["duration"],
+                          [s.pid for s in servers])
+            results[rate] = {
+                "received_per_s": report["received_per_s"], "lost": report["lost"],
+                "p50_ms": report["latency"]["p50_ms"], "p99_ms": report["latency"]["p99_ms"],
+                "cpu_s": report["server_cpu_s"], "cpu_us_per_message": report["cpu_us_per_message"],
+            }
+            print(f"{pair[0]} {pair[1]} <-> {pair[2]} {pair[3]} at {rate}/s: {results[rate]}",
+                  file=sys.stderr)
+        return results
+    finally:
+        for server in servers:
+            server.stop()
+        for server in servers:
+            shutil.rmtree(server.dir, ignore_errors=True)
+
+
+def table(plan, results):
+    names = [f"{p[0]} <-> {p[2]}" for p in PAIRS]
+    baseline = names[2]
+    rows = ["| rate offered | pair | received/s | lost | p50 ms | p99 ms | CPU µs/message (both servers) | "
+            "CPU vs Prosody <-> Prosody |", "|---|---|---|---|---|---|---|---|"]
+    for rate in plan["rates"]:
+        base = results[baseline][rate]["cpu_us_per_message"]
+        for name in names:
+            r = results[name][rate]
+            ratio = f"{r['cpu_us_per_message'] / base:.2f}" if base else "-"
+            rows.append(f"| {rate} | {name} | {r['received_per_s']:.0f} | {r['lost']} | {r['p50_ms']:.1f} | "
+                        f"{r['p99_ms']:.1f} | {r['cpu_us_per_message']:.1f} | {ratio} |")
+    return "\n".join(rows)
+
+
+BIN = {}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rates", default="1000,3000", help="messages/s offered, comma-separated")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds of sending per rate")
+    parser.add_argument("--pairs", type=int, default=100, help="sender/receiver pairs")
+    parser.add_argument("--out", help="write all figures as JSON here")
+    parser.add_argument("--bin-dir", default=os.path.join(ROOT, "target", "release"),
+                        help="where the release builds of starling and starling-load are")
+    args = parser.parse_args()
+    for name in ("starling", "starling-load"):
+        BIN[name] = os.path.join(args.bin_dir, name)
+        if not os.path.exists(BIN[name]):
+            raise SystemExit(f"missing {BIN[name]}: cargo build --release -p starling-xmpp -p starling-tests")
+    for program in ("ip", "dnsmasq", "prosody", "openssl"):
+        if not shutil.which(program):
+            raise SystemExit(f"{program} is missing (apt-get install iproute2 dnsmasq-base prosody openssl)")
+    if os.geteuid() != 0:
+        raise SystemExit("network namespaces need root")
+    plan = {"rates": [int(r) for r in args.rates.split(",")], "duration": args.duration, "pairs": args.pairs}
+    work = tempfile.mkdtemp(prefix="starling-s2s-bench-")
+    netns = Namespace(work)
+    try:
+        started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        results = {f"{p[0]} <-> {p[2]}": measure_pair(netns, work, p, plan) for p in PAIRS}
+        print(f"Federation, {started}, {os.cpu_count()} cores, driver on the same machine, "
+              f"{plan['pairs']} pairs, {plan['duration']:.0f} s per rate\n")
+        print(table(plan, results))
+        if args.out:
+            with open(args.out, "w") as out:
+                json.dump({"plan": plan, "started": started, "results": results}, out, indent=2)
+    finally:
+        netns.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
