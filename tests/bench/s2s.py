@@ -21,8 +21,9 @@ the pairs authenticate with dialback over TLS, as most of the network does.
 
 For each pair and rate, `starling-load chat --cross` runs pairs of users,
 the sender of pair k on server k mod 2 and its receiver on the other, so
-half the messages cross one way and half the other: each direction has its
-own stream (no bidi). A short run first sets the streams up; the measured
+half the messages cross one way and half the other. Two Starling servers
+share one bidirectional stream (XEP-0288, on by default); with Prosody
+(mod_s2s_bidi not loaded, its default) each direction has its own. A short run first sets the streams up; the measured
 run counts both servers' CPU from the start of sending to the end of the
 drain (`--server-pid`), divided by the messages received.
 """
