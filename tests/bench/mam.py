@@ -40,23 +40,15 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from muc import wait_port  # noqa: E402  (the benches' shared helpers)
+from s2s import self_signed  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 USERS = 1000
 CONVERSATIONS = 100
 WITH = "user8@localhost"
 STAMP0 = 1_700_000_000  # seconds
-
-
-def wait_port(port, timeout=60):
-    import socket
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"nothing listens on {port}")
 
 
 def rows(messages):
@@ -131,9 +123,7 @@ class Prosody:
         self.dir = os.path.join(work, "prosody")
         os.makedirs(os.path.join(self.dir, "data"))
         self.db = os.path.join(self.dir, "prosody.sqlite")
-        cert, key = os.path.join(self.dir, "cert.pem"), os.path.join(self.dir, "key.pem")
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                        "-subj", "/CN=localhost", "-keyout", key, "-out", cert], check=True, capture_output=True)
+        cert, key = self_signed(self.dir, "localhost")
         self.config = os.path.join(self.dir, "prosody.cfg.lua")
         with open(self.config, "w") as out:
             out.write(f"""run_as_root = true

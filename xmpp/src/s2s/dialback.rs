@@ -9,7 +9,7 @@
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 use starling_core::config::Config;
-use starling_core::xml::{Element, Node, escape_into, ns};
+use starling_core::xml::{Element, ns};
 use subtle::ConstantTimeEq;
 
 pub(crate) const NS: &str = "jabber:server:dialback";
@@ -106,30 +106,7 @@ fn verdict(valid: bool) -> &'static str {
 /// same in XML, but ejabberd 23.01 matches the prefixed name and ignores
 /// it otherwise, so its dialback never completes.
 pub(crate) fn write(element: &Element, out: &mut Vec<u8>) {
-    out.extend_from_slice(b"<db:");
-    out.extend_from_slice(element.name().as_bytes());
-    for (key, value) in element.attrs() {
-        out.push(b' ');
-        out.extend_from_slice(key.as_bytes());
-        out.extend_from_slice(b"=\"");
-        escape_into(out, value, true);
-        out.push(b'"');
-    }
-    if element.nodes().is_empty() {
-        out.extend_from_slice(b"/>");
-        return;
-    }
-    out.push(b'>');
-    for node in element.nodes() {
-        match node {
-            // The prefix leaves the default namespace at jabber:server.
-            Node::Element(child) => child.write_to(out, ns::SERVER),
-            Node::Text(text) => escape_into(out, text, false),
-        }
-    }
-    out.extend_from_slice(b"</db:");
-    out.extend_from_slice(element.name().as_bytes());
-    out.push(b'>');
+    crate::stream::write_prefixed(element, "db", ns::SERVER, out);
 }
 
 #[cfg(test)]

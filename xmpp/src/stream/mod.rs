@@ -28,6 +28,7 @@ mod write;
 
 pub use codec::StreamParser;
 pub use error::{Malformed, Restricted, StreamError};
+pub(crate) use write::write_prefixed;
 pub use write::{
     STREAM_CLOSE, element_to_bytes, server_stream_header, stream_error, stream_error_bytes,
     stream_header, write_element,

@@ -104,7 +104,15 @@ pub fn write_element(element: &Element, out: &mut Vec<u8>) {
         element.write_to(out, ns::CLIENT);
         return;
     }
-    out.extend_from_slice(b"<stream:");
+    write_prefixed(element, "stream", ns::CLIENT, out);
+}
+
+/// Serialises `element` with `prefix` on its name (declared by the stream
+/// header), its children in the stream's default namespace `default_ns`.
+pub(crate) fn write_prefixed(element: &Element, prefix: &str, default_ns: &str, out: &mut Vec<u8>) {
+    out.push(b'<');
+    out.extend_from_slice(prefix.as_bytes());
+    out.push(b':');
     out.extend_from_slice(element.name().as_bytes());
     for (key, value) in element.attrs() {
         out.push(b' ');
@@ -120,12 +128,14 @@ pub fn write_element(element: &Element, out: &mut Vec<u8>) {
     out.push(b'>');
     for node in element.nodes() {
         match node {
-            // The prefix leaves the default namespace at jabber:client.
-            Node::Element(child) => child.write_to(out, ns::CLIENT),
+            // The prefix leaves the default namespace as the stream's.
+            Node::Element(child) => child.write_to(out, default_ns),
             Node::Text(text) => escape_into(out, text, false),
         }
     }
-    out.extend_from_slice(b"</stream:");
+    out.extend_from_slice(b"</");
+    out.extend_from_slice(prefix.as_bytes());
+    out.push(b':');
     out.extend_from_slice(element.name().as_bytes());
     out.push(b'>');
 }
