@@ -179,10 +179,20 @@ pub(crate) async fn remote_iq(client: &mut Client, to: &str, payload: &str) -> E
 
 /// An iq `get` to a remote entity; its reply, result or error, from it.
 pub(crate) async fn remote_iq_reply(client: &mut Client, to: &str, payload: &str) -> Element {
+    remote_request(client, "get", to, payload).await
+}
+
+/// An iq of type `ty` to a remote entity; its reply, result or error, from it.
+pub(crate) async fn remote_request(
+    client: &mut Client,
+    ty: &str,
+    to: &str,
+    payload: &str,
+) -> Element {
     let id = client.next_id();
     client
         .send(&format!(
-            "<iq type='get' id='{id}' to='{to}'>{payload}</iq>"
+            "<iq type='{ty}' id='{id}' to='{to}'>{payload}</iq>"
         ))
         .await
         .unwrap();

@@ -27,7 +27,9 @@ use starling_tests::pki::Pki;
 use starling_tests::{Client, TestCluster};
 
 use crate::support::*;
-use crate::t60_prosody::{Element, cluster, expect_presence_long, federated_befriend, remote_iq};
+use crate::t60_prosody::{
+    Element, cluster, expect_presence_long, federated_befriend, remote_iq, remote_request,
+};
 
 const STARLING: &str = "starling.test";
 const PROSODY: &str = "prosody.test";
@@ -102,30 +104,6 @@ impl Federation {
         available(&mut client, "<presence/>").await;
         client
     }
-}
-
-/// Sends an iq and returns the reply, result or error, from `to`.
-async fn remote_request(client: &mut Client, ty: &str, to: &str, payload: &str) -> Element {
-    let id = client.next_id();
-    client
-        .send(&format!(
-            "<iq type='{ty}' id='{id}' to='{to}'>{payload}</iq>"
-        ))
-        .await
-        .unwrap();
-    let reply = client
-        .expect(
-            |e| {
-                e.name() == "iq"
-                    && e.attr("id") == Some(id.as_str())
-                    && matches!(e.attr("type"), Some("result" | "error"))
-            },
-            FEDERATION_WAIT,
-        )
-        .await
-        .unwrap_or_else(|error| panic!("no reply from {to} to iq {id}: {error}"));
-    assert_eq!(reply.attr("from"), Some(to), "{reply}");
-    reply
 }
 
 fn pubsub(inner: &str) -> String {
