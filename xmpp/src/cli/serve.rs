@@ -43,9 +43,12 @@ pub(super) async fn run(config: Config, reload: super::reload::ConfigLoader) -> 
         module.start(&server).await?;
     }
     server.modules.started(&server);
-    let c2s = TcpListener::bind(c2s_bind)
-        .await
-        .with_context(|| format!("cannot listen for clients on {c2s_bind}"))?;
+    // Every other listener before the client port: a node that cannot
+    // serve its admin side stops before it takes anyone, and whoever finds
+    // the client port open (a health check, the tests) finds the others
+    // open too (the kernel completes connections from the moment of the
+    // bind).
+    let http = start_http(&server).await?;
     let direct_tls = match server.config.c2s.direct_tls_addr() {
         Some(bind) => Some(
             TcpListener::bind(bind)
@@ -61,9 +64,9 @@ pub(super) async fn run(config: Config, reload: super::reload::ConfigLoader) -> 
             })?),
             None => None,
         };
-    // HTTP before the first client: a node that cannot serve its admin side
-    // stops before it takes anyone.
-    let http = start_http(&server).await?;
+    let c2s = TcpListener::bind(c2s_bind)
+        .await
+        .with_context(|| format!("cannot listen for clients on {c2s_bind}"))?;
     tracing::info!(
         domain = %server.domain,
         c2s = %c2s.local_addr().unwrap_or(c2s_bind),
