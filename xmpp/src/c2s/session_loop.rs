@@ -487,7 +487,9 @@ fn goes_to_another_server(server: &Server, stanza: &Stanza) -> bool {
 /// route so nothing is silently lost.
 async fn reroute_undelivered(server: &Server, element: Element) {
     match Stanza::from_server(element) {
-        Ok(stanza) => router::vanished::route_again(server, stanza).await,
+        Ok(stanza) => {
+            router::vanished::route_again(server, stanza).await;
+        }
         Err(_) => server.metrics.outcome(Outcome::Discarded),
     }
 }

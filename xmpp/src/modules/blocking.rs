@@ -44,7 +44,7 @@ use crate::roster::PresenceNotice;
 use crate::roster::service::presence_notice;
 use crate::router::iq::reply;
 use crate::router::resources::{self, send_to};
-use crate::router::{bounce, count, route};
+use crate::router::{self, Routed, bounce, count, route};
 use crate::server::Server;
 use crate::session::LocalSession;
 use crate::stanza::{
@@ -322,7 +322,7 @@ impl BlockingModule {
         list
     }
 
-    async fn handle(&self, server: &Server, session: &LocalSession, stanza: &Stanza) {
+    async fn handle(&self, server: &Server, session: &LocalSession, stanza: &Stanza) -> Routed {
         let user = session.jid.to_bare();
         let (Some(ty), Some(payload), Some(owner)) =
             (stanza.iq_type(), stanza.payload(), user.node())
@@ -533,7 +533,7 @@ impl Module for BlockingModule {
         })
     }
 
-    fn iq<'a>(&'a self, server: &'a Server, request: IqRequest) -> BoxFuture<'a, ()> {
+    fn iq<'a>(&'a self, server: &'a Server, request: IqRequest) -> BoxFuture<'a, Routed> {
         Box::pin(async move {
             match &request.session {
                 Some(session) if request.is_own_account() => {
@@ -568,14 +568,13 @@ impl Module for BlockingModule {
                         .with_extra(Element::new("blocked", NS_BLOCKING_ERRORS));
                     // Queued to the session directly: routed, the error
                     // would come from the blocked JID and be withheld.
-                    match stanza.error_reply(&error) {
+                    Flow::Done(match stanza.error_reply(&error) {
                         Some(reply) => {
-                            count(server, Outcome::Bounced);
                             let _gone = session.send(Box::new(reply));
+                            router::bounced(server, error.condition)
                         }
                         None => count(server, Outcome::Discarded),
-                    }
-                    Flow::Done
+                    })
                 }
                 _ => Flow::Continue(stanza),
             }
@@ -618,13 +617,12 @@ impl Module for BlockingModule {
             if !list.blocks(&from) {
                 return Flow::Continue(stanza);
             }
-            match stanza.iq_type() {
+            Flow::Done(match stanza.iq_type() {
                 Some(IqType::Get | IqType::Set) => {
                     bounce(server, &stanza, Condition::ServiceUnavailable.into()).await
                 }
                 _ => count(server, Outcome::Discarded),
-            }
-            Flow::Done
+            })
         })
     }
 
@@ -676,12 +674,11 @@ impl Module for BlockingModule {
             };
             match self.list_of(&server.store, user).await {
                 Ok(list) if list.blocks(&from) => {
-                    if stanza.message_type() == Some(MessageType::Error) {
-                        count(server, Outcome::Discarded);
+                    Flow::Done(if stanza.message_type() == Some(MessageType::Error) {
+                        count(server, Outcome::Discarded)
                     } else {
-                        bounce(server, &stanza, Condition::ServiceUnavailable.into()).await;
-                    }
-                    Flow::Done
+                        bounce(server, &stanza, Condition::ServiceUnavailable.into()).await
+                    })
                 }
                 Ok(_) => Flow::Continue(stanza),
                 Err(error) => {

@@ -21,6 +21,7 @@ use super::{
     Options, Registration,
 };
 use crate::BoxFuture;
+use crate::router::Routed;
 use crate::router::bounce;
 use crate::router::iq::reply;
 use crate::router::resources::{self, Target, message_recipients, send_to};
@@ -73,7 +74,7 @@ impl Module for Carbons {
         }
     }
 
-    fn iq<'a>(&'a self, server: &'a Server, request: IqRequest) -> BoxFuture<'a, ()> {
+    fn iq<'a>(&'a self, server: &'a Server, request: IqRequest) -> BoxFuture<'a, Routed> {
         Box::pin(async move {
             let stanza = &request.stanza;
             let session = match &request.session {

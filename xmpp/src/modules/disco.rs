@@ -8,6 +8,7 @@ use super::{
     Addressee, Disco as Entry, IqRequest, IqRoute, Module, ModuleConfigError, Options, Registration,
 };
 use crate::BoxFuture;
+use crate::router::Routed;
 use crate::router::iq::answer;
 use crate::router::message;
 use crate::server::Server;
@@ -60,7 +61,7 @@ impl Module for Disco {
         }
     }
 
-    fn iq<'a>(&'a self, server: &'a Server, request: IqRequest) -> BoxFuture<'a, ()> {
+    fn iq<'a>(&'a self, server: &'a Server, request: IqRequest) -> BoxFuture<'a, Routed> {
         Box::pin(async move {
             let result = respond(server, &request).await;
             answer(server, &request.stanza, result.map(Some)).await

@@ -10,6 +10,7 @@ use starling_core::xml::Element;
 
 use super::registry::{self, ModuleConfigError};
 use super::{Addressee, Delivery, Disco, Flow, Hook, IqRequest, Module, StreamFeature};
+use crate::router::Routed;
 use crate::server::Server;
 use crate::session::LocalSession;
 use crate::stanza::{IqType, Stanza};
@@ -179,35 +180,40 @@ impl Modules {
     }
 
     /// Hands an iq to its module.
-    pub async fn iq(&self, server: &Server, module: &Arc<dyn Module>, request: IqRequest) {
+    pub async fn iq(
+        &self,
+        server: &Server,
+        module: &Arc<dyn Module>,
+        request: IqRequest,
+    ) -> Routed {
         module.iq(server, request).await
     }
 
-    /// The `ClientStanza` hooks; `None` when a module took the stanza.
+    /// The `ClientStanza` hooks; `Done` when a module took the stanza.
     pub async fn client_stanza(
         &self,
         server: &Server,
         session: &Arc<LocalSession>,
         mut stanza: Stanza,
-    ) -> Option<Stanza> {
+    ) -> Flow {
         for module in self.hooked(Hook::ClientStanza) {
             match module.client_stanza(server, session, stanza).await {
                 Flow::Continue(next) => stanza = next,
-                Flow::Done => return None,
+                done @ Flow::Done(_) => return done,
             }
         }
-        Some(stanza)
+        Flow::Continue(stanza)
     }
 
-    /// The `Inbound` hooks; `None` when a module took the stanza.
-    pub async fn inbound(&self, server: &Server, mut stanza: Stanza, to: &Jid) -> Option<Stanza> {
+    /// The `Inbound` hooks; `Done` when a module took the stanza.
+    pub async fn inbound(&self, server: &Server, mut stanza: Stanza, to: &Jid) -> Flow {
         for module in self.hooked(Hook::Inbound) {
             match module.inbound(server, stanza, to).await {
                 Flow::Continue(next) => stanza = next,
-                Flow::Done => return None,
+                done @ Flow::Done(_) => return done,
             }
         }
-        Some(stanza)
+        Flow::Continue(stanza)
     }
 
     /// The `Deliver` hooks: whether the stanza goes to the session.
@@ -246,20 +252,15 @@ impl Modules {
         Delivery::Deliver
     }
 
-    /// The `Offline` hooks; `None` when a module took the message.
-    pub async fn offline(
-        &self,
-        server: &Server,
-        mut stanza: Stanza,
-        user: &BareJid,
-    ) -> Option<Stanza> {
+    /// The `Offline` hooks; `Done` when a module took the message.
+    pub async fn offline(&self, server: &Server, mut stanza: Stanza, user: &BareJid) -> Flow {
         for module in self.hooked(Hook::Offline) {
             match module.offline(server, stanza, user).await {
                 Flow::Continue(next) => stanza = next,
-                Flow::Done => return None,
+                done @ Flow::Done(_) => return done,
             }
         }
-        Some(stanza)
+        Flow::Continue(stanza)
     }
 
     pub async fn session_opened(&self, server: &Server, session: &Arc<LocalSession>) {

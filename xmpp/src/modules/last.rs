@@ -29,6 +29,7 @@ use super::{
     Registration,
 };
 use crate::BoxFuture;
+use crate::router::Routed;
 use crate::router::iq::answer;
 use crate::router::resources;
 use crate::server::Server;
@@ -84,7 +85,7 @@ impl Module for LastModule {
         }
     }
 
-    fn iq<'a>(&'a self, server: &'a Server, request: IqRequest) -> BoxFuture<'a, ()> {
+    fn iq<'a>(&'a self, server: &'a Server, request: IqRequest) -> BoxFuture<'a, Routed> {
         Box::pin(async move {
             let result = respond(server, &request).await.map(Some);
             answer(server, &request.stanza, result).await

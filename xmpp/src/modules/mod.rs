@@ -60,9 +60,10 @@ use starling_core::xml::Element;
 pub use self::dispatch::Modules;
 pub use self::registry::{ModuleConfigError, Options, known_modules};
 use crate::BoxFuture;
+use crate::router::Routed;
 use crate::server::Server;
 use crate::session::LocalSession;
-use crate::stanza::{IqType, Stanza};
+use crate::stanza::{Condition, IqType, Stanza, StanzaError};
 use crate::storage::{StorageError, Store};
 
 /// Whom an iq is addressed to, as far as choosing its handler goes
@@ -241,8 +242,8 @@ pub enum Flow {
     /// Not this module's business: the next module, then the core, sees it.
     Continue(Stanza),
     /// The module took it and counted its outcome (`router::count`, a reply
-    /// or a bounce).
-    Done,
+    /// or a bounce), which it hands back.
+    Done(Routed),
 }
 
 /// What a deliver hook decided.
@@ -290,10 +291,13 @@ pub trait Module: Send + Sync + 'static {
 
     fn registration(&self) -> Registration;
 
-    /// An iq this module registered for; it must reply or bounce.
-    fn iq<'a>(&'a self, server: &'a Server, request: IqRequest) -> BoxFuture<'a, ()> {
-        let _ = server;
-        Box::pin(async move { drop(request) })
+    /// An iq this module registered for; it must reply or bounce, and
+    /// say how that was counted.
+    fn iq<'a>(&'a self, server: &'a Server, request: IqRequest) -> BoxFuture<'a, Routed> {
+        Box::pin(async move {
+            let error = StanzaError::new(Condition::FeatureNotImplemented);
+            crate::router::bounce(server, &request.stanza, error).await
+        })
     }
 
     /// A stanza to one of the module's hosts (not an iq the registry routed).
@@ -306,9 +310,12 @@ pub trait Module: Send + Sync + 'static {
         server: &'a Server,
         stanza: Stanza,
         returned: bool,
-    ) -> BoxFuture<'a, ()> {
-        let _ = (server, stanza, returned);
-        Box::pin(async {})
+    ) -> BoxFuture<'a, Routed> {
+        let _ = returned;
+        Box::pin(async move {
+            let error = StanzaError::new(Condition::ServiceUnavailable);
+            crate::router::bounce(server, &stanza, error).await
+        })
     }
 
     fn client_stanza<'a>(

@@ -15,6 +15,7 @@ use starling_core::xml::{Element, ns};
 use super::{Flow, Hook, Module, ModuleConfigError, Options, Registration};
 use crate::BoxFuture;
 use crate::metrics::{Outcome, incr};
+use crate::router::Routed;
 use crate::router::resources::{self, deliver_local, deliver_to, message_recipients};
 use crate::router::{bounce, count};
 use crate::server::Server;
@@ -59,8 +60,7 @@ impl Module for OfflineModule {
         Box::pin(async move {
             match stanza.message_type() {
                 Some(MessageType::Chat | MessageType::Normal) | None => {
-                    store(server, stanza, user).await;
-                    Flow::Done
+                    Flow::Done(store(server, stanza, user).await)
                 }
                 _ => Flow::Continue(stanza),
             }
@@ -78,7 +78,7 @@ impl Module for OfflineModule {
 
 /// Stores a chat/normal message for a user with no available resource, or
 /// delivers it if one became available meanwhile.
-async fn store(server: &Server, stanza: Stanza, user: &BareJid) {
+async fn store(server: &Server, stanza: Stanza, user: &BareJid) -> Routed {
     let _guard = server.delivery_locks.lock(user).await;
     let ty = stanza.message_type().unwrap_or(MessageType::Normal);
     let mut element = stanza.element;
@@ -105,19 +105,19 @@ async fn store(server: &Server, stanza: Stanza, user: &BareJid) {
         .await
     {
         Ok(OfflineStore::Stored) => {
-            count(server, Outcome::StoredOffline);
             hint_late_arrivals(server, user);
+            count(server, Outcome::StoredOffline)
         }
         Ok(OfflineStore::QuotaExceeded) => {
             let error = StanzaError::new(Condition::ServiceUnavailable)
                 .with_text("The recipient is offline and its message store is full");
-            bounce(server, &stanza, error).await;
+            bounce(server, &stanza, error).await
         }
         Err(storage) => {
             tracing::error!(%user, error = %storage, "storing an offline message failed");
             let error = StanzaError::new(Condition::InternalServerError)
                 .with_text("The recipient is offline and the message could not be stored");
-            bounce(server, &stanza, error).await;
+            bounce(server, &stanza, error).await
         }
     }
 }

@@ -7,6 +7,7 @@ use super::{
     Addressee, Disco, IqRequest, IqRoute, Module, ModuleConfigError, Options, Registration,
 };
 use crate::BoxFuture;
+use crate::router::Routed;
 use crate::router::iq::answer;
 use crate::router::message;
 use crate::server::Server;
@@ -37,7 +38,7 @@ impl Module for Ping {
         }
     }
 
-    fn iq<'a>(&'a self, server: &'a Server, request: IqRequest) -> BoxFuture<'a, ()> {
+    fn iq<'a>(&'a self, server: &'a Server, request: IqRequest) -> BoxFuture<'a, Routed> {
         Box::pin(async move {
             let result =
                 match &request.account {

@@ -17,6 +17,7 @@ use super::{
     Addressee, Disco, Hook, IqRequest, IqRoute, Module, ModuleConfigError, Options, Registration,
 };
 use crate::BoxFuture;
+use crate::router::Routed;
 use crate::router::iq::answer;
 use crate::server::Server;
 use crate::stanza::{Condition, IqType, StanzaError};
@@ -77,7 +78,7 @@ impl Module for PrivateModule {
         }
     }
 
-    fn iq<'a>(&'a self, server: &'a Server, request: IqRequest) -> BoxFuture<'a, ()> {
+    fn iq<'a>(&'a self, server: &'a Server, request: IqRequest) -> BoxFuture<'a, Routed> {
         Box::pin(async move {
             let result = self.handle(server, &request).await;
             answer(server, &request.stanza, result).await

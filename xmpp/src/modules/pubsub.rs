@@ -7,6 +7,7 @@ use starling_core::jid::Jid;
 
 use super::{Disco, Module, ModuleConfigError, Options, Registration};
 use crate::BoxFuture;
+use crate::router::Routed;
 use crate::router::bounce;
 use crate::server::Server;
 use crate::stanza::{Condition, Stanza, StanzaError};
@@ -52,7 +53,7 @@ impl Module for PubSubModule {
         server: &'a Server,
         stanza: Stanza,
         _returned: bool,
-    ) -> BoxFuture<'a, ()> {
+    ) -> BoxFuture<'a, Routed> {
         Box::pin(async move {
             let addressed_to_service = stanza
                 .to

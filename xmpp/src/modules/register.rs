@@ -12,6 +12,7 @@ use super::{
     Addressee, Disco, IqRequest, IqRoute, Module, ModuleConfigError, Options, Registration,
 };
 use crate::BoxFuture;
+use crate::router::Routed;
 use crate::router::bounce;
 use crate::router::iq::reply;
 use crate::server::Server;
@@ -58,7 +59,7 @@ impl Module for Register {
         }
     }
 
-    fn iq<'a>(&'a self, server: &'a Server, request: IqRequest) -> BoxFuture<'a, ()> {
+    fn iq<'a>(&'a self, server: &'a Server, request: IqRequest) -> BoxFuture<'a, Routed> {
         Box::pin(async move {
             match request.session {
                 Some(session) if request.account.is_none() || request.is_own_account() => {
@@ -182,7 +183,7 @@ async fn register_new(server: &Server, stanza: &Stanza) -> Result<Option<Element
 
 /// Registration requests from a logged-in user: the form, a password
 /// change, or removal of the account.
-async fn from_client(server: &Server, session: &Arc<LocalSession>, stanza: Stanza) {
+async fn from_client(server: &Server, session: &Arc<LocalSession>, stanza: Stanza) -> Routed {
     let Some(username) = session.jid.node().map(|node| node.to_string()) else {
         return bounce(server, &stanza, StanzaError::new(Condition::BadRequest)).await;
     };
@@ -196,10 +197,11 @@ async fn from_client(server: &Server, session: &Arc<LocalSession>, stanza: Stanz
         return match server.users.delete(&username).await {
             Ok(_) => {
                 tracing::info!(user = %username, "account removed in-band");
-                reply(server, &stanza, None).await;
+                let handled = reply(server, &stanza, None).await;
                 for session in server.sessions.resources(&session.jid.to_bare()) {
                     session.close(CloseReason::AccountRemoved);
                 }
+                handled
             }
             Err(error) => bounce(server, &stanza, storage_failure(error.into())).await,
         };

@@ -16,6 +16,7 @@ use super::{
 };
 use crate::BoxFuture;
 use crate::roster::service::handle_iq;
+use crate::router::Routed;
 use crate::router::bounce;
 use crate::server::Server;
 use crate::session::LocalSession;
@@ -61,7 +62,7 @@ impl Module for RosterModule {
         }
     }
 
-    fn iq<'a>(&'a self, server: &'a Server, request: IqRequest) -> BoxFuture<'a, ()> {
+    fn iq<'a>(&'a self, server: &'a Server, request: IqRequest) -> BoxFuture<'a, Routed> {
         Box::pin(async move {
             match request.session {
                 Some(session) if request.is_own_account() => {

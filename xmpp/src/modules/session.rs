@@ -6,6 +6,7 @@ use starling_core::xml::ns;
 
 use super::{Addressee, IqRequest, IqRoute, Module, ModuleConfigError, Options, Registration};
 use crate::BoxFuture;
+use crate::router::Routed;
 use crate::router::bounce;
 use crate::router::iq::reply;
 use crate::server::Server;
@@ -35,7 +36,7 @@ impl Module for SessionModule {
         }
     }
 
-    fn iq<'a>(&'a self, server: &'a Server, request: IqRequest) -> BoxFuture<'a, ()> {
+    fn iq<'a>(&'a self, server: &'a Server, request: IqRequest) -> BoxFuture<'a, Routed> {
         Box::pin(async move {
             let stanza = &request.stanza;
             if stanza

@@ -25,6 +25,7 @@ use super::{
     Registration,
 };
 use crate::BoxFuture;
+use crate::router::Routed;
 use crate::router::iq::answer;
 use crate::router::message;
 use crate::server::Server;
@@ -85,7 +86,7 @@ impl Module for VcardModule {
         }
     }
 
-    fn iq<'a>(&'a self, server: &'a Server, request: IqRequest) -> BoxFuture<'a, ()> {
+    fn iq<'a>(&'a self, server: &'a Server, request: IqRequest) -> BoxFuture<'a, Routed> {
         Box::pin(async move {
             let result = match request.stanza.iq_type() {
                 Some(IqType::Set) => self.set(server, &request).await.map(|()| None),

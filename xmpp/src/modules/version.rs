@@ -6,6 +6,7 @@ use super::{
     Addressee, Disco, IqRequest, IqRoute, Module, ModuleConfigError, Options, Registration,
 };
 use crate::BoxFuture;
+use crate::router::Routed;
 use crate::router::iq::reply;
 use crate::server::Server;
 
@@ -31,7 +32,7 @@ impl Module for Version {
         }
     }
 
-    fn iq<'a>(&'a self, server: &'a Server, request: IqRequest) -> BoxFuture<'a, ()> {
+    fn iq<'a>(&'a self, server: &'a Server, request: IqRequest) -> BoxFuture<'a, Routed> {
         Box::pin(async move { reply(server, &request.stanza, Some(version())).await })
     }
 }

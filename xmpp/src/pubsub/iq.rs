@@ -12,6 +12,7 @@ use super::form::{FormBuilder, Submitted, parse_bool};
 use super::subscribe::SUBSCRIBE_OPTIONS;
 use super::{Actor, PubSub, disco};
 use crate::metrics::Outcome;
+use crate::router::Routed;
 use crate::router::iq::reply;
 use crate::router::{bounce, count};
 use crate::server::Server;
@@ -19,7 +20,7 @@ use crate::stanza::{Condition, IqType, Stanza, StanzaError};
 use crate::storage::{StoredItem, StoredSubscription};
 
 /// A stanza addressed to the service itself.
-pub async fn handle(server: &Server, stanza: Stanza) {
+pub async fn handle(server: &Server, stanza: Stanza) -> Routed {
     match stanza.iq_type() {
         Some(IqType::Get | IqType::Set) => {}
         Some(IqType::Result | IqType::Error) => return count(server, Outcome::Handled),

@@ -25,6 +25,7 @@ use super::subscription::{
     Change, ContactState, Disposition, PresenceNotice, SubscriptionKind, inbound, outbound, removal,
 };
 use crate::metrics::Outcome;
+use crate::router::Routed;
 use crate::router::iq::reply;
 use crate::router::locks::DeliveryLocks;
 use crate::router::resources::{self, send_to};
@@ -178,7 +179,7 @@ fn storage_error(error: StorageError) -> StanzaError {
 }
 
 /// Roster get and set from a client (RFC 6121 2.1.3-2.5).
-pub async fn handle_iq(server: &Server, session: &Arc<LocalSession>, stanza: Stanza) {
+pub async fn handle_iq(server: &Server, session: &Arc<LocalSession>, stanza: Stanza) -> Routed {
     let user = session.jid.to_bare();
     let Some(query) = stanza.payload().cloned() else {
         return bounce(server, &stanza, StanzaError::new(Condition::BadRequest)).await;
@@ -319,13 +320,14 @@ async fn route_subscription(
     user: &BareJid,
     contact: &BareJid,
     kind: SubscriptionKind,
-) {
+) -> Routed {
     let element = Element::new("presence", ns::CLIENT)
         .with_attr("from", user.as_str())
         .with_attr("to", contact.as_str())
         .with_attr("type", kind.as_str());
-    if let Ok(stanza) = Stanza::from_server(element) {
-        route(server, stanza).await;
+    match Stanza::from_server(element) {
+        Ok(stanza) => route(server, stanza).await,
+        Err(_) => count(server, Outcome::Discarded),
     }
 }
 
@@ -401,7 +403,7 @@ pub async fn outbound_subscription(
     session: &Arc<LocalSession>,
     stanza: Stanza,
     to: Jid,
-) {
+) -> Routed {
     let Some(kind) = subscription_kind(&stanza) else {
         return count(server, Outcome::Discarded);
     };
@@ -459,7 +461,7 @@ pub async fn outbound_subscription(
 
 /// A subscription stanza that arrived for one of our users (RFC 6121 3.1.3,
 /// 3.1.6, 3.2.3, 3.3.3, 3.4).
-pub async fn inbound_subscription(server: &Server, stanza: Stanza, to: Jid) {
+pub async fn inbound_subscription(server: &Server, stanza: Stanza, to: Jid) -> Routed {
     let (Some(kind), Some(from)) = (subscription_kind(&stanza), stanza.from.clone()) else {
         return count(server, Outcome::Discarded);
     };
@@ -470,9 +472,9 @@ pub async fn inbound_subscription(server: &Server, stanza: Stanza, to: Jid) {
         // RFC 6121 3.1.3: a request to an account that does not exist is
         // answered with 'unsubscribed'; the rest is ignored.
         Ok(false) if kind == SubscriptionKind::Subscribe => {
-            count(server, Outcome::Handled);
-            return route_subscription(server, &user, &contact, SubscriptionKind::Unsubscribed)
-                .await;
+            let handled = count(server, Outcome::Handled);
+            route_subscription(server, &user, &contact, SubscriptionKind::Unsubscribed).await;
+            return handled;
         }
         _ => return count(server, Outcome::Discarded),
     }
@@ -517,7 +519,7 @@ pub async fn inbound_subscription(server: &Server, stanza: Stanza, to: Jid) {
         }
         outcome
     };
-    match outcome.disposition {
+    let routed = match outcome.disposition {
         Disposition::Forward => {
             let mut element = stanza.element;
             element.set_attr("from", contact.as_str());
@@ -528,17 +530,18 @@ pub async fn inbound_subscription(server: &Server, stanza: Stanza, to: Jid) {
                 (false, true) => Outcome::StoredOffline,
                 (false, false) => Outcome::Discarded,
             };
-            count(server, outcome_kind);
+            count(server, outcome_kind)
         }
         Disposition::Absorbed => count(server, Outcome::Handled),
         Disposition::Ignored(_) => count(server, Outcome::Discarded),
-    }
+    };
     if outcome.reply_subscribed {
         route_subscription(server, &user, &contact, SubscriptionKind::Subscribed).await;
     }
     if let Some(notice) = outcome.presence_to_contact {
         presence_notice(server, &user, &contact, notice).await;
     }
+    routed
 }
 
 /// Sends `element` (to the user's bare JID) to each available resource.

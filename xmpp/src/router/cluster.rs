@@ -11,9 +11,10 @@ use std::sync::{Arc, Weak};
 use starling_core::cluster::{BoxFuture, Envelope, KickReason, LocalDelivery, NodeId, PubSubEvent};
 use starling_core::jid::{BareJid, FullJid};
 
-use super::count;
 use super::resources;
+use super::{Routed, count};
 use crate::metrics::Outcome;
+use crate::modules::Flow;
 use crate::server::Server;
 use crate::session::CloseReason;
 use crate::stanza::{PresenceType, Stanza};
@@ -40,7 +41,7 @@ impl LocalDelivery for ServerDelivery {
             let Some(server) = self.server.upgrade() else {
                 return;
             };
-            deliver(&server, envelope, from, false).await
+            let _counted = deliver(&server, envelope, from, false).await;
         })
     }
 
@@ -50,7 +51,7 @@ impl LocalDelivery for ServerDelivery {
                 return;
             };
             let from = server.cluster.node_id();
-            deliver(&server, envelope, from, true).await
+            let _counted = deliver(&server, envelope, from, true).await;
         })
     }
 
@@ -178,7 +179,7 @@ fn close_if_removed(server: Arc<Server>, username: String) {
 
 /// A member's stanza, or (`returned`) one of this member's own that a dying
 /// link gave back.
-async fn deliver(server: &Server, envelope: Envelope, from: NodeId, returned: bool) {
+async fn deliver(server: &Server, envelope: Envelope, from: NodeId, returned: bool) -> Routed {
     let element = match crate::stream::parse_element(&envelope.xml) {
         Ok(element) => element,
         Err(error) => {
@@ -206,11 +207,10 @@ async fn deliver(server: &Server, envelope: Envelope, from: NodeId, returned: bo
     // presence module does, in its inbound hook, here where they are.
     if stanza.presence_type() == Some(PresenceType::Probe) {
         if let Some(to) = stanza.to.clone() {
-            if let Some(stanza) = server.modules.inbound(server, stanza, &to).await {
-                count(server, Outcome::Discarded);
-                drop(stanza);
-            }
-            return;
+            return match server.modules.inbound(server, stanza, &to).await {
+                Flow::Continue(_) => count(server, Outcome::Discarded),
+                Flow::Done(routed) => routed,
+            };
         }
     }
     // A stanza for a module's host (a group chat room on the member that

@@ -6,13 +6,13 @@
 use starling_core::cluster::StanzaKind;
 use starling_core::jid::Jid;
 
-use super::count;
 use super::resources::{self, Target, send_onward};
+use super::{Routed, count};
 use crate::metrics::Outcome;
 use crate::server::Server;
 use crate::stanza::Stanza;
 
-pub(super) async fn deliver(server: &Server, stanza: Stanza, to: Jid) {
+pub(super) async fn deliver(server: &Server, stanza: Stanza, to: Jid) -> Routed {
     let targets: Vec<Target> = match to.try_as_full() {
         Ok(full) => resources::locate(server, full).await.into_iter().collect(),
         Err(bare) => resources::resources(server, bare)
@@ -34,5 +34,5 @@ pub(super) async fn deliver(server: &Server, stanza: Stanza, to: Jid) {
         } else {
             Outcome::Discarded
         },
-    );
+    )
 }

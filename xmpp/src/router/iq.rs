@@ -7,16 +7,16 @@ use std::sync::Arc;
 use starling_core::jid::{BareJid, FullJid};
 use starling_core::xml::Element;
 
-use super::{bounce, count, route};
+use super::{Routed, bounce, count, route};
 use crate::metrics::Outcome;
-use crate::modules::{Addressee, IqRequest};
+use crate::modules::{Addressee, Flow, IqRequest};
 use crate::server::Server;
 use crate::session::LocalSession;
 use crate::stanza::{Condition, IqType, Stanza, StanzaError};
 
 /// An iq from a bound client with no `to`, to the domain, or to the
 /// client's own bare JID (RFC 6120 10.3.3).
-pub async fn from_client(server: &Server, session: &Arc<LocalSession>, stanza: Stanza) {
+pub async fn from_client(server: &Server, session: &Arc<LocalSession>, stanza: Stanza) -> Routed {
     if matches!(stanza.iq_type(), Some(IqType::Result | IqType::Error)) {
         // Answers to the server's own requests (keepalive pings).
         return count(server, Outcome::Handled);
@@ -32,7 +32,7 @@ pub async fn from_client(server: &Server, session: &Arc<LocalSession>, stanza: S
 }
 
 /// An iq to the domain from anyone else (a server-made stanza, a member).
-pub async fn to_server(server: &Server, stanza: Stanza) {
+pub async fn to_server(server: &Server, stanza: Stanza) -> Routed {
     if matches!(stanza.iq_type(), Some(IqType::Result | IqType::Error)) {
         // Answers to the server's own requests: keepalive pings, and the
         // barriers that confirm what an outgoing stream wrote.
@@ -44,7 +44,7 @@ pub async fn to_server(server: &Server, stanza: Stanza) {
 
 /// An iq to a user's bare JID, answered by the server for the account
 /// (RFC 6120 10.3.3).
-pub async fn to_account(server: &Server, stanza: Stanza, account: BareJid) {
+pub async fn to_account(server: &Server, stanza: Stanza, account: BareJid) -> Routed {
     if matches!(stanza.iq_type(), Some(IqType::Result | IqType::Error)) {
         return count(server, Outcome::Discarded);
     }
@@ -53,12 +53,12 @@ pub async fn to_account(server: &Server, stanza: Stanza, account: BareJid) {
 
 /// An iq to a full JID that a module answers instead of the session;
 /// given back when none does.
-pub async fn to_resource(server: &Server, stanza: Stanza, to: &FullJid) -> Option<Stanza> {
+pub async fn to_resource(server: &Server, stanza: Stanza, to: &FullJid) -> Flow {
     if !matches!(stanza.iq_type(), Some(IqType::Get | IqType::Set)) {
-        return Some(stanza);
+        return Flow::Continue(stanza);
     }
     let Some((_, module)) = server.modules.iq_handler(&stanza, &[Addressee::Resource]) else {
-        return Some(stanza);
+        return Flow::Continue(stanza);
     };
     let module = module.clone();
     let request = IqRequest {
@@ -66,8 +66,7 @@ pub async fn to_resource(server: &Server, stanza: Stanza, to: &FullJid) -> Optio
         account: Some(to.to_bare()),
         session: None,
     };
-    module.iq(server, request).await;
-    None
+    Flow::Done(module.iq(server, request).await)
 }
 
 async fn dispatch(
@@ -76,7 +75,7 @@ async fn dispatch(
     order: &[Addressee],
     account: Option<BareJid>,
     session: Option<Arc<LocalSession>>,
-) {
+) -> Routed {
     if stanza.payload().is_none() {
         return count(server, Outcome::Discarded);
     }
@@ -96,7 +95,7 @@ async fn dispatch(
     module.iq(server, request).await
 }
 
-async fn unsupported(server: &Server, stanza: &Stanza) {
+async fn unsupported(server: &Server, stanza: &Stanza) -> Routed {
     let what = stanza
         .payload()
         .map(|payload| format!("{{{}}}{}", payload.ns(), payload.name()))
@@ -106,16 +105,18 @@ async fn unsupported(server: &Server, stanza: &Stanza) {
     bounce(server, stanza, error).await
 }
 
-/// Sends the result of an iq, with an optional payload, back to its sender.
-pub async fn reply(server: &Server, request: &Stanza, payload: Option<Element>) {
-    count(server, Outcome::Handled);
+/// Sends the result of an iq, with an optional payload, back to its sender:
+/// the request was handled; the result's own routing is counted apart.
+pub async fn reply(server: &Server, request: &Stanza, payload: Option<Element>) -> Routed {
+    let handled = count(server, Outcome::Handled);
     let mut result = request.iq_result();
     if let Some(payload) = payload {
         result.push_child(payload);
     }
     if let Ok(result) = Stanza::from_server(result) {
-        route(server, result).await;
+        let _result_routed = route(server, result).await;
     }
+    handled
 }
 
 /// Replies with the payload or bounces with the error.
@@ -123,7 +124,7 @@ pub async fn answer(
     server: &Server,
     request: &Stanza,
     answer: Result<Option<Element>, StanzaError>,
-) {
+) -> Routed {
     match answer {
         Ok(payload) => reply(server, request, payload).await,
         Err(error) => bounce(server, request, error).await,

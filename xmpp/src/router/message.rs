@@ -3,13 +3,14 @@
 use starling_core::jid::{BareJid, Jid};
 
 use super::resources::{self, deliver_to, message_recipients};
-use super::{bounce, count};
+use super::{Routed, bounce, count};
 use crate::metrics::Outcome;
+use crate::modules::Flow;
 use crate::server::Server;
 use crate::stanza::{Condition, MessageType, Stanza, StanzaError};
 
 /// Delivers a message addressed to a user of this domain.
-pub async fn deliver(server: &Server, stanza: Stanza, to: Jid) {
+pub async fn deliver(server: &Server, stanza: Stanza, to: Jid) -> Routed {
     let ty = stanza.message_type().unwrap_or(MessageType::Normal);
     let stanza = match to.try_as_full() {
         Ok(full) => {
@@ -30,7 +31,12 @@ pub async fn deliver(server: &Server, stanza: Stanza, to: Jid) {
 }
 
 /// RFC 6121 8.5.3.2.1: the full JID has no session.
-async fn no_such_resource(server: &Server, stanza: Stanza, ty: MessageType, bare: BareJid) {
+async fn no_such_resource(
+    server: &Server,
+    stanza: Stanza,
+    ty: MessageType,
+    bare: BareJid,
+) -> Routed {
     match ty {
         MessageType::Normal | MessageType::Chat | MessageType::Headline => {
             to_bare(server, stanza, ty, bare).await
@@ -45,7 +51,7 @@ async fn no_such_resource(server: &Server, stanza: Stanza, ty: MessageType, bare
 }
 
 /// RFC 6121 8.5.2: a message to the bare JID.
-async fn to_bare(server: &Server, stanza: Stanza, ty: MessageType, bare: BareJid) {
+async fn to_bare(server: &Server, stanza: Stanza, ty: MessageType, bare: BareJid) -> Routed {
     match ty {
         MessageType::Error => return count(server, Outcome::Discarded),
         MessageType::Groupchat => {
@@ -96,8 +102,9 @@ async fn to_bare(server: &Server, stanza: Stanza, ty: MessageType, bare: BareJid
         // Headlines are for whoever is online now (RFC 6121 8.5.2.1.1).
         Ok(true) if ty == MessageType::Headline => count(server, Outcome::Discarded),
         Ok(true) => {
-            let Some(stanza) = server.modules.offline(server, stanza, &bare).await else {
-                return;
+            let stanza = match server.modules.offline(server, stanza, &bare).await {
+                Flow::Continue(stanza) => stanza,
+                Flow::Done(routed) => return routed,
             };
             let error = StanzaError::new(Condition::ServiceUnavailable)
                 .with_text("The recipient is offline and this server stores no messages");

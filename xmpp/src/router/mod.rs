@@ -26,68 +26,52 @@ pub mod message;
 pub mod resources;
 pub mod vanished;
 
-use std::cell::Cell;
 use std::sync::Arc;
 
 use starling_core::cluster::StanzaKind;
 use starling_core::jid::Jid;
 
 use crate::metrics::Outcome;
+use crate::modules::Flow;
 use crate::server::Server;
 use crate::session::LocalSession;
 use crate::stanza::{Condition, IqType, Stanza, StanzaError};
 
-/// How the routing of one stanza ended, for a caller that needs to say so
-/// (`POST /api/messages`): the first outcome counted while routing it, and
-/// the stanza error condition when it bounced.
+/// How the routing of one stanza ended: the outcome counted for it, and
+/// the stanza error condition when it bounced. Every routing path returns
+/// one, so the compiler holds the router to "exactly one counted outcome";
+/// a caller that needs to say how it went (`POST /api/messages`) reads it.
+/// Work the routing hands to other tasks (a peer node, a later offline
+/// flush) is not waited for: a stanza forwarded to its owner node is
+/// `Delivered`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Routed {
     pub outcome: Outcome,
     pub condition: Option<Condition>,
 }
 
-tokio::task_local! {
-    /// Set only inside [`route_and_report`]: where [`count`] leaves the first
-    /// outcome. Later outcomes (a bounce's own error reply) do not replace it.
-    static REPORT: Cell<Option<Routed>>;
-}
-
-/// Counts how the routing of one stanza ended.
-pub fn count(server: &Server, outcome: Outcome) {
-    report(server, outcome, None);
-}
-
-fn report(server: &Server, outcome: Outcome, condition: Option<Condition>) {
+/// Counts how the routing of one stanza ended, and says so.
+pub fn count(server: &Server, outcome: Outcome) -> Routed {
     server.metrics.outcome(outcome);
-    let _outside_a_report = REPORT.try_with(|slot| {
-        if slot.get().is_none() {
-            slot.set(Some(Routed { outcome, condition }));
-        }
-    });
+    Routed {
+        outcome,
+        condition: None,
+    }
 }
 
-/// Routes a stanza like [`route`] and says how it ended. Work the routing
-/// hands to other tasks (a peer node, a later offline flush) is not
-/// waited for: a stanza forwarded to its owner node is `Delivered`.
-pub async fn route_and_report(server: &Server, stanza: Stanza) -> Routed {
-    let first = REPORT
-        .scope(Cell::new(None), async {
-            route(server, stanza).await;
-            REPORT.with(Cell::get)
-        })
-        .await;
-    // Every routing path counts an outcome; a path that does not is a bug
-    // to fix there, reported meanwhile as the stanza being dropped.
-    first.unwrap_or(Routed {
-        outcome: Outcome::Discarded,
-        condition: None,
-    })
+/// Counts a bounce whose error reply the caller delivers itself.
+pub fn bounced(server: &Server, condition: Condition) -> Routed {
+    Routed {
+        condition: Some(condition),
+        ..count(server, Outcome::Bounced)
+    }
 }
 
 /// A stanza from a bound client, `from` already stamped with its full JID.
-pub async fn from_client(server: &Server, session: &Arc<LocalSession>, stanza: Stanza) {
-    let Some(stanza) = server.modules.client_stanza(server, session, stanza).await else {
-        return;
+pub async fn from_client(server: &Server, session: &Arc<LocalSession>, stanza: Stanza) -> Routed {
+    let stanza = match server.modules.client_stanza(server, session, stanza).await {
+        Flow::Continue(stanza) => stanza,
+        Flow::Done(routed) => return routed,
     };
     match stanza.kind {
         StanzaKind::Iq if addressed_to_account_or_server(server, session, &stanza) => {
@@ -120,7 +104,7 @@ fn addressed_to_account_or_server(
 }
 
 /// Routes a stanza that has a sender; boxed because error replies re-enter.
-pub fn route<'a>(server: &'a Server, stanza: Stanza) -> crate::BoxFuture<'a, ()> {
+pub fn route<'a>(server: &'a Server, stanza: Stanza) -> crate::BoxFuture<'a, Routed> {
     Box::pin(async move {
         let Some(to) = stanza.to.clone() else {
             return iq_or_discard_for_server(server, stanza).await;
@@ -134,8 +118,9 @@ pub fn route<'a>(server: &'a Server, stanza: Stanza) -> crate::BoxFuture<'a, ()>
         if to.node().is_none() {
             return iq_or_discard_for_server(server, stanza).await;
         }
-        let Some(stanza) = server.modules.inbound(server, stanza, &to).await else {
-            return;
+        let stanza = match server.modules.inbound(server, stanza, &to).await {
+            Flow::Continue(stanza) => stanza,
+            Flow::Done(routed) => return routed,
         };
         match stanza.kind {
             StanzaKind::Message => message::deliver(server, stanza, to).await,
@@ -146,7 +131,7 @@ pub fn route<'a>(server: &'a Server, stanza: Stanza) -> crate::BoxFuture<'a, ()>
 }
 
 /// A stanza to the domain itself.
-async fn iq_or_discard_for_server(server: &Server, stanza: Stanza) {
+async fn iq_or_discard_for_server(server: &Server, stanza: Stanza) -> Routed {
     match stanza.kind {
         StanzaKind::Iq => iq::to_server(server, stanza).await,
         StanzaKind::Message if stanza.is_error() => count(server, Outcome::Discarded),
@@ -162,11 +147,12 @@ async fn iq_or_discard_for_server(server: &Server, stanza: Stanza) {
 
 /// RFC 6121 8.5.2.1.3 / 8.5.3.1: an iq to a user's full JID goes to that
 /// session; to the bare JID the server answers for the account.
-async fn iq_to_user(server: &Server, stanza: Stanza, to: Jid) {
+async fn iq_to_user(server: &Server, stanza: Stanza, to: Jid) -> Routed {
     match to.try_as_full() {
         Ok(full) => {
-            let Some(stanza) = iq::to_resource(server, stanza, full).await else {
-                return;
+            let stanza = match iq::to_resource(server, stanza, full).await {
+                Flow::Continue(stanza) => stanza,
+                Flow::Done(routed) => return routed,
             };
             iq_to_session(server, stanza, full).await
         }
@@ -174,7 +160,11 @@ async fn iq_to_user(server: &Server, stanza: Stanza, to: Jid) {
     }
 }
 
-async fn iq_to_session(server: &Server, stanza: Stanza, full: &starling_core::jid::FullJid) {
+async fn iq_to_session(
+    server: &Server,
+    stanza: Stanza,
+    full: &starling_core::jid::FullJid,
+) -> Routed {
     match resources::locate(server, full).await {
         Some(target) => {
             match resources::deliver_to(server, &target, stanza.element, stanza.kind, stanza.hops)
@@ -191,7 +181,7 @@ async fn iq_to_session(server: &Server, stanza: Stanza, full: &starling_core::ji
     }
 }
 
-async fn unavailable_iq(server: &Server, stanza: Stanza) {
+async fn unavailable_iq(server: &Server, stanza: Stanza) -> Routed {
     match stanza.iq_type() {
         Some(IqType::Get | IqType::Set) => {
             let error = StanzaError::new(Condition::ServiceUnavailable)
@@ -205,23 +195,25 @@ async fn unavailable_iq(server: &Server, stanza: Stanza) {
 
 /// Answers `stanza` with a stanza error routed back to its sender; an error
 /// stanza is never answered (RFC 6120 8.3.1) and is counted as discarded.
-pub async fn bounce(server: &Server, stanza: &Stanza, error: StanzaError) {
+/// The reply's own routing is counted apart.
+pub async fn bounce(server: &Server, stanza: &Stanza, error: StanzaError) -> Routed {
     let Some(reply) = stanza.error_reply(&error) else {
         return count(server, Outcome::Discarded);
     };
-    report(server, Outcome::Bounced, Some(error.condition));
+    let bounced = bounced(server, error.condition);
     match Stanza::from_server(reply) {
         // The reply travels as far as the stanza it answers.
         Ok(reply) if reply.to.is_some() => {
-            route(
+            let _reply_routed = route(
                 server,
                 Stanza {
                     hops: stanza.hops,
                     ..reply
                 },
             )
-            .await
+            .await;
         }
         _ => {}
     }
+    bounced
 }

@@ -5,7 +5,7 @@
 
 use starling_core::cluster::StanzaKind;
 
-use super::{bounce, count, route};
+use super::{Routed, bounce, count, route};
 use crate::metrics::Outcome;
 use crate::server::Server;
 use crate::stanza::{Condition, IqType, Stanza, StanzaError};
@@ -14,7 +14,7 @@ use crate::stanza::{Condition, IqType, Stanza, StanzaError};
 /// the bare JID so it never chases the vanished full JID from member to
 /// member (its hop count still bounds the crossings); a request is
 /// answered with an error; anything else is dropped.
-pub async fn route_again(server: &Server, mut stanza: Stanza) {
+pub async fn route_again(server: &Server, mut stanza: Stanza) -> Routed {
     match stanza.kind {
         StanzaKind::Message => {
             if let Some(to) = stanza.to.clone() {

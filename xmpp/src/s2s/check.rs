@@ -93,7 +93,9 @@ pub(super) async fn receive(
         .fetch_add(1, Ordering::Relaxed);
     element.rename_ns(ns::SERVER, ns::CLIENT);
     match Stanza::parse(element) {
-        Ok(stanza) => router::route(server, stanza).await,
+        Ok(stanza) => {
+            router::route(server, stanza).await;
+        }
         Err((element, error)) => {
             let reply = crate::stanza::error_reply(&element, &error.to_stanza_error());
             if let Ok(reply) = Stanza::from_server(reply) {

@@ -102,7 +102,7 @@ impl Link {
 const WRITE_BATCH: usize = 64;
 
 /// Sends a stanza to a remote domain: the router's way out of the server.
-pub async fn send(server: &Server, stanza: Stanza) {
+pub async fn send(server: &Server, stanza: Stanza) -> router::Routed {
     match queue(server, stanza) {
         Ok(outcome) => router::count(server, outcome),
         Err((stanza, error)) => router::bounce(server, &stanza, error).await,

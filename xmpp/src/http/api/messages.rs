@@ -100,7 +100,7 @@ pub(crate) async fn send(
         .with_child(Element::new("body", ns::CLIENT).with_text(request.body));
     let stanza = Stanza::from_server(message)
         .map_err(|error| HttpError::BadRequest(format!("not a valid message: {error}")))?;
-    let routed = router::route_and_report(server, stanza).await;
+    let routed = router::route(server, stanza).await;
     state.counters.messages_sent.fetch_add(1, Ordering::Relaxed);
     let outcome = match routed.outcome {
         // The server answering for the recipient is a delivery too.

@@ -25,10 +25,11 @@ use super::{
     Registration,
 };
 use crate::BoxFuture;
+use crate::metrics::Outcome;
 use crate::pubsub::form::Submitted;
 use crate::router::iq::reply;
 use crate::router::resources::deliver_local;
-use crate::router::{bounce, message};
+use crate::router::{Routed, bounce, count, message};
 use crate::server::Server;
 use crate::session::LocalSession;
 use crate::stanza::{Condition, IqType, MessageType, Stanza, StanzaError};
@@ -146,7 +147,7 @@ impl Module for Mam {
         }
     }
 
-    fn iq<'a>(&'a self, server: &'a Server, request: IqRequest) -> BoxFuture<'a, ()> {
+    fn iq<'a>(&'a self, server: &'a Server, request: IqRequest) -> BoxFuture<'a, Routed> {
         Box::pin(async move {
             let stanza = &request.stanza;
             let session = match &request.session {
@@ -403,16 +404,21 @@ impl Mam {
     }
 
     /// XEP-0313 5.2: replaces the preferences, on every member.
-    async fn set_prefs(&self, server: &Server, session: &Arc<LocalSession>, stanza: &Stanza) {
+    async fn set_prefs(
+        &self,
+        server: &Server,
+        session: &Arc<LocalSession>,
+        stanza: &Stanza,
+    ) -> Routed {
         let Some(request) = stanza.payload() else {
-            return;
+            return count(server, Outcome::Discarded);
         };
         let prefs = match ArchivePrefs::parse(request) {
             Ok(prefs) => prefs,
             Err(error) => return bounce(server, stanza, error).await,
         };
         let Some(owner) = session.jid.node().map(|node| node.to_string()) else {
-            return;
+            return count(server, Outcome::Discarded);
         };
         self.prefs_changes.fetch_add(1, Ordering::AcqRel);
         if let Err(error) = server
@@ -450,16 +456,16 @@ impl Mam {
     }
 
     /// Answers a query: one message per result, then the `<fin/>`.
-    async fn query(&self, server: &Server, session: &Arc<LocalSession>, stanza: &Stanza) {
+    async fn query(&self, server: &Server, session: &Arc<LocalSession>, stanza: &Stanza) -> Routed {
         let Some(request) = stanza.payload() else {
-            return;
+            return count(server, Outcome::Discarded);
         };
         let query = match self.parse_query(request) {
             Ok(query) => query,
             Err(error) => return bounce(server, stanza, error).await,
         };
         let Some(owner) = session.jid.node() else {
-            return;
+            return count(server, Outcome::Discarded);
         };
         let page = match server.store.query_archive(owner.as_str(), &query).await {
             Ok(Some(page)) => page,
@@ -506,7 +512,7 @@ impl Mam {
                 .with_attr("to", session.jid.as_str())
                 .with_child(result);
             if deliver_local(server, session, message).is_err() {
-                return;
+                return count(server, Outcome::Discarded);
             }
         }
         let mut set = Element::new("set", RSM);
@@ -521,9 +527,14 @@ impl Mam {
     }
 
     /// XEP-0313 6: the first and last message of the archive.
-    async fn metadata(&self, server: &Server, session: &Arc<LocalSession>, stanza: &Stanza) {
+    async fn metadata(
+        &self,
+        server: &Server,
+        session: &Arc<LocalSession>,
+        stanza: &Stanza,
+    ) -> Routed {
         let Some(owner) = session.jid.node() else {
-            return;
+            return count(server, Outcome::Discarded);
         };
         let ends = match server.store.archive_ends(owner.as_str()).await {
             Ok(ends) => ends,

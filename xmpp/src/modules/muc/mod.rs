@@ -42,6 +42,7 @@ use self::records::LocalRecords;
 use self::room::{Limits, Room};
 use super::{Disco, Hook, Metric, Module, ModuleConfigError, Options, Registration};
 use crate::BoxFuture;
+use crate::router::Routed;
 use crate::server::Server;
 use crate::stanza::Stanza;
 use crate::storage::{StorageError, Store};
@@ -283,7 +284,7 @@ impl Module for Muc {
         server: &'a Server,
         stanza: Stanza,
         returned: bool,
-    ) -> BoxFuture<'a, ()> {
+    ) -> BoxFuture<'a, Routed> {
         Box::pin(service::handle(self, server, stanza, returned))
     }
 

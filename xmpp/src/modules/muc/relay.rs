@@ -93,7 +93,9 @@ pub(super) async fn send(muc: &Muc, server: &Server, outs: Vec<Out>) {
 
 async fn route_one(server: &Server, stanza: Element) {
     match Stanza::from_server(stanza) {
-        Ok(stanza) => route(server, stanza).await,
+        Ok(stanza) => {
+            route(server, stanza).await;
+        }
         Err(error) => {
             tracing::error!(%error, "a room made a stanza that does not parse");
             count(server, Outcome::Discarded);
@@ -116,12 +118,14 @@ fn deliver_here(
     let Some(session) = server.sessions.get(to) else {
         // The session ended meanwhile; its unavailable presence takes it
         // out of the room.
-        return count(server, Outcome::Discarded);
+        count(server, Outcome::Discarded);
+        return;
     };
-    match deliver_local(server, &session, stanza) {
-        Ok(()) => count(server, Outcome::Delivered),
-        Err(_) => count(server, Outcome::Discarded),
-    }
+    let outcome = match deliver_local(server, &session, stanza) {
+        Ok(()) => Outcome::Delivered,
+        Err(_) => Outcome::Discarded,
+    };
+    count(server, outcome);
 }
 
 /// One relay for the stanzas to one member, identical stanzas grouped.

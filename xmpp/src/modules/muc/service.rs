@@ -15,6 +15,8 @@ use super::config_form::RoomConfig;
 use super::room::{Out, Persistent, REGISTER, ROOMUSER_NODE, Registration, Room};
 use super::{Creators, MUC, MUC_ADMIN, MUC_OWNER, MUC_USER, Muc, RELAY, failover, hosting, relay};
 use crate::metrics::Outcome;
+use crate::modules::Flow;
+use crate::router::Routed;
 use crate::router::iq::{answer, reply};
 use crate::router::{bounce, count};
 use crate::server::Server;
@@ -57,7 +59,7 @@ pub(super) fn restore(muc: &Muc, jid: BareJid, stored: StoredRoom) -> Room {
 /// A stanza for the service or a room. `returned`: one this member had
 /// forwarded, given back by a dying link (see [`returned`]); it counts as
 /// this member's own, whatever its hop count.
-pub(super) async fn handle(muc: &Muc, server: &Server, stanza: Stanza, returned: bool) {
+pub(super) async fn handle(muc: &Muc, server: &Server, stanza: Stanza, returned: bool) -> Routed {
     let Some(to) = stanza.to.clone() else {
         return count(server, Outcome::Discarded);
     };
@@ -90,10 +92,10 @@ pub(super) async fn handle(muc: &Muc, server: &Server, stanza: Stanza, returned:
         && hosting::host_of(room_jid.as_str(), &muc.candidates(server))
             .is_some_and(|host| host != server.cluster.node_id());
     if !from_peer || misrouted {
-        let Some(stanza) = forward(muc, server, stanza, &room_jid).await else {
-            return;
+        return match forward(muc, server, stanza, &room_jid).await {
+            Flow::Continue(stanza) => at_host(muc, server, stanza, room_jid).await,
+            Flow::Done(routed) => routed,
         };
-        return at_host(muc, server, stanza, room_jid).await;
     }
     at_host(muc, server, stanza, room_jid).await
 }
@@ -102,7 +104,7 @@ pub(super) async fn handle(muc: &Muc, server: &Server, stanza: Stanza, returned:
 /// acknowledging it: the host may have handled it (a join, an answered
 /// iq), so it is not handled twice. The sender of a message hears that it
 /// may be lost and can send it again; the rest is counted and logged.
-async fn returned(muc: &Muc, server: &Server, stanza: Stanza) {
+async fn returned(muc: &Muc, server: &Server, stanza: Stanza) -> Routed {
     muc.returned.fetch_add(1, Ordering::Relaxed);
     if stanza.kind == StanzaKind::Message && !stanza.is_error() {
         let error = StanzaError::new(Condition::ServiceUnavailable)
@@ -116,15 +118,16 @@ async fn returned(muc: &Muc, server: &Server, stanza: Stanza) {
 
 /// The room was handed to another member while this stanza waited for
 /// it: the stanza follows it.
-async fn relocate(muc: &Muc, server: &Server, stanza: Stanza, room_jid: BareJid) {
-    if let Some(stanza) = forward(muc, server, stanza, &room_jid).await {
+async fn relocate(muc: &Muc, server: &Server, stanza: Stanza, room_jid: BareJid) -> Routed {
+    match forward(muc, server, stanza, &room_jid).await {
         // The hash says here again: handle it with the room as it is now.
-        Box::pin(at_host(muc, server, stanza, room_jid)).await
+        Flow::Continue(stanza) => Box::pin(at_host(muc, server, stanza, room_jid)).await,
+        Flow::Done(routed) => routed,
     }
 }
 
 /// The room is hosted here.
-async fn at_host(muc: &Muc, server: &Server, stanza: Stanza, room_jid: BareJid) {
+async fn at_host(muc: &Muc, server: &Server, stanza: Stanza, room_jid: BareJid) -> Routed {
     let nick = stanza
         .to
         .as_ref()
@@ -138,12 +141,13 @@ async fn at_host(muc: &Muc, server: &Server, stanza: Stanza, room_jid: BareJid) 
 }
 
 /// Sends the stanza to the member hosting the room, as it is (its `from`
-/// is the sender's stamped JID); gives it back when that is this member.
+/// is the sender's stamped JID); gives it back when that is this member,
+/// and says how it was counted otherwise.
 /// While the host is unreachable (it died and is not declared down yet)
 /// the stanza is held and tried again, with the pauses of the cluster's
 /// retry policy, for as long as declaring a member down takes; by then the
 /// hash names a live member.
-async fn forward(muc: &Muc, server: &Server, stanza: Stanza, room: &BareJid) -> Option<Stanza> {
+async fn forward(muc: &Muc, server: &Server, stanza: Stanza, room: &BareJid) -> Flow {
     let me = server.cluster.node_id();
     let policy = server.cluster.miss_retry();
     let hold =
@@ -154,11 +158,10 @@ async fn forward(muc: &Muc, server: &Server, stanza: Stanza, room: &BareJid) -> 
         let up = muc.candidates(server);
         let host = hosting::host_of(room.as_str(), &up).unwrap_or(me);
         if host == me {
-            return Some(stanza);
+            return Flow::Continue(stanza);
         }
         let (Some(from), Some(to)) = (stanza.from.clone(), stanza.to.clone()) else {
-            count(server, Outcome::Discarded);
-            return None;
+            return Flow::Done(count(server, Outcome::Discarded));
         };
         let envelope = Envelope {
             from,
@@ -175,8 +178,7 @@ async fn forward(muc: &Muc, server: &Server, stanza: Stanza, room: &BareJid) -> 
         {
             Ok(()) => {
                 muc.forwarded.fetch_add(1, Ordering::Relaxed);
-                count(server, Outcome::Delivered);
-                return None;
+                return Flow::Done(count(server, Outcome::Delivered));
             }
             Err(error) => error,
         };
@@ -185,8 +187,7 @@ async fn forward(muc: &Muc, server: &Server, stanza: Stanza, room: &BareJid) -> 
             let error = StanzaError::new(Condition::ServiceUnavailable)
                 .with_type(crate::stanza::ErrorType::Wait)
                 .with_text("The room's host is unreachable; try again");
-            bounce(server, &stanza, error).await;
-            return None;
+            return Flow::Done(bounce(server, &stanza, error).await);
         }
         let step = attempt.min(policy.attempts.saturating_sub(1));
         let pause = policy.delay(step).max(std::time::Duration::from_millis(10));
@@ -195,24 +196,25 @@ async fn forward(muc: &Muc, server: &Server, stanza: Stanza, room: &BareJid) -> 
     }
 }
 
-/// A relay or a rejoin from another member.
-async fn member_traffic(muc: &Muc, server: &Server, stanza: Stanza) {
+/// A relay or a rejoin from another member (each stanza a relay carries
+/// is counted as it is delivered).
+async fn member_traffic(muc: &Muc, server: &Server, stanza: Stanza) -> Routed {
     if let Some(relay) = stanza.element.child("relay", RELAY) {
-        return relay::receive(muc, server, relay);
+        relay::receive(muc, server, relay);
+    } else if let Some(rejoin) = stanza.element.child("rejoin", RELAY) {
+        failover::rejoin(muc, server, rejoin).await;
+    } else if let Some(handover) = stanza.element.child("handover", RELAY) {
+        super::handover::take_over(muc, handover).await;
+    } else {
+        // An ordinary stanza to the service that crossed (it should not).
+        return to_service(muc, server, stanza, false).await;
     }
-    if let Some(rejoin) = stanza.element.child("rejoin", RELAY) {
-        return failover::rejoin(muc, server, rejoin).await;
-    }
-    if let Some(handover) = stanza.element.child("handover", RELAY) {
-        return super::handover::take_over(muc, handover).await;
-    }
-    // An ordinary stanza to the service that crossed (it should not).
-    to_service(muc, server, stanza, false).await
+    count(server, Outcome::Handled)
 }
 
 /// Disco and ping on the service itself (XEP-0045 6.1-6.3). `returned`:
 /// as for [`handle`].
-async fn to_service(muc: &Muc, server: &Server, stanza: Stanza, returned: bool) {
+async fn to_service(muc: &Muc, server: &Server, stanza: Stanza, returned: bool) -> Routed {
     if ["relay", "rejoin", "handover"]
         .iter()
         .any(|name| stanza.element.has_child(name, RELAY))
@@ -341,7 +343,7 @@ async fn presence(
     stanza: Stanza,
     room_jid: BareJid,
     nick: Option<String>,
-) {
+) -> Routed {
     let Some(from) = sender(&stanza) else {
         return count(server, Outcome::Discarded);
     };
@@ -364,6 +366,7 @@ async fn presence(
             if room.is_empty() && !room.config.persistent {
                 muc.remove_room(&room_jid);
             }
+            count(server, Outcome::Handled)
         }
         PresenceType::Available => {
             let Some(nick) = nick else {
@@ -389,7 +392,7 @@ async fn join_or_change(
     room_jid: BareJid,
     from: FullJid,
     nick: String,
-) {
+) -> Routed {
     let cell = match muc.load(server, &room_jid).await {
         Ok(cell) => cell,
         Err(error) => return bounce(server, &stanza, internal(error)).await,
@@ -419,7 +422,10 @@ async fn join_or_change(
         )
     };
     match result {
-        Ok(outs) => relay::send(muc, server, outs).await,
+        Ok(outs) => {
+            relay::send(muc, server, outs).await;
+            count(server, Outcome::Handled)
+        }
         Err(error) => {
             if created {
                 muc.remove_room(&room_jid);
@@ -508,7 +514,7 @@ async fn message(
     stanza: Stanza,
     room_jid: BareJid,
     nick: Option<String>,
-) {
+) -> Routed {
     if stanza.is_error() {
         return count(server, Outcome::Discarded);
     }
@@ -560,6 +566,7 @@ async fn message(
                     return bounce(server, &stanza, error).await;
                 }
             }
+            count(server, Outcome::Handled)
         }
         Err(error) => {
             drop(room);
@@ -603,7 +610,13 @@ async fn save(server: &Server, room: &Room) -> Result<(), StanzaError> {
         .map_err(internal)
 }
 
-async fn iq(muc: &Muc, server: &Server, stanza: Stanza, room_jid: BareJid, nick: Option<String>) {
+async fn iq(
+    muc: &Muc,
+    server: &Server,
+    stanza: Stanza,
+    room_jid: BareJid,
+    nick: Option<String>,
+) -> Routed {
     if matches!(stanza.iq_type(), Some(IqType::Result | IqType::Error)) {
         return iq_answer(muc, server, stanza, room_jid, nick).await;
     }
@@ -638,7 +651,10 @@ async fn iq(muc: &Muc, server: &Server, stanza: Stanza, room_jid: BareJid, nick:
         // account's server answers) and needs the room.
         drop(room);
         return match forwarded {
-            Ok(out) => relay::send(muc, server, vec![out]).await,
+            Ok(out) => {
+                relay::send(muc, server, vec![out]).await;
+                count(server, Outcome::Handled)
+            }
             Err(error) => bounce(server, &stanza, error).await,
         };
     }
@@ -711,7 +727,7 @@ async fn iq_answer(
     stanza: Stanza,
     room_jid: BareJid,
     nick: Option<String>,
-) {
+) -> Routed {
     let (Some(nick), Some(from)) = (nick, stanza.from.clone()) else {
         return count(server, Outcome::Discarded);
     };
@@ -726,7 +742,10 @@ async fn iq_answer(
     let out = room.answer_iq(&from, &nick, &stanza.element);
     drop(room);
     match out {
-        Some(out) => relay::send(muc, server, vec![out]).await,
+        Some(out) => {
+            relay::send(muc, server, vec![out]).await;
+            count(server, Outcome::Handled)
+        }
         // Nothing asked for it (or the request was forgotten): dropped.
         None => count(server, Outcome::Discarded),
     }

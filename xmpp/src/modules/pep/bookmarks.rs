@@ -14,6 +14,7 @@ use starling_core::xml::Element;
 
 use super::Pep;
 use super::iq::{publish_as_owner, retract_as_owner};
+use crate::modules::Flow;
 use crate::pubsub::PubSubError;
 use crate::pubsub::config::MAX_ITEMS_LIMIT;
 use crate::pubsub::form::Submitted;
@@ -47,15 +48,15 @@ pub(super) fn legacy_request<'s>(
     own.then_some((stanza.iq_type()?, storage))
 }
 
-/// Answers a get from the PEP node; `None` when the stanza goes on to the
-/// private module (a set, after the PEP node follows it).
+/// Answers a get from the PEP node; `Continue` when the stanza goes on to
+/// the private module (a set, after the PEP node follows it).
 pub(super) async fn handle(
     pep: &Pep,
     server: &Server,
     session: &Arc<LocalSession>,
     stanza: Stanza,
     ty: IqType,
-) -> Option<Stanza> {
+) -> Flow {
     let owner = session.jid.to_bare();
     let result = match ty {
         IqType::Get => {
@@ -63,26 +64,22 @@ pub(super) async fn handle(
             match answer {
                 Ok(storage) => {
                     let query = Element::new("query", PRIVATE).with_child(storage);
-                    reply(server, &stanza, Some(query)).await;
-                    return None;
+                    return Flow::Done(reply(server, &stanza, Some(query)).await);
                 }
                 Err(error) => Err(error),
             }
         }
         IqType::Set => {
             let Some((_, storage)) = legacy_request(&stanza, session) else {
-                return Some(stanza);
+                return Flow::Continue(stanza);
             };
             follow_legacy(pep, server, &owner, storage).await
         }
-        _ => return Some(stanza),
+        _ => return Flow::Continue(stanza),
     };
     match result {
-        Ok(()) => Some(stanza),
-        Err(error) => {
-            bounce(server, &stanza, error.to_stanza_error()).await;
-            None
-        }
+        Ok(()) => Flow::Continue(stanza),
+        Err(error) => Flow::Done(bounce(server, &stanza, error.to_stanza_error()).await),
     }
 }
 

@@ -13,6 +13,7 @@ use crate::modules::IqRequest;
 use crate::pubsub::PubSubError;
 use crate::pubsub::config::{AccessModel, MAX_ITEMS_LIMIT, NodeConfig, SendLast};
 use crate::pubsub::form::Submitted;
+use crate::router::Routed;
 use crate::router::bounce;
 use crate::router::iq::reply;
 use crate::server::Server;
@@ -23,7 +24,7 @@ use crate::util::time::now_ms;
 /// Longest node name accepted.
 const MAX_NODE_NAME: usize = 1024;
 
-pub(super) async fn handle(pep: &Pep, server: &Server, request: IqRequest) {
+pub(super) async fn handle(pep: &Pep, server: &Server, request: IqRequest) -> Routed {
     match answer(pep, server, &request).await {
         Ok(payload) => reply(server, &request.stanza, payload).await,
         Err(error) => bounce(server, &request.stanza, error.to_stanza_error()).await,

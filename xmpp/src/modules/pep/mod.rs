@@ -41,6 +41,7 @@ use super::{
 };
 use crate::BoxFuture;
 use crate::metrics::Outcome;
+use crate::router::Routed;
 use crate::router::count;
 use crate::server::Server;
 use crate::session::LocalSession;
@@ -166,7 +167,7 @@ impl Module for Pep {
         }
     }
 
-    fn iq<'a>(&'a self, server: &'a Server, request: IqRequest) -> BoxFuture<'a, ()> {
+    fn iq<'a>(&'a self, server: &'a Server, request: IqRequest) -> BoxFuture<'a, Routed> {
         Box::pin(iq::handle(self, server, request))
     }
 
@@ -211,13 +212,7 @@ impl Module for Pep {
                         && server.modules.names().contains(&"private") =>
                 {
                     let ty = stanza.iq_type().unwrap_or(IqType::Get);
-                    match bookmarks::handle(self, server, session, stanza, ty).await {
-                        Some(stanza) => Flow::Continue(stanza),
-                        None => {
-                            count(server, Outcome::Handled);
-                            Flow::Done
-                        }
-                    }
+                    bookmarks::handle(self, server, session, stanza, ty).await
                 }
                 StanzaKind::Iq if self.is_caps_answer(&stanza) => {
                     let Some(pending) = stanza
@@ -226,9 +221,9 @@ impl Module for Pep {
                     else {
                         return Flow::Continue(stanza);
                     };
-                    count(server, Outcome::Handled);
+                    let handled = count(server, Outcome::Handled);
                     self.caps_answered(server, session, pending, &stanza).await;
-                    Flow::Done
+                    Flow::Done(handled)
                 }
                 _ => Flow::Continue(stanza),
             }

@@ -197,7 +197,9 @@ pub(super) async fn resolve(
         .with_attr("to", contact.as_str())
         .with_child(Element::new("query", ns::DISCO_INFO).with_attr("node", query_node));
     match Stanza::from_server(question) {
-        Ok(stanza) => crate::router::route(&server, stanza).await,
+        Ok(stanza) => {
+            crate::router::route(&server, stanza).await;
+        }
         Err(error) => tracing::error!(%error, "a capabilities question that does not parse"),
     }
 }

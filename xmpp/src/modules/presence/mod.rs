@@ -16,6 +16,7 @@ use super::{Delivery, Flow, Hook, Module, Options, Registration};
 use crate::BoxFuture;
 use crate::metrics::Outcome;
 use crate::roster;
+use crate::router::Routed;
 use crate::router::resources::{self, Target, send_to};
 use crate::router::{bounce, count};
 use crate::server::Server;
@@ -58,8 +59,7 @@ impl Module for PresenceModule {
             if stanza.kind != StanzaKind::Presence {
                 return Flow::Continue(stanza);
             }
-            from_client(server, session, stanza).await;
-            Flow::Done
+            Flow::Done(from_client(server, session, stanza).await)
         })
     }
 
@@ -73,7 +73,7 @@ impl Module for PresenceModule {
             let Some(ty) = stanza.presence_type() else {
                 return Flow::Continue(stanza);
             };
-            match ty {
+            Flow::Done(match ty {
                 PresenceType::Subscribe
                 | PresenceType::Subscribed
                 | PresenceType::Unsubscribe
@@ -85,8 +85,7 @@ impl Module for PresenceModule {
                 PresenceType::Available | PresenceType::Unavailable | PresenceType::Error => {
                     return Flow::Continue(stanza);
                 }
-            }
-            Flow::Done
+            })
         })
     }
 
@@ -118,7 +117,7 @@ impl Module for PresenceModule {
 }
 
 /// Presence sent by a bound client (`from` stamped).
-async fn from_client(server: &Server, session: &Arc<LocalSession>, stanza: Stanza) {
+async fn from_client(server: &Server, session: &Arc<LocalSession>, stanza: Stanza) -> Routed {
     let ty = stanza.presence_type().unwrap_or(PresenceType::Available);
     match (stanza.to.clone(), ty) {
         (None, PresenceType::Available | PresenceType::Unavailable) => {
@@ -163,7 +162,7 @@ fn priority_of(element: &Element) -> Result<i8, StanzaError> {
 }
 
 /// Initial, updated or unavailable presence from a session (RFC 6121 4.2-4.5).
-async fn broadcast(server: &Server, session: &Arc<LocalSession>, stanza: Stanza) {
+async fn broadcast(server: &Server, session: &Arc<LocalSession>, stanza: Stanza) -> Routed {
     let available = stanza.presence_type() == Some(PresenceType::Available);
     let priority = if available {
         match priority_of(&stanza.element) {
@@ -194,13 +193,13 @@ async fn broadcast(server: &Server, session: &Arc<LocalSession>, stanza: Stanza)
             available,
         });
     }
-    count(server, Outcome::Delivered);
+    let delivered = count(server, Outcome::Delivered);
 
     let roster = match server.rosters.get(&user).await {
         Ok(roster) => roster,
         Err(error) => {
             tracing::error!(jid = %session.jid, %error, "roster unavailable; presence not broadcast");
-            return;
+            return delivered;
         }
     };
     let element = stanza.element;
@@ -242,12 +241,13 @@ async fn broadcast(server: &Server, session: &Arc<LocalSession>, stanza: Stanza)
                 crate::router::route(server, stanza).await;
             }
         }
-        return;
+        return delivered;
     }
     if !was_available {
         probe::probe_contacts(server, session, &roster).await;
         roster::service::deliver_pending_requests(server, session, &roster);
     }
+    delivered
 }
 
 fn set_state(session: &LocalSession, available: bool, priority: i8, element: &Element) {

@@ -11,6 +11,7 @@ use starling_core::xml::{Element, ns};
 use crate::metrics::Outcome;
 use crate::modules::Delivery;
 use crate::roster::cached::Roster;
+use crate::router::Routed;
 use crate::router::resources::{self, Target, send_to};
 use crate::router::{count, route};
 use crate::server::Server;
@@ -161,7 +162,7 @@ async fn contact_allows(server: &Server, contact: &BareJid, user: &BareJid) -> O
 /// user on this node answers with its last presence, if the prober is a
 /// subscriber (RFC 6121 4.3.2). Unauthorised probes get no answer, which
 /// reveals nothing.
-pub(super) async fn answer_probe(server: &Server, stanza: Stanza, to: Jid) {
+pub(super) async fn answer_probe(server: &Server, stanza: Stanza, to: Jid) -> Routed {
     let Some(prober) = stanza.from.clone() else {
         return count(server, Outcome::Discarded);
     };
@@ -173,7 +174,7 @@ pub(super) async fn answer_probe(server: &Server, stanza: Stanza, to: Jid) {
         Some(true) => {}
         _ => return count(server, Outcome::Discarded),
     }
-    count(server, Outcome::Handled);
+    let handled = count(server, Outcome::Handled);
     if !server.serves_domain(prober.domain().as_str()) && stanza.hops == 0 {
         forward_remote_probe(server, &stanza, &user);
     }
@@ -186,4 +187,5 @@ pub(super) async fn answer_probe(server: &Server, stanza: Stanza, to: Jid) {
             route(server, reply).await;
         }
     }
+    handled
 }
