@@ -9,7 +9,6 @@
 //! `<not-acceptable/>`, as XEP-0049 requires. `[modules.private] max_bytes`
 //! bounds what one account keeps in all namespaces together.
 
-use serde::Deserialize;
 use starling_core::jid::BareJid;
 use starling_core::xml::{Element, ns};
 
@@ -28,24 +27,11 @@ pub const NS_PRIVATE: &str = "jabber:iq:private";
 /// Namespaces no private element may be stored under.
 const RESERVED: &[&str] = &["", ns::CLIENT, ns::SERVER, NS_PRIVATE];
 
-/// Bookmarks of a few thousand rooms and the preferences clients keep
-/// here fit many times over; one account cannot fill the store.
+/// What one account keeps, all namespaces together, serialised, in bytes
+/// (`max_bytes`). Bookmarks of a few thousand rooms and the preferences
+/// clients keep here fit many times over; one account cannot fill the
+/// store.
 const DEFAULT_MAX_BYTES: u64 = 512 * 1024;
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct PrivateOptions {
-    /// What one account keeps, all namespaces together, serialised, in bytes.
-    max_bytes: u64,
-}
-
-impl Default for PrivateOptions {
-    fn default() -> Self {
-        PrivateOptions {
-            max_bytes: DEFAULT_MAX_BYTES,
-        }
-    }
-}
 
 pub struct PrivateModule {
     max_bytes: u64,
@@ -53,12 +39,8 @@ pub struct PrivateModule {
 
 impl PrivateModule {
     pub fn new(options: Options) -> Result<PrivateModule, ModuleConfigError> {
-        let options: PrivateOptions = options.parse()?;
-        if options.max_bytes == 0 {
-            return Err(ModuleConfigError::zero("private", "max_bytes"));
-        }
         Ok(PrivateModule {
-            max_bytes: options.max_bytes,
+            max_bytes: options.max_bytes(DEFAULT_MAX_BYTES)?,
         })
     }
 }

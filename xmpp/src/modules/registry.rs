@@ -30,6 +30,22 @@ impl Options {
             })
     }
 
+    /// The options of a module whose one key is a size limit,
+    /// `max_bytes` (at least 1; `default` when not set).
+    pub fn max_bytes(self, default: u64) -> Result<u64, ModuleConfigError> {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct SizeLimit {
+            max_bytes: Option<u64>,
+        }
+        let module = self.module;
+        let limit: SizeLimit = self.parse()?;
+        match limit.max_bytes.unwrap_or(default) {
+            0 => Err(ModuleConfigError::zero(module, "max_bytes")),
+            max => Ok(max),
+        }
+    }
+
     /// The settings of `[modules.<module>]` as a test writes them.
     #[cfg(test)]
     pub(crate) fn for_test(module: &'static str, table: toml::Table) -> Options {

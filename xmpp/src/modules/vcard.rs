@@ -14,7 +14,6 @@
 //! server send presence: the hash goes out with the client's next available
 //! presence, which XEP-0153 clients send after changing their avatar.
 
-use serde::Deserialize;
 use sha1::{Digest, Sha1};
 use starling_core::cluster::StanzaKind;
 use starling_core::jid::BareJid;
@@ -36,24 +35,10 @@ use crate::storage::{StorageError, Store};
 pub const NS_VCARD: &str = "vcard-temp";
 pub const NS_VCARD_UPDATE: &str = "vcard-temp:x:update";
 
-/// Room for a photo of about 90 KiB (base64 adds a third) and the rest of
-/// a vCard, at half the default stanza size limit.
-const DEFAULT_MAX_BYTES: usize = 128 * 1024;
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct VcardOptions {
-    /// The largest vCard kept, serialised, in bytes.
-    max_bytes: usize,
-}
-
-impl Default for VcardOptions {
-    fn default() -> Self {
-        VcardOptions {
-            max_bytes: DEFAULT_MAX_BYTES,
-        }
-    }
-}
+/// The largest vCard kept, serialised, in bytes (`max_bytes`): room for a
+/// photo of about 90 KiB (base64 adds a third) and the rest of a vCard, at
+/// half the default stanza size limit.
+const DEFAULT_MAX_BYTES: u64 = 128 * 1024;
 
 pub struct VcardModule {
     max_bytes: usize,
@@ -61,12 +46,9 @@ pub struct VcardModule {
 
 impl VcardModule {
     pub fn new(options: Options) -> Result<VcardModule, ModuleConfigError> {
-        let options: VcardOptions = options.parse()?;
-        if options.max_bytes == 0 {
-            return Err(ModuleConfigError::zero("vcard", "max_bytes"));
-        }
+        let max_bytes = options.max_bytes(DEFAULT_MAX_BYTES)?;
         Ok(VcardModule {
-            max_bytes: options.max_bytes,
+            max_bytes: usize::try_from(max_bytes).unwrap_or(usize::MAX),
         })
     }
 }
@@ -273,12 +255,12 @@ mod tests {
     #[test]
     fn the_default_config_file_states_the_defaults() {
         let module = module(starling_core::config::DEFAULT_CONFIG_TOML).unwrap();
-        assert_eq!(module.max_bytes, DEFAULT_MAX_BYTES);
+        assert_eq!(module.max_bytes as u64, DEFAULT_MAX_BYTES);
     }
 
     #[test]
     fn the_limit_defaults_and_is_configurable() {
-        assert_eq!(module("").unwrap().max_bytes, DEFAULT_MAX_BYTES);
+        assert_eq!(module("").unwrap().max_bytes as u64, DEFAULT_MAX_BYTES);
         assert_eq!(
             module("[modules.vcard]\nmax_bytes = 1000\n")
                 .unwrap()

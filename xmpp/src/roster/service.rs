@@ -22,7 +22,8 @@ use super::query::{
     roster_query,
 };
 use super::subscription::{
-    Change, ContactState, Disposition, PresenceNotice, SubscriptionKind, inbound, outbound, removal,
+    Change, ContactState, Disposition, InboundOutcome, ItemView, OutboundOutcome, PresenceNotice,
+    SubscriptionKind, inbound, outbound, removal,
 };
 use crate::metrics::Outcome;
 use crate::router::Routed;
@@ -397,6 +398,66 @@ fn subscription_kind(stanza: &Stanza) -> Option<SubscriptionKind> {
         .and_then(SubscriptionKind::from_presence_type)
 }
 
+/// What a subscription stanza does to the user's roster, whichever way it
+/// goes.
+trait RosterEffect {
+    fn change(&self) -> Change;
+    /// The roster push due to the user's interested resources, if any.
+    fn push(&self) -> Option<ItemView>;
+}
+
+impl RosterEffect for OutboundOutcome {
+    fn change(&self) -> Change {
+        self.change
+    }
+    fn push(&self) -> Option<ItemView> {
+        self.push
+    }
+}
+
+impl RosterEffect for InboundOutcome {
+    fn change(&self) -> Change {
+        self.change
+    }
+    fn push(&self) -> Option<ItemView> {
+        self.push
+    }
+}
+
+/// Under the user's roster lock: the state machine's verdict (`decide`) on
+/// the contact's current state, stored (name and groups kept) and pushed
+/// to the user's interested resources.
+async fn apply<T: RosterEffect>(
+    server: &Server,
+    user: &BareJid,
+    contact: &BareJid,
+    decide: impl FnOnce(Option<ContactState>) -> T,
+) -> Result<T, StorageError> {
+    let rosters = &server.rosters;
+    let _lock = rosters.locks.lock(user).await;
+    let roster = rosters.get(user).await?;
+    let outcome = decide(roster.state(contact));
+    let (name, groups) = roster
+        .entry(contact)
+        .map(Entry::name_and_groups)
+        .unwrap_or_default();
+    let version = rosters
+        .save(
+            user,
+            contact,
+            outcome.change(),
+            name.clone(),
+            groups.clone(),
+        )
+        .await?
+        .unwrap_or(roster.version_number());
+    if let Some(view) = outcome.push() {
+        let item = RosterItem::from_view(contact.clone(), name, groups, view);
+        push(server, user, &item, version);
+    }
+    Ok(outcome)
+}
+
 /// A subscription stanza the user sends (RFC 6121 3.1.2, 3.2.2, 3.3.2, 3.4).
 pub async fn outbound_subscription(
     server: &Server,
@@ -413,40 +474,9 @@ pub async fn outbound_subscription(
         let error = StanzaError::new(Condition::BadRequest).with_text("A subscription to yourself");
         return bounce(server, &stanza, error).await;
     }
-    let outcome = {
-        let rosters = &server.rosters;
-        let _lock = rosters.locks.lock(&user).await;
-        let roster = match rosters.get(&user).await {
-            Ok(roster) => roster,
-            Err(error) => return bounce(server, &stanza, storage_error(error)).await,
-        };
-        let outcome = outbound(roster.state(&contact), kind);
-        let (name, groups) = roster
-            .entry(&contact)
-            .map(Entry::name_and_groups)
-            .unwrap_or_default();
-        let version = match rosters
-            .save(
-                &user,
-                &contact,
-                outcome.change,
-                name.clone(),
-                groups.clone(),
-            )
-            .await
-        {
-            Ok(version) => version.unwrap_or(roster.version_number()),
-            Err(error) => return bounce(server, &stanza, storage_error(error)).await,
-        };
-        if let Some(view) = outcome.push {
-            push(
-                server,
-                &user,
-                &RosterItem::from_view(contact.clone(), name, groups, view),
-                version,
-            );
-        }
-        outcome
+    let outcome = match apply(server, &user, &contact, |state| outbound(state, kind)).await {
+        Ok(outcome) => outcome,
+        Err(error) => return bounce(server, &stanza, storage_error(error)).await,
     };
     if let Some(notice) = outcome.presence_to_contact {
         presence_notice(server, &user, &contact, notice).await;
@@ -478,46 +508,12 @@ pub async fn inbound_subscription(server: &Server, stanza: Stanza, to: Jid) -> R
         }
         _ => return count(server, Outcome::Discarded),
     }
-    let outcome = {
-        let rosters = &server.rosters;
-        let _lock = rosters.locks.lock(&user).await;
-        let roster = match rosters.get(&user).await {
-            Ok(roster) => roster,
-            Err(error) => {
-                tracing::error!(%user, %error, "roster unavailable; subscription stanza dropped");
-                return count(server, Outcome::Discarded);
-            }
-        };
-        let outcome = inbound(roster.state(&contact), kind);
-        let (name, groups) = roster
-            .entry(&contact)
-            .map(Entry::name_and_groups)
-            .unwrap_or_default();
-        let version = match rosters
-            .save(
-                &user,
-                &contact,
-                outcome.change,
-                name.clone(),
-                groups.clone(),
-            )
-            .await
-        {
-            Ok(version) => version.unwrap_or(roster.version_number()),
-            Err(error) => {
-                tracing::error!(%user, %error, "roster write failed; subscription stanza dropped");
-                return count(server, Outcome::Discarded);
-            }
-        };
-        if let Some(view) = outcome.push {
-            push(
-                server,
-                &user,
-                &RosterItem::from_view(contact.clone(), name, groups, view),
-                version,
-            );
+    let outcome = match apply(server, &user, &contact, |state| inbound(state, kind)).await {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            tracing::error!(%user, %error, "roster unavailable; subscription stanza dropped");
+            return count(server, Outcome::Discarded);
         }
-        outcome
     };
     let routed = match outcome.disposition {
         Disposition::Forward => {

@@ -101,33 +101,33 @@ pub fn message_recipients(candidates: Vec<Candidate>, ty: MessageType) -> Vec<Ta
 /// cluster's directory is looked up again as the cluster's retry policy
 /// says, for the race where a login has not reached this node's replica yet.
 pub async fn locate(server: &Server, jid: &FullJid) -> Option<Target> {
-    if let Some(session) = server.sessions.get(jid) {
-        return Some(Target::Local(session));
-    }
-    if let Some(node) = server.cluster.locate(jid) {
-        return Some(Target::Remote {
-            jid: jid.clone(),
-            node,
-        });
+    if let Some(target) = locate_now(server, jid) {
+        return Some(target);
     }
     let policy = server.cluster.miss_retry();
     for attempt in 0..policy.attempts {
         tokio::time::sleep(policy.delay(attempt)).await;
         incr(&server.metrics.lookup_retries);
-        if let Some(session) = server.sessions.get(jid) {
-            return Some(Target::Local(session));
-        }
-        if let Some(node) = server.cluster.locate(jid) {
-            return Some(Target::Remote {
-                jid: jid.clone(),
-                node,
-            });
+        if let Some(target) = locate_now(server, jid) {
+            return Some(target);
         }
     }
     if policy.attempts > 0 {
         incr(&server.metrics.lookup_misses);
     }
     None
+}
+
+/// The session bound to a full JID as this node knows it right now.
+fn locate_now(server: &Server, jid: &FullJid) -> Option<Target> {
+    if let Some(session) = server.sessions.get(jid) {
+        return Some(Target::Local(session));
+    }
+    let node = server.cluster.locate(jid)?;
+    Some(Target::Remote {
+        jid: jid.clone(),
+        node,
+    })
 }
 
 /// Hands a stanza made here to a session; gives it back when that session

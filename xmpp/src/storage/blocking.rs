@@ -49,10 +49,7 @@ impl Store {
 
     /// Empties `owner`'s block list (unblock all, and account deletion).
     pub async fn clear_blocklist(&self, owner: &str) -> Result<(), StorageError> {
-        sqlx::query("DELETE FROM blocked_jids WHERE owner = $1")
-            .bind(owner)
-            .execute(&self.pool)
-            .await?;
+        self.delete_where("blocked_jids", "owner", owner).await?;
         Ok(())
     }
 }

@@ -59,9 +59,7 @@ impl Store {
 
     /// Forgets `username`'s last logout (account deletion).
     pub async fn delete_last_logout(&self, username: &str) -> Result<(), StorageError> {
-        sqlx::query("DELETE FROM last_activity WHERE username = $1")
-            .bind(username)
-            .execute(&self.pool)
+        self.delete_where("last_activity", "username", username)
             .await?;
         Ok(())
     }

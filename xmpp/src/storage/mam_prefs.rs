@@ -72,10 +72,7 @@ impl Store {
 
     /// Forgets `owner`'s preferences (the account is deleted).
     pub async fn delete_archive_prefs(&self, owner: &str) -> Result<(), StorageError> {
-        sqlx::query("DELETE FROM mam_prefs WHERE owner = $1")
-            .bind(owner)
-            .execute(&self.pool)
-            .await?;
+        self.delete_where("mam_prefs", "owner", owner).await?;
         Ok(())
     }
 }

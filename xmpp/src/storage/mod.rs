@@ -210,6 +210,23 @@ pub struct Store {
 }
 
 impl Store {
+    /// `DELETE FROM table WHERE column = key`: what removing an account or a
+    /// room takes from each table. `table` and `column` are this crate's
+    /// own names, never input. Returns the rows removed.
+    async fn delete_where(
+        &self,
+        table: &'static str,
+        column: &'static str,
+        key: &str,
+    ) -> Result<u64, StorageError> {
+        let sql = format!("DELETE FROM {table} WHERE {column} = $1");
+        let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
     /// Opens the database at `url`, creating it when it is a SQLite file that does
     /// not exist yet, and applies the pending migrations.
     ///

@@ -103,19 +103,13 @@ impl Store {
 
     /// Removes a room and its affiliations.
     pub async fn muc_delete_room(&self, room: &str) -> Result<(), StorageError> {
-        sqlx::query("DELETE FROM muc_rooms WHERE room = $1")
-            .bind(room)
-            .execute(&self.pool)
-            .await?;
+        self.delete_where("muc_rooms", "room", room).await?;
         Ok(())
     }
 
     /// Removes a deleted account's affiliations in every room.
     pub async fn muc_delete_user(&self, jid: &str) -> Result<(), StorageError> {
-        sqlx::query("DELETE FROM muc_affiliations WHERE jid = $1")
-            .bind(jid)
-            .execute(&self.pool)
-            .await?;
+        self.delete_where("muc_affiliations", "jid", jid).await?;
         Ok(())
     }
 }

@@ -80,9 +80,7 @@ impl Store {
 
     /// Removes everything `username` stored (account deletion).
     pub async fn delete_private(&self, username: &str) -> Result<(), StorageError> {
-        sqlx::query("DELETE FROM private_xml WHERE username = $1")
-            .bind(username)
-            .execute(&self.pool)
+        self.delete_where("private_xml", "username", username)
             .await?;
         Ok(())
     }

@@ -138,10 +138,7 @@ impl Store {
 
     /// Forgets `owner`'s roster version (account deletion).
     pub async fn delete_roster_version(&self, owner: &str) -> Result<(), StorageError> {
-        sqlx::query("DELETE FROM roster_versions WHERE owner = $1")
-            .bind(owner)
-            .execute(&self.pool)
-            .await?;
+        self.delete_where("roster_versions", "owner", owner).await?;
         Ok(())
     }
 

@@ -70,10 +70,7 @@ impl Store {
 
     /// Removes `username`'s vCard (account deletion).
     pub async fn delete_vcard(&self, username: &str) -> Result<(), StorageError> {
-        sqlx::query("DELETE FROM vcards WHERE username = $1")
-            .bind(username)
-            .execute(&self.pool)
-            .await?;
+        self.delete_where("vcards", "username", username).await?;
         Ok(())
     }
 }

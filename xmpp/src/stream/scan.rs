@@ -215,20 +215,16 @@ impl Scanner {
                     }
                 }
                 Lex::StartTag { tag, quote } => {
-                    let rest = &buf[self.pos..window_end];
-                    let found = if quote == 0 {
-                        memchr3(b'>', b'"', b'\'', rest)
-                    } else {
-                        memchr(quote, rest)
-                    };
-                    let Some(n) = found else {
-                        self.count(rest.len());
-                        self.pos = window_end;
+                    let found = self.advance_past(buf, window_end, |rest| {
+                        if quote == 0 {
+                            memchr3(b'>', b'"', b'\'', rest)
+                        } else {
+                            memchr(quote, rest)
+                        }
+                    });
+                    let Some(index) = found else {
                         return self.need_more(buf, *start, limits, at);
                     };
-                    self.count(n + 1);
-                    let index = self.pos + n;
-                    self.pos = index + 1;
                     let byte = buf[index];
                     if quote != 0 {
                         self.lex = Lex::StartTag { tag, quote: 0 };
@@ -240,44 +236,29 @@ impl Scanner {
                     }
                 }
                 Lex::EndTag { tag } => {
-                    let rest = &buf[self.pos..window_end];
-                    let Some(n) = memchr(b'>', rest) else {
-                        self.count(rest.len());
-                        self.pos = window_end;
+                    let Some(index) = self.advance_past(buf, window_end, |rest| memchr(b'>', rest))
+                    else {
                         return self.need_more(buf, *start, limits, at);
                     };
-                    self.count(n + 1);
-                    let index = self.pos + n;
-                    self.pos = index + 1;
                     if let Some(unit) = self.end_tag_done(buf, *start, tag, index, at)? {
                         return Ok(Some(unit));
                     }
                 }
                 Lex::CData => {
-                    let rest = &buf[self.pos..window_end];
-                    let Some(n) = memchr(b'>', rest) else {
-                        self.count(rest.len());
-                        self.pos = window_end;
+                    let Some(index) = self.advance_past(buf, window_end, |rest| memchr(b'>', rest))
+                    else {
                         return self.need_more(buf, *start, limits, at);
                     };
-                    self.count(n + 1);
-                    let index = self.pos + n;
-                    self.pos = index + 1;
                     // "<![CDATA[" ends in '[', so "]]" before '>' is always the section's end.
                     if buf[index - 2..index] == *b"]]" {
                         self.lex = Lex::Text;
                     }
                 }
                 Lex::Declaration => {
-                    let rest = &buf[self.pos..window_end];
-                    let Some(n) = memchr(b'>', rest) else {
-                        self.count(rest.len());
-                        self.pos = window_end;
+                    let Some(index) = self.advance_past(buf, window_end, |rest| memchr(b'>', rest))
+                    else {
                         return self.need_more(buf, *start, limits, at);
                     };
-                    self.count(n + 1);
-                    let index = self.pos + n;
-                    self.pos = index + 1;
                     if buf[index - 1] == b'?' {
                         self.lex = Lex::Idle;
                         return Ok(Some(Unit {
@@ -291,6 +272,27 @@ impl Scanner {
     }
 
     #[inline]
+    /// Moves past the byte `find` finds in the rest of the window and
+    /// returns its index in `buf`; `None` when the window holds none (all
+    /// of it examined: the caller asks for more input).
+    fn advance_past(
+        &mut self,
+        buf: &[u8],
+        window_end: usize,
+        find: impl Fn(&[u8]) -> Option<usize>,
+    ) -> Option<usize> {
+        let rest = &buf[self.pos..window_end];
+        let Some(n) = find(rest) else {
+            self.count(rest.len());
+            self.pos = window_end;
+            return None;
+        };
+        self.count(n + 1);
+        let index = self.pos + n;
+        self.pos = index + 1;
+        Some(index)
+    }
+
     fn count(&mut self, _bytes: usize) {
         #[cfg(test)]
         {

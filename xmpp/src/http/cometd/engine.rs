@@ -192,6 +192,19 @@ impl Bayeux {
         })
     }
 
+    /// The client and the channels of a subscribe or unsubscribe, or the
+    /// reply refusing it.
+    fn subscription_request(
+        &self,
+        message: &Message,
+    ) -> Result<(Arc<Client>, Vec<String>), Map<String, Value>> {
+        let client = self.client_of(message)?;
+        let channels = message
+            .subscriptions()
+            .map_err(|error| message.error_reply(&error))?;
+        Ok((client, channels))
+    }
+
     async fn handshake(&self, message: &Message, ip: IpAddr) -> Map<String, Value> {
         let refuse = |error: BayeuxError| {
             self.counters
@@ -415,13 +428,9 @@ impl Bayeux {
     }
 
     async fn subscribe(&self, message: &Message) -> Map<String, Value> {
-        let client = match self.client_of(message) {
-            Ok(client) => client,
+        let (client, channels) = match self.subscription_request(message) {
+            Ok(request) => request,
             Err(reply) => return reply,
-        };
-        let channels = match message.subscriptions() {
-            Ok(channels) => channels,
-            Err(error) => return message.error_reply(&error),
         };
         // Check every channel first: a subscribe is all or nothing.
         let mut nodes = Vec::with_capacity(channels.len());
@@ -534,13 +543,9 @@ impl Bayeux {
     }
 
     fn unsubscribe(&self, message: &Message) -> Map<String, Value> {
-        let client = match self.client_of(message) {
-            Ok(client) => client,
+        let (client, channels) = match self.subscription_request(message) {
+            Ok(request) => request,
             Err(reply) => return reply,
-        };
-        let channels = match message.subscriptions() {
-            Ok(channels) => channels,
-            Err(error) => return message.error_reply(&error),
         };
         for channel in &channels {
             client.state().subscriptions.remove(channel);

@@ -13,8 +13,7 @@
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 
-use bytes::Bytes;
-use starling_core::cluster::{Envelope, NodeId, StanzaKind};
+use starling_core::cluster::NodeId;
 use starling_core::jid::{BareJid, FullJid, Jid};
 use starling_core::xml::{Element, ns};
 
@@ -55,17 +54,7 @@ pub(super) async fn sessions_lost(muc: &Muc, server: &Server, lost: &[FullJid]) 
         if host == me {
             self::rejoin(muc, server, &rejoin).await;
         } else {
-            let message = Element::new("message", ns::CLIENT)
-                .with_attr("from", &muc.host)
-                .with_attr("to", &muc.host)
-                .with_child(rejoin);
-            let envelope = Envelope {
-                from: Jid::new(&muc.host).expect("the host is a domain"),
-                to: Jid::new(&muc.host).expect("the host is a domain"),
-                kind: StanzaKind::Message,
-                xml: Bytes::from(message.to_bytes()),
-                hops: 1,
-            };
+            let envelope = muc.member_envelope(rejoin);
             if let Err(error) = server
                 .cluster
                 .forward_waiting(host, envelope, std::time::Duration::from_secs(2))

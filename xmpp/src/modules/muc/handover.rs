@@ -10,10 +10,9 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-use starling_core::cluster::{Envelope, NodeId, StanzaKind};
-use starling_core::jid::{BareJid, Jid};
-use starling_core::xml::{Element, ns};
+use starling_core::cluster::NodeId;
+use starling_core::jid::BareJid;
+use starling_core::xml::Element;
 
 use super::{Muc, hosting};
 use crate::server::Server;
@@ -62,17 +61,7 @@ pub(super) async fn member_up(muc: &Muc, server: &Server, node: NodeId) {
         }
         let handover = room.hand_over().with_attr("node", me.0.to_string());
         muc.remove_room(&jid);
-        let message = Element::new("message", ns::CLIENT)
-            .with_attr("from", &muc.host)
-            .with_attr("to", &muc.host)
-            .with_child(handover);
-        let envelope = Envelope {
-            from: Jid::new(&muc.host).expect("the host is a domain"),
-            to: Jid::new(&muc.host).expect("the host is a domain"),
-            kind: StanzaKind::Message,
-            xml: Bytes::from(message.to_bytes()),
-            hops: 1,
-        };
+        let envelope = muc.member_envelope(handover);
         match server
             .cluster
             .forward_waiting(host, envelope, std::time::Duration::from_secs(2))

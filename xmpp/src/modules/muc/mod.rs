@@ -33,9 +33,12 @@ use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
 use serde::Deserialize;
+use starling_core::cluster::{Envelope, StanzaKind};
 use starling_core::config::Config;
 use starling_core::jid::{BareJid, FullJid, Jid};
+use starling_core::xml::{Element, ns};
 
 use self::config_form::RoomConfig;
 use self::records::LocalRecords;
@@ -136,6 +139,24 @@ pub struct Muc {
 }
 
 impl Muc {
+    /// A service-to-service message carrying `payload` (a relay, a rejoin,
+    /// a handover) to another member: from this service to itself there,
+    /// one crossing (the receiver only acts on it, never forwards it).
+    pub(super) fn member_envelope(&self, payload: Element) -> Envelope {
+        let host = Jid::new(&self.host).expect("the host is a domain");
+        let message = Element::new("message", ns::CLIENT)
+            .with_attr("from", &self.host)
+            .with_attr("to", &self.host)
+            .with_child(payload);
+        Envelope {
+            from: host.clone(),
+            to: host,
+            kind: StanzaKind::Message,
+            xml: Bytes::from(message.to_bytes()),
+            hops: 1,
+        }
+    }
+
     pub fn new(config: &Config, options: Options) -> Result<Muc, ModuleConfigError> {
         let muc: MucConfig = options.parse()?;
         let invalid = |message: &str| ModuleConfigError::Invalid {

@@ -10,10 +10,9 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
-use bytes::Bytes;
-use starling_core::cluster::{Envelope, NodeId, StanzaKind};
-use starling_core::jid::{FullJid, Jid};
-use starling_core::xml::{Element, ns};
+use starling_core::cluster::NodeId;
+use starling_core::jid::FullJid;
+use starling_core::xml::Element;
 
 use super::room::Out;
 use super::{Muc, RELAY};
@@ -58,16 +57,9 @@ pub(super) async fn send(muc: &Muc, server: &Server, outs: Vec<Out>) {
         }
     }
     for (node, outs) in remote {
-        let relay = relay_of(&outs, &muc.host, me);
-        let envelope = Envelope {
-            from: Jid::new(&muc.host).expect("the host is a domain"),
-            to: Jid::new(&muc.host).expect("the host is a domain"),
-            kind: StanzaKind::Message,
-            xml: Bytes::from(relay.to_bytes()),
-            // Straight from the room's host to the members with occupants,
-            // which only deliver it to their sessions: one crossing.
-            hops: 1,
-        };
+        // Straight from the room's host to the members with occupants,
+        // which only deliver it to their sessions.
+        let envelope = muc.member_envelope(relay_of(&outs, me));
         match server
             .cluster
             .forward_waiting(node, envelope, PATIENCE)
@@ -129,7 +121,7 @@ fn deliver_here(
 }
 
 /// One relay for the stanzas to one member, identical stanzas grouped.
-fn relay_of(outs: &[Out], host: &str, me: NodeId) -> Element {
+fn relay_of(outs: &[Out], me: NodeId) -> Element {
     // Serialised without `to`, a stanza is the same for every recipient
     // of a groupchat message; presence differs by recipient and status.
     // (serialised stanza, stanza, about, recipients)
@@ -157,10 +149,7 @@ fn relay_of(outs: &[Out], host: &str, me: NodeId) -> Element {
         deliver.push_child(stanza);
         relay.push_child(deliver);
     }
-    Element::new("message", ns::CLIENT)
-        .with_attr("from", host)
-        .with_attr("to", host)
-        .with_child(relay)
+    relay
 }
 
 /// The member a relay or rejoin says it comes from.
@@ -197,6 +186,9 @@ pub(super) fn receive(muc: &Muc, server: &Server, relay: &Element) {
 
 #[cfg(test)]
 mod tests {
+    use starling_core::jid::Jid;
+    use starling_core::xml::ns;
+
     use super::*;
 
     fn out(to: &str, body: &str) -> Out {
@@ -218,10 +210,10 @@ mod tests {
                 out("b@x/2", "hi"),
                 out("c@x/3", "other"),
             ],
-            "conference.x",
             NodeId(1),
         );
-        let groups: Vec<&Element> = relay.child("relay", RELAY).unwrap().children().collect();
+        assert!(relay.is("relay", RELAY), "{relay}");
+        let groups: Vec<&Element> = relay.children().collect();
         assert_eq!(groups.len(), 2);
         assert_eq!(groups[0].attr("to"), Some("a@x/1 b@x/2"));
         assert_eq!(groups[1].attr("to"), Some("c@x/3"));

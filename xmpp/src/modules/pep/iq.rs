@@ -136,8 +136,12 @@ async fn answer(
                     .with_child(default_config().to_form("form")),
             ),
         )),
-        (ns::PUBSUB_OWNER, "delete", true) => delete(pep, server, &parties, first).await,
-        (ns::PUBSUB_OWNER, "purge", true) => purge(pep, server, &parties, first).await,
+        (ns::PUBSUB_OWNER, "delete", true) => {
+            remove(pep, server, &parties, first, NodeRemoval::Delete).await
+        }
+        (ns::PUBSUB_OWNER, "purge", true) => {
+            remove(pep, server, &parties, first, NodeRemoval::Purge).await
+        }
         (ns::PUBSUB, "subscribe" | "unsubscribe" | "options", _) => {
             // Contacts get notifications through presence and capabilities.
             Err(PubSubError::unsupported("subscribe"))
@@ -571,56 +575,45 @@ async fn configure(
     Ok(None)
 }
 
-async fn delete(
-    pep: &Pep,
-    server: &Server,
-    parties: &Parties,
-    delete: &Element,
-) -> Result<Option<Element>, PubSubError> {
-    parties.must_own()?;
-    let node = node_of(delete)?;
-    let config = node_config(server, parties, node).await?;
-    server
-        .store
-        .delete_pep_node(parties.owner_name(), node)
-        .await
-        .map_err(storage)?;
-    if config.notify_delete {
-        notify::event(
-            server,
-            &pep.remote,
-            &parties.owner,
-            node,
-            &config,
-            &Event::Deleted,
-        )
-        .await;
-    }
-    Ok(None)
+/// What an owner can do to a whole node.
+enum NodeRemoval {
+    Delete,
+    Purge,
 }
 
-async fn purge(
+/// Deletes a node or purges its items (owner only), and tells the
+/// subscribers (a deletion only if the node's config says so).
+async fn remove(
     pep: &Pep,
     server: &Server,
     parties: &Parties,
-    purge: &Element,
+    request: &Element,
+    removal: NodeRemoval,
 ) -> Result<Option<Element>, PubSubError> {
     parties.must_own()?;
-    let node = node_of(purge)?;
+    let node = node_of(request)?;
     let config = node_config(server, parties, node).await?;
-    server
-        .store
-        .purge_pep_items(parties.owner_name(), node)
-        .await
-        .map_err(storage)?;
-    notify::event(
-        server,
-        &pep.remote,
-        &parties.owner,
-        node,
-        &config,
-        &Event::Purged,
-    )
-    .await;
+    let (written, event) = match removal {
+        // Whether the node was there does not matter: its config was read.
+        NodeRemoval::Delete => (
+            server
+                .store
+                .delete_pep_node(parties.owner_name(), node)
+                .await
+                .map(drop),
+            config.notify_delete.then_some(Event::Deleted),
+        ),
+        NodeRemoval::Purge => (
+            server
+                .store
+                .purge_pep_items(parties.owner_name(), node)
+                .await,
+            Some(Event::Purged),
+        ),
+    };
+    written.map_err(storage)?;
+    if let Some(event) = event {
+        notify::event(server, &pep.remote, &parties.owner, node, &config, &event).await;
+    }
     Ok(None)
 }
