@@ -173,6 +173,7 @@ pub enum Job {
     Fanout(fanout::FanoutJob),
     PepPublish(pep::publish::PublishJob),
     PepStorm(pep::storm::StormJob),
+    Muc(muc::MucJob),
 }
 
 /// Error counts by [`crate::ClientError::kind`].
@@ -244,6 +245,8 @@ pub struct WorkerReport {
     pub pep_publish: Option<pep::publish::PublishStats>,
     #[serde(default)]
     pub pep_storm: Option<pep::storm::StormStats>,
+    #[serde(default)]
+    pub muc: Option<muc::MucStats>,
 }
 
 #[cfg(test)]

@@ -10,8 +10,10 @@
 //! should get every message of its room (its own included, as the reflection), so the
 //! expected deliveries are `sent × joined occupants` per room.
 //!
-//! One process holds every client (one clock); it holds up to
-//! [`super::SOCKETS_PER_WORKER`] sockets.
+//! The rooms are split over worker processes (as many as the sockets need,
+//! each holding up to [`super::SOCKETS_PER_WORKER`]), whole rooms each: a
+//! room's senders and receivers share their worker's clock, which starts
+//! when the parent says go.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -27,8 +29,11 @@ use super::chat::SequenceTracker;
 use super::hold::answer_ping;
 use super::login::{login_user, record};
 use super::report::{self, RunInfo, RunReport};
-use super::run::{RunError, Target};
-use super::{ErrorCounts, LoginStats, SOCKETS_PER_WORKER, Users, count_error};
+use super::run::{RunError, Target, split};
+use super::worker::{Fleet, Gate, ReadyInfo, WorkerError, source_address};
+use super::{
+    Connection, ErrorCounts, Job, LoginStats, SOCKETS_PER_WORKER, Users, WorkerReport, count_error,
+};
 use crate::client::Client;
 use crate::stats::{Histogram, Summary};
 
@@ -106,6 +111,58 @@ struct Clock {
     deadline: Instant,
 }
 
+/// One worker's share of the rooms: whole rooms, so the senders and the
+/// receivers of a room share one clock and latencies need no clock shared
+/// between processes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MucJob {
+    pub connection: Connection,
+    /// The occupants of this worker's rooms, in room order.
+    pub users: Users,
+    pub first_room: u64,
+    pub rooms: u64,
+    /// Rooms of the whole run: each room sends every `total_rooms / rate`
+    /// seconds, whichever worker holds it.
+    pub total_rooms: u64,
+    pub occupants: u64,
+    pub service: String,
+    /// Names this run's rooms apart from earlier runs'.
+    pub run_id: String,
+    /// Messages per second over all rooms (of every worker).
+    pub rate: f64,
+    pub duration_s: f64,
+    pub drain_s: f64,
+}
+
+/// What one worker's rooms saw.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MucStats {
+    pub joined: u64,
+    pub sent: u64,
+    /// Sum over rooms of messages sent × occupants joined.
+    pub expected: u64,
+    pub delivered: u64,
+    pub duplicates: u64,
+    pub out_of_order: u64,
+    pub latency: Histogram,
+    pub errors: ErrorCounts,
+}
+
+impl MucStats {
+    pub fn merge(&mut self, other: &MucStats) {
+        self.joined += other.joined;
+        self.sent += other.sent;
+        self.expected += other.expected;
+        self.delivered += other.delivered;
+        self.duplicates += other.duplicates;
+        self.out_of_order += other.out_of_order;
+        self.latency.merge(&other.latency);
+        super::merge_errors(&mut self.errors, &other.errors);
+    }
+}
+
+/// Runs the rooms over as many worker processes as their occupants' sockets
+/// need (or `--workers`), each with whole rooms.
 pub async fn run(target: &Target, plan: &MucPlan) -> Result<RunReport, RunError> {
     let total = plan.rooms * plan.occupants;
     if plan.rooms == 0 || plan.occupants == 0 {
@@ -113,29 +170,132 @@ pub async fn run(target: &Target, plan: &MucPlan) -> Result<RunReport, RunError>
             "--rooms and --occupants must be above 0".into(),
         ));
     }
-    if total > SOCKETS_PER_WORKER {
+    if plan.occupants > SOCKETS_PER_WORKER {
         return Err(RunError::Plan(format!(
-            "{total} occupants need more than the {SOCKETS_PER_WORKER} sockets of one process"
+            "a room of {} occupants needs more than the {SOCKETS_PER_WORKER} sockets of one \
+             process",
+            plan.occupants
         )));
     }
-    let connection = Arc::new(super::run::connection(target, target.source_base));
-    let users = Users {
-        count: total,
-        ..target.users.clone()
-    };
+    let rooms_per_worker = SOCKETS_PER_WORKER / plan.occupants;
+    let needed = plan.rooms.div_ceil(rooms_per_worker);
+    let workers = target
+        .workers
+        .map_or(needed, |wanted| (wanted as u64).max(needed))
+        .clamp(1, plan.rooms);
     // A fresh set of room names per run.
     let run_id = format!("{:x}", rand::random::<u32>());
-    let room_jid = |room: u64| format!("load{run_id}r{room}@{}", plan.service);
+    let mut jobs = Vec::new();
+    for (index, (first_room, rooms)) in split(plan.rooms, workers as usize).into_iter().enumerate()
+    {
+        let source = match target.source_base {
+            Some(base) => Some(source_address(base, index).ok_or_else(|| {
+                RunError::Plan(format!("no source address for worker {index} from {base}"))
+            })?),
+            None => None,
+        };
+        jobs.push(Job::Muc(MucJob {
+            connection: super::run::connection(target, source),
+            users: target
+                .users
+                .slice(first_room * plan.occupants, rooms * plan.occupants),
+            first_room,
+            rooms,
+            total_rooms: plan.rooms,
+            occupants: plan.occupants,
+            service: plan.service.clone(),
+            run_id: run_id.clone(),
+            rate: plan.rate,
+            duration_s: plan.duration_s,
+            drain_s: plan.drain_s,
+        }));
+    }
+    let mut fleet = Fleet::spawn(jobs).await?;
+    eprintln!("starling-load: muc on {workers} worker(s), logging in and joining");
+    let ready = fleet.ready().await?;
+    let joined: u64 = ready.iter().map(|info| info.logged_in).sum();
+    let cpu_before = if plan.server_pids.is_empty() {
+        None
+    } else {
+        Some(
+            super::cpu::total_seconds(&plan.server_pids).map_err(|(pid, error)| {
+                RunError::Plan(format!("reading the CPU time of process {pid}: {error}"))
+            })?,
+        )
+    };
+    // A harness reading the servers' counters takes its "before" here: from now on
+    // the rooms carry only this run's messages (every join is done).
+    eprintln!("starling-load: {joined} of {total} occupants joined; running");
+    fleet.go().await?;
+    let reports = fleet.reports().await?;
+    let cpu_after = cpu_before.map(|before| (before, super::cpu::total_seconds(&plan.server_pids)));
+    let merged = report::merge(&reports);
+    let stats = merged.muc.clone().unwrap_or_default();
+    let mut summary = MucSummary {
+        rooms: plan.rooms,
+        occupants_per_room: plan.occupants,
+        joined: stats.joined,
+        offered_rate: plan.rate,
+        duration_s: plan.duration_s,
+        sent: stats.sent,
+        expected: stats.expected,
+        delivered: stats.delivered,
+        lost: stats.expected.saturating_sub(stats.delivered),
+        duplicates: stats.duplicates,
+        out_of_order: stats.out_of_order,
+        deliveries_per_s: stats.delivered as f64 / plan.duration_s.max(f64::MIN_POSITIVE),
+        latency: stats.latency.summary(),
+        errors: stats.errors.clone(),
+        ..MucSummary::default()
+    };
+    if let Some((before, after)) = cpu_after {
+        match after {
+            Ok(after) => {
+                let used = (after - before).max(0.0);
+                summary.server_cpu_s = Some(used);
+                summary.cpu_us_per_delivery = cpu_us_per_delivery(used, summary.delivered);
+            }
+            // A server that died during the run: the report says so.
+            Err((pid, _)) => count_error(&mut summary.errors, format!("cpu:process-{pid}-gone")),
+        }
+    }
+    Ok(RunReport {
+        info: RunInfo {
+            command: "muc".to_owned(),
+            server: target.servers.to_string(),
+            domain: target.domain.clone(),
+            tls: target.tls,
+            mechanism: target.mechanism.name().to_owned(),
+            workers: workers as usize,
+        },
+        login: report::login_summary(&merged.login, 0.0),
+        hold: None,
+        chat: None,
+        converge: None,
+        failover: None,
+        fanout: None,
+        pep_storm: None,
+        muc: Some(summary),
+    })
+}
 
-    // Log everyone in.
+/// A worker's rooms: log the occupants in, open and join the rooms, say
+/// ready, then send and count until the drain ends.
+pub async fn run_job(job: MucJob, gate: &mut Gate) -> Result<WorkerReport, WorkerError> {
+    let total = job.rooms * job.occupants;
+    let connection = Arc::new(job.connection.clone());
+    let first_index = job.first_room * job.occupants;
+    let room_jid = |room: u64| format!("load{}r{room}@{}", job.run_id, job.service);
+
+    // Log everyone in; occupant `i` of the run is on server `i mod n`.
     let start = Instant::now();
     let servers = connection.servers.len() as u64;
     let mut logins: Vec<_> = futures_util::stream::iter(0..total)
         .map(|index| {
             let connection = connection.clone();
-            let users = users.clone();
+            let users = job.users.clone();
             async move {
-                let server = (index % servers) as usize;
+                let server = ((first_index + index) % servers) as usize;
                 let (outcome, client) =
                     login_user(&connection, server, &users, index, Instant::now()).await;
                 (index, outcome, client)
@@ -154,18 +314,18 @@ pub async fn run(target: &Target, plan: &MucPlan) -> Result<RunReport, RunError>
     login.elapsed_s = start.elapsed().as_secs_f64();
 
     // Owners create their rooms, then everyone else joins.
-    let mut errors = ErrorCounts::new();
-    let wait = Duration::from_secs_f64(target.timeout_s.max(1.0));
+    let mut stats = MucStats::default();
+    let wait = Duration::from_secs_f64(connection.timeout_s.max(1.0));
     let mut joined: Vec<Option<Client>> = (0..total).map(|_| None).collect();
     for pass in [true, false] {
         let entering: Vec<(u64, Client)> = (0..total)
-            .filter(|index| (index % plan.occupants == 0) == pass)
+            .filter(|index| (index % job.occupants == 0) == pass)
             .filter_map(|index| Some((index, clients[index as usize].take()?)))
             .collect();
         let results: Vec<_> = futures_util::stream::iter(entering)
             .map(|(index, mut client)| {
-                let room = room_jid(index / plan.occupants);
-                let nick = format!("o{}", index % plan.occupants);
+                let room = room_jid(job.first_room + index / job.occupants);
+                let nick = format!("o{}", index % job.occupants);
                 async move {
                     let result = timeout(wait, enter(&mut client, &room, &nick)).await;
                     (index, client, result)
@@ -177,116 +337,73 @@ pub async fn run(target: &Target, plan: &MucPlan) -> Result<RunReport, RunError>
         for (index, client, result) in results {
             match result {
                 Ok(Ok(())) => joined[index as usize] = Some(client),
-                Ok(Err(kind)) => count_error(&mut errors, format!("join:{kind}")),
-                Err(_) => count_error(&mut errors, "join:timeout".to_owned()),
+                Ok(Err(kind)) => count_error(&mut stats.errors, format!("join:{kind}")),
+                Err(_) => count_error(&mut stats.errors, "join:timeout".to_owned()),
             }
         }
     }
     let mut per_room: BTreeMap<u64, u64> = BTreeMap::new();
     for index in (0..total).filter(|i| joined[*i as usize].is_some()) {
-        *per_room.entry(index / plan.occupants).or_default() += 1;
+        *per_room
+            .entry(job.first_room + index / job.occupants)
+            .or_default() += 1;
     }
+    stats.joined = per_room.values().sum();
 
     // Send and receive.
     let (clock_tx, clock_rx) = watch::channel::<Option<Clock>>(None);
-    let interval = Duration::from_secs_f64(plan.rooms as f64 / plan.rate.max(f64::MIN_POSITIVE));
+    let rate = job.rate.max(f64::MIN_POSITIVE);
+    let interval = Duration::from_secs_f64(job.total_rooms as f64 / rate);
     let mut tasks = tokio::task::JoinSet::new();
     for (index, client) in joined.into_iter().enumerate() {
         let Some(client) = client else { continue };
         let index = index as u64;
-        let room = index / plan.occupants;
+        let room = job.first_room + index / job.occupants;
         let occupant = Occupant {
             room_jid: room_jid(room),
             room,
-            member: index % plan.occupants,
-            members: plan.occupants,
-            offset: Duration::from_secs_f64(room as f64 / plan.rate.max(f64::MIN_POSITIVE)),
+            member: index % job.occupants,
+            members: job.occupants,
+            offset: Duration::from_secs_f64(room as f64 / rate),
             interval,
         };
         let clock = clock_rx.clone();
         tasks.spawn(async move { (room, occupant.run(client, clock).await) });
     }
-    let cpu_before = if plan.server_pids.is_empty() {
-        None
-    } else {
-        Some(
-            super::cpu::total_seconds(&plan.server_pids).map_err(|(pid, error)| {
-                RunError::Plan(format!("reading the CPU time of process {pid}: {error}"))
-            })?,
-        )
-    };
-    // A harness reading the servers' counters takes its "before" here: from now on
-    // the rooms carry only this run's messages (every join is done).
-    eprintln!(
-        "starling-load: {} of {total} occupants joined; running",
-        per_room.values().sum::<u64>()
-    );
+    gate.ready(ReadyInfo {
+        logged_in: stats.joined,
+        failed: total - stats.joined,
+    })
+    .await?;
     let epoch = Instant::now();
-    let end = epoch + Duration::from_secs_f64(plan.duration_s.max(0.0));
+    let end = epoch + Duration::from_secs_f64(job.duration_s.max(0.0));
     clock_tx.send_replace(Some(Clock {
         epoch,
         end,
-        deadline: end + Duration::from_secs_f64(plan.drain_s.max(0.0)),
+        deadline: end + Duration::from_secs_f64(job.drain_s.max(0.0)),
     }));
-    let mut summary = MucSummary {
-        rooms: plan.rooms,
-        occupants_per_room: plan.occupants,
-        joined: per_room.values().sum(),
-        offered_rate: plan.rate,
-        duration_s: plan.duration_s,
-        ..MucSummary::default()
-    };
     let mut sent_per_room: BTreeMap<u64, u64> = BTreeMap::new();
-    let mut latency = Histogram::new();
     while let Some(done) = tasks.join_next().await {
-        let Ok((room, stats)) = done else {
-            count_error(&mut errors, "task:panicked".to_owned());
+        let Ok((room, occupant)) = done else {
+            count_error(&mut stats.errors, "task:panicked".to_owned());
             continue;
         };
-        *sent_per_room.entry(room).or_default() += stats.sent;
-        summary.sent += stats.sent;
-        summary.delivered += stats.tracker.unique;
-        summary.duplicates += stats.tracker.duplicates;
-        summary.out_of_order += stats.tracker.out_of_order;
-        latency.merge(&stats.latency);
-        super::merge_errors(&mut errors, &stats.errors);
+        *sent_per_room.entry(room).or_default() += occupant.sent;
+        stats.sent += occupant.sent;
+        stats.delivered += occupant.tracker.unique;
+        stats.duplicates += occupant.tracker.duplicates;
+        stats.out_of_order += occupant.tracker.out_of_order;
+        stats.latency.merge(&occupant.latency);
+        super::merge_errors(&mut stats.errors, &occupant.errors);
     }
-    summary.expected = sent_per_room
+    stats.expected = sent_per_room
         .iter()
         .map(|(room, sent)| sent * per_room.get(room).copied().unwrap_or(0))
         .sum();
-    summary.lost = summary.expected.saturating_sub(summary.delivered);
-    summary.deliveries_per_s = summary.delivered as f64 / plan.duration_s.max(f64::MIN_POSITIVE);
-    summary.latency = latency.summary();
-    if let Some(before) = cpu_before {
-        match super::cpu::total_seconds(&plan.server_pids) {
-            Ok(after) => {
-                let used = (after - before).max(0.0);
-                summary.server_cpu_s = Some(used);
-                summary.cpu_us_per_delivery = cpu_us_per_delivery(used, summary.delivered);
-            }
-            // A server that died during the run: the report says so.
-            Err((pid, _)) => count_error(&mut errors, format!("cpu:process-{pid}-gone")),
-        }
-    }
-    summary.errors = errors;
-    Ok(RunReport {
-        info: RunInfo {
-            command: "muc".to_owned(),
-            server: target.servers.to_string(),
-            domain: target.domain.clone(),
-            tls: target.tls,
-            mechanism: target.mechanism.name().to_owned(),
-            workers: 1,
-        },
-        login: report::login_summary(&login, 0.0),
-        hold: None,
-        chat: None,
-        converge: None,
-        failover: None,
-        fanout: None,
-        pep_storm: None,
-        muc: Some(summary),
+    Ok(WorkerReport {
+        login,
+        muc: Some(stats),
+        ..WorkerReport::default()
     })
 }
 

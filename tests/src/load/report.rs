@@ -189,6 +189,9 @@ pub fn merge(reports: &[WorkerReport]) -> WorkerReport {
         }
         pep::merge_publish(&mut total.pep_publish, &report.pep_publish);
         pep::merge_storm(&mut total.pep_storm, &report.pep_storm);
+        if let Some(muc) = &report.muc {
+            total.muc.get_or_insert_with(Default::default).merge(muc);
+        }
     }
     total
 }

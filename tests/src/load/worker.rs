@@ -26,7 +26,7 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::mpsc;
 
 use super::progress::{self, Board, Counts};
-use super::{Job, WorkerReport, chat, converge, failover, fanout, hold, login, pep};
+use super::{Job, WorkerReport, chat, converge, failover, fanout, hold, login, muc, pep};
 
 /// What a worker says when its sessions are up.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -156,6 +156,7 @@ pub async fn run_job(job: Job, gate: &mut Gate) -> Result<WorkerReport, WorkerEr
         Job::Fanout(job) => fanout::run(job, gate).await,
         Job::PepPublish(job) => pep::publish::run(job, gate).await,
         Job::PepStorm(job) => pep::storm::run(job, gate).await,
+        Job::Muc(job) => muc::run_job(job, gate).await,
     }
 }
 

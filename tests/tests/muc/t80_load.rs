@@ -1,6 +1,7 @@
 //! A short run of the load driver's `muc` mode on a three-node cluster: two
-//! rooms of three occupants spread over the nodes, every message reaching
-//! every occupant of its room (a run with losses reports them).
+//! rooms of three occupants spread over the nodes, one room per driver
+//! process, every message reaching every occupant of its room (a run with
+//! losses reports them).
 
 use std::process::Command;
 
@@ -20,7 +21,7 @@ fn load_driver_muc_delivers_every_message_to_every_occupant() {
         .collect::<Vec<_>>()
         .join(",");
     let output = Command::new(env!("CARGO_BIN_EXE_starling-load"))
-        .args(["--json", "muc", "--server", &servers])
+        .args(["--json", "muc", "--workers", "2", "--server", &servers])
         .args(["--domain", &cluster.node(0).domain])
         .args(["--users", "mucload", "--password-prefix", "mucpw", "--tls"])
         .args(["--rooms", "2", "--occupants", "3", "--rate", "6"])
@@ -40,6 +41,7 @@ fn load_driver_muc_delivers_every_message_to_every_occupant() {
             .as_u64()
             .unwrap_or_else(|| panic!("no {key} in {muc}"))
     };
+    assert_eq!(report["workers"], 2, "{report}");
     assert_eq!(figure("joined"), 6, "{muc}");
     assert!(figure("sent") > 0, "{muc}");
     assert_eq!(figure("expected"), figure("sent") * 3, "{muc}");
