@@ -14,6 +14,7 @@ use std::task::Poll;
 use tokio::time::sleep_until;
 
 use super::outbound::{self, Confirming, Ended, Link, Pair, Receivers};
+use super::streams::StreamStats;
 use super::wire::Wire;
 use crate::server::Server;
 use crate::stanza::Stanza;
@@ -47,8 +48,14 @@ pub(super) enum Work {
 }
 
 impl Carried {
-    /// Takes the queue of `pair`, unless a stream already carries it.
-    pub(super) fn adopt(&mut self, server: &Arc<Server>, pair: Pair) -> bool {
+    /// Takes the queue of `pair`, unless a stream already carries it;
+    /// what it writes counts on `stats`, the incoming stream's.
+    pub(super) fn adopt(
+        &mut self,
+        server: &Arc<Server>,
+        pair: Pair,
+        stats: &Arc<StreamStats>,
+    ) -> bool {
         if self.links.iter().any(|carrying| carrying.pair == pair) {
             return true;
         }
@@ -59,7 +66,8 @@ impl Carried {
         };
         tracing::info!(local = %pair.local, remote = %pair.remote,
             "sending over the incoming bidirectional stream");
-        let stream = Confirming::new(server.clone(), pair.clone(), link.id());
+        stats.set_bidi();
+        let stream = Confirming::new(server.clone(), pair.clone(), link.id(), stats.clone());
         self.links.push(Carrying {
             pair,
             link,
