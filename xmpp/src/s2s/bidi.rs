@@ -43,6 +43,7 @@ pub(super) struct Carried {
 /// Work for one carried link (its index in [`Carried`]).
 pub(super) enum Work {
     Send(usize, Stanza),
+    Reply(usize, Stanza),
     Answer(usize, u64),
     Due(usize),
 }
@@ -82,9 +83,9 @@ impl Carried {
         self.links.is_empty()
     }
 
-    /// The next thing a carried link has to do: write a stanza, take an
-    /// answer to a barrier, or act on its deadline; pending while there is
-    /// none. Cancel-safe.
+    /// The next thing a carried link has to do: write a stanza, take the
+    /// peer's answer to a barrier, write ours to the peer's, or act on its
+    /// deadline; pending while there is none. Cancel-safe.
     pub(super) async fn next(&mut self) -> Work {
         let deadline = self
             .links
@@ -97,6 +98,9 @@ impl Carried {
             for (index, carrying) in links.iter_mut().enumerate() {
                 if let Poll::Ready(Some(number)) = carrying.receivers.answered.poll_recv(context) {
                     return Poll::Ready(Work::Answer(index, number));
+                }
+                if let Poll::Ready(Some(answer)) = carrying.receivers.replying.poll_recv(context) {
+                    return Poll::Ready(Work::Reply(index, answer));
                 }
                 if carrying.stream.room() > 0 {
                     if let Poll::Ready(Some(stanza)) = carrying.receivers.waiting.poll_recv(context)
@@ -127,6 +131,9 @@ impl Carried {
                     .send(wire, stanza, &mut carrying.receivers.waiting)
                     .await;
                 (index, result)
+            }
+            Work::Reply(index, answer) => {
+                (index, self.links[index].stream.reply(wire, answer).await)
             }
             Work::Answer(index, number) => {
                 (index, self.links[index].stream.answer(wire, number).await)

@@ -61,6 +61,11 @@ pub(super) struct Link {
     /// Unique on this node: barrier ids name it.
     id: u64,
     queue: mpsc::Sender<Stanza>,
+    /// Our answers to the peer's barriers, apart from the bounded queue: a
+    /// queue full of messages must not drop them, or the peer would wait
+    /// for its retry with its own queue filling. The peer has one barrier
+    /// out at a time per stream, so few ever wait here.
+    replies: mpsc::UnboundedSender<Stanza>,
     /// The barriers the peer answered (their numbers), from [`answered`].
     answers: mpsc::UnboundedSender<u64>,
     /// The queue's other ends until a stream takes them: the dialing task
@@ -76,12 +81,18 @@ pub(super) struct Link {
 impl Link {
     fn new(id: u64, max_queued: usize) -> Arc<Link> {
         let (queue, waiting) = mpsc::channel(max_queued);
+        let (replies, replying) = mpsc::unbounded_channel();
         let (answers, answered) = mpsc::unbounded_channel();
         Arc::new(Link {
             id,
             queue,
+            replies,
             answers,
-            receivers: Mutex::new(Some(Receivers { waiting, answered })),
+            receivers: Mutex::new(Some(Receivers {
+                waiting,
+                replying,
+                answered,
+            })),
             adopted: CancellationToken::new(),
             via_inbound: AtomicBool::new(false),
         })
@@ -153,6 +164,16 @@ pub fn queue(server: &Server, stanza: Stanza) -> Result<Outcome, (Stanza, Stanza
     // A link whose task just ended refuses the stanza: take a new one, once.
     for _ in 0..2 {
         let link = s2s.link(&this, &pair);
+        if is_barrier_answer(&stanza) {
+            match link.replies.send(stanza) {
+                Ok(()) => return Ok(Outcome::Delivered),
+                Err(mpsc::error::SendError(refused)) => {
+                    s2s.forget(&pair, &link);
+                    stanza = refused;
+                    continue;
+                }
+            }
+        }
         match link.queue.try_send(stanza) {
             Ok(()) => return Ok(Outcome::Delivered),
             Err(mpsc::error::TrySendError::Full(refused)) => {
@@ -242,9 +263,11 @@ impl S2s {
     }
 }
 
-/// What a link's task reads: stanzas to send, answers to its barriers.
+/// What a link's task reads: stanzas to send, our answers to the peer's
+/// barriers, the peer's answers to ours.
 pub(super) struct Receivers {
     pub(super) waiting: mpsc::Receiver<Stanza>,
+    pub(super) replying: mpsc::UnboundedReceiver<Stanza>,
     pub(super) answered: mpsc::UnboundedReceiver<u64>,
 }
 
@@ -512,6 +535,11 @@ impl Confirming {
         self.write(wire, batch).await.map_err(broke)
     }
 
+    /// Writes our answer to one of the peer's barriers.
+    pub(super) async fn reply(&mut self, wire: &mut Wire, answer: Stanza) -> Result<(), Ended> {
+        self.write(wire, vec![answer]).await.map_err(broke)
+    }
+
     /// The peer answered barrier `number`; the next goes out now when
     /// what it would cover waited long enough (else at the deadline).
     pub(super) async fn answer(&mut self, wire: &mut Wire, number: u64) -> Result<(), Ended> {
@@ -547,7 +575,11 @@ impl Confirming {
         let server = self.server.clone();
         let s2s = &server.s2s;
         let mut rate = RateWindow::new(s2s.config.stanzas_per_sec);
-        let Receivers { waiting, answered } = receivers;
+        let Receivers {
+            waiting,
+            replying,
+            answered,
+        } = receivers;
         loop {
             let room = self.room();
             let deadline = self.deadline();
@@ -557,6 +589,7 @@ impl Confirming {
                     None => Err(Ended::Broken),
                 },
                 Some(number) = answered.recv() => self.answer(wire, number).await,
+                Some(answer) = replying.recv() => self.reply(wire, answer).await,
                 event = wire.next(s2s.idle_timeout()) => match event {
                     Ok(StreamEvent::Stanza(element)) if bidi && is_stanza(&element) => {
                         let remote = &self.pair.remote;
