@@ -420,6 +420,7 @@ async fn a_cluster_and_prosody_authenticate_with_certificates_both_ways() {
                 >= stream["stanzas_out"].as_u64().unwrap() as f64
         );
     }
+    assert!(incoming >= 1.0, "no stream from Prosody authenticated");
     // Prosody's incoming streams: listed with the stanzas they brought.
     let mut listed_in = 0;
     let mut stanzas_in = 0.0;
