@@ -26,6 +26,11 @@ share one bidirectional stream (XEP-0288, on by default); with Prosody
 (mod_s2s_bidi not loaded, its default) each direction has its own. A short run first sets the streams up; the measured
 run counts both servers' CPU from the start of sending to the end of the
 drain (`--server-pid`), divided by the messages received.
+
+Starling archives nothing here (`[modules.mam] enabled = false`), like the
+Prosody servers (no mod_mam): the figures compare federation, not message
+archives. `--archive` turns Starling's archive (on by default in a real
+deployment) back on.
 """
 
 import argparse
@@ -81,6 +86,8 @@ def self_signed(directory, domain):
 
 
 class Starling:
+    archive = False
+
     def __init__(self, netns, work, domain, users):
         self.netns, self.domain, self.address = netns, domain, DOMAINS[domain]
         self.dir = os.path.join(work, domain)
@@ -94,7 +101,8 @@ class Starling:
                 f'[s2s]\nbind = "{self.address}:5269"\n'
                 f'[http]\nbind = "{self.address}:5280"\n'
                 f'[tls]\ncert = "{cert}"\nkey = "{key}"\n'
-                "[limits]\nconnections_per_ip_per_sec = 0\nauth_failures_per_ip = 0\n")
+                "[limits]\nconnections_per_ip_per_sec = 0\nauth_failures_per_ip = 0\n"
+                f"[modules.mam]\nenabled = {'true' if Starling.archive else 'false'}\n")
         subprocess.run([BIN["starling"], "user", "provision", "--config", self.config, "--prefix", "user",
                         "--count", str(users), "--password", "pass", "--roster-size", "0"],
                        check=True, capture_output=True)
@@ -161,6 +169,22 @@ def wait_listening(netns, address, port=5222, timeout=30):
     raise SystemExit(f"nothing listens on {address}:{port}")
 
 
+def barriers_sent(netns, servers):
+    """Barriers the Starling servers among `servers` sent so far (their /metrics)."""
+    total = 0
+    for server in servers:
+        if not isinstance(server, Starling):
+            continue
+        probe = ("import urllib.request; print(urllib.request.urlopen("
+                 f"'http://{server.address}:5280/metrics', timeout=10).read().decode())")
+        text = subprocess.run(netns.command([sys.executable, "-c", probe]), capture_output=True,
+                              text=True, check=True).stdout
+        for line in text.splitlines():
+            if line.startswith("starling_s2s_barriers_total "):
+                total += int(float(line.split()[1]))
+    return total
+
+
 def chat(netns, servers, pairs, rate, duration, pids=()):
     argv = [BIN["starling-load"], "--json", "chat", "--cross", "--no-presence",
             "--server", ",".join(f"{s.address}:5222" for s in servers),
@@ -187,9 +211,12 @@ def measure_pair(netns, work, pair, plan):
         chat(netns, servers, 10, 20, 1)  # sets up both streams
         results = {}
         for rate in plan["rates"]:
+            barriers_before = barriers_sent(netns, servers)
             report = chat(netns, servers, plan["pairs"], rate, plan["duration"],
                           [s.pid for s in servers])
+            barriers = barriers_sent(netns, servers) - barriers_before
             results[rate] = {
+                "barriers_per_message": barriers / report["received"] if report.get("received") else 0,
                 "received_per_s": report["received_per_s"], "lost": report["lost"],
                 "p50_ms": report["latency"]["p50_ms"], "p99_ms": report["latency"]["p99_ms"],
                 "cpu_s": report["server_cpu_s"], "cpu_us_per_message": report["cpu_us_per_message"],
@@ -204,18 +231,18 @@ def measure_pair(netns, work, pair, plan):
             shutil.rmtree(server.dir, ignore_errors=True)
 
 
-def table(plan, results):
-    names = [f"{p[0]} <-> {p[2]}" for p in PAIRS]
-    baseline = names[2]
+def table(plan, results, names):
+    baseline = "Prosody <-> Prosody"
     rows = ["| rate offered | pair | received/s | lost | p50 ms | p99 ms | CPU µs/message (both servers) | "
-            "CPU vs Prosody <-> Prosody |", "|---|---|---|---|---|---|---|---|"]
+            "CPU vs Prosody <-> Prosody | barriers/message |", "|---|---|---|---|---|---|---|---|---|"]
     for rate in plan["rates"]:
-        base = results[baseline][rate]["cpu_us_per_message"]
+        base = results[baseline][rate]["cpu_us_per_message"] if baseline in results else 0
         for name in names:
             r = results[name][rate]
             ratio = f"{r['cpu_us_per_message'] / base:.2f}" if base else "-"
             rows.append(f"| {rate} | {name} | {r['received_per_s']:.0f} | {r['lost']} | {r['p50_ms']:.1f} | "
-                        f"{r['p99_ms']:.1f} | {r['cpu_us_per_message']:.1f} | {ratio} |")
+                        f"{r['p99_ms']:.1f} | {r['cpu_us_per_message']:.1f} | {ratio} | "
+                        f"{r['barriers_per_message']:.2f} |")
     return "\n".join(rows)
 
 
@@ -228,6 +255,10 @@ def main():
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of sending per rate")
     parser.add_argument("--pairs", type=int, default=100, help="sender/receiver pairs")
     parser.add_argument("--out", help="write all figures as JSON here")
+    parser.add_argument("--archive", action="store_true",
+                        help="keep Starling's message archive on (the Prosody servers archive nothing)")
+    parser.add_argument("--only", choices=["starling", "prosody"],
+                        help="measure only the pairs with Starling, or only Prosody <-> Prosody")
     parser.add_argument("--bin-dir", default=os.path.join(ROOT, "target", "release"),
                         help="where the release builds of starling and starling-load are")
     args = parser.parse_args()
@@ -240,15 +271,20 @@ def main():
             raise SystemExit(f"{program} is missing (apt-get install iproute2 dnsmasq-base prosody openssl)")
     if os.geteuid() != 0:
         raise SystemExit("network namespaces need root")
-    plan = {"rates": [int(r) for r in args.rates.split(",")], "duration": args.duration, "pairs": args.pairs}
+    Starling.archive = args.archive
+    plan = {"rates": [int(r) for r in args.rates.split(",")], "duration": args.duration, "pairs": args.pairs,
+            "archive": args.archive}
+    pairs = [p for p in PAIRS if args.only is None or (args.only == "starling") == (p[0] == "Starling")]
     work = tempfile.mkdtemp(prefix="starling-s2s-bench-")
     netns = Namespace(work)
     try:
         started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-        results = {f"{p[0]} <-> {p[2]}": measure_pair(netns, work, p, plan) for p in PAIRS}
+        load = os.getloadavg()[0]
+        results = {f"{p[0]} <-> {p[2]}": measure_pair(netns, work, p, plan) for p in pairs}
         print(f"Federation, {started}, {os.cpu_count()} cores, driver on the same machine, "
-              f"{plan['pairs']} pairs, {plan['duration']:.0f} s per rate\n")
-        print(table(plan, results))
+              f"{plan['pairs']} pairs, {plan['duration']:.0f} s per rate, Starling's archive "
+              f"{'on' if args.archive else 'off'}, load average {load:.1f} before\n")
+        print(table(plan, results, [f"{p[0]} <-> {p[2]}" for p in pairs]))
         if args.out:
             with open(args.out, "w") as out:
                 json.dump({"plan": plan, "started": started, "results": results}, out, indent=2)

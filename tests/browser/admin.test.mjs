@@ -297,6 +297,13 @@ describe('admin console', () => {
       (await page.locator(`#caches-table tr[data-cache="${name}"] td:nth-child(3)`).textContent()) === '0');
   });
 
+  step('the federation tab lists this node\'s server-to-server streams (none here)', async () => {
+    await openTab('Federation');
+    await until('the empty federation table', () => page.locator('#s2s-empty').isVisible());
+    assert.equal(await page.locator('#s2s-table tbody tr').count(), 0);
+    assert.equal(await page.locator('#s2s-table thead th').count(), 10);
+  });
+
   step('users are listed, added, searched and given a new password', async () => {
     await openTab('Users');
     await until('the admin account in the list', () =>

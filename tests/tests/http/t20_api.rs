@@ -114,7 +114,13 @@ async fn caches_users_and_messages() {
     let (n1, n2, n3) = (cluster.node(0), cluster.node(1), cluster.node(2));
 
     // Over a real socket too: no login, no data.
-    for path in ["/api/cluster", "/api/caches", "/api/sessions", "/api/users"] {
+    for path in [
+        "/api/cluster",
+        "/api/caches",
+        "/api/sessions",
+        "/api/users",
+        "/api/s2s",
+    ] {
         let answer = HttpRequest::new(n2.http, "GET", path).send().await.unwrap();
         assert_eq!(answer.status, 401, "{path}");
         let body = answer.json();
@@ -126,6 +132,16 @@ async fn caches_users_and_messages() {
             .unwrap();
         assert_eq!(wrong.status, 401, "{path}");
     }
+    // With the login: this node's server-to-server streams (none here).
+    let streams = HttpRequest::new(n2.http, "GET", "/api/s2s")
+        .basic(ADMIN, ADMIN_PW)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(streams.status, 200, "{}", streams.text());
+    let streams = streams.json();
+    assert_eq!(streams["node"], "node2", "{streams}");
+    assert_eq!(streams["streams"], serde_json::json!([]), "{streams}");
     let page = HttpRequest::new(n2.http, "GET", "/admin")
         .send()
         .await

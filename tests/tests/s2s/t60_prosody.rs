@@ -4,8 +4,11 @@
 //! talk to a Prosody user: messages, presence subscriptions and broadcast,
 //! iqs, both ways: with dialback (Starling's self-signed certificate), and
 //! with certificates of one test CA on both sides (SASL EXTERNAL both
-//! ways, Prosody's `s2s_secure_auth`).
+//! ways, Prosody's `s2s_secure_auth`). The admin API lists the streams
+//! and `/metrics` counts them per remote domain.
 
+use starling_tests::TestNode;
+use starling_tests::http::HttpRequest;
 use starling_tests::netns::{NetNs, Zone};
 use starling_tests::peers::{PeerSpec, Prosody, S2S_PORT};
 use starling_tests::pki::Pki;
@@ -37,6 +40,7 @@ pub(crate) fn cluster(netns: &NetNs, pki: Option<&Pki>) -> TestCluster {
     let mut builder = TestCluster::builder(3)
         .domain(STARLING)
         .netns(netns, &addresses)
+        .admin("admin", PW)
         .user("c1", PW)
         .user("c2", PW)
         .user("c3", PW);
@@ -325,8 +329,49 @@ async fn a_cluster_and_prosody_federate_both_ways_with_dialback() {
     assert!(incoming >= 1.0, "no stream from Prosody authenticated");
 }
 
+/// `GET /api/s2s` of `node`, as the admin.
+async fn s2s_streams(node: &TestNode) -> serde_json::Value {
+    let answer = HttpRequest::new(node.http, "GET", "/api/s2s")
+        .basic("admin", PW)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    answer.json()
+}
+
+/// Waits until `node` lists its outgoing stream to prosody.test with
+/// everything it wrote confirmed, and returns that row.
+async fn confirmed_stream_to_prosody(node: &TestNode) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + FEDERATION_WAIT;
+    loop {
+        let view = s2s_streams(node).await;
+        let found = view["streams"].as_array().and_then(|streams| {
+            streams
+                .iter()
+                .find(|stream| {
+                    stream["direction"] == "out"
+                        && stream["remote"] == "prosody.test"
+                        && stream["stanzas_out"].as_u64() >= Some(1)
+                        && stream["unconfirmed"] == 0
+                })
+                .cloned()
+        });
+        if let Some(stream) = found {
+            return stream;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no confirmed stream to prosody.test listed: {view}\n{}",
+            node.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 /// Certificates of one test CA on both sides and `s2s_secure_auth` on
-/// Prosody: SASL EXTERNAL both ways, dialback never.
+/// Prosody: SASL EXTERNAL both ways, dialback never. The admin API and
+/// `/metrics` show the streams.
 #[tokio::test]
 #[ignore = "needs root, iproute2, dnsmasq-base and prosody: run tests/run"]
 async fn a_cluster_and_prosody_authenticate_with_certificates_both_ways() {
@@ -353,8 +398,48 @@ async fn a_cluster_and_prosody_authenticate_with_certificates_both_ways() {
         assert_eq!(authentications(node, "out", "dialback").await, 0.0);
         assert_eq!(authentications(node, "in", "dialback").await, 0.0);
         incoming += authentications(node, "in", "external").await;
+
+        // The admin API lists the member's stream to Prosody.
+        let stream = confirmed_stream_to_prosody(node).await;
+        assert_eq!(stream["local"], STARLING, "{stream}");
+        assert_eq!(stream["authentication"], "external", "{stream}");
+        assert_eq!(stream["tls"], true, "{stream}");
+        assert_eq!(stream["bidi"], false, "{stream}");
+        assert!(stream["since_ms"].as_i64() > Some(0), "{stream}");
+        assert_eq!(stream["node"], format!("node{}", index + 1), "{stream}");
+        // /metrics counts the domain's stream and stanzas.
+        let out = "{domain=\"prosody.test\",direction=\"out\"}";
+        assert_eq!(
+            node.metric(&format!("starling_s2s_domain_streams{out}"))
+                .await,
+            1.0
+        );
+        assert!(
+            node.metric(&format!("starling_s2s_domain_stanzas_total{out}"))
+                .await
+                >= stream["stanzas_out"].as_u64().unwrap() as f64
+        );
     }
     assert!(incoming >= 1.0, "no stream from Prosody authenticated");
+    // Prosody's incoming streams: listed with the stanzas they brought.
+    let mut listed_in = 0;
+    let mut stanzas_in = 0.0;
+    for index in 0..3 {
+        let node = cluster.node(index);
+        let view = s2s_streams(node).await;
+        for stream in view["streams"].as_array().unwrap() {
+            if stream["direction"] == "in" {
+                assert_eq!(stream["remote"], "prosody.test", "{stream}");
+                assert_eq!(stream["authentication"], "external", "{stream}");
+                listed_in += 1;
+            }
+        }
+        stanzas_in += node
+            .metric("starling_s2s_domain_stanzas_total{domain=\"prosody.test\",direction=\"in\"}")
+            .await;
+    }
+    assert!(listed_in >= 1, "no incoming stream listed");
+    assert!(stanzas_in >= 1.0, "no stanza from prosody.test counted");
     let log = prosody.log();
     assert!(
         log.contains("Accepting SASL EXTERNAL identity from starling.test"),

@@ -200,7 +200,8 @@ fn node(out: &mut Families<'_>, state: &HttpState) -> fmt::Result {
         load(&counters.messages_sent),
     )?;
     cometd(out, state)?;
-    server.s2s.metrics.expose(out)
+    server.s2s.metrics.expose(out)?;
+    server.s2s.streams.expose(out)
 }
 
 fn cometd(out: &mut Families<'_>, state: &HttpState) -> fmt::Result {

@@ -14,6 +14,7 @@ use std::task::Poll;
 use tokio::time::sleep_until;
 
 use super::outbound::{self, Confirming, Ended, Link, Pair, Receivers};
+use super::streams::StreamStats;
 use super::wire::Wire;
 use crate::server::Server;
 use crate::stanza::Stanza;
@@ -42,13 +43,20 @@ pub(super) struct Carried {
 /// Work for one carried link (its index in [`Carried`]).
 pub(super) enum Work {
     Send(usize, Stanza),
+    Reply(usize, Stanza),
     Answer(usize, u64),
     Due(usize),
 }
 
 impl Carried {
-    /// Takes the queue of `pair`, unless a stream already carries it.
-    pub(super) fn adopt(&mut self, server: &Arc<Server>, pair: Pair) -> bool {
+    /// Takes the queue of `pair`, unless a stream already carries it;
+    /// what it writes counts on `stats`, the incoming stream's.
+    pub(super) fn adopt(
+        &mut self,
+        server: &Arc<Server>,
+        pair: Pair,
+        stats: &Arc<StreamStats>,
+    ) -> bool {
         if self.links.iter().any(|carrying| carrying.pair == pair) {
             return true;
         }
@@ -59,7 +67,8 @@ impl Carried {
         };
         tracing::info!(local = %pair.local, remote = %pair.remote,
             "sending over the incoming bidirectional stream");
-        let stream = Confirming::new(server.clone(), pair.clone(), link.id());
+        stats.set_bidi();
+        let stream = Confirming::new(server.clone(), pair.clone(), link.id(), stats.clone());
         self.links.push(Carrying {
             pair,
             link,
@@ -74,9 +83,9 @@ impl Carried {
         self.links.is_empty()
     }
 
-    /// The next thing a carried link has to do: write a stanza, take an
-    /// answer to a barrier, or act on its deadline; pending while there is
-    /// none. Cancel-safe.
+    /// The next thing a carried link has to do: write a stanza, take the
+    /// peer's answer to a barrier, write ours to the peer's, or act on its
+    /// deadline; pending while there is none. Cancel-safe.
     pub(super) async fn next(&mut self) -> Work {
         let deadline = self
             .links
@@ -89,6 +98,9 @@ impl Carried {
             for (index, carrying) in links.iter_mut().enumerate() {
                 if let Poll::Ready(Some(number)) = carrying.receivers.answered.poll_recv(context) {
                     return Poll::Ready(Work::Answer(index, number));
+                }
+                if let Poll::Ready(Some(answer)) = carrying.receivers.replying.poll_recv(context) {
+                    return Poll::Ready(Work::Reply(index, answer));
                 }
                 if carrying.stream.room() > 0 {
                     if let Poll::Ready(Some(stanza)) = carrying.receivers.waiting.poll_recv(context)
@@ -119,6 +131,9 @@ impl Carried {
                     .send(wire, stanza, &mut carrying.receivers.waiting)
                     .await;
                 (index, result)
+            }
+            Work::Reply(index, answer) => {
+                (index, self.links[index].stream.reply(wire, answer).await)
             }
             Work::Answer(index, number) => {
                 (index, self.links[index].stream.answer(wire, number).await)

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use starling_core::jid::Jid;
 use starling_core::xml::{Element, ns};
 
+use super::streams::StreamStats;
 use super::wire::WireError;
 use crate::router;
 use crate::server::Server;
@@ -54,11 +55,13 @@ impl From<std::io::Error> for Refusal {
 }
 
 /// Checks `element` from a peer authenticated for the domains `authenticated`
-/// says yes to, waits for the stream's rate, then routes it.
+/// says yes to, waits for the stream's rate, counts it on `stream`, then
+/// routes it.
 pub(super) async fn receive(
     server: &Server,
     authenticated: impl Fn(&str) -> bool,
     rate: &mut RateWindow,
+    stream: &StreamStats,
     mut element: Element,
 ) -> Result<(), Refusal> {
     let (Some(from), Some(to)) = (element.attr("from"), element.attr("to")) else {
@@ -91,6 +94,7 @@ pub(super) async fn receive(
         .metrics
         .stanzas_in
         .fetch_add(1, Ordering::Relaxed);
+    stream.received(from.domain().as_str());
     element.rename_ns(ns::SERVER, ns::CLIENT);
     match Stanza::parse(element) {
         Ok(stanza) => {

@@ -22,6 +22,7 @@ use super::connect::{self, Method};
 use super::dialback;
 use super::metrics::Direction;
 use super::outbound::Pair;
+use super::streams::Registered;
 use super::verify::{Verdict, Verifications};
 use super::wire::{Wire, WireError};
 use crate::server::Server;
@@ -41,6 +42,7 @@ pub(super) async fn run(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr) {
         bidi: false,
         carried: Carried::default(),
         verifications: Verifications::default(),
+        registered: None,
     };
     match stream.serve().await {
         Ok(()) => stream.wire.close().await,
@@ -53,7 +55,12 @@ pub(super) async fn run(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr) {
     if !stream.carried.is_empty() {
         s2s.metrics.bidi_in.fetch_sub(1, Ordering::Relaxed);
     }
-    let Incoming { carried, .. } = stream;
+    let Incoming {
+        carried,
+        registered,
+        ..
+    } = stream;
+    drop(registered);
     carried.release(&server).await;
     s2s.metrics.streams_in.fetch_sub(1, Ordering::Relaxed);
 }
@@ -74,6 +81,8 @@ struct Incoming {
     /// The links this stream sends for, when bidirectional.
     carried: Carried,
     verifications: Verifications,
+    /// In the node's table of streams once authenticated.
+    registered: Option<Registered>,
 }
 
 /// What ends one stream (until a restart) of the connection.
@@ -284,7 +293,20 @@ impl Incoming {
 
     /// The stream is authenticated for `pair`: the peer may send from its
     /// domain, and, on a bidirectional stream, gets our stanzas for it.
-    fn authenticated_for(&mut self, pair: Pair) {
+    fn authenticated_for(&mut self, pair: Pair, method: Method) {
+        match &self.registered {
+            Some(registered) => registered.add(&pair.local, &pair.remote, method),
+            None => {
+                self.registered = Some(self.server.s2s.streams.register(
+                    Direction::In,
+                    self.wire.is_tls(),
+                    false,
+                    &pair.local,
+                    &pair.remote,
+                    method,
+                ));
+            }
+        }
         self.authenticated.insert(pair.remote.clone());
         if !self.pairs.contains(&pair) {
             self.pairs.push(pair.clone());
@@ -295,8 +317,12 @@ impl Incoming {
     }
 
     fn carry(&mut self, pair: Pair) {
+        let Some(registered) = &self.registered else {
+            // Only authenticated pairs are carried.
+            return;
+        };
         let first = self.carried.is_empty();
-        if self.carried.adopt(&self.server, pair) && first {
+        if self.carried.adopt(&self.server, pair, registered.stats()) && first {
             self.server
                 .s2s
                 .metrics
@@ -358,10 +384,13 @@ impl Incoming {
             .s2s
             .metrics
             .authenticated(Direction::In, Method::External);
-        self.authenticated_for(Pair {
-            local: self.local.clone(),
-            remote: domain.to_ascii_lowercase(),
-        });
+        self.authenticated_for(
+            Pair {
+                local: self.local.clone(),
+                remote: domain.to_ascii_lowercase(),
+            },
+            Method::External,
+        );
         self.wire.restart();
         Ok(true)
     }
@@ -430,10 +459,13 @@ impl Incoming {
             .s2s
             .metrics
             .authenticated(Direction::In, Method::Dialback);
-        self.authenticated_for(Pair {
-            local: receiving.to_ascii_lowercase(),
-            remote: originating,
-        });
+        self.authenticated_for(
+            Pair {
+                local: receiving.to_ascii_lowercase(),
+                remote: originating,
+            },
+            Method::Dialback,
+        );
         Ok(())
     }
 
@@ -461,11 +493,15 @@ impl Incoming {
         if self.authenticated.is_empty() {
             return refuse("not-authorized", "Authenticate before sending stanzas");
         }
+        let Some(registered) = &self.registered else {
+            return refuse("not-authorized", "Authenticate before sending stanzas");
+        };
         let authenticated = &self.authenticated;
         check::receive(
             &self.server,
             |domain| authenticated.contains(domain),
             &mut self.rate,
+            registered.stats(),
             element,
         )
         .await

@@ -24,6 +24,7 @@ pub mod listener;
 pub mod metrics;
 mod outbound;
 mod resolve;
+pub mod streams;
 mod tls;
 mod verify;
 mod wire;
@@ -57,6 +58,8 @@ pub struct S2s {
     /// Numbers the links, for the ids of their barriers.
     next_link: std::sync::atomic::AtomicU64,
     pub metrics: S2sMetrics,
+    /// The streams open on this node, and per-domain counters.
+    pub streams: Arc<streams::Streams>,
 }
 
 impl S2s {
@@ -77,6 +80,7 @@ impl S2s {
             inbound_permits: Arc::new(tokio::sync::Semaphore::new(config.s2s.max_inbound_streams)),
             next_link: std::sync::atomic::AtomicU64::new(0),
             metrics: S2sMetrics::default(),
+            streams: Arc::default(),
         })
     }
 

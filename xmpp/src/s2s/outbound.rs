@@ -13,9 +13,14 @@
 //! is out at a time, covering all that was written before it; its answer
 //! (on any stream from the peer, to any member: [`answered`]) drops the
 //! stanzas it covers, which resolves their clients' counts
-//! (`sm::confirm`). A broken stream sends what was not confirmed again on
-//! a new one; a peer that confirms nothing for `connect_timeout_secs` gets
-//! it bounced. See ARCHITECTURE.md, "Federation".
+//! (`sm::confirm`). A barrier is coalesced: it goes out [`BARRIER_DELAY`]
+//! after the oldest stanza it covers was written, or at once when
+//! [`BARRIER_EVERY`] stanzas wait for one, so at moderate rates one
+//! barrier covers many stanzas instead of about one each. That delays
+//! confirmation (a client's `h`), never delivery: stanzas are written at
+//! once. A broken stream sends what was not confirmed again on a new one;
+//! a peer that confirms nothing for `connect_timeout_secs` gets it
+//! bounced. See ARCHITECTURE.md, "Federation".
 //!
 //! XEP-0288: an incoming stream the peer asked to be bidirectional may take
 //! a link's queue instead (`bidi.rs`), even while the link is dialing; the
@@ -38,6 +43,7 @@ use tokio_util::sync::CancellationToken;
 use super::S2s;
 use super::check::{self, RateWindow};
 use super::connect::{self, ConnectError, Established, Purpose};
+use super::streams::{DomainCounters, StreamStats};
 use super::wire::{Wire, WireError};
 use crate::metrics::Outcome;
 use crate::router;
@@ -55,6 +61,11 @@ pub(super) struct Link {
     /// Unique on this node: barrier ids name it.
     id: u64,
     queue: mpsc::Sender<Stanza>,
+    /// Our answers to the peer's barriers, apart from the bounded queue: a
+    /// queue full of messages must not drop them, or the peer would wait
+    /// for its retry with its own queue filling. The peer has one barrier
+    /// out at a time per stream, so few ever wait here.
+    replies: mpsc::UnboundedSender<Stanza>,
     /// The barriers the peer answered (their numbers), from [`answered`].
     answers: mpsc::UnboundedSender<u64>,
     /// The queue's other ends until a stream takes them: the dialing task
@@ -70,12 +81,18 @@ pub(super) struct Link {
 impl Link {
     fn new(id: u64, max_queued: usize) -> Arc<Link> {
         let (queue, waiting) = mpsc::channel(max_queued);
+        let (replies, replying) = mpsc::unbounded_channel();
         let (answers, answered) = mpsc::unbounded_channel();
         Arc::new(Link {
             id,
             queue,
+            replies,
             answers,
-            receivers: Mutex::new(Some(Receivers { waiting, answered })),
+            receivers: Mutex::new(Some(Receivers {
+                waiting,
+                replying,
+                answered,
+            })),
             adopted: CancellationToken::new(),
             via_inbound: AtomicBool::new(false),
         })
@@ -100,6 +117,15 @@ impl Link {
 
 /// Stanzas written in one go at most.
 const WRITE_BATCH: usize = 64;
+
+/// Longest a written stanza waits before a barrier covering it goes out
+/// (when no barrier is out): what is written meanwhile shares that
+/// barrier. It delays confirmation, not delivery.
+pub(crate) const BARRIER_DELAY: Duration = Duration::from_millis(20);
+
+/// Stanzas written and not yet covered by a barrier that get one at once,
+/// without waiting for [`BARRIER_DELAY`] (when no barrier is out).
+pub(crate) const BARRIER_EVERY: u64 = 64;
 
 /// Sends a stanza to a remote domain: the router's way out of the server.
 pub async fn send(server: &Server, stanza: Stanza) -> router::Routed {
@@ -138,6 +164,16 @@ pub fn queue(server: &Server, stanza: Stanza) -> Result<Outcome, (Stanza, Stanza
     // A link whose task just ended refuses the stanza: take a new one, once.
     for _ in 0..2 {
         let link = s2s.link(&this, &pair);
+        if is_barrier_answer(&stanza) {
+            match link.replies.send(stanza) {
+                Ok(()) => return Ok(Outcome::Delivered),
+                Err(mpsc::error::SendError(refused)) => {
+                    s2s.forget(&pair, &link);
+                    stanza = refused;
+                    continue;
+                }
+            }
+        }
         match link.queue.try_send(stanza) {
             Ok(()) => return Ok(Outcome::Delivered),
             Err(mpsc::error::TrySendError::Full(refused)) => {
@@ -227,9 +263,11 @@ impl S2s {
     }
 }
 
-/// What a link's task reads: stanzas to send, answers to its barriers.
+/// What a link's task reads: stanzas to send, our answers to the peer's
+/// barriers, the peer's answers to ours.
 pub(super) struct Receivers {
     pub(super) waiting: mpsc::Receiver<Stanza>,
+    pub(super) replying: mpsc::UnboundedReceiver<Stanza>,
     pub(super) answered: mpsc::UnboundedReceiver<u64>,
 }
 
@@ -297,8 +335,22 @@ async fn run(server: Arc<Server>, pair: Pair, link: Arc<Link>) {
     if bidi {
         s2s.metrics.bidi_out.fetch_add(1, Ordering::Relaxed);
     }
-    let mut stream = Confirming::new(server.clone(), pair.clone(), link.id);
+    let registered = s2s.streams.register(
+        super::metrics::Direction::Out,
+        wire.is_tls(),
+        bidi,
+        &pair.local,
+        &pair.remote,
+        method,
+    );
+    let mut stream = Confirming::new(
+        server.clone(),
+        pair.clone(),
+        link.id,
+        registered.stats().clone(),
+    );
     let ended = stream.carry(&mut wire, &mut receivers, bidi).await;
+    drop(registered);
     if bidi {
         s2s.metrics.bidi_out.fetch_sub(1, Ordering::Relaxed);
     }
@@ -367,6 +419,9 @@ pub(super) struct Confirming {
     server: Arc<Server>,
     pair: Pair,
     link: u64,
+    /// The stream's figures for the admin API, and the remote domain's.
+    stats: Arc<StreamStats>,
+    domain: Arc<DomainCounters>,
     /// Written and not yet confirmed, oldest first.
     unconfirmed: VecDeque<Stanza>,
     /// Stanzas written on this stream before the oldest unconfirmed one.
@@ -376,22 +431,37 @@ pub(super) struct Confirming {
     next_barrier: u64,
     /// When the last barrier went out.
     barrier_at: Instant,
+    /// Stanzas written before the last barrier: those after it wait for
+    /// the next one.
+    covered: u64,
+    /// When the oldest stanza no barrier covers yet was written.
+    uncovered_since: Instant,
     /// When something was last confirmed, or began to wait.
     progress_at: Instant,
 }
 
 impl Confirming {
-    pub(super) fn new(server: Arc<Server>, pair: Pair, link: u64) -> Confirming {
+    pub(super) fn new(
+        server: Arc<Server>,
+        pair: Pair,
+        link: u64,
+        stats: Arc<StreamStats>,
+    ) -> Confirming {
         let now = Instant::now();
+        let domain = server.s2s.streams.domain(&pair.remote);
         Confirming {
             server,
             pair,
             link,
+            stats,
+            domain,
             unconfirmed: VecDeque::new(),
             confirmed: 0,
             barriers: VecDeque::new(),
             next_barrier: 0,
             barrier_at: now,
+            covered: 0,
+            uncovered_since: now,
             progress_at: now,
         }
     }
@@ -418,12 +488,33 @@ impl Confirming {
         window.saturating_sub(self.unconfirmed.len())
     }
 
-    /// When [`Confirming::due`] has work: a barrier to send again, or the
-    /// peer to give up on. None while nothing waits.
+    /// When [`Confirming::due`] has work: a barrier to send (the first
+    /// for what waits, or again), or the peer to give up on. None while
+    /// nothing waits.
     pub(super) fn deadline(&self) -> Option<Instant> {
         (!self.unconfirmed.is_empty()).then(|| {
-            (self.barrier_at + self.retry_after()).min(self.progress_at + self.give_up_after())
+            let barrier = if self.barriers.is_empty() {
+                self.uncovered_since + BARRIER_DELAY
+            } else {
+                self.barrier_at + self.retry_after()
+            };
+            barrier.min(self.progress_at + self.give_up_after())
         })
+    }
+
+    /// Whether a barrier should go out now: one is out at a time (another
+    /// follows one unanswered too long); the next waits until it covers
+    /// [`BARRIER_EVERY`] stanzas or the oldest of them waited
+    /// [`BARRIER_DELAY`].
+    fn barrier_wanted(&self, now: Instant) -> bool {
+        if self.unconfirmed.is_empty() {
+            return false;
+        }
+        if !self.barriers.is_empty() {
+            return now >= self.barrier_at + self.retry_after();
+        }
+        let uncovered = self.written().saturating_sub(self.covered);
+        uncovered >= BARRIER_EVERY || now >= self.uncovered_since + BARRIER_DELAY
     }
 
     /// Writes `first` and what else waits in `waiting`, as room allows.
@@ -444,25 +535,33 @@ impl Confirming {
         self.write(wire, batch).await.map_err(broke)
     }
 
-    /// The peer answered barrier `number`; another goes out when stanzas
-    /// still wait and no barrier is out.
+    /// Writes our answer to one of the peer's barriers.
+    pub(super) async fn reply(&mut self, wire: &mut Wire, answer: Stanza) -> Result<(), Ended> {
+        self.write(wire, vec![answer]).await.map_err(broke)
+    }
+
+    /// The peer answered barrier `number`; the next goes out now when
+    /// what it would cover waited long enough (else at the deadline).
     pub(super) async fn answer(&mut self, wire: &mut Wire, number: u64) -> Result<(), Ended> {
         self.answered(number);
-        if !self.unconfirmed.is_empty() && self.barriers.is_empty() {
+        if self.barrier_wanted(Instant::now()) {
             self.write(wire, Vec::new()).await.map_err(broke)?;
         }
         Ok(())
     }
 
     /// The deadline passed: give up on a peer that confirmed nothing for
-    /// too long, or send another barrier.
+    /// too long, or send a barrier (the one what waits is due, or another
+    /// for one unanswered too long).
     pub(super) async fn due(&mut self, wire: &mut Wire) -> Result<(), Ended> {
         let now = Instant::now();
         if now >= self.progress_at + self.give_up_after() {
             return Err(Ended::Unconfirmed);
         }
-        if now >= self.barrier_at + self.retry_after() {
-            tracing::debug!(remote = %self.pair.remote, "barrier unanswered; another");
+        if self.barrier_wanted(now) {
+            if !self.barriers.is_empty() {
+                tracing::debug!(remote = %self.pair.remote, "barrier unanswered; another");
+            }
             self.write(wire, Vec::new()).await.map_err(broke)?;
         }
         Ok(())
@@ -476,7 +575,11 @@ impl Confirming {
         let server = self.server.clone();
         let s2s = &server.s2s;
         let mut rate = RateWindow::new(s2s.config.stanzas_per_sec);
-        let Receivers { waiting, answered } = receivers;
+        let Receivers {
+            waiting,
+            replying,
+            answered,
+        } = receivers;
         loop {
             let room = self.room();
             let deadline = self.deadline();
@@ -486,11 +589,13 @@ impl Confirming {
                     None => Err(Ended::Broken),
                 },
                 Some(number) = answered.recv() => self.answer(wire, number).await,
+                Some(answer) = replying.recv() => self.reply(wire, answer).await,
                 event = wire.next(s2s.idle_timeout()) => match event {
                     Ok(StreamEvent::Stanza(element)) if bidi && is_stanza(&element) => {
                         let remote = &self.pair.remote;
                         let from_peer = |domain: &str| domain.eq_ignore_ascii_case(remote);
-                        match check::receive(&server, from_peer, &mut rate, element).await {
+                        let stats = self.stats.clone();
+                        match check::receive(&server, from_peer, &mut rate, &stats, element).await {
                             Ok(()) => Ok(()),
                             Err(refusal) => {
                                 tracing::info!(
@@ -532,13 +637,14 @@ impl Confirming {
         }
     }
 
-    /// Writes `batch` (possibly empty) and a barrier after it when none is
-    /// out or the last one went unanswered too long, in one write.
+    /// Writes `batch` (possibly empty) and, when one is wanted
+    /// ([`Confirming::barrier_wanted`]), a barrier after it, in one write.
     async fn write(&mut self, wire: &mut Wire, batch: Vec<Stanza>) -> std::io::Result<()> {
         let metrics = &self.server.s2s.metrics;
         let mut out = Vec::with_capacity(256 * (batch.len() + 1));
         let sent = batch.len() as u64;
         let was_empty = self.unconfirmed.is_empty();
+        let was_covered = self.written() == self.covered;
         let mut kept = 0;
         for stanza in batch {
             Wire::serialize_stanza(&stanza.element, &mut out);
@@ -550,19 +656,23 @@ impl Confirming {
                 kept += 1;
             }
         }
+        let now = Instant::now();
         if was_empty && kept > 0 {
-            self.progress_at = Instant::now();
+            self.progress_at = now;
+        }
+        if was_covered && kept > 0 {
+            self.uncovered_since = now;
         }
         metrics.unconfirmed.fetch_add(kept, Ordering::Relaxed);
-        let retry =
-            !self.barriers.is_empty() && Instant::now() >= self.barrier_at + self.retry_after();
-        if !self.unconfirmed.is_empty() && (self.barriers.is_empty() || retry) {
+        self.stats.unconfirmed_add(kept);
+        if self.barrier_wanted(now) {
             let number = self.next_barrier;
             self.next_barrier += 1;
             let barrier = barrier(self.server.cluster.node_id(), self.link, number, &self.pair);
             Wire::serialize_stanza(&barrier, &mut out);
-            self.barriers.push_back((number, self.written()));
-            self.barrier_at = Instant::now();
+            self.covered = self.written();
+            self.barriers.push_back((number, self.covered));
+            self.barrier_at = now;
             metrics.barriers.fetch_add(1, Ordering::Relaxed);
         }
         if out.is_empty() {
@@ -570,6 +680,7 @@ impl Confirming {
         }
         wire.write(&out).await?;
         metrics.stanzas_out.fetch_add(sent, Ordering::Relaxed);
+        self.stats.sent(&self.domain, sent);
         Ok(())
     }
 
@@ -592,6 +703,7 @@ impl Confirming {
         metrics
             .unconfirmed
             .fetch_sub(count as u64, Ordering::Relaxed);
+        self.stats.unconfirmed_sub(count as u64);
         metrics.confirmed.fetch_add(count as u64, Ordering::Relaxed);
     }
 
@@ -604,6 +716,7 @@ impl Confirming {
             .metrics
             .unconfirmed
             .fetch_sub(unconfirmed.len() as u64, Ordering::Relaxed);
+        self.stats.unconfirmed_sub(unconfirmed.len() as u64);
         unconfirmed
     }
 }
@@ -617,6 +730,7 @@ impl Drop for Confirming {
             .metrics
             .unconfirmed
             .fetch_sub(left, Ordering::Relaxed);
+        self.stats.unconfirmed_sub(left);
     }
 }
 

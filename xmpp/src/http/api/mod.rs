@@ -7,12 +7,14 @@
 //! - `sessions`: this node's sessions; kicking one anywhere in the cluster.
 //! - `users`: accounts: list, search, add, delete, new password.
 //! - `messages`: a message from an application, routed like any stanza.
+//! - `s2s`: this node's server-to-server streams.
 //!
 //! [`AdminUser`]: super::auth::AdminUser
 
 mod caches;
 pub(crate) mod cluster;
 mod messages;
+mod s2s;
 mod session;
 mod sessions;
 mod users;
@@ -36,6 +38,7 @@ pub(crate) fn routes() -> Router<HttpState> {
         .route("/users/{username}", delete(users::remove))
         .route("/users/{username}/password", post(users::set_password))
         .route("/messages", post(messages::send))
+        .route("/s2s", get(s2s::list))
 }
 
 /// A `limit` query parameter: `default` when absent, never above `max`.

@@ -210,7 +210,7 @@ function wireFormDialog(dialog) {
 
 // ---------------------------------------------------------------- tabs
 
-const TABS = ['cluster', 'sessions', 'caches', 'users'];
+const TABS = ['cluster', 'sessions', 'caches', 'federation', 'users'];
 
 function showTab(name, { focus = false } = {}) {
   if (!TABS.includes(name)) name = 'cluster';
@@ -235,11 +235,12 @@ async function refreshTab() {
   try {
     if (tab === 'sessions') await loadSessions();
     else if (tab === 'caches') await loadCaches();
+    else if (tab === 'federation') await loadFederation();
     else if (tab === 'users') await loadUsers();
   } catch (error) {
     if (!(error instanceof ApiError && error.status === 401)) console.warn(error);
   }
-  if (app.tab === tab && (tab === 'sessions' || tab === 'caches')) {
+  if (app.tab === tab && (tab === 'sessions' || tab === 'caches' || tab === 'federation')) {
     app.tabTimer = setTimeout(refreshTab, POLL_TAB_MS);
   }
 }
@@ -671,6 +672,39 @@ async function clearCache(name, button) {
     button.disabled = false;
   }
   refreshTab();
+}
+
+// ---------------------------------------------------------------- federation
+
+const AUTHENTICATION_WORDS = { external: 'SASL EXTERNAL', dialback: 'dialback' };
+
+async function loadFederation() {
+  const answer = await api('GET', '/api/s2s');
+  const list = answer && Array.isArray(answer.streams) ? answer.streams : [];
+  $('#s2s-empty').hidden = list.length > 0;
+  syncRows($('#s2s-table tbody'), list, (s) => s.id, buildStreamRow, updateStreamRow);
+}
+
+function buildStreamRow() {
+  return h('tr', {},
+    h('td', { class: 'mono cell-main' }), h('td', { class: 'mono' }), h('td'), h('td'), h('td'), h('td'),
+    h('td'), h('td', { class: 'num' }), h('td', { class: 'num' }), h('td', { class: 'num' }));
+}
+
+function updateStreamRow(tr, s) {
+  const [remote, local, direction, auth, tls, bidi, since, stanzasIn, stanzasOut, unconfirmed] = tr.cells;
+  const pairs = Array.isArray(s.pairs) && s.pairs.length ? s.pairs : [s];
+  setText(remote, pairs.map((p) => p.remote).join(', '));
+  setText(local, [...new Set(pairs.map((p) => p.local))].join(', '));
+  setText(direction, s.direction === 'in' ? 'in' : 'out');
+  setText(auth, [...new Set(pairs.map((p) => AUTHENTICATION_WORDS[p.authentication] || p.authentication))].join(', '));
+  setText(tls, s.tls ? 'yes' : 'no');
+  setText(bidi, s.bidi ? 'yes' : 'no');
+  setText(since, fmtAgo(s.since_ms));
+  setAttr(since, 'title', s.since_ms > 0 ? fmtStamp(s.since_ms) : null);
+  setText(stanzasIn, fmtNum(s.stanzas_in));
+  setText(stanzasOut, fmtNum(s.stanzas_out));
+  setText(unconfirmed, fmtNum(s.unconfirmed));
 }
 
 // ---------------------------------------------------------------- users
