@@ -677,6 +677,17 @@ mod tests {
     use super::MamConfig;
 
     #[test]
+    fn stanza_ids_are_24_lowercase_hex_digits() {
+        let (a, b) = (super::new_stanza_id(), super::new_stanza_id());
+        assert_eq!(a.len(), 24);
+        assert!(
+            a.bytes()
+                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+        );
+        assert_ne!(a, b, "96 random bits each");
+    }
+
+    #[test]
     fn the_default_config_file_shows_the_defaults() {
         let documented: MamConfig = crate::modules::registry::documented("mam");
         assert_eq!(documented, MamConfig::default());
