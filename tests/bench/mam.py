@@ -208,17 +208,24 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def archiving_cost(bins, work, port, rate, seconds):
+def archiving_cost(bins, work, port, rate, seconds, perf=""):
     results = {}
     for mam in (True, False):
         server = Starling(bins, work, port, mam=mam, folder=f"starling-archive-{'on' if mam else 'off'}")
         pid = server.start()
+        recorder = None
+        if perf and mam:
+            recorder = subprocess.Popen(["perf", "record", "-g", "-o", perf, "-p", str(pid)],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             report = load(bins, ["chat", "--server", f"127.0.0.1:{port}", "--users", "user",
                                  "--password-prefix", "pass", "--tls", "--pairs", "500", "--rate", str(rate),
                                  "--duration", str(seconds), "--login-rate", "500", "--no-presence",
                                  "--server-pid", str(pid)])["chat"]
         finally:
+            if recorder:
+                recorder.send_signal(signal.SIGINT)
+                recorder.wait(timeout=120)
             server.stop()
         results["on" if mam else "off"] = {
             "received_per_s": report["received_per_s"], "lost": report["lost"],
@@ -236,18 +243,21 @@ def main():
     p.add_argument("--chat-seconds", type=int, default=10)
     p.add_argument("--base", type=int, default=21500)
     p.add_argument("--out", default="")
+    p.add_argument("--only", choices=("queries", "cost"), default=None,
+                   help="run only the queries (both servers) or only the archiving cost")
+    p.add_argument("--perf", default="", help="record the archive-on server with `perf record -g` into this file")
     args = p.parse_args()
     bins = {name: os.path.join(args.bin_dir, name) for name in ("starling", "starling-load")}
     for path in bins.values():
         if not os.path.exists(path):
             raise SystemExit(f"missing {path}: cargo build --release -p starling-xmpp -p starling-tests")
-    if not shutil.which("prosody"):
+    if args.only != "cost" and not shutil.which("prosody"):
         raise SystemExit("prosody is missing: apt-get install prosody lua-dbi-sqlite3")
     work = tempfile.mkdtemp(prefix="starling-mam-bench-")
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     try:
-        servers = [Starling(bins, work, args.base), Prosody(bins, work, args.base + 1)]
-        results = {}
+        results, cost = {}, None
+        servers = [] if args.only == "cost" else [Starling(bins, work, args.base), Prosody(bins, work, args.base + 1)]
         for server in servers:
             began = time.time()
             server.fill(args.messages)
@@ -255,28 +265,31 @@ def main():
                   f"database {os.path.getsize(server.db) / 2**20:.0f} MiB", file=sys.stderr)
             results[server.name] = queries(bins, server, args.rounds)
             results[server.name]["database_mib"] = os.path.getsize(server.db) / 2**20
-        cost = archiving_cost(bins, work, args.base + 2, args.chat_rate, args.chat_seconds)
+        if args.only != "queries":
+            cost = archiving_cost(bins, work, args.base + 2, args.chat_rate, args.chat_seconds, args.perf)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    s, pr = results["Starling"], results["Prosody"]
-    print(f"Message archive, {started}, {os.cpu_count()} cores, {args.messages} archived messages, "
-          f"{args.rounds} rounds of 1 + 10 pages of 50\n")
-    print("| query | Starling p50 / p99 ms | Prosody p50 / p99 ms | p99 Starling/Prosody |")
-    print("|---|---|---|---|")
-    for key, label in (("latest", "latest 50 of one conversation"), ("page_back", "each page of 50 back")):
-        a, b = s[key], pr[key]
-        print(f"| {label} | {a['p50_ms']:.2f} / {a['p99_ms']:.2f} | {b['p50_ms']:.2f} / {b['p99_ms']:.2f} | "
-              f"{a['p99_ms'] / b['p99_ms']:.2f} |")
-    print(f"| server CPU for all queries, s | {s['server_cpu_s']:.2f} | {pr['server_cpu_s']:.2f} | "
-          f"{s['server_cpu_s'] / max(pr['server_cpu_s'], 1e-9):.2f} |")
-    print(f"| database size, MiB | {s['database_mib']:.0f} | {pr['database_mib']:.0f} | |\n")
-    on, off = cost["on"], cost["off"]
-    print(f"Archiving cost at {args.chat_rate} msg/s offered (500 pairs, {args.chat_seconds} s):\n")
-    print("| archive module | received/s | lost | p99 ms | server CPU µs/message |")
-    print("|---|---|---|---|---|")
-    for label, r in (("on", on), ("off", off)):
-        print(f"| {label} | {r['received_per_s']:.0f} | {r['lost']} | {r['p99_ms']:.1f} | {r['cpu_us_per_message']:.1f} |")
-    print(f"\narchiving adds {100 * (on['cpu_us_per_message'] / off['cpu_us_per_message'] - 1):.0f} % CPU per message")
+    if results:
+        s, pr = results["Starling"], results["Prosody"]
+        print(f"Message archive, {started}, {os.cpu_count()} cores, {args.messages} archived messages, "
+              f"{args.rounds} rounds of 1 + 10 pages of 50\n")
+        print("| query | Starling p50 / p99 ms | Prosody p50 / p99 ms | p99 Starling/Prosody |")
+        print("|---|---|---|---|")
+        for key, label in (("latest", "latest 50 of one conversation"), ("page_back", "each page of 50 back")):
+            a, b = s[key], pr[key]
+            print(f"| {label} | {a['p50_ms']:.2f} / {a['p99_ms']:.2f} | {b['p50_ms']:.2f} / {b['p99_ms']:.2f} | "
+                  f"{a['p99_ms'] / b['p99_ms']:.2f} |")
+        print(f"| server CPU for all queries, s | {s['server_cpu_s']:.2f} | {pr['server_cpu_s']:.2f} | "
+              f"{s['server_cpu_s'] / max(pr['server_cpu_s'], 1e-9):.2f} |")
+        print(f"| database size, MiB | {s['database_mib']:.0f} | {pr['database_mib']:.0f} | |\n")
+    if cost:
+        on, off = cost["on"], cost["off"]
+        print(f"Archiving cost at {args.chat_rate} msg/s offered (500 pairs, {args.chat_seconds} s):\n")
+        print("| archive module | received/s | lost | p99 ms | server CPU µs/message |")
+        print("|---|---|---|---|---|")
+        for label, r in (("on", on), ("off", off)):
+            print(f"| {label} | {r['received_per_s']:.0f} | {r['lost']} | {r['p99_ms']:.1f} | {r['cpu_us_per_message']:.1f} |")
+        print(f"\narchiving adds {100 * (on['cpu_us_per_message'] / off['cpu_us_per_message'] - 1):.0f} % CPU per message")
     if args.out:
         with open(args.out, "w") as out:
             json.dump({"started": started, "args": vars(args), "queries": results, "cost": cost}, out, indent=2)

@@ -72,10 +72,17 @@ const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// size of the database behind. `cache_size` is per connection: SQLite's
 /// default (2 MiB) times the pool is memory that duplicates the kernel's
 /// page cache of the same file, so each connection keeps 512 KiB.
+/// `wal_autocheckpoint` lets the WAL grow to 8,192 pages (32 MiB) before a
+/// commit copies it back into the database: a checkpoint copies each page
+/// once however many frames the WAL holds of it, and a steady stream of
+/// archived messages rewrites the same index leaves, so a longer WAL means
+/// fewer page copies and fewer fsyncs per message (the checkpoint's fsyncs
+/// were a fifth of the archive's cost at 1,000 pages, SQLite's default).
 const SQLITE_CONNECTION_PRAGMAS: &str = "PRAGMA busy_timeout = 5000; \
      PRAGMA synchronous = NORMAL; \
      PRAGMA foreign_keys = ON; \
      PRAGMA journal_size_limit = 67108864; \
+     PRAGMA wal_autocheckpoint = 8192; \
      PRAGMA cache_size = -512;";
 
 /// One embedded migration: file stem and SQL. Listed by hand (the compile-time
@@ -207,6 +214,9 @@ pub struct Store {
     backend: Backend,
     /// Latency of the calls on users' paths, for `/metrics`.
     timings: Arc<StoreTimings>,
+    /// SQLite: the connection of its own archive batches are written on
+    /// (see `mam`).
+    archive: Arc<mam::ArchiveConnection>,
 }
 
 impl Store {
@@ -272,10 +282,14 @@ impl Store {
         }
         let pool = options.connect(&any_url).await.map_err(connect_err)?;
 
+        let archive = Arc::new(mam::ArchiveConnection::new(
+            (backend == Backend::Sqlite).then(|| any_url.clone()),
+        ));
         let store = Store {
             pool,
             backend,
             timings: Arc::default(),
+            archive,
         };
         store.migrate(&shown).await?;
         tracing::debug!(url = %shown, ?backend, "storage ready");
@@ -294,6 +308,7 @@ impl Store {
 
     /// Closes the pool, waiting for checked-out connections to come back.
     pub async fn close(&self) {
+        self.archive.close().await;
         self.pool.close().await;
     }
 

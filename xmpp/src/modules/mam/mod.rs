@@ -450,7 +450,8 @@ impl Mam {
             stanza_id: id.to_owned(),
             with: with.to_string(),
             stamp_ms: now_ms(),
-            stanza: String::from_utf8_lossy(&element.to_bytes()).into_owned(),
+            stanza: String::from_utf8(element.to_bytes())
+                .unwrap_or_else(|bytes| String::from_utf8_lossy(bytes.as_bytes()).into_owned()),
         };
         self.writer.write(&server.store, message).await;
     }
@@ -657,10 +658,17 @@ fn strip_stanza_ids(element: &mut Element, archive: &BareJid) {
     }
 }
 
+/// 96 random bits in hex, written straight into one string.
 fn new_stanza_id() -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut random = [0u8; 12];
     rand::fill(&mut random[..]);
-    random.iter().map(|byte| format!("{byte:02x}")).collect()
+    let mut id = String::with_capacity(24);
+    for byte in random {
+        id.push(char::from(HEX[usize::from(byte >> 4)]));
+        id.push(char::from(HEX[usize::from(byte & 0x0f)]));
+    }
+    id
 }
 
 /// The fields a query may use (XEP-0313 5.1).
@@ -678,6 +686,17 @@ fn query_form() -> Element {
 #[cfg(test)]
 mod tests {
     use super::MamConfig;
+
+    #[test]
+    fn stanza_ids_are_24_lowercase_hex_digits() {
+        let (a, b) = (super::new_stanza_id(), super::new_stanza_id());
+        assert_eq!(a.len(), 24);
+        assert!(
+            a.bytes()
+                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+        );
+        assert_ne!(a, b, "96 random bits each");
+    }
 
     #[test]
     fn the_default_config_file_shows_the_defaults() {
