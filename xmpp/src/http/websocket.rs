@@ -121,8 +121,11 @@ pub(super) async fn endpoint(State(state): State<HttpState>, request: Request) -
         .on_upgrade(move |socket| run(server, socket, peer, (secure, bindings), limits, permit))
 }
 
-/// Bytes read from the socket at once (the CometD WebSocket's figure).
-const READ_BUFFER: usize = 4 * 1024;
+/// Bytes read from the socket at once. tungstenite allocates its read
+/// buffer at this size when the WebSocket opens and keeps it for the
+/// connection's life, idle or not; client frames are single stanzas,
+/// mostly well under 1 KiB, and a larger one is still read whole.
+const READ_BUFFER: usize = 1024;
 /// Bytes of frames gathered before a write.
 const WRITE_BUFFER: usize = 4 * 1024;
 
