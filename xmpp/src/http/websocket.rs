@@ -22,6 +22,7 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use futures_util::FutureExt;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
@@ -181,10 +182,12 @@ fn refuse(status: StatusCode, text: &'static str) -> Response {
 
 /// The session and the pump, in the task axum spawned for the upgrade.
 ///
-/// Plain functions returning `async` blocks, not `async fn`s: an `async fn`
-/// keeps its arguments and the locals they are moved into as separate
-/// fields of its future, and each nested level would keep one more copy of
-/// the WebSocket (a few hundred bytes) in every idle session's task.
+/// Built from combinators and plain functions rather than `async fn`s and
+/// `async` blocks around them: a generator keeps each argument or captured
+/// value in a field of its own for its whole life, even once it has been
+/// moved into an inner future, so every nested level would keep another
+/// copy of the WebSocket and the session's future in every idle session's
+/// task.
 fn run(
     server: Arc<Server>,
     socket: WebSocket,
@@ -196,10 +199,7 @@ fn run(
     let (end, adapter) = pipe::pipe(secure, bindings);
     let session = crate::c2s::serve_pipe(end, peer, server);
     let pumping = pump(socket, adapter, limits);
-    async move {
-        tokio::join!(session, pumping);
-        drop(permit);
-    }
+    futures_util::future::join(session, pumping).map(move |((), ())| drop(permit))
 }
 
 /// Moves frames between the WebSocket and the session until the session
