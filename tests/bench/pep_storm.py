@@ -252,6 +252,8 @@ def main():
                         help="also hold the same sessions without capabilities (no PEP), for memory")
     parser.add_argument("--servers", default="starling,prosody", help="comma-separated: starling, prosody")
     parser.add_argument("--out", help="write every report as JSON here")
+    parser.add_argument("--port", type=int, default=36322,
+                        help="Starling's client port (its HTTP port is this plus 100); Prosody's is this plus 1")
     parser.add_argument("--bin-dir", default=os.path.join(ROOT, "target", "release"),
                         help="where the release builds of starling and starling-load are")
     args = parser.parse_args()
@@ -268,8 +270,8 @@ def main():
     results = {}
     try:
         kinds = {
-            "starling": (Starling, 36322, args.rate, args.publish_rate),
-            "prosody": (Prosody, 36323, args.prosody_rate or args.rate, args.prosody_publish_rate),
+            "starling": (Starling, args.port, args.rate, args.publish_rate),
+            "prosody": (Prosody, args.port + 1, args.prosody_rate or args.rate, args.prosody_publish_rate),
         }
         for name in wanted:
             kind, port, rate, publish_rate = kinds[name]

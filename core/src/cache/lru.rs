@@ -11,6 +11,11 @@ use super::{CacheKind, CacheStats, StatsSource};
 ///
 /// The lock is held only for the map operation itself, never across an
 /// `.await`, and values are cloned out (keep them cheap: `Arc` inside).
+///
+/// The table grows with its entries up to the limit instead of being sized
+/// for the limit at start: a table sized for 65,536 entries is 2 MiB whose
+/// pages the first few thousand entries, hashed all over it, nearly all
+/// touch, so a node with a thousand users paid for the whole table.
 pub struct Lru<K, V> {
     name: &'static str,
     kind: CacheKind,
@@ -28,7 +33,7 @@ impl<K: Hash + Eq, V: Clone> Lru<K, V> {
         Lru {
             name,
             kind,
-            map: Mutex::new(lru::LruCache::new(limit)),
+            map: Mutex::new(lru::LruCache::unbounded()),
             limit,
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -49,8 +54,9 @@ impl<K: Hash + Eq, V: Clone> Lru<K, V> {
 
     pub fn insert(&self, key: K, value: V) {
         let mut map = self.lock();
-        let replaces = map.contains(&key);
-        if map.push(key, value).is_some() && !replaces {
+        // `put` gives the old value back when the key was there: a replacement.
+        if map.put(key, value).is_none() && map.len() > self.limit.get() {
+            map.pop_lru();
             self.evictions.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -109,6 +115,24 @@ mod tests {
         assert_eq!((stats.hits, stats.misses, stats.evictions), (1, 1, 1));
         assert_eq!((stats.size, stats.limit), (2, 2));
         assert_eq!(cache.get(&3), Some("THREE"));
+    }
+
+    #[test]
+    fn the_limit_holds_while_the_table_grows_with_its_entries() {
+        let cache = Lru::new("test", CacheKind::Local, 1000);
+        assert_eq!(
+            cache.lock().cap().get(),
+            usize::MAX,
+            "no table sized for the limit"
+        );
+        for i in 0..1500 {
+            cache.insert(i, i);
+        }
+        let stats = cache.stats();
+        assert_eq!((stats.size, stats.evictions), (1000, 500));
+        assert_eq!(cache.get(&499), None, "the oldest went first");
+        assert_eq!(cache.get(&500), Some(500));
+        assert_eq!(cache.get(&1499), Some(1499));
     }
 
     #[test]

@@ -12,9 +12,10 @@
 use std::io;
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
 
 use crate::auth::ChannelBindings;
+
+pub(crate) mod channel;
 
 /// Chunks waiting in each direction; the adapter reads its transport only
 /// when the session has room, so a flooding client is slowed, not buffered.
@@ -45,11 +46,11 @@ pub(crate) struct PipeFault {
 /// The connection's end.
 #[derive(Debug)]
 pub(crate) struct PipeEnd {
-    inbound: mpsc::Receiver<Inbound>,
+    inbound: channel::Receiver<Inbound>,
     /// Taken from the channel by `readable` before `read_available` asked.
     waiting: Option<Inbound>,
     /// None once the connection shut its side.
-    outbound: Option<mpsc::Sender<Bytes>>,
+    outbound: Option<channel::Sender<Bytes>>,
     /// The transport under the adapter is encrypted (HTTPS).
     secure: bool,
     /// What SCRAM -PLUS may bind to on that transport (empty: no -PLUS).
@@ -60,13 +61,13 @@ pub(crate) struct PipeEnd {
 /// The adapter's end.
 #[derive(Debug)]
 pub(crate) struct AdapterEnd {
-    pub(crate) inbound: mpsc::Sender<Inbound>,
-    pub(crate) outbound: mpsc::Receiver<Bytes>,
+    pub(crate) inbound: channel::Sender<Inbound>,
+    pub(crate) outbound: channel::Receiver<Bytes>,
 }
 
 pub(crate) fn pipe(secure: bool, bindings: ChannelBindings) -> (PipeEnd, AdapterEnd) {
-    let (inbound_tx, inbound_rx) = mpsc::channel(CAPACITY);
-    let (outbound_tx, outbound_rx) = mpsc::channel(CAPACITY);
+    let (inbound_tx, inbound_rx) = channel::channel(CAPACITY);
+    let (outbound_tx, outbound_rx) = channel::channel(CAPACITY);
     let end = PipeEnd {
         inbound: inbound_rx,
         waiting: None,
@@ -119,8 +120,8 @@ impl PipeEnd {
                 None if self.closed => return Ok((total, true)),
                 None => match self.inbound.try_recv() {
                     Ok(inbound) => inbound,
-                    Err(mpsc::error::TryRecvError::Empty) => return Ok((total, false)),
-                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                    Err(channel::TryRecvError::Empty) => return Ok((total, false)),
+                    Err(channel::TryRecvError::Disconnected) => {
                         self.closed = true;
                         return Ok((total, true));
                     }

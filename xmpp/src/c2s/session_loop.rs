@@ -52,9 +52,10 @@ pub(crate) struct Resumed {
 
 /// Runs a newly bound session until the connection ends.
 pub(crate) async fn run(conn: &mut Conn, bound: Bound) -> Ended {
+    let Bound { jid, reply } = bound;
     let server = conn.server.clone();
     let queue = server.limits().session_queue;
-    let session = LocalSession::new(server.sessions.next_id(), bound.jid, queue);
+    let session = LocalSession::new(server.sessions.next_id(), jid, queue);
     if let Some(replaced) = server.sessions.bind(session.clone()) {
         replaced.close(CloseReason::Conflict);
     }
@@ -75,8 +76,11 @@ pub(crate) async fn run(conn: &mut Conn, bound: Bound) -> Ended {
     // largest state, and the idle state is what 20,000 sessions keep.
     let opening = Box::pin(server.modules.session_opened(&server, &session));
     opening.await;
-    let sending = Box::pin(conn.send(&bound.reply));
-    match sending.await {
+    let sending = Box::pin(conn.send(&reply));
+    let sent = sending.await;
+    // Not kept for the session's life (about 1 KiB of elements).
+    drop(reply);
+    match sent {
         Ok(()) => attend(conn, session, None).await,
         Err(error) => {
             end_session(&server, &session, None).await;

@@ -22,7 +22,8 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use tokio::sync::mpsc;
+use futures_util::FutureExt;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use super::HttpState;
@@ -30,7 +31,7 @@ use super::listener::ClientAddr;
 use super::origin;
 use crate::auth::ChannelBindings;
 use crate::balance::{self, WebEndpoint};
-use crate::c2s::pipe::{self, AdapterEnd, Inbound};
+use crate::c2s::pipe::{self, AdapterEnd, Inbound, channel};
 use crate::metrics::incr;
 use crate::server::Server;
 use crate::stream::framing::{self, ClientFrame, FrameSplitter};
@@ -118,14 +119,14 @@ pub(super) async fn endpoint(State(state): State<HttpState>, request: Request) -
         .write_buffer_size(WRITE_BUFFER)
         .max_message_size(hard_limit)
         .max_frame_size(hard_limit)
-        .on_upgrade(move |socket| async move {
-            run(server, socket, peer, (secure, bindings), limits).await;
-            drop(permit);
-        })
+        .on_upgrade(move |socket| run(server, socket, peer, (secure, bindings), limits, permit))
 }
 
-/// Bytes read from the socket at once (the CometD WebSocket's figure).
-const READ_BUFFER: usize = 4 * 1024;
+/// Bytes read from the socket at once. tungstenite allocates its read
+/// buffer at this size when the WebSocket opens and keeps it for the
+/// connection's life, idle or not; client frames are single stanzas,
+/// mostly well under 1 KiB, and a larger one is still read whole.
+const READ_BUFFER: usize = 1024;
 /// Bytes of frames gathered before a write.
 const WRITE_BUFFER: usize = 4 * 1024;
 
@@ -179,76 +180,92 @@ fn refuse(status: StatusCode, text: &'static str) -> Response {
         .into_response()
 }
 
-async fn run(
+/// The session and the pump, in the task axum spawned for the upgrade.
+///
+/// Built from combinators and plain functions rather than `async fn`s and
+/// `async` blocks around them: a generator keeps each argument or captured
+/// value in a field of its own for its whole life, even once it has been
+/// moved into an inner future, so every nested level would keep another
+/// copy of the WebSocket and the session's future in every idle session's
+/// task.
+fn run(
     server: Arc<Server>,
     socket: WebSocket,
     peer: SocketAddr,
     (secure, bindings): (bool, ChannelBindings),
     limits: Limits,
-) {
+    permit: OwnedSemaphorePermit,
+) -> impl Future<Output = ()> + Send {
     let (end, adapter) = pipe::pipe(secure, bindings);
     let session = crate::c2s::serve_pipe(end, peer, server);
-    tokio::join!(session, pump(socket, adapter, limits));
+    let pumping = pump(socket, adapter, limits);
+    futures_util::future::join(session, pumping).map(move |((), ())| drop(permit))
 }
 
 /// Moves frames between the WebSocket and the session until the session
 /// has closed its side (or the client is gone).
-async fn pump(mut socket: WebSocket, adapter: AdapterEnd, limits: Limits) {
+fn pump(
+    mut socket: WebSocket,
+    adapter: AdapterEnd,
+    limits: Limits,
+) -> impl Future<Output = ()> + Send {
     let AdapterEnd {
         inbound,
         mut outbound,
     } = adapter;
     // None once the client's side is finished (closed, or a framing fault).
     let mut inbound = Some(inbound);
-    let mut splitter = FrameSplitter::new();
-    let mut frames = Vec::new();
-    loop {
-        let client_done = tokio::select! {
-            chunk = outbound.recv() => {
-                let Some(chunk) = chunk else { break };
-                if let Err(error) = splitter.push(&chunk, &mut frames) {
-                    tracing::warn!(%error, "the session wrote something that is not XML");
-                    break;
+    async move {
+        let mut splitter = FrameSplitter::new();
+        let mut frames = Vec::new();
+        loop {
+            let client_done = tokio::select! {
+                chunk = outbound.recv() => {
+                    let Some(chunk) = chunk else { break };
+                    if let Err(error) = splitter.push(&chunk, &mut frames) {
+                        tracing::warn!(%error, "the session wrote something that is not XML");
+                        break;
+                    }
+                    for frame in frames.drain(..) {
+                        if socket.send(Message::Text(frame.into())).await.is_err() {
+                            return;
+                        }
+                    }
+                    false
                 }
-                for frame in frames.drain(..) {
-                    if socket.send(Message::Text(frame.into())).await.is_err() {
-                        return;
+                received = next_frame(&mut socket, inbound.as_ref()) => {
+                    // None: the session takes no more input; what it wrote is
+                    // still sent before the loop ends.
+                    match received {
+                        None => true,
+                        Some((permit, received)) => match to_inbound(received, limits) {
+                            Received::Forward(item) => {
+                                let fault = matches!(item, Inbound::Fault { .. });
+                                permit.send(item);
+                                fault
+                            }
+                            Received::Skip => false,
+                            Received::Gone => true,
+                        },
                     }
                 }
-                false
+            };
+            if client_done {
+                inbound = None;
             }
-            received = next_frame(&mut socket, inbound.as_ref()) => {
-                // None: the session takes no more input; what it wrote is
-                // still sent before the loop ends.
-                match received {
-                    None => true,
-                    Some((permit, received)) => match to_inbound(received, limits) {
-                        Received::Forward(item) => {
-                            let fault = matches!(item, Inbound::Fault { .. });
-                            permit.send(item);
-                            fault
-                        }
-                        Received::Skip => false,
-                        Received::Gone => true,
-                    },
-                }
-            }
-        };
-        if client_done {
-            inbound = None;
         }
+        // The session closed its stream: end the WebSocket too (RFC 7395 3.6).
+        let _closing = socket.send(Message::Close(None)).await;
     }
-    // The session closed its stream: end the WebSocket too (RFC 7395 3.6).
-    let _closing = socket.send(Message::Close(None)).await;
 }
 
 /// The next client message once the session has room for it; never
 /// resolves once the client's side is finished. Cancel-safe.
 async fn next_frame<'a>(
     socket: &mut WebSocket,
-    inbound: Option<&'a mpsc::Sender<Inbound>>,
+    inbound: Option<&'a channel::Sender<Inbound>>,
 ) -> Option<(
-    mpsc::Permit<'a, Inbound>,
+    channel::Permit<'a, Inbound>,
     Option<Result<Message, axum::Error>>,
 )> {
     let Some(inbound) = inbound else {

@@ -20,12 +20,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use starling_core::xml::{Element, escape};
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, oneshot};
 use tokio::time::{Instant, sleep_until};
 
 use super::body::{self, Kind, Request, XBOSH};
 use crate::auth::ChannelBindings;
-use crate::c2s::pipe::{self, Inbound};
+use crate::c2s::pipe::{self, Inbound, channel};
 use crate::server::Server;
 use crate::stream::framing::{FrameSplitter, element_frame};
 use crate::stream::{STREAM_CLOSE, StreamEvent};
@@ -345,7 +345,7 @@ impl BoshSession {
 
 /// Passes the client's bytes to the c2s session in order; closing the pipe
 /// when the session is to end makes it end as on a dropped socket.
-async fn forward(session: Arc<BoshSession>, inbound: mpsc::Sender<Inbound>) {
+async fn forward(session: Arc<BoshSession>, inbound: channel::Sender<Inbound>) {
     loop {
         let woken = session.to_session.notified();
         let (input, closing) = {
@@ -365,7 +365,7 @@ async fn forward(session: Arc<BoshSession>, inbound: mpsc::Sender<Inbound>) {
 }
 
 /// Reads what the c2s session writes into the queue of the next answer.
-async fn collect_output(session: Arc<BoshSession>, mut outbound: mpsc::Receiver<Bytes>) {
+async fn collect_output(session: Arc<BoshSession>, mut outbound: channel::Receiver<Bytes>) {
     let mut splitter = FrameSplitter::new();
     loop {
         // Wait for room first: a client that does not poll slows the
