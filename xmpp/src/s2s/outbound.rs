@@ -61,11 +61,13 @@ pub(super) struct Link {
     /// Unique on this node: barrier ids name it.
     id: u64,
     queue: mpsc::Sender<Stanza>,
-    /// Our answers to the peer's barriers, apart from the bounded queue: a
-    /// queue full of messages must not drop them, or the peer would wait
-    /// for its retry with its own queue filling. The peer has one barrier
-    /// out at a time per stream, so few ever wait here.
-    replies: mpsc::UnboundedSender<Stanza>,
+    /// Our answers to the peer's barriers, apart from the queue of
+    /// messages: a queue full of messages must not drop them, or the peer
+    /// would wait for its retry with its own queue filling. A peer like us
+    /// has one barrier out at a time per stream, so few ever wait here;
+    /// beyond [`MAX_REPLIES`] (a peer that pings without reading) they are
+    /// dropped, and a real barrier is sent again.
+    replies: mpsc::Sender<Stanza>,
     /// The barriers the peer answered (their numbers), from [`answered`].
     answers: mpsc::UnboundedSender<u64>,
     /// The queue's other ends until a stream takes them: the dialing task
@@ -81,7 +83,7 @@ pub(super) struct Link {
 impl Link {
     fn new(id: u64, max_queued: usize) -> Arc<Link> {
         let (queue, waiting) = mpsc::channel(max_queued);
-        let (replies, replying) = mpsc::unbounded_channel();
+        let (replies, replying) = mpsc::channel(MAX_REPLIES);
         let (answers, answered) = mpsc::unbounded_channel();
         Arc::new(Link {
             id,
@@ -114,6 +116,9 @@ impl Link {
         self.via_inbound.load(Ordering::Relaxed)
     }
 }
+
+/// Our answers to the peer's barriers waiting on one link at most.
+const MAX_REPLIES: usize = 64;
 
 /// Stanzas written in one go at most.
 const WRITE_BATCH: usize = 64;
@@ -165,9 +170,10 @@ pub fn queue(server: &Server, stanza: Stanza) -> Result<Outcome, (Stanza, Stanza
     for _ in 0..2 {
         let link = s2s.link(&this, &pair);
         if is_barrier_answer(&stanza) {
-            match link.replies.send(stanza) {
+            match link.replies.try_send(stanza) {
                 Ok(()) => return Ok(Outcome::Delivered),
-                Err(mpsc::error::SendError(refused)) => {
+                Err(mpsc::error::TrySendError::Full(_)) => return Ok(Outcome::Discarded),
+                Err(mpsc::error::TrySendError::Closed(refused)) => {
                     s2s.forget(&pair, &link);
                     stanza = refused;
                     continue;
@@ -267,7 +273,7 @@ impl S2s {
 /// barriers, the peer's answers to ours.
 pub(super) struct Receivers {
     pub(super) waiting: mpsc::Receiver<Stanza>,
-    pub(super) replying: mpsc::UnboundedReceiver<Stanza>,
+    pub(super) replying: mpsc::Receiver<Stanza>,
     pub(super) answered: mpsc::UnboundedReceiver<u64>,
 }
 
