@@ -42,7 +42,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from muc import wait_port  # noqa: E402  (the benches' shared helpers)
-from s2s import self_signed  # noqa: E402
+from s2s import prosody_preamble, self_signed  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 USERS = 1000
@@ -126,13 +126,7 @@ class Prosody:
         cert, key = self_signed(self.dir, "localhost")
         self.config = os.path.join(self.dir, "prosody.cfg.lua")
         with open(self.config, "w") as out:
-            out.write(f"""run_as_root = true
-pidfile = "{self.dir}/prosody.pid"
-data_path = "{self.dir}/data"
-log = {{ {{ levels = {{ min = "warn" }}, to = "file", filename = "{self.dir}/prosody.log" }} }}
-network_backend = "epoll"
-network_settings = {{ nagle = false }}
-interfaces = {{ "127.0.0.1" }}
+            out.write(prosody_preamble(self.dir) + f"""interfaces = {{ "127.0.0.1" }}
 c2s_ports = {{ {port} }}
 c2s_require_encryption = false
 authentication = "internal_hashed"

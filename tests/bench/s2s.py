@@ -77,6 +77,18 @@ class Namespace:
         shutil.rmtree(self.resolv, ignore_errors=True)
 
 
+def prosody_preamble(directory):
+    """The first lines of a bench Prosody's config: root, its folder, warnings
+    only, epoll without Nagle (as Starling writes)."""
+    return f"""run_as_root = true
+pidfile = "{directory}/prosody.pid"
+data_path = "{directory}/data"
+log = {{ {{ levels = {{ min = "warn" }}, to = "file", filename = "{directory}/prosody.log" }} }}
+network_backend = "epoll"
+network_settings = {{ nagle = false }}
+"""
+
+
 def self_signed(directory, domain):
     cert, key = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
@@ -124,13 +136,7 @@ class Prosody:
         cert, key = self_signed(self.dir, domain)
         config = os.path.join(self.dir, "prosody.cfg.lua")
         with open(config, "w") as out:
-            out.write(f"""run_as_root = true
-pidfile = "{self.dir}/prosody.pid"
-data_path = "{self.dir}/data"
-log = {{ {{ levels = {{ min = "warn" }}, to = "file", filename = "{self.dir}/prosody.log" }} }}
-network_backend = "epoll"
-network_settings = {{ nagle = false }}
-interfaces = {{ "{self.address}" }}
+            out.write(prosody_preamble(self.dir) + f"""interfaces = {{ "{self.address}" }}
 c2s_ports = {{ 5222 }}
 s2s_ports = {{ 5269 }}
 c2s_require_encryption = false
