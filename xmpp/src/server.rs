@@ -56,6 +56,8 @@ pub struct Server {
     /// track their own), so that shutdown waits for them as well.
     pub pipe_connections: tokio_util::task::TaskTracker,
     pub delivery_locks: DeliveryLocks,
+    /// Senders whose stanzas a dying link handed back (`router::handback`).
+    pub handback: crate::router::handback::HandbackGate,
     pub shutdown: Shutdown,
     pub started: Instant,
     /// Itself, for tasks that outlive the call that spawns them.
@@ -146,6 +148,7 @@ impl Server {
             )),
             pipe_connections: tokio_util::task::TaskTracker::new(),
             delivery_locks: DeliveryLocks::default(),
+            handback: Default::default(),
             shutdown,
             started: Instant::now(),
             limits: ArcSwap::from_pointee(config.limits.clone()),

@@ -5,12 +5,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use starling_core::cluster::{BoxFuture, KickReason, NodeId};
+use starling_core::cluster::{BoxFuture, KickReason, NodeId, Reached};
 use starling_core::jid::{BareJid, FullJid};
 
 use super::{ClusterNode, lock};
-use crate::transport::frame::{DirectoryMessage, Frame, WireEnvelope};
-use crate::transport::{FrameHandler, Link};
+use crate::transport::frame::{DirectoryMessage, Frame};
+use crate::transport::{FrameHandler, HandedBack, Link};
 
 impl FrameHandler for ClusterNode {
     fn on_frame<'a>(&'a self, link: &'a Arc<Link>, frame: Frame) -> BoxFuture<'a, ()> {
@@ -154,24 +154,34 @@ impl FrameHandler for ClusterNode {
         }
     }
 
-    fn on_undelivered(&self, peer: NodeId, envelopes: Vec<WireEnvelope>) {
+    fn on_undelivered(&self, peer: NodeId, envelopes: HandedBack) {
         let name = lock(&self.peers)
             .get(&peer.0)
             .map(|info| info.name.clone())
             .unwrap_or_default();
-        tracing::info!(peer = %name, node = peer.0, stanzas = envelopes.len(), "routing again what the peer did not acknowledge");
+        tracing::info!(
+            peer = %name,
+            node = peer.0,
+            unconfirmed = envelopes.unconfirmed.len(),
+            unsent = envelopes.unsent.len(),
+            "routing again what the peer did not acknowledge"
+        );
         let Some(delivery) = self.delivery().cloned() else {
             return;
         };
-        let envelopes: Vec<_> = envelopes
-            .into_iter()
-            .filter_map(super::to_envelope)
+        // Oldest first: every unconfirmed envelope is older than every unsent one.
+        let envelopes: Vec<_> = (envelopes.unconfirmed.into_iter())
+            .map(|wire| (wire, Reached::Maybe))
+            .chain(
+                envelopes
+                    .unsent
+                    .into_iter()
+                    .map(|wire| (wire, Reached::Never)),
+            )
+            .filter_map(|(wire, reached)| Some((super::to_envelope(wire)?, reached)))
             .collect();
-        tokio::spawn(async move {
-            for envelope in envelopes {
-                delivery.undelivered(envelope).await;
-            }
-        });
+        // Called here, not in the task: the senders are noted at once.
+        tokio::spawn(delivery.undelivered(envelopes));
     }
 
     fn on_link_down(&self, link: &Arc<Link>, reason: &str) {

@@ -20,8 +20,10 @@
 //! already: a flap loses nothing and delivers nothing twice. Only when the
 //! peer is given up ([`Transport::abandon`]) or comes back as a new
 //! incarnation is the rest handed back for routing again
-//! ([`FrameHandler::on_undelivered`]); the peer may have delivered some of
-//! it before it went, so there delivery is at least once.
+//! ([`FrameHandler::on_undelivered`]), in two parts: what no link ever
+//! began to write, which the peer cannot have seen, and what was written
+//! but not acknowledged, which the peer may have delivered before it went
+//! (there delivery is at least once).
 
 pub mod frame;
 pub mod handshake;
@@ -29,7 +31,7 @@ mod pair;
 mod secured;
 pub mod tls;
 
-pub use pair::Pair;
+pub use pair::{HandedBack, Pair};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -68,9 +70,9 @@ pub trait FrameHandler: Send + Sync + 'static {
     fn on_link_up(&self, link: &Arc<Link>);
     /// A link closed.
     fn on_link_down(&self, link: &Arc<Link>, reason: &str);
-    /// Envelopes a given-up (or restarted) peer did not acknowledge, oldest
-    /// first: they may never have arrived.
-    fn on_undelivered(&self, peer: NodeId, envelopes: Vec<WireEnvelope>);
+    /// Envelopes a given-up (or restarted) peer did not acknowledge: those
+    /// it may have handled, and those no link ever wrote.
+    fn on_undelivered(&self, peer: NodeId, envelopes: HandedBack);
 }
 
 /// One established link to a peer.
@@ -653,18 +655,16 @@ async fn write_loop(link: Arc<Link>, mut writer: LinkWriter, mut outbox: mpsc::R
         let Some(first) = first else { break };
         out.clear();
         let goodbye = matches!(first, Frame::Goodbye { .. });
-        if let Err(error) = encode_into(&first, &mut out) {
-            tracing::error!(peer = %link.peer.name, %error, "frame dropped: cannot encode");
-        }
+        let mut highest = 0;
+        encode_frame(&link, &first, &mut out, &mut highest);
         while out.len() < WRITE_BATCH {
             match outbox.try_recv() {
-                Ok(frame) => {
-                    if let Err(error) = encode_into(&frame, &mut out) {
-                        tracing::error!(peer = %link.peer.name, %error, "frame dropped: cannot encode");
-                    }
-                }
+                Ok(frame) => encode_frame(&link, &frame, &mut out, &mut highest),
                 Err(_) => break,
             }
+        }
+        if highest > 0 {
+            link.pair.writing_up_to(highest);
         }
         let written = tokio::select! {
             // TLS keeps what it encrypted until flushed.
@@ -686,6 +686,16 @@ async fn write_loop(link: Arc<Link>, mut writer: LinkWriter, mut outbox: mpsc::R
     }
     link.close();
     let _ = writer.shutdown().await;
+}
+
+/// Appends `frame` to the batch; `highest` follows the envelope numbers in it.
+fn encode_frame(link: &Link, frame: &Frame, out: &mut Vec<u8>, highest: &mut u64) {
+    if let Frame::Envelope(envelope) = frame {
+        *highest = (*highest).max(envelope.seq);
+    }
+    if let Err(error) = encode_into(frame, out) {
+        tracing::error!(peer = %link.peer.name, %error, "frame dropped: cannot encode");
+    }
 }
 
 async fn write_and_flush<W: AsyncWrite + Unpin + ?Sized>(

@@ -8,7 +8,9 @@
 //!                   └──── Received { up_to } ◀───────────────┘  forget ≤ up_to
 //!   link dies:  kept envelopes stay; sends go on being numbered and kept
 //!   new link:   kept envelopes are queued on it first, in order
-//!   peer down:  kept envelopes are handed back for routing again
+//!   peer down:  kept envelopes are handed back for routing again, split
+//!               into those some link began to write (the peer may have
+//!               handled them) and those no link ever wrote (it cannot have)
 //! ```
 //!
 //! The peer delivers an envelope only if its number is above the highest it
@@ -27,6 +29,22 @@ use starling_core::cluster::{ForwardError, NodeId};
 use super::Link;
 use super::frame::{Frame, WireEnvelope};
 
+/// What a given-up peer had not acknowledged, oldest first in each part;
+/// every unconfirmed envelope is older than every unsent one.
+#[derive(Default)]
+pub struct HandedBack {
+    /// Begun to be written on some link: the peer may have handled them.
+    pub unconfirmed: Vec<WireEnvelope>,
+    /// Never written on any link: the peer cannot have seen them.
+    pub unsent: Vec<WireEnvelope>,
+}
+
+impl HandedBack {
+    pub fn is_empty(&self) -> bool {
+        self.unconfirmed.is_empty() && self.unsent.is_empty()
+    }
+}
+
 pub struct Pair {
     node: NodeId,
     /// The peer's incarnation this pair belongs to.
@@ -36,6 +54,9 @@ pub struct Pair {
     delivered: AtomicU64,
     /// The `delivered` last told to the peer.
     acknowledged: AtomicU64,
+    /// Highest number a link began to write to its socket: above it, no
+    /// envelope can have reached the peer.
+    written: AtomicU64,
     /// Most envelopes kept unacknowledged; a send beyond is refused.
     keep: usize,
 }
@@ -65,6 +86,7 @@ impl Pair {
             }),
             delivered: AtomicU64::new(0),
             acknowledged: AtomicU64::new(0),
+            written: AtomicU64::new(0),
             keep,
         }
     }
@@ -134,13 +156,29 @@ impl Pair {
         }
     }
 
+    /// A link is about to write envelopes up to `seq` to its socket. Said
+    /// before the write, so that a hand-back racing with it errs towards
+    /// "may have been handled".
+    pub fn writing_up_to(&self, seq: u64) {
+        self.written.fetch_max(seq, Ordering::AcqRel);
+    }
+
     /// The peer was given up: the kept envelopes, for routing again. Sends
     /// are refused until a link to this incarnation is attached again.
-    pub fn abandon(&self) -> Vec<WireEnvelope> {
+    pub fn abandon(&self) -> HandedBack {
         let mut out = self.out();
         out.abandoned = true;
         out.link = None;
-        out.kept.drain(..).collect()
+        let written = self.written.load(Ordering::Acquire);
+        let mut handed = HandedBack::default();
+        for envelope in out.kept.drain(..) {
+            if envelope.seq <= written {
+                handed.unconfirmed.push(envelope);
+            } else {
+                handed.unsent.push(envelope);
+            }
+        }
+        handed
     }
 
     /// Envelopes kept (sent or waiting) and not acknowledged.
@@ -184,5 +222,52 @@ impl Pair {
     /// An acknowledgement could not be queued: say it again next time.
     pub fn acknowledgement_lost(&self) {
         self.acknowledged.store(0, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::frame::WireKind;
+
+    fn envelope(body: &str) -> WireEnvelope {
+        WireEnvelope {
+            from: "a@x/r".to_owned(),
+            to: "b@x/r".to_owned(),
+            kind: WireKind::Message,
+            xml: bytes::Bytes::from(body.to_owned()),
+            hops: 1,
+            seq: 0,
+        }
+    }
+
+    fn bodies(envelopes: &[WireEnvelope]) -> Vec<&[u8]> {
+        envelopes.iter().map(|e| &e.xml[..]).collect()
+    }
+
+    #[test]
+    fn a_given_up_peer_hands_back_written_and_never_written_apart() {
+        let pair = Pair::new(NodeId(2), 7, 100);
+        for body in ["1", "2", "3", "4", "5"] {
+            pair.send(envelope(body)).unwrap();
+        }
+        pair.acknowledged_up_to(1);
+        // A link began writing up to 3, then died.
+        pair.writing_up_to(3);
+        let handed = pair.abandon();
+        assert_eq!(bodies(&handed.unconfirmed), [b"2", b"3"]);
+        assert_eq!(bodies(&handed.unsent), [b"4", b"5"]);
+        // Given up: nothing more is taken, nothing is handed back twice.
+        assert!(pair.send(envelope("6")).is_err());
+        assert!(pair.abandon().is_empty());
+    }
+
+    #[test]
+    fn what_no_link_ever_wrote_is_all_unsent() {
+        let pair = Pair::new(NodeId(2), 7, 100);
+        pair.send(envelope("1")).unwrap();
+        let handed = pair.abandon();
+        assert!(handed.unconfirmed.is_empty());
+        assert_eq!(bodies(&handed.unsent), [b"1"]);
     }
 }

@@ -295,16 +295,29 @@ pub trait Cluster: Send + Sync + 'static {
     }
 }
 
+/// Whether an envelope handed back by a dying link can have reached the peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reached {
+    /// No link ever began to write it: the peer cannot have seen it, and
+    /// it is routed again as if it had never been forwarded.
+    Never,
+    /// Written but not acknowledged: the peer may have handled it before
+    /// it went.
+    Maybe,
+}
+
 /// What the cluster module hands back to the server.
 pub trait LocalDelivery: Send + Sync + 'static {
     /// A stanza from another member for a JID served here. The router
     /// delivers it locally only; it never forwards it again.
     fn deliver(&self, envelope: Envelope, from: NodeId) -> BoxFuture<'_, ()>;
 
-    /// One of this member's own envelopes that a dying link gave back
-    /// unacknowledged: the peer may or may not have handled it. The server
-    /// routes it again as for a session that vanished.
-    fn undelivered(&self, envelope: Envelope) -> BoxFuture<'_, ()>;
+    /// This member's own envelopes that a given-up peer did not
+    /// acknowledge, oldest first, each saying whether the peer may have
+    /// handled it. The server routes them again as for a session that
+    /// vanished, in the returned future; before returning it, it takes
+    /// note of their senders, whose newer stanzas must not overtake them.
+    fn undelivered(&self, envelopes: Vec<(Envelope, Reached)>) -> BoxFuture<'static, ()>;
 
     /// A member was declared down: these were its sessions.
     fn node_down(&self, node: NodeId, lost: Vec<FullJid>) -> BoxFuture<'_, ()>;

@@ -8,7 +8,9 @@
 
 use std::sync::{Arc, Weak};
 
-use starling_core::cluster::{BoxFuture, Envelope, KickReason, LocalDelivery, NodeId, PubSubEvent};
+use starling_core::cluster::{
+    BoxFuture, Envelope, KickReason, LocalDelivery, NodeId, PubSubEvent, Reached,
+};
 use starling_core::jid::{BareJid, FullJid};
 
 use super::resources;
@@ -45,13 +47,32 @@ impl LocalDelivery for ServerDelivery {
         })
     }
 
-    fn undelivered(&self, envelope: Envelope) -> BoxFuture<'_, ()> {
+    fn undelivered(&self, envelopes: Vec<(Envelope, Reached)>) -> BoxFuture<'static, ()> {
+        let server = self.server.upgrade();
+        if let Some(server) = &server {
+            for (envelope, _) in &envelopes {
+                server.handback.hold(&envelope.from);
+            }
+        }
         Box::pin(async move {
-            let Some(server) = self.server.upgrade() else {
+            let Some(server) = server else {
                 return;
             };
-            let from = server.cluster.node_id();
-            let _counted = deliver(&server, envelope, from, true).await;
+            let me = server.cluster.node_id();
+            for (mut envelope, reached) in envelopes {
+                let sender = envelope.from.clone();
+                let returned = match reached {
+                    Reached::Maybe => true,
+                    // The crossing never happened: route it as the stanza
+                    // it was before it was forwarded.
+                    Reached::Never => {
+                        envelope.hops = envelope.hops.saturating_sub(1);
+                        false
+                    }
+                };
+                let _counted = deliver(&server, envelope, me, returned).await;
+                server.handback.release(&sender);
+            }
         })
     }
 

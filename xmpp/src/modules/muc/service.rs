@@ -65,6 +65,11 @@ pub(super) async fn handle(muc: &Muc, server: &Server, stanza: Stanza, returned:
     };
     // Crossed from another member (and not our own, given back).
     let from_peer = !returned && stanza.hops > 0;
+    let mut stanza = stanza;
+    if !from_peer {
+        // Only a member marks a stanza as handed back, never a client.
+        stanza.element.remove_children(HANDED_BACK, RELAY);
+    }
     if to.node().is_none() {
         if from_peer {
             return member_traffic(muc, server, stanza).await;
@@ -100,20 +105,86 @@ pub(super) async fn handle(muc: &Muc, server: &Server, stanza: Stanza, returned:
     at_host(muc, server, stanza, room_jid).await
 }
 
-/// A stanza this member forwarded to a room's host whose link died before
-/// acknowledging it: the host may have handled it (a join, an answered
-/// iq), so it is not handled twice. The sender of a message hears that it
-/// may be lost and can send it again; the rest is counted and logged.
-async fn returned(muc: &Muc, server: &Server, stanza: Stanza) -> Routed {
+/// A stanza this member forwarded to a room's host whose link died after
+/// writing it and before acknowledging it: the host may have handled it (a
+/// join, an answered iq), so it is not handled twice. A groupchat message
+/// goes to the room's new host marked as handed back, which looks for it
+/// in the room's archive (see [`handed_back`]); the sender of another
+/// message hears that it may be lost and can send it again; the rest is
+/// counted and logged. (What the link never wrote comes back as the
+/// member's own stanza, not here.)
+async fn returned(muc: &Muc, server: &Server, mut stanza: Stanza) -> Routed {
     muc.returned.fetch_add(1, Ordering::Relaxed);
+    if stanza.message_type() == Some(MessageType::Groupchat) && !stanza.is_error() {
+        if let Some(room_jid) = stanza.to.as_ref().map(|to| to.to_bare()) {
+            stanza.element.push_child(Element::new(HANDED_BACK, RELAY));
+            // The crossing to the dead host does not count.
+            stanza.hops = stanza.hops.saturating_sub(1);
+            return match forward(muc, server, stanza, &room_jid).await {
+                Flow::Continue(stanza) => at_host(muc, server, stanza, room_jid).await,
+                Flow::Done(routed) => routed,
+            };
+        }
+    }
     if stanza.kind == StanzaKind::Message && !stanza.is_error() {
-        let error = StanzaError::new(Condition::ServiceUnavailable)
-            .with_type(crate::stanza::ErrorType::Wait)
-            .with_text("The room's host went down; the message may not have reached the room");
-        return bounce(server, &stanza, error).await;
+        return bounce(server, &stanza, maybe_lost()).await;
     }
     tracing::info!(from = ?stanza.from, to = ?stanza.to, kind = ?stanza.kind, "a room stanza the dead host may have handled is not repeated");
     count(server, Outcome::Discarded)
+}
+
+/// A message whose first host went down may have been handled there.
+const HANDED_BACK: &str = "handed-back";
+
+fn maybe_lost() -> StanzaError {
+    StanzaError::new(Condition::ServiceUnavailable)
+        .with_type(crate::stanza::ErrorType::Wait)
+        .with_text("The room's host went down; the message may not have reached the room")
+}
+
+/// How many of a room's latest archived messages are searched for a
+/// handed-back one: more than a room says between two heartbeats.
+const HANDED_BACK_SEARCH: u32 = 250;
+
+/// Whether a groupchat message handed back by a dying host's link was
+/// handled there before it died: its archived copy if it was. Only a
+/// logged room can tell: its host archives each message before relaying
+/// it, so a message not in the archive reached nobody. `None`: the room
+/// keeps no archive.
+async fn handled_before(
+    server: &Server,
+    room: &Room,
+    from: &FullJid,
+    message: &Element,
+) -> Option<Option<Element>> {
+    if !room.config.logging {
+        return None;
+    }
+    let occupant = room.nick_jid(&room.occupant(from)?.nick);
+    let query = crate::storage::ArchiveQuery {
+        from_end: true,
+        max: HANDED_BACK_SEARCH,
+        ..Default::default()
+    };
+    let page = match server.store.query_archive(room.jid.as_str(), &query).await {
+        Ok(page) => page?,
+        Err(error) => {
+            tracing::error!(room = %room.jid, %error, "cannot read the room's archive for a handed-back message");
+            return None;
+        }
+    };
+    let body = |e: &Element| e.child("body", ns::CLIENT).map(|b| b.text());
+    Some(
+        page.messages
+            .iter()
+            .rev()
+            .filter_map(|archived| crate::stream::parse_element(archived.stanza.as_bytes()).ok())
+            .find(|stored| {
+                stored.attr("from") == Some(occupant.as_str())
+                    && stored.attr("id") == message.attr("id")
+                    && body(stored) == body(message)
+            }),
+    )
 }
 
 /// The room was handed to another member while this stanza waited for
@@ -482,13 +553,23 @@ async fn create(
 /// The room, waiting for it (and for the sender in it) as the cluster's
 /// retry policy says: while a room moves after its host died, occupants
 /// are brought back by rejoins that may arrive after their next stanza.
+/// `patient`: a message handed back by the dead host's link, which may
+/// arrive before the rejoins have started; it waits as long as declaring a
+/// member down takes.
 async fn room_with(
     muc: &Muc,
     server: &Server,
     room_jid: &BareJid,
     from: &FullJid,
+    patient: bool,
 ) -> Result<Option<super::RoomCell>, StanzaError> {
     let policy = server.cluster.miss_retry();
+    let patience = if patient {
+        std::time::Duration::from_millis(server.config.cluster.down_after_ms) + policy.window
+    } else {
+        policy.window
+    };
+    let deadline = std::time::Instant::now() + patience;
     let mut attempt = 0;
     loop {
         let cell = muc.load(server, room_jid).await.map_err(internal)?;
@@ -496,10 +577,12 @@ async fn room_with(
             Some(cell) => cell.lock().await.occupant(from).is_some(),
             None => false,
         };
-        if seated || attempt >= policy.attempts {
+        let last = attempt >= policy.attempts;
+        if seated || (last && std::time::Instant::now() >= deadline) {
             return Ok(cell);
         }
-        tokio::time::sleep(policy.delay(attempt)).await;
+        let step = attempt.min(policy.attempts.saturating_sub(1));
+        tokio::time::sleep(policy.delay(step).max(std::time::Duration::from_millis(10))).await;
         attempt += 1;
     }
 }
@@ -521,7 +604,8 @@ async fn message(
     let Some(from) = sender(&stanza) else {
         return count(server, Outcome::Discarded);
     };
-    let cell = match room_with(muc, server, &room_jid, &from).await {
+    let handed_back = stanza.element.child(HANDED_BACK, RELAY).is_some();
+    let cell = match room_with(muc, server, &room_jid, &from, handed_back).await {
         Ok(Some(cell)) => cell,
         Ok(None) => return bounce(server, &stanza, no_room()).await,
         Err(error) => return bounce(server, &stanza, error).await,
@@ -530,6 +614,33 @@ async fn message(
     if room.moved {
         drop(room);
         return relocate(muc, server, stanza, room_jid).await;
+    }
+    let mut stanza = stanza;
+    if handed_back {
+        stanza.element.remove_children(HANDED_BACK, RELAY);
+        match handled_before(server, &room, &from, &stanza.element).await {
+            Some(None) => {
+                tracing::info!(room = %room_jid, %from, "a handed-back message the old host never handled goes to the room");
+            }
+            Some(Some(archived)) => {
+                // Not broadcast again; its sender, who may not have had its
+                // reflection, gets the archived copy (same stanza id, so a
+                // client that had it already sees one message).
+                tracing::info!(room = %room_jid, %from, "a handed-back message the old host handled is not repeated");
+                let reflection = Out {
+                    to: from.clone().into(),
+                    stanza: archived,
+                    about: None,
+                };
+                drop(room);
+                relay::send(muc, server, vec![reflection]).await;
+                return count(server, Outcome::Handled);
+            }
+            None => {
+                drop(room);
+                return bounce(server, &stanza, maybe_lost()).await;
+            }
+        }
     }
     let result: Result<(Vec<Out>, bool), StanzaError> = match (&nick, stanza.message_type()) {
         (Some(nick), _) => room

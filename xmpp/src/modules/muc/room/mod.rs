@@ -184,7 +184,7 @@ impl Room {
         self.occupants.iter().position(|o| o.nick == nick)
     }
 
-    fn nick_jid(&self, nick: &str) -> Jid {
+    pub fn nick_jid(&self, nick: &str) -> Jid {
         Jid::new(&format!("{}/{nick}", self.jid)).unwrap_or_else(|_| self.jid.clone().into())
     }
 
