@@ -237,6 +237,53 @@ def measure_pair(netns, work, pair, plan):
             shutil.rmtree(server.dir, ignore_errors=True)
 
 
+def cpu_ns(pid):
+    """CPU time of every thread of a process so far, in nanoseconds
+    (schedstat: finer than the clock ticks of /proc/PID/stat)."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat") as stat:
+                total += int(stat.read().split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return total
+
+
+def measure_stream_setup(netns, work, rounds):
+    """CPU both Starling servers spend setting up their stream: a fresh pair of
+    servers, a first exchange (which opens the stream: DNS, TCP, TLS, dialback
+    and its verification) and the same exchange again on the open stream; the
+    difference is the setup. Both exchanges log the same users in, so the
+    logins cancel out."""
+    firsts, seconds = [], []
+    for _ in range(rounds):
+        servers = [Starling(netns, work, "a.test", 4), Starling(netns, work, "b.test", 4)]
+        try:
+            for server in servers:
+                wait_listening(netns, server.address)
+            costs = []
+            for _exchange in range(2):
+                before = sum(cpu_ns(s.pid) for s in servers)
+                report = chat(netns, servers, 2, 2, 1)
+                costs.append((sum(cpu_ns(s.pid) for s in servers) - before) / 1e6)
+                if report["lost"]:
+                    raise SystemExit(f"messages lost while measuring the stream setup: {report}")
+            firsts.append(costs[0])
+            seconds.append(costs[1])
+            print(f"stream setup round: first exchange {costs[0]:.1f} ms CPU, "
+                  f"second {costs[1]:.1f} ms", file=sys.stderr)
+        finally:
+            for server in servers:
+                server.stop()
+            for server in servers:
+                shutil.rmtree(server.dir, ignore_errors=True)
+    setups = sorted(f - s for f, s in zip(firsts, seconds))
+    return {"first_exchange_ms": firsts, "second_exchange_ms": seconds,
+            "setup_ms_median": setups[len(setups) // 2], "setup_ms_min": setups[0],
+            "setup_ms_max": setups[-1]}
+
+
 def table(plan, results, names):
     baseline = "Prosody <-> Prosody"
     rows = ["| rate offered | pair | received/s | lost | p50 ms | p99 ms | CPU µs/message (both servers) | "
@@ -263,8 +310,11 @@ def main():
     parser.add_argument("--out", help="write all figures as JSON here")
     parser.add_argument("--archive", action="store_true",
                         help="keep Starling's message archive on (the Prosody servers archive nothing)")
-    parser.add_argument("--only", choices=["starling", "prosody"],
-                        help="measure only the pairs with Starling, or only Prosody <-> Prosody")
+    parser.add_argument("--only", choices=["starling", "prosody", "setup"],
+                        help="measure only the pairs with Starling, or only Prosody <-> Prosody, or "
+                             "only the CPU of setting up one Starling <-> Starling stream")
+    parser.add_argument("--setup-rounds", type=int, default=5,
+                        help="with --only setup: fresh server pairs to measure")
     parser.add_argument("--bin-dir", default=os.path.join(ROOT, "target", "release"),
                         help="where the release builds of starling and starling-load are")
     args = parser.parse_args()
@@ -284,6 +334,18 @@ def main():
     work = tempfile.mkdtemp(prefix="starling-s2s-bench-")
     netns = Namespace(work)
     try:
+        if args.only == "setup":
+            started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+            load = os.getloadavg()[0]
+            setup = measure_stream_setup(netns, work, args.setup_rounds)
+            print(f"Stream setup, {started}, load average {load:.1f} before: CPU of both servers "
+                  f"for one Starling <-> Starling stream (dialback over TLS), median "
+                  f"{setup['setup_ms_median']:.1f} ms (min {setup['setup_ms_min']:.1f}, max "
+                  f"{setup['setup_ms_max']:.1f}) over {args.setup_rounds} fresh pairs")
+            if args.out:
+                with open(args.out, "w") as out:
+                    json.dump({"started": started, "setup": setup}, out, indent=2)
+            return
         started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
         load = os.getloadavg()[0]
         results = {f"{p[0]} <-> {p[2]}": measure_pair(netns, work, p, plan) for p in pairs}
