@@ -16,7 +16,9 @@
 //!   re-login on another member and the login's probe reaches Prosody.
 //! - MUC: a Prosody user in a room hosted by the cluster with occupants on
 //!   every member (presence, 110, history, groupchat both ways, private
-//!   messages, leaving), and a Starling user in a room on Prosody.
+//!   messages, leaving), and a Starling user in a room on Prosody; the
+//!   Prosody user stays in the room when its host is killed (the member
+//!   it moves to kept the remote occupants).
 
 use base64::Engine;
 use sha1::{Digest, Sha1};
@@ -733,4 +735,128 @@ async fn a_prosody_user_in_a_cluster_room_and_a_starling_user_in_a_prosody_room(
         .await
         .unwrap();
     expect_occupant(&mut pat, &remote_nick("c2"), Some("unavailable")).await;
+}
+
+/// How many of `members` (0-based) host a room, from their gauges.
+async fn room_hosts(cluster: &TestCluster, members: &[usize]) -> usize {
+    let mut hosts = 0;
+    for index in members {
+        if cluster.node(*index).metric("starling_muc_rooms").await >= 1.0 {
+            hosts += 1;
+        }
+    }
+    hosts
+}
+
+/// The member (0-based) hosting the only room, from each member's gauge.
+async fn room_host(cluster: &TestCluster) -> usize {
+    let mut hosts = Vec::new();
+    for index in 0..3 {
+        if cluster.node(index).metric("starling_muc_rooms").await >= 1.0 {
+            hosts.push(index);
+        }
+    }
+    assert_eq!(
+        hosts.len(),
+        1,
+        "exactly one member hosts the room: {hosts:?}"
+    );
+    hosts[0]
+}
+
+/// The member a room would move to keeps its occupants of other servers
+/// (a backup from the host): when the host is killed, the new host seats
+/// the Prosody user again along with the cluster's own occupants, so pat
+/// stays in the room without joining again and without seeing itself
+/// leave, and the chat goes on both ways.
+#[tokio::test]
+#[ignore = "needs root, iproute2, dnsmasq-base and prosody: run tests/run"]
+async fn a_prosody_user_stays_in_a_room_whose_host_is_killed() {
+    let mut federation = federation();
+    let mut occupants = Vec::new();
+    for (index, user) in ["c1", "c2", "c3"].iter().enumerate() {
+        occupants.push(federation.starling(index, user, "m").await);
+    }
+    let mut pat = federation.prosody("pat", "desk").await;
+    let room = room_jid("harbour", CONFERENCE);
+    let nick = |name: &str| format!("{room}/{name}");
+    create(&mut occupants[0], &nick("c1")).await;
+    for (index, occupant) in occupants.iter_mut().enumerate().skip(1) {
+        join(occupant, &nick(&format!("c{}", index + 1))).await;
+    }
+    join(&mut pat, &nick("pat")).await;
+    for occupant in occupants.iter_mut() {
+        expect_occupant(occupant, &nick("pat"), None).await;
+    }
+    say(&mut pat, &room, "before the move").await;
+    for occupant in occupants.iter_mut() {
+        expect_groupchat(occupant, &nick("pat"), "before the move").await;
+    }
+
+    let host = room_host(&federation.cluster).await;
+    federation.cluster.kill(host);
+    let survivors: Vec<usize> = (0..3).filter(|index| *index != host).collect();
+
+    // The room is rebuilt on a survivor (the rejoins arrive once the host
+    // is declared down).
+    let deadline = std::time::Instant::now() + FEDERATION_WAIT;
+    while room_hosts(&federation.cluster, &survivors).await == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no member took the room"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    // pat speaks through whichever member Prosody reaches now; the new
+    // host knows pat as an occupant, so the room takes it. Prosody's own
+    // stream may have gone to the killed member, and what it wrote there
+    // is lost on Prosody's side: pat says it again until it arrives, but
+    // a refusal by the room fails the test.
+    let mut said = None;
+    for attempt in 1..=6 {
+        let text = format!("pat after the move {attempt}");
+        say(&mut pat, &room, &text).await;
+        let arrived = occupants[survivors[0]]
+            .expect(
+                |e| {
+                    e.attr("type") == Some("groupchat")
+                        && e.attr("from") == Some(nick("pat").as_str())
+                        && body(e) == text
+                },
+                std::time::Duration::from_secs(10),
+            )
+            .await;
+        let refused = pat
+            .pending()
+            .find(|e| e.name() == "message" && e.attr("type") == Some("error"))
+            .cloned();
+        assert!(refused.is_none(), "the room refused pat: {refused:?}");
+        if arrived.is_ok() {
+            said = Some(text);
+            break;
+        }
+    }
+    let said = said.expect("none of pat's messages reached the room after the move");
+    expect_groupchat(&mut occupants[survivors[1]], &nick("pat"), &said).await;
+    expect_groupchat(&mut pat, &nick("pat"), &said).await;
+    let speaker = format!("c{}", survivors[0] + 1);
+    say(
+        &mut occupants[survivors[0]],
+        &room,
+        "members after the move",
+    )
+    .await;
+    expect_groupchat(&mut pat, &nick(&speaker), "members after the move").await;
+
+    // pat never saw itself leave or the room shut; it saw the killed
+    // member's occupant leave (status 333).
+    let own_exit = pat.pending().find(|e| {
+        e.name() == "presence"
+            && e.attr("from") == Some(nick("pat").as_str())
+            && e.attr("type") == Some("unavailable")
+    });
+    assert!(own_exit.is_none(), "pat was told it left: {own_exit:?}");
+    let lost = nick(&format!("c{}", host + 1));
+    expect_occupant(&mut pat, &lost, Some("unavailable")).await;
 }

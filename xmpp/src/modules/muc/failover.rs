@@ -10,7 +10,7 @@
 //!  new host: load the room (store, or defaults), seat the rejoiners silently
 //! ```
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 
 use starling_core::cluster::NodeId;
@@ -41,6 +41,12 @@ pub(super) async fn sessions_lost(muc: &Muc, server: &Server, lost: &[FullJid]) 
     // room here never had back (its rebuild raced a stanza of theirs).
     let moving = muc.records.hosted_off(&up, me);
     tracing::info!(lost = lost.len(), up = ?up, rooms = moving.len(), "sessions of a member lost; rooms it hosted move");
+    // Who was in each moving room, as this member's sessions saw it: the
+    // remote occupants kept here are told from it who left.
+    let seen: HashMap<BareJid, HashMap<String, FullJid>> = moving
+        .iter()
+        .map(|(room, record)| (room.clone(), record.occupants.clone()))
+        .collect();
     for (room, record) in moving {
         let Some(host) = hosting::host_of(room.as_str(), &up) else {
             continue;
@@ -66,6 +72,46 @@ pub(super) async fn sessions_lost(muc: &Muc, server: &Server, lost: &[FullJid]) 
         let gone = tell_gone(muc, server, &room, &record, &lost, me);
         muc.records.moved(&room, host, &gone);
     }
+    // Occupants of other servers in rooms the lost member hosted, which it
+    // had this member keep (`backup.rs`).
+    for (room, host, rejoin) in muc.backups.orphaned(&up, me) {
+        tracing::info!(%room, new_host = %host, occupants = rejoin.children().count(), "room host lost; moving its remote occupants");
+        if let Some(occupants) = seen.get(&room) {
+            let remote: Vec<FullJid> = rejoin
+                .children()
+                .filter_map(|occupant| occupant.attr("jid"))
+                .filter_map(|jid| FullJid::new(jid).ok())
+                .collect();
+            let outs = occupants
+                .iter()
+                .filter(|(_, real)| lost.contains(*real))
+                .filter_map(|(nick, real)| Some((Jid::new(&format!("{room}/{nick}")).ok()?, real)))
+                .flat_map(|(from, real)| {
+                    remote.iter().map(move |to| Out {
+                        to: to.clone().into(),
+                        stanza: gone_presence(&from, to),
+                        about: Some(real.clone()),
+                    })
+                })
+                .collect();
+            relay::send(muc, server, outs).await;
+        }
+        if host == me {
+            self::rejoin(muc, server, &rejoin).await;
+        } else if let Err(error) = server
+            .cluster
+            .forward_waiting(
+                host,
+                muc.member_envelope(rejoin),
+                std::time::Duration::from_secs(2),
+            )
+            .await
+        {
+            tracing::error!(%room, %host, %error, "could not move remote occupants to the room's new host");
+        }
+    }
+    // The member each hosted room would move to may have changed.
+    super::backup::membership_changed(muc, server).await;
 }
 
 /// Tells this member's occupants of `room` that the occupants whose
@@ -89,20 +135,9 @@ fn tell_gone(
             continue;
         };
         for to in record.seats.keys() {
-            let x = Element::new("x", MUC_USER)
-                .with_child(
-                    Element::new("item", MUC_USER)
-                        .with_attr("affiliation", "none")
-                        .with_attr("role", "none"),
-                )
-                .with_child(Element::new("status", MUC_USER).with_attr("code", "333"));
             outs.push(Out {
                 to: to.clone().into(),
-                stanza: Element::new("presence", ns::CLIENT)
-                    .with_attr("from", from.as_str())
-                    .with_attr("to", to.as_str())
-                    .with_attr("type", "unavailable")
-                    .with_child(x),
+                stanza: gone_presence(&from, to),
                 about: Some((*real).clone()),
             });
         }
@@ -118,6 +153,22 @@ fn tell_gone(
         }
     }
     nicks
+}
+
+/// The occupant `from` left because its member died (status 333).
+fn gone_presence(from: &Jid, to: &FullJid) -> Element {
+    let x = Element::new("x", MUC_USER)
+        .with_child(
+            Element::new("item", MUC_USER)
+                .with_attr("affiliation", "none")
+                .with_attr("role", "none"),
+        )
+        .with_child(Element::new("status", MUC_USER).with_attr("code", "333"));
+    Element::new("presence", ns::CLIENT)
+        .with_attr("from", from.as_str())
+        .with_attr("to", to.as_str())
+        .with_attr("type", "unavailable")
+        .with_child(x)
 }
 
 fn rejoin_of(room: &BareJid, record: &RoomRecord, me: NodeId) -> Element {
@@ -180,4 +231,6 @@ pub(super) async fn rejoin(muc: &Muc, server: &Server, rejoin: &Element) {
         muc.rejoined.fetch_add(1, Ordering::Relaxed);
     }
     tracing::info!(room = %room_jid, %from, occupants = room.occupant_count(), "room rebuilt here");
+    drop(room);
+    super::backup::room_changed(muc, server, &room_jid).await;
 }

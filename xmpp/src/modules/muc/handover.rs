@@ -75,10 +75,12 @@ pub(super) async fn member_up(muc: &Muc, server: &Server, node: NodeId) {
             }
         }
     }
+    // The newcomer may be the member a room here would move to now.
+    super::backup::membership_changed(muc, server).await;
 }
 
 /// A room handed over by its previous host.
-pub(super) async fn take_over(muc: &Muc, handover: &Element) {
+pub(super) async fn take_over(muc: &Muc, server: &Server, handover: &Element) {
     let Some(room_jid) = handover.attr("room").and_then(|r| BareJid::new(r).ok()) else {
         tracing::warn!("a room handover without a room");
         return;
@@ -97,4 +99,6 @@ pub(super) async fn take_over(muc: &Muc, handover: &Element) {
     let mut room = cell.lock().await;
     room.take_over(handover, &muc.limits, now_ms());
     tracing::info!(room = %room_jid, from = %super::relay::sender(handover), occupants = room.occupant_count(), "room taken over");
+    drop(room);
+    super::backup::room_changed(muc, server, &room_jid).await;
 }

@@ -18,6 +18,7 @@
 
 pub mod affiliation;
 mod archive;
+mod backup;
 pub mod config_form;
 mod failover;
 mod handover;
@@ -125,6 +126,8 @@ pub struct Muc {
     rooms: Mutex<HashMap<BareJid, RoomCell>>,
     /// This member's sessions in rooms, wherever hosted (`records.rs`).
     records: LocalRecords,
+    /// Remote occupants of rooms, kept for their host and sent by it (`backup.rs`).
+    backups: backup::Backups,
     /// Makes occupant ids unguessable from outside the deployment.
     salt: String,
     relays_sent: AtomicU64,
@@ -198,6 +201,7 @@ impl Muc {
             limits,
             rooms: Mutex::new(HashMap::new()),
             records: LocalRecords::default(),
+            backups: backup::Backups::default(),
             salt,
             relays_sent: AtomicU64::new(0),
             relays_received: AtomicU64::new(0),

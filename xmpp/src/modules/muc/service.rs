@@ -205,9 +205,19 @@ async fn at_host(muc: &Muc, server: &Server, stanza: Stanza, room_jid: BareJid) 
         .and_then(|to| to.resource())
         .map(|r| r.to_string());
     match stanza.kind {
-        StanzaKind::Presence => presence(muc, server, stanza, room_jid, nick).await,
+        // A join, a leave, a kick or a role change may change the room's
+        // remote occupants, which the member it would move to keeps.
+        StanzaKind::Presence => {
+            let routed = presence(muc, server, stanza, room_jid.clone(), nick).await;
+            super::backup::room_changed(muc, server, &room_jid).await;
+            routed
+        }
         StanzaKind::Message => message(muc, server, stanza, room_jid, nick).await,
-        StanzaKind::Iq => iq(muc, server, stanza, room_jid, nick).await,
+        StanzaKind::Iq => {
+            let routed = iq(muc, server, stanza, room_jid.clone(), nick).await;
+            super::backup::room_changed(muc, server, &room_jid).await;
+            routed
+        }
     }
 }
 
@@ -275,7 +285,9 @@ async fn member_traffic(muc: &Muc, server: &Server, stanza: Stanza) -> Routed {
     } else if let Some(rejoin) = stanza.element.child("rejoin", RELAY) {
         failover::rejoin(muc, server, rejoin).await;
     } else if let Some(handover) = stanza.element.child("handover", RELAY) {
-        super::handover::take_over(muc, handover).await;
+        super::handover::take_over(muc, server, handover).await;
+    } else if let Some(backup) = stanza.element.child("backup", RELAY) {
+        muc.backups.keep(backup);
     } else {
         // An ordinary stanza to the service that crossed (it should not).
         return to_service(muc, server, stanza, false).await;
