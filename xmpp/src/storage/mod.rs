@@ -45,10 +45,11 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::any::AnyPoolOptions;
+use sqlx::any::AnyRow;
 use sqlx::migrate::{MigrateError, Migration, MigrationType, Migrator};
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{Any, ConnectOptions, Connection, Executor, SqlSafeStr, Transaction};
-use sqlx::{AnyConnection, AnyPool};
+use sqlx::{AnyConnection, AnyPool, Row};
 
 pub use error::StorageError;
 pub use last::LastLogout;
@@ -368,6 +369,50 @@ impl Store {
             Backend::Postgres => self.pool.begin().await,
         }
     }
+}
+
+/// A statement on the `Any` driver with its values bound.
+type AnyQuery<'q> = sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>;
+
+impl Store {
+    /// Runs a query and reads every row it returns with `map`, in order.
+    async fn fetch_rows<T>(
+        &self,
+        query: AnyQuery<'_>,
+        map: impl FnMut(&AnyRow) -> Result<T, sqlx::Error>,
+    ) -> Result<Vec<T>, StorageError> {
+        let rows = query.fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(map).collect::<Result<_, sqlx::Error>>()?)
+    }
+
+    /// Runs a query and reads the row it returns, if any, with `map`.
+    async fn fetch_row<T>(
+        &self,
+        query: AnyQuery<'_>,
+        map: impl FnOnce(&AnyRow) -> Result<T, sqlx::Error>,
+    ) -> Result<Option<T>, StorageError> {
+        let row = query.fetch_optional(&self.pool).await?;
+        Ok(row.as_ref().map(map).transpose()?)
+    }
+
+    /// Runs a statement on the pool (outside a transaction); the number of
+    /// rows it changed.
+    async fn run(&self, query: AnyQuery<'_>) -> Result<u64, StorageError> {
+        Ok(query.execute(&self.pool).await?.rows_affected())
+    }
+}
+
+/// The first column of a row.
+fn first<T>(row: &AnyRow) -> Result<T, sqlx::Error>
+where
+    T: for<'r> sqlx::Decode<'r, Any> + sqlx::Type<Any>,
+{
+    row.try_get(0)
+}
+
+/// The first two columns of a row, as text.
+fn pair(row: &AnyRow) -> Result<(String, String), sqlx::Error> {
+    Ok((row.try_get(0)?, row.try_get(1)?))
 }
 
 /// Makes sure the SQLite file can be opened (folders created, file created on
