@@ -68,10 +68,7 @@ impl Module for LastModule {
 
     fn registration(&self) -> Registration {
         Registration {
-            iqs: vec![
-                IqRoute::get(NS_LAST, Addressee::Server),
-                IqRoute::get(NS_LAST, Addressee::Account),
-            ],
+            iqs: IqRoute::gets(NS_LAST, &[Addressee::Server, Addressee::Account]),
             hooks: vec![
                 Hook::ClientStanza,
                 Hook::SessionClosed,
@@ -138,17 +135,8 @@ impl Module for LastModule {
         self.statuses().remove(&session.id)
     }
 
-    fn import_session<'a>(
-        &'a self,
-        _server: &'a Server,
-        session: &'a Arc<LocalSession>,
-        state: Option<&'a str>,
-    ) -> BoxFuture<'a, ()> {
-        Box::pin(async move {
-            if let Some(status) = state {
-                self.statuses().insert(session.id, status.to_owned());
-            }
-        })
+    fn restore_session(&self, _server: &Server, session: &Arc<LocalSession>, status: &str) {
+        self.statuses().insert(session.id, status.to_owned());
     }
 
     fn peer_sessions<'a>(
