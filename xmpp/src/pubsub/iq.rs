@@ -122,6 +122,23 @@ fn pubsub(child: Element) -> Element {
     Element::new("pubsub", ns::PUBSUB).with_child(child)
 }
 
+/// The requester's own `<subscriptions/>` or `<affiliations/>`, for the
+/// node the request names, if it names one.
+fn own_list(
+    name: &'static str,
+    request: &Element,
+    children: impl Iterator<Item = Element>,
+) -> Element {
+    let mut list = Element::new(name, ns::PUBSUB);
+    if let Some(node) = request.attr("node") {
+        list.set_attr("node", node);
+    }
+    for child in children {
+        list.push_child(child);
+    }
+    list
+}
+
 async fn user_request(
     pubsub_service: &PubSub,
     requester: &FullJid,
@@ -256,31 +273,21 @@ async fn user_request(
             let subscriptions = pubsub_service
                 .own_subscriptions(&requester.to_bare(), first.attr("node"))
                 .await?;
-            let mut list = Element::new("subscriptions", ns::PUBSUB);
-            if let Some(node) = first.attr("node") {
-                list.set_attr("node", node);
-            }
-            for subscription in &subscriptions {
-                list.push_child(subscription_element(subscription, true));
-            }
-            Ok(Some(pubsub(list)))
+            let children = subscriptions
+                .iter()
+                .map(|subscription| subscription_element(subscription, true));
+            Ok(Some(pubsub(own_list("subscriptions", first, children))))
         }
         ("affiliations", false) => {
             let affiliations = pubsub_service
                 .own_affiliations(&requester.to_bare(), first.attr("node"))
                 .await?;
-            let mut list = Element::new("affiliations", ns::PUBSUB);
-            if let Some(node) = first.attr("node") {
-                list.set_attr("node", node);
-            }
-            for (node, affiliation) in affiliations {
-                list.push_child(
-                    Element::new("affiliation", ns::PUBSUB)
-                        .with_attr("node", node)
-                        .with_attr("affiliation", affiliation),
-                );
-            }
-            Ok(Some(pubsub(list)))
+            let children = affiliations.into_iter().map(|(node, affiliation)| {
+                Element::new("affiliation", ns::PUBSUB)
+                    .with_attr("node", node)
+                    .with_attr("affiliation", affiliation)
+            });
+            Ok(Some(pubsub(own_list("affiliations", first, children))))
         }
         (name, _) => Err(unknown_request(name)),
     }
