@@ -348,17 +348,12 @@ async fn owner_request(
         }
         ("subscriptions", true) => {
             let node = node_of(first)?;
-            let mut changes = Vec::new();
-            for entry in first
-                .children()
-                .filter(|c| c.is("subscription", ns::PUBSUB_OWNER))
-            {
-                let jid = jid_attr(entry)?;
+            let changes = owner_entries(first, "subscription", |entry| {
                 let state = entry
                     .attr("subscription")
                     .ok_or_else(|| PubSubError::new(Condition::BadRequest))?;
-                changes.push((jid, state.to_owned()));
-            }
+                Ok((jid_attr(entry)?, state.to_owned()))
+            })?;
             pubsub_service
                 .set_subscriptions(&actor, node, &changes)
                 .await?;
@@ -378,11 +373,7 @@ async fn owner_request(
         }
         ("affiliations", true) => {
             let node = node_of(first)?;
-            let mut changes = Vec::new();
-            for entry in first
-                .children()
-                .filter(|c| c.is("affiliation", ns::PUBSUB_OWNER))
-            {
+            let changes = owner_entries(first, "affiliation", |entry| {
                 let jid = jid_attr(entry)?.to_bare();
                 let affiliation = entry
                     .attr("affiliation")
@@ -390,8 +381,8 @@ async fn owner_request(
                     .ok_or_else(|| {
                         PubSubError::new(Condition::BadRequest).with_text("Unknown affiliation")
                     })?;
-                changes.push((jid, affiliation));
-            }
+                Ok((jid, affiliation))
+            })?;
             pubsub_service
                 .set_affiliations(&actor, node, &changes)
                 .await?;
@@ -399,6 +390,20 @@ async fn owner_request(
         }
         (name, _) => Err(unknown_request(name)),
     }
+}
+
+/// Each `<name/>` entry of an owner's change request, read by `read`;
+/// the first that does not read is the error.
+fn owner_entries<T>(
+    request: &Element,
+    name: &str,
+    read: impl Fn(&Element) -> Result<T, PubSubError>,
+) -> Result<Vec<T>, PubSubError> {
+    request
+        .children()
+        .filter(|c| c.is(name, ns::PUBSUB_OWNER))
+        .map(read)
+        .collect()
 }
 
 fn unknown_request(name: &str) -> PubSubError {
