@@ -84,18 +84,6 @@ impl TrustVerifier {
         }
         Ok(())
     }
-
-    fn tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        if !self.tls12 {
-            return Err(Error::General("TLS 1.3 only".into()));
-        }
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
 }
 
 /// The handshake-signature half of a verifier, the same in both roles:
@@ -109,7 +97,10 @@ macro_rules! handshake_signatures {
             cert: &CertificateDer<'_>,
             dss: &DigitallySignedStruct,
         ) -> Result<HandshakeSignatureValid, Error> {
-            self.tls12_signature(message, cert, dss)
+            if !self.tls12 {
+                return Err(Error::General("TLS 1.3 only".into()));
+            }
+            rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
         }
 
         fn verify_tls13_signature(
