@@ -313,17 +313,7 @@ mod tests {
     use super::*;
 
     fn contact(jid: &str) -> StoredRosterItem {
-        StoredRosterItem {
-            contact: jid.to_owned(),
-            name: None,
-            groups: vec![],
-            sub_to: true,
-            sub_from: true,
-            pending_out: false,
-            pending_in: false,
-            preapproved: false,
-            in_roster: true,
-        }
+        StoredRosterItem::mutual(jid.to_owned())
     }
 
     backend_test! {
