@@ -198,10 +198,14 @@ async fn respond(server: &Server, request: &IqRequest) -> Result<Element, Stanza
     };
     let requester = request.from().map(|from| from.to_bare());
     if requester.as_ref() != Some(&account) {
-        let roster = server.rosters.get(&account).await.map_err(|error| {
-            tracing::error!(user = %account, %error, "roster unavailable for a last activity query");
-            StanzaError::new(Condition::InternalServerError)
-        })?;
+        let roster = server
+            .rosters
+            .get(&account)
+            .await
+            .map_err(super::internal_error(
+                &account,
+                "roster unavailable for a last activity query",
+            ))?;
         if !requester.is_some_and(|requester| roster.is_subscriber(&requester)) {
             return Err(StanzaError::new(Condition::Forbidden)
                 .with_text("Only contacts subscribed to the user's presence may ask"));
@@ -220,10 +224,10 @@ async fn respond(server: &Server, request: &IqRequest) -> Result<Element, Stanza
         .store
         .get_last_logout(username.as_str())
         .await
-        .map_err(|error| {
-            tracing::error!(user = %account, %error, "reading the last logout failed");
-            StanzaError::new(Condition::InternalServerError)
-        })?;
+        .map_err(super::internal_error(
+            &account,
+            "reading the last logout failed",
+        ))?;
     match last {
         Some(last) => {
             let elapsed_ms = now_ms().saturating_sub(last.at_ms).max(0);

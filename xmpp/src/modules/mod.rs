@@ -137,6 +137,19 @@ where
     }
 }
 
+/// For a request the server could not answer because the store (or a
+/// cache over it) failed: logs `what` with the user and the error, and
+/// answers the requester `<internal-server-error/>`.
+pub(crate) fn internal_error<'a, E: std::fmt::Display>(
+    user: &'a impl std::fmt::Display,
+    what: &'static str,
+) -> impl FnOnce(E) -> StanzaError + 'a {
+    move |error| {
+        tracing::error!(user = %user, %error, "{what}");
+        StanzaError::new(Condition::InternalServerError)
+    }
+}
+
 /// The events a module can hook, in the order a stanza meets them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Hook {
