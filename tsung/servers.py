@@ -136,23 +136,21 @@ class ProcSampler:
         self.peak_kib = 0
         self.thread = threading.Thread(target=self._loop, daemon=True)
 
-    def _rss(self):
-        total = 0
+    def _total(self, read, zero):
+        """`read(pid)` summed over the servers still running."""
+        total = zero
         for pid in self.pids:
             try:
-                total += memory_kib(pid)
+                total += read(pid)
             except OSError:
                 pass
         return total
 
+    def _rss(self):
+        return self._total(memory_kib, 0)
+
     def _cpu(self):
-        total = 0.0
-        for pid in self.pids:
-            try:
-                total += cpu_seconds(pid)
-            except OSError:
-                pass
-        return total
+        return self._total(cpu_seconds, 0.0)
 
     def start(self):
         self.cpu_start = self._cpu()

@@ -29,6 +29,24 @@ struct Health {
     since: Instant,
 }
 
+impl Health {
+    /// Puts the peer in state `to` as of `now`; the transition, unless it
+    /// was in that state already.
+    fn enter(&mut self, node: NodeId, to: PeerState, now: Instant) -> Option<Transition> {
+        if self.state == to {
+            return None;
+        }
+        let from = std::mem::replace(&mut self.state, to);
+        self.since = now;
+        Some(Transition {
+            node,
+            from,
+            to,
+            at: now,
+        })
+    }
+}
+
 pub struct FailureDetector {
     suspect_after: Duration,
     down_after: Duration,
@@ -58,18 +76,7 @@ impl FailureDetector {
             }),
         };
         health.last_heard = now;
-        if health.state == PeerState::Up {
-            return None;
-        }
-        let from = health.state;
-        health.state = PeerState::Up;
-        health.since = now;
-        Some(Transition {
-            node,
-            from,
-            to: PeerState::Up,
-            at: now,
-        })
+        health.enter(node, PeerState::Up, now)
     }
 
     /// Starts watching a member not heard from yet, as if last heard at
@@ -84,19 +91,9 @@ impl FailureDetector {
 
     /// The peer announced a clean leave.
     pub fn leaving(&mut self, node: NodeId, now: Instant) -> Option<Transition> {
-        let health = self.peers.get_mut(&node)?;
-        if health.state == PeerState::Leaving {
-            return None;
-        }
-        let from = health.state;
-        health.state = PeerState::Leaving;
-        health.since = now;
-        Some(Transition {
-            node,
-            from,
-            to: PeerState::Leaving,
-            at: now,
-        })
+        self.peers
+            .get_mut(&node)?
+            .enter(node, PeerState::Leaving, now)
     }
 
     /// Moves silent peers along Up -> Suspect -> Down.
@@ -110,14 +107,7 @@ impl FailureDetector {
                 PeerState::Suspect if silent >= self.down_after => PeerState::Down,
                 _ => continue,
             };
-            transitions.push(Transition {
-                node,
-                from: health.state,
-                to: next,
-                at: now,
-            });
-            health.state = next;
-            health.since = now;
+            transitions.extend(health.enter(node, next, now));
         }
         transitions
     }

@@ -58,9 +58,7 @@ impl Membership {
     /// is left alone. Elsewhere: `Err(NotLeader { leader })`, so the caller
     /// can forward the request.
     pub async fn add_member(&self, id: MemberId, info: MemberInfo) -> Result<(), MembershipError> {
-        let budget = Budget::new(self.inner.timings.change_timeout());
-        let _change = self.queue_behind_other_changes(budget).await?;
-        let mut membership = self.leader_membership()?;
+        let (budget, _change, mut membership) = self.begin_change().await?;
         let mut writes = 0;
         loop {
             let raft = &self.inner.raft;
@@ -101,9 +99,7 @@ impl Membership {
     /// learner alike. Removing an unknown member succeeds; removing the last
     /// member fails with `LastMember`. Elsewhere: `Err(NotLeader { leader })`.
     pub async fn remove_member(&self, id: MemberId) -> Result<(), MembershipError> {
-        let budget = Budget::new(self.inner.timings.change_timeout());
-        let _change = self.queue_behind_other_changes(budget).await?;
-        let mut membership = self.leader_membership()?;
+        let (budget, _change, mut membership) = self.begin_change().await?;
         let mut writes = 0;
         loop {
             let raft = &self.inner.raft;
@@ -128,6 +124,16 @@ impl Membership {
     }
 
     /// Waits for this node's earlier changes to finish, within the budget.
+    /// The start of every change: its time budget, its turn (held until
+    /// the change is done) and the configuration to plan from.
+    async fn begin_change(
+        &self,
+    ) -> Result<(Budget, MutexGuard<'_, ()>, RaftMembership), MembershipError> {
+        let budget = Budget::new(self.inner.timings.change_timeout());
+        let turn = self.queue_behind_other_changes(budget).await?;
+        Ok((budget, turn, self.leader_membership()?))
+    }
+
     async fn queue_behind_other_changes(
         &self,
         budget: Budget,

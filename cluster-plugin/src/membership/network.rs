@@ -205,6 +205,24 @@ impl PeerClient {
         }
     }
 
+    /// Sends one call and takes its reply, which must be of the kind
+    /// `expected` (`take` returns `None` for any other).
+    async fn call<R, E: std::error::Error>(
+        &self,
+        action: RPCTypes,
+        call: RaftCall,
+        option: &RPCOption,
+        expected: &'static str,
+        take: impl FnOnce(RaftReply) -> Option<R>,
+    ) -> Result<R, RPCError<MemberId, MemberInfo, E>> {
+        let reply = match self.send(call, option.hard_ttl()).await {
+            Ok(reply) => reply,
+            Err(failure) => return Err(self.rpc_error(action, failure)),
+        };
+        take(reply)
+            .ok_or_else(|| self.rpc_error(action, ReplyError::Mismatched { expected }.into()))
+    }
+
     fn rpc_error<E: std::error::Error>(
         &self,
         action: RPCTypes,
@@ -230,17 +248,18 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<MemberId>, RPCError<MemberId, MemberInfo, RaftError<MemberId>>>
     {
-        let action = RPCTypes::AppendEntries;
-        match self
-            .send(RaftCall::AppendEntries(rpc), option.hard_ttl())
-            .await
-        {
-            Ok(RaftReply::AppendEntries(resp)) => Ok(resp),
-            Ok(_) => {
-                Err(self.rpc_error(action, ReplyError::Mismatched { expected: "append" }.into()))
-            }
-            Err(failure) => Err(self.rpc_error(action, failure)),
-        }
+        let call = RaftCall::AppendEntries(rpc);
+        self.call(
+            RPCTypes::AppendEntries,
+            call,
+            &option,
+            "append",
+            |reply| match reply {
+                RaftReply::AppendEntries(resp) => Some(resp),
+                _ => None,
+            },
+        )
+        .await
     }
 
     async fn vote(
@@ -248,14 +267,12 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: VoteRequest<MemberId>,
         option: RPCOption,
     ) -> Result<VoteResponse<MemberId>, RPCError<MemberId, MemberInfo, RaftError<MemberId>>> {
-        let action = RPCTypes::Vote;
-        match self.send(RaftCall::Vote(rpc), option.hard_ttl()).await {
-            Ok(RaftReply::Vote(resp)) => Ok(resp),
-            Ok(_) => {
-                Err(self.rpc_error(action, ReplyError::Mismatched { expected: "vote" }.into()))
-            }
-            Err(failure) => Err(self.rpc_error(action, failure)),
-        }
+        let call = RaftCall::Vote(rpc);
+        self.call(RPCTypes::Vote, call, &option, "vote", |reply| match reply {
+            RaftReply::Vote(resp) => Some(resp),
+            _ => None,
+        })
+        .await
     }
 
     async fn install_snapshot(

@@ -127,32 +127,23 @@ impl ClusterNode {
                 } else {
                     detector.state(node).unwrap_or(PeerState::Down)
                 };
+                // From the membership, or else as the peer announced it.
+                macro_rules! known {
+                    ($field:ident) => {
+                        member
+                            .map(|m| m.$field.clone())
+                            .or_else(|| peer.map(|p| p.$field.clone()))
+                            .unwrap_or_default()
+                    };
+                }
                 MemberRow {
                     id,
-                    name: member
-                        .map(|m| m.name.clone())
-                        .or_else(|| peer.map(|p| p.name.clone()))
-                        .unwrap_or_default(),
-                    cluster_addr: member
-                        .map(|m| m.cluster_addr.clone())
-                        .or_else(|| peer.map(|p| p.cluster_addr.clone()))
-                        .unwrap_or_default(),
-                    c2s_addr: member
-                        .map(|m| m.c2s_addr.clone())
-                        .or_else(|| peer.map(|p| p.c2s_addr.clone()))
-                        .unwrap_or_default(),
-                    http_addr: member
-                        .map(|m| m.http_addr.clone())
-                        .or_else(|| peer.map(|p| p.http_addr.clone()))
-                        .unwrap_or_default(),
-                    web_url: member
-                        .map(|m| m.web_url.clone())
-                        .or_else(|| peer.map(|p| p.web_url.clone()))
-                        .unwrap_or_default(),
-                    max_connections: member
-                        .map(|m| m.max_connections)
-                        .or_else(|| peer.map(|p| p.max_connections))
-                        .unwrap_or(0),
+                    name: known!(name),
+                    cluster_addr: known!(cluster_addr),
+                    c2s_addr: known!(c2s_addr),
+                    http_addr: known!(http_addr),
+                    web_url: known!(web_url),
+                    max_connections: known!(max_connections),
                     incarnation: peer.map(|p| p.incarnation).unwrap_or(0),
                     joined_at_ms: member.map(|m| m.joined_at_ms).unwrap_or(0),
                     member: member.is_some(),

@@ -79,11 +79,7 @@ pub(super) fn parse_client_first(message: &[u8]) -> Result<ClientFirstParts<'_>,
         return Err(Malformed::MandatoryExtension);
     }
     let username = decode_saslname(attribute(first, 'n')?)?;
-    let client_nonce = attribute(attributes.next().unwrap_or_default(), 'r')?;
-    if !is_nonce(client_nonce) {
-        return Err(Malformed::Nonce);
-    }
-    attributes.try_for_each(extension)?;
+    let client_nonce = nonce_and_extensions(&mut attributes)?;
     Ok(ClientFirstParts {
         flag,
         gs2_header,
@@ -104,17 +100,26 @@ pub(super) fn parse_client_final(message: &[u8]) -> Result<ClientFinalParts<'_>,
 
     let mut attributes = without_proof.split(',');
     let channel_binding = base64_attribute(attributes.next().unwrap_or_default(), 'c')?;
-    let nonce = attribute(attributes.next().unwrap_or_default(), 'r')?;
-    if !is_nonce(nonce) {
-        return Err(Malformed::Nonce);
-    }
-    attributes.try_for_each(extension)?;
+    let nonce = nonce_and_extensions(&mut attributes)?;
     Ok(ClientFinalParts {
         channel_binding,
         nonce,
         without_proof,
         proof,
     })
+}
+
+/// The rest of a client message after its leading attributes: the nonce
+/// (`r=`), then optional extensions only.
+fn nonce_and_extensions<'a>(
+    attributes: &mut impl Iterator<Item = &'a str>,
+) -> Result<&'a str, Malformed> {
+    let nonce = attribute(attributes.next().unwrap_or_default(), 'r')?;
+    if !is_nonce(nonce) {
+        return Err(Malformed::Nonce);
+    }
+    attributes.try_for_each(extension)?;
+    Ok(nonce)
 }
 
 fn text(message: &[u8]) -> Result<&str, Malformed> {

@@ -109,7 +109,7 @@ pub async fn run(store: &Store, plan: &Plan) -> anyhow::Result<Report> {
             for contact in roster_neighbours(index, plan.count, plan.roster_size) {
                 rows.push((
                     owner.clone(),
-                    both(format!("{}@{}", name(contact + 1), plan.domain)),
+                    StoredRosterItem::mutual(format!("{}@{}", name(contact + 1), plan.domain)),
                 ));
             }
             if rows.len() >= 100_000 {
@@ -132,20 +132,6 @@ pub async fn run(store: &Store, plan: &Plan) -> anyhow::Result<Report> {
         roster_items,
         seconds: started.elapsed().as_secs_f64(),
     })
-}
-
-fn both(contact: String) -> StoredRosterItem {
-    StoredRosterItem {
-        contact,
-        name: None,
-        groups: Vec::new(),
-        sub_to: true,
-        sub_from: true,
-        pending_out: false,
-        pending_in: false,
-        preapproved: false,
-        in_roster: true,
-    }
 }
 
 /// Derives users `start..=end` on all cores, off the async threads.

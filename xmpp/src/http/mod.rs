@@ -55,6 +55,50 @@ pub use self::listener::ClientAddr;
 use crate::server::Server;
 
 /// What every handler shares: the node, and the admin logins made here.
+/// Why a web transport turns a new client away, and where a full node
+/// sends it instead (a member with room, if one has).
+pub(crate) struct Refusal {
+    pub(crate) status: axum::http::StatusCode,
+    pub(crate) reason: &'static str,
+    pub(crate) see_other: Option<String>,
+}
+
+/// The checks a new BOSH or WebSocket client passes, the same as a TCP
+/// client: the rate of new connections from its address, then the node's
+/// connection cap, whose permit the session holds for its life. Counts the
+/// connection accepted, and refused when it is turned away.
+pub(crate) fn admit(
+    server: &crate::server::Server,
+    peer: std::net::SocketAddr,
+    endpoint: crate::balance::WebEndpoint,
+) -> Result<tokio::sync::OwnedSemaphorePermit, Refusal> {
+    use axum::http::StatusCode;
+    crate::metrics::incr(&server.metrics.connections_accepted);
+    if !server
+        .ip_limits
+        .allow_connection(peer.ip(), tokio::time::Instant::now().into_std())
+    {
+        crate::metrics::incr(&server.metrics.connections_refused);
+        return Err(Refusal {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            reason: "Too many new connections from your address; try again later",
+            see_other: None,
+        });
+    }
+    server
+        .connection_permits
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| {
+            crate::metrics::incr(&server.metrics.connections_refused);
+            Refusal {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                reason: "This server has reached its connection limit",
+                see_other: crate::balance::see_other_uri(server, endpoint),
+            }
+        })
+}
+
 #[derive(Clone)]
 pub struct HttpState {
     pub server: Arc<Server>,
@@ -130,14 +174,12 @@ pub fn metrics_app(state: HttpState) -> Router {
 /// scripts from elsewhere.
 async fn security_headers(mut response: Response) -> Response {
     let headers = response.headers_mut();
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("same-origin"),
-    );
+    for (name, value) in [
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "same-origin"),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
     let is_html = headers
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())

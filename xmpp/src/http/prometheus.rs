@@ -15,7 +15,8 @@ use std::fmt;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{
-    DescriptorEncoder, EncodeGaugeValue, EncodeLabelSet, NoLabelSet, prometheus_text, text,
+    DescriptorEncoder, EncodeGaugeValue, EncodeLabelSet, MetricEncoder, NoLabelSet,
+    prometheus_text, text,
 };
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
@@ -120,15 +121,13 @@ impl<'a> Families<'a> {
         help: &str,
         samples: impl IntoIterator<Item = (L, u64)>,
     ) -> fmt::Result {
-        let mut family =
-            self.encoder
-                .encode_descriptor(counter_name(name), help, None, MetricType::Counter)?;
-        for (labels, value) in samples {
-            family
-                .encode_family(&labels)?
-                .encode_counter::<NoLabelSet, u64, u64>(&value, None)?;
-        }
-        Ok(())
+        self.family(
+            counter_name(name),
+            help,
+            MetricType::Counter,
+            samples,
+            |sample, value| sample.encode_counter::<NoLabelSet, u64, u64>(&value, None),
+        )
     }
 
     /// A gauge with one sample per label set.
@@ -138,13 +137,9 @@ impl<'a> Families<'a> {
         help: &str,
         samples: impl IntoIterator<Item = (L, V)>,
     ) -> fmt::Result {
-        let mut family = self
-            .encoder
-            .encode_descriptor(name, help, None, MetricType::Gauge)?;
-        for (labels, value) in samples {
-            family.encode_family(&labels)?.encode_gauge(&value)?;
-        }
-        Ok(())
+        self.family(name, help, MetricType::Gauge, samples, |sample, value| {
+            sample.encode_gauge(&value)
+        })
     }
 
     /// A histogram with one series per label set: its sum, its count, and
@@ -156,18 +151,37 @@ impl<'a> Families<'a> {
         help: &str,
         series: impl IntoIterator<Item = (L, Histogram)>,
     ) -> fmt::Result {
-        let mut family = self
-            .encoder
-            .encode_descriptor(name, help, None, MetricType::Histogram)?;
-        for (labels, histogram) in series {
-            family
-                .encode_family(&labels)?
-                .encode_histogram::<NoLabelSet>(
+        self.family(
+            name,
+            help,
+            MetricType::Histogram,
+            series,
+            |sample, histogram| {
+                sample.encode_histogram::<NoLabelSet>(
                     histogram.sum,
                     histogram.count,
                     &histogram.buckets,
                     None,
-                )?;
+                )
+            },
+        )
+    }
+
+    /// A family of `metric_type` with one sample per label set, each
+    /// written by `encode`.
+    fn family<L: EncodeLabelSet, S>(
+        &mut self,
+        name: &str,
+        help: &str,
+        metric_type: MetricType,
+        samples: impl IntoIterator<Item = (L, S)>,
+        mut encode: impl FnMut(&mut MetricEncoder<'_>, S) -> fmt::Result,
+    ) -> fmt::Result {
+        let mut family = self
+            .encoder
+            .encode_descriptor(name, help, None, metric_type)?;
+        for (labels, sample) in samples {
+            encode(&mut family.encode_family(&labels)?, sample)?;
         }
         Ok(())
     }

@@ -24,15 +24,13 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::FutureExt;
 use tokio::sync::OwnedSemaphorePermit;
-use tokio::time::Instant;
 
 use super::HttpState;
 use super::listener::ClientAddr;
 use super::origin;
 use crate::auth::ChannelBindings;
-use crate::balance::{self, WebEndpoint};
+use crate::balance::WebEndpoint;
 use crate::c2s::pipe::{self, AdapterEnd, Inbound, channel};
-use crate::metrics::incr;
 use crate::server::Server;
 use crate::stream::framing::{self, ClientFrame, FrameSplitter};
 use crate::stream::{Limits, STREAM_CLOSE};
@@ -73,32 +71,21 @@ pub(super) async fn endpoint(State(state): State<HttpState>, request: Request) -
     } else {
         ChannelBindings::default()
     };
-    incr(&server.metrics.connections_accepted);
-    if !server
-        .ip_limits
-        .allow_connection(peer.ip(), Instant::now().into_std())
-    {
-        incr(&server.metrics.connections_refused);
-        return refuse(
-            StatusCode::TOO_MANY_REQUESTS,
-            "Too many new connections from your address; try again later",
-        );
-    }
-    // The same cap as TCP clients. A full node sends the client to a
-    // member with room, as see-other-host does for TCP; 503 when none has.
-    let Ok(permit) = server.connection_permits.clone().try_acquire_owned() else {
-        incr(&server.metrics.connections_refused);
-        let Some(other) = balance::see_other_uri(&server, WebEndpoint::WebSocket) else {
-            return refuse(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "This server has reached its connection limit",
-            );
-        };
-        return upgrade
-            .protocols([SUBPROTOCOL])
-            .max_message_size(REDIRECT_FRAME_LIMIT)
-            .max_frame_size(REDIRECT_FRAME_LIMIT)
-            .on_upgrade(move |socket| redirect(socket, other));
+    // A full node sends the client to a member with room, as
+    // see-other-host does for TCP.
+    let permit = match super::admit(&server, peer, WebEndpoint::WebSocket) {
+        Ok(permit) => permit,
+        Err(super::Refusal {
+            see_other: Some(other),
+            ..
+        }) => {
+            return upgrade
+                .protocols([SUBPROTOCOL])
+                .max_message_size(REDIRECT_FRAME_LIMIT)
+                .max_frame_size(REDIRECT_FRAME_LIMIT)
+                .on_upgrade(move |socket| redirect(socket, other));
+        }
+        Err(refusal) => return refuse(refusal.status, refusal.reason),
     };
     let limits = Limits {
         max_stanza_size: server.limits().max_stanza_size,

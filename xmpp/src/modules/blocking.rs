@@ -708,22 +708,8 @@ impl Module for BlockingModule {
         })
     }
 
-    fn session_closed<'a>(
-        &'a self,
-        server: &'a Server,
-        session: &'a Arc<LocalSession>,
-    ) -> BoxFuture<'a, ()> {
-        Box::pin(async move {
-            self.interested().remove(&session.id);
-            let user = session.jid.to_bare();
-            if !server.sessions.has_resources(&user) {
-                if let Some(owner) = user.node() {
-                    self.lists.remove(&owner.to_string());
-                }
-            }
-        })
-    }
-
+    /// Also what closing the session does (the default `session_closed`):
+    /// the last session of the user takes the cached list with it.
     fn export_session(&self, server: &Server, session: &LocalSession) -> Option<String> {
         let interested = self.interested().remove(&session.id);
         let user = session.jid.to_bare();

@@ -58,10 +58,7 @@ impl Module for Carbons {
 
     fn registration(&self) -> Registration {
         Registration {
-            iqs: vec![
-                IqRoute::set(CARBONS, Addressee::Server),
-                IqRoute::set(CARBONS, Addressee::Account),
-            ],
+            iqs: IqRoute::sets(CARBONS, &[Addressee::Server, Addressee::Account]),
             hooks: vec![
                 Hook::ClientStanza,
                 Hook::Inbound,
@@ -162,33 +159,17 @@ impl Module for Carbons {
         Delivery::Withhold
     }
 
-    fn session_closed<'a>(
-        &'a self,
-        _server: &'a Server,
-        session: &'a Arc<LocalSession>,
-    ) -> BoxFuture<'a, ()> {
-        Box::pin(async move {
-            self.enabled.remove(&session.jid);
-        })
-    }
-
+    /// Also what closing the session does (the default `session_closed`).
     fn export_session(&self, _server: &Server, session: &LocalSession) -> Option<String> {
         self.enabled
             .remove(&session.jid)
             .map(|()| "enabled".to_owned())
     }
 
-    fn import_session<'a>(
-        &'a self,
-        _server: &'a Server,
-        session: &'a Arc<LocalSession>,
-        state: Option<&'a str>,
-    ) -> BoxFuture<'a, ()> {
-        Box::pin(async move {
-            if state == Some("enabled") {
-                self.enabled.set(&session.jid, ());
-            }
-        })
+    fn restore_session(&self, _server: &Server, session: &Arc<LocalSession>, state: &str) {
+        if state == "enabled" {
+            self.enabled.set(&session.jid, ());
+        }
     }
 
     fn metrics(&self) -> Vec<Metric> {

@@ -21,7 +21,6 @@ use super::session_map::SessionMap;
 use super::{
     Delivery, Hook, Metric, Module, ModuleConfigError, Options, Registration, StreamFeature,
 };
-use crate::BoxFuture;
 use crate::server::Server;
 use crate::session::LocalSession;
 
@@ -167,38 +166,20 @@ impl Module for CsiModule {
         self.hold(session, stanza)
     }
 
-    fn session_closed<'a>(
-        &'a self,
-        _server: &'a Server,
-        session: &'a Arc<LocalSession>,
-    ) -> BoxFuture<'a, ()> {
-        Box::pin(async move {
-            // The mailbox is still open: what was held is routed with the
-            // rest of what the session never delivered.
-            if let Some(held) = self.inactive.remove(&session.jid) {
-                self.release(session, &held);
-            }
-        })
-    }
-
     /// The held stanzas go to the mailbox, which moves with the session.
+    /// The same when the session closes (the default `session_closed`):
+    /// the mailbox is still open, and what was held is routed with the
+    /// rest of what the session never delivered.
     fn export_session(&self, _server: &Server, session: &LocalSession) -> Option<String> {
         let held = self.inactive.remove(&session.jid)?;
         self.release(session, &held);
         Some("inactive".to_owned())
     }
 
-    fn import_session<'a>(
-        &'a self,
-        _server: &'a Server,
-        session: &'a Arc<LocalSession>,
-        state: Option<&'a str>,
-    ) -> BoxFuture<'a, ()> {
-        Box::pin(async move {
-            if state == Some("inactive") {
-                self.set_active(session, false);
-            }
-        })
+    fn restore_session(&self, _server: &Server, session: &Arc<LocalSession>, state: &str) {
+        if state == "inactive" {
+            self.set_active(session, false);
+        }
     }
 
     fn client_state(&self) -> Option<&CsiModule> {

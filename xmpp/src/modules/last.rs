@@ -68,10 +68,7 @@ impl Module for LastModule {
 
     fn registration(&self) -> Registration {
         Registration {
-            iqs: vec![
-                IqRoute::get(NS_LAST, Addressee::Server),
-                IqRoute::get(NS_LAST, Addressee::Account),
-            ],
+            iqs: IqRoute::gets(NS_LAST, &[Addressee::Server, Addressee::Account]),
             hooks: vec![
                 Hook::ClientStanza,
                 Hook::SessionClosed,
@@ -138,17 +135,8 @@ impl Module for LastModule {
         self.statuses().remove(&session.id)
     }
 
-    fn import_session<'a>(
-        &'a self,
-        _server: &'a Server,
-        session: &'a Arc<LocalSession>,
-        state: Option<&'a str>,
-    ) -> BoxFuture<'a, ()> {
-        Box::pin(async move {
-            if let Some(status) = state {
-                self.statuses().insert(session.id, status.to_owned());
-            }
-        })
+    fn restore_session(&self, _server: &Server, session: &Arc<LocalSession>, status: &str) {
+        self.statuses().insert(session.id, status.to_owned());
     }
 
     fn peer_sessions<'a>(
@@ -210,10 +198,14 @@ async fn respond(server: &Server, request: &IqRequest) -> Result<Element, Stanza
     };
     let requester = request.from().map(|from| from.to_bare());
     if requester.as_ref() != Some(&account) {
-        let roster = server.rosters.get(&account).await.map_err(|error| {
-            tracing::error!(user = %account, %error, "roster unavailable for a last activity query");
-            StanzaError::new(Condition::InternalServerError)
-        })?;
+        let roster = server
+            .rosters
+            .get(&account)
+            .await
+            .map_err(super::internal_error(
+                &account,
+                "roster unavailable for a last activity query",
+            ))?;
         if !requester.is_some_and(|requester| roster.is_subscriber(&requester)) {
             return Err(StanzaError::new(Condition::Forbidden)
                 .with_text("Only contacts subscribed to the user's presence may ask"));
@@ -232,10 +224,10 @@ async fn respond(server: &Server, request: &IqRequest) -> Result<Element, Stanza
         .store
         .get_last_logout(username.as_str())
         .await
-        .map_err(|error| {
-            tracing::error!(user = %account, %error, "reading the last logout failed");
-            StanzaError::new(Condition::InternalServerError)
-        })?;
+        .map_err(super::internal_error(
+            &account,
+            "reading the last logout failed",
+        ))?;
     match last {
         Some(last) => {
             let elapsed_ms = now_ms().saturating_sub(last.at_ms).max(0);

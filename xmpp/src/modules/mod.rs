@@ -110,6 +110,16 @@ impl IqRoute {
     pub fn get_and_set(ns: &'static str, to: Addressee) -> Vec<IqRoute> {
         vec![IqRoute::get(ns, to), IqRoute::set(ns, to)]
     }
+
+    /// The gets of a namespace to each of `to`.
+    pub fn gets(ns: &'static str, to: &[Addressee]) -> Vec<IqRoute> {
+        to.iter().map(|&to| IqRoute::get(ns, to)).collect()
+    }
+
+    /// The sets of a namespace to each of `to`.
+    pub fn sets(ns: &'static str, to: &[Addressee]) -> Vec<IqRoute> {
+        to.iter().map(|&to| IqRoute::set(ns, to)).collect()
+    }
 }
 
 /// The body of a `user_deleted` hook that removes what an account stored,
@@ -124,6 +134,19 @@ where
     match user.node() {
         Some(owner) => Box::pin(delete(owner.as_str())),
         None => Box::pin(async { Ok(()) }),
+    }
+}
+
+/// For a request the server could not answer because the store (or a
+/// cache over it) failed: logs `what` with the user and the error, and
+/// answers the requester `<internal-server-error/>`.
+pub(crate) fn internal_error<'a, E: std::fmt::Display>(
+    user: &'a impl std::fmt::Display,
+    what: &'static str,
+) -> impl FnOnce(E) -> StanzaError + 'a {
+    move |error| {
+        tracing::error!(user = %user, %error, "{what}");
+        StanzaError::new(Condition::InternalServerError)
     }
 }
 
@@ -412,12 +435,14 @@ pub trait Module: Send + Sync + 'static {
         Box::pin(async {})
     }
 
+    /// By default the session's state goes as it would to another member
+    /// ([`Module::export_session`]), and what was exported is dropped.
     fn session_closed<'a>(
         &'a self,
         server: &'a Server,
         session: &'a Arc<LocalSession>,
     ) -> BoxFuture<'a, ()> {
-        let _ = (server, session);
+        let _ = self.export_session(server, session);
         Box::pin(async {})
     }
 
@@ -479,14 +504,24 @@ pub trait Module: Send + Sync + 'static {
 
     /// A session arrived from another member with what the module kept for
     /// it there (`None`: nothing). Runs before the client hears it resumed.
+    /// By default, state that came along goes to [`Module::restore_session`].
     fn import_session<'a>(
         &'a self,
         server: &'a Server,
         session: &'a Arc<LocalSession>,
         state: Option<&'a str>,
     ) -> BoxFuture<'a, ()> {
-        let _ = (server, session, state);
+        if let Some(state) = state {
+            self.restore_session(server, session, state);
+        }
         Box::pin(async {})
+    }
+
+    /// What [`Module::export_session`] returned on another member, for a
+    /// session that arrived here: keep it again (synchronous: the module's
+    /// per-session maps only).
+    fn restore_session(&self, server: &Server, session: &Arc<LocalSession>, state: &str) {
+        let _ = (server, session, state);
     }
 
     /// XEP-0352 client state; only the `csi` module answers.

@@ -29,10 +29,7 @@ impl Module for Ping {
 
     fn registration(&self) -> Registration {
         Registration {
-            iqs: vec![
-                IqRoute::get(ns::PING, Addressee::Server),
-                IqRoute::get(ns::PING, Addressee::Account),
-            ],
+            iqs: IqRoute::gets(ns::PING, &[Addressee::Server, Addressee::Account]),
             server_disco: vec![Disco::Feature(ns::PING)],
             ..Registration::default()
         }

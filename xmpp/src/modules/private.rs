@@ -145,10 +145,9 @@ impl PrivateModule {
                     .await
                     .map_err(failed)?;
                 let element = match stored {
-                    Some(xml) => crate::stream::parse_element(xml.as_bytes()).map_err(|error| {
-                        tracing::error!(user = %username, %error, "stored private XML is unreadable");
-                        StanzaError::new(Condition::InternalServerError)
-                    })?,
+                    Some(xml) => crate::stream::parse_element(xml.as_bytes()).map_err(
+                        super::internal_error(&username, "stored private XML is unreadable"),
+                    )?,
                     // Nothing stored: the element as asked for, empty.
                     None => Element::new(wanted.name().to_owned(), wanted.ns().to_owned()),
                 };

@@ -52,10 +52,7 @@ impl Module for RosterModule {
 
     fn registration(&self) -> Registration {
         Registration {
-            iqs: vec![
-                IqRoute::get(ns::ROSTER, Addressee::Account),
-                IqRoute::set(ns::ROSTER, Addressee::Account),
-            ],
+            iqs: IqRoute::get_and_set(ns::ROSTER, Addressee::Account),
             hooks: vec![Hook::Deliver, Hook::UserDeleted],
             stream_features: vec![PRE_APPROVAL, ROSTER_VERSIONING],
             ..Registration::default()

@@ -153,10 +153,7 @@ async fn get(server: &Server, request: &IqRequest) -> Result<Element, StanzaErro
         .store
         .get_vcard(username.as_str())
         .await
-        .map_err(|error| {
-            tracing::error!(user = %account, %error, "reading a vCard failed");
-            StanzaError::new(Condition::InternalServerError)
-        })?;
+        .map_err(super::internal_error(&account, "reading a vCard failed"))?;
     match stored {
         Some(stored) => crate::stream::parse_element(stored.xml.as_bytes()).map_err(|error| {
             tracing::error!(user = %account, %error, "a stored vCard is unreadable");

@@ -59,8 +59,8 @@ pub struct Standing {
 }
 
 /// Subscribing and retrieving items share the access model's rules
-/// (XEP-0060 6.1.3 and 6.5.9).
-fn access(
+/// (XEP-0060 6.1.3 and 6.5.9): [`may_retrieve`] is this same check.
+pub fn may_subscribe(
     config: &NodeConfig,
     affiliation: Affiliation,
     standing: Standing,
@@ -85,21 +85,7 @@ fn access(
     }
 }
 
-pub fn may_subscribe(
-    config: &NodeConfig,
-    affiliation: Affiliation,
-    standing: Standing,
-) -> Result<(), PubSubError> {
-    access(config, affiliation, standing)
-}
-
-pub fn may_retrieve(
-    config: &NodeConfig,
-    affiliation: Affiliation,
-    standing: Standing,
-) -> Result<(), PubSubError> {
-    access(config, affiliation, standing)
-}
+pub use self::may_subscribe as may_retrieve;
 
 /// XEP-0060 7.1.3.1: an entity without the right to publish gets `<forbidden/>`.
 pub fn may_publish(

@@ -46,6 +46,55 @@ pub enum NotificationType {
     Normal,
 }
 
+/// A list-single field's values: each variant by its name in the form
+/// (the same name as in the stored JSON).
+pub trait Choice: Copy + PartialEq + 'static {
+    const CHOICES: &'static [(&'static str, Self)];
+
+    fn name(self) -> &'static str {
+        Self::CHOICES
+            .iter()
+            .find(|(_, choice)| *choice == self)
+            .map_or("", |(name, _)| name)
+    }
+
+    /// The form's options, in order.
+    fn names() -> Vec<&'static str> {
+        Self::CHOICES.iter().map(|(name, _)| *name).collect()
+    }
+
+    /// The variant a submitted value names; `<not-acceptable/>` for
+    /// anything else.
+    fn parse(var: &str, value: &str) -> Result<Self, PubSubError> {
+        Self::CHOICES
+            .iter()
+            .find(|(name, _)| *name == value)
+            .map(|(_, choice)| *choice)
+            .ok_or_else(|| not_acceptable(var, value))
+    }
+}
+
+/// `impl Choice` from each form name and its variant.
+macro_rules! choices {
+    ($ty:ident { $($name:literal => $variant:ident),+ $(,)? }) => {
+        impl Choice for $ty {
+            const CHOICES: &'static [(&'static str, Self)] = &[$(($name, $ty::$variant)),+];
+        }
+    };
+}
+
+choices!(AccessModel { "open" => Open, "presence" => Presence, "whitelist" => Whitelist });
+
+choices!(PublishModel { "publishers" => Publishers, "subscribers" => Subscribers, "open" => Open });
+
+choices!(SendLast {
+    "never" => Never,
+    "on_sub" => OnSub,
+    "on_sub_and_presence" => OnSubAndPresence,
+});
+
+choices!(NotificationType { "headline" => Headline, "normal" => Normal });
+
 /// Items kept when `max_items` is "max".
 pub const MAX_ITEMS_LIMIT: u64 = 10_000;
 
@@ -129,22 +178,8 @@ impl NodeConfig {
             let value = values.first().map(String::as_str).unwrap_or("");
             match var.as_str() {
                 "pubsub#title" => next.title = value.to_owned(),
-                "pubsub#access_model" => {
-                    next.access_model = match value {
-                        "open" => AccessModel::Open,
-                        "presence" => AccessModel::Presence,
-                        "whitelist" => AccessModel::Whitelist,
-                        _ => return Err(not_acceptable(var, value)),
-                    }
-                }
-                "pubsub#publish_model" => {
-                    next.publish_model = match value {
-                        "publishers" => PublishModel::Publishers,
-                        "subscribers" => PublishModel::Subscribers,
-                        "open" => PublishModel::Open,
-                        _ => return Err(not_acceptable(var, value)),
-                    }
-                }
+                "pubsub#access_model" => next.access_model = Choice::parse(var, value)?,
+                "pubsub#publish_model" => next.publish_model = Choice::parse(var, value)?,
                 "pubsub#max_items" => {
                     next.max_items = match value {
                         "max" => MAX_ITEMS_LIMIT,
@@ -161,20 +196,9 @@ impl NodeConfig {
                 "pubsub#notify_delete" => next.notify_delete = boolean(var, value)?,
                 "pubsub#notify_retract" => next.notify_retract = boolean(var, value)?,
                 "pubsub#send_last_published_item" => {
-                    next.send_last_published_item = match value {
-                        "never" => SendLast::Never,
-                        "on_sub" => SendLast::OnSub,
-                        "on_sub_and_presence" => SendLast::OnSubAndPresence,
-                        _ => return Err(not_acceptable(var, value)),
-                    }
+                    next.send_last_published_item = Choice::parse(var, value)?;
                 }
-                "pubsub#notification_type" => {
-                    next.notification_type = match value {
-                        "headline" => NotificationType::Headline,
-                        "normal" => NotificationType::Normal,
-                        _ => return Err(not_acceptable(var, value)),
-                    }
-                }
+                "pubsub#notification_type" => next.notification_type = Choice::parse(var, value)?,
                 _ => {
                     return Err(PubSubError::new(Condition::NotAcceptable)
                         .with_text(format!("Unsupported configuration field {var}")));
@@ -209,22 +233,14 @@ impl NodeConfig {
         form.list(
             "pubsub#access_model",
             "Who may subscribe and retrieve items",
-            match self.access_model {
-                AccessModel::Open => "open",
-                AccessModel::Presence => "presence",
-                AccessModel::Whitelist => "whitelist",
-            },
-            &["open", "presence", "whitelist"],
+            self.access_model.name(),
+            &AccessModel::names(),
         );
         form.list(
             "pubsub#publish_model",
             "Who may publish items",
-            match self.publish_model {
-                PublishModel::Publishers => "publishers",
-                PublishModel::Subscribers => "subscribers",
-                PublishModel::Open => "open",
-            },
-            &["publishers", "subscribers", "open"],
+            self.publish_model.name(),
+            &PublishModel::names(),
         );
         let max_items = if self.max_items == MAX_ITEMS_LIMIT {
             "max".to_owned()
@@ -270,21 +286,14 @@ impl NodeConfig {
         form.list(
             "pubsub#send_last_published_item",
             "When to send the last published item",
-            match self.send_last_published_item {
-                SendLast::Never => "never",
-                SendLast::OnSub => "on_sub",
-                SendLast::OnSubAndPresence => "on_sub_and_presence",
-            },
-            &["never", "on_sub", "on_sub_and_presence"],
+            self.send_last_published_item.name(),
+            &SendLast::names(),
         );
         form.list(
             "pubsub#notification_type",
             "Message type of event notifications",
-            match self.notification_type {
-                NotificationType::Headline => "headline",
-                NotificationType::Normal => "normal",
-            },
-            &["headline", "normal"],
+            self.notification_type.name(),
+            &NotificationType::names(),
         );
         form.build()
     }

@@ -4,7 +4,7 @@
 use starling_core::jid::FullJid;
 use starling_core::xml::{Element, ns};
 
-use super::config::{AccessModel, NodeConfig};
+use super::config::{Choice, NodeConfig};
 use super::error::PubSubError;
 use super::form::FormBuilder;
 use super::{Actor, PubSub};
@@ -91,11 +91,7 @@ pub(crate) async fn info(pubsub: &PubSub, request: &Element) -> Result<Element, 
 fn meta_data(config: &NodeConfig) -> Element {
     let mut form = FormBuilder::new("result", META_DATA);
     form.field("pubsub#title", "text-single", None, &[&config.title]);
-    let access = match config.access_model {
-        AccessModel::Open => "open",
-        AccessModel::Presence => "presence",
-        AccessModel::Whitelist => "whitelist",
-    };
+    let access = config.access_model.name();
     form.field("pubsub#access_model", "list-single", None, &[access]);
     form.build()
 }

@@ -122,6 +122,23 @@ fn pubsub(child: Element) -> Element {
     Element::new("pubsub", ns::PUBSUB).with_child(child)
 }
 
+/// The requester's own `<subscriptions/>` or `<affiliations/>`, for the
+/// node the request names, if it names one.
+fn own_list(
+    name: &'static str,
+    request: &Element,
+    children: impl Iterator<Item = Element>,
+) -> Element {
+    let mut list = Element::new(name, ns::PUBSUB);
+    if let Some(node) = request.attr("node") {
+        list.set_attr("node", node);
+    }
+    for child in children {
+        list.push_child(child);
+    }
+    list
+}
+
 async fn user_request(
     pubsub_service: &PubSub,
     requester: &FullJid,
@@ -256,31 +273,21 @@ async fn user_request(
             let subscriptions = pubsub_service
                 .own_subscriptions(&requester.to_bare(), first.attr("node"))
                 .await?;
-            let mut list = Element::new("subscriptions", ns::PUBSUB);
-            if let Some(node) = first.attr("node") {
-                list.set_attr("node", node);
-            }
-            for subscription in &subscriptions {
-                list.push_child(subscription_element(subscription, true));
-            }
-            Ok(Some(pubsub(list)))
+            let children = subscriptions
+                .iter()
+                .map(|subscription| subscription_element(subscription, true));
+            Ok(Some(pubsub(own_list("subscriptions", first, children))))
         }
         ("affiliations", false) => {
             let affiliations = pubsub_service
                 .own_affiliations(&requester.to_bare(), first.attr("node"))
                 .await?;
-            let mut list = Element::new("affiliations", ns::PUBSUB);
-            if let Some(node) = first.attr("node") {
-                list.set_attr("node", node);
-            }
-            for (node, affiliation) in affiliations {
-                list.push_child(
-                    Element::new("affiliation", ns::PUBSUB)
-                        .with_attr("node", node)
-                        .with_attr("affiliation", affiliation),
-                );
-            }
-            Ok(Some(pubsub(list)))
+            let children = affiliations.into_iter().map(|(node, affiliation)| {
+                Element::new("affiliation", ns::PUBSUB)
+                    .with_attr("node", node)
+                    .with_attr("affiliation", affiliation)
+            });
+            Ok(Some(pubsub(own_list("affiliations", first, children))))
         }
         (name, _) => Err(unknown_request(name)),
     }
@@ -341,17 +348,12 @@ async fn owner_request(
         }
         ("subscriptions", true) => {
             let node = node_of(first)?;
-            let mut changes = Vec::new();
-            for entry in first
-                .children()
-                .filter(|c| c.is("subscription", ns::PUBSUB_OWNER))
-            {
-                let jid = jid_attr(entry)?;
+            let changes = owner_entries(first, "subscription", |entry| {
                 let state = entry
                     .attr("subscription")
                     .ok_or_else(|| PubSubError::new(Condition::BadRequest))?;
-                changes.push((jid, state.to_owned()));
-            }
+                Ok((jid_attr(entry)?, state.to_owned()))
+            })?;
             pubsub_service
                 .set_subscriptions(&actor, node, &changes)
                 .await?;
@@ -371,11 +373,7 @@ async fn owner_request(
         }
         ("affiliations", true) => {
             let node = node_of(first)?;
-            let mut changes = Vec::new();
-            for entry in first
-                .children()
-                .filter(|c| c.is("affiliation", ns::PUBSUB_OWNER))
-            {
+            let changes = owner_entries(first, "affiliation", |entry| {
                 let jid = jid_attr(entry)?.to_bare();
                 let affiliation = entry
                     .attr("affiliation")
@@ -383,8 +381,8 @@ async fn owner_request(
                     .ok_or_else(|| {
                         PubSubError::new(Condition::BadRequest).with_text("Unknown affiliation")
                     })?;
-                changes.push((jid, affiliation));
-            }
+                Ok((jid, affiliation))
+            })?;
             pubsub_service
                 .set_affiliations(&actor, node, &changes)
                 .await?;
@@ -392,6 +390,20 @@ async fn owner_request(
         }
         (name, _) => Err(unknown_request(name)),
     }
+}
+
+/// Each `<name/>` entry of an owner's change request, read by `read`;
+/// the first that does not read is the error.
+fn owner_entries<T>(
+    request: &Element,
+    name: &str,
+    read: impl Fn(&Element) -> Result<T, PubSubError>,
+) -> Result<Vec<T>, PubSubError> {
+    request
+        .children()
+        .filter(|c| c.is(name, ns::PUBSUB_OWNER))
+        .map(read)
+        .collect()
 }
 
 fn unknown_request(name: &str) -> PubSubError {

@@ -294,6 +294,7 @@ impl Incoming {
     /// The stream is authenticated for `pair`: the peer may send from its
     /// domain, and, on a bidirectional stream, gets our stanzas for it.
     fn authenticated_for(&mut self, pair: Pair, method: Method) {
+        self.server.s2s.metrics.authenticated(Direction::In, method);
         match &self.registered {
             Some(registered) => registered.add(&pair.local, &pair.remote, method),
             None => {
@@ -380,10 +381,6 @@ impl Incoming {
             .await
             .map_err(WireError::from)?;
         tracing::info!(peer = %domain, "incoming stream authenticated with SASL EXTERNAL");
-        self.server
-            .s2s
-            .metrics
-            .authenticated(Direction::In, Method::External);
         self.authenticated_for(
             Pair {
                 local: self.local.clone(),
@@ -455,10 +452,6 @@ impl Incoming {
             );
         }
         tracing::info!(peer = %originating, "incoming stream authenticated with dialback");
-        self.server
-            .s2s
-            .metrics
-            .authenticated(Direction::In, Method::Dialback);
         self.authenticated_for(
             Pair {
                 local: receiving.to_ascii_lowercase(),

@@ -44,6 +44,17 @@ pub struct S2sMetrics {
     pub unconfirmed: AtomicU64,
 }
 
+/// A figure's two series by `direction`.
+fn in_out(
+    inbound: &AtomicU64,
+    outbound: &AtomicU64,
+) -> [([(&'static str, &'static str); 1], u64); 2] {
+    [
+        ([("direction", "in")], inbound.load(Ordering::Relaxed)),
+        ([("direction", "out")], outbound.load(Ordering::Relaxed)),
+    ]
+}
+
 impl S2sMetrics {
     pub(super) fn authenticated(&self, direction: Direction, method: Method) {
         let counter = match (direction, method) {
@@ -60,26 +71,17 @@ impl S2sMetrics {
         out.gauges(
             "starling_s2s_streams",
             "Server-to-server streams open now.",
-            [
-                ([("direction", "in")], load(&self.streams_in)),
-                ([("direction", "out")], load(&self.streams_out)),
-            ],
+            in_out(&self.streams_in, &self.streams_out),
         )?;
         out.gauges(
             "starling_s2s_bidi_streams",
             "Server-to-server streams open now that carry stanzas both ways (XEP-0288).",
-            [
-                ([("direction", "in")], load(&self.bidi_in)),
-                ([("direction", "out")], load(&self.bidi_out)),
-            ],
+            in_out(&self.bidi_in, &self.bidi_out),
         )?;
         out.counters(
             "starling_s2s_stanzas_total",
             "Stanzas received from and sent to other servers.",
-            [
-                ([("direction", "in")], load(&self.stanzas_in)),
-                ([("direction", "out")], load(&self.stanzas_out)),
-            ],
+            in_out(&self.stanzas_in, &self.stanzas_out),
         )?;
         out.counters(
             "starling_s2s_authentications_total",

@@ -43,18 +43,15 @@ impl Store {
         &self,
         username: &str,
     ) -> Result<Option<LastLogout>, StorageError> {
-        let row = sqlx::query("SELECT logout_ms, status FROM last_activity WHERE username = $1")
-            .bind(username)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|row| {
+        let statement =
+            sqlx::query("SELECT logout_ms, status FROM last_activity WHERE username = $1");
+        self.fetch_row(statement.bind(username), |row| {
             Ok(LastLogout {
                 at_ms: row.try_get(0)?,
                 status: row.try_get(1)?,
             })
         })
-        .transpose()
-        .map_err(|e: sqlx::Error| e.into())
+        .await
     }
 
     /// Forgets `username`'s last logout (account deletion).

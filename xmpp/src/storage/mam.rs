@@ -216,12 +216,11 @@ impl Store {
     /// The row of an archive id, for paging; `None` when the archive has no
     /// such message.
     async fn archive_row(&self, owner: &str, stanza_id: &str) -> Result<Option<i64>, StorageError> {
-        let row = sqlx::query("SELECT id FROM mam_messages WHERE owner = $1 AND stanza_id = $2")
-            .bind(owner)
-            .bind(stanza_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(|row| row.try_get(0)).transpose()?)
+        let statement =
+            sqlx::query("SELECT id FROM mam_messages WHERE owner = $1 AND stanza_id = $2")
+                .bind(owner)
+                .bind(stanza_id);
+        self.fetch_row(statement, super::first).await
     }
 
     /// A page of the archive; `Ok(None)` when `after` or `before` names a
@@ -292,20 +291,16 @@ impl Store {
             statement = statement.bind(id);
         }
         // One more than asked says whether the range goes on.
-        let rows = statement
-            .bind(i64::from(query.max) + 1)
-            .fetch_all(&self.pool)
-            .await?;
-        let mut messages = rows
-            .iter()
-            .map(|row| {
+        let statement = statement.bind(i64::from(query.max) + 1);
+        let mut messages = self
+            .fetch_rows(statement, |row| {
                 Ok(ArchivedMessage {
                     stanza_id: row.try_get(0)?,
                     stamp_ms: row.try_get(1)?,
                     stanza: row.try_get(2)?,
                 })
             })
-            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+            .await?;
         let complete = messages.len() <= query.max as usize;
         messages.truncate(query.max as usize);
         if backwards {

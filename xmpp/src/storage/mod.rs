@@ -45,10 +45,11 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::any::AnyPoolOptions;
+use sqlx::any::AnyRow;
 use sqlx::migrate::{MigrateError, Migration, MigrationType, Migrator};
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{Any, ConnectOptions, Connection, Executor, SqlSafeStr, Transaction};
-use sqlx::{AnyConnection, AnyPool};
+use sqlx::{AnyConnection, AnyPool, Row};
 
 pub use error::StorageError;
 pub use last::LastLogout;
@@ -94,101 +95,38 @@ struct EmbeddedMigration {
     sql: &'static str,
 }
 
-const SQLITE_MIGRATIONS: &[EmbeddedMigration] = &[
-    EmbeddedMigration {
-        version: 1,
-        name: "0001_initial",
-        sql: include_str!("../../migrations/sqlite/0001_initial.sql"),
-    },
-    EmbeddedMigration {
-        version: 2,
-        name: "0002_pubsub",
-        sql: include_str!("../../migrations/sqlite/0002_pubsub.sql"),
-    },
-    EmbeddedMigration {
-        version: 3,
-        name: "0003_account_data",
-        sql: include_str!("../../migrations/sqlite/0003_account_data.sql"),
-    },
-    EmbeddedMigration {
-        version: 4,
-        name: "0004_blocking_rosterver",
-        sql: include_str!("../../migrations/sqlite/0004_blocking_rosterver.sql"),
-    },
-    EmbeddedMigration {
-        version: 5,
-        name: "0005_pep",
-        sql: include_str!("../../migrations/sqlite/0005_pep.sql"),
-    },
-    EmbeddedMigration {
-        version: 6,
-        name: "0006_mam",
-        sql: include_str!("../../migrations/sqlite/0006_mam.sql"),
-    },
-    EmbeddedMigration {
-        version: 7,
-        name: "0007_muc",
-        sql: include_str!("../../migrations/sqlite/0007_muc.sql"),
-    },
-    EmbeddedMigration {
-        version: 8,
-        name: "0008_mam_prefs",
-        sql: include_str!("../../migrations/sqlite/0008_mam_prefs.sql"),
-    },
-    EmbeddedMigration {
-        version: 9,
-        name: "0009_muc_nicks",
-        sql: include_str!("../../migrations/sqlite/0009_muc_nicks.sql"),
-    },
-];
+/// One dialect's migrations, its SQL from its own folder.
+macro_rules! migrations_of {
+    ($dialect:literal, $($version:literal $name:literal),+) => {
+        &[$(EmbeddedMigration {
+            version: $version,
+            name: $name,
+            sql: include_str!(concat!("../../migrations/", $dialect, "/", $name, ".sql")),
+        }),+]
+    };
+}
 
-const POSTGRES_MIGRATIONS: &[EmbeddedMigration] = &[
-    EmbeddedMigration {
-        version: 1,
-        name: "0001_initial",
-        sql: include_str!("../../migrations/postgres/0001_initial.sql"),
-    },
-    EmbeddedMigration {
-        version: 2,
-        name: "0002_pubsub",
-        sql: include_str!("../../migrations/postgres/0002_pubsub.sql"),
-    },
-    EmbeddedMigration {
-        version: 3,
-        name: "0003_account_data",
-        sql: include_str!("../../migrations/postgres/0003_account_data.sql"),
-    },
-    EmbeddedMigration {
-        version: 4,
-        name: "0004_blocking_rosterver",
-        sql: include_str!("../../migrations/postgres/0004_blocking_rosterver.sql"),
-    },
-    EmbeddedMigration {
-        version: 5,
-        name: "0005_pep",
-        sql: include_str!("../../migrations/postgres/0005_pep.sql"),
-    },
-    EmbeddedMigration {
-        version: 6,
-        name: "0006_mam",
-        sql: include_str!("../../migrations/postgres/0006_mam.sql"),
-    },
-    EmbeddedMigration {
-        version: 7,
-        name: "0007_muc",
-        sql: include_str!("../../migrations/postgres/0007_muc.sql"),
-    },
-    EmbeddedMigration {
-        version: 8,
-        name: "0008_mam_prefs",
-        sql: include_str!("../../migrations/postgres/0008_mam_prefs.sql"),
-    },
-    EmbeddedMigration {
-        version: 9,
-        name: "0009_muc_nicks",
-        sql: include_str!("../../migrations/postgres/0009_muc_nicks.sql"),
-    },
-];
+/// The migrations of both dialects: the same versions and names.
+macro_rules! embedded_migrations {
+    ($($version:literal $name:literal),+ $(,)?) => {
+        const SQLITE_MIGRATIONS: &[EmbeddedMigration] =
+            migrations_of!("sqlite", $($version $name),+);
+        const POSTGRES_MIGRATIONS: &[EmbeddedMigration] =
+            migrations_of!("postgres", $($version $name),+);
+    };
+}
+
+embedded_migrations! {
+    1 "0001_initial",
+    2 "0002_pubsub",
+    3 "0003_account_data",
+    4 "0004_blocking_rosterver",
+    5 "0005_pep",
+    6 "0006_mam",
+    7 "0007_muc",
+    8 "0008_mam_prefs",
+    9 "0009_muc_nicks",
+}
 
 /// Which database a [`Store`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -368,6 +306,50 @@ impl Store {
             Backend::Postgres => self.pool.begin().await,
         }
     }
+}
+
+/// A statement on the `Any` driver with its values bound.
+type AnyQuery<'q> = sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>;
+
+impl Store {
+    /// Runs a query and reads every row it returns with `map`, in order.
+    async fn fetch_rows<T>(
+        &self,
+        query: AnyQuery<'_>,
+        map: impl FnMut(&AnyRow) -> Result<T, sqlx::Error>,
+    ) -> Result<Vec<T>, StorageError> {
+        let rows = query.fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(map).collect::<Result<_, sqlx::Error>>()?)
+    }
+
+    /// Runs a query and reads the row it returns, if any, with `map`.
+    async fn fetch_row<T>(
+        &self,
+        query: AnyQuery<'_>,
+        map: impl FnOnce(&AnyRow) -> Result<T, sqlx::Error>,
+    ) -> Result<Option<T>, StorageError> {
+        let row = query.fetch_optional(&self.pool).await?;
+        Ok(row.as_ref().map(map).transpose()?)
+    }
+
+    /// Runs a statement on the pool (outside a transaction); the number of
+    /// rows it changed.
+    async fn run(&self, query: AnyQuery<'_>) -> Result<u64, StorageError> {
+        Ok(query.execute(&self.pool).await?.rows_affected())
+    }
+}
+
+/// The first column of a row.
+fn first<T>(row: &AnyRow) -> Result<T, sqlx::Error>
+where
+    T: for<'r> sqlx::Decode<'r, Any> + sqlx::Type<Any>,
+{
+    row.try_get(0)
+}
+
+/// The first two columns of a row, as text.
+fn pair(row: &AnyRow) -> Result<(String, String), sqlx::Error> {
+    Ok((row.try_get(0)?, row.try_get(1)?))
 }
 
 /// Makes sure the SQLite file can be opened (folders created, file created on

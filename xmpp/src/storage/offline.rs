@@ -30,6 +30,16 @@ pub struct OfflineMessage {
     pub stamp_ms: i64,
 }
 
+/// A row of `id, sender, stanza, stamp_ms`.
+fn offline_message(row: &sqlx::any::AnyRow) -> Result<OfflineMessage, sqlx::Error> {
+    Ok(OfflineMessage {
+        id: row.try_get(0)?,
+        from: row.try_get(1)?,
+        xml: row.try_get(2)?,
+        stamp_ms: row.try_get(3)?,
+    })
+}
+
 impl Store {
     /// Stores a message for `username` unless they already have
     /// `max_per_user` messages waiting (0 stores nothing).
@@ -75,24 +85,12 @@ impl Store {
     /// messages between them and never both get one.
     pub async fn take_offline(&self, username: &str) -> Result<Vec<OfflineMessage>, StorageError> {
         let _timer = self.timings.start(super::StoreOp::TakeOffline);
-        let rows = sqlx::query(
+        let statement = sqlx::query(
             "DELETE FROM offline_messages WHERE username = $1 \
              RETURNING id, sender, stanza, stamp_ms",
         )
-        .bind(username)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut messages = rows
-            .iter()
-            .map(|row| {
-                Ok(OfflineMessage {
-                    id: row.try_get(0)?,
-                    from: row.try_get(1)?,
-                    xml: row.try_get(2)?,
-                    stamp_ms: row.try_get(3)?,
-                })
-            })
-            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        .bind(username);
+        let mut messages = self.fetch_rows(statement, offline_message).await?;
         // RETURNING promises no order.
         messages.sort_unstable_by_key(|m| m.id);
         Ok(messages)
@@ -101,24 +99,12 @@ impl Store {
     /// The messages waiting for `username`, oldest first, left in place
     /// (for export).
     pub async fn list_offline(&self, username: &str) -> Result<Vec<OfflineMessage>, StorageError> {
-        let rows = sqlx::query(
+        let statement = sqlx::query(
             "SELECT id, sender, stanza, stamp_ms FROM offline_messages \
              WHERE username = $1 ORDER BY id",
-        )
-        .bind(username)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(OfflineMessage {
-                    id: row.try_get(0)?,
-                    from: row.try_get(1)?,
-                    xml: row.try_get(2)?,
-                    stamp_ms: row.try_get(3)?,
-                })
-            })
-            .collect::<Result<Vec<_>, sqlx::Error>>()
-            .map_err(Into::into)
+        );
+        self.fetch_rows(statement.bind(username), offline_message)
+            .await
     }
 
     /// How many messages are waiting for `username`.

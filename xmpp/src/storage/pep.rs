@@ -43,24 +43,17 @@ fn placeholders(first: usize, count: usize) -> String {
 impl Store {
     /// A node's configuration (JSON), if the node exists.
     pub async fn pep_node(&self, owner: &str, node: &str) -> Result<Option<String>, StorageError> {
-        let row = sqlx::query("SELECT config FROM pep_nodes WHERE owner = $1 AND node = $2")
+        let statement = sqlx::query("SELECT config FROM pep_nodes WHERE owner = $1 AND node = $2")
             .bind(owner)
-            .bind(node)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(|row| row.try_get(0)).transpose()?)
+            .bind(node);
+        self.fetch_row(statement, super::first).await
     }
 
     /// The names of an owner's nodes.
     pub async fn pep_nodes(&self, owner: &str) -> Result<Vec<String>, StorageError> {
-        let rows = sqlx::query("SELECT node FROM pep_nodes WHERE owner = $1 ORDER BY node")
-            .bind(owner)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|row| row.try_get(0))
-            .collect::<Result<_, sqlx::Error>>()?)
+        let statement =
+            sqlx::query("SELECT node FROM pep_nodes WHERE owner = $1 ORDER BY node").bind(owner);
+        self.fetch_rows(statement, super::first).await
     }
 
     /// An owner's nodes with their configurations (JSON), by name.
@@ -68,13 +61,9 @@ impl Store {
         &self,
         owner: &str,
     ) -> Result<Vec<(String, String)>, StorageError> {
-        let rows = sqlx::query("SELECT node, config FROM pep_nodes WHERE owner = $1 ORDER BY node")
-            .bind(owner)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
-            .collect()
+        let statement =
+            sqlx::query("SELECT node, config FROM pep_nodes WHERE owner = $1 ORDER BY node");
+        self.fetch_rows(statement.bind(owner), super::pair).await
     }
 
     /// Creates a node unless the owner has one of that name or already has
@@ -87,7 +76,7 @@ impl Store {
         now_ms: i64,
         max_nodes: u32,
     ) -> Result<bool, StorageError> {
-        let result = sqlx::query(
+        let statement = sqlx::query(
             "INSERT INTO pep_nodes (owner, node, config, created_at_ms) \
              SELECT $1, $2, $3, $4 \
              WHERE (SELECT COUNT(*) FROM pep_nodes WHERE owner = $1) < $5 \
@@ -97,10 +86,8 @@ impl Store {
         .bind(node)
         .bind(config)
         .bind(now_ms)
-        .bind(i64::from(max_nodes))
-        .execute(&self.pool)
-        .await?;
-        Ok(result.rows_affected() == 1)
+        .bind(i64::from(max_nodes));
+        Ok(self.run(statement).await? == 1)
     }
 
     pub async fn set_pep_config(
@@ -109,13 +96,12 @@ impl Store {
         node: &str,
         config: &str,
     ) -> Result<bool, StorageError> {
-        let result = sqlx::query("UPDATE pep_nodes SET config = $3 WHERE owner = $1 AND node = $2")
-            .bind(owner)
-            .bind(node)
-            .bind(config)
-            .execute(&self.pool)
-            .await?;
-        Ok(result.rows_affected() == 1)
+        let statement =
+            sqlx::query("UPDATE pep_nodes SET config = $3 WHERE owner = $1 AND node = $2")
+                .bind(owner)
+                .bind(node)
+                .bind(config);
+        Ok(self.run(statement).await? == 1)
     }
 
     /// Deletes a node and its items; false when there was none.
@@ -229,11 +215,7 @@ impl Store {
         for id in ids {
             query = query.bind(id);
         }
-        let rows = query.fetch_all(&self.pool).await?;
-        let mut items = rows
-            .iter()
-            .map(|row| pep_item(row, 0))
-            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        let mut items = self.fetch_rows(query, |row| pep_item(row, 0)).await?;
         items.reverse();
         Ok(items)
     }
@@ -260,18 +242,15 @@ impl Store {
         for value in owners.iter().chain(nodes) {
             query = query.bind(value);
         }
-        let rows = query.fetch_all(&self.pool).await?;
-        Ok(rows
-            .iter()
-            .map(|row| {
-                Ok(LastPepItem {
-                    owner: row.try_get(0)?,
-                    node: row.try_get(1)?,
-                    config: row.try_get(2)?,
-                    item: pep_item(row, 3)?,
-                })
+        self.fetch_rows(query, |row| {
+            Ok(LastPepItem {
+                owner: row.try_get(0)?,
+                node: row.try_get(1)?,
+                config: row.try_get(2)?,
+                item: pep_item(row, 3)?,
             })
-            .collect::<Result<_, sqlx::Error>>()?)
+        })
+        .await
     }
 
     /// Removes every node and item of an account.
@@ -291,11 +270,8 @@ impl Store {
 
     /// The features a verified capabilities hash stands for.
     pub async fn caps_features(&self, ver: &str) -> Result<Option<String>, StorageError> {
-        let row = sqlx::query("SELECT features FROM caps_features WHERE ver = $1")
-            .bind(ver)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(|row| row.try_get(0)).transpose()?)
+        let statement = sqlx::query("SELECT features FROM caps_features WHERE ver = $1").bind(ver);
+        self.fetch_row(statement, super::first).await
     }
 
     /// Remembers a verified hash (a hash names one feature set, so a second

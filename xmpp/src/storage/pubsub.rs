@@ -92,17 +92,14 @@ impl Store {
     }
 
     pub async fn pubsub_node(&self, name: &str) -> Result<Option<StoredNode>, StorageError> {
-        let row = sqlx::query("SELECT name, config FROM pubsub_nodes WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(match row {
-            Some(row) => Some(StoredNode {
+        let statement = sqlx::query("SELECT name, config FROM pubsub_nodes WHERE name = $1");
+        self.fetch_row(statement.bind(name), |row| {
+            Ok(StoredNode {
                 name: row.try_get(0)?,
                 config: row.try_get(1)?,
-            }),
-            None => None,
+            })
         })
+        .await
     }
 
     /// All node names, sorted.
@@ -116,21 +113,16 @@ impl Store {
 
     /// Replaces a node's configuration; false when there is no such node.
     pub async fn set_pubsub_config(&self, name: &str, config: &str) -> Result<bool, StorageError> {
-        let result = sqlx::query("UPDATE pubsub_nodes SET config = $2 WHERE name = $1")
+        let statement = sqlx::query("UPDATE pubsub_nodes SET config = $2 WHERE name = $1")
             .bind(name)
-            .bind(config)
-            .execute(&self.pool)
-            .await?;
-        Ok(result.rows_affected() == 1)
+            .bind(config);
+        Ok(self.run(statement).await? == 1)
     }
 
     /// Deletes a node with its affiliations, subscriptions and items.
     pub async fn delete_pubsub_node(&self, name: &str) -> Result<bool, StorageError> {
-        let result = sqlx::query("DELETE FROM pubsub_nodes WHERE name = $1")
-            .bind(name)
-            .execute(&self.pool)
-            .await?;
-        Ok(result.rows_affected() == 1)
+        let statement = sqlx::query("DELETE FROM pubsub_nodes WHERE name = $1").bind(name);
+        Ok(self.run(statement).await? == 1)
     }
 
     pub async fn pubsub_affiliation(
@@ -179,16 +171,11 @@ impl Store {
         &self,
         node: &str,
     ) -> Result<Vec<(String, String)>, StorageError> {
-        let rows = sqlx::query(
+        let statement = sqlx::query(
             "SELECT jid, affiliation FROM pubsub_affiliations WHERE node = $1 ORDER BY jid",
         )
-        .bind(node)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
-            .collect::<Result<_, sqlx::Error>>()?)
+        .bind(node);
+        self.fetch_rows(statement, super::pair).await
     }
 
     /// `(node, affiliation)` for every node a bare JID is affiliated with.
@@ -196,16 +183,11 @@ impl Store {
         &self,
         jid: &str,
     ) -> Result<Vec<(String, String)>, StorageError> {
-        let rows = sqlx::query(
+        let statement = sqlx::query(
             "SELECT node, affiliation FROM pubsub_affiliations WHERE jid = $1 ORDER BY node",
         )
-        .bind(jid)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
-            .collect::<Result<_, sqlx::Error>>()?)
+        .bind(jid);
+        self.fetch_rows(statement, super::pair).await
     }
 
     pub async fn pubsub_subscription(
@@ -213,14 +195,12 @@ impl Store {
         node: &str,
         jid: &str,
     ) -> Result<Option<StoredSubscription>, StorageError> {
-        let row = sqlx::query(
+        let statement = sqlx::query(
             "SELECT node, jid, subid, state, CAST(deliver AS INTEGER) FROM pubsub_subscriptions WHERE node = $1 AND jid = $2",
         )
         .bind(node)
-        .bind(jid)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.as_ref().map(subscription).transpose()?)
+        .bind(jid);
+        self.fetch_row(statement, subscription).await
     }
 
     /// Creates or replaces a subscription.
@@ -249,12 +229,11 @@ impl Store {
         node: &str,
         jid: &str,
     ) -> Result<bool, StorageError> {
-        let result = sqlx::query("DELETE FROM pubsub_subscriptions WHERE node = $1 AND jid = $2")
-            .bind(node)
-            .bind(jid)
-            .execute(&self.pool)
-            .await?;
-        Ok(result.rows_affected() == 1)
+        let statement =
+            sqlx::query("DELETE FROM pubsub_subscriptions WHERE node = $1 AND jid = $2")
+                .bind(node)
+                .bind(jid);
+        Ok(self.run(statement).await? == 1)
     }
 
     /// Every subscription to a node.
@@ -262,16 +241,11 @@ impl Store {
         &self,
         node: &str,
     ) -> Result<Vec<StoredSubscription>, StorageError> {
-        let rows = sqlx::query(
+        let statement = sqlx::query(
             "SELECT node, jid, subid, state, CAST(deliver AS INTEGER) FROM pubsub_subscriptions WHERE node = $1 ORDER BY jid",
         )
-        .bind(node)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(subscription)
-            .collect::<Result<_, sqlx::Error>>()?)
+        .bind(node);
+        self.fetch_rows(statement, subscription).await
     }
 
     /// The subscriptions of a user: of the bare JID and of any of its full JIDs.
@@ -279,20 +253,15 @@ impl Store {
         &self,
         bare: &str,
     ) -> Result<Vec<StoredSubscription>, StorageError> {
-        let rows = sqlx::query(
+        let statement = sqlx::query(
             "SELECT node, jid, subid, state, CAST(deliver AS INTEGER) FROM pubsub_subscriptions \
              WHERE jid = $1 OR (jid > $2 AND jid < $3) ORDER BY node, jid",
         )
         .bind(bare)
         // Full JIDs of `bare` sort between "bare/" and "bare0" ('0' follows '/').
         .bind(format!("{bare}/"))
-        .bind(format!("{bare}0"))
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(subscription)
-            .collect::<Result<_, sqlx::Error>>()?)
+        .bind(format!("{bare}0"));
+        self.fetch_rows(statement, subscription).await
     }
 
     /// Stores an item, replacing one with the same id, then keeps only the
@@ -340,12 +309,10 @@ impl Store {
         node: &str,
         item_id: &str,
     ) -> Result<bool, StorageError> {
-        let result = sqlx::query("DELETE FROM pubsub_items WHERE node = $1 AND item_id = $2")
+        let statement = sqlx::query("DELETE FROM pubsub_items WHERE node = $1 AND item_id = $2")
             .bind(node)
-            .bind(item_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(result.rows_affected() == 1)
+            .bind(item_id);
+        Ok(self.run(statement).await? == 1)
     }
 
     /// Removes all items of a node.
@@ -363,18 +330,13 @@ impl Store {
         node: &str,
         max: Option<u64>,
     ) -> Result<Vec<StoredItem>, StorageError> {
-        let rows = sqlx::query(
+        let statement = sqlx::query(
             "SELECT item_id, publisher, payload, stamp_ms FROM pubsub_items \
              WHERE node = $1 ORDER BY id DESC LIMIT $2",
         )
         .bind(node)
-        .bind(max.map_or(i64::MAX, |max| i64::try_from(max).unwrap_or(i64::MAX)))
-        .fetch_all(&self.pool)
-        .await?;
-        let mut items = rows
-            .iter()
-            .map(item)
-            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        .bind(max.map_or(i64::MAX, |max| i64::try_from(max).unwrap_or(i64::MAX)));
+        let mut items = self.fetch_rows(statement, item).await?;
         items.reverse();
         Ok(items)
     }
@@ -385,15 +347,13 @@ impl Store {
         node: &str,
         item_id: &str,
     ) -> Result<Option<StoredItem>, StorageError> {
-        let row = sqlx::query(
+        let statement = sqlx::query(
             "SELECT item_id, publisher, payload, stamp_ms FROM pubsub_items \
              WHERE node = $1 AND item_id = $2",
         )
         .bind(node)
-        .bind(item_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.as_ref().map(item).transpose()?)
+        .bind(item_id);
+        self.fetch_row(statement, item).await
     }
 }
 

@@ -37,6 +37,24 @@ pub struct StoredRosterItem {
     pub in_roster: bool,
 }
 
+impl StoredRosterItem {
+    /// A contact in the roster with a subscription both ways, nothing
+    /// pending, no name and no groups.
+    pub fn mutual(contact: String) -> StoredRosterItem {
+        StoredRosterItem {
+            contact,
+            name: None,
+            groups: Vec::new(),
+            sub_to: true,
+            sub_from: true,
+            pending_out: false,
+            pending_in: false,
+            preapproved: false,
+            in_roster: true,
+        }
+    }
+}
+
 const SELECT_ITEM: &str = "SELECT contact, name, group_names, \
      CAST(sub_to AS INTEGER), CAST(sub_from AS INTEGER), CAST(pending_out AS INTEGER), \
      CAST(pending_in AS INTEGER), CAST(preapproved AS INTEGER), CAST(in_roster AS INTEGER) \

@@ -131,16 +131,12 @@ impl Store {
     /// The user named `username`, if any.
     pub async fn get_user(&self, username: &str) -> Result<Option<UserRecord>, StorageError> {
         let _timer = self.timings.start(super::StoreOp::GetUser);
-        let row = sqlx::query(
+        let statement = sqlx::query(
             "SELECT username, scram_sha1, scram_sha256, CAST(admin AS INTEGER), created_at_ms \
              FROM users WHERE username = $1",
         )
-        .bind(username)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|row| user_record(&row))
-            .transpose()
-            .map_err(Into::into)
+        .bind(username);
+        self.fetch_row(statement, user_record).await
     }
 
     /// Deletes a user with their roster and offline messages, and removes
@@ -215,12 +211,10 @@ impl Store {
 
     /// Grants or revokes admin rights. False when there is no such user.
     pub async fn set_admin(&self, username: &str, admin: bool) -> Result<bool, StorageError> {
-        let result = sqlx::query("UPDATE users SET admin = $2 WHERE username = $1")
+        let statement = sqlx::query("UPDATE users SET admin = $2 WHERE username = $1")
             .bind(username)
-            .bind(admin)
-            .execute(&self.pool)
-            .await?;
-        Ok(result.rows_affected() > 0)
+            .bind(admin);
+        Ok(self.run(statement).await? > 0)
     }
 
     /// One page of users ordered by username. `search`, when given, keeps the
@@ -319,17 +313,7 @@ mod tests {
     use super::*;
 
     fn contact(jid: &str) -> StoredRosterItem {
-        StoredRosterItem {
-            contact: jid.to_owned(),
-            name: None,
-            groups: vec![],
-            sub_to: true,
-            sub_from: true,
-            pending_out: false,
-            pending_in: false,
-            preapproved: false,
-            in_roster: true,
-        }
+        StoredRosterItem::mutual(jid.to_owned())
     }
 
     backend_test! {

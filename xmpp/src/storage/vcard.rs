@@ -41,18 +41,14 @@ impl Store {
 
     /// `username`'s vCard, if they ever set one.
     pub async fn get_vcard(&self, username: &str) -> Result<Option<StoredVcard>, StorageError> {
-        let row = sqlx::query("SELECT vcard, photo_hash FROM vcards WHERE username = $1")
-            .bind(username)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|row| {
+        let statement = sqlx::query("SELECT vcard, photo_hash FROM vcards WHERE username = $1");
+        self.fetch_row(statement.bind(username), |row| {
             Ok(StoredVcard {
                 xml: row.try_get(0)?,
                 photo_hash: row.try_get(1)?,
             })
         })
-        .transpose()
-        .map_err(|e: sqlx::Error| e.into())
+        .await
     }
 
     /// The XEP-0153 photo hash alone (`None`: no vCard at all), read for

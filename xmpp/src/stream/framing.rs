@@ -127,15 +127,21 @@ fn client_header(open: &Element) -> Vec<u8> {
     out.extend_from_slice(CLIENT_STREAM_START.as_bytes());
     for name in ["to", "from", "version", "xml:lang"] {
         if let Some(value) = open.attr(name) {
-            out.push(b' ');
-            out.extend_from_slice(name.as_bytes());
-            out.extend_from_slice(b"='");
-            escape_into(&mut out, value, true);
-            out.push(b'\'');
+            push_attr(&mut out, name, value, b'\'');
         }
     }
     out.push(b'>');
     out
+}
+
+/// Appends ` name=<quote>value<quote>`, the value escaped.
+fn push_attr(out: &mut Vec<u8>, name: &str, value: &str, quote: u8) {
+    out.push(b' ');
+    out.extend_from_slice(name.as_bytes());
+    out.push(b'=');
+    out.push(quote);
+    escape_into(out, value, true);
+    out.push(quote);
 }
 
 /// Splits the bytes the session writes into one frame per element.
@@ -211,11 +217,7 @@ fn open_frame(header: &StreamHeader) -> Vec<u8> {
     ];
     for (name, value) in attributes {
         if let Some(value) = value {
-            out.push(b' ');
-            out.extend_from_slice(name.as_bytes());
-            out.extend_from_slice(b"=\"");
-            escape_into(&mut out, value, true);
-            out.push(b'"');
+            push_attr(&mut out, name, value, b'"');
         }
     }
     out.extend_from_slice(b"/>");

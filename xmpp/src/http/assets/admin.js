@@ -208,6 +208,36 @@ function wireFormDialog(dialog) {
   }
 }
 
+// ------------------------------------------------------------ table heads
+
+/**
+ * The columns of each data table, in order: a title, or [title, class]
+ * where `num` right-aligns figures and `actions` is the column of a row's
+ * buttons (its title is for screen readers only).
+ */
+const COLUMNS = {
+  'members-table': ['State', 'Member', 'Client address', 'HTTP address', ['Incarnation', 'num'],
+    ['Sessions', 'num'], 'Joined', 'Peer link', ['Send queue', 'num'], 'View'],
+  'sessions-table': ['JID', 'Presence', ['Priority', 'num'], 'Node', ['Actions', 'actions']],
+  'caches-table': ['Cache', 'Kind', ['Size', 'num'], ['Limit', 'num'], 'Fill', ['Hits', 'num'],
+    ['Misses', 'num'], ['Evictions', 'num'], ['Hit ratio', 'num'], ['Actions', 'actions']],
+  's2s-table': ['Remote domain', 'Local domain', 'Direction', 'Authentication', 'TLS', 'Bidi',
+    'Since', ['Stanzas in', 'num'], ['Stanzas out', 'num'], ['Unconfirmed', 'num']],
+  'users-table': ['Username', 'Role', 'Created', ['Actions', 'actions']],
+};
+
+/** Writes each data table's `<thead>` from COLUMNS. */
+function renderTableHeads() {
+  for (const [id, columns] of Object.entries(COLUMNS)) {
+    const cells = columns.map((column) => {
+      const [title, cls] = Array.isArray(column) ? column : [column];
+      const label = cls === 'actions' ? h('span', { class: 'visually-hidden', text: title }) : title;
+      return h('th', { scope: 'col', class: cls }, label);
+    });
+    document.getElementById(id).prepend(h('thead', {}, h('tr', {}, cells)));
+  }
+}
+
 // ---------------------------------------------------------------- tabs
 
 const TABS = ['cluster', 'sessions', 'caches', 'federation', 'users'];
@@ -837,6 +867,7 @@ async function submitPassword(event) {
 // ---------------------------------------------------------------- start
 
 async function start() {
+  renderTableHeads();
   wireTabs();
   wireFormDialog($('#user-dialog'));
   wireFormDialog($('#password-dialog'));

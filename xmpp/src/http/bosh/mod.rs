@@ -21,7 +21,6 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use tokio::time::Instant;
 
 use self::body::{BodyError, Kind};
 pub use self::session::BoshSessions;
@@ -29,8 +28,7 @@ use self::session::Receipt;
 use super::HttpState;
 use super::listener::ClientAddr;
 use super::origin;
-use crate::balance::{self, WebEndpoint};
-use crate::metrics::incr;
+use crate::balance::WebEndpoint;
 use crate::stream::Limits;
 
 pub(crate) fn routes() -> Router<HttpState> {
@@ -109,29 +107,16 @@ async fn handle(state: &HttpState, peer: SocketAddr, bytes: &[u8], limits: Limit
                     "BOSH needs HTTPS on this node ([http] tls = true)",
                 );
             }
-            incr(&server.metrics.connections_accepted);
-            if !server
-                .ip_limits
-                .allow_connection(peer.ip(), Instant::now().into_std())
-            {
-                incr(&server.metrics.connections_refused);
-                return text(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "Too many new connections from your address; try again later",
-                );
-            }
-            // The same cap as TCP clients, held for the session's life. A
-            // full node names a member with room (XEP-0124's terminal
-            // condition see-other-uri); 503 when none has.
-            let Ok(permit) = server.connection_permits.clone().try_acquire_owned() else {
-                incr(&server.metrics.connections_refused);
-                if let Some(other) = balance::see_other_uri(server, WebEndpoint::Bosh) {
-                    return xml(StatusCode::OK, body::see_other_uri(&other));
-                }
-                return text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "This server has reached its connection limit",
-                );
+            // The permit is held for the session's life. A full node names
+            // a member with room (XEP-0124's terminal condition
+            // see-other-uri).
+            let permit = match super::admit(server, peer, WebEndpoint::Bosh) {
+                Ok(permit) => permit,
+                Err(super::Refusal {
+                    see_other: Some(other),
+                    ..
+                }) => return xml(StatusCode::OK, body::see_other_uri(&other)),
+                Err(refusal) => return text(refusal.status, refusal.reason),
             };
             let config = &server.config.bosh;
             let wait = Duration::from_secs(

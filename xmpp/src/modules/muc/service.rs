@@ -197,6 +197,15 @@ async fn relocate(muc: &Muc, server: &Server, stanza: Stanza, room_jid: BareJid)
     }
 }
 
+/// The room locked, unless it moved to another member while this stanza
+/// waited for it (then the caller relocates the stanza).
+async fn lock_here(
+    cell: &Arc<tokio::sync::Mutex<Room>>,
+) -> Option<tokio::sync::MutexGuard<'_, Room>> {
+    let room = cell.lock().await;
+    (!room.moved).then_some(room)
+}
+
 /// The room is hosted here.
 async fn at_host(muc: &Muc, server: &Server, stanza: Stanza, room_jid: BareJid) -> Routed {
     let nick = stanza
@@ -436,11 +445,9 @@ async fn presence(
             let Ok(Some(cell)) = muc.load(server, &room_jid).await else {
                 return count(server, Outcome::Discarded);
             };
-            let mut room = cell.lock().await;
-            if room.moved {
-                drop(room);
+            let Some(mut room) = lock_here(&cell).await else {
                 return relocate(muc, server, stanza, room_jid).await;
-            }
+            };
             let outs = room.leave(&from, &stanza.element);
             if outs.is_empty() {
                 return count(server, Outcome::Discarded);
@@ -487,11 +494,9 @@ async fn join_or_change(
             Err(error) => return bounce(server, &stanza, error).await,
         },
     };
-    let mut room = cell.lock().await;
-    if room.moved {
-        drop(room);
+    let Some(mut room) = lock_here(&cell).await else {
         return relocate(muc, server, stanza, room_jid).await;
-    }
+    };
     let result = if room.occupant(&from).is_some() {
         room.presence(&from, &nick, &stanza.element)
     } else {
@@ -622,11 +627,9 @@ async fn message(
         Ok(None) => return bounce(server, &stanza, no_room()).await,
         Err(error) => return bounce(server, &stanza, error).await,
     };
-    let mut room = cell.lock().await;
-    if room.moved {
-        drop(room);
+    let Some(mut room) = lock_here(&cell).await else {
         return relocate(muc, server, stanza, room_jid).await;
-    }
+    };
     let mut stanza = stanza;
     if handed_back {
         stanza.element.remove_children(HANDED_BACK, RELAY);
@@ -756,11 +759,9 @@ async fn iq(
         Ok(None) => return bounce(server, &stanza, no_room()).await,
         Err(error) => return bounce(server, &stanza, internal(error)).await,
     };
-    let mut room = cell.lock().await;
-    if room.moved {
-        drop(room);
+    let Some(mut room) = lock_here(&cell).await else {
         return relocate(muc, server, stanza, room_jid).await;
-    }
+    };
     if let Some(nick) = nick {
         // XEP-0410: a client checks it is still in the room.
         let self_ping =
@@ -857,11 +858,9 @@ async fn iq_answer(
     let Ok(Some(cell)) = muc.load(server, &room_jid).await else {
         return count(server, Outcome::Discarded);
     };
-    let mut room = cell.lock().await;
-    if room.moved {
-        drop(room);
+    let Some(mut room) = lock_here(&cell).await else {
         return relocate(muc, server, stanza, room_jid).await;
-    }
+    };
     let out = room.answer_iq(&from, &nick, &stanza.element);
     drop(room);
     match out {

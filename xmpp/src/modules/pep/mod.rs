@@ -248,41 +248,22 @@ impl Module for Pep {
         }
     }
 
-    fn session_closed<'a>(
-        &'a self,
-        _server: &'a Server,
-        session: &'a Arc<LocalSession>,
-    ) -> BoxFuture<'a, ()> {
-        Box::pin(async move {
-            self.interests.remove(&session.jid);
-            self.caps.forget(&session.jid);
-        })
-    }
-
     /// The session's wanted nodes go along, one per line; its capabilities
-    /// are learned again from its next presence.
+    /// are learned again from its next presence. Closing the session
+    /// forgets both the same way (the default `session_closed`).
     fn export_session(&self, _server: &Server, session: &LocalSession) -> Option<String> {
         self.caps.forget(&session.jid);
         let wanted = self.interests.remove(&session.jid)?;
         Some(wanted.iter().cloned().collect::<Vec<_>>().join("\n"))
     }
 
-    fn import_session<'a>(
-        &'a self,
-        _server: &'a Server,
-        session: &'a Arc<LocalSession>,
-        state: Option<&'a str>,
-    ) -> BoxFuture<'a, ()> {
-        Box::pin(async move {
-            if let Some(wanted) = state {
-                let nodes: std::collections::HashSet<String> = wanted
-                    .lines()
-                    .filter(|node| !node.is_empty())
-                    .map(str::to_owned)
-                    .collect();
-                self.interests.set(&session.jid, Arc::new(nodes));
-            }
-        })
+    fn restore_session(&self, _server: &Server, session: &Arc<LocalSession>, wanted: &str) {
+        let nodes: std::collections::HashSet<String> = wanted
+            .lines()
+            .filter(|node| !node.is_empty())
+            .map(str::to_owned)
+            .collect();
+        self.interests.set(&session.jid, Arc::new(nodes));
     }
 
     fn user_deleted<'a>(

@@ -8,7 +8,7 @@ use starling_core::jid::{BareJid, FullJid};
 use starling_core::xml::{Element, ns};
 
 use super::remote::Remote;
-use crate::pubsub::config::{AccessModel, NodeConfig, NotificationType, SendLast};
+use crate::pubsub::config::{AccessModel, Choice, NodeConfig, SendLast};
 use crate::router::resources::{self, Target, deliver_local, send_to};
 use crate::server::Server;
 use crate::session::LocalSession;
@@ -58,13 +58,9 @@ fn event_element(node: &str, event: &Event) -> Element {
 }
 
 fn message(owner: &BareJid, config: &NodeConfig, event: Element) -> Element {
-    let ty = match config.notification_type {
-        NotificationType::Headline => "headline",
-        NotificationType::Normal => "normal",
-    };
     Element::new("message", ns::CLIENT)
         .with_attr("from", owner.as_str())
-        .with_attr("type", ty)
+        .with_attr("type", config.notification_type.name())
         .with_child(event)
 }
 

@@ -84,9 +84,7 @@ impl Room {
                 let nick = item
                     .attr("nick")
                     .ok_or_else(|| bad_request("A role change names a nick"))?;
-                let index = self.index_of_nick(nick).ok_or_else(|| {
-                    StanzaError::new(Condition::ItemNotFound).with_text("No occupant has that nick")
-                })?;
+                let index = self.occupant_index(nick)?;
                 let target = &self.occupants[index];
                 let target_affiliation = self.affiliation(&target.jid.to_bare());
                 affiliation::may_set_role(

@@ -125,12 +125,7 @@ impl Room {
             return Err(StanzaError::new(Condition::NotAllowed)
                 .with_text("Private messages are not allowed in this room"));
         }
-        let target = self
-            .index_of_nick(nick)
-            .map(|index| &self.occupants[index])
-            .ok_or_else(|| {
-                StanzaError::new(Condition::ItemNotFound).with_text("No occupant has that nick")
-            })?;
+        let target = &self.occupants[self.occupant_index(nick)?];
         let mut stanza = message.clone();
         stanza.set_attr("from", self.nick_jid(&sender.nick).as_str());
         stanza.set_attr("to", target.jid.as_str());

@@ -184,6 +184,13 @@ impl Room {
         self.occupants.iter().position(|o| o.nick == nick)
     }
 
+    /// The index of a nick's occupant, or the error for a nick nobody has.
+    fn occupant_index(&self, nick: &str) -> Result<usize, StanzaError> {
+        self.index_of_nick(nick).ok_or_else(|| {
+            StanzaError::new(Condition::ItemNotFound).with_text("No occupant has that nick")
+        })
+    }
+
     pub fn nick_jid(&self, nick: &str) -> Jid {
         Jid::new(&format!("{}/{nick}", self.jid)).unwrap_or_else(|_| self.jid.clone().into())
     }

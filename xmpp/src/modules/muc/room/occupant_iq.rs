@@ -56,12 +56,7 @@ impl Room {
             .filter(|id| !id.is_empty())
             .ok_or_else(|| StanzaError::new(Condition::BadRequest).with_text("An iq needs an id"))?
             .to_owned();
-        let target = self
-            .index_of_nick(nick)
-            .map(|index| &self.occupants[index])
-            .ok_or_else(|| {
-                StanzaError::new(Condition::ItemNotFound).with_text("No occupant has that nick")
-            })?;
+        let target = &self.occupants[self.occupant_index(nick)?];
         let vcard = iq.children().any(|c| c.ns() == VCARD);
         let to: Jid = if vcard {
             target.jid.to_bare().into()
