@@ -154,7 +154,7 @@ impl FrameHandler for ClusterNode {
         }
     }
 
-    fn on_undelivered(&self, peer: NodeId, envelopes: HandedBack) {
+    fn on_undelivered(&self, peer: NodeId, envelopes: HandedBack) -> BoxFuture<'static, ()> {
         let name = lock(&self.peers)
             .get(&peer.0)
             .map(|info| info.name.clone())
@@ -167,7 +167,7 @@ impl FrameHandler for ClusterNode {
             "routing again what the peer did not acknowledge"
         );
         let Some(delivery) = self.delivery().cloned() else {
-            return;
+            return Box::pin(async {});
         };
         // Oldest first: every unconfirmed envelope is older than every unsent one.
         let envelopes: Vec<_> = (envelopes.unconfirmed.into_iter())
@@ -180,8 +180,8 @@ impl FrameHandler for ClusterNode {
             )
             .filter_map(|(wire, reached)| Some((super::to_envelope(wire)?, reached)))
             .collect();
-        // Called here, not in the task: the senders are noted at once.
-        tokio::spawn(delivery.undelivered(envelopes));
+        // Called now, run later: the senders are noted at once.
+        delivery.undelivered(envelopes)
     }
 
     fn on_link_down(&self, link: &Arc<Link>, reason: &str) {

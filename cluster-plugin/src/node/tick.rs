@@ -86,12 +86,18 @@ impl ClusterNode {
                         link.close();
                     }
                 }
-                // What it did not acknowledge goes another way now.
-                self.transport.abandon(node.0);
+                // What it did not acknowledge goes another way now; its
+                // senders wait from here, and it is routed once the
+                // modules have moved what the member held (a room's
+                // rejoins go to its new host before the room's stanzas).
+                let handed_back = self.transport.abandon(node.0);
                 let lost = lock(&self.directory).purge(node);
                 lock(&self.interest).sets.purge(node);
                 if let Some(delivery) = self.delivery() {
                     delivery.node_down(node, lost).await;
+                }
+                if let Some(routing) = handed_back {
+                    tokio::spawn(routing);
                 }
             }
             PeerState::Up => {

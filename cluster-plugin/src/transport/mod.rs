@@ -71,8 +71,9 @@ pub trait FrameHandler: Send + Sync + 'static {
     /// A link closed.
     fn on_link_down(&self, link: &Arc<Link>, reason: &str);
     /// Envelopes a given-up (or restarted) peer did not acknowledge: those
-    /// it may have handled, and those no link ever wrote.
-    fn on_undelivered(&self, peer: NodeId, envelopes: HandedBack);
+    /// it may have handled, and those no link ever wrote. Returns their
+    /// routing, to be started by the transport's caller.
+    fn on_undelivered(&self, peer: NodeId, envelopes: HandedBack) -> BoxFuture<'static, ()>;
 }
 
 /// One established link to a peer.
@@ -317,25 +318,28 @@ impl Transport {
                 }
             }
         };
-        if let Some(old) = replaced {
-            self.hand_back(peer.node_id, &old);
+        if let Some(routing) = replaced.and_then(|old| self.hand_back(peer.node_id, &old)) {
+            tokio::spawn(routing);
         }
         Some(pair)
     }
 
     /// The peer was given up (down, or gone): what it did not acknowledge
-    /// is handed back for routing again, and new envelopes are refused
-    /// until a link to it comes back.
-    pub fn abandon(&self, node: u64) {
-        if let Some(pair) = self.pair(node) {
-            self.hand_back(node, &pair);
-        }
+    /// is handed back, and new envelopes are refused until a link to it
+    /// comes back. Returns the routing of what was handed back, for the
+    /// caller to start once what must reach other members first is on its
+    /// way (a room's new host must hear its rejoins before the stanzas
+    /// that need them).
+    pub fn abandon(&self, node: u64) -> Option<BoxFuture<'static, ()>> {
+        let pair = self.pair(node)?;
+        self.hand_back(node, &pair)
     }
 
-    fn hand_back(&self, node: u64, pair: &Pair) {
+    fn hand_back(&self, node: u64, pair: &Pair) -> Option<BoxFuture<'static, ()>> {
         let envelopes = pair.abandon();
-        if let (false, Some(handler)) = (envelopes.is_empty(), self.handler.get()) {
-            handler.on_undelivered(NodeId(node), envelopes);
+        match (envelopes.is_empty(), self.handler.get()) {
+            (false, Some(handler)) => Some(handler.on_undelivered(NodeId(node), envelopes)),
+            _ => None,
         }
     }
 
