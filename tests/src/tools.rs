@@ -111,7 +111,14 @@ pub fn firewall_available() -> Result<(), String> {
     if on_path("nft").is_none() {
         return Err("nft is not on PATH: install the Debian package nftables".into());
     }
-    let probe = format!("starling_probe_{}", std::process::id());
+    // One name per probe: tests of one process probe side by side, and
+    // one must not delete the table another just added.
+    static PROBES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let probe = format!(
+        "starling_probe_{}_{}",
+        std::process::id(),
+        PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
     let run = |args: &[&str]| {
         Command::new("nft")
             .args(args)
