@@ -48,6 +48,8 @@ impl Counters {
             interest_ack_timeouts: self.interest_ack_timeouts.load(Ordering::Relaxed),
             resent: transport.resent.load(Ordering::Relaxed),
             duplicates_dropped: transport.duplicates_dropped.load(Ordering::Relaxed),
+            handed_back_unsent: transport.handed_back_unsent.load(Ordering::Relaxed),
+            handed_back_unconfirmed: transport.handed_back_unconfirmed.load(Ordering::Relaxed),
         }
     }
 }

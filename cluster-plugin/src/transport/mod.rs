@@ -167,6 +167,8 @@ pub struct Transport {
     /// Envelopes queued again on a new link, and copies dropped on arrival.
     pub resent: AtomicU64,
     pub duplicates_dropped: AtomicU64,
+    pub handed_back_unsent: AtomicU64,
+    pub handed_back_unconfirmed: AtomicU64,
     handler: std::sync::OnceLock<Arc<dyn FrameHandler>>,
     calls: Mutex<HashMap<u64, oneshot::Sender<Vec<u8>>>>,
     next_call: AtomicU64,
@@ -209,6 +211,8 @@ impl Transport {
             pairs: Mutex::new(HashMap::new()),
             resent: AtomicU64::new(0),
             duplicates_dropped: AtomicU64::new(0),
+            handed_back_unsent: AtomicU64::new(0),
+            handed_back_unconfirmed: AtomicU64::new(0),
             handler: std::sync::OnceLock::new(),
             calls: Mutex::new(HashMap::new()),
             next_call: AtomicU64::new(1),
@@ -337,6 +341,10 @@ impl Transport {
 
     fn hand_back(&self, node: u64, pair: &Pair) -> Option<BoxFuture<'static, ()>> {
         let envelopes = pair.abandon();
+        self.handed_back_unsent
+            .fetch_add(envelopes.unsent.len() as u64, Ordering::Relaxed);
+        self.handed_back_unconfirmed
+            .fetch_add(envelopes.unconfirmed.len() as u64, Ordering::Relaxed);
         match (envelopes.is_empty(), self.handler.get()) {
             (false, Some(handler)) => Some(handler.on_undelivered(NodeId(node), envelopes)),
             _ => None,

@@ -45,6 +45,12 @@ pub struct ClusterCounters {
     /// Stanzas from a peer dropped as copies of ones delivered already
     /// (sent again after a link flap).
     pub duplicates_dropped: u64,
+    /// Stanzas a given-up peer did not acknowledge and no link had begun
+    /// to write: routed again as if never forwarded.
+    pub handed_back_unsent: u64,
+    /// Stanzas a given-up peer did not acknowledge after a link had written
+    /// them: the peer may have handled them.
+    pub handed_back_unconfirmed: u64,
 }
 
 /// How peer links are protected (`[cluster] insecure_plaintext`, `tls_ca`).

@@ -413,6 +413,20 @@ async fn killing_the_host_while_30_occupants_chat_loses_no_message_silently() {
         OCCUPANTS * (ROUNDS + 1),
         killed_at.map(|at| at.elapsed())
     );
+    let mut handed_back = (0.0, 0.0);
+    for number in survivors.iter() {
+        let member = node(&cluster, *number);
+        handed_back.0 += member
+            .metric("starling_cluster_handed_back_unsent_total")
+            .await;
+        handed_back.1 += member
+            .metric("starling_cluster_handed_back_unconfirmed_total")
+            .await;
+    }
+    eprintln!(
+        "handed back by the dead host's links: {} never written, {} written but unconfirmed",
+        handed_back.0, handed_back.1
+    );
     assert_eq!(refused, 0, "messages refused while the room moved");
 
     // The archive, read through the new host, has every reflected message.

@@ -446,6 +446,16 @@ fn cluster(
             "Stanzas from a peer dropped as copies of ones already delivered (sent again after a link flap).",
             counters.duplicates_dropped,
         ),
+        (
+            "starling_cluster_handed_back_unsent_total",
+            "Stanzas a given-up peer had not acknowledged and no link had begun to write, routed again as if never forwarded.",
+            counters.handed_back_unsent,
+        ),
+        (
+            "starling_cluster_handed_back_unconfirmed_total",
+            "Stanzas a given-up peer had not acknowledged after a link wrote them (it may have handled them), routed again as returned.",
+            counters.handed_back_unconfirmed,
+        ),
     ] {
         out.counter(name, help, value)?;
     }
