@@ -450,3 +450,28 @@ async fn a_cluster_and_prosody_authenticate_with_certificates_both_ways() {
         "{log}"
     );
 }
+
+/// A member killed (SIGKILL): its user's contact on Prosody hears the
+/// user's session go offline, from one surviving member, as it would at a
+/// logout; the user's contacts on the cluster hear it as before.
+#[tokio::test]
+#[ignore = "needs root, iproute2, dnsmasq-base and prosody: run tests/run"]
+async fn a_prosody_contact_hears_a_killed_members_user_go_offline() {
+    require_private_network();
+    starling_tests::peers::require_prosody();
+    let netns = NetNs::start(&zone("prosody.test"));
+    let pki = Pki::new(netns.dir(), "federation");
+    let mut cluster = cluster(&netns, Some(&pki));
+    let (_prosody, mut pat) = prosody_with_pat(&netns, &pki, false).await;
+    let mut members = members_online(&cluster).await;
+    federated_befriend(&mut members[2], &mut pat).await;
+    let c3 = jid(&members[2]);
+
+    cluster.kill(2);
+    let gone = expect_presence_long(&mut pat, &c3, Some("unavailable")).await;
+    assert_eq!(
+        gone.attr("to").map(|to| to.starts_with("pat@prosody.test")),
+        Some(true),
+        "{gone}"
+    );
+}

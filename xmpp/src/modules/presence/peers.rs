@@ -1,16 +1,19 @@
 //! Sessions of another member that were lost with it, or found alive after
 //! all: the contacts here are told, or ask again.
 
-use starling_core::cluster::{NodeId, StanzaKind};
-use starling_core::jid::{BareJid, FullJid};
+use starling_core::cluster::{NodeId, PeerState, StanzaKind};
+use starling_core::jid::{BareJid, FullJid, Jid};
 use starling_core::xml::{Element, ns};
 
 use crate::modules::Delivery;
 use crate::router::resources::{self, send_to};
 use crate::server::Server;
+use crate::stanza::Stanza;
 
 /// A user's session died with its node: contacts with sessions here, and
-/// the user's own sessions here, get its unavailable presence.
+/// the user's own sessions here, get its unavailable presence; contacts on
+/// other servers get it from one member, the one with the lowest id among
+/// those up, as they would have at a logout.
 pub(super) async fn sessions_lost(server: &Server, jid: &FullJid) {
     let user = jid.to_bare();
     let unavailable = Element::new("presence", ns::CLIENT)
@@ -23,6 +26,23 @@ pub(super) async fn sessions_lost(server: &Server, jid: &FullJid) {
             return;
         }
     };
+    if tells_other_servers(server) {
+        for contact in roster.subscribers() {
+            if server.serves_domain(contact.domain().as_str()) {
+                continue;
+            }
+            let to = Jid::from(contact.clone());
+            // A contact the user blocks (XEP-0191) hears nothing.
+            if server.modules.outbound_presence(server, &user, &to) == Delivery::Withhold {
+                continue;
+            }
+            let mut copy = unavailable.clone();
+            copy.set_attr("to", contact.as_str());
+            if let Ok(stanza) = Stanza::from_server(copy) {
+                crate::router::route(server, stanza).await;
+            }
+        }
+    }
     let mut watchers: Vec<BareJid> = roster.subscribers().cloned().collect();
     watchers.push(user);
     for watcher in watchers {
@@ -35,6 +55,19 @@ pub(super) async fn sessions_lost(server: &Server, jid: &FullJid) {
             }
         }
     }
+}
+
+/// Whether this member speaks for the cluster to other servers about lost
+/// sessions: every survivor runs [`sessions_lost`], and only one must.
+fn tells_other_servers(server: &Server) -> bool {
+    let me = server.cluster.node_id();
+    server
+        .cluster
+        .members_in(&[PeerState::Up, PeerState::Suspect])
+        .into_iter()
+        .chain(std::iter::once(me))
+        .min()
+        == Some(me)
 }
 
 /// Sessions on `node` that [`sessions_lost`] reported gone are still there
