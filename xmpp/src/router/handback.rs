@@ -45,6 +45,12 @@ impl HandbackGate {
         self.released.notify_waiters();
     }
 
+    /// Whether any sender's stanzas are held (one atomic read: the check a
+    /// client's every stanza makes).
+    pub fn holds_any(&self) -> bool {
+        self.total.load(Ordering::Acquire) > 0
+    }
+
     /// Waits until none of `sender`'s stanzas is held.
     pub async fn wait(&self, sender: &Jid) {
         loop {

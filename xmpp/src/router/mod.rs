@@ -71,7 +71,9 @@ pub fn bounced(server: &Server, condition: Condition) -> Routed {
 /// A stanza from a bound client, `from` already stamped with its full JID.
 pub async fn from_client(server: &Server, session: &Arc<LocalSession>, stanza: Stanza) -> Routed {
     // Older stanzas of this session that a dying link handed back go first.
-    server.handback.wait(&Jid::from(session.jid.clone())).await;
+    if server.handback.holds_any() {
+        server.handback.wait(&Jid::from(session.jid.clone())).await;
+    }
     let stanza = match server.modules.client_stanza(server, session, stanza).await {
         Flow::Continue(stanza) => stanza,
         Flow::Done(routed) => return routed,
