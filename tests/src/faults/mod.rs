@@ -624,7 +624,10 @@ pub async fn run(config: CampaignConfig) -> Result<CampaignReport, String> {
     driver.stop_sending();
     let stopped = Instant::now();
     // The drain: what was acked arrives, or the limit passes.
-    while driver.acked_missing() > 0 && stopped.elapsed() < config.recovery_limit {
+    // (At least a few seconds: the last messages sent are still on their way.)
+    while (driver.acked_missing() > 0 || stopped.elapsed() < CHECK_AFTER)
+        && stopped.elapsed() < config.recovery_limit
+    {
         sleep(Duration::from_millis(500)).await;
     }
     let duration = start.elapsed();
