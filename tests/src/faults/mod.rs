@@ -555,6 +555,12 @@ pub fn available(postgres_url: Option<&str>) -> Result<(), String> {
     }
 }
 
+/// One fault as run: name, target, injected, ended, recovery.
+type Window = (String, String, Instant, Instant, Option<Duration>);
+/// The check after a fault: clients connected, sessions not seeing their
+/// partner available, sessions, each member's (held, directory) counts.
+type Check = (usize, usize, usize, Vec<(i64, i64)>);
+
 /// Runs the campaign. Needs a multi-threaded runtime.
 pub async fn run(config: CampaignConfig) -> Result<CampaignReport, String> {
     let mut cluster = tokio::task::block_in_place(|| Cluster::start(&config))?;
@@ -583,8 +589,8 @@ pub async fn run(config: CampaignConfig) -> Result<CampaignReport, String> {
     // A baseline: every stream delivers before the first fault.
     wait_recovered(&driver, start, config.recovery_limit).await;
     sleep(config.interval * 2).await;
-    let mut windows: Vec<(String, String, Instant, Instant, Option<Duration>)> = Vec::new();
-    let mut checks: Vec<(usize, usize, usize, Vec<(i64, i64)>)> = Vec::new();
+    let mut windows: Vec<Window> = Vec::new();
+    let mut checks: Vec<Check> = Vec::new();
     let mut round = 0;
     'rounds: loop {
         for fault in FAULTS {
@@ -695,8 +701,8 @@ fn report(
     shared: &Shared,
     start: Instant,
     duration: Duration,
-    windows: &[(String, String, Instant, Instant, Option<Duration>)],
-    checks: &[(usize, usize, usize, Vec<(i64, i64)>)],
+    windows: &[Window],
+    checks: &[Check],
     resumed: u64,
     relogins: u64,
     failures: u64,
