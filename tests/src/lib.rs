@@ -27,6 +27,7 @@ pub mod bosh;
 pub mod client;
 pub mod cluster;
 pub mod error;
+pub mod faults;
 pub mod http;
 pub mod interop;
 pub mod latency;

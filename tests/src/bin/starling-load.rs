@@ -27,6 +27,8 @@
 //!     --server-pid 1201,1202,1203
 //! starling-load hold --client-transport websocket --server 127.0.0.1:5280 --users load \
 //!     --password-prefix pw --count 2000 --rate 200 --duration 10 --server-pid 1234
+//! STARLING_BIN=target/release/starling starling-load faults --postgres postgres://starling:starling@127.0.0.1:5432/starling_test \
+//!     --sessions 2000 --duration 600
 //! starling-load prosody-users --data-dir /tmp/prosody/data --domain localhost \
 //!     --users load --password-prefix pw --count 500 --roster-size 200
 //! ```
@@ -345,6 +347,42 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         roster_size: u64,
     },
+    /// A fault campaign under load: starts three `starling` members in
+    /// network namespaces sharing PostgreSQL (needs root, ip, nft, tc,
+    /// psql), chats in pairs and injects every fault in turn until the
+    /// duration is over; reports losses, duplicates, reordering, ghosts,
+    /// presence and recovery per fault. Exits non-zero on a loss or ghost.
+    /// The members run `$STARLING_BIN` (default: the workspace's debug
+    /// build).
+    Faults {
+        /// The PostgreSQL database (the campaign uses a schema of its own).
+        #[arg(long, env = "STARLING_TEST_POSTGRES_URL")]
+        postgres: String,
+        #[arg(long, default_value_t = 2000)]
+        sessions: usize,
+        /// Each session sends one message this often, seconds.
+        #[arg(long, default_value_t = 4.0)]
+        interval: f64,
+        /// Keep injecting faults until this many seconds have passed (at
+        /// least one round).
+        #[arg(long, default_value_t = 600.0)]
+        duration: f64,
+        /// 1: 20 s partitions and a minute of loss and latency; smaller
+        /// shortens them.
+        #[arg(long, default_value_t = 1.0)]
+        fault_scale: f64,
+        /// The store relay's port on this side of the namespaces' bridge.
+        #[arg(long, default_value_t = 0)]
+        relay_port: u16,
+        #[arg(long, default_value_t = 200.0)]
+        login_rate: f64,
+        /// Only these faults (comma-separated names; default all).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        /// Copy the members' logs and the list of lost messages here.
+        #[arg(long)]
+        logs: Option<PathBuf>,
+    },
     /// Internal: run one worker's share of a run (job on stdin, report on stdout).
     #[command(hide = true)]
     Worker,
@@ -488,6 +526,45 @@ fn main_with(cli: Cli) -> anyhow::Result<()> {
     let (target, plan) = match cli.command {
         Command::Worker => {
             return runtime.block_on(worker::worker_main()).context("worker");
+        }
+        Command::Faults {
+            postgres,
+            sessions,
+            interval,
+            duration,
+            fault_scale,
+            relay_port,
+            login_rate,
+            only,
+            logs,
+        } => {
+            starling_tests::faults::available(Some(&postgres)).map_err(anyhow::Error::msg)?;
+            let config = starling_tests::faults::CampaignConfig {
+                sessions,
+                interval: std::time::Duration::from_secs_f64(interval),
+                duration: std::time::Duration::from_secs_f64(duration),
+                fault_scale,
+                recovery_limit: std::time::Duration::from_secs(60),
+                postgres_url: postgres,
+                relay_port,
+                login_rate,
+                only,
+                logs,
+            };
+            let report = runtime
+                .block_on(starling_tests::faults::run(config))
+                .map_err(anyhow::Error::msg)?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.table());
+            }
+            let (lost, ghosts) = report.losses_and_ghosts();
+            anyhow::ensure!(
+                lost == 0 && ghosts == 0,
+                "{lost} messages lost, {ghosts} ghost sessions"
+            );
+            return Ok(());
         }
         Command::ProsodyUsers {
             data_dir,

@@ -17,7 +17,9 @@
 //!   node 1 get unavailable presence from node 2's users and the other way
 //!   round, while node 3's users see everyone online.
 //! - Messages across the cut (1 to 2 or 2 to 1) are stored offline, not
-//!   bounced, and are delivered at the recipient's next login, on any node.
+//!   bounced, and are delivered once the cut heals: to the recipient's
+//!   session that lived on (each side asks the other to deliver what is
+//!   stored for the users it sees again), or at its next login.
 //!   Users on node 3 keep chatting with both sides.
 //! - Membership: the senior member (the Raft leader) is on one side of the
 //!   cut with node 3, a majority: it removes the member across the cut. That
@@ -194,20 +196,29 @@ async fn a_partition_between_two_members_loses_nothing_and_heals() {
     expect_presence(&mut p1, &p2_jid, None).await;
     expect_presence(&mut p2, &p1_jid, None).await;
     chat_once(&mut p1, &mut p2, "healed").await;
-    // Nothing was lost: the next logins get what was stored, on any node.
+    // Nothing was lost: what was stored across the cut reaches the sessions
+    // that lived on, once each side sees the other's sessions again.
+    for text in ["cut-1", "cut-2"] {
+        let stored = hear(&mut p2, text, WAIT).await;
+        assert_stored(&stored, &p1_jid);
+    }
+    let stored = hear(&mut p1, "cut-3", WAIT).await;
+    assert_stored(&stored, &p2_jid);
+    // Once: the next logins find nothing left.
     let mut p2_again = login(cluster.node(2), "p2", "pw2", "again").await;
     roster_get(&mut p2_again).await;
     p2_again.send("<presence/>").await.unwrap();
-    for text in ["cut-1", "cut-2"] {
-        let stored = hear(&mut p2_again, text, WAIT).await;
-        assert_stored(&stored, &p1_jid);
-    }
     let mut p1_again = login(cluster.node(0), "p1", "pw1", "again").await;
     roster_get(&mut p1_again).await;
     p1_again.send("<presence/>").await.unwrap();
-    let stored = hear(&mut p1_again, "cut-3", WAIT).await;
-    assert_stored(&stored, &p2_jid);
     chat_once(&mut p1_again, &mut p2_again, "fresh").await;
+    for client in [&p1_again, &p2_again] {
+        assert_none(client, "a second copy", |e| {
+            ["cut-1", "cut-2", "cut-3"]
+                .iter()
+                .any(|text| body_is(e, text))
+        });
+    }
 }
 
 /// A message forwarded over a link just after the link was cut (before the
@@ -256,8 +267,8 @@ async fn a_message_in_flight_when_the_link_is_cut_is_not_lost() {
 /// A member frozen (SIGSTOP) longer than the failure detector waits is
 /// given up by the others, then resumed: its links come back, the senior
 /// member adds it again, and its users, whose sessions lived on, are seen
-/// online and chat again; what was stored for them meanwhile waits for
-/// their next login.
+/// online and chat again; what was stored for them meanwhile is delivered
+/// to those sessions then.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_member_is_given_up_then_welcomed_back() {
     let cluster = quick(TestCluster::builder(3)).start();
@@ -335,24 +346,20 @@ async fn a_frozen_member_is_given_up_then_welcomed_back() {
     );
     chat_once(&mut z3, &mut z1, "thawed").await;
     chat_once(&mut z3, &mut z2, "thawed").await;
-    // What was stored while it was frozen reaches the user once: at once if
-    // the store's hint to the user's node (sent `lookup_window_ms` after
-    // storing) found it back already, else at the next login.
-    let early = z3.pending().find(|e| body_is(e, "while-frozen")).cloned();
+    // What was stored while it was frozen reaches the session that lived on,
+    // without a new login: the members that stored it ask the thawed one to
+    // deliver it once they see its sessions again. (It used to wait for the
+    // user's next login: the fault campaign counted it lost.)
+    let stored = hear(&mut z3, "while-frozen", WAIT).await;
+    assert_stored(&stored, &z1_jid);
+    // Once: a new login finds nothing left.
     let mut z3_again = login(cluster.node(two), "z3", "pw3", "again").await;
     roster_get(&mut z3_again).await;
     z3_again.send("<presence/>").await.unwrap();
-    match early {
-        Some(stored) => {
-            assert_stored(&stored, &z1_jid);
-            sync(&mut z3_again).await;
-            assert_none(&z3_again, "a second copy", |e| body_is(e, "while-frozen"));
-        }
-        None => {
-            let stored = hear(&mut z3_again, "while-frozen", WAIT).await;
-            assert_stored(&stored, &z1_jid);
-        }
-    }
+    sync(&mut z3_again).await;
+    assert_none(&z3_again, "a second copy", |e| body_is(e, "while-frozen"));
+    sync(&mut z3).await;
+    assert_none(&z3, "a second copy", |e| body_is(e, "while-frozen"));
 }
 
 /// A node stopped with SIGSTOP; continued when resumed or dropped.

@@ -102,6 +102,15 @@ impl LocalDelivery for ServerDelivery {
                 .modules
                 .peer_sessions(&server, &regained, Some(node))
                 .await;
+            // While the member was given up, messages for these users were
+            // stored here (or on another member) as for users offline; their
+            // sessions lived on and will not log in again to fetch them. Ask
+            // the member to deliver what is stored for each of them now.
+            let users: std::collections::HashSet<BareJid> =
+                regained.iter().map(|jid| jid.to_bare()).collect();
+            for user in users {
+                server.cluster.offline_stored(node, &user);
+            }
         })
     }
 
