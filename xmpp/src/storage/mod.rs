@@ -9,7 +9,8 @@
 //!
 //! [`Store`] owns the connection pool and the schema: [`Store::connect`] opens the
 //! database named by a URL and applies the embedded migrations (`migrations/sqlite`
-//! or `migrations/postgres`, which differ only where the SQL dialects must). Each
+//! or `migrations/postgres`, which differ only where the SQL dialects must, and
+//! in SQLite's archive staging table, 0010, which PostgreSQL has no use for). Each
 //! aggregate has its own module of `Store` methods: `users`, `roster`,
 //! `offline`, `pubsub`, `vcard`, `private`, `last`, `blocking`, `pep`, `mam`,
 //! `muc`.
@@ -139,6 +140,13 @@ const SQLITE_MIGRATIONS: &[EmbeddedMigration] = &[
         version: 9,
         name: "0009_muc_nicks",
         sql: include_str!("../../migrations/sqlite/0009_muc_nicks.sql"),
+    },
+    // SQLite only: PostgreSQL writes archive batches straight into
+    // `mam_messages` (see `mam`).
+    EmbeddedMigration {
+        version: 10,
+        name: "0010_mam_staged",
+        sql: include_str!("../../migrations/sqlite/0010_mam_staged.sql"),
     },
 ];
 
