@@ -30,6 +30,13 @@ const BATCH: usize = 500;
 /// second (two rows each): rows of the same owner then share the index
 /// leaves a move writes.
 const MOVE_ROWS: usize = 4096;
+/// Under load (the last batch had at least [`LINGER_FROM`] messages) the
+/// writer waits this long before taking the next batch, so that a commit
+/// carries more messages: each commit's fixed cost (the hand-offs to and
+/// from the driver's thread, the WAL frames' header, the write calls) is
+/// shared by more of them. A lone message is still written at once.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(2);
+const LINGER_FROM: usize = 8;
 /// Staged rows are moved too once no message has come for this long.
 const MOVE_IDLE: std::time::Duration = std::time::Duration::from_millis(500);
 
@@ -159,7 +166,11 @@ async fn write_batches(
     let mut batch = Vec::with_capacity(BATCH);
     let mut waiting = Vec::with_capacity(BATCH);
     move_staged(&store).await;
+    let mut last_batch = 0;
     loop {
+        if last_batch >= LINGER_FROM {
+            tokio::time::sleep(LINGER).await;
+        }
         let received = if store.staged_archive_rows() > 0 {
             match tokio::time::timeout(MOVE_IDLE, jobs.recv_many(&mut taken, BATCH)).await {
                 Ok(received) => received,
@@ -183,6 +194,7 @@ async fn write_batches(
                 Job::Flush(done) => waiting.push(done),
             }
         }
+        last_batch = batch.len();
         if !batch.is_empty() {
             let written = store.archive_messages(&batch).await;
             count(&archived, &failures, written, batch.len() as u64);
