@@ -10,6 +10,8 @@ lua-dbi-sqlite3 for Prosody's SQL storage; builds nothing):
     apt-get install prosody lua-dbi-sqlite3
     python3 tests/bench/mam.py                      # 1,000,000 archived messages
     python3 tests/bench/mam.py --messages 100000 --rounds 20   # smoke
+    python3 tests/bench/mam.py --postgres postgres://starling:starling@127.0.0.1:5432/starling_test
+        # Starling on PostgreSQL (a schema per server, dropped after); Prosody stays on SQLite
 
 The archive: `--messages` rows in SQLite for 1,000 users of `localhost`.
 user1 owns a tenth of them, in conversations with user2..user101 taking
@@ -74,17 +76,25 @@ def stanza(owner, with_jid, outgoing, number, xmlns):
 class Starling:
     name = "Starling"
 
-    def __init__(self, bins, work, port, mam=True, folder="starling"):
+    def __init__(self, bins, work, port, mam=True, folder="starling", postgres=""):
         self.bins, self.port = bins, port
         self.dir = os.path.join(work, folder)
         os.makedirs(self.dir)
         self.db = os.path.join(self.dir, "starling.db")
         self.config = os.path.join(self.dir, "node.toml")
+        # On PostgreSQL: a schema of its own in the database `postgres` names.
+        self.postgres, self.schema = postgres, ""
+        url = f"sqlite://{self.db}"
+        if postgres:
+            self.schema = f"mam_bench_{os.getpid()}_{folder.replace('-', '_')}"
+            psql(postgres, f"CREATE SCHEMA {self.schema}")
+            sep = "&" if "?" in postgres else "?"
+            url = f"{postgres}{sep}options[search_path]={self.schema}"
         with open(self.config, "w") as out:
             out.write(f'[server]\ndata_dir = "{self.dir}"\n'
                       f'[c2s]\nbind = "127.0.0.1:{port}"\ndirect_tls_bind = ""\n'
                       f'[s2s]\nbind = ""\n[http]\nbind = "127.0.0.1:{port + 100}"\n'
-                      f'[storage]\nurl = "sqlite://{self.db}"\n'
+                      f'[storage]\nurl = "{url}"\n'
                       "[limits]\nconnections_per_ip_per_sec = 0\nauth_failures_per_ip = 0\n"
                       f"[modules.mam]\nenabled = {'true' if mam else 'false'}\n")
         # Provisioning creates the database and runs the migrations.
@@ -94,6 +104,8 @@ class Starling:
         self.process = None
 
     def fill(self, messages):
+        if self.postgres:
+            return self.fill_postgres(messages)
         db = sqlite3.connect(self.db)
         db.executemany(
             "INSERT INTO mam_messages (owner, stanza_id, with_jid, stamp_ms, stanza) VALUES (?, ?, ?, ?, ?)",
@@ -102,6 +114,26 @@ class Starling:
         db.commit()
         db.execute("ANALYZE")
         db.close()
+
+    def fill_postgres(self, messages):
+        import csv
+        import io
+        data = io.StringIO()
+        writer = csv.writer(data)
+        for owner, with_jid, stamp, out, number in rows(messages):
+            writer.writerow((owner, f"a{number:08d}", with_jid, stamp * 1000, stanza(owner, with_jid, out, number, True)))
+        psql(self.postgres, "\\copy mam_messages (owner, stanza_id, with_jid, stamp_ms, stanza) FROM STDIN WITH (FORMAT csv)",
+             self.schema, stdin=data.getvalue())
+        psql(self.postgres, "ANALYZE mam_messages", self.schema)
+
+    def size_mib(self):
+        if self.postgres:
+            return int(psql(self.postgres, "SELECT pg_total_relation_size('mam_messages')", self.schema)) / 2**20
+        return os.path.getsize(self.db) / 2**20
+
+    def drop(self):
+        if self.postgres:
+            psql(self.postgres, f"DROP SCHEMA {self.schema} CASCADE")
 
     def start(self):
         log = open(os.path.join(self.dir, "server.log"), "a")
@@ -113,6 +145,14 @@ class Starling:
     def stop(self):
         self.process.send_signal(signal.SIGTERM)
         self.process.wait(timeout=60)
+
+
+def psql(url, command, schema="", stdin=None):
+    """Runs one psql command on `url` (with `schema` first on the search path)."""
+    env = dict(os.environ, PGOPTIONS=f"-c search_path={schema}") if schema else None
+    result = subprocess.run(["psql", url, "-v", "ON_ERROR_STOP=1", "-tAq", "-c", command], input=stdin,
+                            capture_output=True, text=True, env=env, check=True)
+    return result.stdout.strip()
 
 
 class Prosody:
@@ -163,6 +203,12 @@ VirtualHost "localhost"
         db.execute("ANALYZE")
         db.close()
 
+    def size_mib(self):
+        return os.path.getsize(self.db) / 2**20
+
+    def drop(self):
+        pass
+
     def start(self):
         log = open(os.path.join(self.dir, "prosody.out"), "a")
         self.process = subprocess.Popen(["prosody", "--config", self.config, "-F"], stdout=log, stderr=log)
@@ -202,10 +248,11 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def archiving_cost(bins, work, port, rate, seconds, perf=""):
+def archiving_cost(bins, work, port, rate, seconds, perf="", postgres=""):
     results = {}
     for mam in (True, False):
-        server = Starling(bins, work, port, mam=mam, folder=f"starling-archive-{'on' if mam else 'off'}")
+        server = Starling(bins, work, port, mam=mam, folder=f"starling-archive-{'on' if mam else 'off'}",
+                          postgres=postgres)
         pid = server.start()
         recorder = None
         if perf and mam:
@@ -221,6 +268,7 @@ def archiving_cost(bins, work, port, rate, seconds, perf=""):
                 recorder.send_signal(signal.SIGINT)
                 recorder.wait(timeout=120)
             server.stop()
+            server.drop()
         results["on" if mam else "off"] = {
             "received_per_s": report["received_per_s"], "lost": report["lost"],
             "p99_ms": report["latency"]["p99_ms"], "cpu_us_per_message": report["cpu_us_per_message"],
@@ -240,27 +288,38 @@ def main():
     p.add_argument("--only", choices=("queries", "cost"), default=None,
                    help="run only the queries (both servers) or only the archiving cost")
     p.add_argument("--perf", default="", help="record the archive-on server with `perf record -g` into this file")
+    p.add_argument("--postgres", default="",
+                   help="Starling on this PostgreSQL database (a schema of its own per server, dropped after; "
+                        "e.g. postgres://starling:starling@127.0.0.1:5432/starling_test) instead of SQLite")
     args = p.parse_args()
     bins = {name: os.path.join(args.bin_dir, name) for name in ("starling", "starling-load")}
     for path in bins.values():
         if not os.path.exists(path):
             raise SystemExit(f"missing {path}: cargo build --release -p starling-xmpp -p starling-tests")
+    if args.postgres and not shutil.which("psql"):
+        raise SystemExit("psql is missing: apt-get install postgresql-client")
     if args.only != "cost" and not shutil.which("prosody"):
         raise SystemExit("prosody is missing: apt-get install prosody lua-dbi-sqlite3")
     work = tempfile.mkdtemp(prefix="starling-mam-bench-")
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     try:
         results, cost = {}, None
-        servers = [] if args.only == "cost" else [Starling(bins, work, args.base), Prosody(bins, work, args.base + 1)]
-        for server in servers:
-            began = time.time()
-            server.fill(args.messages)
-            print(f"{server.name}: {args.messages} messages written in {time.time() - began:.0f} s, "
-                  f"database {os.path.getsize(server.db) / 2**20:.0f} MiB", file=sys.stderr)
-            results[server.name] = queries(bins, server, args.rounds)
-            results[server.name]["database_mib"] = os.path.getsize(server.db) / 2**20
+        servers = [] if args.only == "cost" else [Starling(bins, work, args.base, postgres=args.postgres),
+                                                  Prosody(bins, work, args.base + 1)]
+        try:
+            for server in servers:
+                began = time.time()
+                server.fill(args.messages)
+                print(f"{server.name}: {args.messages} messages written in {time.time() - began:.0f} s, "
+                      f"database {server.size_mib():.0f} MiB", file=sys.stderr)
+                results[server.name] = queries(bins, server, args.rounds)
+                results[server.name]["database_mib"] = server.size_mib()
+        finally:
+            if servers:
+                servers[0].drop()
         if args.only != "queries":
-            cost = archiving_cost(bins, work, args.base + 2, args.chat_rate, args.chat_seconds, args.perf)
+            cost = archiving_cost(bins, work, args.base + 2, args.chat_rate, args.chat_seconds, args.perf,
+                                  args.postgres)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if results:

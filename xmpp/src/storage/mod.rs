@@ -9,7 +9,8 @@
 //!
 //! [`Store`] owns the connection pool and the schema: [`Store::connect`] opens the
 //! database named by a URL and applies the embedded migrations (`migrations/sqlite`
-//! or `migrations/postgres`, which differ only where the SQL dialects must). Each
+//! or `migrations/postgres`, which differ only where the SQL dialects must, and
+//! in SQLite's archive staging table, 0010, which PostgreSQL has no use for). Each
 //! aggregate has its own module of `Store` methods: `users`, `roster`,
 //! `offline`, `pubsub`, `vcard`, `private`, `last`, `blocking`, `pep`, `mam`,
 //! `muc`.
@@ -126,6 +127,7 @@ embedded_migrations! {
     7 "0007_muc",
     8 "0008_mam_prefs",
     9 "0009_muc_nicks",
+    10 "0010_mam_staged",
 }
 
 /// Which database a [`Store`] talks to.
