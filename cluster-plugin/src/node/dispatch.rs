@@ -8,6 +8,7 @@ use std::time::Instant;
 use starling_core::cluster::{BoxFuture, KickReason, NodeId, Reached};
 use starling_core::jid::{BareJid, FullJid};
 
+use super::peer_work::PeerWork;
 use super::{ClusterNode, lock};
 use crate::transport::frame::{DirectoryMessage, Frame};
 use crate::transport::{FrameHandler, HandedBack, Link};
@@ -42,18 +43,22 @@ impl FrameHandler for ClusterNode {
                     if applied.resync {
                         let _ = link.send(Frame::Directory(DirectoryMessage::ResyncRequest));
                     }
+                    // Beside the reader, in order (`peer_work.rs`).
                     if !applied.lost.is_empty() {
-                        if let Some(delivery) = self.delivery() {
-                            delivery.node_down(node, applied.lost).await;
-                        }
+                        let sessions = applied.lost;
+                        self.peer_work(
+                            node,
+                            PeerWork::Lost {
+                                sessions,
+                                then: None,
+                            },
+                        );
                     }
                     // Both kinds of session may be unknown to contacts here.
                     let mut unknown = applied.regained;
                     unknown.extend(applied.met);
                     if !unknown.is_empty() {
-                        if let Some(delivery) = self.delivery() {
-                            delivery.sessions_regained(node, unknown).await;
-                        }
+                        self.peer_work(node, PeerWork::Regained(unknown));
                     }
                 }
                 Frame::RaftRequest { id, payload } => {
@@ -147,10 +152,7 @@ impl FrameHandler for ClusterNode {
             let name = link.peer.name.clone();
             self.record_event(transition.node, &name, transition.to);
             tracing::info!(peer = %name, node = transition.node.0, "cluster member is up");
-            if let Some(delivery) = self.delivery().cloned() {
-                let node = transition.node;
-                tokio::spawn(async move { delivery.member_up(node).await });
-            }
+            self.peer_work(transition.node, PeerWork::Up);
         }
     }
 

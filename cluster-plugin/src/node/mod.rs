@@ -33,6 +33,7 @@ mod directory;
 mod dispatch;
 mod interest;
 mod invalidation;
+mod peer_work;
 mod seam;
 mod tick;
 mod upkeep;
@@ -126,6 +127,8 @@ pub struct ClusterNode {
     /// A membership change in flight.
     changing: AtomicBool,
     this: OnceLock<std::sync::Weak<ClusterNode>>,
+    /// Per peer, the server's work about its sessions, in order (`peer_work.rs`).
+    peer_work: Mutex<HashMap<u64, tokio::sync::mpsc::UnboundedSender<peer_work::PeerWork>>>,
     pub counters: Counters,
 }
 
@@ -190,6 +193,7 @@ impl ClusterNode {
             invalidations: Invalidations::default(),
             last_join: Mutex::new(HashMap::new()),
             changing: AtomicBool::new(false),
+            peer_work: Mutex::new(HashMap::new()),
             this: OnceLock::new(),
             counters: Counters::default(),
         })

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use starling_core::cluster::NodeId;
 
+use super::peer_work::PeerWork;
 use super::{ClusterNode, lock};
 use crate::failure::{PeerState, Transition};
 use crate::transport::frame::{Frame, MemberStatus};
@@ -89,22 +90,16 @@ impl ClusterNode {
                 // What it did not acknowledge goes another way now; its
                 // senders wait from here, and it is routed once the
                 // modules have moved what the member held (a room's
-                // rejoins go to its new host before the room's stanzas).
-                let handed_back = self.transport.abandon(node.0);
-                let lost = lock(&self.directory).purge(node);
+                // rejoins go to its new host before the room's stanzas),
+                // beside the tick, in order with the peer's other work.
+                let then = self.transport.abandon(node.0);
+                let sessions = lock(&self.directory).purge(node);
                 lock(&self.interest).sets.purge(node);
-                if let Some(delivery) = self.delivery() {
-                    delivery.node_down(node, lost).await;
-                }
-                if let Some(routing) = handed_back {
-                    tokio::spawn(routing);
-                }
+                self.peer_work(node, PeerWork::Lost { sessions, then });
             }
             PeerState::Up => {
                 tracing::info!(peer = %name, node = node.0, "cluster member is up");
-                if let Some(delivery) = self.delivery() {
-                    delivery.member_up(node).await;
-                }
+                self.peer_work(node, PeerWork::Up);
             }
             PeerState::Suspect => {
                 tracing::warn!(peer = %name, node = node.0, "cluster member is suspect");
