@@ -68,34 +68,36 @@ pub(super) async fn send(muc: &Muc, server: &Server, backup: Element) {
     let Some(room) = backup.attr("room").and_then(|r| BareJid::new(r).ok()) else {
         return;
     };
+    let empty = backup.children().next().is_none();
+    // Most rooms have no remote occupant and never had one: nothing to do.
+    if empty && !super::lock(&muc.backups.sent).contains_key(&room) {
+        return;
+    }
     let me = server.cluster.node_id();
     let others: Vec<NodeId> = muc
         .candidates(server)
         .into_iter()
         .filter(|node| *node != me)
         .collect();
-    let successor = hosting::host_of(room.as_str(), &others);
+    let Some(successor) = hosting::host_of(room.as_str(), &others) else {
+        super::lock(&muc.backups.sent).remove(&room);
+        return;
+    };
     let bytes = backup.to_bytes().to_vec();
-    let empty = backup.children().next().is_none();
     {
         let mut sent = super::lock(&muc.backups.sent);
-        match (sent.get(&room), successor) {
-            (Some((to, last)), Some(successor)) if *to == successor && *last == bytes => return,
-            (None, _) if empty => return,
-            (_, None) => {
-                sent.remove(&room);
-                return;
-            }
-            _ => {}
+        if sent
+            .get(&room)
+            .is_some_and(|(to, last)| *to == successor && *last == bytes)
+        {
+            return;
         }
-        let successor = successor.expect("matched above");
         if empty {
             sent.remove(&room);
         } else {
             sent.insert(room.clone(), (successor, bytes));
         }
     }
-    let successor = successor.expect("matched above");
     let envelope = muc.member_envelope(backup);
     if let Err(error) = server
         .cluster
