@@ -3,15 +3,16 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use starling_core::cluster::{BoxFuture, KickReason, NodeId, Reached};
 use starling_core::jid::{BareJid, FullJid};
 
 use super::peer_work::PeerWork;
 use super::{ClusterNode, lock};
 use crate::transport::frame::{DirectoryMessage, Frame};
-use crate::transport::{FrameHandler, HandedBack, Link};
+use crate::transport::{FrameHandler, HandedBack, Link, Transport};
 
 impl FrameHandler for ClusterNode {
     fn on_frame<'a>(&'a self, link: &'a Arc<Link>, frame: Frame) -> BoxFuture<'a, ()> {
@@ -79,14 +80,25 @@ impl FrameHandler for ClusterNode {
                     // may take a moment to let it go.
                     Some(delivery) => {
                         let link = link.clone();
+                        let transport = self.transport.clone();
                         tokio::spawn(async move {
                             let reply = delivery.handover(request, node).await;
-                            if link.send(Frame::HandoverReply { id, reply }).is_err() {
-                                tracing::warn!(peer = %link.peer.name, "session handover reply not queued; the peer's resumption fails");
+                            if !send_handover_reply(&transport, &link, id, reply.clone()).await {
+                                tracing::warn!(peer = %link.peer.name, "session handover reply not sent; the peer's resumption fails and the session ends here");
+                                delivery.handover_abandoned(reply).await;
                             }
                         });
                     }
                     None => tracing::error!("session handover request before the server was ready"),
+                },
+                // Only a reply nobody waits for reaches here (the transport
+                // completes the others).
+                Frame::HandoverReply { reply, .. } => match self.delivery().cloned() {
+                    Some(delivery) => {
+                        tracing::warn!(peer = %link.peer.name, "a session handover came after the resumption gave up; the session ends");
+                        tokio::spawn(async move { delivery.handover_abandoned(reply).await });
+                    }
+                    None => tracing::error!("session handover reply before the server was ready"),
                 },
                 Frame::Join { info } => self.on_join(info),
                 Frame::Leave => {
@@ -136,7 +148,6 @@ impl FrameHandler for ClusterNode {
                 | Frame::Auth { .. }
                 | Frame::Goodbye { .. }
                 | Frame::RaftReply { .. }
-                | Frame::HandoverReply { .. }
                 | Frame::Received { .. } => {}
             }
         })
@@ -190,5 +201,33 @@ impl FrameHandler for ClusterNode {
         tracing::debug!(peer = %link.peer.name, %reason, "link closed; the failure detector decides");
         lock(&self.peer_status).remove(&link.peer.node_id);
         self.interest_link_down(link.node());
+    }
+}
+
+/// How long a handover reply may wait for room in a busy link's queue: the
+/// asking member waits longer than this for it.
+const HANDOVER_REPLY_PATIENCE: Duration = Duration::from_secs(5);
+
+/// Sends a handover reply on the link the request came by, or on the link
+/// that replaced it, waiting for room in the queue rather than dropping it:
+/// the reply carries a session that is bound nowhere until it arrives.
+async fn send_handover_reply(transport: &Transport, link: &Link, id: u64, reply: Bytes) -> bool {
+    let frame = || Frame::HandoverReply {
+        id,
+        reply: reply.clone(),
+    };
+    if link
+        .send_waiting(frame(), HANDOVER_REPLY_PATIENCE)
+        .await
+        .is_ok()
+    {
+        return true;
+    }
+    match transport.link(link.node().0) {
+        Some(current) if !std::ptr::eq(current.as_ref(), link) => current
+            .send_waiting(frame(), HANDOVER_REPLY_PATIENCE)
+            .await
+            .is_ok(),
+        _ => false,
     }
 }

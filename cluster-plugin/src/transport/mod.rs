@@ -106,6 +106,17 @@ impl Link {
         }
     }
 
+    /// Queues a frame that must not be lost to a full queue (a session
+    /// handover's reply, which carries the session), waiting up to
+    /// `patience` for room.
+    pub async fn send_waiting(&self, frame: Frame, patience: Duration) -> Result<(), ForwardError> {
+        match tokio::time::timeout(patience, self.queue.send(frame)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(ForwardError::LinkDown(self.node())),
+            Err(_) => Err(ForwardError::QueueFull(self.node())),
+        }
+    }
+
     pub(crate) fn enqueue(&self, frame: Frame) -> Result<(), ForwardError> {
         self.queue.try_send(frame).map_err(|error| match error {
             mpsc::error::TrySendError::Full(_) => ForwardError::QueueFull(self.node()),
@@ -395,15 +406,17 @@ impl Transport {
         })
     }
 
-    /// Delivers the reply to a pending call.
-    pub fn complete_call(&self, id: u64, payload: Vec<u8>) {
-        if let Some(reply) = self
+    /// Delivers the reply to a pending call; gives it back when nobody
+    /// waits for it any more (the call timed out or was dropped).
+    pub fn complete_call(&self, id: u64, payload: Vec<u8>) -> Result<(), Vec<u8>> {
+        let waiting = self
             .calls
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&id)
-        {
-            let _late = reply.send(payload);
+            .remove(&id);
+        match waiting {
+            Some(reply) => reply.send(payload),
+            None => Err(payload),
         }
     }
 
@@ -558,11 +571,19 @@ impl Transport {
                 }
                 Ok(Some(Frame::RaftReply { id, payload })) => {
                     link.heard();
-                    self.complete_call(id, payload);
+                    // A late answer to a vote or an append: Raft asks again.
+                    let _late = self.complete_call(id, payload);
                 }
                 Ok(Some(Frame::HandoverReply { id, reply })) => {
                     link.heard();
-                    self.complete_call(id, reply.to_vec());
+                    // A session that came too late: the peer let it go, so
+                    // the handler must not lose what it carries.
+                    if let Err(unclaimed) = self.complete_call(id, reply.to_vec()) {
+                        let reply = unclaimed.into();
+                        handler
+                            .on_frame(&link, Frame::HandoverReply { id, reply })
+                            .await;
+                    }
                 }
                 Ok(Some(Frame::Received { up_to })) => {
                     link.heard();

@@ -361,6 +361,13 @@ pub trait LocalDelivery: Send + Sync + 'static {
     /// Another member asks for a session a client is resuming there (see
     /// [`Cluster::handover`]); the answer goes back to it as it is.
     fn handover(&self, request: Bytes, from: NodeId) -> BoxFuture<'_, Bytes>;
+
+    /// A handover reply that no member took: this member's answer could
+    /// not be sent, or the asking member's came after it stopped waiting.
+    /// The session it carries is bound nowhere now; the server ends it as
+    /// for a closed window (its stanzas routed again, contacts told), so
+    /// nothing it held is lost.
+    fn handover_abandoned(&self, reply: Bytes) -> BoxFuture<'_, ()>;
 }
 
 /// The cluster module of a single node: there are no other members.

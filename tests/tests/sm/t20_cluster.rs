@@ -3,11 +3,12 @@
 //! exactly once and in order, keeps its carbons and client state, and is
 //! reachable there from every member; a
 //! session on a member that was killed cannot be resumed, and what was
-//! sent to it after the kill waits in offline storage.
+//! sent to it after the kill waits in offline storage; a session whose
+//! handover came after the resuming member gave up keeps what it held.
 
 use std::time::Duration;
 
-use starling_tests::{ClientError, TestCluster};
+use starling_tests::{Client, ClientError, TestCluster};
 
 use crate::support::*;
 
@@ -173,4 +174,58 @@ async fn t30_a_session_that_moved_is_found_where_it_went() {
     assert_none(&alice, "a message twice", |e| {
         is_message(e) && body(e).starts_with("hop-")
     });
+}
+
+/// The member holding a detached session is frozen while a client resumes
+/// it on another member, which gives up waiting (the resumption fails);
+/// then the frozen member wakes and hands the session over, too late. The
+/// session is bound nowhere then: the member that got the late reply ends
+/// it as for a closed window, and what it held waits offline instead of
+/// vanishing with the reply.
+#[tokio::test]
+async fn t40_a_session_handed_over_too_late_keeps_what_it_held() {
+    // Nobody is declared down during the freeze, so the late reply comes
+    // back on the link that carried the request.
+    let cluster = TestCluster::builder(NODES)
+        .set("cluster", "suspect_after_ms = 60000")
+        .set("cluster", "down_after_ms = 120000")
+        .user("alice", PW)
+        .user("bob", PW)
+        .start();
+    let (one, two) = (node(&cluster, 1), node(&cluster, 2));
+    let mut alice = online(one, "alice", PW, "phone").await;
+    let mut bob = online(two, "bob", PW, "b").await;
+    let previd = enable_resumable(&mut alice).await;
+    let handled = alice.sm_handled().unwrap();
+    alice.drop_connection();
+    // Node 1 reads them before the handover request: one link, in order.
+    for n in 0..5 {
+        chat(&mut bob, "alice@localhost/phone", &format!("held-{n}")).await;
+    }
+    sync(&mut bob).await;
+
+    let frozen = one.pid().expect("node 1 runs");
+    signal("-STOP", frozen);
+    let mut patient = options(two, "alice", PW, "phone");
+    patient.timeout = Duration::from_secs(60);
+    let refused = Client::resume(two.c2s, &patient, &previd, handled).await;
+    signal("-CONT", frozen);
+    let error = refused.err().expect("the holder was frozen: no resumption");
+    assert!(
+        matches!(&error, ClientError::SmFailed { condition, .. } if condition == "item-not-found"),
+        "{error}"
+    );
+    wait_metric(two, "starling_sm_handovers_abandoned_total", 1.0).await;
+
+    let mut alice = online(two, "alice", PW, "phone").await;
+    assert_eq!(collect(&mut alice, "held-", 5).await, numbered("held", 5));
+}
+
+fn signal(which: &str, pid: u32) {
+    let status = std::process::Command::new("kill")
+        .arg(which)
+        .arg(pid.to_string())
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill {which} {pid}");
 }

@@ -24,6 +24,7 @@ mod stream_management;
 mod transport;
 
 pub(crate) use conn::new_stream_id;
+pub(crate) use session_loop::{end_session, reroute_undelivered};
 
 /// Serves one client whose stream arrives through `pipe` (from the
 /// WebSocket or BOSH adapter): the same negotiation and session as TCP.

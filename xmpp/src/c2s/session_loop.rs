@@ -489,7 +489,7 @@ fn goes_to_another_server(server: &Server, stanza: &Stanza) -> bool {
 
 /// A stanza was queued for this session but never written: give it another
 /// route so nothing is silently lost.
-async fn reroute_undelivered(server: &Server, element: Element) {
+pub(crate) async fn reroute_undelivered(server: &Server, element: Element) {
     match Stanza::from_server(element) {
         Ok(stanza) => {
             router::vanished::route_again(server, stanza).await;

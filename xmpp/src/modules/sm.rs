@@ -68,6 +68,11 @@ impl Module for SmModule {
                 &c.failed,
             ),
             Metric::counter(
+                "starling_sm_handovers_abandoned_total",
+                "Sessions handed between members that neither kept (a reply lost or too late); each ended as for a closed window.",
+                &c.abandoned,
+            ),
+            Metric::counter(
                 "starling_sm_expired_total",
                 "Detached sessions whose resumption window closed.",
                 &c.expired,

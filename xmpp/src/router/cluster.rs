@@ -181,6 +181,14 @@ impl LocalDelivery for ServerDelivery {
             }
         })
     }
+
+    fn handover_abandoned(&self, reply: bytes::Bytes) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            if let Some(server) = self.server.upgrade() {
+                crate::sm::handover::abandoned(&server, &reply).await;
+            }
+        })
+    }
 }
 
 /// An account changed on another member: if it was removed, its sessions

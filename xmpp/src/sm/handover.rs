@@ -181,6 +181,48 @@ async fn import(server: &Server, previd: &str, moved: Moved) -> Option<Taken> {
     let service = server.modules.sm()?;
     let (_, key) = token::decode(previd)?;
     let jid = FullJid::new(&moved.jid).ok()?;
+    let (session, unacked) = rebuild(server, &jid, &moved);
+    if let Some(replaced) = server.sessions.bind(session.clone()) {
+        replaced.close(CloseReason::Conflict);
+    }
+    server
+        .cluster
+        .announce(SessionChange::Bound { jid: jid.clone() });
+    if moved.available {
+        server.cluster.announce(SessionChange::Presence {
+            jid: jid.clone(),
+            priority: moved.priority,
+            available: true,
+        });
+    }
+    server
+        .modules
+        .import_session(server, &session, &moved.modules)
+        .await;
+    service.registry.register(key, session.clone());
+    Counters::incr(&service.counters.resumed_from_peer);
+    deliver_stored(server, &session).await;
+    let resumption = Resumption {
+        key,
+        id: previd.to_owned(),
+        max_secs: moved.max_secs.max(1),
+    };
+    let sm = SmState::restored(moved.inbound, moved.acked, unacked, Some(resumption));
+    Some(Taken {
+        session,
+        sm: Box::new(sm),
+    })
+}
+
+/// A session as it was on the member that let it go, not bound here yet:
+/// its presence, and its queued stanzas ahead of anything routed to it
+/// once bound; with the stanzas written to the old socket and not
+/// acknowledged.
+fn rebuild(
+    server: &Server,
+    jid: &FullJid,
+    moved: &Moved,
+) -> (Arc<LocalSession>, Vec<Box<Element>>) {
     let parse = |texts: &[String]| -> Vec<Box<Element>> {
         texts
             .iter()
@@ -213,43 +255,46 @@ async fn import(server: &Server, previd: &str, moved: Moved) -> Option<Taken> {
             .collect();
         presence.interested = moved.roster_interest;
     }
-    // Ahead of anything routed here once the session is bound.
     session.preload(parse(&moved.queued));
-    if let Some(replaced) = server.sessions.bind(session.clone()) {
-        replaced.close(CloseReason::Conflict);
-    }
-    server
-        .cluster
-        .announce(SessionChange::Bound { jid: jid.clone() });
-    if moved.available {
-        server.cluster.announce(SessionChange::Presence {
-            jid: jid.clone(),
-            priority: moved.priority,
-            available: true,
-        });
-    }
-    server
-        .modules
-        .import_session(server, &session, &moved.modules)
-        .await;
-    service.registry.register(key, session.clone());
-    Counters::incr(&service.counters.resumed_from_peer);
-    deliver_stored(server, &session).await;
-    let resumption = Resumption {
-        key,
-        id: previd.to_owned(),
-        max_secs: moved.max_secs.max(1),
+    (session, parse(&moved.unacked))
+}
+
+/// A handover reply that no member took (see
+/// `LocalDelivery::handover_abandoned`): the session it carries is bound
+/// nowhere, and ends here as a detached session whose window closed: its
+/// stanzas are routed again (to another resource, or stored), contacts
+/// hear it is gone. If the client has meanwhile logged in again with the
+/// same resource, only the stanzas go on: the new session is what
+/// contacts and rooms see.
+pub async fn abandoned(server: &Server, reply: &[u8]) {
+    let moved = match serde_json::from_slice::<Reply>(reply) {
+        Ok(Reply::Moved(moved)) => moved,
+        Ok(Reply::NotFound { .. }) => return,
+        Err(error) => {
+            tracing::error!(%error, "unreadable session handover left over; its stanzas are lost");
+            return;
+        }
     };
-    let sm = SmState::restored(
-        moved.inbound,
-        moved.acked,
-        parse(&moved.unacked),
-        Some(resumption),
-    );
-    Some(Taken {
-        session,
-        sm: Box::new(sm),
-    })
+    let Ok(jid) = FullJid::new(&moved.jid) else {
+        tracing::error!(jid = %moved.jid, "session handover left over for an unreadable JID; its stanzas are lost");
+        return;
+    };
+    let (session, unacked) = rebuild(server, &jid, &moved);
+    let mut sm = SmState::restored(moved.inbound, moved.acked, unacked, None);
+    if let Some(service) = server.modules.sm() {
+        Counters::incr(&service.counters.abandoned);
+    }
+    let bound_again = server.sessions.get(&jid).is_some() || server.cluster.locate(&jid).is_some();
+    tracing::warn!(%jid, bound_again, "a session handed over between members reached none; it ends here");
+    if bound_again {
+        let mut undelivered = sm.take_unacked();
+        undelivered.extend(session.shut_mailbox());
+        for element in undelivered {
+            crate::c2s::reroute_undelivered(server, *element).await;
+        }
+    } else {
+        crate::c2s::end_session(server, &session, Some(Box::new(sm))).await;
+    }
 }
 
 /// Messages stored offline while the session was between members (routed

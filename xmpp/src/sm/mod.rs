@@ -78,6 +78,8 @@ pub struct Counters {
     pub failed: AtomicU64,
     /// Detached sessions whose window closed.
     pub expired: AtomicU64,
+    /// Handovers that reached no member (see `handover::abandoned`).
+    pub abandoned: AtomicU64,
     /// Sessions waiting for their client now.
     pub detached: AtomicU64,
 }

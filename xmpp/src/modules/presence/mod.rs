@@ -7,6 +7,7 @@ mod probe;
 
 use std::sync::Arc;
 
+use futures_util::StreamExt;
 use starling_core::cluster::{NodeId, SessionChange, StanzaKind};
 use starling_core::jid::{BareJid, FullJid, Jid};
 use starling_core::xml::{Element, ns};
@@ -24,6 +25,9 @@ use crate::session::LocalSession;
 use crate::stanza::{Condition, PresenceType, Stanza, StanzaError};
 
 pub struct PresenceModule;
+
+/// Lost sessions whose contacts are told at once.
+const LOST_AT_ONCE: usize = 16;
 
 impl PresenceModule {
     pub fn new(options: Options) -> Result<PresenceModule, super::ModuleConfigError> {
@@ -105,10 +109,14 @@ impl Module for PresenceModule {
     ) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             match regained_from {
+                // Each lost user's roster may have to be read from the
+                // store: a few at a time, or a member that held thousands
+                // of sessions keeps the senders whose stanzas it handed
+                // back waiting for many seconds (`router/handback.rs`).
                 None => {
-                    for jid in sessions {
-                        peers::sessions_lost(server, jid).await;
-                    }
+                    futures_util::stream::iter(sessions)
+                        .for_each_concurrent(LOST_AT_ONCE, |jid| peers::sessions_lost(server, jid))
+                        .await;
                 }
                 Some(node) => peers::sessions_regained(server, node, sessions).await,
             }
