@@ -126,9 +126,15 @@ impl FrameHandler for ClusterNode {
                     self.on_invalidate(link, id, cache, key).await;
                 }
                 Frame::InvalidateAck { id } => self.invalidations.acknowledged(id),
+                // Beside the reader: delivering what is stored reads the
+                // store, and a member that regains hundreds of sessions
+                // sends one of these for each; awaited here, they kept
+                // heartbeats unread for seconds and the link was given up
+                // again after every partition.
                 Frame::OfflineStored { user } => {
                     if let (Ok(user), Some(delivery)) = (BareJid::new(&user), self.delivery()) {
-                        delivery.offline_stored(user).await;
+                        let delivery = delivery.clone();
+                        tokio::spawn(async move { delivery.offline_stored(user).await });
                     }
                 }
                 Frame::Interest(message) => self.on_interest(link, message),

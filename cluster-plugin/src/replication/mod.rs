@@ -70,10 +70,14 @@ pub struct Applied {
     /// not restarted). Their contacts were told they were gone and must
     /// learn their presence again.
     pub regained: Vec<FullJid>,
-    /// Sessions of an owner whose directory this node held for the first
-    /// time: they may have logged in while the two could not reach each
-    /// other (clusters formed apart, then merged), so contacts on either
-    /// side must learn each other's presence as for regained ones.
+    /// Sessions this node has not seen before in the owner's directory:
+    /// all of them when it holds that directory for the first time (the
+    /// clusters formed apart, then merged), or, back after a purge, those
+    /// that began while the owner was given up (logins, sessions that
+    /// moved there, every session of a restarted owner). Contacts on
+    /// either side must learn each other's presence, and messages this
+    /// node stored for their users meanwhile must be delivered, as for
+    /// regained ones.
     pub met: Vec<FullJid>,
 }
 
@@ -272,14 +276,16 @@ impl Directory {
             .filter(|jid| !now_present.contains(jid))
             .collect();
         let (regained, met) = match self.dropped.remove(&owner) {
-            Some((dropped_incarnation, dropped)) if dropped_incarnation == incarnation => {
-                let regained = dropped
+            // Back after a purge: what lived on is regained; what began
+            // there meanwhile (a login, a session that moved there, or all
+            // of them after a restart) is met, for this node stored
+            // messages for those users as for users offline too.
+            Some((dropped_incarnation, dropped)) => {
+                let same = dropped_incarnation == incarnation;
+                now_present
                     .into_iter()
-                    .filter(|jid| now_present.contains(jid))
-                    .collect();
-                (regained, Vec::new())
+                    .partition(|jid| same && dropped.contains(jid))
             }
-            Some(_) => (Vec::new(), Vec::new()),
             None if first_replica => (Vec::new(), now_present.into_iter().collect()),
             None => (Vec::new(), Vec::new()),
         };

@@ -195,7 +195,7 @@ fn purge_forgets_a_down_member() {
 }
 
 #[test]
-fn sessions_back_after_a_purge_are_reported_regained_unless_the_owner_restarted() {
+fn sessions_back_after_a_purge_are_regained_and_those_begun_meanwhile_met() {
     let (mut owner, _) = owner_with(10, &[bound("a@x/1"), bound("a@x/2")]);
     let mut replica = Directory::new(99);
     for message in owner.snapshot() {
@@ -206,21 +206,31 @@ fn sessions_back_after_a_purge_are_reported_regained_unless_the_owner_restarted(
     owner.record(&unbound("a@x/2"));
     owner.record(&bound("a@x/3"));
     let _ = owner.take_delta();
-    let mut regained = Vec::new();
+    let (mut regained, mut met) = (Vec::new(), Vec::new());
     for message in owner.snapshot() {
-        regained.extend(replica.apply(A, message).regained);
+        let applied = replica.apply(A, message);
+        regained.extend(applied.regained);
+        met.extend(applied.met);
     }
     assert_eq!(regained, vec![jid("a@x/1")]);
+    // Bound while this node had given the owner up.
+    assert_eq!(met, vec![jid("a@x/3")]);
     // Reported once: a later snapshot brings nothing back.
     for message in owner.snapshot() {
-        assert!(replica.apply(A, message).regained.is_empty());
+        let applied = replica.apply(A, message);
+        assert!(applied.regained.is_empty());
+        assert!(applied.met.is_empty());
     }
-    // A restarted owner's sessions are new ones, not regained.
+    // A restarted owner's sessions are all new ones: met, not regained.
     replica.purge(A);
     let (restarted, _) = owner_with(11, &[bound("a@x/1")]);
+    let mut met = Vec::new();
     for message in restarted.snapshot() {
-        assert!(replica.apply(A, message).regained.is_empty());
+        let applied = replica.apply(A, message);
+        assert!(applied.regained.is_empty());
+        met.extend(applied.met);
     }
+    assert_eq!(met, vec![jid("a@x/1")]);
 }
 
 #[test]
