@@ -243,9 +243,10 @@ async fn a_message_in_flight_when_the_link_is_cut_is_not_lost() {
     partition.heal();
     expect_presence(&mut q1, &q2_jid, None).await;
     chat_once(&mut q1, &mut q2, "after").await;
-    if let Some(early) = q2.pending().find(|e| body_is(e, "in-flight")) {
-        // Stored, then sent on by the store's hint once the user's node was
-        // back (or it got through before the cut after all).
+    // Stored when the link died, then delivered to the session once its
+    // node was back (asked for beside the link's reader, so it may come
+    // after the newer "after" messages), or through before the cut.
+    if let Ok(early) = q2.expect(|e| body_is(e, "in-flight"), WAIT).await {
         eprintln!(
             "in flight at the cut: delivered to the session, {}",
             if early.has_child("delay", ns::DELAY) {
