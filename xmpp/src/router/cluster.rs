@@ -6,12 +6,14 @@
 //! session is gone: then it takes [`super::vanished`], with its hop count
 //! on the stanza, so stale directories cannot make it circle.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 
+use futures_util::StreamExt;
 use starling_core::cluster::{
     BoxFuture, Envelope, KickReason, LocalDelivery, NodeId, PubSubEvent, Reached,
 };
-use starling_core::jid::{BareJid, FullJid};
+use starling_core::jid::{BareJid, FullJid, Jid};
 
 use super::resources;
 use super::{Routed, count};
@@ -58,21 +60,28 @@ impl LocalDelivery for ServerDelivery {
             let Some(server) = server else {
                 return;
             };
-            let me = server.cluster.node_id();
-            for (mut envelope, reached) in envelopes {
-                let sender = envelope.from.clone();
-                let returned = match reached {
-                    Reached::Maybe => true,
-                    // The crossing never happened: route it as the stanza
-                    // it was before it was forwarded.
-                    Reached::Never => {
-                        envelope.hops = envelope.hops.saturating_sub(1);
-                        false
+            // Each sender's stanzas in order; senders side by side, since
+            // many go to the store (a commit each) and every sender waits
+            // at the gate until its own are through.
+            let server = &server;
+            futures_util::stream::iter(by_sender(envelopes))
+                .for_each_concurrent(SENDERS_AT_ONCE, |(sender, stanzas)| async move {
+                    let me = server.cluster.node_id();
+                    for (mut envelope, reached) in stanzas {
+                        let returned = match reached {
+                            Reached::Maybe => true,
+                            // The crossing never happened: route it as the
+                            // stanza it was before it was forwarded.
+                            Reached::Never => {
+                                envelope.hops = envelope.hops.saturating_sub(1);
+                                false
+                            }
+                        };
+                        let _counted = deliver(server, envelope, me, returned).await;
+                        server.handback.release(&sender);
                     }
-                };
-                let _counted = deliver(&server, envelope, me, returned).await;
-                server.handback.release(&sender);
-            }
+                })
+                .await;
         })
     }
 
@@ -191,6 +200,27 @@ impl LocalDelivery for ServerDelivery {
     }
 }
 
+/// Senders whose handed-back stanzas are routed at once.
+const SENDERS_AT_ONCE: usize = 32;
+
+/// A handed-back batch split by sender, each sender's stanzas in their
+/// order, senders in the order of their first stanza.
+fn by_sender(envelopes: Vec<(Envelope, Reached)>) -> Vec<(Jid, Vec<(Envelope, Reached)>)> {
+    let mut index: HashMap<Jid, usize> = HashMap::new();
+    let mut groups: Vec<(Jid, Vec<(Envelope, Reached)>)> = Vec::new();
+    for item in envelopes {
+        let sender = item.0.from.clone();
+        match index.get(&sender) {
+            Some(&at) => groups[at].1.push(item),
+            None => {
+                index.insert(sender.clone(), groups.len());
+                groups.push((sender, vec![item]));
+            }
+        }
+    }
+    groups
+}
+
 /// An account changed on another member: if it was removed, its sessions
 /// here end as those on that member did (XEP-0077 3.2).
 fn close_if_removed(server: Arc<Server>, username: String) {
@@ -288,5 +318,57 @@ async fn offline_stored(server: &Server, user: &BareJid) {
     });
     if let Some(session) = session {
         server.modules.resource_available(server, &session).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use starling_core::cluster::StanzaKind;
+
+    fn envelope(from: &str, text: &str) -> (Envelope, Reached) {
+        let envelope = Envelope {
+            from: Jid::new(from).unwrap(),
+            to: Jid::new("x@localhost").unwrap(),
+            kind: StanzaKind::Message,
+            xml: bytes::Bytes::from(text.to_owned()),
+            hops: 1,
+        };
+        (envelope, Reached::Never)
+    }
+
+    #[test]
+    fn a_batch_is_split_by_sender_keeping_each_senders_order() {
+        let batch = vec![
+            envelope("a@localhost/1", "a1"),
+            envelope("b@localhost/1", "b1"),
+            envelope("a@localhost/1", "a2"),
+            envelope("a@localhost/2", "c1"),
+            envelope("b@localhost/1", "b2"),
+        ];
+        let groups: Vec<(String, Vec<String>)> = by_sender(batch)
+            .into_iter()
+            .map(|(sender, items)| {
+                let texts = items
+                    .iter()
+                    .map(|(e, _)| String::from_utf8(e.xml.to_vec()).unwrap())
+                    .collect();
+                (sender.to_string(), texts)
+            })
+            .collect();
+        assert_eq!(
+            groups,
+            vec![
+                (
+                    "a@localhost/1".to_owned(),
+                    vec!["a1".to_owned(), "a2".to_owned()]
+                ),
+                (
+                    "b@localhost/1".to_owned(),
+                    vec!["b1".to_owned(), "b2".to_owned()]
+                ),
+                ("a@localhost/2".to_owned(), vec!["c1".to_owned()]),
+            ]
+        );
     }
 }
