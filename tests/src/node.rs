@@ -435,3 +435,14 @@ fn write_config(
         }
     }
 }
+
+/// Sends `which` (`-STOP`, `-CONT`, ...) to process `pid`: freezes and
+/// wakes a node as a VM pause would.
+pub fn send_signal(which: &str, pid: u32) {
+    let status = Command::new("kill")
+        .arg(which)
+        .arg(pid.to_string())
+        .status()
+        .expect("running kill");
+    assert!(status.success(), "kill {which} {pid} failed");
+}

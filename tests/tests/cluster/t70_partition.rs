@@ -50,6 +50,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use starling_core::xml::ns;
+use starling_tests::node::send_signal;
 use starling_tests::tools::require_firewall;
 use starling_tests::{TestCluster, TestNode};
 
@@ -372,7 +373,7 @@ struct Pause {
 impl Pause {
     fn start(node: &TestNode) -> Pause {
         let pid = node.pid().expect("node running");
-        signal("-STOP", pid);
+        send_signal("-STOP", pid);
         Pause {
             pid,
             running: false,
@@ -386,7 +387,7 @@ impl Pause {
     fn cont(&mut self) {
         if !self.running {
             self.running = true;
-            signal("-CONT", self.pid);
+            send_signal("-CONT", self.pid);
         }
     }
 }
@@ -395,15 +396,6 @@ impl Drop for Pause {
     fn drop(&mut self) {
         self.cont();
     }
-}
-
-fn signal(which: &str, pid: u32) {
-    let status = Command::new("kill")
-        .arg(which)
-        .arg(pid.to_string())
-        .status()
-        .expect("running kill");
-    assert!(status.success(), "kill {which} {pid} failed");
 }
 
 fn body_is(element: &starling_core::xml::Element, text: &str) -> bool {

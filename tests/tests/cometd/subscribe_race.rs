@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use starling_tests::TestCluster;
+use starling_tests::node::send_signal;
 
 use crate::bayeux::Bayeux;
 use crate::pubsub::{WAIT, metric, online, publish};
@@ -66,15 +67,6 @@ async fn a_publish_right_after_the_subscribe_reply_is_delivered_across_nodes() {
 
 const ACK_TIMEOUTS: &str = "starling_cluster_pubsub_interest_ack_timeouts_total";
 
-/// Stops (SIGSTOP) or continues (SIGCONT) a node's process.
-fn signal(which: &str, pid: u32) {
-    let status = std::process::Command::new("kill")
-        .args([which, &pid.to_string()])
-        .status()
-        .expect("running kill");
-    assert!(status.success(), "kill {which} {pid} failed");
-}
-
 /// A member that stops answering holds a subscribe reply only for the
 /// bounded wait (counted); once its link is gone it is not waited for.
 #[tokio::test]
@@ -89,7 +81,7 @@ async fn a_silent_member_delays_the_reply_only_for_the_bounded_wait() {
     let mut items = Vec::new();
 
     // Node 3 freezes: linked, but it applies and acknowledges nothing.
-    signal("-STOP", cluster.node(2).pid().expect("node 3 runs"));
+    send_signal("-STOP", cluster.node(2).pid().expect("node 3 runs"));
     let reply = subscriber.subscribe("/pubsub/frozen").await;
     assert_eq!(reply["successful"], true, "answered anyway: {reply}");
     assert_eq!(metric(cluster.node(1), ACK_TIMEOUTS).await, 1.0);

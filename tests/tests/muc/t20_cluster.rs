@@ -2,6 +2,7 @@
 //! room message crosses to each other member once, whatever the number of
 //! occupants there; the hosting member killed while the others chat.
 
+use starling_tests::node::send_signal;
 use starling_tests::{Client, TestCluster};
 
 use crate::support::*;
@@ -251,14 +252,14 @@ async fn a_suspect_host_keeps_its_rooms_and_messages_wait_for_it() {
     let third = 6 - host - speaker;
 
     let pid = node(&cluster, host).pid().expect("the host runs");
-    stop_signal("-STOP", pid);
+    send_signal("-STOP", pid);
     // Both other members see the host as suspect (not down: 60 s away); the
     // host is the only member silent, so any suspicion they log is of it.
     let suspect = "cluster member is suspect";
     cluster.wait_log(speaker - 1, suspect, std::time::Duration::from_secs(30));
     cluster.wait_log(third - 1, suspect, std::time::Duration::from_secs(30));
     say(&mut clients[speaker - 1], "tea", "while suspect").await;
-    stop_signal("-CONT", pid);
+    send_signal("-CONT", pid);
 
     let from = occupant("tea", nicks[speaker - 1]);
     for client in clients.iter_mut() {
@@ -271,15 +272,6 @@ async fn a_suspect_host_keeps_its_rooms_and_messages_wait_for_it() {
         .map(|e| e.to_string())
         .collect();
     assert!(errors.is_empty(), "the speaker got errors: {errors:?}");
-}
-
-fn stop_signal(which: &str, pid: u32) {
-    let status = std::process::Command::new("kill")
-        .arg(which)
-        .arg(pid.to_string())
-        .status()
-        .expect("running kill");
-    assert!(status.success(), "kill {which} {pid} failed");
 }
 
 /// Issue 13's failure test: the room's host is killed while 30 occupants

@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use starling_tests::node::send_signal;
 use starling_tests::{Client, ClientError, TestCluster};
 
 use crate::support::*;
@@ -205,11 +206,11 @@ async fn t40_a_session_handed_over_too_late_keeps_what_it_held() {
     sync(&mut bob).await;
 
     let frozen = one.pid().expect("node 1 runs");
-    signal("-STOP", frozen);
+    send_signal("-STOP", frozen);
     let mut patient = options(two, "alice", PW, "phone");
     patient.timeout = Duration::from_secs(60);
     let refused = Client::resume(two.c2s, &patient, &previd, handled).await;
-    signal("-CONT", frozen);
+    send_signal("-CONT", frozen);
     let error = refused.err().expect("the holder was frozen: no resumption");
     assert!(
         matches!(&error, ClientError::SmFailed { condition, .. } if condition == "item-not-found"),
@@ -219,13 +220,4 @@ async fn t40_a_session_handed_over_too_late_keeps_what_it_held() {
 
     let mut alice = online(two, "alice", PW, "phone").await;
     assert_eq!(collect(&mut alice, "held-", 5).await, numbered("held", 5));
-}
-
-fn signal(which: &str, pid: u32) {
-    let status = std::process::Command::new("kill")
-        .arg(which)
-        .arg(pid.to_string())
-        .status()
-        .expect("kill runs");
-    assert!(status.success(), "kill {which} {pid}");
 }
