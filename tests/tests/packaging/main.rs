@@ -48,6 +48,18 @@ impl Process {
             .expect("kill");
         assert!(status.success());
     }
+
+    /// Waits for the process to end by itself, at most `limit`.
+    fn exit_status(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
 }
 
 impl Drop for Process {
@@ -199,6 +211,13 @@ async fn ready_arrives_on_notify_socket_once_clients_are_accepted() {
     assert!(
         stopping.lines().any(|line| line == "STOPPING=1"),
         "{stopping:?}:\n{}",
+        node.log()
+    );
+    // SIGTERM is an orderly stop, not the default action's kill.
+    let status = node.exit_status(START_LIMIT);
+    assert!(
+        status.is_some_and(|status| status.success()),
+        "after SIGTERM: {status:?}:\n{}",
         node.log()
     );
 }

@@ -27,6 +27,10 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(super) async fn run(config: Config, reload: super::reload::ConfigLoader) -> anyhow::Result<()> {
     raise_open_file_limit();
+    // Before anything is bound: a SIGTERM that arrives between READY=1 and
+    // the wait below would otherwise meet the default action and kill the
+    // node without its orderly shutdown.
+    let stop_signals = StopSignals::install()?;
     let cap = listener::connection_cap(config.c2s.max_connections);
     let sessions = Shutdown::new();
     let links = Shutdown::new();
@@ -98,7 +102,7 @@ pub(super) async fn run(config: Config, reload: super::reload::ConfigLoader) -> 
     let accept_loop = futures_util::future::join_all(accept_loops);
     notify_service_manager(NotifyState::Ready);
     super::reload::watch(server.clone(), reload, sessions.clone());
-    wait_for_signal().await;
+    stop_signals.received().await;
     tracing::info!("shutting down");
     notify_service_manager(NotifyState::Stopping);
     // Modules act while sessions are open (group chat moves its rooms or
@@ -274,21 +278,26 @@ fn raise_open_file_limit() {
     }
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let terminate = async {
-        match signal(SignalKind::terminate()) {
-            Ok(mut stream) => {
-                stream.recv().await;
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot watch SIGTERM");
-                std::future::pending::<()>().await;
-            }
+/// SIGTERM (systemd, docker stop) and SIGINT (Ctrl-C), watched from
+/// `install` on.
+struct StopSignals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            terminate: signal(SignalKind::terminate()).context("cannot watch SIGTERM")?,
+            interrupt: signal(SignalKind::interrupt()).context("cannot watch SIGINT")?,
+        })
+    }
+
+    async fn received(mut self) {
+        tokio::select! {
+            _ = self.terminate.recv() => {}
+            _ = self.interrupt.recv() => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
     }
 }
