@@ -13,9 +13,9 @@
 //! - `half-open`: a member's client connections fall silent (both ways
 //!   dropped, no RST), for 20 s: its clients must notice and move;
 //! - `loss-latency`: 5 % loss and 50 ms latency on every member's link
-//!   (`tc netem`), for a minute; on a kernel without `sch_netem`, the loss
-//!   alone (an nftables rule dropping 5 % of what each member sends), and
-//!   the report says so;
+//!   (`tc netem`), for a minute; on a kernel without `sch_netem`, an
+//!   nftables rule drops 5 % of what each member sends and a netfilter
+//!   queue holds the rest for 50 ms ([`delay`]), and the report says which;
 //! - `store`: PostgreSQL unreachable (its packets dropped) for 10 s.
 //!
 //! For each fault the campaign measures the time to recover (from the end
@@ -26,11 +26,13 @@
 //! per fault (by when a message was sent, or arrived): messages the server
 //! acked that never arrived (lost), duplicates and reordering per pair.
 //!
-//! Needs root, `ip`, `nft`, `tc` and a PostgreSQL database (a URL; the
+//! Needs root, `ip`, `nft`, `tc`, `iptables-legacy` (for the netfilter
+//! queue where netem is missing) and a PostgreSQL database (a URL; the
 //! campaign works in a schema of its own, dropped at the end). The members
 //! reach the database through a relay on this side of the bridge, so the
 //! database needs no other address than its own.
 
+pub mod delay;
 pub mod driver;
 pub mod net;
 
@@ -441,8 +443,9 @@ impl Cluster {
                 format!("{} c2s", name(member))
             }
             "loss-latency" => {
-                // tc netem where the kernel has it (sch_netem); otherwise the
-                // loss alone, from the firewall.
+                // tc netem where the kernel has it (sch_netem); otherwise
+                // the loss from the firewall and the latency from a
+                // netfilter queue (`delay.rs`).
                 let mut netem = true;
                 for m in 1..=MEMBERS {
                     if let Err(error) = self.net.netem(m, 50, 5.0) {
@@ -453,6 +456,7 @@ impl Cluster {
                         return Err(error);
                     }
                 }
+                let mut queued = None;
                 if !netem {
                     for m in 1..=MEMBERS {
                         self.net.block(
@@ -460,19 +464,25 @@ impl Cluster {
                             &[("output", "numgen random mod 100 < 5 drop".to_owned())],
                         )?;
                     }
+                    let namespaces: Vec<String> =
+                        (1..=MEMBERS).map(|m| self.net.namespace(m)).collect();
+                    queued = Some(delay::Delay::start(&namespaces, Duration::from_millis(50))?);
                 }
                 sleep(Duration::from_secs_f64(60.0 * scale)).await;
-                for m in 1..=MEMBERS {
-                    if netem {
-                        self.net.clear_netem(m)?;
-                    } else {
+                if let Some(queued) = queued {
+                    for m in 1..=MEMBERS {
                         self.net.unblock(m)?;
                     }
-                }
-                if netem {
-                    "all".to_owned()
+                    let packets = queued.stop()?;
+                    if packets == 0 {
+                        return Err("the netfilter queue delayed no packet".into());
+                    }
+                    format!("all (netfilter queue: {packets} packets delayed)")
                 } else {
-                    "all, loss only".to_owned()
+                    for m in 1..=MEMBERS {
+                        self.net.clear_netem(m)?;
+                    }
+                    "all (netem)".to_owned()
                 }
             }
             "store" => {
@@ -546,6 +556,7 @@ fn psql(url: &str, sql: &str) -> Result<(), String> {
 /// Whether everything the campaign needs is here, and if not, why.
 pub fn available(postgres_url: Option<&str>) -> Result<(), String> {
     net::available()?;
+    delay::available()?;
     if crate::tools::on_path("psql").is_none() {
         return Err("psql is not on PATH: install the Debian package postgresql-client".into());
     }
