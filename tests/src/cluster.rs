@@ -259,6 +259,21 @@ impl TestCluster {
         self.links.cut();
     }
 
+    /// Holds every peer link's traffic, both ways, until
+    /// [`TestCluster::release_links`]: the links stay up but carry nothing,
+    /// as on a stalled path. Needs [`ClusterBuilder::link_latency`].
+    pub fn hold_links(&self) {
+        assert!(
+            !self._relays.is_empty(),
+            "hold_links needs the links to pass relays (ClusterBuilder::link_latency)"
+        );
+        self.links.hold();
+    }
+
+    pub fn release_links(&self) {
+        self.links.release();
+    }
+
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }

@@ -6,7 +6,8 @@
 //! it accepts is closed at once, as across a partition (cluster tests start
 //! members cut off from each other this way, then heal); and
 //! [`Gate::cut`] closes every connection the gate's relays carry, as a
-//! link flap does.
+//! link flap does, while [`Gate::hold`] keeps the connections but delivers
+//! nothing until [`Gate::release`], as a congested or stalled path does.
 //!
 //! It runs on its own thread and runtime, so it serves sync and async
 //! tests alike, and stops when dropped.
@@ -34,6 +35,8 @@ pub struct Gate {
     open: Arc<AtomicBool>,
     /// Bumped by [`Gate::cut`]; each relayed connection ends when it changes.
     cuts: Arc<watch::Sender<u64>>,
+    /// While true, what the relays read waits (in order) to be written.
+    held: Arc<watch::Sender<bool>>,
 }
 
 impl Gate {
@@ -42,7 +45,18 @@ impl Gate {
         Gate {
             open: Arc::new(AtomicBool::new(false)),
             cuts: Arc::new(watch::channel(0).0),
+            held: Arc::new(watch::channel(false).0),
         }
+    }
+
+    /// Holds what every connection of the gate's relays carries, both ways,
+    /// from now until [`Gate::release`]; the connections stay open.
+    pub fn hold(&self) {
+        self.held.send_replace(true);
+    }
+
+    pub fn release(&self) {
+        self.held.send_replace(false);
     }
 
     pub fn open(&self) {
@@ -131,6 +145,7 @@ async fn accept_loop(listener: TcpListener, target: SocketAddr, delay: Duration,
             continue;
         }
         let mut cuts = gate.cuts.subscribe();
+        let held = gate.held.subscribe();
         tokio::spawn(async move {
             let Ok(server) = TcpStream::connect(target).await else {
                 return;
@@ -143,8 +158,8 @@ async fn accept_loop(listener: TcpListener, target: SocketAddr, delay: Duration,
             tokio::select! {
                 _ = async {
                     tokio::join!(
-                        pump(client_read, server_write, delay),
-                        pump(server_read, client_write, delay)
+                        pump(client_read, server_write, delay, held.clone()),
+                        pump(server_read, client_write, delay, held)
                     )
                 } => {}
                 _ = cuts.changed() => {}
@@ -153,11 +168,13 @@ async fn accept_loop(listener: TcpListener, target: SocketAddr, delay: Duration,
     }
 }
 
-/// Copies one direction, each chunk `delay` after it was read.
+/// Copies one direction, each chunk `delay` after it was read and not
+/// while `held`.
 async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     delay: Duration,
+    mut held: watch::Receiver<bool>,
 ) {
     let (chunks, mut due) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
     let reader = async move {
@@ -175,6 +192,9 @@ async fn pump(
     let writer = async move {
         while let Some((at, chunk)) = due.recv().await {
             tokio::time::sleep_until(at).await;
+            if held.wait_for(|held| !*held).await.is_err() {
+                break;
+            }
             if to.write_all(&chunk).await.is_err() {
                 break;
             }

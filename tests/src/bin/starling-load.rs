@@ -379,7 +379,8 @@ enum Command {
         /// Only these faults (comma-separated names; default all).
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
-        /// Copy the members' logs and the list of lost messages here.
+        /// Copy the members' logs and the list of lost messages here, and
+        /// keep the store's schema (named in DIR/store.txt).
         #[arg(long)]
         logs: Option<PathBuf>,
     },

@@ -95,7 +95,8 @@ pub struct CampaignConfig {
     pub login_rate: f64,
     /// Only these faults (by name; empty: all of [`FAULTS`]).
     pub only: Vec<String>,
-    /// Copy each member's log here at the end.
+    /// Copy each member's log here at the end, and keep the store's schema
+    /// (named in `store.txt` there) for a look at what was stored.
     pub logs: Option<std::path::PathBuf>,
 }
 
@@ -231,6 +232,7 @@ pub struct Cluster {
     _relay: LatencyRelay,
     relay_addr: SocketAddr,
     pg: (String, String),
+    keep_schema: bool,
 }
 
 impl Cluster {
@@ -313,6 +315,7 @@ impl Cluster {
             _relay: relay,
             relay_addr: SocketAddr::new(relay_listen.ip(), relay_port),
             pg: (config.postgres_url.clone(), schema),
+            keep_schema: config.logs.is_some(),
         };
         for index in 0..MEMBERS {
             cluster.wait_log_count(index, "cluster ready", 1)?;
@@ -508,7 +511,9 @@ impl Drop for Cluster {
             node.kill();
         }
         let (url, schema) = &self.pg;
-        let _ = psql(url, &format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
+        if !self.keep_schema {
+            let _ = psql(url, &format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
+        }
     }
 }
 
@@ -658,6 +663,11 @@ pub async fn run(config: CampaignConfig) -> Result<CampaignReport, String> {
             let _ = std::fs::write(dir.join(format!("node{}.log", index + 1)), node.log());
         }
         let _ = std::fs::write(dir.join("lost.txt"), lost_list(&shared, start));
+        let (url, schema) = &cluster.pg;
+        let _ = std::fs::write(
+            dir.join("store.txt"),
+            format!("{url} schema {schema} (kept: drop it when done)\n"),
+        );
     }
     drop(cluster);
     Ok(report(

@@ -9,8 +9,13 @@
 //! So a message is either stored before the flush takes it, or delivered
 //! live after the flushed ones.
 
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
 use starling_core::jid::BareJid;
 use starling_core::xml::{Element, ns};
+use tokio::time::Instant;
 
 use super::{Flow, Hook, Module, ModuleConfigError, Options, Registration};
 use crate::BoxFuture;
@@ -24,14 +29,28 @@ use crate::stanza::{Condition, MessageType, Stanza, StanzaError};
 use crate::storage::OfflineStore;
 use crate::util::time::{now_ms, xep0082};
 
-pub struct OfflineModule;
+/// How long after the last message stored for a user the members are
+/// still looked at for a session of that user that should take it.
+const WATCH: Duration = Duration::from_secs(30);
+/// The longest pause between two looks.
+const LONGEST_PAUSE: Duration = Duration::from_secs(8);
+
+pub struct OfflineModule {
+    /// Users whose stored messages may belong to a session the directory
+    /// here does not know yet, and until when to look (see [`watch`]).
+    watched: Watched,
+}
+
+type Watched = Arc<Mutex<HashMap<BareJid, Instant>>>;
 
 impl OfflineModule {
     pub fn new(options: Options) -> Result<OfflineModule, ModuleConfigError> {
         // The quota stays under `[offline]`, where it always was; stored
         // messages go with the account (`Store::delete_user`).
         options.none()?;
-        Ok(OfflineModule)
+        Ok(OfflineModule {
+            watched: Watched::default(),
+        })
     }
 }
 
@@ -60,7 +79,7 @@ impl Module for OfflineModule {
         Box::pin(async move {
             match stanza.message_type() {
                 Some(MessageType::Chat | MessageType::Normal) | None => {
-                    Flow::Done(store(server, stanza, user).await)
+                    Flow::Done(store(server, &self.watched, stanza, user).await)
                 }
                 _ => Flow::Continue(stanza),
             }
@@ -78,7 +97,7 @@ impl Module for OfflineModule {
 
 /// Stores a chat/normal message for a user with no available resource, or
 /// delivers it if one became available meanwhile.
-async fn store(server: &Server, stanza: Stanza, user: &BareJid) -> Routed {
+async fn store(server: &Server, watched: &Watched, stanza: Stanza, user: &BareJid) -> Routed {
     let _guard = server.delivery_locks.lock(user).await;
     let ty = stanza.message_type().unwrap_or(MessageType::Normal);
     let mut element = stanza.element;
@@ -105,7 +124,7 @@ async fn store(server: &Server, stanza: Stanza, user: &BareJid) -> Routed {
         .await
     {
         Ok(OfflineStore::Stored) => {
-            hint_late_arrivals(server, user);
+            watch(server, watched, user);
             count(server, Outcome::StoredOffline)
         }
         Ok(OfflineStore::QuotaExceeded) => {
@@ -122,33 +141,71 @@ async fn store(server: &Server, stanza: Stanza, user: &BareJid) -> Routed {
     }
 }
 
-/// The user may have come online on another member a moment ago, before
-/// this node's directory knew: once the directory has had time to catch up,
-/// tell the members serving the user to deliver what is stored.
-fn hint_late_arrivals(server: &Server, user: &BareJid) {
+/// The user may have a session this member's directory does not know yet:
+/// one that came online on another member a moment ago, or a resumed
+/// session whose entry is still on its way (under a slow or lossy network,
+/// for many seconds), or whose old member ended a copy of it and sent its
+/// undelivered messages here to be stored. A resumed session fetches
+/// nothing stored, so the members are looked at again, after the cluster's
+/// miss-retry window and then at growing pauses until [`WATCH`] after the
+/// last message stored for the user; each member known to serve the user
+/// then delivers what is stored, and so does this one. One watcher per
+/// user; a message stored meanwhile extends its watch.
+fn watch(server: &Server, watched: &Watched, user: &BareJid) {
     let policy = server.cluster.miss_retry();
     if policy.attempts == 0 {
         return;
     }
     let Some(this) = server.this() else { return };
+    let until = Instant::now() + policy.window + WATCH;
+    if lock(watched).insert(user.clone(), until).is_some() {
+        return;
+    }
+    let watched = watched.clone();
     let user = user.clone();
     tokio::spawn(async move {
-        tokio::time::sleep(policy.window).await;
-        let mut nodes = std::collections::HashSet::new();
-        for entry in this.cluster.remote_resources(&user) {
-            if entry.available && nodes.insert(entry.node) {
-                this.cluster.offline_stored(entry.node, &user);
+        let mut pause = policy.window;
+        loop {
+            tokio::time::sleep(pause).await;
+            look_for_sessions(&this, &user).await;
+            let mut users = lock(&watched);
+            if users
+                .get(&user)
+                .is_none_or(|until| Instant::now() >= *until)
+            {
+                // Under the lock: a message stored from here on starts a
+                // watcher of its own.
+                users.remove(&user);
+                return;
             }
-        }
-        let _guard = this.delivery_locks.lock(&user).await;
-        let session = this.sessions.resources(&user).into_iter().find(|session| {
-            let (available, priority) = session.availability();
-            available && priority >= 0
-        });
-        if let Some(session) = session {
-            flush(&this, &session).await;
+            pause = (pause * 2).clamp(Duration::from_secs(1), LONGEST_PAUSE);
         }
     });
+}
+
+/// Tells every member the directory knows to serve `user` to deliver what
+/// is stored, and delivers it to a session here.
+async fn look_for_sessions(server: &Server, user: &BareJid) {
+    let mut nodes = HashSet::new();
+    for entry in server.cluster.remote_resources(user) {
+        if entry.available && nodes.insert(entry.node) {
+            server.cluster.offline_stored(entry.node, user);
+        }
+    }
+    let _guard = server.delivery_locks.lock(user).await;
+    let session = server.sessions.resources(user).into_iter().find(|session| {
+        let (available, priority) = session.availability();
+        available && priority >= 0
+    });
+    if let Some(session) = session {
+        flush(server, &session).await;
+    }
+}
+
+fn lock(watched: &Watched) -> std::sync::MutexGuard<'_, HashMap<BareJid, Instant>> {
+    watched
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Queues the user's stored messages to `session`, oldest first. The caller
