@@ -838,3 +838,47 @@ fn assert_lost_presence_or_own(presence: &Element, lost: &str, to: &str) {
         "addressed elsewhere: {presence}"
     );
 }
+
+/// A client whose member crashed logs in again on another member, with the
+/// same resource, before the crash is detected (as the fault campaign's
+/// clients do). When the survivors then declare the member down, its lost
+/// sessions must not include the one bound again: its contacts keep seeing
+/// it available, not an unavailable from the full JID they just saw come
+/// back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_back_on_another_member_before_the_crash_is_detected_stays_available() {
+    let mut cluster = quick(TestCluster::builder(3)).start();
+    friends(&cluster, "q", 2);
+    let senior = senior(&cluster).await;
+    let victim = (senior + 1) % 3;
+    let (one, two) = ((victim + 1) % 3, (victim + 2) % 3);
+    let mut q1 = friend_online(cluster.node(one), "q", 1, "watch").await;
+    let q2 = friend_online(cluster.node(victim), "q", 2, "phone").await;
+    let q2_jid = jid(&q2);
+    expect_presence(&mut q1, &q2_jid, None).await;
+
+    cluster.kill(victim);
+    drop(q2);
+    let mut q2 = friend_online(cluster.node(two), "q", 2, "phone").await;
+    assert_eq!(jid(&q2), q2_jid, "the same full JID again");
+    expect_presence(&mut q1, &q2_jid, None).await;
+
+    // The survivors declare the member down and tell contacts about the
+    // sessions it held (not the one bound again).
+    for index in [one, two] {
+        wait_log_count(
+            cluster.node(index),
+            "a member's users are gone",
+            1,
+            DOWN_WAIT,
+        )
+        .await;
+    }
+    // Time for what a wrong verdict would send to arrive.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    sync(&mut q1).await;
+    assert_none(&q1, "an unavailable from the session bound again", |e| {
+        is_presence(e, &q2_jid, Some("unavailable"))
+    });
+    chat_once(&mut q1, &mut q2, "still-there").await;
+}

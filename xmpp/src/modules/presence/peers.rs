@@ -15,6 +15,13 @@ use crate::stanza::Stanza;
 /// other servers get it from one member, the one with the lowest id among
 /// those up, as they would have at a logout.
 pub(super) async fn sessions_lost(server: &Server, jid: &FullJid) {
+    // The client came back faster than its member was declared down and
+    // bound the same full JID again, here or on another member: contacts
+    // have seen that session's presence, and an unavailable now would
+    // tell them it left.
+    if server.sessions.get(jid).is_some() || server.cluster.locate(jid).is_some() {
+        return;
+    }
     let user = jid.to_bare();
     let unavailable = Element::new("presence", ns::CLIENT)
         .with_attr("from", jid.as_str())
