@@ -9,10 +9,11 @@
 //! So a message is either stored before the flush takes it, or delivered
 //! live after the flushed ones.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use starling_core::cluster::NodeId;
 use starling_core::jid::BareJid;
 use starling_core::xml::{Element, ns};
 use tokio::time::Instant;
@@ -149,30 +150,34 @@ async fn store(server: &Server, watched: &Watched, stanza: Stanza, user: &BareJi
 /// nothing stored, so the members are looked at again, after the cluster's
 /// miss-retry window and then at growing pauses until [`WATCH`] after the
 /// last message stored for the user; each member known to serve the user
-/// then delivers what is stored, and so does this one. One watcher per
-/// user; a message stored meanwhile extends its watch.
+/// then delivers what is stored, and so does this one, once for what was
+/// stored before it was asked. One watcher per user; a message stored
+/// meanwhile extends its watch.
 fn watch(server: &Server, watched: &Watched, user: &BareJid) {
     let policy = server.cluster.miss_retry();
     if policy.attempts == 0 {
         return;
     }
     let Some(this) = server.this() else { return };
-    let until = Instant::now() + policy.window + WATCH;
-    if lock(watched).insert(user.clone(), until).is_some() {
+    if lock(watched).insert(user.clone(), Instant::now()).is_some() {
         return;
     }
     let watched = watched.clone();
     let user = user.clone();
     tokio::spawn(async move {
         let mut pause = policy.window;
+        let mut asked = HashMap::new();
         loop {
             tokio::time::sleep(pause).await;
-            look_for_sessions(&this, &user).await;
+            let Some(last_stored) = lock(&watched).get(&user).copied() else {
+                return;
+            };
+            look_for_sessions(&this, &user, last_stored, &mut asked).await;
             let mut users = lock(&watched);
-            if users
+            let until = users
                 .get(&user)
-                .is_none_or(|until| Instant::now() >= *until)
-            {
+                .map_or(last_stored, |stored| *stored + policy.window + WATCH);
+            if Instant::now() >= until {
                 // Under the lock: a message stored from here on starts a
                 // watcher of its own.
                 users.remove(&user);
@@ -183,12 +188,25 @@ fn watch(server: &Server, watched: &Watched, user: &BareJid) {
     });
 }
 
-/// Tells every member the directory knows to serve `user` to deliver what
-/// is stored, and delivers it to a session here.
-async fn look_for_sessions(server: &Server, user: &BareJid) {
-    let mut nodes = HashSet::new();
+/// Asks every member the directory knows to serve `user` with an available
+/// session to deliver what is stored, and delivers to a session here; a
+/// place already asked since the last message was stored (`asked`: when,
+/// by member, `None` for this one) is not asked again.
+async fn look_for_sessions(
+    server: &Server,
+    user: &BareJid,
+    last_stored: Instant,
+    asked: &mut HashMap<Option<NodeId>, Instant>,
+) {
+    let mut due = |place: Option<NodeId>| {
+        let due = asked.get(&place).is_none_or(|at| *at < last_stored);
+        if due {
+            asked.insert(place, Instant::now());
+        }
+        due
+    };
     for entry in server.cluster.remote_resources(user) {
-        if entry.available && nodes.insert(entry.node) {
+        if entry.available && due(Some(entry.node)) {
             server.cluster.offline_stored(entry.node, user);
         }
     }
@@ -198,7 +216,9 @@ async fn look_for_sessions(server: &Server, user: &BareJid) {
         available && priority >= 0
     });
     if let Some(session) = session {
-        flush(server, &session).await;
+        if due(None) {
+            flush(server, &session).await;
+        }
     }
 }
 
