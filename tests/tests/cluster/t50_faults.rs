@@ -882,3 +882,93 @@ async fn a_client_back_on_another_member_before_the_crash_is_detected_stays_avai
     });
     chat_once(&mut q1, &mut q2, "still-there").await;
 }
+
+/// Stanzas a member forwarded to a session that had just left: each is
+/// routed again from the member that receives it, which ends in a store
+/// write here, on a busy store. The receiving member must
+/// keep reading its link meanwhile: before, a run of them stalled the
+/// reader for seconds, heartbeats behind them went unread, and a healthy
+/// member was declared down (as in the fault campaign after a crash).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stanzas_for_a_session_that_left_do_not_stall_the_members_link() {
+    const SENT: usize = 20;
+    let cluster = TestCluster::builder(2)
+        .link_latency(Duration::ZERO)
+        .user("alice", "pw")
+        .user("bob", "pw")
+        .start();
+    let (n1, n2) = (cluster.node(0), cluster.node(1));
+    let mut alice = online(n1, "alice", "pw", "a").await;
+    let bob = online(n2, "bob", "pw", "gone").await;
+    let bob_jid = jid(&bob);
+    // Node 1 knows bob's session.
+    let deadline = Instant::now() + WAIT;
+    while n1
+        .metric("starling_directory_entries{owner=\"remote\"}")
+        .await
+        < 1.0
+    {
+        assert!(Instant::now() < deadline, "node 1 never heard of bob");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Bob leaves while node 1 cannot hear of it, and alice writes to him:
+    // node 1 forwards every message to node 2.
+    cluster.hold_links();
+    bob.close().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for n in 0..SENT {
+        say(&mut alice, &bob_jid, &format!("after-{n}")).await;
+    }
+    sync(&mut alice).await;
+    // The store is busy for 4 s (another writer holds its lock): storing
+    // the first of them waits that long.
+    let mut writer = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3, sys, time\n\
+             c = sqlite3.connect(sys.argv[1], isolation_level=None)\n\
+             c.execute('BEGIN EXCLUSIVE')\n\
+             print('locked', flush=True)\n\
+             time.sleep(4)\n\
+             c.execute('COMMIT')\n",
+        ])
+        .arg(cluster.dir().join("starling.db"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 holds the store's lock");
+    let mut locked = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(writer.stdout.take().expect("stdout")),
+        &mut locked,
+    )
+    .expect("python3 says it holds the lock");
+    assert_eq!(locked.trim(), "locked");
+    let suspected_before = plain_log(n2).matches("cluster member is suspect").count();
+    cluster.release_links();
+
+    // Node 2 stores them all (nobody to route them to) and never stops
+    // hearing node 1 meanwhile.
+    let stored = "starling_routing_outcomes_total{outcome=\"stored\"}";
+    let deadline = Instant::now() + DOWN_WAIT;
+    while n2.metric(stored).await < SENT as f64 {
+        assert!(
+            Instant::now() < deadline,
+            "node 2 did not store the messages"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(writer.wait().expect("python3 ends").success());
+    assert_eq!(
+        plain_log(n2).matches("cluster member is suspect").count(),
+        suspected_before,
+        "node 2 stopped hearing node 1 while it routed the messages:\n{}",
+        plain_log(n2)
+    );
+    let mut bob = login(n1, "bob", "pw", "back").await;
+    roster_get(&mut bob).await;
+    bob.send("<presence/>").await.unwrap();
+    for n in 0..SENT {
+        hear(&mut bob, &format!("after-{n}"), WAIT).await;
+    }
+}

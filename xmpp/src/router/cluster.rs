@@ -5,9 +5,18 @@
 //! (the sender already chose it), never forwarded again, except when that
 //! session is gone: then it takes [`super::vanished`], with its hop count
 //! on the stanza, so stale directories cannot make it circle.
+//!
+//! That way can take long (the directory looked up again for the
+//! miss-retry window, then a store write), and the member's link reader
+//! must not wait for it: acknowledgements and heartbeats travel behind the
+//! envelopes, and a reader stalled on a run of such stanzas after a crash
+//! had a busy but healthy member declared down. So those stanzas go to a
+//! lane per member, routed again in order beside the reader. A stanza for
+//! a session that is here goes straight to it, so it can overtake one
+//! in the lane only if the session came back meanwhile.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 
 use futures_util::StreamExt;
 use starling_core::cluster::{
@@ -26,17 +35,53 @@ use crate::stanza::{PresenceType, Stanza};
 /// Most times a stanza may cross between members.
 pub const MAX_HOPS: u8 = 2;
 
+/// Stanzas waiting in one member's lane; beyond, that member's reader
+/// waits (backpressure, as for any slow delivery).
+const LANE_DEPTH: usize = 4096;
+
 /// The server's side of the cluster seam.
 pub struct ServerDelivery {
     server: Weak<Server>,
+    /// Per member: stanzas for sessions that left, routed again in order
+    /// beside its link's reader.
+    lanes: Mutex<HashMap<NodeId, tokio::sync::mpsc::Sender<Stanza>>>,
 }
 
 impl ServerDelivery {
     pub fn new(server: &Arc<Server>) -> ServerDelivery {
         ServerDelivery {
             server: Arc::downgrade(server),
+            lanes: Mutex::default(),
         }
     }
+
+    /// Routes `stanza`, whose session left, in `from`'s lane.
+    async fn route_again_beside(&self, server: &Arc<Server>, from: NodeId, stanza: Stanza) {
+        let lane = self
+            .lanes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(from)
+            .or_insert_with(|| start_lane(Arc::downgrade(server)))
+            .clone();
+        if let Err(tokio::sync::mpsc::error::SendError(stanza)) = lane.send(stanza).await {
+            // The lane ended (the server is stopping): route it here.
+            super::vanished::route_again(server, stanza).await;
+        }
+    }
+}
+
+fn start_lane(server: Weak<Server>) -> tokio::sync::mpsc::Sender<Stanza> {
+    let (lane, mut stanzas) = tokio::sync::mpsc::channel(LANE_DEPTH);
+    tokio::spawn(async move {
+        while let Some(stanza) = stanzas.recv().await {
+            let Some(server) = server.upgrade() else {
+                return;
+            };
+            let _counted = super::vanished::route_again(&server, stanza).await;
+        }
+    });
+    lane
 }
 
 impl LocalDelivery for ServerDelivery {
@@ -45,7 +90,9 @@ impl LocalDelivery for ServerDelivery {
             let Some(server) = self.server.upgrade() else {
                 return;
             };
-            let _counted = deliver(&server, envelope, from, false).await;
+            if let Here::Vanished(stanza) = deliver(&server, envelope, from, false).await {
+                self.route_again_beside(&server, from, stanza).await;
+            }
         })
     }
 
@@ -77,7 +124,11 @@ impl LocalDelivery for ServerDelivery {
                                 false
                             }
                         };
-                        let _counted = deliver(server, envelope, me, returned).await;
+                        if let Here::Vanished(stanza) =
+                            deliver(server, envelope, me, returned).await
+                        {
+                            let _counted = super::vanished::route_again(server, stanza).await;
+                        }
                         server.handback.release(&sender);
                     }
                 })
@@ -247,12 +298,12 @@ fn close_if_removed(server: Arc<Server>, username: String) {
 
 /// A member's stanza, or (`returned`) one of this member's own that a dying
 /// link gave back.
-async fn deliver(server: &Server, envelope: Envelope, from: NodeId, returned: bool) -> Routed {
+async fn deliver(server: &Server, envelope: Envelope, from: NodeId, returned: bool) -> Here {
     let element = match crate::stream::parse_element(&envelope.xml) {
         Ok(element) => element,
         Err(error) => {
             tracing::warn!(%from, %error, "unreadable stanza from a cluster member");
-            return count(server, Outcome::Discarded);
+            return done(count(server, Outcome::Discarded));
         }
     };
     let stanza = match Stanza::from_server(element) {
@@ -262,23 +313,23 @@ async fn deliver(server: &Server, envelope: Envelope, from: NodeId, returned: bo
         },
         Err(error) => {
             tracing::warn!(%from, %error, "invalid stanza from a cluster member");
-            return count(server, Outcome::Discarded);
+            return done(count(server, Outcome::Discarded));
         }
     };
     server.metrics.stanza_in(stanza.kind);
     // A remote server's answer to a barrier of ours, which reached another
     // member: its outgoing stream is here.
     if crate::s2s::answered(server, &stanza) {
-        return count(server, Outcome::Handled);
+        return done(count(server, Outcome::Handled));
     }
     // A probe asks this node to answer for its sessions of the user: the
     // presence module does, in its inbound hook, here where they are.
     if stanza.presence_type() == Some(PresenceType::Probe) {
         if let Some(to) = stanza.to.clone() {
-            return match server.modules.inbound(server, stanza, &to).await {
+            return done(match server.modules.inbound(server, stanza, &to).await {
                 Flow::Continue(_) => count(server, Outcome::Discarded),
                 Flow::Done(routed) => routed,
-            };
+            });
         }
     }
     // A stanza for a module's host (a group chat room on the member that
@@ -288,7 +339,7 @@ async fn deliver(server: &Server, envelope: Envelope, from: NodeId, returned: bo
     // not a member's stanza, whatever its hop count).
     if let Some(module) = server.modules.host(envelope.to.domain().as_str()) {
         let module = module.clone();
-        return module.host_stanza(server, stanza, returned).await;
+        return done(module.host_stanza(server, stanza, returned).await);
     }
     let target = envelope
         .to
@@ -296,15 +347,24 @@ async fn deliver(server: &Server, envelope: Envelope, from: NodeId, returned: bo
         .ok()
         .and_then(|jid| server.sessions.get(jid));
     let Some(session) = target else {
-        return super::vanished::route_again(server, stanza).await;
+        return Here::Vanished(stanza);
     };
     match resources::deliver_local(server, &session, stanza.element) {
-        Ok(()) => count(server, Outcome::Delivered),
-        Err(element) => {
-            let stanza = Stanza { element, ..stanza };
-            super::vanished::route_again(server, stanza).await
-        }
+        Ok(()) => done(count(server, Outcome::Delivered)),
+        Err(element) => Here::Vanished(Stanza { element, ..stanza }),
     }
+}
+
+/// What became of a member's stanza here.
+enum Here {
+    /// Delivered, or handled otherwise (counted).
+    Done,
+    /// Its session is no longer here: it is to be routed again.
+    Vanished(Stanza),
+}
+
+fn done(_counted: Routed) -> Here {
+    Here::Done
 }
 
 /// Messages were stored for a user who may have come online here a moment
