@@ -176,6 +176,21 @@ impl Driver {
             .count()
     }
 
+    /// Sessions (by user name) whose partner's last presence was not
+    /// available, with what it was.
+    pub fn presence_wrong(&self) -> Vec<(String, &'static str)> {
+        self.shared
+            .partner_presence
+            .iter()
+            .enumerate()
+            .filter_map(|(index, p)| match p.load(Ordering::Relaxed) {
+                1 => None,
+                0 => Some((format!("u{}", index + 1), "nothing")),
+                _ => Some((format!("u{}", index + 1), "unavailable")),
+            })
+            .collect()
+    }
+
     pub fn start_sending(&self) {
         self.sending.send_replace(true);
     }

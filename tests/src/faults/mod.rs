@@ -96,7 +96,9 @@ pub struct CampaignConfig {
     /// Only these faults (by name; empty: all of [`FAULTS`]).
     pub only: Vec<String>,
     /// Copy each member's log here at the end, and keep the store's schema
-    /// (named in `store.txt` there) for a look at what was stored.
+    /// (named in `store.txt` there) for a look at what was stored; the
+    /// sessions seeing their partner wrong after each fault go here too
+    /// (`presence-N-FAULT.txt`).
     pub logs: Option<std::path::PathBuf>,
 }
 
@@ -632,6 +634,18 @@ pub async fn run(config: CampaignConfig) -> Result<CampaignReport, String> {
                 recovery
             );
             sleep(CHECK_AFTER).await;
+            if let Some(dir) = &config.logs {
+                let wrong: String = driver
+                    .presence_wrong()
+                    .iter()
+                    .map(|(user, seen)| format!("{user} sees its partner {seen}\n"))
+                    .collect();
+                let _ = std::fs::create_dir_all(dir);
+                let _ = std::fs::write(
+                    dir.join(format!("presence-{}-{fault}.txt", windows.len() + 1)),
+                    wrong,
+                );
+            }
             let views = cluster.directories().await;
             checks.push((
                 driver.connected(),

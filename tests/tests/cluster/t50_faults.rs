@@ -972,3 +972,49 @@ async fn stanzas_for_a_session_that_left_do_not_stall_the_members_link() {
         hear(&mut bob, &format!("after-{n}"), WAIT).await;
     }
 }
+
+/// A login on another member replaces a session under the same full JID
+/// (as the fault campaign's clients do when a resumption fails): the old
+/// member ends the old session when the kick arrives, which can be after
+/// the new session's available presence reached the contacts. The old
+/// session's end must not then tell them the full JID went offline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_replaced_from_another_member_leaves_its_contacts_seeing_it_available() {
+    let cluster = TestCluster::builder(2)
+        .link_latency(Duration::ZERO)
+        .set("cluster", "suspect_after_ms = 15000")
+        .set("cluster", "down_after_ms = 30000")
+        .start();
+    friends(&cluster, "w", 2);
+    let (n1, n2) = (cluster.node(0), cluster.node(1));
+    let mut w1 = friend_online(n1, "w", 1, "watch").await;
+    let mut old = friend_online(n1, "w", 2, "phone").await;
+    let w2_jid = jid(&old);
+    expect_presence(&mut w1, &w2_jid, None).await;
+
+    // The kick, the new session's entry and its presence reach node 1 in
+    // one burst.
+    cluster.hold_links();
+    let new = friend_online(n2, "w", 2, "phone").await;
+    assert_eq!(jid(&new), w2_jid, "the same full JID");
+    cluster.release_links();
+    old.expect_stream_error("conflict", WAIT)
+        .await
+        .unwrap_or_else(|error| panic!("the old session was not replaced: {error}"));
+    // Whatever the old session's end sends has come by now.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    sync(&mut w1).await;
+    // An unavailable before the new session's available is right (the old
+    // session ended first); after it, it says the client left.
+    let mut seen = Vec::new();
+    while let Ok(stanza) = w1.next_stanza(Duration::from_millis(300)).await {
+        if stanza.name() == "presence" && stanza.attr("from") == Some(w2_jid.as_str()) {
+            seen.push(stanza.attr("type").unwrap_or("available").to_owned());
+        }
+    }
+    assert_eq!(
+        seen.last().map(String::as_str),
+        Some("available"),
+        "w1 ends up seeing {w2_jid} as: {seen:?}"
+    );
+}

@@ -284,7 +284,7 @@ fn send_presence_to_bare(server: &Server, element: &Element, contact: &BareJid) 
 /// A session has ended (unbound here, and the cluster told): if it was
 /// available, everyone who saw it available hears that it is gone.
 async fn session_ended(server: &Server, session: &Arc<LocalSession>) {
-    if session.availability().0 {
+    if session.availability().0 && !available_again(server, &session.jid, Some(session)) {
         let unavailable = Element::new("presence", ns::CLIENT)
             .with_attr("from", session.jid.as_str())
             .with_attr("type", "unavailable");
@@ -292,6 +292,22 @@ async fn session_ended(server: &Server, session: &Arc<LocalSession>) {
             broadcast(server, session, stanza).await;
         }
     }
+}
+
+/// Whether another session holds `jid` and is available, here (other than
+/// `ended`) or on another member: the client came back under the same full
+/// JID (a login that replaced a session across members, faster than the
+/// old member heard of it) and its available presence has gone out, so an
+/// unavailable for the session that ended would contradict it for good.
+fn available_again(server: &Server, jid: &FullJid, ended: Option<&Arc<LocalSession>>) -> bool {
+    let here = server.sessions.get(jid).is_some_and(|current| {
+        !ended.is_some_and(|ended| Arc::ptr_eq(&current, ended)) && current.availability().0
+    });
+    here || server
+        .cluster
+        .remote_resources(&jid.to_bare())
+        .iter()
+        .any(|entry| entry.jid == *jid && entry.available)
 }
 
 /// Whether `session` is the one bound to its JID here (not ended, not

@@ -16,10 +16,10 @@ use crate::stanza::Stanza;
 /// those up, as they would have at a logout.
 pub(super) async fn sessions_lost(server: &Server, jid: &FullJid) {
     // The client came back faster than its member was declared down and
-    // bound the same full JID again, here or on another member: contacts
-    // have seen that session's presence, and an unavailable now would
-    // tell them it left.
-    if server.sessions.get(jid).is_some() || server.cluster.locate(jid).is_some() {
+    // is available again under the same full JID, here or on another
+    // member: contacts have seen that session's presence, and an
+    // unavailable now would tell them it left.
+    if super::available_again(server, jid, None) {
         return;
     }
     let user = jid.to_bare();
