@@ -25,6 +25,9 @@ use tokio::sync::Notify;
 pub enum CloseReason {
     /// Another login took the same full JID (RFC 6120 7.7.2.2).
     Conflict,
+    /// Another login took the same full JID on another cluster member,
+    /// which told the contacts this session is gone.
+    ReplacedElsewhere,
     /// The client does not read fast enough; its mailbox is full.
     SlowConsumer,
     /// An operator ended the session.
@@ -39,7 +42,7 @@ impl CloseReason {
     /// The stream error condition sent to the client.
     pub fn condition(self) -> &'static str {
         match self {
-            CloseReason::Conflict => "conflict",
+            CloseReason::Conflict | CloseReason::ReplacedElsewhere => "conflict",
             CloseReason::SlowConsumer => "policy-violation",
             CloseReason::Kicked => "policy-violation",
             CloseReason::AccountRemoved => "not-authorized",
@@ -49,7 +52,9 @@ impl CloseReason {
 
     pub fn text(self) -> &'static str {
         match self {
-            CloseReason::Conflict => "Replaced by a new connection for the same resource",
+            CloseReason::Conflict | CloseReason::ReplacedElsewhere => {
+                "Replaced by a new connection for the same resource"
+            }
             CloseReason::SlowConsumer => "Too many stanzas waiting: the client does not read them",
             CloseReason::Kicked => "Session ended by an administrator",
             CloseReason::AccountRemoved => "The account was removed",
@@ -64,6 +69,7 @@ impl CloseReason {
     fn from_code(code: u8) -> Option<CloseReason> {
         [
             CloseReason::Conflict,
+            CloseReason::ReplacedElsewhere,
             CloseReason::SlowConsumer,
             CloseReason::Kicked,
             CloseReason::AccountRemoved,

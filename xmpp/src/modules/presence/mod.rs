@@ -21,7 +21,7 @@ use crate::router::Routed;
 use crate::router::resources::{self, Target, send_to};
 use crate::router::{bounce, count};
 use crate::server::Server;
-use crate::session::LocalSession;
+use crate::session::{CloseReason, LocalSession};
 use crate::stanza::{Condition, PresenceType, Stanza, StanzaError};
 
 pub struct PresenceModule;
@@ -46,6 +46,7 @@ impl Module for PresenceModule {
             hooks: vec![
                 Hook::ClientStanza,
                 Hook::Inbound,
+                Hook::SessionOpened,
                 Hook::SessionClosed,
                 Hook::PeerSessions,
             ],
@@ -91,6 +92,14 @@ impl Module for PresenceModule {
                 }
             })
         })
+    }
+
+    fn session_opened<'a>(
+        &'a self,
+        server: &'a Server,
+        session: &'a Arc<LocalSession>,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(replaced_elsewhere(server, session))
     }
 
     fn session_closed<'a>(
@@ -284,12 +293,67 @@ fn send_presence_to_bare(server: &Server, element: &Element, contact: &BareJid) 
 /// A session has ended (unbound here, and the cluster told): if it was
 /// available, everyone who saw it available hears that it is gone.
 async fn session_ended(server: &Server, session: &Arc<LocalSession>) {
+    // Replaced from another member: that member said goodbye for it, in
+    // order before the new session's presence (`replaced_elsewhere`).
+    if session.close_reason() == Some(CloseReason::ReplacedElsewhere) {
+        return;
+    }
     if session.availability().0 && !available_again(server, &session.jid, Some(session)) {
         let unavailable = Element::new("presence", ns::CLIENT)
             .with_attr("from", session.jid.as_str())
             .with_attr("type", "unavailable");
         if let Ok(stanza) = Stanza::from_server(unavailable) {
             broadcast(server, session, stanza).await;
+        }
+    }
+}
+
+/// A login here took a full JID that an available session on another
+/// member holds (it is being kicked). The contacts hear that session is
+/// gone from here, before anything the new one says and on the same
+/// links: the old member's goodbye could reach them after the new
+/// session's presence, when its link or the kick is slow, and tell them
+/// for good that the client left.
+async fn replaced_elsewhere(server: &Server, session: &Arc<LocalSession>) {
+    let user = session.jid.to_bare();
+    let was_available = server
+        .cluster
+        .remote_resources(&user)
+        .iter()
+        .any(|entry| entry.jid == session.jid && entry.available);
+    if !was_available {
+        return;
+    }
+    let unavailable = Element::new("presence", ns::CLIENT)
+        .with_attr("from", session.jid.as_str())
+        .with_attr("type", "unavailable");
+    let roster = match server.rosters.get(&user).await {
+        Ok(roster) => roster,
+        Err(error) => {
+            tracing::error!(jid = %session.jid, %error, "roster unavailable; contacts not told of a replaced session");
+            return;
+        }
+    };
+    for contact in roster.subscribers() {
+        let to = Jid::from(contact.clone());
+        if server.modules.outbound_presence(server, &user, &to) == Delivery::Withhold {
+            continue;
+        }
+        if server.serves_domain(contact.domain().as_str()) {
+            send_presence_to_bare(server, &unavailable, contact);
+        } else {
+            let mut copy = unavailable.clone();
+            copy.set_attr("to", contact.as_str());
+            if let Ok(stanza) = Stanza::from_server(copy) {
+                crate::router::route(server, stanza).await;
+            }
+        }
+    }
+    for candidate in resources::resources(server, &user) {
+        if candidate.available && candidate.target.jid() != &session.jid {
+            let mut copy = unavailable.clone();
+            copy.set_attr("to", candidate.target.jid().as_str());
+            let _gone = send_to(server, &candidate.target, copy, StanzaKind::Presence);
         }
     }
 }
