@@ -1,8 +1,9 @@
 //! The campaign's network: one namespace per member, joined by a bridge in
 //! a hub namespace, with this (the driver's) namespace on the same bridge.
 //!
-//! Subnet `10.A.B.0/24` (A and B from the process id): member `i` (1 to 3)
-//! is `10.A.B.i` in namespace `flt<pid>n<i>`; this side is `10.A.B.254`.
+//! Subnet `10.A.B.0/24` (A and B from a key made of the process id and a
+//! count of this process's networks): member `i` (1 to 3) is `10.A.B.i` in
+//! namespace `flt<key>n<i>`; this side is `10.A.B.254`.
 //! Every member has its own address and its own firewall, so a cut can be
 //! one way (a rule in one member's input chain), and `tc netem` on a
 //! member's link delays and drops what it sends. Nothing is forwarded
@@ -26,14 +27,18 @@ impl Net {
     /// Creates the hub (a bridge), `members` member namespaces and this
     /// side's link to the bridge.
     pub fn start(members: usize) -> Result<Net, String> {
-        let pid = std::process::id();
-        let prefix = format!("flt{pid}");
+        // One key per network of this process (tests of one binary build
+        // theirs side by side, and each cleans its names up first).
+        static STARTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let started = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let key = u64::from(std::process::id()) * 16 + started % 16;
+        let prefix = format!("flt{key}");
         let subnet = (
-            u8::try_from(230 + pid % 20).expect("below 256"),
-            u8::try_from((pid / 20) % 250).expect("below 256"),
+            u8::try_from(230 + key % 20).expect("below 256"),
+            u8::try_from((key / 20) % 250).expect("below 256"),
         );
         let net = Net {
-            host_link: format!("flt{}h", pid % 10_000_000),
+            host_link: format!("flt{}h", key % 10_000_000),
             prefix,
             subnet,
             members,
