@@ -38,7 +38,8 @@ const LONGEST_PAUSE: Duration = Duration::from_secs(8);
 
 pub struct OfflineModule {
     /// Users whose stored messages may belong to a session the directory
-    /// here does not know yet, and until when to look (see [`watch`]).
+    /// here does not know yet, and when the last one was stored (see
+    /// [`watch`]).
     watched: Watched,
 }
 

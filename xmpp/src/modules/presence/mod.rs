@@ -220,23 +220,7 @@ async fn broadcast(server: &Server, session: &Arc<LocalSession>, stanza: Stanza)
         }
     };
     let element = stanza.element;
-    for contact in roster.subscribers() {
-        let to = Jid::from(contact.clone());
-        // A contact the user blocks (XEP-0191) hears nothing.
-        if server.modules.outbound_presence(server, &user, &to) == Delivery::Withhold {
-            continue;
-        }
-        if server.serves_domain(contact.domain().as_str()) {
-            send_presence_to_bare(server, &element, contact);
-        } else {
-            // A contact on another server: its server fans it out.
-            let mut copy = element.clone();
-            copy.set_attr("to", contact.as_str());
-            if let Ok(stanza) = Stanza::from_server(copy) {
-                crate::router::route(server, stanza).await;
-            }
-        }
-    }
+    send_to_subscribers(server, &user, &roster, &element).await;
     // The user's own resources, the sender included (RFC 6121 4.2.2); a
     // newer session that took this one's JID over is not told it left.
     for candidate in resources::resources(server, &user) {
@@ -276,6 +260,32 @@ fn set_state(session: &LocalSession, available: bool, priority: i8, element: &El
         last.remove_attr("to");
         last
     });
+}
+
+/// Sends the user's presence `element` to every contact subscribed to it.
+async fn send_to_subscribers(
+    server: &Server,
+    user: &BareJid,
+    roster: &roster::cached::Roster,
+    element: &Element,
+) {
+    for contact in roster.subscribers() {
+        let to = Jid::from(contact.clone());
+        // A contact the user blocks (XEP-0191) hears nothing.
+        if server.modules.outbound_presence(server, user, &to) == Delivery::Withhold {
+            continue;
+        }
+        if server.serves_domain(contact.domain().as_str()) {
+            send_presence_to_bare(server, element, contact);
+        } else {
+            // A contact on another server: its server fans it out.
+            let mut copy = element.clone();
+            copy.set_attr("to", contact.as_str());
+            if let Ok(stanza) = Stanza::from_server(copy) {
+                crate::router::route(server, stanza).await;
+            }
+        }
+    }
 }
 
 /// Sends a presence to every available resource of a contact (the 'to' is
@@ -334,21 +344,7 @@ async fn replaced_elsewhere(server: &Server, session: &Arc<LocalSession>) {
             return;
         }
     };
-    for contact in roster.subscribers() {
-        let to = Jid::from(contact.clone());
-        if server.modules.outbound_presence(server, &user, &to) == Delivery::Withhold {
-            continue;
-        }
-        if server.serves_domain(contact.domain().as_str()) {
-            send_presence_to_bare(server, &unavailable, contact);
-        } else {
-            let mut copy = unavailable.clone();
-            copy.set_attr("to", contact.as_str());
-            if let Ok(stanza) = Stanza::from_server(copy) {
-                crate::router::route(server, stanza).await;
-            }
-        }
-    }
+    send_to_subscribers(server, &user, &roster, &unavailable).await;
     for candidate in resources::resources(server, &user) {
         if candidate.available && candidate.target.jid() != &session.jid {
             let mut copy = unavailable.clone();
