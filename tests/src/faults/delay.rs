@@ -109,27 +109,20 @@ impl Drop for Delay {
 /// sends on `eth0`.
 fn iptables(namespace: &str, action: &str) -> Result<(), String> {
     let queue = QUEUE.to_string();
-    let output = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            namespace,
-            "iptables-legacy",
-            action,
-            "OUTPUT",
-        ])
-        .args(["-o", "eth0", "-j", "NFQUEUE", "--queue-num", &queue])
-        .arg("--queue-bypass")
-        .output()
-        .map_err(|error| format!("iptables-legacy: {error}"))?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "iptables-legacy {action} in {namespace}: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        ))
-    }
+    super::net::run(
+        Command::new("ip")
+            .args(["netns", "exec", namespace, "iptables-legacy", action])
+            .args([
+                "OUTPUT",
+                "-o",
+                "eth0",
+                "-j",
+                "NFQUEUE",
+                "--queue-num",
+                &queue,
+            ])
+            .arg("--queue-bypass"),
+    )
 }
 
 /// One namespace's holder: binds the queue, says so on `ready`, then

@@ -252,7 +252,8 @@ fn ip(args: &[&str]) -> Result<(), String> {
     run(Command::new("ip").args(args))
 }
 
-fn run(command: &mut Command) -> Result<(), String> {
+/// Runs `command`; its stderr is the error when it fails.
+pub(super) fn run(command: &mut Command) -> Result<(), String> {
     let output = command
         .output()
         .map_err(|error| format!("{command:?}: {error}"))?;

@@ -92,6 +92,18 @@ pub(crate) fn assert_lost_presence(presence: &Element, lost: &str, to: &str) {
     assert_eq!(presence.attr("type"), Some("unavailable"), "{presence}");
 }
 
+/// The types (`available` for none) of the presences from `from` that
+/// `client` has received, in order, until none comes for 300 ms.
+async fn presence_types_from(client: &mut Client, from: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    while let Ok(stanza) = client.next_stanza(Duration::from_millis(300)).await {
+        if stanza.name() == "presence" && stanza.attr("from") == Some(from) {
+            seen.push(stanza.attr("type").unwrap_or("available").to_owned());
+        }
+    }
+    seen
+}
+
 /// Sends a chat message with this body.
 pub(crate) async fn say(client: &mut Client, to: &str, text: &str) {
     client
@@ -879,12 +891,7 @@ async fn a_client_back_on_another_member_before_the_crash_is_detected_stays_avai
     sync(&mut q1).await;
     // An unavailable for the crashed session before the new one's available
     // is right; after it, it says the client left.
-    let mut seen = Vec::new();
-    while let Ok(stanza) = q1.next_stanza(Duration::from_millis(300)).await {
-        if stanza.name() == "presence" && stanza.attr("from") == Some(q2_jid.as_str()) {
-            seen.push(stanza.attr("type").unwrap_or("available").to_owned());
-        }
-    }
+    let seen = presence_types_from(&mut q1, &q2_jid).await;
     assert_eq!(
         seen.last().map(String::as_str),
         Some("available"),
@@ -1028,12 +1035,7 @@ async fn a_session_replaced_from_another_member_leaves_its_contacts_seeing_it_av
     sync(&mut w1).await;
     // An unavailable before the new session's available is right (the old
     // session is gone); after it, it says the client left.
-    let mut seen = Vec::new();
-    while let Ok(stanza) = w1.next_stanza(Duration::from_millis(300)).await {
-        if stanza.name() == "presence" && stanza.attr("from") == Some(w2_jid.as_str()) {
-            seen.push(stanza.attr("type").unwrap_or("available").to_owned());
-        }
-    }
+    let seen = presence_types_from(&mut w1, &w2_jid).await;
     assert_eq!(
         seen.last().map(String::as_str),
         Some("available"),
