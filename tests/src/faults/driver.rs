@@ -91,9 +91,58 @@ pub struct Shared {
     /// What each session last heard of its partner's presence: 0 nothing,
     /// 1 available, 2 unavailable.
     pub partner_presence: Vec<AtomicU8>,
+    /// Each session's recent connections and its partner's presences, for
+    /// tracing a session that ends up seeing its partner wrong.
+    pub history: Vec<Mutex<VecDeque<(Instant, Event)>>>,
     pub resumed: AtomicU64,
     pub relogins: AtomicU64,
     pub connection_failures: AtomicU64,
+}
+
+/// What a session's history records.
+#[derive(Debug, Clone, Copy)]
+pub enum Event {
+    /// Resumed (or logged in again) on this node (0-based).
+    Resumed(usize),
+    LoggedIn(usize),
+    /// The connection failed (error or unanswered ack request).
+    Failed,
+    /// The partner's presence: available or not.
+    Partner(bool),
+}
+
+/// Events kept per session: the latest ones tell how it got where it is.
+const HISTORY: usize = 32;
+
+impl Shared {
+    fn record(&self, index: usize, event: Event) {
+        let mut history = self.history[index].lock().expect("history lock");
+        if history.len() == HISTORY {
+            history.pop_front();
+        }
+        history.push_back((Instant::now(), event));
+    }
+
+    /// A session's history, one event a line, times in seconds from `start`.
+    pub fn history_text(&self, index: usize, start: Instant) -> String {
+        let history = self.history[index].lock().expect("history lock");
+        history
+            .iter()
+            .map(|(at, event)| {
+                let what = match event {
+                    Event::Resumed(node) => format!("resumed on node{}", node + 1),
+                    Event::LoggedIn(node) => format!("logged in on node{}", node + 1),
+                    Event::Failed => "connection failed".to_owned(),
+                    Event::Partner(true) => "partner available".to_owned(),
+                    Event::Partner(false) => "partner unavailable".to_owned(),
+                };
+                format!(
+                    "  {:8.3} s  {what}\n",
+                    at.saturating_duration_since(start).as_secs_f64()
+                )
+            })
+            .collect()
+    }
 }
 
 /// How the sessions run.
@@ -124,6 +173,7 @@ impl Driver {
             streams: (0..n).map(|_| Mutex::new(Stream::default())).collect(),
             connected: (0..n).map(|_| AtomicBool::new(false)).collect(),
             partner_presence: (0..n).map(|_| AtomicU8::new(0)).collect(),
+            history: (0..n).map(|_| Mutex::new(VecDeque::new())).collect(),
             resumed: AtomicU64::new(0),
             relogins: AtomicU64::new(0),
             connection_failures: AtomicU64::new(0),
@@ -176,17 +226,17 @@ impl Driver {
             .count()
     }
 
-    /// Sessions (by user name) whose partner's last presence was not
+    /// Sessions (by index) whose partner's last presence was not
     /// available, with what it was.
-    pub fn presence_wrong(&self) -> Vec<(String, &'static str)> {
+    pub fn presence_wrong(&self) -> Vec<(usize, &'static str)> {
         self.shared
             .partner_presence
             .iter()
             .enumerate()
             .filter_map(|(index, p)| match p.load(Ordering::Relaxed) {
                 1 => None,
-                0 => Some((format!("u{}", index + 1), "nothing")),
-                _ => Some((format!("u{}", index + 1), "unavailable")),
+                0 => Some((index, "nothing")),
+                _ => Some((index, "unavailable")),
             })
             .collect()
     }
@@ -265,7 +315,7 @@ impl Session {
     }
 
     fn username(index: usize) -> String {
-        format!("u{}", index + 1)
+        username(index)
     }
 
     fn options(&self) -> LoginOptions {
@@ -324,6 +374,7 @@ impl Session {
                     self.node = node;
                     self.acked(h);
                     self.shared.resumed.fetch_add(1, Ordering::Relaxed);
+                    self.shared.record(self.index, Event::Resumed(node));
                     if self.resend(&mut client).await.is_ok() {
                         return Some(client);
                     }
@@ -341,6 +392,7 @@ impl Session {
             match timeout(ATTEMPT, self.login(node)).await {
                 Ok(Ok(mut client)) => {
                     self.node = node;
+                    self.shared.record(self.index, Event::LoggedIn(node));
                     if !first {
                         self.shared.relogins.fetch_add(1, Ordering::Relaxed);
                     }
@@ -476,6 +528,7 @@ impl Session {
                                 Some(_) => continue,
                             };
                             self.shared.partner_presence[self.index].store(state, Ordering::Relaxed);
+                            self.shared.record(self.index, Event::Partner(state == 1));
                         }
                     } else if answer_ping(&mut client, &stanza).await.is_err() {
                         return self.failed(client);
@@ -493,6 +546,7 @@ impl Session {
     }
 
     fn failed(&self, client: Client) -> Ended {
+        self.shared.record(self.index, Event::Failed);
         let handled = client.sm_handled().unwrap_or(0);
         client.drop_connection();
         Ended::Failed { handled }
@@ -527,4 +581,9 @@ impl Session {
 
 fn message(to: &str, seq: u64) -> String {
     format!("<message to='{to}' type='chat' id='flt-{seq}'><body>flt {seq}</body></message>")
+}
+
+/// The user of session `index`.
+pub fn username(index: usize) -> String {
+    format!("u{}", index + 1)
 }

@@ -635,10 +635,19 @@ pub async fn run(config: CampaignConfig) -> Result<CampaignReport, String> {
             );
             sleep(CHECK_AFTER).await;
             if let Some(dir) = &config.logs {
+                // Each such session with its own and its partner's history.
                 let wrong: String = driver
                     .presence_wrong()
                     .iter()
-                    .map(|(user, seen)| format!("{user} sees its partner {seen}\n"))
+                    .map(|&(index, seen)| {
+                        format!(
+                            "{} sees its partner {seen}\n{}  its partner {}:\n{}",
+                            driver::username(index),
+                            driver.shared.history_text(index, start),
+                            driver::username(index ^ 1),
+                            driver.shared.history_text(index ^ 1, start),
+                        )
+                    })
                     .collect();
                 let _ = std::fs::create_dir_all(dir);
                 let _ = std::fs::write(

@@ -56,8 +56,11 @@ pub(crate) async fn run(conn: &mut Conn, bound: Bound) -> Ended {
     let server = conn.server.clone();
     let queue = server.limits().session_queue;
     let session = LocalSession::new(server.sessions.next_id(), jid, queue);
-    if let Some(replaced) = server.sessions.bind(session.clone()) {
-        replaced.close(CloseReason::Conflict);
+    // The older session goes quietly: this one tells the contacts it is
+    // gone (the `SessionOpened` hooks), before anything it says itself.
+    let replaced = server.sessions.bind(session.clone());
+    if let Some(replaced) = &replaced {
+        replaced.close(CloseReason::Replaced);
     }
     // The same full JID on another member: the older session gives way.
     if let Some(node) = server.cluster.locate(&session.jid) {
@@ -74,8 +77,13 @@ pub(crate) async fn run(conn: &mut Conn, bound: Bound) -> Ended {
     }
     // Everything but the idle loop is boxed: a future's size is that of its
     // largest state, and the idle state is what 20,000 sessions keep.
-    let opening = Box::pin(server.modules.session_opened(&server, &session));
+    let opening = Box::pin(
+        server
+            .modules
+            .session_opened(&server, &session, replaced.as_ref()),
+    );
     opening.await;
+    drop(replaced);
     let sending = Box::pin(conn.send(&reply));
     let sent = sending.await;
     // Not kept for the session's life (about 1 KiB of elements).

@@ -693,6 +693,7 @@ impl Module for BlockingModule {
         &'a self,
         server: &'a Server,
         session: &'a Arc<LocalSession>,
+        _replaced: Option<&'a Arc<LocalSession>>,
     ) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             let Some(owner) = session.jid.node() else {
@@ -731,7 +732,7 @@ impl Module for BlockingModule {
             if state == Some("interested") {
                 self.interested().insert(session.id);
             }
-            self.session_opened(server, session).await;
+            self.session_opened(server, session, None).await;
         })
     }
 

@@ -263,9 +263,14 @@ impl Modules {
         Flow::Continue(stanza)
     }
 
-    pub async fn session_opened(&self, server: &Server, session: &Arc<LocalSession>) {
+    pub async fn session_opened(
+        &self,
+        server: &Server,
+        session: &Arc<LocalSession>,
+        replaced: Option<&Arc<LocalSession>>,
+    ) {
         for module in self.hooked(Hook::SessionOpened) {
-            module.session_opened(server, session).await;
+            module.session_opened(server, session, replaced).await;
         }
     }
 

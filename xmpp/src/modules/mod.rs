@@ -417,12 +417,15 @@ pub trait Module: Send + Sync + 'static {
         Box::pin(async move { Flow::Continue(stanza) })
     }
 
+    /// A client bound `session`; `replaced` is the session under the same
+    /// full JID that it replaced on this member, if any.
     fn session_opened<'a>(
         &'a self,
         server: &'a Server,
         session: &'a Arc<LocalSession>,
+        replaced: Option<&'a Arc<LocalSession>>,
     ) -> BoxFuture<'a, ()> {
-        let _ = (server, session);
+        let _ = (server, session, replaced);
         Box::pin(async {})
     }
 

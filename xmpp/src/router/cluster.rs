@@ -189,7 +189,7 @@ impl LocalDelivery for ServerDelivery {
         };
         if let Some(session) = server.sessions.get(&jid) {
             session.close(match reason {
-                KickReason::Conflict => CloseReason::ReplacedElsewhere,
+                KickReason::Conflict => CloseReason::Replaced,
                 KickReason::Admin => CloseReason::Kicked,
             });
         }

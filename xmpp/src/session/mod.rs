@@ -25,9 +25,10 @@ use tokio::sync::Notify;
 pub enum CloseReason {
     /// Another login took the same full JID (RFC 6120 7.7.2.2).
     Conflict,
-    /// Another login took the same full JID on another cluster member,
-    /// which told the contacts this session is gone.
-    ReplacedElsewhere,
+    /// Another login took the same full JID (RFC 6120 7.7.2.2), here or on
+    /// another member; the new session told the contacts this one is gone,
+    /// in order before its own presence.
+    Replaced,
     /// The client does not read fast enough; its mailbox is full.
     SlowConsumer,
     /// An operator ended the session.
@@ -42,7 +43,7 @@ impl CloseReason {
     /// The stream error condition sent to the client.
     pub fn condition(self) -> &'static str {
         match self {
-            CloseReason::Conflict | CloseReason::ReplacedElsewhere => "conflict",
+            CloseReason::Conflict | CloseReason::Replaced => "conflict",
             CloseReason::SlowConsumer => "policy-violation",
             CloseReason::Kicked => "policy-violation",
             CloseReason::AccountRemoved => "not-authorized",
@@ -52,7 +53,7 @@ impl CloseReason {
 
     pub fn text(self) -> &'static str {
         match self {
-            CloseReason::Conflict | CloseReason::ReplacedElsewhere => {
+            CloseReason::Conflict | CloseReason::Replaced => {
                 "Replaced by a new connection for the same resource"
             }
             CloseReason::SlowConsumer => "Too many stanzas waiting: the client does not read them",
@@ -69,7 +70,7 @@ impl CloseReason {
     fn from_code(code: u8) -> Option<CloseReason> {
         [
             CloseReason::Conflict,
-            CloseReason::ReplacedElsewhere,
+            CloseReason::Replaced,
             CloseReason::SlowConsumer,
             CloseReason::Kicked,
             CloseReason::AccountRemoved,

@@ -80,6 +80,7 @@ pub async fn request(
         user: user.to_string(),
     };
     let bytes = serde_json::to_vec(&request).map_err(|_| None)?;
+    tracing::info!(%node, %user, "asking a member for a session to resume here");
     let reply = match server
         .cluster
         .handover(node, Bytes::from(bytes), TAKEOVER_PATIENCE)
@@ -181,6 +182,15 @@ async fn import(server: &Server, previd: &str, moved: Moved) -> Option<Taken> {
     let service = server.modules.sm()?;
     let (_, key) = token::decode(previd)?;
     let jid = FullJid::new(&moved.jid).ok()?;
+    // The client gave up waiting and logged in again here with the same
+    // resource: that session is the one it uses. Binding this one over it
+    // would end it (the client is kicked, contacts told it left).
+    if server.sessions.get(&jid).is_some() {
+        tracing::info!(%jid, "a session handed over after its client logged in again here; the new session stays");
+        Counters::incr(&service.counters.abandoned);
+        let_go(server, &jid, &moved).await;
+        return None;
+    }
     let (session, unacked) = rebuild(server, &jid, &moved);
     if let Some(replaced) = server.sessions.bind(session.clone()) {
         replaced.close(CloseReason::Conflict);
@@ -261,11 +271,7 @@ fn rebuild(
 
 /// A handover reply that no member took (see
 /// `LocalDelivery::handover_abandoned`): the session it carries is bound
-/// nowhere, and ends here as a detached session whose window closed: its
-/// stanzas are routed again (to another resource, or stored), contacts
-/// hear it is gone. If the client has meanwhile logged in again with the
-/// same resource, only the stanzas go on: the new session is what
-/// contacts and rooms see.
+/// nowhere, and ends here (`let_go`).
 pub async fn abandoned(server: &Server, reply: &[u8]) {
     let moved = match serde_json::from_slice::<Reply>(reply) {
         Ok(Reply::Moved(moved)) => moved,
@@ -279,13 +285,22 @@ pub async fn abandoned(server: &Server, reply: &[u8]) {
         tracing::error!(jid = %moved.jid, "session handover left over for an unreadable JID; its stanzas are lost");
         return;
     };
-    let (session, unacked) = rebuild(server, &jid, &moved);
-    let mut sm = SmState::restored(moved.inbound, moved.acked, unacked, None);
     if let Some(service) = server.modules.sm() {
         Counters::incr(&service.counters.abandoned);
     }
-    let bound_again = server.sessions.get(&jid).is_some() || server.cluster.locate(&jid).is_some();
-    tracing::warn!(%jid, bound_again, "a session handed over between members reached none; it ends here");
+    tracing::warn!(%jid, "a session handed over between members reached none; it ends here");
+    let_go(server, &jid, &moved).await;
+}
+
+/// A moved session that no connection takes ends here as a detached
+/// session whose window closed: its stanzas are routed again (to another
+/// resource, or stored), contacts hear it is gone. If the client has
+/// meanwhile logged in again with the same resource, only the stanzas go
+/// on: the new session is what contacts and rooms see.
+async fn let_go(server: &Server, jid: &FullJid, moved: &Moved) {
+    let (session, unacked) = rebuild(server, jid, moved);
+    let mut sm = SmState::restored(moved.inbound, moved.acked, unacked, None);
+    let bound_again = server.sessions.get(jid).is_some() || server.cluster.locate(jid).is_some();
     if bound_again {
         let mut undelivered = sm.take_unacked();
         undelivered.extend(session.shut_mailbox());

@@ -98,8 +98,9 @@ impl Module for PresenceModule {
         &'a self,
         server: &'a Server,
         session: &'a Arc<LocalSession>,
+        replaced: Option<&'a Arc<LocalSession>>,
     ) -> BoxFuture<'a, ()> {
-        Box::pin(replaced_elsewhere(server, session))
+        Box::pin(goodbye_for_replaced(server, session, replaced))
     }
 
     fn session_closed<'a>(
@@ -303,12 +304,13 @@ fn send_presence_to_bare(server: &Server, element: &Element, contact: &BareJid) 
 /// A session has ended (unbound here, and the cluster told): if it was
 /// available, everyone who saw it available hears that it is gone.
 async fn session_ended(server: &Server, session: &Arc<LocalSession>) {
-    // Replaced from another member: that member said goodbye for it, in
-    // order before the new session's presence (`replaced_elsewhere`).
-    if session.close_reason() == Some(CloseReason::ReplacedElsewhere) {
+    // Replaced by a login here or on another member: the new session's
+    // member said goodbye for it (`goodbye_for_replaced`).
+    if session.close_reason() == Some(CloseReason::Replaced) {
         return;
     }
     if session.availability().0 && !available_again(server, &session.jid, Some(session)) {
+        tracing::debug!(jid = %session.jid, reason = ?session.close_reason(), "session ended; contacts told");
         let unavailable = Element::new("presence", ns::CLIENT)
             .with_attr("from", session.jid.as_str())
             .with_attr("type", "unavailable");
@@ -318,22 +320,36 @@ async fn session_ended(server: &Server, session: &Arc<LocalSession>) {
     }
 }
 
-/// A login here took a full JID that an available session on another
-/// member holds (it is being kicked). The contacts hear that session is
-/// gone from here, before anything the new one says and on the same
-/// links: the old member's goodbye could reach them after the new
-/// session's presence, when its link or the kick is slow, and tell them
-/// for good that the client left.
-async fn replaced_elsewhere(server: &Server, session: &Arc<LocalSession>) {
+/// A login here took a full JID that an available session held, here
+/// (`replaced`) or on another member (it is being kicked). The contacts
+/// hear that session is gone from here, before anything the new one says
+/// and on the same links; the old session ends quietly
+/// (`CloseReason::Replaced`). Its own goodbye could reach them after the
+/// new session's presence (the old session's task or member is slow to
+/// end it, or its roster read waits on the store) and tell them for good
+/// that the client left.
+async fn goodbye_for_replaced(
+    server: &Server,
+    session: &Arc<LocalSession>,
+    replaced: Option<&Arc<LocalSession>>,
+) {
     let user = session.jid.to_bare();
-    let was_available = server
+    let (here, directed) = match replaced {
+        Some(old) => {
+            let mut presence = old.presence();
+            (presence.available, std::mem::take(&mut presence.directed))
+        }
+        None => (false, Vec::new()),
+    };
+    let elsewhere = server
         .cluster
         .remote_resources(&user)
         .iter()
         .any(|entry| entry.jid == session.jid && entry.available);
-    if !was_available {
+    if !here && !elsewhere {
         return;
     }
+    tracing::debug!(jid = %session.jid, here, "session replaced; contacts told the old one is gone");
     let unavailable = Element::new("presence", ns::CLIENT)
         .with_attr("from", session.jid.as_str())
         .with_attr("type", "unavailable");
@@ -350,6 +366,14 @@ async fn replaced_elsewhere(server: &Server, session: &Arc<LocalSession>) {
             let mut copy = unavailable.clone();
             copy.set_attr("to", candidate.target.jid().as_str());
             let _gone = send_to(server, &candidate.target, copy, StanzaKind::Presence);
+        }
+    }
+    // RFC 6121 4.6.3: who got directed presence from the old session.
+    for to in directed {
+        let mut copy = unavailable.clone();
+        copy.set_attr("to", to.as_str());
+        if let Ok(stanza) = Stanza::from_server(copy) {
+            crate::router::route(server, stanza).await;
         }
     }
 }

@@ -22,6 +22,7 @@ pub(super) async fn sessions_lost(server: &Server, jid: &FullJid) {
     if super::available_again(server, jid, None) {
         return;
     }
+    tracing::debug!(%jid, "session lost with its member; contacts told");
     let user = jid.to_bare();
     let unavailable = Element::new("presence", ns::CLIENT)
         .with_attr("from", jid.as_str())
