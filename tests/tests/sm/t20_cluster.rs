@@ -359,3 +359,34 @@ async fn t60_a_session_replaced_on_its_member_is_said_goodbye_for_by_the_new_one
         "the watcher hears the old session go, then the new one come: {seen:?}"
     );
 }
+
+/// A session that moved between members was bound nowhere for a moment,
+/// and a presence sent to it then is dropped (nobody has that full JID);
+/// the fault campaign found sessions that kept a contact's goodbye that
+/// way, its next session's presence lost in the move. Once resumed on
+/// another member, the session's contacts are probed again: each
+/// available one answers with its current presence.
+#[tokio::test]
+async fn t70_a_session_resumed_on_another_member_hears_its_contacts_presence_again() {
+    let cluster = TestCluster::builder(2).start();
+    provision(cluster.node(0), "h", 2, 1);
+    let (one, two) = (cluster.node(0), cluster.node(1));
+    let mut contact = online(two, "h1", "pw1", "c").await;
+    let mut phone = online(one, "h2", "pw2", "phone").await;
+    let contact_jid = jid(&contact);
+    expect_presence(&mut phone, &contact_jid, None).await;
+    expect_presence(&mut contact, &jid(&phone), None).await;
+    let previd = enable_resumable(&mut phone).await;
+    let handled = phone.sm_handled().unwrap();
+    phone.drop_connection();
+
+    let (mut resumed, _) = Client::resume(
+        two.c2s,
+        &options(two, "h2", "pw2", "phone"),
+        &previd,
+        handled,
+    )
+    .await
+    .unwrap_or_else(|error| panic!("no resumption on node 2: {error}"));
+    expect_presence(&mut resumed, &contact_jid, None).await;
+}

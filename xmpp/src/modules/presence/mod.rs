@@ -48,6 +48,7 @@ impl Module for PresenceModule {
                 Hook::Inbound,
                 Hook::SessionOpened,
                 Hook::SessionClosed,
+                Hook::SessionMoved,
                 Hook::PeerSessions,
             ],
             ..Registration::default()
@@ -109,6 +110,18 @@ impl Module for PresenceModule {
         session: &'a Arc<LocalSession>,
     ) -> BoxFuture<'a, ()> {
         Box::pin(session_ended(server, session))
+    }
+
+    /// The presence state moves with the session itself (`sm::handover`);
+    /// what the session may have missed meanwhile is asked for again.
+    fn import_session<'a>(
+        &'a self,
+        server: &'a Server,
+        session: &'a Arc<LocalSession>,
+        _state: Option<&'a str>,
+    ) -> BoxFuture<'a, ()> {
+        probe::probe_after_move(server, session);
+        Box::pin(async {})
     }
 
     fn peer_sessions<'a>(

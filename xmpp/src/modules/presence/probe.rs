@@ -146,6 +146,35 @@ fn probe_late_arrivals(server: &Server, session: &Arc<LocalSession>, contacts: V
     });
 }
 
+/// A session that moved here from another member was bound nowhere for a
+/// while: a presence sent to it then was dropped (RFC 6121 4.6.2: nobody
+/// has that full JID), and a contact's goodbye could reach it after the
+/// presence of the contact's next session. Once the directory has had time
+/// to catch up (the window the cluster gives a lookup that misses), its
+/// contacts are probed again and each available one answers with its
+/// current presence, which presence allows.
+pub(super) fn probe_after_move(server: &Server, session: &Arc<LocalSession>) {
+    let policy = server.cluster.miss_retry();
+    let Some(this) = server.this() else { return };
+    let session = session.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(policy.window).await;
+        let still_here = this
+            .sessions
+            .get(&session.jid)
+            .is_some_and(|current| Arc::ptr_eq(&current, &session));
+        if !still_here || !session.availability().0 {
+            return;
+        }
+        match this.rosters.get(&session.jid.to_bare()).await {
+            Ok(roster) => probe_contacts(&this, &session, &roster).await,
+            Err(error) => {
+                tracing::error!(jid = %session.jid, %error, "roster unavailable; contacts not probed after a resumption here");
+            }
+        }
+    });
+}
+
 /// Whether `contact` lets `user` see its presence (the contact's roster has
 /// the user with a 'from' subscription). `None` when the roster is unreadable.
 async fn contact_allows(server: &Server, contact: &BareJid, user: &BareJid) -> Option<bool> {
