@@ -69,7 +69,7 @@ impl Module for SmModule {
             ),
             Metric::counter(
                 "starling_sm_handovers_abandoned_total",
-                "Sessions handed between members that neither kept (a reply lost or too late); each ended as for a closed window.",
+                "Sessions handed between members that neither kept (a reply lost or too late, or the client logged in again meanwhile); each ended as for a closed window, or its stanzas sent on to the new session.",
                 &c.abandoned,
             ),
             Metric::counter(
