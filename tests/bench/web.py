@@ -9,6 +9,7 @@ ports):
 
     cargo build --release -p starling-xmpp -p starling-tests
     python3 tests/bench/web.py [--quick] [--ports 22000-22999] [--out web.json]
+    python3 tests/bench/web.py --servers starling --perf ws.perf   # profile the chat
 
 The servers are set up as tsung/servers.py sets them up (same accounts,
 SCRAM-SHA-1 credentials with the same iteration count, plain listeners with
@@ -42,6 +43,7 @@ import subprocess
 import sys
 import tempfile
 import shutil
+import signal
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -206,8 +208,9 @@ def fresh(server):
     return server.pids()[0]
 
 
-def measure(server, plan, log):
-    """Every figure of one started server."""
+def measure(server, plan, log, perf=""):
+    """Every figure of one started server; with `perf`, the long chat run is
+    recorded with `perf record -g` into that file."""
     results = {}
     cpu = servers.cpu_seconds
     for transport, count, rate in (("websocket", plan["hold_ws"], plan["hold_rate"]),
@@ -245,11 +248,20 @@ def measure(server, plan, log):
     print(f"  {server.name}: WebSocket chat", file=sys.stderr, flush=True)
     runs = []
     for seconds in (plan["chat_short_s"], plan["chat_long_s"]):
+        recorder = None
+        if perf and seconds == plan["chat_long_s"]:
+            recorder = subprocess.Popen(["perf", "record", "-g", "-o", perf, "-p", str(pid)],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         before = cpu(pid)
-        report = load(["chat"] + target(server, "websocket")
-                      + ["--pairs", plan["pairs"], "--rate", plan["chat_rate"],
-                         "--duration", seconds, "--drain", 3, "--login-rate", 200,
-                         "--mechanism", "plain"], log)
+        try:
+            report = load(["chat"] + target(server, "websocket")
+                          + ["--pairs", plan["pairs"], "--rate", plan["chat_rate"],
+                             "--duration", seconds, "--drain", 3, "--login-rate", 200,
+                             "--mechanism", "plain"], log)
+        finally:
+            if recorder:
+                recorder.send_signal(signal.SIGINT)
+                recorder.wait(timeout=120)
         runs.append((report["chat"], cpu(pid) - before))
     (short, short_cpu), (long, long_cpu) = runs
     extra = long["received"] - short["received"]
@@ -312,6 +324,8 @@ def main():
     parser.add_argument("--bin-dir", default=os.path.join(ROOT, "target", "release"))
     parser.add_argument("--out", help="write every figure as JSON here")
     parser.add_argument("--keep", action="store_true", help="keep the servers' folders (logs)")
+    parser.add_argument("--perf", default="",
+                        help="record Starling's long WebSocket chat run with `perf record -g` into this file")
     args = parser.parse_args()
     global LOAD
     starling_bin = os.path.join(args.bin_dir, "starling")
@@ -367,7 +381,8 @@ def main():
             server.setup(accounts)
             try:
                 server.start()
-                results[server.name] = measure(server, plan, log)
+                perf = args.perf if key == "starling" else ""
+                results[server.name] = measure(server, plan, log, perf)
                 names.append(server.name)
             finally:
                 server.stop()
