@@ -13,6 +13,8 @@
 #[allow(dead_code)]
 mod single;
 
+use std::time::{Duration, Instant};
+
 use starling_core::xml::{Element, Node};
 use starling_tests::xml_reader::{StreamEvent, XmlReader};
 use starling_tests::{Client, TestCluster, TestNode};
@@ -159,4 +161,52 @@ fn two<'a>(
         let (left, right) = clients.split_at_mut(first);
         (&mut *right[0], &mut *left[second])
     }
+}
+
+/// A node's log without terminal colour codes.
+pub(crate) fn plain_log(node: &TestNode) -> String {
+    let log = node.log();
+    let mut plain = String::with_capacity(log.len());
+    let mut chars = log.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI sequences end with a letter.
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
+}
+
+/// Waits until the node's log contains `needle` `count` times.
+pub(crate) async fn wait_log_count(node: &TestNode, needle: &str, count: usize, bound: Duration) {
+    let deadline = Instant::now() + bound;
+    loop {
+        if plain_log(node).matches(needle).count() >= count {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the node did not log {needle:?} {count} times within {bound:?}:\n{}",
+            plain_log(node)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The types (`available` for none) of the presences from `from` that
+/// `client` has received, in order, until none comes for 300 ms.
+pub(crate) async fn presence_types_from(client: &mut Client, from: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    while let Ok(stanza) = client.next_stanza(Duration::from_millis(300)).await {
+        if stanza.name() == "presence" && stanza.attr("from") == Some(from) {
+            seen.push(stanza.attr("type").unwrap_or("available").to_owned());
+        }
+    }
+    seen
 }

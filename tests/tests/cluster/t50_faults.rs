@@ -32,6 +32,7 @@ use tokio::task::JoinHandle;
 #[allow(dead_code)]
 pub(crate) mod c2s;
 
+pub(crate) use crate::support::{plain_log, presence_types_from, wait_log_count};
 pub(crate) use c2s::{
     assert_none, body, expect_presence, is_message_with_body, is_presence, jid, login, online,
     provision, roster_get, sync,
@@ -92,18 +93,6 @@ pub(crate) fn assert_lost_presence(presence: &Element, lost: &str, to: &str) {
     assert_eq!(presence.attr("type"), Some("unavailable"), "{presence}");
 }
 
-/// The types (`available` for none) of the presences from `from` that
-/// `client` has received, in order, until none comes for 300 ms.
-async fn presence_types_from(client: &mut Client, from: &str) -> Vec<String> {
-    let mut seen = Vec::new();
-    while let Ok(stanza) = client.next_stanza(Duration::from_millis(300)).await {
-        if stanza.name() == "presence" && stanza.attr("from") == Some(from) {
-            seen.push(stanza.attr("type").unwrap_or("available").to_owned());
-        }
-    }
-    seen
-}
-
 /// Sends a chat message with this body.
 pub(crate) async fn say(client: &mut Client, to: &str, text: &str) {
     client
@@ -148,26 +137,6 @@ pub(crate) fn assert_no_bounce(client: &Client) {
 }
 
 // ----- membership from the logs -----
-
-/// A node's log without terminal colour codes.
-pub(crate) fn plain_log(node: &TestNode) -> String {
-    let log = node.log();
-    let mut plain = String::with_capacity(log.len());
-    let mut chars = log.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            // CSI sequences end with a letter.
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            plain.push(c);
-        }
-    }
-    plain
-}
 
 /// One "membership view" line: whom the node sees as senior member, and
 /// the members.
@@ -261,22 +230,6 @@ pub(crate) async fn wait_view(
             Instant::now() < deadline,
             "no membership view with {what} within {bound:?}; views: {:?}",
             views(node)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Waits until the node's log contains `needle` `count` times.
-pub(crate) async fn wait_log_count(node: &TestNode, needle: &str, count: usize, bound: Duration) {
-    let deadline = Instant::now() + bound;
-    loop {
-        if plain_log(node).matches(needle).count() >= count {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the node did not log {needle:?} {count} times within {bound:?}:\n{}",
-            plain_log(node)
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -224,32 +224,6 @@ async fn t40_a_session_handed_over_too_late_keeps_what_it_held() {
     assert_eq!(collect(&mut alice, "held-", 5).await, numbered("held", 5));
 }
 
-/// Waits (10 s at most) until `node` has logged `needle` `count` times.
-async fn wait_log_count(node: &starling_tests::TestNode, needle: &str, count: usize) {
-    for _ in 0..200 {
-        if node.log().matches(needle).count() >= count {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!(
-        "the node did not log {needle:?} {count} times:\n{}",
-        node.log()
-    );
-}
-
-/// The presence of `from` that `client` ends up with: the type (`available`
-/// for none) of the last presence from it, once none comes for 500 ms.
-async fn last_presence_from(client: &mut Client, from: &str) -> Option<String> {
-    let mut last = None;
-    while let Ok(stanza) = client.next_stanza(Duration::from_millis(500)).await {
-        if stanza.name() == "presence" && stanza.attr("from") == Some(from) {
-            last = Some(stanza.attr("type").unwrap_or("available").to_owned());
-        }
-    }
-    last
-}
-
 /// Found by the fault campaign under 50 ms latency and 5 % loss: a client
 /// whose resumption on another member waited too long for the handover
 /// gave up and logged in again there with the same resource; then the
@@ -287,7 +261,7 @@ async fn t50_a_handover_after_the_client_logged_in_again_leaves_the_new_session(
         tokio::spawn(async move { Client::resume(two_c2s, &patient, &previd, handled).await });
     // Node 2 has asked node 1, on the held link; the client then logs in
     // again there as if it had given up (the server cannot tell).
-    wait_log_count(two, "asking a member for a session to resume here", 1).await;
+    wait_log_count(two, "asking a member for a session to resume here", 1, WAIT).await;
     let mut again = online(two, "f2", "pw2", "phone").await;
     assert_eq!(jid(&again), phone_jid, "the same full JID");
     cluster.release_links();
@@ -310,12 +284,11 @@ async fn t50_a_handover_after_the_client_logged_in_again_leaves_the_new_session(
         .expect(|e| is_message_with_body(e, "after"), WAIT)
         .await
         .unwrap_or_else(|error| panic!("the new session does not get new messages: {error}"));
+    let seen = presence_types_from(&mut watcher, &phone_jid).await;
     assert_eq!(
-        last_presence_from(&mut watcher, &phone_jid)
-            .await
-            .as_deref(),
+        seen.last().map(String::as_str),
         Some("available"),
-        "the watcher ends up seeing {phone_jid} gone"
+        "the watcher ends up seeing {phone_jid} as: {seen:?}"
     );
 }
 
@@ -345,12 +318,7 @@ async fn t60_a_session_replaced_on_its_member_is_said_goodbye_for_by_the_new_one
         .await
         .unwrap_or_else(|error| panic!("the old session was not replaced: {error}"));
     expect_presence(&mut stranger, &phone_jid, Some("unavailable")).await;
-    let mut seen = Vec::new();
-    while let Ok(stanza) = watcher.next_stanza(Duration::from_millis(500)).await {
-        if stanza.name() == "presence" && stanza.attr("from") == Some(phone_jid.as_str()) {
-            seen.push(stanza.attr("type").unwrap_or("available").to_owned());
-        }
-    }
+    let seen = presence_types_from(&mut watcher, &phone_jid).await;
     // (An available presence may come twice: presence allows repeats.)
     assert!(
         seen.first().is_some_and(|ty| ty == "unavailable")
