@@ -102,8 +102,9 @@ pub struct Shared {
 /// What a session's history records.
 #[derive(Debug, Clone, Copy)]
 pub enum Event {
-    /// Resumed (or logged in again) on this node (0-based).
+    /// Resumed on this node (0-based).
     Resumed(usize),
+    /// Logged in (first, or again after a failed resumption) on this node.
     LoggedIn(usize),
     /// The connection failed (error or unanswered ack request).
     Failed,
@@ -314,14 +315,10 @@ impl Session {
         self.index ^ 1
     }
 
-    fn username(index: usize) -> String {
-        username(index)
-    }
-
     fn options(&self) -> LoginOptions {
         let mut options = LoginOptions::new(
             &self.config.domain,
-            &Self::username(self.index),
+            &username(self.index),
             &format!("pw{}", self.index + 1),
         );
         options.resource = Some(RESOURCE.to_owned());
@@ -445,7 +442,7 @@ impl Session {
     fn partner_jid(&self) -> String {
         format!(
             "{}@{}/{RESOURCE}",
-            Self::username(self.partner()),
+            username(self.partner()),
             self.config.domain
         )
     }
