@@ -210,3 +210,15 @@ pub(crate) async fn presence_types_from(client: &mut Client, from: &str) -> Vec<
     }
     seen
 }
+
+/// Asserts that the last presence `client` got from `from` (once none comes
+/// for 300 ms) says it is available.
+pub(crate) async fn assert_ends_up_available(client: &mut Client, from: &str) {
+    let seen = presence_types_from(client, from).await;
+    assert_eq!(
+        seen.last().map(String::as_str),
+        Some("available"),
+        "{} ends up seeing {from} as: {seen:?}",
+        jid(client)
+    );
+}

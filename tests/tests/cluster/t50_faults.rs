@@ -32,7 +32,7 @@ use tokio::task::JoinHandle;
 #[allow(dead_code)]
 pub(crate) mod c2s;
 
-pub(crate) use crate::support::{plain_log, presence_types_from, wait_log_count};
+pub(crate) use crate::support::{assert_ends_up_available, plain_log, wait_log_count};
 pub(crate) use c2s::{
     assert_none, body, expect_presence, is_message_with_body, is_presence, jid, login, online,
     provision, roster_get, sync,
@@ -844,12 +844,7 @@ async fn a_client_back_on_another_member_before_the_crash_is_detected_stays_avai
     sync(&mut q1).await;
     // An unavailable for the crashed session before the new one's available
     // is right; after it, it says the client left.
-    let seen = presence_types_from(&mut q1, &q2_jid).await;
-    assert_eq!(
-        seen.last().map(String::as_str),
-        Some("available"),
-        "q1 ends up seeing {q2_jid} as: {seen:?}"
-    );
+    assert_ends_up_available(&mut q1, &q2_jid).await;
     chat_once(&mut q1, &mut q2, "still-there").await;
 }
 
@@ -988,10 +983,5 @@ async fn a_session_replaced_from_another_member_leaves_its_contacts_seeing_it_av
     sync(&mut w1).await;
     // An unavailable before the new session's available is right (the old
     // session is gone); after it, it says the client left.
-    let seen = presence_types_from(&mut w1, &w2_jid).await;
-    assert_eq!(
-        seen.last().map(String::as_str),
-        Some("available"),
-        "w1 ends up seeing {w2_jid} as: {seen:?}"
-    );
+    assert_ends_up_available(&mut w1, &w2_jid).await;
 }

@@ -284,12 +284,7 @@ async fn t50_a_handover_after_the_client_logged_in_again_leaves_the_new_session(
         .expect(|e| is_message_with_body(e, "after"), WAIT)
         .await
         .unwrap_or_else(|error| panic!("the new session does not get new messages: {error}"));
-    let seen = presence_types_from(&mut watcher, &phone_jid).await;
-    assert_eq!(
-        seen.last().map(String::as_str),
-        Some("available"),
-        "the watcher ends up seeing {phone_jid} as: {seen:?}"
-    );
+    assert_ends_up_available(&mut watcher, &phone_jid).await;
 }
 
 /// A login that replaces a session under the same full JID on the same

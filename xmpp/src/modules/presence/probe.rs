@@ -2,6 +2,7 @@
 //! from the stored state of the probed user's sessions.
 
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::sync::Arc;
 
 use starling_core::cluster::{NodeId, StanzaKind};
@@ -114,17 +115,7 @@ fn probe_late_arrivals(server: &Server, session: &Arc<LocalSession>, contacts: V
     if policy.attempts == 0 || contacts.is_empty() {
         return;
     }
-    let Some(this) = server.this() else { return };
-    let session = session.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(policy.window).await;
-        let still_here = this
-            .sessions
-            .get(&session.jid)
-            .is_some_and(|current| Arc::ptr_eq(&current, &session));
-        if !still_here || !session.availability().0 {
-            return;
-        }
+    after_miss_window(server, session, move |this, session| async move {
         let prober = session.jid.as_str();
         for contact in contacts {
             let mut nodes = HashSet::new();
@@ -154,23 +145,35 @@ fn probe_late_arrivals(server: &Server, session: &Arc<LocalSession>, contacts: V
 /// contacts are probed again and each available one answers with its
 /// current presence, which presence allows.
 pub(super) fn probe_after_move(server: &Server, session: &Arc<LocalSession>) {
-    let policy = server.cluster.miss_retry();
-    let Some(this) = server.this() else { return };
-    let session = session.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(policy.window).await;
-        let still_here = this
-            .sessions
-            .get(&session.jid)
-            .is_some_and(|current| Arc::ptr_eq(&current, &session));
-        if !still_here || !session.availability().0 {
-            return;
-        }
+    after_miss_window(server, session, |this, session| async move {
         match this.rosters.get(&session.jid.to_bare()).await {
             Ok(roster) => probe_contacts(&this, &session, &roster).await,
             Err(error) => {
                 tracing::error!(jid = %session.jid, %error, "roster unavailable; contacts not probed after a resumption here");
             }
+        }
+    });
+}
+
+/// Runs `then` in a task of its own once the directory has had time to
+/// catch up (the cluster's miss-retry window), if `session` is still the
+/// one bound to its JID here and still available.
+fn after_miss_window<F, Done>(server: &Server, session: &Arc<LocalSession>, then: F)
+where
+    F: FnOnce(Arc<Server>, Arc<LocalSession>) -> Done + Send + 'static,
+    Done: Future<Output = ()> + Send,
+{
+    let window = server.cluster.miss_retry().window;
+    let Some(this) = server.this() else { return };
+    let session = session.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(window).await;
+        let still_here = this
+            .sessions
+            .get(&session.jid)
+            .is_some_and(|current| Arc::ptr_eq(&current, &session));
+        if still_here && session.availability().0 {
+            then(this, session).await;
         }
     });
 }
