@@ -8,8 +8,7 @@ use std::sync::Arc;
 use starling_core::xml::Element;
 use tokio::time::{Instant, sleep_until};
 
-use super::pipe::PipeFault;
-use super::transport::{ReadState, Transport};
+use super::transport::{FrameFault, ReadState, Transport};
 use crate::server::Server;
 use crate::stream::{self, StreamError, StreamEvent, StreamParser};
 
@@ -205,11 +204,11 @@ impl Conn {
     }
 }
 
-/// A read error; an adapter's framing fault is the stream error it names.
+/// A read error; a framing fault is the stream error it names.
 fn from_read_error(error: io::Error) -> ConnError {
     match error
         .get_ref()
-        .and_then(|inner| inner.downcast_ref::<PipeFault>())
+        .and_then(|inner| inner.downcast_ref::<FrameFault>())
     {
         Some(fault) => ConnError::stream(fault.condition, fault.text.clone()),
         None => ConnError::Io(error),

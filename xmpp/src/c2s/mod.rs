@@ -4,7 +4,8 @@
 //! - `connection`: one task per client, from accept to close.
 //! - `conn`: the socket side (events in, bytes out, stream errors).
 //! - `transport`: plain or TLS socket without a parked read buffer.
-//! - `pipe`: the stream of another transport (WebSocket, BOSH), fed by its adapter.
+//! - `websocket`: the stream of an XMPP-over-WebSocket client, frame by frame.
+//! - `pipe`: the stream of another transport (BOSH), fed by its adapter task.
 //! - `negotiate`, `sasl`, `legacy`: everything before the session exists.
 //! - `session_loop`: the bound session; `stream_management`: XEP-0198 on it.
 //! - `detached`: a resumable session waiting for its client (XEP-0198).
@@ -22,18 +23,36 @@ mod sasl;
 mod session_loop;
 mod stream_management;
 mod transport;
+mod websocket;
 
 pub(crate) use conn::new_stream_id;
 pub(crate) use session_loop::{end_session, reroute_undelivered};
 
-/// Serves one client whose stream arrives through `pipe` (from the
-/// WebSocket or BOSH adapter): the same negotiation and session as TCP.
+/// Serves one client whose stream arrives through `pipe` (from the BOSH
+/// adapter): the same negotiation and session as TCP.
 pub(crate) async fn serve_pipe(
     pipe: pipe::PipeEnd,
     peer: std::net::SocketAddr,
     server: std::sync::Arc<crate::server::Server>,
 ) {
     let transport = transport::Transport::Pipe(Box::new(pipe));
+    let tracker = server.pipe_connections.clone();
+    tracker
+        .track_future(connection::run_transport(transport, peer, server))
+        .await
+}
+
+/// Serves one XMPP-over-WebSocket client, in the task of the upgrade: the
+/// same negotiation and session as TCP.
+pub(crate) async fn serve_websocket(
+    socket: axum::extract::ws::WebSocket,
+    (secure, bindings): (bool, crate::auth::ChannelBindings),
+    limits: crate::stream::Limits,
+    peer: std::net::SocketAddr,
+    server: std::sync::Arc<crate::server::Server>,
+) {
+    let stream = websocket::WebSocketStream::new(socket, limits, secure, bindings);
+    let transport = transport::Transport::WebSocket(Box::new(stream));
     let tracker = server.pipe_connections.clone();
     tracker
         .track_future(connection::run_transport(transport, peer, server))

@@ -1,12 +1,12 @@
-//! A client stream that does not come straight off a socket: an adapter
-//! task (XMPP over WebSocket, BOSH) turns its transport's frames into the
+//! A client stream that does not come off one socket: an adapter task
+//! (BOSH, whose requests come and go) turns its transport's frames into the
 //! bytes of an ordinary client stream and back, and the connection reads
 //! and writes this pipe as it would a TCP socket. So negotiation and the
 //! session loop are the same code for every transport.
 //!
 //! ```text
-//!  adapter ──Inbound::Bytes──> PipeEnd::read_available ──> StreamParser
-//!  adapter <──────Bytes──────  PipeEnd::write_all      <── the session
+//!  adapter ──Bytes──> PipeEnd::read_available ──> StreamParser
+//!  adapter <──Bytes── PipeEnd::write_all      <── the session
 //! ```
 
 use std::io;
@@ -21,34 +21,12 @@ pub(crate) mod channel;
 /// when the session has room, so a flooding client is slowed, not buffered.
 const CAPACITY: usize = 8;
 
-/// What the adapter hands the connection.
-#[derive(Debug)]
-pub(crate) enum Inbound {
-    /// Bytes of the client stream.
-    Bytes(Bytes),
-    /// The client broke the transport's framing rules: the connection ends
-    /// with this stream error, sent the usual way.
-    Fault {
-        condition: &'static str,
-        text: String,
-    },
-}
-
-/// The stream error an adapter reported, carried through `io::Error` up to
-/// the connection, which sends it as a stream error.
-#[derive(Debug, thiserror::Error)]
-#[error("<{condition}/>: {text}")]
-pub(crate) struct PipeFault {
-    pub(crate) condition: &'static str,
-    pub(crate) text: String,
-}
-
 /// The connection's end.
 #[derive(Debug)]
 pub(crate) struct PipeEnd {
-    inbound: channel::Receiver<Inbound>,
+    inbound: channel::Receiver<Bytes>,
     /// Taken from the channel by `readable` before `read_available` asked.
-    waiting: Option<Inbound>,
+    waiting: Option<Bytes>,
     /// None once the connection shut its side.
     outbound: Option<channel::Sender<Bytes>>,
     /// The transport under the adapter is encrypted (HTTPS).
@@ -61,7 +39,7 @@ pub(crate) struct PipeEnd {
 /// The adapter's end.
 #[derive(Debug)]
 pub(crate) struct AdapterEnd {
-    pub(crate) inbound: channel::Sender<Inbound>,
+    pub(crate) inbound: channel::Sender<Bytes>,
     pub(crate) outbound: channel::Receiver<Bytes>,
 }
 
@@ -116,10 +94,10 @@ impl PipeEnd {
         let mut total = 0;
         loop {
             let next = match self.waiting.take() {
-                Some(inbound) => inbound,
+                Some(bytes) => bytes,
                 None if self.closed => return Ok((total, true)),
                 None => match self.inbound.try_recv() {
-                    Ok(inbound) => inbound,
+                    Ok(bytes) => bytes,
                     Err(channel::TryRecvError::Empty) => return Ok((total, false)),
                     Err(channel::TryRecvError::Disconnected) => {
                         self.closed = true;
@@ -127,24 +105,8 @@ impl PipeEnd {
                     }
                 },
             };
-            match next {
-                Inbound::Bytes(bytes) => {
-                    total += bytes.len();
-                    sink(&bytes);
-                }
-                Inbound::Fault { condition, text } => {
-                    // What came before the fault is read first; nothing after.
-                    if total > 0 {
-                        self.waiting = Some(Inbound::Fault { condition, text });
-                        return Ok((total, false));
-                    }
-                    self.closed = true;
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        PipeFault { condition, text },
-                    ));
-                }
-            }
+            total += next.len();
+            sink(&next);
         }
     }
 

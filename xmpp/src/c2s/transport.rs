@@ -1,5 +1,6 @@
 //! The client socket, plain or TLS, read without a per-connection buffer;
-//! or a [`PipeEnd`] when another transport carries the stream.
+//! a WebSocket carrying the stream frame by frame; or a [`PipeEnd`] when
+//! an adapter task carries it (BOSH).
 //!
 //! An idle connection must cost a few KiB at most, so the connection task
 //! never parks a read buffer while it waits: it waits for the TCP socket to
@@ -17,6 +18,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 use super::pipe::PipeEnd;
+use super::websocket::WebSocketStream;
 use crate::auth::ChannelBindings;
 use crate::server::Server;
 
@@ -29,7 +31,9 @@ thread_local! {
 pub(super) enum Transport {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
-    /// A stream carried by another transport (WebSocket, BOSH) through an adapter task.
+    /// XMPP over WebSocket (RFC 7395), one element per message.
+    WebSocket(Box<WebSocketStream>),
+    /// A stream carried by another transport (BOSH) through an adapter task.
     Pipe(Box<PipeEnd>),
     /// The socket is being handed to the TLS handshake (or it failed).
     Detached,
@@ -40,6 +44,16 @@ fn detached() -> io::Error {
         io::ErrorKind::NotConnected,
         "the socket was lost in a TLS handshake",
     )
+}
+
+/// The client broke its transport's framing rules (XMPP over WebSocket,
+/// BOSH): the connection ends with this stream error. Carried through
+/// `io::Error` up to the connection, which sends it as a stream error.
+#[derive(Debug, thiserror::Error)]
+#[error("<{condition}/>: {text}")]
+pub(crate) struct FrameFault {
+    pub(crate) condition: &'static str,
+    pub(crate) text: String,
 }
 
 /// What a drain of the socket found.
@@ -56,6 +70,7 @@ impl Transport {
     pub(super) fn is_tls(&self) -> bool {
         match self {
             Transport::Tls(_) => true,
+            Transport::WebSocket(socket) => socket.is_secure(),
             Transport::Pipe(pipe) => pipe.is_secure(),
             Transport::Plain(_) | Transport::Detached => false,
         }
@@ -69,6 +84,7 @@ impl Transport {
                 crate::tls::exporter(tls.get_ref().1),
                 server.tls_certificate.end_point(),
             ),
+            Transport::WebSocket(socket) => socket.channel_bindings().clone(),
             Transport::Pipe(pipe) => pipe.channel_bindings().clone(),
             Transport::Plain(_) | Transport::Detached => ChannelBindings::default(),
         }
@@ -84,6 +100,7 @@ impl Transport {
         match self {
             Transport::Plain(tcp) => tcp.readable().await,
             Transport::Tls(tls) => tls.get_ref().0.readable().await,
+            Transport::WebSocket(socket) => socket.readable().await,
             Transport::Pipe(pipe) => pipe.readable().await,
             Transport::Detached => Err(detached()),
         }
@@ -91,11 +108,15 @@ impl Transport {
 
     /// Reads everything available now, without waiting, into `sink`.
     pub(super) fn read_available(&mut self, mut sink: impl FnMut(&[u8])) -> io::Result<ReadState> {
-        if let Transport::Pipe(pipe) = self {
-            return match pipe.read_available(sink)? {
-                (n, false) => Ok(ReadState::Open(n)),
-                (n, true) => Ok(ReadState::Closed(n)),
-            };
+        let framed = match self {
+            Transport::WebSocket(socket) => Some(socket.read_available(&mut sink)?),
+            Transport::Pipe(pipe) => Some(pipe.read_available(&mut sink)?),
+            _ => None,
+        };
+        match framed {
+            Some((n, false)) => return Ok(ReadState::Open(n)),
+            Some((n, true)) => return Ok(ReadState::Closed(n)),
+            None => {}
         }
         SCRATCH.with_borrow_mut(|scratch| {
             let mut total = 0;
@@ -108,7 +129,9 @@ impl Transport {
                     // A TLS record may arrive in pieces: a read that would
                     // wait means "nothing complete yet", not an error.
                     Transport::Tls(tls) => tls.read(scratch).now_or_never(),
-                    Transport::Pipe(_) | Transport::Detached => return Err(detached()),
+                    Transport::WebSocket(_) | Transport::Pipe(_) | Transport::Detached => {
+                        return Err(detached());
+                    }
                 };
                 match read {
                     None => return Ok(ReadState::Open(total)),
@@ -131,6 +154,7 @@ impl Transport {
                 tls.write_all(data).await?;
                 tls.flush().await
             }
+            Transport::WebSocket(socket) => socket.write_all(data).await,
             Transport::Pipe(pipe) => pipe.write_all(data).await,
             Transport::Detached => Err(detached()),
         }
@@ -141,6 +165,7 @@ impl Transport {
         match self {
             Transport::Plain(tcp) => tcp.shutdown().await,
             Transport::Tls(tls) => tls.shutdown().await,
+            Transport::WebSocket(socket) => socket.shutdown().await,
             Transport::Pipe(pipe) => {
                 pipe.shutdown();
                 Ok(())

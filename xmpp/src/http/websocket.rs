@@ -1,10 +1,12 @@
 //! RFC 7395 XMPP over WebSocket at `/xmpp-websocket`.
 //!
-//! This module only moves frames: each client text message is checked
-//! (one complete element, within `limits.max_stanza_size`) and handed to the
-//! c2s connection as bytes of an ordinary stream through a pipe; what the
-//! session writes is split back into one message per element. Negotiation,
-//! the session, its limits and metrics are the c2s code's, unchanged.
+//! This module takes the HTTP upgrade (origin, subprotocol, admission,
+//! see-other-uri); the WebSocket is then the c2s connection's transport
+//! (`c2s::websocket`): each client text message is checked (one complete
+//! element, within `limits.max_stanza_size`) and read as bytes of an
+//! ordinary stream, and what the session writes is split back into one
+//! message per element. Negotiation, the session, its limits and metrics
+//! are the c2s code's, unchanged.
 //!
 //! Security: the WebSocket counts as encrypted when the HTTP listener runs
 //! TLS (`[http] tls`). Over plain HTTP the upgrade is refused unless
@@ -22,7 +24,6 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use futures_util::FutureExt;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::HttpState;
@@ -30,10 +31,9 @@ use super::listener::ClientAddr;
 use super::origin;
 use crate::auth::ChannelBindings;
 use crate::balance::WebEndpoint;
-use crate::c2s::pipe::{self, AdapterEnd, Inbound, channel};
 use crate::server::Server;
-use crate::stream::framing::{self, ClientFrame, FrameSplitter};
-use crate::stream::{Limits, STREAM_CLOSE};
+use crate::stream::Limits;
+use crate::stream::framing;
 
 /// The WebSocket subprotocol of RFC 7395.
 const SUBPROTOCOL: &str = "xmpp";
@@ -167,152 +167,16 @@ fn refuse(status: StatusCode, text: &'static str) -> Response {
         .into_response()
 }
 
-/// The session and the pump, in the task axum spawned for the upgrade.
-///
-/// Built from combinators and plain functions rather than `async fn`s and
-/// `async` blocks around them: a generator keeps each argument or captured
-/// value in a field of its own for its whole life, even once it has been
-/// moved into an inner future, so every nested level would keep another
-/// copy of the WebSocket and the session's future in every idle session's
-/// task.
-fn run(
+/// The session, in the task axum spawned for the upgrade: it reads and
+/// writes the WebSocket itself (`c2s::serve_websocket`).
+async fn run(
     server: Arc<Server>,
     socket: WebSocket,
     peer: SocketAddr,
-    (secure, bindings): (bool, ChannelBindings),
+    security: (bool, ChannelBindings),
     limits: Limits,
     permit: OwnedSemaphorePermit,
-) -> impl Future<Output = ()> + Send {
-    let (end, adapter) = pipe::pipe(secure, bindings);
-    let session = crate::c2s::serve_pipe(end, peer, server);
-    let pumping = pump(socket, adapter, limits);
-    futures_util::future::join(session, pumping).map(move |((), ())| drop(permit))
-}
-
-/// Moves frames between the WebSocket and the session until the session
-/// has closed its side (or the client is gone).
-fn pump(
-    mut socket: WebSocket,
-    adapter: AdapterEnd,
-    limits: Limits,
-) -> impl Future<Output = ()> + Send {
-    let AdapterEnd {
-        inbound,
-        mut outbound,
-    } = adapter;
-    // None once the client's side is finished (closed, or a framing fault).
-    let mut inbound = Some(inbound);
-    async move {
-        let mut splitter = FrameSplitter::new();
-        let mut frames = Vec::new();
-        loop {
-            let client_done = tokio::select! {
-                chunk = outbound.recv() => {
-                    let Some(chunk) = chunk else { break };
-                    if let Err(error) = splitter.push(&chunk, &mut frames) {
-                        tracing::warn!(%error, "the session wrote something that is not XML");
-                        break;
-                    }
-                    for frame in frames.drain(..) {
-                        if socket.send(Message::Text(frame.into())).await.is_err() {
-                            return;
-                        }
-                    }
-                    false
-                }
-                received = next_frame(&mut socket, inbound.as_ref()) => {
-                    // None: the session takes no more input; what it wrote is
-                    // still sent before the loop ends.
-                    match received {
-                        None => true,
-                        Some((permit, received)) => match to_inbound(received, limits) {
-                            Received::Forward(item) => {
-                                let fault = matches!(item, Inbound::Fault { .. });
-                                permit.send(item);
-                                fault
-                            }
-                            Received::Skip => false,
-                            Received::Gone => true,
-                        },
-                    }
-                }
-            };
-            if client_done {
-                inbound = None;
-            }
-        }
-        // The session closed its stream: end the WebSocket too (RFC 7395 3.6).
-        let _closing = socket.send(Message::Close(None)).await;
-    }
-}
-
-/// The next client message once the session has room for it; never
-/// resolves once the client's side is finished. Cancel-safe.
-async fn next_frame<'a>(
-    socket: &mut WebSocket,
-    inbound: Option<&'a channel::Sender<Inbound>>,
-) -> Option<(
-    channel::Permit<'a, Inbound>,
-    Option<Result<Message, axum::Error>>,
-)> {
-    let Some(inbound) = inbound else {
-        return std::future::pending().await;
-    };
-    let permit = inbound.reserve().await.ok()?;
-    Some((permit, socket.recv().await))
-}
-
-/// What a client message means for the session.
-enum Received {
-    Forward(Inbound),
-    /// Nothing for the session (a WebSocket ping or pong).
-    Skip,
-    /// The client closed the WebSocket or it broke.
-    Gone,
-}
-
-fn to_inbound(received: Option<Result<Message, axum::Error>>, limits: Limits) -> Received {
-    let Some(received) = received else {
-        return Received::Gone;
-    };
-    let message = match received {
-        Ok(message) => message,
-        // The WebSocket layer's own cap on message size.
-        Err(error) if error.to_string().contains("too long") => {
-            return Received::Forward(Inbound::Fault {
-                condition: "policy-violation",
-                text: "The frame is over the size limit".into(),
-            });
-        }
-        Err(error) => {
-            tracing::debug!(%error, "WebSocket read failed");
-            return Received::Gone;
-        }
-    };
-    let text = match message {
-        Message::Text(text) => text,
-        Message::Binary(_) => {
-            return Received::Forward(Inbound::Fault {
-                condition: "policy-violation",
-                text: "XMPP over WebSocket uses text messages (RFC 7395 3.2)".into(),
-            });
-        }
-        // Answered by the WebSocket layer: nothing for the session (nor a
-        // sign of life, as TCP keepalives are not one either).
-        Message::Ping(_) | Message::Pong(_) => return Received::Skip,
-        // A client's close ends its stream.
-        Message::Close(_) => return Received::Gone,
-    };
-    let bytes = match framing::parse_client_frame(text.as_str(), limits) {
-        Ok(ClientFrame::Open(header)) => header.into(),
-        Ok(ClientFrame::Close) => bytes::Bytes::from_static(STREAM_CLOSE),
-        Ok(ClientFrame::Element) => bytes::Bytes::copy_from_slice(text.as_str().as_bytes()),
-        Err(error) => {
-            return Received::Forward(Inbound::Fault {
-                condition: error.condition,
-                text: error.text,
-            });
-        }
-    };
-    Received::Forward(Inbound::Bytes(bytes))
+) {
+    crate::c2s::serve_websocket(socket, security, limits, peer, server).await;
+    drop(permit);
 }

@@ -87,10 +87,26 @@ impl StreamParser {
 
     /// The next complete event, or `Ok(None)` when more input is needed.
     pub fn next_event(&mut self) -> Result<Option<StreamEvent>, StreamError> {
+        let event =
+            self.next_with(|bytes, context, offset| build_element(bytes, context, offset))?;
+        Ok(event.map(|event| match event {
+            Event::Header(header) => StreamEvent::Header(header),
+            Event::Element(element) => StreamEvent::Stanza(element),
+            Event::End => StreamEvent::End,
+        }))
+    }
+
+    /// The next complete event with each first-level element handed to
+    /// `element` as the bytes received (checked for size and nesting only):
+    /// for output the server wrote itself, which needs no second parse.
+    pub(super) fn next_with<T>(
+        &mut self,
+        element: impl FnOnce(&[u8], &StreamContext, u64) -> Result<T, StreamError>,
+    ) -> Result<Option<Event<T>>, StreamError> {
         if let State::Failed(error) = &self.state {
             return Err((**error).clone());
         }
-        let result = self.advance();
+        let result = self.advance(element);
         match &result {
             Err(error) => {
                 self.state = State::Failed(Box::new(error.clone()));
@@ -169,7 +185,11 @@ impl StreamParser {
         self.scanner.examined
     }
 
-    fn advance(&mut self) -> Result<Option<StreamEvent>, StreamError> {
+    fn advance<T>(
+        &mut self,
+        element: impl FnOnce(&[u8], &StreamContext, u64) -> Result<T, StreamError>,
+    ) -> Result<Option<Event<T>>, StreamError> {
+        let mut element = Some(element);
         loop {
             let prolog = match self.state {
                 State::Prolog { .. } => true,
@@ -205,16 +225,18 @@ impl StreamParser {
                     } else {
                         let (header, context) = parse_header(bytes, offset)?;
                         self.state = State::Open(context);
-                        Some(StreamEvent::Header(header))
+                        Some(Event::Header(header))
                     }
                 }
                 State::Open(context) => {
                     if unit.kind == UnitKind::Close {
                         check_close(bytes, context, offset)?;
                         self.state = State::Ended;
-                        Some(StreamEvent::End)
+                        Some(Event::End)
                     } else {
-                        Some(StreamEvent::Stanza(build_element(bytes, context, offset)?))
+                        // Each call returns at the first element, so it is taken once.
+                        let build = element.take().expect("one element per call");
+                        Some(Event::Element(build(bytes, context, offset)?))
                     }
                 }
                 State::Ended | State::Failed(_) => return Ok(None),
@@ -247,6 +269,13 @@ impl StreamParser {
         self.buf = Vec::new();
         self.scanner.shrink_idle();
     }
+}
+
+/// A stream event whose first-level element is whatever the caller made of its bytes.
+pub(super) enum Event<T> {
+    Header(super::StreamHeader),
+    Element(T),
+    End,
 }
 
 /// The stream's end tag must name the header's element.

@@ -12,6 +12,9 @@
 
 use starling_core::xml::{Element, escape_into, ns};
 
+use super::codec::Event;
+use super::lexical::is_whitespace;
+use super::scan::{Scanner, Unit, UnitKind};
 use super::{Limits, StreamEvent, StreamHeader, StreamParser, write};
 
 /// The namespace of `<open/>` and `<close/>` (RFC 7395 section 3.3.1).
@@ -57,6 +60,11 @@ pub enum ClientFrame {
 
 /// Checks one client frame and says what it is. `Open` carries the stream
 /// header to feed the session in its place.
+///
+/// A stanza is checked by its markup alone (one complete first-level
+/// element, within the limits): the session's own parser reads it in full
+/// next, so it is parsed once. Only a frame that names the framing
+/// namespace (`<open/>`, `<close/>`) is parsed here.
 pub fn parse_client_frame(frame: &str, limits: Limits) -> Result<ClientFrame, FrameError> {
     if frame.len() > limits.max_stanza_size {
         return Err(FrameError::new(
@@ -68,6 +76,10 @@ pub fn parse_client_frame(frame: &str, limits: Limits) -> Result<ClientFrame, Fr
             ),
         ));
     }
+    if memchr::memmem::find(frame.as_bytes(), FRAMING.as_bytes()).is_none() {
+        check_one_element(frame.as_bytes(), limits)?;
+        return Ok(ClientFrame::Element);
+    }
     let element = single_element(frame.as_bytes(), limits)?;
     if element.ns() != FRAMING {
         return Ok(ClientFrame::Element);
@@ -78,6 +90,36 @@ pub fn parse_client_frame(frame: &str, limits: Limits) -> Result<ClientFrame, Fr
         other => Err(FrameError::new(
             "unsupported-stanza-type",
             format!("<{other}/> is not an RFC 7395 framing element"),
+        )),
+    }
+}
+
+/// That `bytes` hold exactly one complete first-level element, told from
+/// the markup (nesting, end tags, quotes, limits) without building it.
+fn check_one_element(bytes: &[u8], limits: Limits) -> Result<(), FrameError> {
+    let mut start = 0;
+    match Scanner::new().next_unit(bytes, &mut start, false, &limits, 0)? {
+        Some(Unit {
+            kind: UnitKind::Element,
+            end,
+        }) if bytes[end..].iter().all(|&byte| is_whitespace(byte)) => Ok(()),
+        Some(Unit {
+            kind: UnitKind::Element,
+            ..
+        }) => Err(FrameError::new(
+            "policy-violation",
+            "A frame must hold exactly one XML element (RFC 7395 3.3.3)",
+        )),
+        Some(Unit {
+            kind: UnitKind::Close,
+            ..
+        }) => Err(FrameError::new(
+            "not-well-formed",
+            "</stream:stream> in a frame: send <close/> instead (RFC 7395 3.6)",
+        )),
+        Some(_) | None => Err(FrameError::new(
+            "not-well-formed",
+            "A frame must hold one complete XML element (RFC 7395 3.3.3)",
         )),
     }
 }
@@ -173,16 +215,26 @@ impl FrameSplitter {
     }
 
     /// Reads `chunk` and appends one frame per complete element to `frames`.
+    /// The elements are the server's own output, so each is passed on as
+    /// written, with only its namespace declared (see [`standalone`]).
     pub fn push(&mut self, chunk: &[u8], frames: &mut Vec<String>) -> Result<(), FrameError> {
-        self.push_events(chunk, |event| {
+        if chunk.starts_with(b"<?xml") {
+            self.parser.reset();
+        }
+        self.parser.feed(chunk);
+        while let Some(event) = self
+            .parser
+            .next_with(|written, _, _| Ok(standalone(written)))?
+        {
             let frame = match event {
-                StreamEvent::Header(header) => open_frame(&header),
-                StreamEvent::Stanza(element) => element_frame(&element),
-                StreamEvent::End => close_frame(),
+                Event::Header(header) => open_frame(&header),
+                Event::Element(frame) => frame,
+                Event::End => close_frame(),
             };
             // Only valid UTF-8 goes in, so only valid UTF-8 comes out.
             frames.push(String::from_utf8(frame).unwrap_or_default());
-        })
+        }
+        Ok(())
     }
 
     /// Reads `chunk` and hands each complete event to `sink` (BOSH wraps
@@ -200,6 +252,59 @@ impl FrameSplitter {
             sink(event);
         }
         Ok(())
+    }
+}
+
+/// One first-level element the server wrote inside its stream, made a
+/// document of its own: a frame has no stream header around it, so the
+/// namespace the header declared is declared on the element (RFC 7395 3.4),
+/// the same as [`element_frame`] writes it.
+fn standalone(written: &[u8]) -> Vec<u8> {
+    let name_end = written
+        .iter()
+        .skip(1)
+        .position(|&byte| is_whitespace(byte) || byte == b'/' || byte == b'>')
+        .map_or(written.len(), |at| at + 1);
+    let name = &written[1..name_end];
+    let declaration: &[u8] = if name.starts_with(b"stream:") {
+        b" xmlns:stream=\"http://etherx.jabber.org/streams\""
+    } else if name.contains(&b':') || declares_default_namespace(&written[name_end..]) {
+        return written.to_vec();
+    } else {
+        b" xmlns=\"jabber:client\""
+    };
+    let mut out = Vec::with_capacity(written.len() + declaration.len());
+    out.extend_from_slice(&written[..name_end]);
+    out.extend_from_slice(declaration);
+    out.extend_from_slice(&written[name_end..]);
+    out
+}
+
+/// Whether the start tag whose attributes begin `tag` has an `xmlns`
+/// attribute. `tag` was checked by the scanner (quotes closed).
+fn declares_default_namespace(mut tag: &[u8]) -> bool {
+    loop {
+        let Some(at) = tag.iter().position(|&byte| !is_whitespace(byte)) else {
+            return false;
+        };
+        tag = &tag[at..];
+        if matches!(tag[0], b'/' | b'>') {
+            return false;
+        }
+        let Some(equals) = memchr::memchr(b'=', tag) else {
+            return false;
+        };
+        if tag[..equals].trim_ascii_end() == b"xmlns" {
+            return true;
+        }
+        let value = tag[equals + 1..].trim_ascii_start();
+        let Some(&quote) = value.first() else {
+            return false;
+        };
+        let Some(close) = memchr::memchr(quote, &value[1..]) else {
+            return false;
+        };
+        tag = &value[close + 2..];
     }
 }
 
@@ -310,6 +415,76 @@ mod tests {
     }
 
     #[test]
+    fn a_frame_must_be_one_whole_element() {
+        let condition = |frame: &str| parse_client_frame(frame, limits()).unwrap_err().condition;
+        // Told from the markup: quotes and CDATA may hold what looks like tags.
+        let quoted =
+            "<message id='a/>b' xmlns='jabber:client'><body><![CDATA[<x>]]></body></message>";
+        assert_eq!(
+            parse_client_frame(quoted, limits()),
+            Ok(ClientFrame::Element)
+        );
+        assert_eq!(
+            parse_client_frame("  <presence/>\n", limits()),
+            Ok(ClientFrame::Element)
+        );
+        assert_eq!(condition("<presence/>text"), "policy-violation");
+        assert_eq!(condition("</stream:stream>"), "not-well-formed");
+        assert_eq!(condition(""), "not-well-formed");
+        assert_eq!(condition("<a><b><c/></b>"), "not-well-formed");
+        let deep = format!("{}{}", "<a>".repeat(17), "</a>".repeat(17));
+        assert_eq!(condition(&deep), "policy-violation");
+        // A framing element with a prefix is still one.
+        let prefixed = r#"<f:close xmlns:f="urn:ietf:params:xml:ns:xmpp-framing"/>"#;
+        assert_eq!(
+            parse_client_frame(prefixed, limits()),
+            Ok(ClientFrame::Close)
+        );
+        // The namespace named in a stanza does not make it a framing element.
+        let mention = "<message><body>urn:ietf:params:xml:ns:xmpp-framing</body></message>";
+        assert_eq!(
+            parse_client_frame(mention, limits()),
+            Ok(ClientFrame::Element)
+        );
+    }
+
+    #[test]
+    fn each_frame_declares_the_namespace_the_stream_header_did() {
+        let frames = |written: &[u8]| {
+            let mut splitter = FrameSplitter::new();
+            let mut frames = Vec::new();
+            let header = write::stream_header("example.com", "abc", None, Some("1.0"));
+            splitter.push(&header, &mut frames).unwrap();
+            splitter.push(written, &mut frames).unwrap();
+            frames.split_off(1)
+        };
+        // An element in its own namespace keeps it, wherever its xmlns is.
+        assert_eq!(
+            frames(b"<r xmlns='urn:xmpp:sm:3'/><a h='1' xmlns=\"urn:xmpp:sm:3\"/>"),
+            [
+                "<r xmlns='urn:xmpp:sm:3'/>",
+                "<a h='1' xmlns=\"urn:xmpp:sm:3\"/>"
+            ]
+        );
+        // An attribute value that mentions xmlns is not a declaration.
+        assert_eq!(
+            frames(b"<message id=' xmlns=&apos;x&apos;'><body>a</body></message>"),
+            [
+                r#"<message xmlns="jabber:client" id=' xmlns=&apos;x&apos;'><body>a</body></message>"#
+            ]
+        );
+        // What the stream's writer produces reads back as the same element.
+        let stanza = Element::new("message", ns::CLIENT)
+            .with_attr("to", "a@b/c")
+            .with_child(Element::new("body", ns::CLIENT).with_text("<hi> & 'bye'"))
+            .with_child(Element::new("x", "urn:x").with_attr("y", "\"z\""));
+        let mut written = Vec::new();
+        stanza.write_to(&mut written, ns::CLIENT);
+        let frame = frames(&written).remove(0);
+        assert_eq!(frame.as_bytes(), element_frame(&stanza).as_slice());
+    }
+
+    #[test]
     fn server_output_is_split_per_element() {
         let mut splitter = FrameSplitter::new();
         let mut frames = Vec::new();
@@ -332,8 +507,8 @@ mod tests {
             [
                 r#"<open xmlns="urn:ietf:params:xml:ns:xmpp-framing" from="example.com" id="abc" version="1.0" xml:lang="en"/>"#,
                 r#"<stream:features xmlns:stream="http://etherx.jabber.org/streams"><bind xmlns="urn:ietf:params:xml:ns:xmpp-bind"/></stream:features>"#,
-                r#"<message xmlns="jabber:client" to="a@b/c"/>"#,
-                r#"<iq xmlns="jabber:client" type="result" id="1"/>"#,
+                r#"<message xmlns="jabber:client" to='a@b/c'/>"#,
+                r#"<iq xmlns="jabber:client" type='result' id='1'/>"#,
                 r#"<close xmlns="urn:ietf:params:xml:ns:xmpp-framing"/>"#,
             ]
         );

@@ -25,7 +25,7 @@ use tokio::time::{Instant, sleep_until};
 
 use super::body::{self, Kind, Request, XBOSH};
 use crate::auth::ChannelBindings;
-use crate::c2s::pipe::{self, Inbound, channel};
+use crate::c2s::pipe::{self, channel};
 use crate::server::Server;
 use crate::stream::framing::{FrameSplitter, element_frame};
 use crate::stream::{STREAM_CLOSE, StreamEvent};
@@ -345,7 +345,7 @@ impl BoshSession {
 
 /// Passes the client's bytes to the c2s session in order; closing the pipe
 /// when the session is to end makes it end as on a dropped socket.
-async fn forward(session: Arc<BoshSession>, inbound: channel::Sender<Inbound>) {
+async fn forward(session: Arc<BoshSession>, inbound: channel::Sender<Bytes>) {
     loop {
         let woken = session.to_session.notified();
         let (input, closing) = {
@@ -353,7 +353,7 @@ async fn forward(session: Arc<BoshSession>, inbound: channel::Sender<Inbound>) {
             (std::mem::take(&mut state.to_session), state.closing)
         };
         for bytes in input {
-            if inbound.send(Inbound::Bytes(bytes)).await.is_err() {
+            if inbound.send(bytes).await.is_err() {
                 return;
             }
         }
