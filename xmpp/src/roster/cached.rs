@@ -2,9 +2,10 @@
 //! through [`super::service::Rosters`], which drops the cached copy.
 //!
 //! Every online user's roster stays cached, so its size is per-session
-//! memory: the items are one sorted slice (no hash table), each contact's
-//! JID is the shared copy of [`super::interned`], and the name and groups,
-//! absent from most items, take one pointer when absent.
+//! memory: the items are one sorted slice (no hash table) of 16 bytes an
+//! item, each contact's JID the shared copy of [`super::interned`]; the
+//! name and groups, absent from most items, are kept apart for those that
+//! have them.
 
 use std::sync::Arc;
 
@@ -15,13 +16,6 @@ use super::query::RosterItem;
 use super::subscription::{ContactState, SubState};
 use crate::storage::StoredRosterItem;
 
-/// One contact as the user's server keeps it.
-#[derive(Debug, Clone)]
-pub struct Entry {
-    pub state: ContactState,
-    details: Option<Box<Details>>,
-}
-
 /// What the user set on an item besides the subscription.
 #[derive(Debug, Clone)]
 struct Details {
@@ -29,32 +23,20 @@ struct Details {
     groups: Vec<String>,
 }
 
-impl Entry {
-    fn new(state: ContactState, name: Option<String>, groups: Vec<String>) -> Entry {
-        let details =
-            (name.is_some() || !groups.is_empty()).then(|| Box::new(Details { name, groups }));
-        Entry { state, details }
-    }
-
-    /// The item's name and groups, to write back with a changed subscription.
-    pub fn name_and_groups(&self) -> (Option<String>, Vec<String>) {
-        match &self.details {
-            Some(details) => (details.name.clone(), details.groups.clone()),
-            None => (None, Vec::new()),
-        }
-    }
-
-    fn item(&self, jid: &BareJid) -> RosterItem {
-        let (name, groups) = self.name_and_groups();
-        RosterItem::from_view(jid.clone(), name, groups, self.state.view())
+impl Details {
+    fn new(name: Option<String>, groups: Vec<String>) -> Option<Details> {
+        (name.is_some() || !groups.is_empty()).then_some(Details { name, groups })
     }
 }
 
 /// A user's roster.
 #[derive(Debug, Default)]
 pub struct Roster {
-    /// Sorted by JID, without duplicates.
-    entries: Box<[(Arc<BareJid>, Entry)]>,
+    /// Sorted by JID, without duplicates: 16 bytes an item.
+    entries: Box<[(Arc<BareJid>, ContactState)]>,
+    /// Name and groups of the entries that have any, by index in `entries`
+    /// (ascending): most items have none, so they are kept apart.
+    details: Box<[(u32, Details)]>,
     /// The version these entries are (RFC 6121 2.6), or an older one when a
     /// write raced the read (a client is then sent the roster again).
     version: i64,
@@ -88,15 +70,28 @@ impl Roster {
                 sub: sub.normalized(),
                 in_roster: item.in_roster,
             };
-            entries.push((jid, Entry::new(state, item.name, item.groups)));
+            entries.push((jid, state, Details::new(item.name, item.groups)));
         }
         drop(interner);
-        entries.sort_by(|(a, _), (b, _)| a.as_str().cmp(b.as_str()));
+        entries.sort_by(|(a, ..), (b, ..)| a.as_str().cmp(b.as_str()));
         // Two stored spellings of one JID: the store's key is the string, so
         // keep one (the first), as a map would have.
-        entries.dedup_by(|(a, _), (b, _)| a.as_str() == b.as_str());
+        entries.dedup_by(|(a, ..), (b, ..)| a.as_str() == b.as_str());
+        let mut details = Vec::new();
+        let entries = entries
+            .into_iter()
+            .enumerate()
+            .map(|(index, (jid, state, extra))| {
+                if let Some(extra) = extra {
+                    // A roster is bounded far below u32::MAX items (`max_roster_items`).
+                    details.push((index as u32, extra));
+                }
+                (jid, state)
+            })
+            .collect();
         Roster {
-            entries: entries.into_boxed_slice(),
+            entries,
+            details: details.into_boxed_slice(),
             version,
         }
     }
@@ -111,7 +106,15 @@ impl Roster {
     }
 
     pub fn state(&self, contact: &BareJid) -> Option<ContactState> {
-        self.entry(contact).map(|entry| entry.state)
+        self.index(contact).map(|index| self.entries[index].1)
+    }
+
+    /// The item's name and groups, to write back with a changed subscription.
+    pub fn name_and_groups(&self, contact: &BareJid) -> (Option<String>, Vec<String>) {
+        match self.index(contact).and_then(|index| self.details(index)) {
+            Some(details) => (details.name.clone(), details.groups.clone()),
+            None => (None, Vec::new()),
+        }
     }
 
     /// Contacts that receive the user's presence ('from' or 'both').
@@ -125,8 +128,7 @@ impl Roster {
     }
 
     pub fn is_subscriber(&self, contact: &BareJid) -> bool {
-        self.entry(contact)
-            .is_some_and(|entry| entry.state.sub.from)
+        self.state(contact).is_some_and(|state| state.sub.from)
     }
 
     /// Contacts whose subscription request awaits the user's answer.
@@ -138,16 +140,30 @@ impl Roster {
     pub fn items(&self) -> Vec<RosterItem> {
         self.entries
             .iter()
-            .filter(|(_, entry)| entry.state.in_roster)
-            .map(|(jid, entry)| entry.item(jid))
+            .enumerate()
+            .filter(|(_, (_, state))| state.in_roster)
+            .map(|(index, (jid, state))| {
+                let (name, groups) = match self.details(index) {
+                    Some(details) => (details.name.clone(), details.groups.clone()),
+                    None => (None, Vec::new()),
+                };
+                RosterItem::from_view((**jid).clone(), name, groups, state.view())
+            })
             .collect()
     }
 
-    pub fn entry(&self, contact: &BareJid) -> Option<&Entry> {
+    fn index(&self, contact: &BareJid) -> Option<usize> {
         self.entries
             .binary_search_by(|(jid, _)| jid.as_str().cmp(contact.as_str()))
             .ok()
-            .map(|index| &self.entries[index].1)
+    }
+
+    fn details(&self, index: usize) -> Option<&Details> {
+        let index = u32::try_from(index).ok()?;
+        self.details
+            .binary_search_by_key(&index, |(at, _)| *at)
+            .ok()
+            .map(|found| &self.details[found].1)
     }
 
     fn contacts_where(
@@ -156,7 +172,76 @@ impl Roster {
     ) -> impl Iterator<Item = &BareJid> {
         self.entries
             .iter()
-            .filter(move |(_, entry)| wanted(&entry.state))
+            .filter(move |(_, state)| wanted(state))
             .map(|(jid, _)| &**jid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(contact: &str, name: Option<&str>, groups: &[&str]) -> StoredRosterItem {
+        StoredRosterItem {
+            contact: contact.into(),
+            name: name.map(Into::into),
+            groups: groups.iter().map(|group| (*group).into()).collect(),
+            sub_to: true,
+            sub_from: contact.starts_with('b'),
+            pending_out: false,
+            pending_in: false,
+            preapproved: false,
+            in_roster: true,
+        }
+    }
+
+    #[test]
+    fn an_item_is_sixteen_bytes_and_keeps_its_own_name_and_groups() {
+        assert_eq!(std::mem::size_of::<(Arc<BareJid>, ContactState)>(), 16);
+        let items = vec![
+            stored("d@example.com", None, &[]),
+            stored("b@example.com", Some("Bea"), &["Work"]),
+            stored("c@example.com", None, &[]),
+            stored("a@example.com", None, &["Family", "Friends"]),
+        ];
+        let roster = Roster::from_stored("owner", items, 7, &JidPool::default());
+        let jid = |text: &str| BareJid::new(text).unwrap();
+        let listed: Vec<_> = roster
+            .items()
+            .into_iter()
+            .map(|item| (item.jid.to_string(), item.name, item.groups))
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                (
+                    "a@example.com".into(),
+                    None,
+                    vec!["Family".into(), "Friends".into()]
+                ),
+                (
+                    "b@example.com".into(),
+                    Some("Bea".into()),
+                    vec!["Work".into()]
+                ),
+                ("c@example.com".into(), None, vec![]),
+                ("d@example.com".into(), None, vec![]),
+            ]
+        );
+        assert_eq!(
+            roster.name_and_groups(&jid("b@example.com")),
+            (Some("Bea".into()), vec!["Work".into()])
+        );
+        assert_eq!(
+            roster.name_and_groups(&jid("c@example.com")),
+            (None, vec![])
+        );
+        assert_eq!(
+            roster.name_and_groups(&jid("z@example.com")),
+            (None, vec![])
+        );
+        assert!(roster.is_subscriber(&jid("b@example.com")));
+        assert!(!roster.is_subscriber(&jid("a@example.com")));
+        assert_eq!(roster.subscriptions().count(), 4);
     }
 }

@@ -15,7 +15,7 @@ use starling_core::cluster::{Cluster, StanzaKind};
 use starling_core::jid::{BareJid, Jid};
 use starling_core::xml::{Element, ns};
 
-use super::cached::{Entry, Roster};
+use super::cached::Roster;
 use super::interned::JidPool;
 use super::query::{
     ErrorCondition, RosterItem, RosterLimits, RosterSet, requested_version, roster_push,
@@ -267,10 +267,10 @@ async fn remove_item(
     let (sub, version) = {
         let _lock = rosters.locks.lock(user).await;
         let roster = rosters.get(user).await.map_err(storage_error)?;
-        let Some(entry) = roster.entry(contact).filter(|entry| entry.state.in_roster) else {
+        let Some(state) = roster.state(contact).filter(|state| state.in_roster) else {
             return Err(StanzaError::new(Condition::ItemNotFound).with_text("No such roster item"));
         };
-        let sub = entry.state.sub;
+        let sub = state.sub;
         let version = rosters
             .save(user, contact, Change::Delete, None, Vec::new())
             .await
@@ -437,10 +437,7 @@ async fn apply<T: RosterEffect>(
     let _lock = rosters.locks.lock(user).await;
     let roster = rosters.get(user).await?;
     let outcome = decide(roster.state(contact));
-    let (name, groups) = roster
-        .entry(contact)
-        .map(Entry::name_and_groups)
-        .unwrap_or_default();
+    let (name, groups) = roster.name_and_groups(contact);
     let version = rosters
         .save(
             user,
