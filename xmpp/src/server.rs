@@ -54,7 +54,7 @@ pub struct Server {
     pub connection_permits: Arc<tokio::sync::Semaphore>,
     /// The connections of WebSocket and BOSH clients (the c2s listeners
     /// track their own), so that shutdown waits for them as well.
-    pub pipe_connections: tokio_util::task::TaskTracker,
+    pub web_connections: tokio_util::task::TaskTracker,
     pub delivery_locks: DeliveryLocks,
     /// Senders whose stanzas a dying link handed back (`router::handback`).
     pub handback: crate::router::handback::HandbackGate,
@@ -146,7 +146,7 @@ impl Server {
             connection_permits: Arc::new(tokio::sync::Semaphore::new(
                 crate::c2s::listener::connection_cap(config.c2s.max_connections),
             )),
-            pipe_connections: tokio_util::task::TaskTracker::new(),
+            web_connections: tokio_util::task::TaskTracker::new(),
             delivery_locks: DeliveryLocks::default(),
             handback: Default::default(),
             shutdown,

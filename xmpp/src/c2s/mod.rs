@@ -36,7 +36,7 @@ pub(crate) async fn serve_pipe(
     server: std::sync::Arc<crate::server::Server>,
 ) {
     let transport = transport::Transport::Pipe(Box::new(pipe));
-    let tracker = server.pipe_connections.clone();
+    let tracker = server.web_connections.clone();
     tracker
         .track_future(connection::run_transport(transport, peer, server))
         .await
@@ -53,7 +53,7 @@ pub(crate) async fn serve_websocket(
 ) {
     let stream = websocket::WebSocketStream::new(socket, limits, secure, bindings);
     let transport = transport::Transport::WebSocket(Box::new(stream));
-    let tracker = server.pipe_connections.clone();
+    let tracker = server.web_connections.clone();
     tracker
         .track_future(connection::run_transport(transport, peer, server))
         .await

@@ -110,10 +110,10 @@ pub(super) async fn run(config: Config, reload: super::reload::ConfigLoader) -> 
     server.modules.stopping(&server).await;
     sessions.cancel();
     server.sessions.close_all(CloseReason::Shutdown);
-    server.pipe_connections.close();
+    server.web_connections.close();
     let drained = async {
         accept_loop.await;
-        server.pipe_connections.wait().await;
+        server.web_connections.wait().await;
     };
     if tokio::time::timeout(DRAIN_TIMEOUT, drained).await.is_err() {
         tracing::warn!("some sessions did not close in time");

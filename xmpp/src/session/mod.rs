@@ -113,6 +113,9 @@ impl SendError {
     }
 }
 
+/// Slots an empty mailbox may keep: the first allocation's (32 bytes).
+const IDLE_MAILBOX_SLOTS: usize = 4;
+
 #[derive(Debug, Default)]
 struct Mailbox {
     queue: VecDeque<Box<Element>>,
@@ -204,8 +207,10 @@ impl LocalSession {
         let mut mailbox = self.mailbox();
         let count = mailbox.queue.len().min(max);
         into.extend(mailbox.queue.drain(..count));
-        if mailbox.queue.is_empty() && mailbox.queue.capacity() > 64 {
-            // A burst must not pin its buffer for the session's lifetime.
+        if mailbox.queue.is_empty() && mailbox.queue.capacity() > IDLE_MAILBOX_SLOTS {
+            // A burst (a login's PEP items, a room's history) must not pin
+            // its buffer for the session's life: an idle session is what
+            // every client costs. Allocating again costs less than a write.
             mailbox.queue = VecDeque::new();
         }
     }
@@ -415,6 +420,27 @@ mod tests {
         let mut taken = Vec::new();
         session.take_queued(usize::MAX, &mut taken);
         assert_eq!(taken.len(), 2, "what was accepted is still delivered");
+    }
+
+    #[test]
+    fn a_drained_mailbox_gives_back_what_a_burst_grew() {
+        let manager = SessionManager::default();
+        let session = LocalSession::new(
+            manager.next_id(),
+            FullJid::new("a@example.com/r").unwrap(),
+            1000,
+        );
+        for _ in 0..40 {
+            session
+                .send(Box::new(Element::new("message", ns::CLIENT)))
+                .unwrap();
+        }
+        let mut taken = Vec::new();
+        session.take_queued(30, &mut taken);
+        assert!(session.mailbox().queue.capacity() >= 40, "not drained yet");
+        session.take_queued(30, &mut taken);
+        assert_eq!(taken.len(), 40);
+        assert!(session.mailbox().queue.capacity() <= IDLE_MAILBOX_SLOTS);
     }
 
     #[test]
