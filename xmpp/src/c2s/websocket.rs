@@ -31,7 +31,6 @@ pub(crate) struct WebSocketStream {
     /// The client's side is finished (closed, gone, or a framing fault).
     closed: bool,
     splitter: FrameSplitter,
-    frames: Vec<String>,
 }
 
 /// What a client message means for the stream.
@@ -60,7 +59,6 @@ impl WebSocketStream {
             waiting: None,
             closed: false,
             splitter: FrameSplitter::new(),
-            frames: Vec::new(),
         }
     }
 
@@ -128,10 +126,12 @@ impl WebSocketStream {
 
     /// Sends what the session wrote, one message per element, in one flush.
     pub(super) async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        // Not kept between writes: a burst's list must not stay with an idle session.
+        let mut frames = Vec::new();
         self.splitter
-            .push(data, &mut self.frames)
+            .push(data, &mut frames)
             .map_err(|error| io::Error::other(format!("the session wrote bad XML: {error}")))?;
-        for frame in self.frames.drain(..) {
+        for frame in frames {
             self.socket
                 .feed(Message::Text(frame.into()))
                 .await
