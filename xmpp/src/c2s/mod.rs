@@ -44,17 +44,19 @@ pub(crate) async fn serve_pipe(
 
 /// Serves one XMPP-over-WebSocket client, in the task of the upgrade: the
 /// same negotiation and session as TCP.
-pub(crate) async fn serve_websocket(
+///
+/// A plain function that returns the connection's future: an `async fn`
+/// would keep its (moved-from) WebSocket argument in every idle session's
+/// task for the session's life.
+pub(crate) fn serve_websocket(
     socket: axum::extract::ws::WebSocket,
     (secure, bindings): (bool, crate::auth::ChannelBindings),
     limits: crate::stream::Limits,
     peer: std::net::SocketAddr,
     server: std::sync::Arc<crate::server::Server>,
-) {
+) -> impl Future<Output = ()> + Send {
     let stream = websocket::WebSocketStream::new(socket, limits, secure, bindings);
     let transport = transport::Transport::WebSocket(Box::new(stream));
     let tracker = server.web_connections.clone();
-    tracker
-        .track_future(connection::run_transport(transport, peer, server))
-        .await
+    tracker.track_future(connection::run_transport(transport, peer, server))
 }

@@ -24,6 +24,7 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use futures_util::FutureExt;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::HttpState;
@@ -168,15 +169,16 @@ fn refuse(status: StatusCode, text: &'static str) -> Response {
 }
 
 /// The session, in the task axum spawned for the upgrade: it reads and
-/// writes the WebSocket itself (`c2s::serve_websocket`).
-async fn run(
+/// writes the WebSocket itself (`c2s::serve_websocket`). A combinator, not
+/// an `async fn`, so that the task does not keep a second copy of the
+/// WebSocket (see `serve_websocket`).
+fn run(
     server: Arc<Server>,
     socket: WebSocket,
     peer: SocketAddr,
     security: (bool, ChannelBindings),
     limits: Limits,
     permit: OwnedSemaphorePermit,
-) {
-    crate::c2s::serve_websocket(socket, security, limits, peer, server).await;
-    drop(permit);
+) -> impl Future<Output = ()> + Send {
+    crate::c2s::serve_websocket(socket, security, limits, peer, server).map(move |()| drop(permit))
 }
