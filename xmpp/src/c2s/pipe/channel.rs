@@ -2,7 +2,7 @@
 //!
 //! A tokio `mpsc` channel keeps its first block of 32 slots and its state
 //! for as long as it lives, about 1.5 KiB a direction, and a pipe lives as
-//! long as its WebSocket or BOSH session. This queue holds its shared state
+//! long as its BOSH session. This queue holds its shared state
 //! (a lock, two `Notify`s) and, only while something waits in it, the items:
 //! an empty queue gives its memory back.
 //!
@@ -26,8 +26,6 @@ struct Shared<T> {
 
 struct State<T> {
     queue: VecDeque<T>,
-    /// Slots promised to permits that have not sent yet.
-    reserved: usize,
     capacity: usize,
     sender_gone: bool,
     receiver_gone: bool,
@@ -50,15 +48,6 @@ pub(crate) struct Receiver<T> {
     shared: Arc<Shared<T>>,
 }
 
-/// One slot kept for one item (see [`Sender::reserve`]); given back if dropped unused.
-pub(crate) struct Permit<'a, T> {
-    sender: Option<&'a Sender<T>>,
-}
-
-/// The receiver is gone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Closed;
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum TryRecvError {
     /// Nothing queued now.
@@ -72,7 +61,6 @@ pub(crate) fn channel<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
             queue: VecDeque::new(),
-            reserved: 0,
             capacity: capacity.max(1),
             sender_gone: false,
             receiver_gone: false,
@@ -91,60 +79,21 @@ pub(crate) fn channel<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
 impl<T> Sender<T> {
     /// Waits for room, then queues `item`; gives it back if the receiver is gone.
     pub(crate) async fn send(&self, item: T) -> Result<(), T> {
-        match self.reserve().await {
-            Ok(permit) => {
-                permit.send(item);
-                Ok(())
-            }
-            Err(Closed) => Err(item),
-        }
-    }
-
-    /// Waits for room and keeps one slot for a later [`Permit::send`].
-    /// Cancel-safe: a slot is taken only when this returns.
-    pub(crate) async fn reserve(&self) -> Result<Permit<'_, T>, Closed> {
         loop {
             let room = self.shared.room.notified();
             {
                 let mut state = self.shared.lock();
                 if state.receiver_gone {
-                    return Err(Closed);
+                    return Err(item);
                 }
-                if state.queue.len() + state.reserved < state.capacity {
-                    state.reserved += 1;
-                    return Ok(Permit { sender: Some(self) });
+                if state.queue.len() < state.capacity {
+                    state.queue.push_back(item);
+                    drop(state);
+                    self.shared.item.notify_one();
+                    return Ok(());
                 }
             }
             room.await;
-        }
-    }
-}
-
-impl<T> Permit<'_, T> {
-    /// Queues `item` in the kept slot (dropped if the receiver is gone).
-    pub(crate) fn send(mut self, item: T) {
-        let Some(sender) = self.sender.take() else {
-            return;
-        };
-        let mut state = sender.shared.lock();
-        state.reserved -= 1;
-        let refused = if state.receiver_gone {
-            Some(item)
-        } else {
-            state.queue.push_back(item);
-            None
-        };
-        drop(state);
-        drop(refused);
-        sender.shared.item.notify_one();
-    }
-}
-
-impl<T> Drop for Permit<'_, T> {
-    fn drop(&mut self) {
-        if let Some(sender) = self.sender.take() {
-            sender.shared.lock().reserved -= 1;
-            sender.shared.room.notify_one();
         }
     }
 }
@@ -259,20 +208,6 @@ mod tests {
         assert_eq!(receiver.try_recv(), Ok(2));
         assert_eq!(receiver.try_recv(), Ok(3));
         assert_eq!(receiver.try_recv(), Err(TryRecvError::Empty));
-    }
-
-    #[tokio::test]
-    async fn a_permit_keeps_its_slot_and_gives_it_back_unused() {
-        let (sender, mut receiver) = channel(1);
-        let permit = sender.reserve().await.unwrap();
-        assert!(
-            sender.reserve().now_or_never().is_none(),
-            "the only slot is kept"
-        );
-        drop(permit);
-        let permit = sender.reserve().now_or_never().expect("slot given back");
-        permit.unwrap().send(7);
-        assert_eq!(receiver.recv().await, Some(7));
     }
 
     #[tokio::test]
