@@ -80,16 +80,18 @@ const STAGE_SQLITE: &str = "INSERT INTO mam_staged (owner, stanza_id, with_jid, 
      SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4 \
      FROM json_each($1) ORDER BY key";
 /// Moves the staged rows into the archive in one transaction, in the order
-/// they were staged; ids an archive holds already are kept as they are
-/// (`WHERE true` keeps SQLite's parser from reading the upsert's `ON` as a
-/// join constraint). Thousands of rows at a time, rows of the same owner
-/// share the index leaves they change, so each leaf is written once per move
-/// rather than once per row. `BEGIN IMMEDIATE` takes the write lock first:
-/// no row can be staged between the copy and the delete.
+/// they were staged; ids an archive holds already are kept as they are.
+/// Thousands of rows at a time, rows of the same owner share the index
+/// leaves they change, so each leaf is written once per move rather than
+/// once per row. `BEGIN IMMEDIATE` takes the write lock first: no row can
+/// be staged between the copy and the delete. `OR IGNORE` rather than an
+/// upsert's `ON CONFLICT DO NOTHING`: the same rows are skipped (the only
+/// constraint a staged row can break is `UNIQUE (owner, stanza_id)`), but an
+/// upsert inside a transaction keeps a statement journal of every page it
+/// changes, a quarter of the move's cost.
 const MOVE_STAGED_SQLITE: &str = "BEGIN IMMEDIATE; \
-     INSERT INTO mam_messages (owner, stanza_id, with_jid, stamp_ms, stanza) \
-     SELECT owner, stanza_id, with_jid, stamp_ms, stanza FROM mam_staged WHERE true ORDER BY id \
-     ON CONFLICT DO NOTHING; \
+     INSERT OR IGNORE INTO mam_messages (owner, stanza_id, with_jid, stamp_ms, stanza) \
+     SELECT owner, stanza_id, with_jid, stamp_ms, stanza FROM mam_staged ORDER BY id; \
      DELETE FROM mam_staged; \
      COMMIT;";
 const INSERT_POSTGRES: &str = "INSERT INTO mam_messages (owner, stanza_id, with_jid, stamp_ms, stanza) \
