@@ -122,10 +122,11 @@ impl Transport {
             let mut total = 0;
             loop {
                 let read = match self {
-                    Transport::Plain(tcp) => match tcp.try_read(scratch) {
-                        Err(error) if error.kind() == io::ErrorKind::WouldBlock => None,
-                        other => Some(other),
-                    },
+                    // Through `AsyncRead` rather than `try_read`: a read
+                    // that fills less than the buffer shows the socket is
+                    // drained, and tokio then skips the read that would only
+                    // say "would block" (one system call per wake-up saved).
+                    Transport::Plain(tcp) => tcp.read(scratch).now_or_never(),
                     // A TLS record may arrive in pieces: a read that would
                     // wait means "nothing complete yet", not an error.
                     Transport::Tls(tls) => tls.read(scratch).now_or_never(),
