@@ -18,6 +18,7 @@ Prints the process CPU per row for staging and for moving.
 Variants:
   current   the schema of migrations 0006 and 0010 with the move's INSERT OR IGNORE
   upsert    the same with the move's upsert (ON CONFLICT DO NOTHING), as before
+  by-owner  the same, rows moved in owner order (each owner's rows keep their order)
   int-keys  owner, correspondent and stanza id as integers (a lookup table would map them)
   no-unique text keys; the stanza id is the row's id (time-ordered, assigned when
             routed), so no UNIQUE (owner, stanza_id) index
@@ -75,6 +76,8 @@ VARIANTS = {
                MOVE_WITH_SID.replace("INSERT OR IGNORE", "INSERT")
                .replace("FROM staged ORDER BY id;", "FROM staged WHERE true ORDER BY id ON CONFLICT DO NOTHING;"),
                text_row),
+    "by-owner": (TEXT_STAGING, THREE_INDEXES.format(t="TEXT"),
+                 MOVE_WITH_SID.replace("ORDER BY id", "ORDER BY owner, id"), text_row),
     "int-keys": (INT_STAGING, THREE_INDEXES.format(t="INTEGER"), MOVE_WITH_SID, int_row),
     "no-unique": (TEXT_STAGING, TWO_INDEXES.format(t="TEXT"), MOVE_ID_AS_SID, text_row),
     "int-no-unique": (INT_STAGING, TWO_INDEXES.format(t="INTEGER"), MOVE_ID_AS_SID, int_row),
