@@ -248,6 +248,21 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def postgres_cpu_seconds():
+    """CPU time of every PostgreSQL process on this machine (its server and
+    backends; the database the bench uses is local)."""
+    total = 0.0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/comm") as comm:
+                if comm.read().strip() != "postgres":
+                    continue
+            total += cpu_seconds(pid)
+        except OSError:
+            continue  # gone meanwhile
+    return total
+
+
 def archiving_cost(bins, work, port, rate, seconds, perf="", postgres=""):
     results = {}
     for mam in (True, False):
@@ -258,12 +273,14 @@ def archiving_cost(bins, work, port, rate, seconds, perf="", postgres=""):
         if perf and mam:
             recorder = subprocess.Popen(["perf", "record", "-g", "-o", perf, "-p", str(pid)],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        database_before = postgres_cpu_seconds() if postgres else 0.0
         try:
             report = load(bins, ["chat", "--server", f"127.0.0.1:{port}", "--users", "user",
                                  "--password-prefix", "pass", "--tls", "--pairs", "500", "--rate", str(rate),
                                  "--duration", str(seconds), "--login-rate", "500", "--no-presence",
                                  "--server-pid", str(pid)])["chat"]
         finally:
+            database_cpu = postgres_cpu_seconds() - database_before if postgres else 0.0
             if recorder:
                 recorder.send_signal(signal.SIGINT)
                 recorder.wait(timeout=120)
@@ -273,6 +290,11 @@ def archiving_cost(bins, work, port, rate, seconds, perf="", postgres=""):
             "received_per_s": report["received_per_s"], "lost": report["lost"],
             "p99_ms": report["latency"]["p99_ms"], "cpu_us_per_message": report["cpu_us_per_message"],
         }
+        if postgres:
+            # The whole run, logins included (the same in both runs); over
+            # the messages received.
+            results["on" if mam else "off"]["postgres_cpu_us_per_message"] = (
+                1e6 * database_cpu / max(report["received"], 1))
     return results
 
 
@@ -343,6 +365,12 @@ def main():
         for label, r in (("on", on), ("off", off)):
             print(f"| {label} | {r['received_per_s']:.0f} | {r['lost']} | {r['p99_ms']:.1f} | {r['cpu_us_per_message']:.1f} |")
         print(f"\narchiving adds {100 * (on['cpu_us_per_message'] / off['cpu_us_per_message'] - 1):.0f} % CPU per message")
+        if "postgres_cpu_us_per_message" in on:
+            db_on, db_off = on["postgres_cpu_us_per_message"], off["postgres_cpu_us_per_message"]
+            both_on, both_off = on["cpu_us_per_message"] + db_on, off["cpu_us_per_message"] + db_off
+            print(f"PostgreSQL's own CPU per message (whole run, logins included): {db_on:.1f} on, "
+                  f"{db_off:.1f} off; Starling and PostgreSQL together: {both_on:.1f} on, {both_off:.1f} off, "
+                  f"archiving adds {100 * (both_on / both_off - 1):.0f} %")
     if args.out:
         with open(args.out, "w") as out:
             json.dump({"started": started, "args": vars(args), "queries": results, "cost": cost}, out, indent=2)
