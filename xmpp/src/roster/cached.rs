@@ -111,10 +111,9 @@ impl Roster {
 
     /// The item's name and groups, to write back with a changed subscription.
     pub fn name_and_groups(&self, contact: &BareJid) -> (Option<String>, Vec<String>) {
-        match self.index(contact).and_then(|index| self.details(index)) {
-            Some(details) => (details.name.clone(), details.groups.clone()),
-            None => (None, Vec::new()),
-        }
+        self.index(contact)
+            .map(|index| self.name_and_groups_at(index))
+            .unwrap_or_default()
     }
 
     /// Contacts that receive the user's presence ('from' or 'both').
@@ -143,10 +142,7 @@ impl Roster {
             .enumerate()
             .filter(|(_, (_, state))| state.in_roster)
             .map(|(index, (jid, state))| {
-                let (name, groups) = match self.details(index) {
-                    Some(details) => (details.name.clone(), details.groups.clone()),
-                    None => (None, Vec::new()),
-                };
+                let (name, groups) = self.name_and_groups_at(index);
                 RosterItem::from_view((**jid).clone(), name, groups, state.view())
             })
             .collect()
@@ -158,12 +154,18 @@ impl Roster {
             .ok()
     }
 
-    fn details(&self, index: usize) -> Option<&Details> {
-        let index = u32::try_from(index).ok()?;
-        self.details
-            .binary_search_by_key(&index, |(at, _)| *at)
-            .ok()
-            .map(|found| &self.details[found].1)
+    /// The name and groups of the item at `index` in `entries`.
+    fn name_and_groups_at(&self, index: usize) -> (Option<String>, Vec<String>) {
+        let Ok(index) = u32::try_from(index) else {
+            return (None, Vec::new());
+        };
+        match self.details.binary_search_by_key(&index, |(at, _)| *at) {
+            Ok(found) => {
+                let details = &self.details[found].1;
+                (details.name.clone(), details.groups.clone())
+            }
+            Err(_) => (None, Vec::new()),
+        }
     }
 
     fn contacts_where(
