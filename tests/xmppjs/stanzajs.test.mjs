@@ -17,7 +17,18 @@ const env = (name) => {
   return value;
 };
 
-// Resolves with the client once its session started; rejects on auth failure.
+// Rejects after `seconds` naming the step that did not finish, so that a
+// hang says where it hung (the Rust side kills the run after 120 s).
+function within(promise, step, seconds = 30) {
+  let timer;
+  const expired = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${step}: nothing after ${seconds} s`)), seconds * 1000);
+  });
+  return Promise.race([promise, expired]).finally(() => clearTimeout(timer));
+}
+
+// Resolves with the client once its session started; rejects on auth
+// failure or when the connection ends first.
 function start(username, resource) {
   const client = XMPP.createClient({
     jid: `${username}@${env("STARLING_DOMAIN")}`,
@@ -33,6 +44,10 @@ function start(username, resource) {
   return new Promise((resolve, reject) => {
     client.once("session:started", () => resolve(client));
     client.once("auth:failed", () => reject(new Error(`${username}: authentication failed`)));
+    client.once("stream:error", (error) =>
+      reject(new Error(`${username}: stream error ${JSON.stringify(error)}`)),
+    );
+    client.once("disconnected", () => reject(new Error(`${username}: disconnected before the session started`)));
     client.connect();
   });
 }
@@ -51,13 +66,13 @@ function next(client, name, wanted) {
 }
 
 test("StanzaJS users over WebSocket subscribe, see presence and chat", async () => {
-  const alice = await start("alice", "stanzajs-a");
-  const bob = await start("bob", "stanzajs-b");
+  const alice = await within(start("alice", "stanzajs-a"), "alice's login");
+  const bob = await within(start("bob", "stanzajs-b"), "bob's login");
   const domain = env("STARLING_DOMAIN");
   assert.equal(alice.jid, `alice@${domain}/stanzajs-a`);
   assert.equal(bob.jid, `bob@${domain}/stanzajs-b`);
-  await alice.getRoster();
-  await bob.getRoster();
+  await within(alice.getRoster(), "alice's roster");
+  await within(bob.getRoster(), "bob's roster");
 
   // Bob approves alice's request; alice then sees bob available.
   bob.on("subscribe", (presence) => bob.acceptSubscription(presence.from));
@@ -65,19 +80,19 @@ test("StanzaJS users over WebSocket subscribe, see presence and chat", async () 
   alice.subscribe(`bob@${domain}`);
   bob.sendPresence();
   alice.sendPresence();
-  await bobOnline;
+  await within(bobOnline, "bob's presence reaching alice after the subscription");
 
   const toBob = next(bob, "chat", (m) => m.body === "hello from StanzaJS");
   alice.sendMessage({ to: bob.jid, type: "chat", body: "hello from StanzaJS" });
-  const received = await toBob;
+  const received = await within(toBob, "alice's message reaching bob");
   assert.equal(received.from, alice.jid);
 
   const toAlice = next(alice, "chat", (m) => m.body === "and back");
   bob.sendMessage({ to: alice.jid, type: "chat", body: "and back" });
-  assert.equal((await toAlice).from, bob.jid);
+  assert.equal((await within(toAlice, "bob's message reaching alice")).from, bob.jid);
 
   // A full session: the server answers a ping.
-  await alice.ping(domain);
+  await within(alice.ping(domain), "the ping");
 
   alice.disconnect();
   bob.disconnect();
