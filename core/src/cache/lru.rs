@@ -1,5 +1,6 @@
 //! A thread-safe LRU cache with hit/miss/eviction counters.
 
+use std::borrow::Borrow;
 use std::hash::Hash;
 use std::num::NonZeroUsize;
 use std::sync::Mutex;
@@ -41,7 +42,13 @@ impl<K: Hash + Eq, V: Clone> Lru<K, V> {
         }
     }
 
-    pub fn get(&self, key: &K) -> Option<V> {
+    /// The value under `key` (which may be a borrowed form of `K`, such as
+    /// `&str` for `String`: no key is built for a lookup).
+    pub fn get<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let found = self.lock().get(key).cloned();
         let counter = if found.is_some() {
             &self.hits

@@ -277,7 +277,17 @@ impl BlockingModule {
 
     /// The cached list of a user with a session here.
     fn cached(&self, user: &BareJid) -> Option<Arc<BlockList>> {
-        self.lists.get(&user.node()?.to_string())
+        self.lists.get(user.node()?.as_str())
+    }
+
+    /// The session's user's cached list if it blocks anyone. Loaded when the
+    /// session opened; a miss is an eviction (more users online here than
+    /// `cache_entries`), which lets stanzas pass.
+    fn blocking_anyone(&self, session: &LocalSession) -> Option<Arc<BlockList>> {
+        let node = session.jid.node()?;
+        self.lists
+            .get(node.as_str())
+            .filter(|list| !list.is_empty())
     }
 
     /// Reads `owner`'s list from the store into the cache. A change that
@@ -555,29 +565,26 @@ impl Module for BlockingModule {
         stanza: Stanza,
     ) -> BoxFuture<'a, Flow> {
         Box::pin(async move {
-            let user = session.jid.to_bare();
             let Some(to) = &stanza.to else {
                 return Flow::Continue(stanza);
             };
-            if is_own_or_server(server, &user, to) {
+            let Some(list) = self.blocking_anyone(session) else {
+                return Flow::Continue(stanza);
+            };
+            if is_own_or_server(server, &session.jid.to_bare(), to) || !list.blocks(to) {
                 return Flow::Continue(stanza);
             }
-            match self.cached(&user) {
-                Some(list) if list.blocks(to) => {
-                    let error = StanzaError::new(Condition::NotAcceptable)
-                        .with_extra(Element::new("blocked", NS_BLOCKING_ERRORS));
-                    // Queued to the session directly: routed, the error
-                    // would come from the blocked JID and be withheld.
-                    Flow::Done(match stanza.error_reply(&error) {
-                        Some(reply) => {
-                            let _gone = session.send(Box::new(reply));
-                            router::bounced(server, error.condition)
-                        }
-                        None => count(server, Outcome::Discarded),
-                    })
+            let error = StanzaError::new(Condition::NotAcceptable)
+                .with_extra(Element::new("blocked", NS_BLOCKING_ERRORS));
+            // Queued to the session directly: routed, the error would come
+            // from the blocked JID and be withheld.
+            Flow::Done(match stanza.error_reply(&error) {
+                Some(reply) => {
+                    let _gone = session.send(Box::new(reply));
+                    router::bounced(server, error.condition)
                 }
-                _ => Flow::Continue(stanza),
-            }
+                None => count(server, Outcome::Discarded),
+            })
         })
     }
 
@@ -634,19 +641,15 @@ impl Module for BlockingModule {
                 Delivery::Withhold
             };
         }
-        let Some(from) = stanza.attr("from").and_then(|from| Jid::new(from).ok()) else {
+        // Most users block no one: their stanzas' senders are not parsed.
+        let Some(list) = self.blocking_anyone(session) else {
             return Delivery::Deliver;
         };
         let user = session.jid.to_bare();
-        if is_own_or_server(server, &user, &from) {
-            return Delivery::Deliver;
-        }
-        // Loaded when the session opened; a miss is an eviction (more
-        // users online here than `cache_entries`), which lets stanzas pass.
-        let Some(list) = self.cached(&user) else {
+        let Some(from) = stanza.attr("from").and_then(|from| Jid::new(from).ok()) else {
             return Delivery::Deliver;
         };
-        if !list.blocks(&from) {
+        if is_own_or_server(server, &user, &from) || !list.blocks(&from) {
             return Delivery::Deliver;
         }
         self.refuse_inbound(server, session, stanza);

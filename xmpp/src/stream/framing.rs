@@ -10,6 +10,8 @@
 //! Each client frame is checked on its own: exactly one complete,
 //! well-formed element, within the stanza size limit.
 
+use std::sync::LazyLock;
+
 use starling_core::xml::{Element, escape_into, ns};
 
 use super::codec::Event;
@@ -19,6 +21,11 @@ use super::{Limits, StreamEvent, StreamHeader, StreamParser, write};
 
 /// The namespace of `<open/>` and `<close/>` (RFC 7395 section 3.3.1).
 pub const FRAMING: &str = "urn:ietf:params:xml:ns:xmpp-framing";
+
+/// Searches frames for [`FRAMING`]; built once, as building a searcher
+/// costs more than searching a chat message with it.
+static FRAMING_FINDER: LazyLock<memchr::memmem::Finder<'static>> =
+    LazyLock::new(|| memchr::memmem::Finder::new(FRAMING));
 
 /// The streams namespace prefix declared by a bare client stream header.
 const CLIENT_STREAM_START: &str =
@@ -76,7 +83,7 @@ pub fn parse_client_frame(frame: &str, limits: Limits) -> Result<ClientFrame, Fr
             ),
         ));
     }
-    if memchr::memmem::find(frame.as_bytes(), FRAMING.as_bytes()).is_none() {
+    if FRAMING_FINDER.find(frame.as_bytes()).is_none() {
         check_one_element(frame.as_bytes(), limits)?;
         return Ok(ClientFrame::Element);
     }
