@@ -28,10 +28,13 @@ every message read. Target: p99 at most 20 ms for both kinds.
 
 The cost: `starling-load chat` at `--chat-rate` msg/s between 500 pairs
 (STARTTLS), Starling's CPU per message with the archive module on and off
-(target: archiving adds at most 25 %).
+(target: archiving adds at most 25 %); then Prosody with mod_mam on and
+off (its SQL archive on SQLite, every message archived) and Starling again,
+both at `--peer-rate`, which Prosody keeps up with.
 """
 
 import argparse
+import itertools
 import json
 import os
 import shutil
@@ -158,9 +161,10 @@ def psql(url, command, schema="", stdin=None):
 class Prosody:
     name = "Prosody"
 
-    def __init__(self, bins, work, port):
+    def __init__(self, bins, work, port, mam=True, folder="prosody"):
         self.bins, self.port = bins, port
-        self.dir = os.path.join(work, "prosody")
+        self.dir = os.path.join(work, folder)
+        modules = '"roster", "saslauth", "tls", "disco", "ping"' + (', "mam"' if mam else "")
         os.makedirs(os.path.join(self.dir, "data"))
         self.db = os.path.join(self.dir, "prosody.sqlite")
         cert, key = self_signed(self.dir, "localhost")
@@ -173,7 +177,7 @@ authentication = "internal_hashed"
 storage = {{ archive = "sql" }}
 sql = {{ driver = "SQLite3", database = "{self.db}" }}
 archive_expires_after = "never"
-modules_enabled = {{ "roster", "saslauth", "tls", "disco", "ping", "mam" }}
+modules_enabled = {{ {modules} }}
 modules_disabled = {{ "s2s", "offline" }}
 ssl = {{ certificate = "{cert}", key = "{key}" }}
 
@@ -263,11 +267,13 @@ def postgres_cpu_seconds():
     return total
 
 
-def archiving_cost(bins, work, port, rate, seconds, perf="", postgres=""):
+def archiving_cost(bins, rate, seconds, make_server, perf="", postgres=""):
+    """CPU per message with the archive on and off: `make_server(mam)` makes
+    the server (not started) for each run."""
     results = {}
     for mam in (True, False):
-        server = Starling(bins, work, port, mam=mam, folder=f"starling-archive-{'on' if mam else 'off'}",
-                          postgres=postgres)
+        server = make_server(mam)
+        port = server.port
         pid = server.start()
         recorder = None
         if perf and mam:
@@ -305,6 +311,9 @@ def main():
     p.add_argument("--rounds", type=int, default=100)
     p.add_argument("--chat-rate", type=int, default=5000)
     p.add_argument("--chat-seconds", type=int, default=10)
+    p.add_argument("--peer-rate", type=int, default=1000,
+                   help="also measure the cost on Prosody (mod_mam, SQLite) and on Starling at this rate, "
+                        "which Prosody keeps up with over STARTTLS (0: Starling at --chat-rate only)")
     p.add_argument("--base", type=int, default=21500)
     p.add_argument("--out", default="")
     p.add_argument("--only", choices=("queries", "cost"), default=None,
@@ -320,7 +329,7 @@ def main():
             raise SystemExit(f"missing {path}: cargo build --release -p starling-xmpp -p starling-tests")
     if args.postgres and not shutil.which("psql"):
         raise SystemExit("psql is missing: apt-get install postgresql-client")
-    if args.only != "cost" and not shutil.which("prosody"):
+    if (args.only != "cost" or args.peer_rate) and not shutil.which("prosody"):
         raise SystemExit("prosody is missing: apt-get install prosody lua-dbi-sqlite3")
     work = tempfile.mkdtemp(prefix="starling-mam-bench-")
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
@@ -340,8 +349,24 @@ def main():
             if servers:
                 servers[0].drop()
         if args.only != "queries":
-            cost = archiving_cost(bins, work, args.base + 2, args.chat_rate, args.chat_seconds, args.perf,
-                                  args.postgres)
+            runs = itertools.count()
+
+            def starling(mam):
+                return Starling(bins, work, args.base + 2, mam=mam, postgres=args.postgres,
+                                folder=f"starling-archive-{'on' if mam else 'off'}-{next(runs)}")
+
+            def prosody(mam):
+                return Prosody(bins, work, args.base + 3, mam=mam,
+                               folder=f"prosody-archive-{'on' if mam else 'off'}")
+
+            cost = {}
+            cost[f"Starling at {args.chat_rate}"] = archiving_cost(
+                bins, args.chat_rate, args.chat_seconds, starling, args.perf, args.postgres)
+            if args.peer_rate:
+                cost[f"Starling at {args.peer_rate}"] = archiving_cost(
+                    bins, args.peer_rate, args.chat_seconds, starling, postgres=args.postgres)
+                cost[f"Prosody at {args.peer_rate}"] = archiving_cost(
+                    bins, args.peer_rate, args.chat_seconds, prosody)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if results:
@@ -358,13 +383,17 @@ def main():
               f"{s['server_cpu_s'] / max(pr['server_cpu_s'], 1e-9):.2f} |")
         print(f"| database size, MiB | {s['database_mib']:.0f} | {pr['database_mib']:.0f} | |\n")
     if cost:
-        on, off = cost["on"], cost["off"]
-        print(f"Archiving cost at {args.chat_rate} msg/s offered (500 pairs, {args.chat_seconds} s):\n")
-        print("| archive module | received/s | lost | p99 ms | server CPU µs/message |")
-        print("|---|---|---|---|---|")
-        for label, r in (("on", on), ("off", off)):
-            print(f"| {label} | {r['received_per_s']:.0f} | {r['lost']} | {r['p99_ms']:.1f} | {r['cpu_us_per_message']:.1f} |")
-        print(f"\narchiving adds {100 * (on['cpu_us_per_message'] / off['cpu_us_per_message'] - 1):.0f} % CPU per message")
+        print(f"Archiving cost, msg/s offered as named (500 pairs, STARTTLS, {args.chat_seconds} s each):\n")
+        print("| server and rate | archive | received/s | lost | p99 ms | server CPU µs/message | archiving adds |")
+        print("|---|---|---|---|---|---|---|")
+        for name, runs in cost.items():
+            on, off = runs["on"], runs["off"]
+            added = on["cpu_us_per_message"] - off["cpu_us_per_message"]
+            share = f"{added:.1f} µs, {100 * added / off['cpu_us_per_message']:.0f} %"
+            for label, r in (("on", on), ("off", off)):
+                print(f"| {name} | {label} | {r['received_per_s']:.0f} | {r['lost']} | {r['p99_ms']:.1f} | "
+                      f"{r['cpu_us_per_message']:.1f} | {share if label == 'on' else ''} |")
+        on, off = next(iter(cost.values()))["on"], next(iter(cost.values()))["off"]
         if "postgres_cpu_us_per_message" in on:
             db_on, db_off = on["postgres_cpu_us_per_message"], off["postgres_cpu_us_per_message"]
             both_on, both_off = on["cpu_us_per_message"] + db_on, off["cpu_us_per_message"] + db_off
