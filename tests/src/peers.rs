@@ -11,7 +11,7 @@
 
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::netns::NetNs;
@@ -19,8 +19,27 @@ use crate::sasl::Mechanism;
 use crate::{Client, LoginOptions, TlsMode};
 
 /// Fails the test with what to install when Prosody is missing.
+/// Fails the test with what to install when Prosody is missing, or what to
+/// remove when it would resolve names through libunbound (`lua-unbound`,
+/// which Debian's prosody recommends): libunbound answers NXDOMAIN for
+/// every `.test` name itself (a special-use domain) and never asks the
+/// namespace's DNS server, so Prosody would reach no test domain and every
+/// federation test would time out instead.
 pub fn require_prosody() {
     crate::tools::require_program("prosody", "prosody");
+    // Debian's prosody runs on Lua 5.4.
+    let resolves_with_libunbound = Command::new("lua5.4")
+        .args(["-e", "require 'lunbound'"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    assert!(
+        !resolves_with_libunbound,
+        "lua-unbound is installed, so Prosody resolves through libunbound, which refuses \
+         every .test name without asking the test's DNS server: remove it \
+         (apt-get remove lua-unbound; tests/run installs prosody without its recommends)"
+    );
 }
 
 /// Debian's ejabberd wrapper, where its Erlang library folder is named.
