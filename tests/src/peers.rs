@@ -18,7 +18,6 @@ use crate::netns::NetNs;
 use crate::sasl::Mechanism;
 use crate::{Client, LoginOptions, TlsMode};
 
-/// Fails the test with what to install when Prosody is missing.
 /// Fails the test with what to install when Prosody is missing, or what to
 /// remove when it would resolve names through libunbound (`lua-unbound`,
 /// which Debian's prosody recommends): libunbound answers NXDOMAIN for
