@@ -85,8 +85,9 @@ const STAGE_SQLITE: &str = "INSERT INTO mam_staged (owner, stanza_id, with_jid, 
 /// owner go in one after the other, so each index leaf is changed once per
 /// move rather than once per row, and each owner's region of the indexes
 /// is visited once (archive ids only need to be ordered within an archive,
-/// which every query, page and id lookup is confined to). `BEGIN IMMEDIATE` takes the
-/// write lock first: no row can be staged between the copy and the delete.
+/// which every query, page and id lookup is confined to). `BEGIN IMMEDIATE`
+/// takes the write lock first: no row can be staged between the copy and
+/// the delete.
 /// `OR IGNORE` rather than an upsert's `ON CONFLICT DO NOTHING`: the same
 /// rows are skipped (the only constraint a staged row can break is
 /// `UNIQUE (owner, stanza_id)`), but an upsert inside a transaction keeps a
