@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use starling_core::cluster::StanzaKind;
-use starling_core::jid::{BareJid, FullJid, Jid};
+use starling_core::jid::{BareJid, FullJid, Jid, same_bare};
 use starling_core::xml::{Element, ns};
 
 use super::session_map::SessionMap;
@@ -110,9 +110,12 @@ impl Module for Carbons {
                 if is_private(&stanza.element) {
                     return Flow::Continue(stanza);
                 }
-                let user = session.jid.to_bare();
-                let to_self = stanza.to.as_ref().is_some_and(|to| to.to_bare() == user);
+                let to_self = stanza
+                    .to
+                    .as_ref()
+                    .is_some_and(|to| same_bare(to, &session.jid));
                 if eligible(&stanza) && !to_self {
+                    let user = session.jid.to_bare();
                     let targets = other_sessions(server, &user, Some(&session.jid));
                     self.copy(server, &user, "sent", &stanza.element, targets);
                 }
@@ -134,17 +137,15 @@ impl Module for Carbons {
             {
                 return Flow::Continue(stanza);
             }
+            let from_self = stanza.from.as_ref().is_some_and(|from| same_bare(from, to));
+            if from_self {
+                return Flow::Continue(stanza);
+            }
             let user = to.to_bare();
-            let from_self = stanza
-                .from
-                .as_ref()
-                .is_some_and(|from| from.to_bare() == user);
-            if !from_self {
+            let mut targets = other_sessions(server, &user, None);
+            if !targets.is_empty() {
                 let recipients = recipients(server, &stanza, to);
-                let targets: Vec<Target> = other_sessions(server, &user, None)
-                    .into_iter()
-                    .filter(|target| recipients.iter().all(|jid| jid != target.jid()))
-                    .collect();
+                targets.retain(|target| recipients.iter().all(|jid| jid != target.jid()));
                 self.copy(server, &user, "received", &stanza.element, targets);
             }
             Flow::Continue(stanza)

@@ -16,7 +16,7 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use starling_core::jid::{BareJid, FullJid, Jid};
+use starling_core::jid::{BareJid, FullJid, Jid, bare_str};
 use starling_core::xml::Element;
 use tokio::sync::Notify;
 
@@ -268,7 +268,9 @@ impl LocalSession {
 
 const SHARDS: usize = 32;
 
-type Shard = HashMap<BareJid, Vec<Arc<LocalSession>>>;
+/// Keyed by the bare JID's text, so that a lookup by a full JID borrows
+/// its bare part instead of building a `BareJid` on every stanza.
+type Shard = HashMap<Box<str>, Vec<Arc<LocalSession>>>;
 
 /// Full JID -> session for every session bound on this node.
 pub struct SessionManager {
@@ -294,7 +296,7 @@ impl SessionManager {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    fn shard(&self, bare: &BareJid) -> MutexGuard<'_, Shard> {
+    fn shard(&self, bare: &str) -> MutexGuard<'_, Shard> {
         let index = self.hasher.hash_one(bare) as usize % SHARDS;
         self.shards[index]
             .lock()
@@ -304,9 +306,9 @@ impl SessionManager {
     /// Binds a session; returns the session it replaced (same full JID), which
     /// the caller must close with a conflict.
     pub fn bind(&self, session: Arc<LocalSession>) -> Option<Arc<LocalSession>> {
-        let bare = session.jid.to_bare();
-        let mut shard = self.shard(&bare);
-        let resources = shard.entry(bare).or_default();
+        let bare = bare_str(&session.jid);
+        let mut shard = self.shard(bare);
+        let resources = shard.entry(bare.into()).or_default();
         let replaced = resources
             .iter()
             .position(|existing| existing.jid == session.jid)
@@ -320,9 +322,9 @@ impl SessionManager {
 
     /// Removes this exact session (not a newer one with the same JID).
     pub fn unbind(&self, session: &LocalSession) -> bool {
-        let bare = session.jid.to_bare();
-        let mut shard = self.shard(&bare);
-        let Some(resources) = shard.get_mut(&bare) else {
+        let bare = bare_str(&session.jid);
+        let mut shard = self.shard(bare);
+        let Some(resources) = shard.get_mut(bare) else {
             return false;
         };
         let Some(index) = resources.iter().position(|s| s.id == session.id) else {
@@ -330,24 +332,29 @@ impl SessionManager {
         };
         resources.swap_remove(index);
         if resources.is_empty() {
-            shard.remove(&bare);
+            shard.remove(bare);
         }
         self.count.fetch_sub(1, Ordering::Relaxed);
         true
     }
 
     pub fn get(&self, jid: &FullJid) -> Option<Arc<LocalSession>> {
-        let bare = jid.to_bare();
-        let shard = self.shard(&bare);
-        shard.get(&bare)?.iter().find(|s| s.jid == *jid).cloned()
+        let bare = bare_str(jid);
+        self.shard(bare)
+            .get(bare)?
+            .iter()
+            .find(|s| s.jid == *jid)
+            .cloned()
     }
 
     /// Every session of a user on this node.
     pub fn resources(&self, bare: &BareJid) -> Vec<Arc<LocalSession>> {
+        let bare = bare.as_str();
         self.shard(bare).get(bare).cloned().unwrap_or_default()
     }
 
     pub fn has_resources(&self, bare: &BareJid) -> bool {
+        let bare = bare.as_str();
         self.shard(bare).contains_key(bare)
     }
 
