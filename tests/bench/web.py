@@ -266,7 +266,7 @@ def chat(server, pid, plan, rate, log, perf=""):
     marked: its figure is then that of a saturated server, not comparable.
     The median pair's CPU is also given split into the server's own code
     (user time) and the kernel's work for it (system time: sockets,
-    wake-ups), which every server pays alike."""
+    waking and parking threads)."""
     cpu = servers.cpu_split
     pairs = []
     for repeat in range(plan["chat_repeats"]):
