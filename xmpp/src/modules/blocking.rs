@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex};
 use serde::Deserialize;
 use starling_core::cache::{CacheKind, Lru, StatsSource};
 use starling_core::cluster::StanzaKind;
-use starling_core::jid::{BareJid, Jid};
+use starling_core::jid::{BareJid, Jid, bare_str, same_bare};
 use starling_core::xml::{Element, ns};
 
 use super::{
@@ -122,7 +122,7 @@ impl BlockList {
             return true;
         }
         let domain = jid.domain().as_str();
-        if jid.node().is_some() && self.jids.contains(jid.to_bare().as_str()) {
+        if jid.node().is_some() && self.jids.contains(bare_str(jid)) {
             return true;
         }
         if let Some(resource) = jid.resource() {
@@ -487,8 +487,9 @@ fn is_push(stanza: &Element) -> bool {
 
 /// Addressed to the server itself or to the user's own account: never
 /// blocked, or a user blocking their own domain could not unblock it.
-fn is_own_or_server(server: &Server, user: &BareJid, jid: &Jid) -> bool {
-    jid.to_bare() == *user || (jid.node().is_none() && jid.domain().as_str() == server.domain)
+/// `user`: any JID of the account.
+fn is_own_or_server(server: &Server, user: &Jid, jid: &Jid) -> bool {
+    same_bare(jid, user) || (jid.node().is_none() && jid.domain().as_str() == server.domain)
 }
 
 impl Module for BlockingModule {
@@ -571,7 +572,7 @@ impl Module for BlockingModule {
             let Some(list) = self.blocking_anyone(session) else {
                 return Flow::Continue(stanza);
             };
-            if is_own_or_server(server, &session.jid.to_bare(), to) || !list.blocks(to) {
+            if is_own_or_server(server, &session.jid, to) || !list.blocks(to) {
                 return Flow::Continue(stanza);
             }
             let error = StanzaError::new(Condition::NotAcceptable)
@@ -608,10 +609,10 @@ impl Module for BlockingModule {
             let Some(from) = stanza.from.clone().filter(|_| stopped_here) else {
                 return Flow::Continue(stanza);
             };
-            let user = to.to_bare();
-            if from.to_bare() == user {
+            if same_bare(&from, to) {
                 return Flow::Continue(stanza);
             }
+            let user = to.to_bare();
             let list = match self.list_of(&server.store, &user).await {
                 Ok(list) => list,
                 Err(error) => {
@@ -645,11 +646,10 @@ impl Module for BlockingModule {
         let Some(list) = self.blocking_anyone(session) else {
             return Delivery::Deliver;
         };
-        let user = session.jid.to_bare();
         let Some(from) = stanza.attr("from").and_then(|from| Jid::new(from).ok()) else {
             return Delivery::Deliver;
         };
-        if is_own_or_server(server, &user, &from) || !list.blocks(&from) {
+        if is_own_or_server(server, &session.jid, &from) || !list.blocks(&from) {
             return Delivery::Deliver;
         }
         self.refuse_inbound(server, session, stanza);

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::Deserialize;
 use starling_core::cache::{CacheKind, Lru, StatsSource};
 use starling_core::cluster::StanzaKind;
-use starling_core::jid::{BareJid, Jid};
+use starling_core::jid::{BareJid, Jid, same_bare};
 use starling_core::xml::{Element, ns};
 
 use super::{
@@ -203,7 +203,7 @@ impl Module for Mam {
         Box::pin(async move {
             if stanza.kind == StanzaKind::Message && archivable(&stanza) {
                 let user = session.jid.to_bare();
-                if let Some(to) = stanza.to.as_ref().filter(|to| to.to_bare() != user) {
+                if let Some(to) = stanza.to.as_ref().filter(|to| !same_bare(to, &session.jid)) {
                     let with = to.to_bare();
                     if self.wanted(server, &user, &with).await {
                         let id = new_stanza_id();
