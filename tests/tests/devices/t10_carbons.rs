@@ -58,6 +58,45 @@ async fn sent_and_received_chats_are_copied_to_the_sessions_that_enabled_carbons
     });
 }
 
+/// A user's one session is the recipient or the sender of every chat of
+/// theirs: it gets each message once and never a copy. A second session
+/// gets copies from its first message on.
+#[tokio::test]
+async fn a_single_session_gets_no_copies_and_a_second_one_gets_them_at_once() {
+    let node = TestNode::builder()
+        .user("alice", PW)
+        .user("bob", PW)
+        .start();
+    let mut phone = online(&node, "alice", PW, "phone").await;
+    let mut bob = online(&node, "bob", PW, "b").await;
+    enable_carbons(&mut phone).await;
+    enable_carbons(&mut bob).await;
+
+    chat(&mut bob, "alice@localhost/phone", "alone in").await;
+    expect_body(&mut phone, "alone in").await;
+    chat(&mut phone, "bob@localhost/b", "alone out").await;
+    expect_body(&mut bob, "alone out").await;
+    barrier(&mut bob, &mut phone).await;
+    barrier(&mut phone, &mut bob).await;
+    for client in [&phone, &bob] {
+        assert_none(client, "a carbon", is_any_carbon);
+        assert_none(client, "a second delivery", |e| {
+            body(e) == "alone in" || body(e) == "alone out"
+        });
+    }
+
+    let mut laptop = online(&node, "alice", PW, "laptop").await;
+    enable_carbons(&mut laptop).await;
+    chat(&mut bob, "alice@localhost/phone", "now two in").await;
+    expect_body(&mut phone, "now two in").await;
+    expect_carbon(&mut laptop, "alice@localhost", "received", "now two in").await;
+    chat(&mut phone, "bob@localhost/b", "now two out").await;
+    expect_body(&mut bob, "now two out").await;
+    expect_carbon(&mut laptop, "alice@localhost", "sent", "now two out").await;
+    barrier(&mut bob, &mut phone).await;
+    assert_none(&phone, "a carbon", is_any_carbon);
+}
+
 #[tokio::test]
 async fn private_headline_and_bare_jid_messages_are_not_copied_twice_or_at_all() {
     let node = TestNode::builder()

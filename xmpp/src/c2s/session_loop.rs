@@ -226,6 +226,11 @@ async fn serve(conn: &mut Conn, session: &Arc<LocalSession>, sm: &mut Sm) -> Res
     // Whatever arrived with the bind request is already buffered.
     let processing = Box::pin(process_input(conn, session, sm));
     processing.await?;
+    // One timer for the session's life, moved only to an earlier deadline:
+    // a later one is met by letting it fire early and checking again, so a
+    // busy session does not touch the timer wheel on every wake-up.
+    let timer = sleep_until(last_input + idle / 2);
+    tokio::pin!(timer);
     loop {
         if sm_stream::takeover_waiting(&server, sm) {
             return Err(ConnError::stream(
@@ -244,16 +249,18 @@ async fn serve(conn: &mut Conn, session: &Arc<LocalSession>, sm: &mut Sm) -> Res
             return Err(ConnError::stream(reason.condition(), reason.text()));
         }
         // <r/>s that waited for confirmations of stanzas to other servers.
-        let answering = Box::pin(sm_stream::answer_confirmed(conn, sm));
-        answering.await?;
+        if let Some(answers) = sm_stream::take_confirmed_answers(sm) {
+            Box::pin(conn.write(&answers)).await?;
+        }
         if session.has_queued() && sm_stream::room(&server, sm) > 0 {
             let writing = Box::pin(write_queued(conn, session, sm));
             writing.await?;
             continue;
         }
         // Unacknowledged stanzas fill the window: ask for an ack and wait.
-        let requesting = Box::pin(sm_stream::request_if_due(conn, sm, Instant::now()));
-        requesting.await?;
+        if sm_stream::take_request_if_due(&server, sm, Instant::now()) {
+            Box::pin(conn.send(&wire::request())).await?;
+        }
         let idle_deadline = if pinged {
             last_input + idle
         } else {
@@ -270,11 +277,14 @@ async fn serve(conn: &mut Conn, session: &Arc<LocalSession>, sm: &mut Sm) -> Res
         if let Some(due) = ack_deadline {
             deadline = deadline.min(due);
         }
+        if timer.is_elapsed() || deadline < timer.deadline() {
+            timer.as_mut().reset(deadline);
+        }
         let wake = tokio::select! {
             biased;
             () = session.woken() => Wake::Session,
             ready = conn.transport.readable() => Wake::Readable(ready),
-            () = sleep_until(deadline) => Wake::Timer,
+            () = &mut timer => Wake::Timer,
         };
         match wake {
             Wake::Session => {}
@@ -316,8 +326,9 @@ async fn serve(conn: &mut Conn, session: &Arc<LocalSession>, sm: &mut Sm) -> Res
                     let sending = Box::pin(send_stanza(conn, sm, ping));
                     sending.await?;
                 }
-                let requesting = Box::pin(sm_stream::request_if_due(conn, sm, now));
-                requesting.await?;
+                if sm_stream::take_request_if_due(&server, sm, now) {
+                    Box::pin(conn.send(&wire::request())).await?;
+                }
             }
         }
     }
@@ -483,7 +494,9 @@ async fn handle_element(
             stanza.confirm = state.await_confirmation(Arc::downgrade(session));
         }
     }
-    Box::pin(router::from_client(&server, session, stanza)).await;
+    // Not boxed: this runs inside `process_input`'s box, and one allocation
+    // per read costs less than one more per stanza.
+    router::from_client(&server, session, stanza).await;
     Ok(())
 }
 

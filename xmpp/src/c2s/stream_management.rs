@@ -72,42 +72,40 @@ pub(crate) fn ack_deadline(server: &Server, sm: &Sm) -> Option<Instant> {
     Some(sm.as_ref()?.requested_at? + timeout)
 }
 
-/// Sends an `<r/>` if the timer has fired or the window is full.
-pub(crate) async fn request_if_due(
-    conn: &mut Conn,
-    sm: &mut Sm,
-    now: Instant,
-) -> Result<(), ConnError> {
+/// Whether an `<r/>` is to be sent now: the timer has fired or the window
+/// is full. Marks it requested, so the caller must send it. Synchronous:
+/// the session loop asks on every wake-up, and almost always the answer is
+/// no, which must cost no future.
+pub(crate) fn take_request_if_due(server: &Server, sm: &mut Sm, now: Instant) -> bool {
     let Some(state) = sm.as_deref_mut() else {
-        return Ok(());
+        return false;
     };
-    let full = state.unacked_len() >= conn.server.limits().session_queue;
+    let full = state.unacked_len() >= server.limits().session_queue;
     let due = state.request_due.is_some_and(|due| now >= due);
     if due {
         // Fired: it never fires twice (an armed past deadline would spin).
         state.request_due = None;
     }
     if state.request_pending || state.unacked_len() == 0 || !(due || full) {
-        return Ok(());
+        return false;
     }
     state.requested();
-    conn.send(&wire::request()).await
+    true
 }
 
-/// Answers the `<r/>`s that waited for confirmations now given.
-pub(crate) async fn answer_confirmed(conn: &mut Conn, sm: &mut Sm) -> Result<(), ConnError> {
-    let Some(state) = sm.as_deref_mut() else {
-        return Ok(());
-    };
+/// The `<a/>`s owed for `<r/>`s that waited for confirmations now given,
+/// if any (synchronous for the same reason as `take_request_if_due`).
+pub(crate) fn take_confirmed_answers(sm: &mut Sm) -> Option<Vec<u8>> {
+    let state = sm.as_deref_mut()?;
     let (due, h) = state.answerable();
     if due == 0 {
-        return Ok(());
+        return None;
     }
     let mut out = Vec::new();
     for _ in 0..due {
         wire::ack(h).write_to(&mut out, ns::CLIENT);
     }
-    conn.write(&out).await
+    Some(out)
 }
 
 /// Whether a resumption elsewhere waits for this session.

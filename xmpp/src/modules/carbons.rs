@@ -18,7 +18,7 @@ use starling_core::xml::{Element, ns};
 use super::session_map::SessionMap;
 use super::{
     Addressee, Delivery, Disco, Flow, Hook, IqRequest, IqRoute, Metric, Module, ModuleConfigError,
-    Options, Registration,
+    Options, Registration, StanzaKinds,
 };
 use crate::BoxFuture;
 use crate::router::Routed;
@@ -67,6 +67,7 @@ impl Module for Carbons {
                 Hook::SessionMoved,
             ],
             server_disco: vec![Disco::Feature(CARBONS)],
+            stanza_kinds: StanzaKinds::only(&[StanzaKind::Message]),
             ..Registration::default()
         }
     }
@@ -116,6 +117,9 @@ impl Module for Carbons {
                     .is_some_and(|to| same_bare(to, &session.jid));
                 if eligible(&stanza) && !to_self {
                     let user = session.jid.to_bare();
+                    if only_session(server, &user, &session.jid) {
+                        return Flow::Continue(stanza);
+                    }
                     let targets = other_sessions(server, &user, Some(&session.jid));
                     self.copy(server, &user, "sent", &stanza.element, targets);
                 }
@@ -142,6 +146,11 @@ impl Module for Carbons {
                 return Flow::Continue(stanza);
             }
             let user = to.to_bare();
+            if let Ok(full) = to.try_as_full() {
+                if only_session(server, &user, full) {
+                    return Flow::Continue(stanza);
+                }
+            }
             let mut targets = other_sessions(server, &user, None);
             if !targets.is_empty() {
                 let recipients = recipients(server, &stanza, to);
@@ -247,6 +256,15 @@ fn is_carbon(element: &Element) -> bool {
 /// either side (the marker travels with it).
 fn is_private(element: &Element) -> bool {
     element.has_child("private", CARBONS)
+}
+
+/// Whether `session` is the user's one session on any member, so that no
+/// other session can want a copy: the common case, told without listing
+/// the user's sessions.
+fn only_session(server: &Server, user: &BareJid, session: &FullJid) -> bool {
+    server.sessions.resource_count(user) == 1
+        && server.sessions.get(session).is_some()
+        && server.cluster.remote_resources(user).is_empty()
 }
 
 /// The user's available sessions other than `except`, on any member.

@@ -3,18 +3,50 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use starling_core::cluster::NodeId;
+use starling_core::cluster::{NodeId, StanzaKind};
 use starling_core::config::Config;
 use starling_core::jid::{BareJid, FullJid, Jid};
 use starling_core::xml::Element;
 
 use super::registry::{self, ModuleConfigError};
-use super::{Addressee, Delivery, Disco, Flow, Hook, IqRequest, Module, StreamFeature};
+use super::{
+    Addressee, Delivery, Disco, Flow, Hook, IqRequest, Module, StanzaKinds, StreamFeature,
+};
 use crate::router::Routed;
 use crate::server::Server;
 use crate::session::LocalSession;
 use crate::stanza::{IqType, Stanza};
 use crate::storage::{StorageError, Store};
+
+/// One stanza hook's modules (indices into `Modules::all`) by stanza kind.
+#[derive(Default)]
+struct KindHooks {
+    message: Vec<usize>,
+    presence: Vec<usize>,
+    iq: Vec<usize>,
+}
+
+impl KindHooks {
+    fn add(&mut self, index: usize, kinds: StanzaKinds) {
+        for (kind, list) in [
+            (StanzaKind::Message, &mut self.message),
+            (StanzaKind::Presence, &mut self.presence),
+            (StanzaKind::Iq, &mut self.iq),
+        ] {
+            if kinds.contains(kind) {
+                list.push(index);
+            }
+        }
+    }
+
+    fn of(&self, kind: StanzaKind) -> &[usize] {
+        match kind {
+            StanzaKind::Message => &self.message,
+            StanzaKind::Presence => &self.presence,
+            StanzaKind::Iq => &self.iq,
+        }
+    }
+}
 
 /// The enabled modules, with their routes and hooks indexed.
 pub struct Modules {
@@ -23,6 +55,10 @@ pub struct Modules {
     iqs: HashMap<(IqType, Addressee), HashMap<&'static str, usize>>,
     hosts: HashMap<String, usize>,
     hooks: HashMap<Hook, Vec<usize>>,
+    /// The `ClientStanza` and `Inbound` hooks by the kind of stanza their
+    /// modules take (`Registration::stanza_kinds`), in hook order.
+    client_stanza: KindHooks,
+    inbound: KindHooks,
     server_disco: Vec<Disco>,
     account_disco: Vec<Disco>,
     stream_features: Vec<StreamFeature>,
@@ -47,6 +83,8 @@ impl Modules {
             iqs: HashMap::new(),
             hosts: HashMap::new(),
             hooks: HashMap::new(),
+            client_stanza: KindHooks::default(),
+            inbound: KindHooks::default(),
             server_disco: Vec::new(),
             account_disco: Vec::new(),
             stream_features: Vec::new(),
@@ -79,6 +117,13 @@ impl Modules {
                 let hooked = modules.hooks.entry(hook).or_default();
                 if !hooked.contains(&index) {
                     hooked.push(index);
+                    match hook {
+                        Hook::ClientStanza => {
+                            modules.client_stanza.add(index, registration.stanza_kinds);
+                        }
+                        Hook::Inbound => modules.inbound.add(index, registration.stanza_kinds),
+                        _ => {}
+                    }
                 }
             }
             if let Some(sm) = module.stream_management() {
@@ -196,8 +241,8 @@ impl Modules {
         session: &Arc<LocalSession>,
         mut stanza: Stanza,
     ) -> Flow {
-        for module in self.hooked(Hook::ClientStanza) {
-            match module.client_stanza(server, session, stanza).await {
+        for &index in self.client_stanza.of(stanza.kind) {
+            match self.all[index].client_stanza(server, session, stanza).await {
                 Flow::Continue(next) => stanza = next,
                 done @ Flow::Done(_) => return done,
             }
@@ -207,8 +252,8 @@ impl Modules {
 
     /// The `Inbound` hooks; `Done` when a module took the stanza.
     pub async fn inbound(&self, server: &Server, mut stanza: Stanza, to: &Jid) -> Flow {
-        for module in self.hooked(Hook::Inbound) {
-            match module.inbound(server, stanza, to).await {
+        for &index in self.inbound.of(stanza.kind) {
+            match self.all[index].inbound(server, stanza, to).await {
                 Flow::Continue(next) => stanza = next,
                 done @ Flow::Done(_) => return done,
             }
@@ -404,6 +449,43 @@ mod tests {
             panic!("a conflict must be refused");
         };
         assert_eq!((first, second), ("a", "b"));
+    }
+
+    struct Hooked(&'static str, StanzaKinds);
+
+    impl Module for Hooked {
+        fn name(&self) -> &'static str {
+            self.0
+        }
+        fn registration(&self) -> Registration {
+            Registration {
+                hooks: vec![Hook::ClientStanza, Hook::Inbound, Hook::ClientStanza],
+                stanza_kinds: self.1,
+                ..Registration::default()
+            }
+        }
+    }
+
+    #[test]
+    fn stanza_hooks_are_called_only_for_the_kinds_a_module_takes() {
+        let modules = Modules::from_list(vec![
+            Arc::new(Hooked("all", StanzaKinds::ALL)),
+            Arc::new(Hooked(
+                "presence",
+                StanzaKinds::only(&[StanzaKind::Presence]),
+            )),
+            Arc::new(Hooked(
+                "chat",
+                StanzaKinds::only(&[StanzaKind::Message, StanzaKind::Iq]),
+            )),
+        ])
+        .unwrap();
+        for hooks in [&modules.client_stanza, &modules.inbound] {
+            assert_eq!(hooks.of(StanzaKind::Message), [0, 2]);
+            assert_eq!(hooks.of(StanzaKind::Presence), [0, 1]);
+            assert_eq!(hooks.of(StanzaKind::Iq), [0, 2]);
+        }
+        assert_eq!(Registration::default().stanza_kinds, StanzaKinds::ALL);
     }
 
     struct Caching(&'static str, Arc<starling_core::cache::Lru<String, ()>>);

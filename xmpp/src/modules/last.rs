@@ -26,7 +26,7 @@ use starling_core::xml::{Element, ns};
 
 use super::{
     Addressee, Disco, Flow, Hook, IqRequest, IqRoute, Module, ModuleConfigError, Options,
-    Registration,
+    Registration, StanzaKinds,
 };
 use crate::BoxFuture;
 use crate::router::Routed;
@@ -78,6 +78,7 @@ impl Module for LastModule {
             ],
             server_disco: vec![Disco::Feature(NS_LAST)],
             account_disco: vec![Disco::Feature(NS_LAST)],
+            stanza_kinds: StanzaKinds::only(&[StanzaKind::Presence]),
             ..Registration::default()
         }
     }

@@ -54,6 +54,7 @@ pub mod version;
 use std::sync::Arc;
 
 use starling_core::cache::StatsSource;
+use starling_core::cluster::StanzaKind;
 use starling_core::jid::{BareJid, FullJid, Jid};
 use starling_core::xml::Element;
 
@@ -223,6 +224,59 @@ pub struct Registration {
     pub account_disco: Vec<Disco>,
     /// What the stream features after authentication list for this module.
     pub stream_features: Vec<StreamFeature>,
+    /// The stanzas its `ClientStanza` and `Inbound` hooks are called for.
+    pub stanza_kinds: StanzaKinds,
+}
+
+/// Which kinds of stanza a module's `ClientStanza` and `Inbound` hooks see.
+/// A module whose hooks would pass the other kinds on untouched says so,
+/// and the registry skips it for them: no call and no boxed future on the
+/// path of every message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StanzaKinds {
+    message: bool,
+    presence: bool,
+    iq: bool,
+}
+
+impl StanzaKinds {
+    pub const ALL: StanzaKinds = StanzaKinds {
+        message: true,
+        presence: true,
+        iq: true,
+    };
+
+    pub const fn only(kinds: &[StanzaKind]) -> StanzaKinds {
+        let mut only = StanzaKinds {
+            message: false,
+            presence: false,
+            iq: false,
+        };
+        let mut index = 0;
+        while index < kinds.len() {
+            match kinds[index] {
+                StanzaKind::Message => only.message = true,
+                StanzaKind::Presence => only.presence = true,
+                StanzaKind::Iq => only.iq = true,
+            }
+            index += 1;
+        }
+        only
+    }
+
+    pub fn contains(self, kind: StanzaKind) -> bool {
+        match kind {
+            StanzaKind::Message => self.message,
+            StanzaKind::Presence => self.presence,
+            StanzaKind::Iq => self.iq,
+        }
+    }
+}
+
+impl Default for StanzaKinds {
+    fn default() -> StanzaKinds {
+        StanzaKinds::ALL
+    }
 }
 
 /// One of a module's figures for `/metrics`.

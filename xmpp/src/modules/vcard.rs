@@ -21,7 +21,7 @@ use starling_core::xml::Element;
 
 use super::{
     Addressee, Disco, Flow, Hook, IqRequest, IqRoute, Module, ModuleConfigError, Options,
-    Registration,
+    Registration, StanzaKinds,
 };
 use crate::BoxFuture;
 use crate::router::Routed;
@@ -64,6 +64,7 @@ impl Module for VcardModule {
             hooks: vec![Hook::ClientStanza, Hook::UserDeleted],
             server_disco: vec![Disco::Feature(NS_VCARD)],
             account_disco: vec![Disco::Feature(NS_VCARD)],
+            stanza_kinds: StanzaKinds::only(&[StanzaKind::Presence]),
             ..Registration::default()
         }
     }

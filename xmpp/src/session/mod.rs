@@ -353,6 +353,12 @@ impl SessionManager {
         self.shard(bare).get(bare).cloned().unwrap_or_default()
     }
 
+    /// How many sessions the user has on this node, without listing them.
+    pub fn resource_count(&self, bare: &BareJid) -> usize {
+        let bare = bare.as_str();
+        self.shard(bare).get(bare).map_or(0, Vec::len)
+    }
+
     pub fn has_resources(&self, bare: &BareJid) -> bool {
         let bare = bare.as_str();
         self.shard(bare).contains_key(bare)

@@ -22,7 +22,7 @@ use starling_core::xml::{Element, ns};
 
 use super::{
     Addressee, Disco, Flow, Hook, IqRequest, IqRoute, Metric, Module, ModuleConfigError, Options,
-    Registration,
+    Registration, StanzaKinds,
 };
 use crate::BoxFuture;
 use crate::metrics::Outcome;
@@ -143,6 +143,7 @@ impl Module for Mam {
                 Disco::Feature(EXTENDED),
                 Disco::Feature(SID),
             ],
+            stanza_kinds: StanzaKinds::only(&[StanzaKind::Message]),
             ..Registration::default()
         }
     }

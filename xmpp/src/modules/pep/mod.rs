@@ -37,7 +37,7 @@ use self::caps::{Advertised, Caps};
 use super::session_map::SessionMap;
 use super::{
     Addressee, Delivery, Disco, Flow, Hook, IqRequest, IqRoute, Metric, Module, ModuleConfigError,
-    Options, Registration,
+    Options, Registration, StanzaKinds,
 };
 use crate::BoxFuture;
 use crate::metrics::Outcome;
@@ -163,6 +163,7 @@ impl Module for Pep {
                 Hook::AccountItems,
             ],
             account_disco: account_disco(),
+            stanza_kinds: StanzaKinds::only(&[StanzaKind::Presence, StanzaKind::Iq]),
             ..Registration::default()
         }
     }

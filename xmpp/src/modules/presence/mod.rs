@@ -13,7 +13,7 @@ use starling_core::jid::{BareJid, FullJid, Jid};
 use starling_core::xml::{Element, ns};
 
 use self::probe::answer_probe;
-use super::{Delivery, Flow, Hook, Module, Options, Registration};
+use super::{Delivery, Flow, Hook, Module, Options, Registration, StanzaKinds};
 use crate::BoxFuture;
 use crate::metrics::Outcome;
 use crate::roster;
@@ -51,6 +51,7 @@ impl Module for PresenceModule {
                 Hook::SessionMoved,
                 Hook::PeerSessions,
             ],
+            stanza_kinds: StanzaKinds::only(&[StanzaKind::Presence]),
             ..Registration::default()
         }
     }
