@@ -60,6 +60,10 @@ impl Cluster for ClusterNode {
         lock(&self.directory).resources(jid)
     }
 
+    fn has_remote_sessions(&self) -> bool {
+        lock(&self.directory).remote_sessions() > 0
+    }
+
     fn forward(&self, node: NodeId, envelope: Envelope) -> Result<(), ForwardError> {
         // Session changes recorded before this stanza reach the peer first:
         // whoever receives a presence or a message from a session that just

@@ -195,6 +195,11 @@ pub trait Cluster: Send + Sync + 'static {
     /// A user's sessions on the other members, from the local replica.
     fn remote_resources(&self, jid: &BareJid) -> Vec<ResourceEntry>;
 
+    /// Whether the local replica knows any session on another member: when
+    /// not, no user has one, which a hot path can tell before it builds a
+    /// user's bare JID to ask [`Cluster::remote_resources`].
+    fn has_remote_sessions(&self) -> bool;
+
     /// Queues a stanza for another member; fails at once when the link to it
     /// is down or its send queue is full.
     fn forward(&self, node: NodeId, envelope: Envelope) -> Result<(), ForwardError>;
@@ -404,6 +409,10 @@ impl Cluster for LocalOnly {
 
     fn remote_resources(&self, _jid: &BareJid) -> Vec<ResourceEntry> {
         Vec::new()
+    }
+
+    fn has_remote_sessions(&self) -> bool {
+        false
     }
 
     fn forward(&self, node: NodeId, _envelope: Envelope) -> Result<(), ForwardError> {

@@ -606,7 +606,7 @@ impl Module for BlockingModule {
                 StanzaKind::Iq => to.resource().is_none(),
                 StanzaKind::Message => false,
             };
-            let Some(from) = stanza.from.clone().filter(|_| stopped_here) else {
+            let Some(from) = stanza.from.as_ref().filter(|_| stopped_here).cloned() else {
                 return Flow::Continue(stanza);
             };
             if same_bare(&from, to) {

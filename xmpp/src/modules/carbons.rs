@@ -115,11 +115,8 @@ impl Module for Carbons {
                     .to
                     .as_ref()
                     .is_some_and(|to| same_bare(to, &session.jid));
-                if eligible(&stanza) && !to_self {
+                if eligible(&stanza) && !to_self && !only_session(server, &session.jid) {
                     let user = session.jid.to_bare();
-                    if only_session(server, &user, &session.jid) {
-                        return Flow::Continue(stanza);
-                    }
                     let targets = other_sessions(server, &user, Some(&session.jid));
                     self.copy(server, &user, "sent", &stanza.element, targets);
                 }
@@ -145,12 +142,13 @@ impl Module for Carbons {
             if from_self {
                 return Flow::Continue(stanza);
             }
-            let user = to.to_bare();
-            if let Ok(full) = to.try_as_full() {
-                if only_session(server, &user, full) {
-                    return Flow::Continue(stanza);
-                }
+            if to
+                .try_as_full()
+                .is_ok_and(|full| only_session(server, full))
+            {
+                return Flow::Continue(stanza);
             }
+            let user = to.to_bare();
             let mut targets = other_sessions(server, &user, None);
             if !targets.is_empty() {
                 let recipients = recipients(server, &stanza, to);
@@ -261,10 +259,13 @@ fn is_private(element: &Element) -> bool {
 /// Whether `session` is the user's one session on any member, so that no
 /// other session can want a copy: the common case, told without listing
 /// the user's sessions.
-fn only_session(server: &Server, user: &BareJid, session: &FullJid) -> bool {
-    server.sessions.resource_count(user) == 1
-        && server.sessions.get(session).is_some()
-        && server.cluster.remote_resources(user).is_empty()
+fn only_session(server: &Server, session: &FullJid) -> bool {
+    server.sessions.is_only_resource(session)
+        && (!server.cluster.has_remote_sessions()
+            || server
+                .cluster
+                .remote_resources(&session.clone().into_bare())
+                .is_empty())
 }
 
 /// The user's available sessions other than `except`, on any member.

@@ -382,6 +382,9 @@ mod tests {
                 .cloned()
                 .collect()
         }
+        fn has_remote_sessions(&self) -> bool {
+            !self.entries.lock().unwrap().is_empty()
+        }
         fn forward(&self, node: NodeId, envelope: Envelope) -> Result<(), ForwardError> {
             self.inner.forward(node, envelope)
         }

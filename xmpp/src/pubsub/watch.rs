@@ -158,6 +158,9 @@ mod tests {
         ) -> Vec<starling_core::cluster::ResourceEntry> {
             Vec::new()
         }
+        fn has_remote_sessions(&self) -> bool {
+            false
+        }
         fn forward(
             &self,
             node: starling_core::cluster::NodeId,

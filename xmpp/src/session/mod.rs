@@ -353,10 +353,13 @@ impl SessionManager {
         self.shard(bare).get(bare).cloned().unwrap_or_default()
     }
 
-    /// How many sessions the user has on this node, without listing them.
-    pub fn resource_count(&self, bare: &BareJid) -> usize {
-        let bare = bare.as_str();
-        self.shard(bare).get(bare).map_or(0, Vec::len)
+    /// Whether the session bound to `jid` is its user's only one here, told
+    /// in one lookup without listing the sessions.
+    pub fn is_only_resource(&self, jid: &FullJid) -> bool {
+        let bare = bare_str(jid);
+        self.shard(bare)
+            .get(bare)
+            .is_some_and(|sessions| matches!(sessions.as_slice(), [only] if only.jid == *jid))
     }
 
     pub fn has_resources(&self, bare: &BareJid) -> bool {
@@ -418,6 +421,22 @@ mod tests {
         assert!(manager.unbind(&other));
         assert_eq!(manager.count(), 0);
         assert!(!manager.has_resources(&second.jid.to_bare()));
+    }
+
+    #[test]
+    fn only_resource_is_the_one_bound_session_of_its_user() {
+        let manager = SessionManager::default();
+        let phone = session(&manager, "a@example.com/phone");
+        let laptop = session(&manager, "a@example.com/laptop");
+        assert!(!manager.is_only_resource(&phone.jid), "not bound yet");
+        manager.bind(phone.clone());
+        manager.bind(session(&manager, "b@example.com/phone"));
+        assert!(manager.is_only_resource(&phone.jid));
+        assert!(!manager.is_only_resource(&laptop.jid), "another resource");
+        manager.bind(laptop.clone());
+        assert!(!manager.is_only_resource(&phone.jid));
+        manager.unbind(&phone);
+        assert!(manager.is_only_resource(&laptop.jid));
     }
 
     #[test]
