@@ -304,7 +304,74 @@ fn from_server(message: Message) -> Option<Vec<u8>> {
     if trimmed.starts_with("<close") {
         return Some(b"</stream:stream>".to_vec());
     }
+    if let Err(problem) = check_standalone(&text) {
+        // The pipe ends, so the test waiting on this client fails.
+        panic!("RFC 7395 3.3.3: a server message {problem}: {text}");
+    }
     Some(text.into_bytes())
+}
+
+/// RFC 7395 3.3.3: a message holds exactly one complete element, and as no
+/// stream header is around it, the element declares its own namespace.
+fn check_standalone(text: &str) -> Result<(), String> {
+    use quick_xml::events::Event;
+    use quick_xml::name::ResolveResult;
+    let mut reader = quick_xml::NsReader::from_str(text);
+    let mut depth = 0usize;
+    let mut roots = 0;
+    loop {
+        let (namespace, event) = reader
+            .read_resolved_event()
+            .map_err(|error| format!("is not well-formed ({error})"))?;
+        let opens = match event {
+            Event::Start(_) => true,
+            Event::Empty(_) => false,
+            Event::End(_) => {
+                depth -= 1;
+                continue;
+            }
+            Event::Eof => break,
+            Event::Text(text) if depth == 0 && !text.trim_ascii().is_empty() => {
+                return Err("has text outside its element".into());
+            }
+            _ => continue,
+        };
+        if depth == 0 {
+            roots += 1;
+            if !matches!(namespace, ResolveResult::Bound(_)) {
+                return Err("does not declare its element's namespace".into());
+            }
+        }
+        if opens {
+            depth += 1;
+        }
+    }
+    match roots {
+        1 => Ok(()),
+        n => Err(format!("holds {n} elements, not one")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_standalone;
+
+    #[test]
+    fn a_message_is_one_element_that_declares_its_namespace() {
+        assert!(
+            check_standalone("<message xmlns='jabber:client' to='a@b'><body>x</body></message>")
+                .is_ok()
+        );
+        assert!(
+            check_standalone("<stream:features xmlns:stream='http://etherx.jabber.org/streams'/>")
+                .is_ok()
+        );
+        assert!(check_standalone("<message to='a@b'><body>x</body></message>").is_err());
+        assert!(
+            check_standalone("<r xmlns='urn:xmpp:sm:3'/><a xmlns='urn:xmpp:sm:3' h='1'/>").is_err()
+        );
+        assert!(check_standalone("<r xmlns='urn:xmpp:sm:3'/>text").is_err());
+    }
 }
 
 /// One client write as a message.

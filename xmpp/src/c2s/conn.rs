@@ -154,6 +154,24 @@ impl Conn {
         Ok(self.transport.write_all(bytes).await?)
     }
 
+    /// Writes stanzas serialized one after another in `out`, each ending at
+    /// an offset in `ends` and each a document of its own (its namespace
+    /// declared): as bytes of the stream, or one message per stanza on a
+    /// WebSocket without reading them back.
+    pub(crate) async fn write_stanzas(
+        &mut self,
+        out: Vec<u8>,
+        ends: &[usize],
+    ) -> Result<(), ConnError> {
+        Ok(self.transport.write_stanzas(out, ends).await?)
+    }
+
+    /// Whether each stanza written goes as a message of its own (XMPP over
+    /// WebSocket): then each must declare its namespace.
+    pub(crate) fn frames_stanzas(&self) -> bool {
+        self.transport.frames_stanzas()
+    }
+
     pub(crate) async fn send(&mut self, element: &Element) -> Result<(), ConnError> {
         self.write(&element.to_bytes()).await
     }

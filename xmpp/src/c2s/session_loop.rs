@@ -357,14 +357,22 @@ async fn write_queued(
         return Ok(());
     }
     let metrics = &conn.server.metrics;
+    // On a WebSocket each stanza is a message of its own, so it declares
+    // its namespace; on a stream the header declared it.
+    let parent_ns = if conn.frames_stanzas() { "" } else { ns::CLIENT };
     let mut out = Vec::with_capacity(256 * batch.len());
+    let mut ends = Vec::with_capacity(batch.len() + 1);
     for element in batch {
         metrics.stanza_out(kind_of(&element));
-        element.write_to(&mut out, ns::CLIENT);
+        element.write_to(&mut out, parent_ns);
+        ends.push(out.len());
         sm_stream::wrote(sm, element);
     }
     sm_stream::append_request(&conn.server, sm, &mut out, Instant::now());
-    conn.write(&out).await
+    if out.len() > ends[ends.len() - 1] {
+        ends.push(out.len());
+    }
+    conn.write_stanzas(out, &ends).await
 }
 
 /// Writes one stanza the connection makes itself (an error reply, a ping),

@@ -161,6 +161,18 @@ impl Transport {
         }
     }
 
+    /// See [`Conn::write_stanzas`](super::conn::Conn::write_stanzas).
+    pub(super) async fn write_stanzas(&mut self, out: Vec<u8>, ends: &[usize]) -> io::Result<()> {
+        match self {
+            Transport::WebSocket(socket) => socket.write_stanzas(out, ends).await,
+            _ => self.write_all(&out).await,
+        }
+    }
+
+    pub(super) fn frames_stanzas(&self) -> bool {
+        matches!(self, Transport::WebSocket(_))
+    }
+
     /// Flushes and closes the write side.
     pub(super) async fn shutdown(&mut self) -> io::Result<()> {
         match self {

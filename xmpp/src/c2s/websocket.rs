@@ -7,7 +7,8 @@
 
 use std::io;
 
-use axum::extract::ws::{Message, WebSocket};
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
+use bytes::Bytes;
 use futures_util::{FutureExt, SinkExt};
 
 use super::transport::FrameFault;
@@ -134,6 +135,23 @@ impl WebSocketStream {
         for frame in frames {
             self.socket
                 .feed(Message::Text(frame.into()))
+                .await
+                .map_err(io::Error::other)?;
+        }
+        self.socket.flush().await.map_err(io::Error::other)
+    }
+
+    /// Sends stanzas the session wrote as standalone documents, one message
+    /// each, cut out of `out` without copying or reading them again.
+    pub(super) async fn write_stanzas(&mut self, out: Vec<u8>, ends: &[usize]) -> io::Result<()> {
+        let out = Bytes::from(out);
+        let mut start = 0;
+        for &end in ends {
+            let text = Utf8Bytes::try_from(out.slice(start..end))
+                .map_err(|_| io::Error::other("the session wrote a stanza that is not UTF-8"))?;
+            start = end;
+            self.socket
+                .feed(Message::Text(text))
                 .await
                 .map_err(io::Error::other)?;
         }
