@@ -359,7 +359,11 @@ async fn write_queued(
     let metrics = &conn.server.metrics;
     // On a WebSocket each stanza is a message of its own, so it declares
     // its namespace; on a stream the header declared it.
-    let parent_ns = if conn.frames_stanzas() { "" } else { ns::CLIENT };
+    let parent_ns = if conn.frames_stanzas() {
+        ""
+    } else {
+        ns::CLIENT
+    };
     let mut out = Vec::with_capacity(256 * batch.len());
     let mut ends = Vec::with_capacity(batch.len() + 1);
     for element in batch {

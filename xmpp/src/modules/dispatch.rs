@@ -54,7 +54,9 @@ pub struct Modules {
     /// (type, addressee) -> payload namespace -> module.
     iqs: HashMap<(IqType, Addressee), HashMap<&'static str, usize>>,
     hosts: HashMap<String, usize>,
-    hooks: HashMap<Hook, Vec<usize>>,
+    /// Each hook's modules, indexed by the hook's discriminant (asked on
+    /// every stanza, so no hashing).
+    hooks: Vec<Vec<usize>>,
     /// The `ClientStanza` and `Inbound` hooks by the kind of stanza their
     /// modules take (`Registration::stanza_kinds`), in hook order.
     client_stanza: KindHooks,
@@ -82,7 +84,7 @@ impl Modules {
             all: Vec::new(),
             iqs: HashMap::new(),
             hosts: HashMap::new(),
-            hooks: HashMap::new(),
+            hooks: Vec::new(),
             client_stanza: KindHooks::default(),
             inbound: KindHooks::default(),
             server_disco: Vec::new(),
@@ -114,7 +116,11 @@ impl Modules {
                 }
             }
             for hook in registration.hooks {
-                let hooked = modules.hooks.entry(hook).or_default();
+                let slot = hook as usize;
+                if modules.hooks.len() <= slot {
+                    modules.hooks.resize_with(slot + 1, Vec::new);
+                }
+                let hooked = &mut modules.hooks[slot];
                 if !hooked.contains(&index) {
                     hooked.push(index);
                     match hook {
@@ -157,7 +163,7 @@ impl Modules {
 
     fn hooked(&self, hook: Hook) -> impl Iterator<Item = &Arc<dyn Module>> {
         self.hooks
-            .get(&hook)
+            .get(hook as usize)
             .into_iter()
             .flatten()
             .map(|&index| &self.all[index])
@@ -486,6 +492,15 @@ mod tests {
             assert_eq!(hooks.of(StanzaKind::Iq), [0, 2]);
         }
         assert_eq!(Registration::default().stanza_kinds, StanzaKinds::ALL);
+        // Each hooking module once, whatever its registration repeats.
+        let names = |hook| modules.hooked(hook).map(|m| m.name()).collect::<Vec<_>>();
+        assert_eq!(names(Hook::ClientStanza), ["all", "presence", "chat"]);
+        assert_eq!(names(Hook::Inbound), ["all", "presence", "chat"]);
+        assert!(names(Hook::Deliver).is_empty());
+        assert!(
+            names(Hook::SessionMoved).is_empty(),
+            "past the last hooked slot"
+        );
     }
 
     struct Caching(&'static str, Arc<starling_core::cache::Lru<String, ()>>);
