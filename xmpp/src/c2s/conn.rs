@@ -155,9 +155,9 @@ impl Conn {
     }
 
     /// Writes stanzas serialized one after another in `out`, each ending at
-    /// an offset in `ends` and each a document of its own (its namespace
-    /// declared): as bytes of the stream, or one message per stanza on a
-    /// WebSocket without reading them back.
+    /// an offset in `ends`: as bytes of the stream, or, where
+    /// [`Conn::frames_stanzas`] (each then written declaring its namespace),
+    /// one WebSocket message per stanza without reading them back.
     pub(crate) async fn write_stanzas(
         &mut self,
         out: Vec<u8>,
